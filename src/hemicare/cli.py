@@ -1,0 +1,132 @@
+"""The `hemicare` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hemicare import __version__
+from hemicare.engine import (
+    InputError,
+    KnowledgeError,
+    build_plan,
+    load,
+    load_assessment,
+    load_default,
+    render_text,
+)
+from hemicare.engine.assessment import Assessment
+from hemicare.engine.check import run_all
+from hemicare.engine.plan import Plan
+
+app = typer.Typer(help="HemiCare: care planning for hemifacial spasm.", no_args_is_help=True, add_completion=False)
+knowledge_app = typer.Typer(help="Inspect and check the knowledge base.", no_args_is_help=True)
+app.add_typer(knowledge_app, name="knowledge")
+
+INPUT_ERROR = 2
+
+
+class PlanFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class SchemaName(StrEnum):
+    ASSESSMENT = "assessment"
+    PLAN = "plan"
+
+
+def _fail_input(exc: InputError) -> typer.Exit:
+    for problem in exc.problems:
+        typer.echo(f"error: {problem}", err=True)
+    return typer.Exit(INPUT_ERROR)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hemicare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """HemiCare supports clinicians' decisions; it never replaces them."""
+
+
+@app.command()
+def plan(
+    patient_file: Annotated[Path, typer.Argument(help="Assessment in YAML or JSON.")],
+    output_format: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = PlanFormat.JSON,
+) -> None:
+    """Print the plan for one patient's assessment."""
+    try:
+        assessment = load_assessment(patient_file)
+    except InputError as exc:
+        raise _fail_input(exc) from exc
+    result = build_plan(assessment, load_default())
+    if output_format is PlanFormat.TEXT:
+        typer.echo(render_text(result), nl=False)
+    else:
+        typer.echo(result.model_dump_json(indent=2))
+
+
+@app.command()
+def schema(name: Annotated[SchemaName, typer.Argument(help="Which schema.")] = SchemaName.ASSESSMENT) -> None:
+    """Print the JSON Schema of the assessment input or of the plan output."""
+    model = Assessment if name is SchemaName.ASSESSMENT else Plan
+    typer.echo(json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@knowledge_app.command("check")
+def knowledge_check(
+    root: Annotated[Path | None, typer.Option(help="Knowledge tree to check (default: the packaged one).")] = None,
+) -> None:
+    """Validate every record and run every rule's cases."""
+    try:
+        kb = load(root)
+    except KnowledgeError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"knowledge base invalid: {len(exc.problems)} problem(s)", err=True)
+        raise typer.Exit(1) from exc
+    results = run_all(kb)
+    failed = [r for r in results if not r.passed]
+    for result in failed:
+        typer.echo(f"FAIL {result.rule} / {result.case}: {result.detail}", err=True)
+    records = sum(
+        len(items)
+        for items in (
+            kb.references,
+            kb.conditions,
+            kb.scales,
+            kb.treatments,
+            kb.drugs,
+            kb.acupoints,
+            kb.herbs,
+        )
+    )
+    typer.echo(
+        f"knowledge base {kb.version}: {records} records, {len(kb.rules())} rules, "
+        f"{len(results) - len(failed)} of {len(results)} rule cases passed"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="hemicare")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,50 @@
+"""Run every rule's stored cases against the rule: the knowledge base's own test suite."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from hemicare.engine.errors import InputError
+from hemicare.engine.intake import validate_assessment
+from hemicare.engine.loader import KnowledgeBase
+from hemicare.engine.rules import facts_of, holds
+from hemicare.engine.schema import RuleCase
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` onto a copy of ``base``; a mapping merges, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    rule: str
+    case: str
+    passed: bool
+    detail: str = ""
+
+
+def run_case(kb: KnowledgeBase, rule_id: str, case: RuleCase) -> CaseResult:
+    """Evaluate one stored case; an invalid case patient is a failure, not a skip."""
+    rule = kb.rules()[rule_id]
+    try:
+        assessment = validate_assessment(merge(kb.baseline_patient, case.patient))
+    except InputError as exc:
+        return CaseResult(rule_id, case.name, False, f"case patient is invalid: {exc}")
+    fired = holds(rule.when, facts_of(assessment, kb))
+    expected = case.expect == "fires"
+    detail = "" if fired == expected else f"expected to {'fire' if expected else 'stay silent'}, but it did not"
+    return CaseResult(rule_id, case.name, fired == expected, detail)
+
+
+def run_all(kb: KnowledgeBase) -> list[CaseResult]:
+    """Every case of every rule, in a stable order."""
+    return [run_case(kb, rule_id, case) for rule_id in sorted(kb.cases) for case in kb.cases[rule_id].cases]

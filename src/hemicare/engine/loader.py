@@ -1,0 +1,286 @@
+"""Load the knowledge base from its YAML tree, validate it strictly, and cache it.
+
+Errors name the file and the record. Every problem found is reported, not only the first, so one run of
+``hemicare knowledge check`` shows everything a reviewer has to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hemicare.engine.errors import KnowledgeError
+from hemicare.engine.rules import fact_names
+from hemicare.engine.schema import (
+    Acupoint,
+    ClinicalCondition,
+    Comorbidity,
+    Condition,
+    Differential,
+    Drug,
+    DrugClass,
+    Evidence,
+    Herb,
+    RedFlag,
+    Reference,
+    RuleCases,
+    Scale,
+    Treatment,
+    Triage,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def default_root() -> Path:
+    """The knowledge tree shipped inside the package."""
+    return Path(str(resources.files("hemicare") / "knowledge"))
+
+
+def normalise(name: str) -> str:
+    """The form under which names are matched: case-folded, single spaces, no punctuation at the ends."""
+    return re.sub(r"[\s_\-]+", " ", name.casefold()).strip(" .,;")
+
+
+@dataclass
+class KnowledgeBase:
+    """Every knowledge record, indexed by id."""
+
+    version: str
+    root: Path
+    references: dict[str, Reference] = field(default_factory=dict)
+    comorbidities: dict[str, Comorbidity] = field(default_factory=dict)
+    drug_classes: dict[str, DrugClass] = field(default_factory=dict)
+    drugs: dict[str, Drug] = field(default_factory=dict)
+    acupoints: dict[str, Acupoint] = field(default_factory=dict)
+    herbs: dict[str, Herb] = field(default_factory=dict)
+    conditions: dict[str, ClinicalCondition] = field(default_factory=dict)
+    scales: dict[str, Scale] = field(default_factory=dict)
+    treatments: dict[str, Treatment] = field(default_factory=dict)
+    red_flags: dict[str, RedFlag] = field(default_factory=dict)
+    differentials: dict[str, Differential] = field(default_factory=dict)
+    cases: dict[str, RuleCases] = field(default_factory=dict)
+    triage: Triage | None = None
+    baseline_patient: dict[str, Any] = field(default_factory=dict)
+    _drug_index: dict[str, str] = field(default_factory=dict)
+    _comorbidity_index: dict[str, str] = field(default_factory=dict)
+    _covered_drugs: frozenset[str] = frozenset()
+
+    def resolve_drug(self, written: str) -> Drug | None:
+        """The drug a clinician's wording names (generic, synonym or brand, any case), or None."""
+        drug_id = self._drug_index.get(normalise(written))
+        return self.drugs[drug_id] if drug_id else None
+
+    def resolve_comorbidity(self, written: str) -> Comorbidity | None:
+        """The vocabulary term a written comorbidity names, or None."""
+        term_id = self._comorbidity_index.get(normalise(written))
+        return self.comorbidities[term_id] if term_id else None
+
+    def covered_drugs(self) -> frozenset[str]:
+        """Drugs that at least one safety rule names, directly or through a class; the rest are unchecked."""
+        return self._covered_drugs
+
+    def rules(self) -> dict[str, RedFlag | Differential]:
+        """Every rule that has a ``when`` condition and so needs cases."""
+        return {**self.red_flags, **self.differentials}
+
+
+class _Collector:
+    """Gathers problems across the whole tree before failing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[str] = []
+
+    def where(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def read(self, path: Path) -> Any:
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            self.problems.append(f"{self.where(path)}: cannot read YAML: {exc}")
+            return None
+
+    def model(self, path: Path, data: Any, model: type[M], label: str) -> M | None:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(part) for part in err["loc"])
+                self.problems.append(f"{self.where(path)}: {label}: {loc or '(record)'}: {err['msg']}")
+            return None
+
+    def records(self, path: Path, model: type[M], key: str) -> list[M]:
+        data = self.read(path)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            self.problems.append(f"{self.where(path)}: expected a list of records")
+            return []
+        out: list[M] = []
+        for index, item in enumerate(data):
+            label = str(item.get(key, f"#{index}")) if isinstance(item, dict) else f"#{index}"
+            record = self.model(path, item, model, label)
+            if record is not None:
+                out.append(record)
+        return out
+
+    def index(self, path: Path, records: Iterable[M], key: str, into: dict[str, M]) -> None:
+        for record in records:
+            record_id = str(getattr(record, key))
+            if record_id in into:
+                self.problems.append(f"{self.where(path)}: duplicate id `{record_id}`")
+            else:
+                into[record_id] = record
+
+
+def _evidence_blocks(value: Any) -> Iterable[Evidence]:
+    """Every Evidence block inside a record, however deeply nested."""
+    if isinstance(value, Evidence):
+        yield value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _evidence_blocks(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _evidence_blocks(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _evidence_blocks(item)
+
+
+def _index_names(
+    kb_items: dict[str, Any], names_of: Any, index: dict[str, str], collector: _Collector, kind: str
+) -> None:
+    for item_id, item in kb_items.items():
+        for name in names_of(item):
+            key = normalise(name)
+            other = index.get(key)
+            if other is not None and other != item_id:
+                collector.problems.append(f"{kind} name `{name}` is claimed by both `{other}` and `{item_id}`")
+            index[key] = item_id
+
+
+def load(root: Path | None = None) -> KnowledgeBase:
+    """Load and validate the knowledge tree at ``root`` (the packaged one by default).
+
+    Raises :class:`KnowledgeError` listing every problem found.
+    """
+    root = root or default_root()
+    c = _Collector(root)
+    version_file = root / "VERSION"
+    if not version_file.is_file():
+        raise KnowledgeError([f"{root}: no VERSION file; is this a knowledge tree?"])
+    kb = KnowledgeBase(version=version_file.read_text(encoding="utf-8").strip(), root=root)
+
+    flat: list[tuple[str, type[BaseModel], str, dict[str, Any]]] = [
+        ("references.yaml", Reference, "id", kb.references),
+        ("conditions.yaml", ClinicalCondition, "id", kb.conditions),
+        ("scales.yaml", Scale, "id", kb.scales),
+        ("vocab/comorbidities.yaml", Comorbidity, "id", kb.comorbidities),
+        ("vocab/drug_classes.yaml", DrugClass, "id", kb.drug_classes),
+        ("vocab/drugs.yaml", Drug, "id", kb.drugs),
+        ("tcm/acupoints.yaml", Acupoint, "code", kb.acupoints),
+        ("tcm/herbs.yaml", Herb, "latin", kb.herbs),
+    ]
+    for relative, model, key, into in flat:
+        path = root / relative
+        if not path.is_file():
+            c.problems.append(f"{relative}: missing")
+            continue
+        c.index(path, c.records(path, model, key), key, into)
+
+    for path in sorted((root / "treatments").glob("*.yaml")):
+        c.index(path, c.records(path, Treatment, "id"), "id", kb.treatments)
+
+    rule_dirs: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
+        ("rules/red_flags", RedFlag, kb.red_flags),
+        ("rules/differentials", Differential, kb.differentials),
+    ]
+    for relative, model, into in rule_dirs:
+        for path in sorted((root / relative).glob("*.yaml")):
+            if path.name.endswith(".cases.yaml"):
+                cases = c.model(path, c.read(path), RuleCases, path.name)
+                if cases is not None:
+                    c.index(path, [cases], "rule", kb.cases)
+                continue
+            record = c.model(path, c.read(path), model, path.stem)
+            if record is not None:
+                if getattr(record, "id", None) != path.stem:
+                    c.problems.append(f"{c.where(path)}: record id must match the file name `{path.stem}`")
+                c.index(path, [record], "id", into)
+
+    triage_path = root / "triage.yaml"
+    kb.triage = c.model(triage_path, c.read(triage_path), Triage, "triage")
+    baseline = c.read(root / "cases" / "baseline.yaml")
+    kb.baseline_patient = baseline if isinstance(baseline, dict) else {}
+
+    _cross_check(kb, c)
+    _index_names(kb.drugs, lambda d: [d.id, d.label, *d.synonyms, *d.brands], kb._drug_index, c, "drug")
+    _index_names(kb.comorbidities, lambda t: [t.id, t.label, *t.synonyms], kb._comorbidity_index, c, "comorbidity")
+    if c.problems:
+        raise KnowledgeError(c.problems)
+    return kb
+
+
+def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
+    """References resolve, rules name known facts and vocabulary, every rule has cases."""
+    known_facts = fact_names()
+    collections: dict[str, dict[str, Any]] = {
+        "condition": kb.conditions,
+        "scale": kb.scales,
+        "treatment": kb.treatments,
+        "red flag": kb.red_flags,
+        "differential": kb.differentials,
+        "acupoint": kb.acupoints,
+        "herb": kb.herbs,
+    }
+    for kind, items in collections.items():
+        for item_id, item in items.items():
+            for evidence in _evidence_blocks(item):
+                for ref in evidence.references:
+                    if ref not in kb.references:
+                        c.problems.append(f"{kind} `{item_id}`: reference `{ref}` is not in references.yaml")
+    if kb.triage is not None:
+        for ref in kb.triage.evidence.references:
+            if ref not in kb.references:
+                c.problems.append(f"triage: reference `{ref}` is not in references.yaml")
+        for name in kb.triage.essential_findings:
+            if name not in known_facts:
+                c.problems.append(f"triage: essential finding `{name}` is not a known fact")
+    for rule_id, rule in kb.rules().items():
+        condition: Condition = rule.when
+        for name in sorted(condition.facts() - known_facts):
+            c.problems.append(f"rule `{rule_id}`: unknown fact `{name}`")
+        if rule_id not in kb.cases:
+            c.problems.append(f"rule `{rule_id}`: no cases file `{rule_id}.cases.yaml` beside it")
+    for rule_id in kb.cases:
+        if rule_id not in kb.rules():
+            c.problems.append(f"cases for `{rule_id}`: no such rule")
+    for differential in kb.differentials.values():
+        if differential.condition not in kb.conditions:
+            c.problems.append(f"differential `{differential.id}`: unknown condition `{differential.condition}`")
+    for drug in kb.drugs.values():
+        for cls in drug.classes:
+            if cls not in kb.drug_classes:
+                c.problems.append(f"drug `{drug.id}`: unknown class `{cls}`")
+    for scale in kb.scales.values():
+        if scale.kind == "graded":
+            values = sorted(level.value for level in scale.levels)
+            if values != list(range(scale.min, scale.max + 1)):
+                c.problems.append(f"scale `{scale.id}`: levels must cover {scale.min}..{scale.max} exactly")
+
+
+@cache
+def load_default() -> KnowledgeBase:
+    """The packaged knowledge base, loaded once per process."""
+    return load()

@@ -1,0 +1,144 @@
+"""The plan contract: the stable, documented output of the engine.
+
+Field names and enum values here are a public interface (CLI JSON, API, stored plans). Add fields, never rename.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hemicare.engine.schema import Certainty, Evidence
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiagnosisStatus(StrEnum):
+    PRIMARY_HFS_LIKELY = "primary_hfs_likely"
+    SECONDARY_SUSPECTED = "secondary_suspected"
+    ALTERNATIVE_SUSPECTED = "alternative_suspected"
+    INSUFFICIENT_INFORMATION = "insufficient_information"
+
+
+class Category(StrEnum):
+    WORKUP = "workup"
+    CONVENTIONAL = "conventional"
+    INTEGRATIVE = "integrative"
+
+
+class Status(StrEnum):
+    RECOMMENDED = "recommended"
+    OPTION = "option"
+    DEFERRED = "deferred"
+    NOT_RECOMMENDED = "not_recommended"
+    CONTRAINDICATED = "contraindicated"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class EvidenceOut(Out):
+    certainty: Certainty
+    references: list[str]
+    note: str | None = None
+
+
+class RedFlagOut(Out):
+    id: str
+    finding: str
+    action: str
+    kind: str = Field(description="secondary_sign (secondary HFS suspected) or imaging_prompt (imaging needed)")
+    evidence: EvidenceOut
+
+
+class DifferentialOut(Out):
+    id: str
+    name: str
+    reason: str
+    evidence: EvidenceOut
+
+
+class Diagnosis(Out):
+    status: DiagnosisStatus
+    summary: str
+    red_flags: list[RedFlagOut] = []
+    differentials: list[DifferentialOut] = []
+    unknown_findings: list[str] = Field(default=[], description="Essential findings not recorded")
+
+
+class DomainScore(Out):
+    value: int
+    max: int
+
+
+class ScoreOut(Out):
+    scale: str
+    name: str
+    value: float
+    min: int
+    max: int
+    label: str | None = None
+    interpretation: str
+    domains: dict[str, DomainScore] = {}
+    evidence: EvidenceOut
+
+
+class Recommendation(Out):
+    id: str
+    category: Category
+    status: Status
+    summary: str
+    rationale: list[str]
+    evidence: EvidenceOut
+    details: dict[str, Any] = {}
+
+
+class Alert(Out):
+    id: str
+    severity: Severity
+    message: str
+    affects: list[str] = []
+    references: list[str] = []
+
+
+class TcmSection(Out):
+    patterns: list[dict[str, Any]] = []
+
+
+class ScheduleItem(Out):
+    what: str
+    due: dt.date | None = None
+    note: str | None = None
+
+
+class Plan(Out):
+    """A patient's plan. ``recommendations`` keep deferred and contraindicated items, with their reasons."""
+
+    hemicare_version: str
+    knowledge_version: str
+    patient_id: str
+    generated_on: dt.date
+    diagnosis: Diagnosis
+    scores: dict[str, ScoreOut]
+    recommendations: list[Recommendation]
+    alerts: list[Alert]
+    tcm: TcmSection = TcmSection()
+    schedule: list[ScheduleItem] = []
+    references: dict[str, str] = Field(default={}, description="Every cited reference id with its citation")
+
+
+def evidence_out(evidence: Evidence) -> EvidenceOut:
+    """The plan's view of a knowledge-base evidence block; disputed and unverified marks stay in the note."""
+    marks = [mark for mark, on in (("DISPUTED", evidence.disputed), ("UNVERIFIED", evidence.unverified)) if on]
+    note = evidence.note
+    if marks:
+        note = f"[{', '.join(marks)}] {note}"
+    return EvidenceOut(certainty=evidence.certainty, references=list(evidence.references), note=note)

@@ -1,0 +1,146 @@
+"""Facts about an assessment, and the evaluation of knowledge-base conditions over them.
+
+A fact is a dotted path into the assessment (``findings.tonic_spasm``) or a derived value computed here
+(``onset_age_years``, ``drug_classes``). Rules may name only facts in :func:`fact_names`, which the loader checks,
+so a typo in a rule is a load error rather than a rule that never fires.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any, Union
+
+from pydantic import BaseModel
+
+from hemicare.engine.assessment import Assessment
+
+if TYPE_CHECKING:
+    from hemicare.engine.loader import KnowledgeBase
+    from hemicare.engine.schema import Condition
+
+Facts = Mapping[str, Any]
+
+DERIVED_FACTS: dict[str, str] = {
+    "onset_age_years": "Age at onset in years (age minus symptom duration)",
+    "drugs": "Generic names of the medications the knowledge base recognised",
+    "drug_classes": "Classes of the recognised medications",
+    "comorbidity_ids": "Comorbidities the knowledge base recognised, as vocabulary ids",
+    "unknown_medications": "Medications as written that the knowledge base does not recognise",
+    "unknown_comorbidities": "Comorbidities as written that the knowledge base does not recognise",
+    "toxin_session_count": "Number of botulinum-toxin sessions in the history",
+}
+
+
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside ``Model | None``, or None when the annotation is not a single model."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        models = [arg for arg in typing.get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None) and arg not in models]
+        if len(models) == 1 and not others:
+            return models[0]
+    return None
+
+
+def _paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        names.add(path)
+        inner = model_of(field.annotation)
+        if inner is not None:
+            names |= _paths(inner, f"{path}.")
+    return names
+
+
+@cache
+def fact_names() -> frozenset[str]:
+    """Every fact a rule may test."""
+    return frozenset(_paths(Assessment) | set(DERIVED_FACTS))
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        if prefix:
+            out[prefix] = value
+        for key, inner in value.items():
+            _flatten(inner, f"{prefix}.{key}" if prefix else key, out)
+    else:
+        out[prefix] = value
+
+
+def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
+    """The facts of one assessment, as rules see them."""
+    out: dict[str, Any] = {}
+    _flatten(assessment.model_dump(mode="json"), "", out)
+    drugs: list[str] = []
+    unknown_drugs: list[str] = []
+    for written in assessment.medications:
+        drug = kb.resolve_drug(written)
+        if drug is None:
+            unknown_drugs.append(written)
+        elif drug.id not in drugs:
+            drugs.append(drug.id)
+    comorbidities: list[str] = []
+    unknown_comorbidities: list[str] = []
+    for written in assessment.comorbidities:
+        term = kb.resolve_comorbidity(written)
+        if term is None:
+            unknown_comorbidities.append(written)
+        elif term.id not in comorbidities:
+            comorbidities.append(term.id)
+    out["onset_age_years"] = assessment.onset_age_years
+    out["drugs"] = drugs
+    out["drug_classes"] = sorted({cls for drug_id in drugs for cls in kb.drugs[drug_id].classes})
+    out["comorbidity_ids"] = comorbidities
+    out["unknown_medications"] = unknown_drugs
+    out["unknown_comorbidities"] = unknown_comorbidities
+    out["toxin_session_count"] = len(assessment.history.botulinum_sessions)
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def holds(condition: Condition, facts: Facts) -> bool:
+    """Whether ``condition`` is true of ``facts``; a test on a missing fact is false (except ``known``)."""
+    if condition.all is not None:
+        return all(holds(child, facts) for child in condition.all)
+    if condition.any is not None:
+        return any(holds(child, facts) for child in condition.any)
+    if condition.not_ is not None:
+        return not holds(condition.not_, facts)
+    value = facts.get(condition.fact or "")
+    if condition.known is not None:
+        return (value is not None) == condition.known
+    if value is None:
+        return False
+    if condition.is_ is not None:
+        return value is condition.is_
+    if condition.equals is not None:
+        return bool(value == condition.equals)
+    if condition.in_ is not None:
+        return value in condition.in_
+    if condition.contains is not None:
+        return isinstance(value, list) and condition.contains in value
+    if condition.contains_any is not None:
+        return isinstance(value, list) and bool(set(value) & set(condition.contains_any))
+    if condition.subset_of is not None:
+        return isinstance(value, list) and set(value) <= set(condition.subset_of)
+    if not _number(value):
+        return False
+    if condition.lt is not None:
+        return bool(value < condition.lt)
+    if condition.le is not None:
+        return bool(value <= condition.le)
+    if condition.gt is not None:
+        return bool(value > condition.gt)
+    if condition.ge is not None:
+        return bool(value >= condition.ge)
+    raise AssertionError("a validated condition always has an operator")

@@ -1,0 +1,87 @@
+"""The `hemicare` command, driven through its runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hemicare import __version__
+from hemicare.cli import app
+
+from .conftest import EXAMPLES, ROOT
+
+runner = CliRunner()
+
+
+def test_plan_json_for_the_demo_patient() -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml")])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["patient_id"] == "demo-001"
+    assert plan["diagnosis"]["status"] == "primary_hfs_likely"
+    assert plan["scores"]["hfs7"]["value"] == 14
+
+
+def test_plan_text_reads_for_a_clinician() -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-002-red-flags.yaml"), "--format", "text"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "Status: secondary suspected" in text
+    assert text.index("Red flags") < text.index("RECOMMENDATIONS")
+    assert "[RECOMMENDED] mri_workup" in text
+    assert "REFERENCES" in text and "certainty" in text
+
+
+def test_bad_input_exits_2_naming_each_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "demo-001.yaml").read_text().replace("age: 52", "age: 212") + "\nshoe_size: 9\n")
+    result = runner.invoke(app, ["plan", str(bad)])
+    assert result.exit_code == 2
+    assert "field `age`: Input should be less than or equal to 120 (got 212)" in result.stderr
+    assert "field `shoe_size`: unknown field" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", str(tmp_path / "nobody.yaml")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_unknown_format_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--format", "pdf"])
+    assert result.exit_code == 2
+
+
+def test_knowledge_check_passes() -> None:
+    result = runner.invoke(app, ["knowledge", "check"])
+    assert result.exit_code == 0, result.output
+    assert "rule cases passed" in result.stdout
+
+
+def test_knowledge_check_fails_on_a_broken_tree(kb_tree: Path) -> None:
+    (kb_tree / "rules/red_flags/tonic_spasm.cases.yaml").unlink()
+    result = runner.invoke(app, ["knowledge", "check", "--root", str(kb_tree)])
+    assert result.exit_code == 1
+    assert "no cases file" in result.stderr
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_published_schema_matches_the_model() -> None:
+    """docs/assessment.schema.json is generated from the model; regenerate it when the model changes."""
+    result = runner.invoke(app, ["schema", "assessment"])
+    assert result.exit_code == 0
+    published = json.loads((ROOT / "docs" / "assessment.schema.json").read_text())
+    assert published == json.loads(result.stdout), "run: hemicare schema assessment > docs/assessment.schema.json"
+
+
+def test_plan_schema_is_published() -> None:
+    result = runner.invoke(app, ["schema", "plan"])
+    published = json.loads((ROOT / "docs" / "plan.schema.json").read_text())
+    assert published == json.loads(result.stdout), "run: hemicare schema plan > docs/plan.schema.json"

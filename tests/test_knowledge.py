@@ -1,0 +1,126 @@
+"""The knowledge base loads, its rule cases pass, and the loader rejects broken records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hemicare.engine import KnowledgeBase, KnowledgeError, load
+from hemicare.engine.check import run_all
+from hemicare.engine.loader import load_default
+
+
+def _all_cases() -> list[tuple[str, str]]:
+    kb = load_default()
+    return [(rule, case.name) for rule in sorted(kb.cases) for case in kb.cases[rule].cases]
+
+
+@pytest.mark.parametrize(("rule", "case"), _all_cases())
+def test_rule_case(kb: KnowledgeBase, rule: str, case: str) -> None:
+    result = next(r for r in run_all(kb) if r.rule == rule and r.case == case)
+    assert result.passed, result.detail
+
+
+def test_every_rule_has_a_firing_and_a_silent_case(kb: KnowledgeBase) -> None:
+    assert set(kb.cases) == set(kb.rules())
+    for cases in kb.cases.values():
+        assert {c.expect for c in cases.cases} == {"fires", "silent"}
+
+
+def test_required_record_kinds_are_present(kb: KnowledgeBase) -> None:
+    assert kb.version
+    assert "primary_hfs" in kb.conditions
+    assert {"smc_grade", "jankovic_severity", "jankovic_frequency", "cohen_albert", "hfs7", "hfs30"} <= set(kb.scales)
+    required = {
+        "hypertension diabetes heart_failure atrial_fibrillation coronary_disease myasthenia_gravis lambert_eaton "
+        "als bleeding_disorder pacemaker icd chronic_kidney_disease liver_disease hypokalaemia glaucoma dry_eye "
+        "epilepsy"
+    }
+    assert set(next(iter(required)).split()) <= set(kb.comorbidities)
+
+
+def test_marked_items_keep_their_marks(kb: KnowledgeBase) -> None:
+    """[unverified] and [DISAGREE] items from the reference sheets stay marked in the data."""
+    assert kb.scales["cohen_albert"].evidence.unverified
+    assert kb.scales["hfs7"].evidence.unverified
+    assert kb.red_flags["young_onset"].evidence.disputed
+    assert kb.red_flags["lower_face_onset"].evidence.unverified
+    assert kb.red_flags["no_mri"].evidence.disputed
+
+
+@pytest.mark.parametrize(
+    ("written", "generic"),
+    [("Tegretol", "carbamazepine"), ("WARFARIN", "warfarin"), ("norvasc", "amlodipine"), ("frusemide", "furosemide")],
+)
+def test_drug_names_resolve(kb: KnowledgeBase, written: str, generic: str) -> None:
+    drug = kb.resolve_drug(written)
+    assert drug is not None and drug.id == generic
+
+
+def test_unknown_drug_does_not_resolve(kb: KnowledgeBase) -> None:
+    assert kb.resolve_drug("notarealdrugamab") is None
+
+
+def _edit(path: Path, change: object) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)  # type: ignore[operator]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+
+def _problems(root: Path) -> str:
+    with pytest.raises(KnowledgeError) as info:
+        load(root)
+    return str(info.value)
+
+
+def test_copy_of_tree_loads(kb_tree: Path) -> None:
+    assert load(kb_tree).version == load_default().version
+
+
+def test_unknown_key_is_rejected(kb_tree: Path) -> None:
+    _edit(kb_tree / "rules/red_flags/tonic_spasm.yaml", lambda d: d.update(severity="high"))
+    assert "severity: Extra inputs are not permitted" in _problems(kb_tree)
+
+
+def test_reference_missing_from_registry_is_rejected(kb_tree: Path) -> None:
+    _edit(kb_tree / "rules/red_flags/tonic_spasm.yaml", lambda d: d["evidence"]["references"].append("pmid:1"))
+    assert "reference `pmid:1` is not in references.yaml" in _problems(kb_tree)
+
+
+def test_unknown_fact_in_rule_is_rejected(kb_tree: Path) -> None:
+    _edit(kb_tree / "rules/red_flags/tonic_spasm.yaml", lambda d: d.update(when={"fact": "findings.tonic", "is": True}))
+    assert "unknown fact `findings.tonic`" in _problems(kb_tree)
+
+
+def test_rule_without_cases_is_rejected(kb_tree: Path) -> None:
+    (kb_tree / "rules/red_flags/tonic_spasm.cases.yaml").unlink()
+    assert "no cases file `tonic_spasm.cases.yaml`" in _problems(kb_tree)
+
+
+def test_duplicate_id_is_rejected(kb_tree: Path) -> None:
+    _edit(kb_tree / "vocab/drugs.yaml", lambda d: d.append(dict(d[0])))
+    assert "duplicate id `carbamazepine`" in _problems(kb_tree)
+
+
+def test_disputed_without_note_is_rejected(kb_tree: Path) -> None:
+    _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["evidence"].pop("note"))
+    assert "must say why in `note`" in _problems(kb_tree)
+
+
+def test_predicate_with_two_operators_is_rejected(kb_tree: Path) -> None:
+    _edit(
+        kb_tree / "rules/red_flags/young_onset.yaml",
+        lambda d: d.update(when={"fact": "onset_age_years", "lt": 40, "gt": 10}),
+    )
+    assert "needs exactly one operator" in _problems(kb_tree)
+
+
+def test_failing_case_is_reported(kb_tree: Path) -> None:
+    _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"].update(lt=60))
+    failed = [r for r in run_all(load(kb_tree)) if not r.passed]
+    assert [(r.rule, r.case) for r in failed] == [
+        ("young_onset", "onset at 40 exactly"),
+        ("young_onset", "onset at 49"),
+    ]
