@@ -85,3 +85,25 @@ def test_plan_schema_is_published() -> None:
     result = runner.invoke(app, ["schema", "plan"])
     published = json.loads((ROOT / "docs" / "plan.schema.json").read_text())
     assert published == json.loads(result.stdout), "run: hemicare schema plan > docs/plan.schema.json"
+
+
+def test_face_map_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "face.svg"
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--face-map", str(out)])
+    assert result.exit_code == 0, result.output
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "Patient's LEFT" in svg
+    assert svg.count('class="site"') == 6 and 'data-side="left"' in svg and 'data-side="right"' not in svg
+
+
+def test_face_map_to_an_unwritable_place_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--face-map", str(tmp_path / "no/dir.svg")])
+    assert result.exit_code == 2
+    assert "option `--face-map`" in result.stderr
+
+
+def test_decision_aid_format() -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--format", "decision-aid"])
+    assert result.exit_code == 0, result.output
+    assert "HOW WELL DOES IT WORK?" in result.stdout and "in 100" in result.stdout
+    assert result.stdout.index("No treatment") < result.stdout.index("Microvascular decompression")

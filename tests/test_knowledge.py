@@ -124,3 +124,19 @@ def test_failing_case_is_reported(kb_tree: Path) -> None:
         ("young_onset", "onset at 40 exactly"),
         ("young_onset", "onset at 49"),
     ]
+
+
+def test_decision_aid_text_with_numbers_is_rejected(kb_tree: Path) -> None:
+    def change(data: list[dict[str, object]]) -> None:
+        data[0]["aid"][0]["text"] = "Cures 91 in 100."  # type: ignore[index]
+
+    _edit(kb_tree / "treatments/surgery.yaml", change)
+    assert "may not contain numbers" in _problems(kb_tree)
+
+
+def test_decision_aid_citing_unknown_figure_is_rejected(kb_tree: Path) -> None:
+    def change(data: list[dict[str, object]]) -> None:
+        data[0]["aid"][1]["figures"] = ["made_up"]  # type: ignore[index]
+
+    _edit(kb_tree / "treatments/surgery.yaml", change)
+    assert "unknown figure `made_up`" in _problems(kb_tree)

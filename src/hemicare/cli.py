@@ -22,7 +22,10 @@ from hemicare.engine import (
 )
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.check import run_all
+from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.plan import Plan
+from hemicare.engine.render import render_decision_aid
+from hemicare.engine.toxin import ToxinPlan
 
 app = typer.Typer(help="HemiCare: care planning for hemifacial spasm.", no_args_is_help=True, add_completion=False)
 knowledge_app = typer.Typer(help="Inspect and check the knowledge base.", no_args_is_help=True)
@@ -34,6 +37,7 @@ INPUT_ERROR = 2
 class PlanFormat(StrEnum):
     JSON = "json"
     TEXT = "text"
+    DECISION_AID = "decision-aid"
 
 
 class SchemaName(StrEnum):
@@ -66,6 +70,9 @@ def _root(
 def plan(
     patient_file: Annotated[Path, typer.Argument(help="Assessment in YAML or JSON.")],
     output_format: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = PlanFormat.JSON,
+    face_map: Annotated[
+        Path | None, typer.Option("--face-map", help="Also write the toxin dose plan as an SVG face map here.")
+    ] = None,
 ) -> None:
     """Print the plan for one patient's assessment."""
     try:
@@ -73,8 +80,18 @@ def plan(
     except InputError as exc:
         raise _fail_input(exc) from exc
     result = build_plan(assessment, load_default())
+    if face_map is not None:
+        toxin = next(r for r in result.recommendations if r.id == "botulinum_toxin")
+        svg = face_map_svg(ToxinPlan.model_validate(toxin.details["programme"]), patient_id=result.patient_id)
+        try:
+            face_map.write_text(svg, encoding="utf-8")
+        except OSError as exc:
+            typer.echo(f"error: option `--face-map`: cannot write {face_map}: {exc.strerror}", err=True)
+            raise typer.Exit(INPUT_ERROR) from exc
     if output_format is PlanFormat.TEXT:
         typer.echo(render_text(result), nl=False)
+    elif output_format is PlanFormat.DECISION_AID:
+        typer.echo(render_decision_aid(result), nl=False)
     else:
         typer.echo(result.model_dump_json(indent=2))
 

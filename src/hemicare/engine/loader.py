@@ -29,10 +29,13 @@ from hemicare.engine.schema import (
     DrugClass,
     Evidence,
     Herb,
+    Modifier,
+    Policy,
     RedFlag,
     Reference,
     RuleCases,
     Scale,
+    ToxinProgramme,
     Treatment,
     Triage,
 )
@@ -67,6 +70,9 @@ class KnowledgeBase:
     treatments: dict[str, Treatment] = field(default_factory=dict)
     red_flags: dict[str, RedFlag] = field(default_factory=dict)
     differentials: dict[str, Differential] = field(default_factory=dict)
+    modifiers: dict[str, Modifier] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    toxin: ToxinProgramme | None = None
     cases: dict[str, RuleCases] = field(default_factory=dict)
     triage: Triage | None = None
     baseline_patient: dict[str, Any] = field(default_factory=dict)
@@ -88,9 +94,19 @@ class KnowledgeBase:
         """Drugs that at least one safety rule names, directly or through a class; the rest are unchecked."""
         return self._covered_drugs
 
-    def rules(self) -> dict[str, RedFlag | Differential]:
+    def rules(self) -> dict[str, RedFlag | Differential | Modifier]:
         """Every rule that has a ``when`` condition and so needs cases."""
-        return {**self.red_flags, **self.differentials}
+        return {**self.red_flags, **self.differentials, **self.modifiers}
+
+    def policy(self, policy_id: str) -> float:
+        """A local clinic setting by id."""
+        return self.policies[policy_id].value
+
+    def toxin_programme(self) -> ToxinProgramme:
+        """The toxin planner's data (the loader guarantees it is present)."""
+        if self.toxin is None:
+            raise KnowledgeError(["toxin.yaml was not loaded"])
+        return self.toxin
 
 
 class _Collector:
@@ -191,6 +207,7 @@ def load(root: Path | None = None) -> KnowledgeBase:
         ("vocab/drugs.yaml", Drug, "id", kb.drugs),
         ("tcm/acupoints.yaml", Acupoint, "code", kb.acupoints),
         ("tcm/herbs.yaml", Herb, "latin", kb.herbs),
+        ("policy.yaml", Policy, "id", kb.policies),
     ]
     for relative, model, key, into in flat:
         path = root / relative
@@ -205,6 +222,7 @@ def load(root: Path | None = None) -> KnowledgeBase:
     rule_dirs: list[tuple[str, type[BaseModel], dict[str, Any]]] = [
         ("rules/red_flags", RedFlag, kb.red_flags),
         ("rules/differentials", Differential, kb.differentials),
+        ("rules/modifiers", Modifier, kb.modifiers),
     ]
     for relative, model, into in rule_dirs:
         for path in sorted((root / relative).glob("*.yaml")):
@@ -221,6 +239,8 @@ def load(root: Path | None = None) -> KnowledgeBase:
 
     triage_path = root / "triage.yaml"
     kb.triage = c.model(triage_path, c.read(triage_path), Triage, "triage")
+    toxin_path = root / "toxin.yaml"
+    kb.toxin = c.model(toxin_path, c.read(toxin_path), ToxinProgramme, "toxin")
     baseline = c.read(root / "cases" / "baseline.yaml")
     kb.baseline_patient = baseline if isinstance(baseline, dict) else {}
 
@@ -243,6 +263,8 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
         "differential": kb.differentials,
         "acupoint": kb.acupoints,
         "herb": kb.herbs,
+        "modifier": kb.modifiers,
+        "toxin programme": {"toxin": kb.toxin} if kb.toxin else {},
     }
     for kind, items in collections.items():
         for item_id, item in items.items():
@@ -266,6 +288,17 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
     for rule_id in kb.cases:
         if rule_id not in kb.rules():
             c.problems.append(f"cases for `{rule_id}`: no such rule")
+    for treatment in kb.treatments.values():
+        figure_ids = [f.id for f in treatment.figures]
+        if len(set(figure_ids)) != len(figure_ids):
+            c.problems.append(f"treatment `{treatment.id}`: duplicate figure ids")
+        for answer in treatment.aid:
+            for figure_id in answer.figures:
+                if figure_id not in figure_ids:
+                    c.problems.append(f"treatment `{treatment.id}`: decision aid cites unknown figure `{figure_id}`")
+    for modifier in kb.modifiers.values():
+        if modifier.treatment not in kb.treatments:
+            c.problems.append(f"modifier `{modifier.id}`: unknown treatment `{modifier.treatment}`")
     for differential in kb.differentials.values():
         if differential.condition not in kb.conditions:
             c.problems.append(f"differential `{differential.id}`: unknown condition `{differential.condition}`")

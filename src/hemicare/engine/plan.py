@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hemicare.engine.schema import Certainty, Evidence
+from hemicare.engine.schema import Certainty, Evidence, Figure
 
 
 class Out(BaseModel):
@@ -132,6 +132,7 @@ class Plan(Out):
     alerts: list[Alert]
     tcm: TcmSection = TcmSection()
     schedule: list[ScheduleItem] = []
+    decision_aid: DecisionAid | None = None
     references: dict[str, str] = Field(default={}, description="Every cited reference id with its citation")
 
 
@@ -142,3 +143,59 @@ def evidence_out(evidence: Evidence) -> EvidenceOut:
     if marks:
         note = f"[{', '.join(marks)}] {note}"
     return EvidenceOut(certainty=evidence.certainty, references=list(evidence.references), note=note)
+
+
+class FigureOut(Out):
+    """A literature figure as shown in a plan: value, plain reading, population and source."""
+
+    id: str
+    label: str
+    value: float
+    unit: str
+    text: str
+    per_100: str | None = Field(default=None, description="Percentages read as 'about N in 100'")
+    population: str
+    evidence: EvidenceOut
+
+
+def figure_out(figure: Figure) -> FigureOut:
+    """Show a knowledge-base figure; percentages also as a count per 100 (the decision aid's denominator)."""
+    per_100 = None
+    if figure.unit == "percent":
+        count = round(figure.value)
+        per_100 = "fewer than 1 in 100" if count < 1 or figure.below else f"about {count} in 100"
+    return FigureOut(
+        id=figure.id,
+        label=figure.label,
+        value=figure.value,
+        unit=figure.unit,
+        text=figure.text(),
+        per_100=per_100,
+        population=figure.population,
+        evidence=evidence_out(figure.evidence),
+    )
+
+
+class AidCell(Out):
+    text: str
+    figures: list[FigureOut] = []
+
+
+class AidColumn(Out):
+    option: str
+    name: str
+    status: Status | None = None
+    answers: dict[str, AidCell]
+    evidence: EvidenceOut
+
+
+class DecisionAid(Out):
+    """Options side by side, the same questions answered for each (IPDAS / Option Grid form)."""
+
+    questions: dict[str, str]
+    columns: list[AidColumn]
+    denominator: str
+    note: str
+
+
+Plan.model_rebuild()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from hemicare import __version__
 from hemicare.engine.assessment import Assessment
+from hemicare.engine.conventional import conventional_options
+from hemicare.engine.decision_aid import decision_aid
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import (
     Alert,
@@ -14,12 +17,14 @@ from hemicare.engine.plan import (
     DiagnosisStatus,
     Plan,
     Recommendation,
+    ScheduleItem,
     Severity,
     Status,
     evidence_out,
 )
 from hemicare.engine.rules import Facts, facts_of
 from hemicare.engine.scores import score
+from hemicare.engine.toxin import ToxinPlan
 from hemicare.engine.triage import triage
 
 
@@ -96,36 +101,61 @@ def _diagnosis_alerts(diagnosis: Diagnosis) -> list[Alert]:
     ]
 
 
+def _references_in(value: Any, into: set[str]) -> None:
+    """Collect every reference id anywhere in a dumped plan (evidence blocks, figures, alerts)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "references" and isinstance(inner, list):
+                into.update(str(ref) for ref in inner)
+            else:
+                _references_in(inner, into)
+    elif isinstance(value, list):
+        for inner in value:
+            _references_in(inner, into)
+
+
 def _cited(plan: Plan, kb: KnowledgeBase) -> dict[str, str]:
     ids: set[str] = set()
-    for rec in plan.recommendations:
-        ids |= set(rec.evidence.references)
-    for alert in plan.alerts:
-        ids |= set(alert.references)
-    for flag in plan.diagnosis.red_flags:
-        ids |= set(flag.evidence.references)
-    for diff in plan.diagnosis.differentials:
-        ids |= set(diff.evidence.references)
-    for result in plan.scores.values():
-        ids |= set(result.evidence.references)
+    _references_in(plan.model_dump(mode="json", exclude={"references"}), ids)
     return {ref: kb.references[ref].citation for ref in sorted(ids)}
+
+
+def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan) -> list[ScheduleItem]:
+    items: list[ScheduleItem] = []
+    statuses = {rec.id: rec.status for rec in recommendations}
+    if statuses.get("mri_workup") is Status.RECOMMENDED:
+        items.append(ScheduleItem(what="MRI work-up", note="before any definitive treatment"))
+    if statuses.get("botulinum_toxin") in (Status.RECOMMENDED, Status.OPTION):
+        note = f"not before {toxin.earliest_next.isoformat()}"
+        if toxin.due_by:
+            note += f"; usually by {toxin.due_by.isoformat()}"
+        items.append(
+            ScheduleItem(
+                what=f"Botulinum toxin session: {toxin.brand} {toxin.total_units:g} U", due=toxin.due_from, note=note
+            )
+        )
+    return items
 
 
 def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | None = None) -> Plan:
     """The plan for one assessment. Pure: same input and knowledge version, same plan."""
     facts = facts_of(assessment, kb)
     diagnosis = triage(facts, kb)
-    recommendations = _workup(diagnosis, kb)
+    today = today or dt.date.today()
+    conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today)
+    recommendations = _workup(diagnosis, kb) + conventional
     alerts = _diagnosis_alerts(diagnosis) + _unchecked(facts, kb)
     plan = Plan(
         hemicare_version=__version__,
         knowledge_version=kb.version,
         patient_id=assessment.id,
-        generated_on=today or dt.date.today(),
+        generated_on=today,
         diagnosis=diagnosis,
         scores=score(assessment, kb),
         recommendations=recommendations,
         alerts=alerts,
+        schedule=_schedule(recommendations, toxin),
+        decision_aid=decision_aid(recommendations, kb),
     )
     plan.references = _cited(plan, kb)
     return plan

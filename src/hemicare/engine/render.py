@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
-from hemicare.engine.plan import EvidenceOut, Plan
+from hemicare.engine.plan import EvidenceOut, Plan, Recommendation
 
 _WIDTH = 100
 _CERTAINTY = {"high": "HIGH", "moderate": "MODERATE", "low": "LOW", "very_low": "VERY LOW"}
@@ -22,6 +23,72 @@ def _evidence(evidence: EvidenceOut, indent: str) -> list[str]:
     if evidence.note:
         lines += _wrap(f"Note: {evidence.note}", indent)
     return lines
+
+
+def _figure_lines(figures: list[dict[str, Any]], indent: str) -> list[str]:
+    lines: list[str] = []
+    for fig in figures:
+        refs = ", ".join(fig["evidence"]["references"])
+        lines += _wrap(f"- {fig['label']}: {fig['text']} ({fig['population']}) [{refs}]", indent + "  ", indent)
+        if fig["evidence"].get("note"):
+            lines += _wrap(f"Note: {fig['evidence']['note']}", indent + "  ")
+    return lines
+
+
+def _details(rec: Recommendation) -> list[str]:
+    out: list[str] = []
+    details = rec.details
+    programme = details.get("programme")
+    if programme and rec.status.value in ("recommended", "option"):
+        out.append(f"    Dose plan ({programme['brand']}, {programme['product']}):")
+        for site in programme["sites"]:
+            note = f"  ({site['note']})" if site.get("note") else ""
+            out.append(f"      {site['side']:<6} {site['label']:<48} {site['units']:>6g} U{note}")
+        out.append(f"      {'':<6} {'Total':<48} {programme['total_units']:>6g} U")
+        for zone in {z["label"]: z for z in programme["avoid"]}.values():
+            out += _wrap(f"Avoid: {zone['label']}. {zone['reason']}", "        ", "      ")
+        out.append("    Caps:")
+        out += _figure_lines(programme["caps"], "      ")
+    if rec.status.value in ("recommended", "option", "deferred"):
+        if details.get("figures"):
+            out.append("    Figures:")
+            out += _figure_lines(details["figures"], "      ")
+        if details.get("personal_figures"):
+            out.append("    Figures for this patient:")
+            out += _figure_lines(details["personal_figures"], "      ")
+    return out
+
+
+def render_decision_aid(plan: Plan) -> str:
+    """The decision aid as text: for each question, each option's answer with its numbers and sources."""
+    aid = plan.decision_aid
+    if aid is None:
+        return ""
+    out = [
+        f"Options side by side for patient {plan.patient_id}",
+        f"HemiCare knowledge base {plan.knowledge_version}, prepared {plan.generated_on.isoformat()}. "
+        "Evidence is reviewed with each knowledge-base release.",
+        aid.denominator,
+        "",
+    ]
+    for column in aid.columns:
+        status = f" [{column.status.value.replace('_', ' ')}]" if column.status else ""
+        certainty = _CERTAINTY[column.evidence.certainty.value]
+        out.append(f"* {column.name}{status}: evidence {certainty} certainty")
+    for question_id, question in aid.questions.items():
+        out += ["", question.upper()]
+        for column in aid.columns:
+            cell = column.answers[question_id]
+            out += _wrap(f"{column.name}: {cell.text}", "      ", "  ")
+            for fig in cell.figures:
+                reading = fig.per_100 or fig.text
+                out += _wrap(
+                    f"- {fig.label}: {reading} ({fig.population}) [{', '.join(fig.evidence.references)}]",
+                    "        ",
+                    "      ",
+                )
+    out += ["", *_wrap(aid.note, "")]
+    return "\n".join(out) + "\n"
 
 
 def render_text(plan: Plan) -> str:
@@ -78,6 +145,7 @@ def render_text(plan: Plan) -> str:
         for reason in rec.rationale:
             out += _wrap(f"- {reason}", "      ", "    ")
         out += _evidence(rec.evidence, "    ")
+        out += _details(rec)
     if plan.schedule:
         out += ["", "SCHEDULE"]
         for item in plan.schedule:

@@ -289,16 +289,186 @@ class Scale(Record):
     evidence: Evidence
 
 
+class Figure(Record):
+    """One number from the literature, with the population it was measured in and its source.
+
+    Plans quote numbers only through figures, so every number a clinician sees traces to a reference.
+    """
+
+    id: Slug
+    label: str
+    value: float
+    unit: Literal["percent", "weeks", "months", "days", "units", "mg_per_day", "ratio", "odds_ratio", "years"]
+    low: float | None = None
+    high: float | None = None
+    below: bool = Field(default=False, description="The source reports the value as an upper bound ('<0.1%')")
+    population: str
+    evidence: Evidence
+
+    def text(self) -> str:
+        """The figure as a clinician reads it, with its range."""
+        units = {
+            "percent": "%",
+            "weeks": " weeks",
+            "months": " months",
+            "days": " days",
+            "units": " U",
+            "mg_per_day": " mg/day",
+            "ratio": "",
+            "odds_ratio": "",
+            "years": " years",
+        }[self.unit]
+        value = f"{'<' if self.below else ''}{self.value:g}{units}"
+        if self.unit == "odds_ratio":
+            value = f"OR {self.value:g}"
+        if self.low is not None and self.high is not None:
+            value += f" ({self.low:g}-{self.high:g})"
+        return value
+
+
+AidQuestion = Literal["what_it_involves", "how_well", "how_soon", "how_long", "risks"]
+
+
+class AidAnswer(Record):
+    """An option's answer to one decision-aid question. Numbers come only from the named figures."""
+
+    question: AidQuestion
+    text: str
+    figures: list[Slug] = []
+
+    @model_validator(mode="after")
+    def _no_bare_numbers(self) -> AidAnswer:
+        if any(ch.isdigit() for ch in self.text):
+            raise ValueError("decision-aid text may not contain numbers; cite them through `figures`")
+        return self
+
+
 class Treatment(Record):
-    """A treatment option: what it is and the evidence behind it. Figures live in typed sub-records."""
+    """A treatment option: what it is, its figures and decision-aid answers, and the evidence behind it."""
 
     id: Annotated[str, Field(pattern=r"^[a-z_]+(:[a-z0-9_\-]+)?$")]
     name: str
     category: Literal["workup", "conventional", "integrative"]
     summary: str
+    plain: str | None = Field(default=None, description="Plain-language summary for patients")
     details: dict[str, Any] = {}
+    figures: list[Figure] = []
+    aid: list[AidAnswer] = []
     evidence: Evidence
     review: Review = Review()
+
+    def figure(self, figure_id: str) -> Figure:
+        """The figure with this id (the loader has checked that every cited figure exists)."""
+        return next(f for f in self.figures if f.id == figure_id)
+
+
+class Modifier(Record):
+    """A patient feature that changes what a treatment's figures mean for this patient."""
+
+    id: Slug
+    treatment: str
+    when: Condition
+    text: str
+    figures: list[Figure] = []
+    evidence: Evidence
+    review: Review = Review()
+
+
+class Policy(Record):
+    """A clinic setting that is a local choice rather than a fact from the literature. Adjust it locally."""
+
+    id: Slug
+    value: float
+    description: str
+    basis: str
+
+
+class ToxinProductInfo(Record):
+    """A botulinum-toxin type A product and how its units compare with onabotulinumtoxinA."""
+
+    id: Literal["onabotulinumtoxinA", "incobotulinumtoxinA", "abobotulinumtoxinA"]
+    brand: str
+    conversion: Figure = Field(description="Units of this product per onabotulinumtoxinA unit")
+    note: str
+
+
+class ToxinSite(Record):
+    """An injection site on the face map; coordinates are for the patient's right side as the viewer sees it."""
+
+    id: Slug
+    label: str
+    region: Literal["periocular", "forehead", "cheek", "mouth", "chin", "neck"]
+    group: Literal["upper_lid", "lower_lid", "lateral_orbit", "brow", "lower_face", "neck"]
+    muscle: str
+    start_units: float = Field(gt=0, description="Starting dose in onabotulinumtoxinA units")
+    x: float
+    y: float
+    label_side: Literal["outer", "inner"] = Field(default="outer", description="Where the face map writes the units")
+    evidence: Evidence
+
+
+class AvoidZone(Record):
+    """A place not to inject, drawn on the face map."""
+
+    id: Slug
+    label: str
+    reason: str
+    x: float
+    y: float
+    regions: list[Literal["periocular", "forehead", "cheek", "mouth", "chin", "neck"]] = Field(
+        default=[], description="Show only when one of these regions is treated; empty means always"
+    )
+    evidence: Evidence
+
+
+class AdverseAdjustment(Record):
+    """How the next session changes after an adverse effect of the last one."""
+
+    effect: Slug
+    synonyms: list[str] = []
+    groups: list[Literal["upper_lid", "lower_lid", "lateral_orbit", "brow", "lower_face", "neck"]]
+    set_units: float | None = Field(default=None, description="Dose to use at the affected sites (ona units)")
+    advice: str
+    evidence: Evidence
+
+
+class ToxinProgramme(Record):
+    """Everything the botulinum-toxin dose planner needs: products, sites, limits and titration."""
+
+    products: list[ToxinProductInfo] = Field(min_length=1)
+    sites: list[ToxinSite] = Field(min_length=1)
+    avoid: list[AvoidZone] = []
+    limits: dict[
+        Literal[
+            "min_interval_weeks",
+            "usual_interval_max_weeks",
+            "per_site_max_units",
+            "first_session_max_units_per_eye",
+            "session_max_units",
+            "cumulative_max_units_30_days",
+            "short_effect_weeks",
+            "short_effect_dose_factor",
+            "min_site_units",
+        ],
+        Figure,
+    ]
+    adverse_adjustments: list[AdverseAdjustment] = []
+
+    @model_validator(mode="after")
+    def _all_limits(self) -> ToxinProgramme:
+        missing = {
+            "min_interval_weeks",
+            "usual_interval_max_weeks",
+            "per_site_max_units",
+            "first_session_max_units_per_eye",
+            "session_max_units",
+            "short_effect_weeks",
+            "short_effect_dose_factor",
+            "min_site_units",
+        } - set(self.limits)
+        if missing:
+            raise ValueError(f"toxin limits missing: {', '.join(sorted(missing))}")
+        return self
 
 
 class Triage(Record):
