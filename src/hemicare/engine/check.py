@@ -10,7 +10,8 @@ from hemicare.engine.errors import InputError
 from hemicare.engine.intake import validate_assessment
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.rules import facts_of, holds
-from hemicare.engine.schema import RuleCase
+from hemicare.engine.schema import PatternCase, RuleCase
+from hemicare.engine.tcm import differentiate
 
 
 def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +46,20 @@ def run_case(kb: KnowledgeBase, rule_id: str, case: RuleCase) -> CaseResult:
     return CaseResult(rule_id, case.name, fired == expected, detail)
 
 
+def run_pattern_case(kb: KnowledgeBase, case: PatternCase) -> CaseResult:
+    """A TCM vignette: the expected pattern must (or must not) come out as the primary one."""
+    label = case.pattern or "no pattern"
+    try:
+        assessment = validate_assessment(merge(kb.baseline_patient, case.patient))
+    except InputError as exc:
+        return CaseResult(f"pattern:{label}", case.name, False, f"case patient is invalid: {exc}")
+    primary = differentiate(assessment, facts_of(assessment, kb), kb).primary
+    passed = (primary == case.pattern) == (case.expect == "selects")
+    detail = "" if passed else f"primary pattern came out as {primary or 'none'}"
+    return CaseResult(f"pattern:{label}", case.name, passed, detail)
+
+
 def run_all(kb: KnowledgeBase) -> list[CaseResult]:
-    """Every case of every rule, in a stable order."""
-    return [run_case(kb, rule_id, case) for rule_id in sorted(kb.cases) for case in kb.cases[rule_id].cases]
+    """Every case of every rule, then every pattern vignette, in a stable order."""
+    rules = [run_case(kb, rule_id, case) for rule_id in sorted(kb.cases) for case in kb.cases[rule_id].cases]
+    return rules + [run_pattern_case(kb, case) for case in kb.pattern_cases]

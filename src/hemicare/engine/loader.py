@@ -17,10 +17,13 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hemicare.engine.assessment import Pulse, TcmFinding, TongueBody, TongueCoating
 from hemicare.engine.errors import KnowledgeError
 from hemicare.engine.rules import fact_names
 from hemicare.engine.schema import (
     Acupoint,
+    AcupunctureProtocol,
+    AdviceItem,
     ClinicalCondition,
     Comorbidity,
     Condition,
@@ -28,8 +31,12 @@ from hemicare.engine.schema import (
     Drug,
     DrugClass,
     Evidence,
+    Formula,
     Herb,
     Modifier,
+    Pattern,
+    PatternCase,
+    PatternScoring,
     Policy,
     RedFlag,
     Reference,
@@ -73,6 +80,12 @@ class KnowledgeBase:
     modifiers: dict[str, Modifier] = field(default_factory=dict)
     policies: dict[str, Policy] = field(default_factory=dict)
     toxin: ToxinProgramme | None = None
+    formulas: dict[str, Formula] = field(default_factory=dict)
+    patterns: dict[str, Pattern] = field(default_factory=dict)
+    advice: dict[str, AdviceItem] = field(default_factory=dict)
+    pattern_cases: list[PatternCase] = field(default_factory=list)
+    pattern_scoring: PatternScoring | None = None
+    acupuncture: AcupunctureProtocol | None = None
     cases: dict[str, RuleCases] = field(default_factory=dict)
     triage: Triage | None = None
     baseline_patient: dict[str, Any] = field(default_factory=dict)
@@ -208,6 +221,9 @@ def load(root: Path | None = None) -> KnowledgeBase:
         ("tcm/acupoints.yaml", Acupoint, "code", kb.acupoints),
         ("tcm/herbs.yaml", Herb, "latin", kb.herbs),
         ("policy.yaml", Policy, "id", kb.policies),
+        ("tcm/formulas.yaml", Formula, "id", kb.formulas),
+        ("tcm/patterns.yaml", Pattern, "id", kb.patterns),
+        ("tcm/advice.yaml", AdviceItem, "id", kb.advice),
     ]
     for relative, model, key, into in flat:
         path = root / relative
@@ -241,6 +257,11 @@ def load(root: Path | None = None) -> KnowledgeBase:
     kb.triage = c.model(triage_path, c.read(triage_path), Triage, "triage")
     toxin_path = root / "toxin.yaml"
     kb.toxin = c.model(toxin_path, c.read(toxin_path), ToxinProgramme, "toxin")
+    scoring_path = root / "tcm" / "scoring.yaml"
+    kb.pattern_scoring = c.model(scoring_path, c.read(scoring_path), PatternScoring, "scoring")
+    acupuncture_path = root / "tcm" / "acupuncture.yaml"
+    kb.acupuncture = c.model(acupuncture_path, c.read(acupuncture_path), AcupunctureProtocol, "acupuncture")
+    kb.pattern_cases = c.records(root / "tcm" / "pattern_cases.yaml", PatternCase, "name")
     baseline = c.read(root / "cases" / "baseline.yaml")
     kb.baseline_patient = baseline if isinstance(baseline, dict) else {}
 
@@ -265,6 +286,10 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
         "herb": kb.herbs,
         "modifier": kb.modifiers,
         "toxin programme": {"toxin": kb.toxin} if kb.toxin else {},
+        "formula": kb.formulas,
+        "pattern": kb.patterns,
+        "advice": kb.advice,
+        "acupuncture protocol": {"acupuncture": kb.acupuncture} if kb.acupuncture else {},
     }
     for kind, items in collections.items():
         for item_id, item in items.items():
@@ -296,6 +321,7 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
             for figure_id in answer.figures:
                 if figure_id not in figure_ids:
                     c.problems.append(f"treatment `{treatment.id}`: decision aid cites unknown figure `{figure_id}`")
+    _check_tcm(kb, c)
     for modifier in kb.modifiers.values():
         if modifier.treatment not in kb.treatments:
             c.problems.append(f"modifier `{modifier.id}`: unknown treatment `{modifier.treatment}`")
@@ -311,6 +337,65 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
             values = sorted(level.value for level in scale.levels)
             if values != list(range(scale.min, scale.max + 1)):
                 c.problems.append(f"scale `{scale.id}`: levels must cover {scale.min}..{scale.max} exactly")
+
+
+_VOCABULARY: dict[str, set[str]] = {
+    "finding": {t.value for t in TcmFinding},
+    "tongue_body": {t.value for t in TongueBody},
+    "tongue_coating": {t.value for t in TongueCoating},
+    "pulse": {t.value for t in Pulse},
+}
+
+
+def _check_tcm(kb: KnowledgeBase, c: _Collector) -> None:
+    """TCM records name only known points, herbs, formulas, patterns, advice and vocabulary."""
+    for formula in kb.formulas.values():
+        for ingredient in formula.ingredients:
+            if ingredient.herb not in kb.herbs:
+                c.problems.append(f"formula `{formula.id}`: unknown herb `{ingredient.herb}`")
+        for pattern_id in formula.not_for_patterns:
+            if pattern_id not in kb.patterns:
+                c.problems.append(f"formula `{formula.id}`: unknown pattern `{pattern_id}`")
+    for pattern in kb.patterns.values():
+        for indicator in pattern.supports + pattern.contradicts:
+            known = _VOCABULARY.get(indicator.kind, set(kb.comorbidities))
+            if indicator.value not in known:
+                c.problems.append(f"pattern `{pattern.id}`: unknown {indicator.kind} `{indicator.value}`")
+        for code in pattern.points:
+            if code not in kb.acupoints:
+                c.problems.append(f"pattern `{pattern.id}`: unknown acupoint `{code}`")
+        formulas = [pattern.formula, *pattern.formula_if_secondary.values()]
+        formulas += [choice.formula for choice in pattern.other_formulas]
+        for formula_id in formulas:
+            if formula_id is not None and formula_id not in kb.formulas:
+                c.problems.append(f"pattern `{pattern.id}`: unknown formula `{formula_id}`")
+        for other in pattern.formula_if_secondary:
+            if other not in kb.patterns:
+                c.problems.append(f"pattern `{pattern.id}`: unknown pattern `{other}`")
+        for advice_id in pattern.diet:
+            if advice_id not in kb.advice:
+                c.problems.append(f"pattern `{pattern.id}`: unknown advice `{advice_id}`")
+    for item in kb.advice.values():
+        for pattern_id in item.patterns:
+            if pattern_id not in kb.patterns:
+                c.problems.append(f"advice `{item.id}`: unknown pattern `{pattern_id}`")
+    if kb.acupuncture is not None:
+        codes = list(kb.acupuncture.always) + [p for r in kb.acupuncture.regions for p in r.points]
+        for code in codes:
+            if code not in kb.acupoints:
+                c.problems.append(f"acupuncture protocol: unknown acupoint `{code}`")
+    for case in kb.pattern_cases:
+        if case.pattern is not None and case.pattern not in kb.patterns:
+            c.problems.append(f"pattern case `{case.name}`: unknown pattern `{case.pattern}`")
+    covered = {case.pattern for case in kb.pattern_cases if case.expect == "selects"}
+    rejected = {case.pattern for case in kb.pattern_cases if case.expect == "not_selected"}
+    for pattern_id in kb.patterns:
+        if pattern_id not in covered:
+            c.problems.append(f"pattern `{pattern_id}`: no case that must select it")
+    if None not in covered:
+        c.problems.append("pattern cases: none where no pattern should fit")
+    if not rejected:
+        c.problems.append("pattern cases: none that must not select a pattern")
 
 
 @cache

@@ -110,7 +110,12 @@ class Alert(Out):
 
 
 class TcmSection(Out):
+    """Pattern differentiation: a ranked, explained list, and a primary/secondary pattern only where they fit."""
+
     patterns: list[dict[str, Any]] = []
+    primary: str | None = None
+    secondary: str | None = None
+    summary: str | None = None
 
 
 class ScheduleItem(Out):

@@ -20,10 +20,12 @@ from hemicare.engine.plan import (
     ScheduleItem,
     Severity,
     Status,
+    TcmSection,
     evidence_out,
 )
 from hemicare.engine.rules import Facts, facts_of
 from hemicare.engine.scores import score
+from hemicare.engine.tcm import integrative_options
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.engine.triage import triage
 
@@ -143,8 +145,9 @@ def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | No
     diagnosis = triage(facts, kb)
     today = today or dt.date.today()
     conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today)
-    recommendations = _workup(diagnosis, kb) + conventional
-    alerts = _diagnosis_alerts(diagnosis) + _unchecked(facts, kb)
+    integrative, tcm_alerts, differentiation = integrative_options(assessment, facts, diagnosis, kb)
+    recommendations = _workup(diagnosis, kb) + conventional + integrative
+    alerts = _diagnosis_alerts(diagnosis) + tcm_alerts + _unchecked(facts, kb)
     plan = Plan(
         hemicare_version=__version__,
         knowledge_version=kb.version,
@@ -154,6 +157,12 @@ def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | No
         scores=score(assessment, kb),
         recommendations=recommendations,
         alerts=alerts,
+        tcm=TcmSection(
+            patterns=[p.model_dump() for p in differentiation.patterns],
+            primary=differentiation.primary,
+            secondary=differentiation.secondary,
+            summary=differentiation.summary,
+        ),
         schedule=_schedule(recommendations, toxin),
         decision_aid=decision_aid(recommendations, kb),
     )

@@ -49,6 +49,37 @@ def _details(rec: Recommendation) -> list[str]:
             out += _wrap(f"Avoid: {zone['label']}. {zone['reason']}", "        ", "      ")
         out.append("    Caps:")
         out += _figure_lines(programme["caps"], "      ")
+    shown = rec.status.value in ("recommended", "option")
+    if shown and details.get("points"):
+        out.append("    Points (WHO code, pinyin, Chinese, role):")
+        for point in details["points"]:
+            out.append(f"      {point['code']:<6} {point['pinyin']:<12} {point['chinese'] or '':<6} {point['role']}")
+        for line in details.get("technique", []) + details.get("stimulation", []):
+            out += _wrap(f"- {line}", "        ", "      ")
+        for line in details.get("course", []):
+            out += _wrap(f"- Course: {line}", "        ", "      ")
+        if details.get("review"):
+            out += _wrap(f"- {details['review']}", "        ", "      ")
+    if shown and details.get("formula"):
+        english = f", {details['english']}" if details.get("english") else ""
+        out.append(f"    Formula: {details['pinyin']} {details['chinese']}{english} ({details['source']})")
+        for herb in details["ingredients"]:
+            toxic = "  TOXIC" if herb["toxic"] else ""
+            note = f" ({herb['note']})" if herb.get("note") else ""
+            out.append(
+                f"      {herb['latin']:<36} {herb['pinyin']:<14} {herb['chinese']:<5} {herb['dose']}{note}{toxic}"
+            )
+        for extra in details.get("other_ingredients", []):
+            out.append(f"      {extra}")
+        if details.get("preparation"):
+            out += _wrap(f"Preparation: {details['preparation']}", "        ", "      ")
+        for caution in details.get("cautions", []):
+            out += _wrap(f"Caution: {caution}", "        ", "      ")
+        out += _evidence(EvidenceOut.model_validate(details["formula_evidence"]), "      ")
+    if shown and details.get("items"):
+        for item in details["items"]:
+            certainty = _CERTAINTY[item["evidence"]["certainty"]]
+            out += _wrap(f"- {item['text']} [{item['origin']}; {certainty}]", "        ", "      ")
     if rec.status.value in ("recommended", "option", "deferred"):
         if details.get("figures"):
             out.append("    Figures:")
@@ -136,10 +167,31 @@ def render_text(plan: Plan) -> str:
                 out.append(f"      {name.replace('_', ' ')}: {domain.value} of {domain.max}")
             if result.evidence.note:
                 out += _wrap(f"Note: {result.evidence.note}", "      ")
+    if plan.tcm.summary:
+        out += ["", "TCM PATTERN DIFFERENTIATION", *_wrap(plan.tcm.summary)]
+        for pattern in plan.tcm.patterns:
+            codes = ", ".join(pattern["tm1_codes"])
+            out += _wrap(
+                f"{pattern['number']} {pattern['name']} {pattern['chinese']} [{codes}]: score {pattern['score']:.2f} "
+                f"({pattern['role']})",
+                "      ",
+                "    ",
+            )
+            out += _wrap(f"for: {', '.join(pattern['supporting']) or 'nothing recorded'}", "        ", "      ")
+            if pattern["contradicting"]:
+                out += _wrap(f"against: {', '.join(pattern['contradicting'])}", "        ", "      ")
     out += ["", "RECOMMENDATIONS"]
     if not plan.recommendations:
         out.append("  None yet.")
+    integrative_seen = False
     for rec in plan.recommendations:
+        if rec.category.value == "integrative" and not integrative_seen:
+            integrative_seen = True
+            out += [
+                "",
+                "  INTEGRATIVE (TCM) ADJUNCTS: acupuncture and herbs for HFS rest on low or very-low certainty",
+                "  evidence. They are offered beside the conventional options above, never instead of them.",
+            ]
         out += ["", f"  [{rec.status.value.upper().replace('_', ' ')}] {rec.id} ({rec.category.value})"]
         out += _wrap(rec.summary, "    ")
         for reason in rec.rationale:

@@ -298,7 +298,9 @@ class Figure(Record):
     id: Slug
     label: str
     value: float
-    unit: Literal["percent", "weeks", "months", "days", "units", "mg_per_day", "ratio", "odds_ratio", "years"]
+    unit: Literal[
+        "percent", "weeks", "months", "days", "units", "mg_per_day", "ratio", "odds_ratio", "years", "points", "count"
+    ]
     low: float | None = None
     high: float | None = None
     below: bool = Field(default=False, description="The source reports the value as an upper bound ('<0.1%')")
@@ -317,6 +319,8 @@ class Figure(Record):
             "ratio": "",
             "odds_ratio": "",
             "years": " years",
+            "points": " points",
+            "count": "",
         }[self.unit]
         value = f"{'<' if self.below else ''}{self.value:g}{units}"
         if self.unit == "odds_ratio":
@@ -500,3 +504,125 @@ class RuleCases(Record):
         if kinds != {"fires", "silent"}:
             raise ValueError(f"rule `{self.rule}` needs at least one case that fires and one that stays silent")
         return self
+
+
+# --- TCM ------------------------------------------------------------------------------------------------------
+
+
+class Ingredient(Record):
+    """One herb of a formula with its classical reference dose per day (decoction)."""
+
+    herb: str = Field(description="Latin pharmaceutical name, a key of herbs.yaml")
+    dose_min_g: float | None = Field(default=None, gt=0)
+    dose_max_g: float | None = Field(default=None, gt=0)
+    note: str | None = None
+
+    def dose(self) -> str:
+        """The dose as written on a prescription, or why there is none."""
+        if self.dose_min_g is None:
+            return "dose not given in the source"
+        if self.dose_max_g is None or self.dose_max_g == self.dose_min_g:
+            return f"{self.dose_min_g:g} g"
+        return f"{self.dose_min_g:g}-{self.dose_max_g:g} g"
+
+
+class Formula(Record):
+    """A classical herbal formula, its composition and its own cautions."""
+
+    id: Slug
+    pinyin: str
+    chinese: str
+    english: str | None = None
+    source: str
+    ingredients: list[Ingredient] = Field(min_length=1)
+    other_ingredients: list[str] = []
+    preparation: str | None = None
+    cautions: list[str] = []
+    not_for_patterns: list[Slug] = Field(default=[], description="Patterns the formula's own cautions exclude")
+    evidence: Evidence
+
+
+class Indicator(Record):
+    """A finding that speaks for (or against) a pattern, with its weight in HemiCare's transparent score."""
+
+    kind: Literal["finding", "tongue_body", "tongue_coating", "pulse", "comorbidity"]
+    value: str
+    weight: float = Field(gt=0, le=5)
+
+
+class FormulaChoice(Record):
+    """A formula named for a pattern, with the circumstance in which the source names it."""
+
+    formula: Slug | None = Field(default=None, description="A formulas.yaml id, or none when not composed here")
+    name: str
+    when: str
+
+
+class Pattern(Record):
+    """A TCM pattern of HFS with its weighted indicators, treatment principle, points, formula and diet."""
+
+    id: Slug
+    number: Annotated[str, Field(pattern=r"^P\d$")]
+    name: str
+    chinese: str
+    tm1_codes: list[Annotated[str, Field(pattern=r"^S[A-J][0-9A-Z]{2}$")]] = []
+    key_features: str
+    principle: str
+    supports: list[Indicator] = Field(min_length=2)
+    contradicts: list[Indicator] = []
+    points: list[str] = []
+    point_technique: str | None = None
+    formula: Slug | None = None
+    formula_if_secondary: dict[Slug, Slug] = {}
+    other_formulas: list[FormulaChoice] = []
+    diet: list[Slug] = []
+    evidence: Evidence
+
+
+class PatternCase(Record):
+    """A vignette (TCM findings patched onto the baseline patient) that must or must not select a pattern."""
+
+    pattern: Slug | None = Field(description="The expected primary pattern; none means no pattern should fit")
+    name: str
+    expect: Literal["selects", "not_selected"]
+    patient: dict[str, Any]
+
+
+class PatternScoring(Record):
+    """The thresholds of the pattern score. A modelling choice of HemiCare, documented, not a literature fact."""
+
+    min_fit: float = Field(gt=0, lt=1)
+    min_supporting: int = Field(ge=1)
+    secondary_ratio: float = Field(gt=0, le=1)
+    basis: str
+
+
+class AdviceItem(Record):
+    """One piece of diet or lifestyle advice, labelled by where it comes from."""
+
+    id: Slug
+    kind: Literal["diet", "lifestyle"]
+    text: str
+    origin: Literal["tradition", "study", "expert_opinion"]
+    patterns: list[Slug] = Field(default=[], description="Patterns it is for; empty means everyone")
+    evidence: Evidence
+
+
+class RegionPoints(Record):
+    """Local points for one involved face region."""
+
+    region: Literal["periocular", "forehead", "cheek", "mouth", "chin", "neck"]
+    points: list[str]
+    evidence: Evidence
+
+
+class AcupunctureProtocol(Record):
+    """Local points by region, the points every course uses, technique and course."""
+
+    regions: list[RegionPoints]
+    always: list[str]
+    technique: list[str]
+    electroacupuncture: list[str]
+    course: list[str]
+    review: str
+    evidence: Evidence

@@ -1,0 +1,335 @@
+"""TCM pattern differentiation and the three-component integrative plan (acupuncture, herbs, diet and lifestyle).
+
+The pattern score is transparent: each pattern's weighted indicators that are present count for it, those that
+contradict it count against it, and the result is a share of everything that could speak for it. When the evidence
+is thin the answer is "no pattern fits well", never a forced guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from hemicare.engine.assessment import Assessment
+from hemicare.engine.conventional import recommendation
+from hemicare.engine.loader import KnowledgeBase
+from hemicare.engine.plan import Alert, Diagnosis, DiagnosisStatus, Recommendation, Severity, Status, evidence_out
+from hemicare.engine.rules import Facts
+from hemicare.engine.schema import Indicator, Pattern
+
+
+class PatternScore(BaseModel):
+    """One pattern's place in the ranking, with the findings for and against it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    number: str
+    name: str
+    chinese: str
+    tm1_codes: list[str]
+    principle: str
+    score: float
+    role: str
+    supporting: list[str]
+    contradicting: list[str]
+
+
+class Differentiation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patterns: list[PatternScore]
+    primary: str | None
+    secondary: str | None
+    summary: str
+
+
+def _present(indicator: Indicator, assessment: Assessment, facts: Facts) -> bool:
+    tcm = assessment.tcm
+    if indicator.kind == "finding":
+        return indicator.value in {f.value for f in tcm.findings}
+    if indicator.kind == "tongue_body":
+        return tcm.tongue.body is not None and tcm.tongue.body.value == indicator.value
+    if indicator.kind == "tongue_coating":
+        return tcm.tongue.coating is not None and tcm.tongue.coating.value == indicator.value
+    if indicator.kind == "pulse":
+        return indicator.value in {p.value for p in tcm.pulse}
+    return indicator.value in facts["comorbidity_ids"]
+
+
+def _label(indicator: Indicator) -> str:
+    kind = {"finding": "", "tongue_body": "tongue ", "tongue_coating": "coating ", "pulse": "pulse "}.get(
+        indicator.kind, "comorbidity "
+    )
+    return f"{kind}{indicator.value.replace('_', ' ')}"
+
+
+def _score(pattern: Pattern, assessment: Assessment, facts: Facts) -> tuple[float, list[str], list[str]]:
+    supporting = [i for i in pattern.supports if _present(i, assessment, facts)]
+    contradicting = [i for i in pattern.contradicts if _present(i, assessment, facts)]
+    total = sum(i.weight for i in pattern.supports)
+    score = (sum(i.weight for i in supporting) - sum(i.weight for i in contradicting)) / total
+    return round(score, 3), [_label(i) for i in supporting], [_label(i) for i in contradicting]
+
+
+def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Differentiation:
+    """Rank the patterns for this patient and name a primary (and a secondary) only where they fit."""
+    scoring = kb.pattern_scoring
+    assert scoring is not None, "the loader guarantees the scoring settings"
+    scored = []
+    for pattern in kb.patterns.values():
+        score, supporting, contradicting = _score(pattern, assessment, facts)
+        if supporting:
+            scored.append((score, pattern, supporting, contradicting))
+    scored.sort(key=lambda item: (-item[0], item[1].number))
+
+    def fits(item: tuple[float, Pattern, list[str], list[str]]) -> bool:
+        return item[0] >= scoring.min_fit and len(item[2]) >= scoring.min_supporting
+
+    primary = scored[0] if scored and fits(scored[0]) else None
+    secondary = None
+    runner_up = scored[1] if len(scored) > 1 else None
+    if primary is not None and runner_up is not None and fits(runner_up):
+        secondary = runner_up if runner_up[0] >= scoring.secondary_ratio * primary[0] else None
+    patterns = []
+    for item in scored:
+        role = "primary" if item is primary else "secondary" if item is secondary else "considered"
+        score, pattern, supporting, contradicting = item
+        patterns.append(
+            PatternScore(
+                id=pattern.id,
+                number=pattern.number,
+                name=pattern.name,
+                chinese=pattern.chinese,
+                tm1_codes=pattern.tm1_codes,
+                principle=pattern.principle,
+                score=score,
+                role=role,
+                supporting=supporting,
+                contradicting=contradicting,
+            )
+        )
+    if primary is None:
+        summary = (
+            "No pattern fits well: the recorded tongue, pulse and findings are too few or point different ways. "
+            "A practitioner's differentiation is needed before pattern-specific treatment."
+        )
+    else:
+        summary = f"Best fit: {primary[1].name} ({primary[1].chinese})"
+        if secondary is not None:
+            summary += f", with {secondary[1].name} ({secondary[1].chinese}) as a secondary pattern"
+        summary += ". A ranking to confirm, not a validated diagnosis."
+    return Differentiation(
+        patterns=patterns,
+        primary=primary[1].id if primary else None,
+        secondary=secondary[1].id if secondary else None,
+        summary=summary,
+    )
+
+
+def _point(kb: KnowledgeBase, code: str, role: str) -> dict[str, Any]:
+    point = kb.acupoints[code]
+    return {"code": code, "pinyin": point.pinyin, "chinese": point.chinese, "region": point.region, "role": role}
+
+
+def _points(assessment: Assessment, kb: KnowledgeBase, pattern: Pattern | None) -> list[dict[str, Any]]:
+    protocol = kb.acupuncture
+    assert protocol is not None, "the loader guarantees the acupuncture protocol"
+    chosen: dict[str, dict[str, Any]] = {}
+    regions = {r.value for r in assessment.regions}
+    for region in protocol.regions:
+        if region.region in regions:
+            for code in region.points:
+                chosen.setdefault(code, _point(kb, code, f"local ({region.region})"))
+    for code in protocol.always:
+        chosen.setdefault(code, _point(kb, code, "distal (Four Gates, calms spasm)"))
+    if pattern is not None:
+        for code in pattern.points:
+            chosen.setdefault(code, _point(kb, code, f"pattern ({pattern.number} {pattern.name})"))
+    return list(chosen.values())
+
+
+def _gate(diagnosis: Diagnosis) -> str | None:
+    if diagnosis.status is DiagnosisStatus.PRIMARY_HFS_LIKELY:
+        return None
+    return (
+        "Deferred: TCM is offered only as an adjunct after a neurological diagnosis; the diagnosis is "
+        f"'{diagnosis.status.value.replace('_', ' ')}'."
+    )
+
+
+def _wish(assessment: Assessment) -> str:
+    if assessment.preferences.integrative_care:
+        return "The patient wants integrative care: offered as an adjunct beside the conventional options."
+    return "Offered only if the patient wishes; an adjunct beside, not instead of, the conventional options."
+
+
+def _acupuncture(
+    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, pattern: Pattern | None
+) -> list[Recommendation]:
+    protocol = kb.acupuncture
+    assert protocol is not None
+    points = _points(assessment, kb, pattern)
+    details: dict[str, Any] = {
+        "points": points,
+        "technique": protocol.technique + ([pattern.point_technique] if pattern and pattern.point_technique else []),
+        "course": protocol.course,
+        "review": protocol.review,
+        "points_evidence": evidence_out(protocol.evidence).model_dump(mode="json"),
+    }
+    limb_points = [p for p in points if p["region"] in ("upper_limb", "lower_limb")]
+    ea_details = {"stimulation": protocol.electroacupuncture, "points": limb_points}
+    gate = _gate(diagnosis)
+    if gate:
+        return [
+            recommendation(kb, "acupuncture", Status.DEFERRED, [gate], details=details),
+            recommendation(kb, "electroacupuncture", Status.DEFERRED, [gate], details=ea_details),
+        ]
+    if assessment.preferences.avoid_needles:
+        why = [
+            "The patient prefers to avoid needles: no needling.",
+            "Non-needle options: the lifestyle advice below; acupressure is commonly offered instead (unverified).",
+        ]
+        declined = {"declined_by_patient": True}
+        return [
+            recommendation(kb, "acupuncture", Status.NOT_RECOMMENDED, why, details={**details, **declined}),
+            recommendation(kb, "electroacupuncture", Status.NOT_RECOMMENDED, why, details={**ea_details, **declined}),
+        ]
+    rationale = [_wish(assessment), "Low-certainty evidence: reviews could not conclude that acupuncture helps HFS."]
+    if pattern is None:
+        rationale.append("No pattern fits well: local points and the Four Gates only, until a practitioner adds more.")
+    else:
+        rationale.append(f"Points for the involved regions and for {pattern.number} {pattern.name}.")
+    return [
+        recommendation(kb, "acupuncture", Status.OPTION, rationale, details=details),
+        recommendation(
+            kb,
+            "electroacupuncture",
+            Status.OPTION,
+            [
+                _wish(assessment),
+                "Distal (hand) stimulation, not facial: in the one sham-controlled trial only hand EA helped.",
+            ],
+            details=ea_details,
+        ),
+    ]
+
+
+def _formula_details(kb: KnowledgeBase, formula_id: str) -> dict[str, Any]:
+    formula = kb.formulas[formula_id]
+    ingredients = []
+    for ingredient in formula.ingredients:
+        herb = kb.herbs[ingredient.herb]
+        ingredients.append(
+            {
+                "latin": herb.latin,
+                "pinyin": herb.pinyin,
+                "chinese": herb.chinese,
+                "dose": ingredient.dose(),
+                "dose_min_g": ingredient.dose_min_g,
+                "dose_max_g": ingredient.dose_max_g,
+                "note": ingredient.note,
+                "toxic": herb.toxic,
+            }
+        )
+    return {
+        "formula": formula.id,
+        "pinyin": formula.pinyin,
+        "chinese": formula.chinese,
+        "english": formula.english,
+        "source": formula.source,
+        "ingredients": ingredients,
+        "other_ingredients": formula.other_ingredients,
+        "preparation": formula.preparation,
+        "cautions": formula.cautions,
+        "formula_evidence": evidence_out(formula.evidence).model_dump(mode="json"),
+    }
+
+
+def _herbs(
+    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, differentiation: Differentiation
+) -> tuple[Recommendation, list[Alert]]:
+    gate = _gate(diagnosis)
+    if gate:
+        return recommendation(kb, "herbal_formula", Status.DEFERRED, [gate]), []
+    if differentiation.primary is None:
+        reason = "Deferred: no pattern fits well, and a formula needs a practitioner's pattern differentiation."
+        return recommendation(kb, "herbal_formula", Status.DEFERRED, [reason]), []
+    pattern = kb.patterns[differentiation.primary]
+    secondary = kb.patterns[differentiation.secondary] if differentiation.secondary else None
+    formula_id = pattern.formula
+    rationale = [_wish(assessment), f"{pattern.number} {pattern.name}: principle '{pattern.principle}'."]
+    if secondary is not None and secondary.id in pattern.formula_if_secondary:
+        formula_id = pattern.formula_if_secondary[secondary.id]
+        rationale.append(f"With {secondary.name} as a secondary pattern the source names this formula instead.")
+    if formula_id is None:
+        return recommendation(kb, "herbal_formula", Status.DEFERRED, [*rationale, "No formula composed."]), []
+    details = _formula_details(kb, formula_id)
+    details["other_formulas"] = [choice.model_dump() for choice in pattern.other_formulas]
+    alerts: list[Alert] = []
+    formula = kb.formulas[formula_id]
+    if secondary is not None:
+        rationale.append(
+            f"Secondary pattern {secondary.number} {secondary.name}: the practitioner may modify the formula toward "
+            f"'{secondary.principle}'; HemiCare does not merge formulas."
+        )
+        if secondary.id in formula.not_for_patterns:
+            alerts.append(
+                Alert(
+                    id=f"formula_conflict:{formula.id}:{secondary.id}",
+                    severity=Severity.WARNING,
+                    message=f"{formula.pinyin} ({formula.chinese}) conflicts with the secondary pattern "
+                    f"{secondary.name}: {'; '.join(formula.cautions)}.",
+                    affects=["herbal_formula", *(f"herb:{i.herb}" for i in formula.ingredients)],
+                    references=list(formula.evidence.references),
+                )
+            )
+    rationale.append("Very-low-certainty evidence: no controlled trials of herbs for HFS were found.")
+    return recommendation(kb, "herbal_formula", Status.OPTION, rationale, details=details), alerts
+
+
+def _advice(kb: KnowledgeBase, pattern_ids: list[str], kind: str) -> list[dict[str, Any]]:
+    items = []
+    for item in kb.advice.values():
+        if item.kind == kind and (not item.patterns or set(item.patterns) & set(pattern_ids)):
+            items.append(
+                {
+                    "id": item.id,
+                    "text": item.text,
+                    "origin": item.origin,
+                    "evidence": evidence_out(item.evidence).model_dump(mode="json"),
+                }
+            )
+    return items
+
+
+def integrative_options(
+    assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: KnowledgeBase
+) -> tuple[list[Recommendation], list[Alert], Differentiation]:
+    """The three-component plan, positioned as adjuncts, and the pattern differentiation behind it."""
+    differentiation = differentiate(assessment, facts, kb)
+    pattern = kb.patterns[differentiation.primary] if differentiation.primary else None
+    pattern_ids = [p for p in (differentiation.primary, differentiation.secondary) if p]
+    recommendations = _acupuncture(assessment, diagnosis, kb, pattern)
+    herbal, alerts = _herbs(assessment, diagnosis, kb, differentiation)
+    recommendations.append(herbal)
+    recommendations.append(
+        recommendation(
+            kb,
+            "diet",
+            Status.OPTION,
+            ["Tradition-based advice, untested in trials; harmless if it suits the patient."],
+            details={"items": _advice(kb, pattern_ids, "diet")},
+        )
+    )
+    recommendations.append(
+        recommendation(
+            kb,
+            "lifestyle",
+            Status.RECOMMENDED,
+            ["Most patients report stress and fatigue as triggers; managing them costs little."],
+            details={"items": _advice(kb, pattern_ids, "lifestyle")},
+        )
+    )
+    return recommendations, alerts, differentiation
