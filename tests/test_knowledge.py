@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hemicare.engine import KnowledgeBase, KnowledgeError, load
-from hemicare.engine.check import run_all
+from hemicare.engine.check import run_all, run_case
 from hemicare.engine.loader import load_default
 
 
@@ -19,7 +19,8 @@ def _all_cases() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("rule", "case"), _all_cases())
 def test_rule_case(kb: KnowledgeBase, rule: str, case: str) -> None:
-    result = next(r for r in run_all(kb) if r.rule == rule and r.case == case)
+    stored = next(c for c in kb.cases[rule].cases if c.name == case)
+    result = run_case(kb, rule, stored)
     assert result.passed, result.detail
 
 
@@ -118,12 +119,9 @@ def test_predicate_with_two_operators_is_rejected(kb_tree: Path) -> None:
 
 
 def test_failing_case_is_reported(kb_tree: Path) -> None:
-    _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"].update(lt=60))
+    _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"]["all"][0].update(lt=60))
     failed = [r for r in run_all(load(kb_tree)) if not r.passed]
-    assert [(r.rule, r.case) for r in failed] == [
-        ("young_onset", "onset at 40 exactly"),
-        ("young_onset", "onset at 49"),
-    ]
+    assert [(r.rule, r.case) for r in failed] == [("young_onset", "onset at 40 exactly, no MRI")]
 
 
 def test_decision_aid_text_with_numbers_is_rejected(kb_tree: Path) -> None:

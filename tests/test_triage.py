@@ -49,16 +49,18 @@ def test_secondary_signs_put_workup_first(kb: KnowledgeBase, patient: Any, patch
     workup = plan.recommendations[0]
     assert workup.id == "mri_workup" and workup.status == "recommended" and workup.category == "workup"
     assert any("before any definitive treatment" in line for line in workup.rationale)
-    critical = [a for a in plan.alerts if a.severity == "critical"]
-    assert critical and critical[0].affects == ["mri_workup"] and critical[0].references
+    critical = next(a for a in plan.alerts if a.id == "secondary_hfs_suspected")
+    assert critical.severity == "critical" and critical.references
+    assert {"mvd", "botulinum_toxin"} <= set(critical.affects)
+    assert all(r.status == "deferred" for r in plan.recommendations if r.id in critical.affects)
 
 
 @pytest.mark.parametrize(
     ("patch", "flag"),
     [
         ({"imaging": MRI_NOT_DONE}, "no_mri"),
-        ({"onset_site": "lower_face", "regions": ["mouth", "periocular"]}, "lower_face_onset"),
-        ({"age": 33, "duration_months": 24}, "young_onset"),
+        ({"onset_site": "lower_face", "regions": ["mouth", "periocular"], "imaging": MRI_NOT_DONE}, "lower_face_onset"),
+        ({"age": 33, "duration_months": 24, "imaging": MRI_NOT_DONE}, "young_onset"),
     ],
 )
 def test_imaging_prompts_call_for_mri_without_calling_it_secondary(
@@ -66,13 +68,15 @@ def test_imaging_prompts_call_for_mri_without_calling_it_secondary(
 ) -> None:
     plan = _plan(kb, patient(**patch))
     assert plan.diagnosis.status == "primary_hfs_likely"
-    assert [f.id for f in plan.diagnosis.red_flags] == [flag]
+    assert flag in [f.id for f in plan.diagnosis.red_flags]
+    assert {f.kind for f in plan.diagnosis.red_flags} == {"imaging_prompt"}
     assert plan.recommendations[0].id == "mri_workup"
 
 
 def test_young_onset_is_marked_disputed(kb: KnowledgeBase, patient: Any) -> None:
-    plan = _plan(kb, patient(age=30, duration_months=12))
-    flag = plan.diagnosis.red_flags[0]
+    plan = _plan(kb, patient(age=30, duration_months=12, imaging=MRI_NOT_DONE))
+    assert [f.id for f in plan.diagnosis.red_flags] == ["no_mri", "young_onset"]
+    flag = plan.diagnosis.red_flags[1]
     assert flag.evidence.note is not None and flag.evidence.note.startswith("[DISPUTED]")
     assert flag.evidence.certainty == "very_low"
 
@@ -121,9 +125,11 @@ def test_unknown_medication_and_comorbidity_are_unchecked_not_dropped(kb: Knowle
     assert "unchecked:comorbidity:gout" in ids
 
 
-def test_known_comorbidity_is_not_reported_unchecked(kb: KnowledgeBase, patient: Any) -> None:
-    plan = _plan(kb, patient(comorbidities=["High blood pressure"]))
-    assert not [a for a in plan.alerts if a.id.startswith("unchecked:comorbidity")]
+def test_known_comorbidity_without_a_rule_is_unchecked_info(kb: KnowledgeBase, patient: Any) -> None:
+    plan = _plan(kb, patient(comorbidities=["High blood pressure", "myasthenia"]))
+    unchecked = {a.id: a for a in plan.alerts if a.id.startswith("unchecked:comorbidity")}
+    assert list(unchecked) == ["unchecked:comorbidity:hypertension"]  # myasthenia is covered by a rule
+    assert unchecked["unchecked:comorbidity:hypertension"].severity == "info"
 
 
 def test_every_cited_reference_is_in_the_registry(kb: KnowledgeBase, patient: Any) -> None:

@@ -173,6 +173,7 @@ class Findings(Strict):
     babinski2_sign: bool | None = None
     bilateral_synchronous: bool | None = None
     present_during_sleep: bool | None = None
+    facial_skin_infection: bool | None = None
 
 
 class PriorMvd(Strict):
@@ -293,6 +294,7 @@ class Assessment(Strict):
     comorbidities: list[Name] = []
     anaesthesia_risk_asa: int | None = Field(default=None, ge=1, le=5)
     medications: list[Name] = []
+    herbs: list[Name] = Field(default=[], description="Herbal medicines the patient already takes, by any name")
     allergies: list[Name] = []
     tcm: Tcm = Tcm()
     preferences: Preferences = Preferences()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from hemicare.engine.errors import InputError
 from hemicare.engine.intake import validate_assessment
 from hemicare.engine.loader import KnowledgeBase
+from hemicare.engine.planner import build_plan
 from hemicare.engine.rules import facts_of, holds
-from hemicare.engine.schema import PatternCase, RuleCase
+from hemicare.engine.schema import PatternCase, RuleCase, SafetyRule
 from hemicare.engine.tcm import differentiate
 
 
@@ -25,6 +27,10 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CASE_DATE = dt.date(2026, 1, 1)
+"""Rule cases run on a fixed date so that they do not change with the calendar."""
+
+
 @dataclass(frozen=True)
 class CaseResult:
     rule: str
@@ -34,13 +40,21 @@ class CaseResult:
 
 
 def run_case(kb: KnowledgeBase, rule_id: str, case: RuleCase) -> CaseResult:
-    """Evaluate one stored case; an invalid case patient is a failure, not a skip."""
+    """Evaluate one stored case; an invalid case patient is a failure, not a skip.
+
+    A safety rule fires when the whole plan for the case patient carries its alert (its targets must be present
+    too); any other rule fires when its condition holds.
+    """
     rule = kb.rules()[rule_id]
     try:
         assessment = validate_assessment(merge(kb.baseline_patient, case.patient))
     except InputError as exc:
         return CaseResult(rule_id, case.name, False, f"case patient is invalid: {exc}")
-    fired = holds(rule.when, facts_of(assessment, kb))
+    if isinstance(rule, SafetyRule):
+        fired = rule_id in {alert.id for alert in build_plan(assessment, kb, today=CASE_DATE).alerts}
+    else:
+        assert rule.when is not None
+        fired = holds(rule.when, facts_of(assessment, kb))
     expected = case.expect == "fires"
     detail = "" if fired == expected else f"expected to {'fire' if expected else 'stay silent'}, but it did not"
     return CaseResult(rule_id, case.name, fired == expected, detail)

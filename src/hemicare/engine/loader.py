@@ -40,7 +40,9 @@ from hemicare.engine.schema import (
     Policy,
     RedFlag,
     Reference,
+    RestrictedNames,
     RuleCases,
+    SafetyRule,
     Scale,
     ToxinProgramme,
     Treatment,
@@ -86,6 +88,11 @@ class KnowledgeBase:
     pattern_cases: list[PatternCase] = field(default_factory=list)
     pattern_scoring: PatternScoring | None = None
     acupuncture: AcupunctureProtocol | None = None
+    safety: dict[str, SafetyRule] = field(default_factory=dict)
+    restricted: RestrictedNames | None = None
+    _herb_index: dict[str, str] = field(default_factory=dict)
+    _covered_herbs: frozenset[str] = frozenset()
+    _covered_comorbidities: frozenset[str] = frozenset()
     cases: dict[str, RuleCases] = field(default_factory=dict)
     triage: Triage | None = None
     baseline_patient: dict[str, Any] = field(default_factory=dict)
@@ -103,13 +110,34 @@ class KnowledgeBase:
         term_id = self._comorbidity_index.get(normalise(written))
         return self.comorbidities[term_id] if term_id else None
 
+    def resolve_herb(self, written: str) -> Herb | None:
+        """The herb a written name means (Latin, pinyin or Chinese, any case), or None."""
+        latin = self._herb_index.get(normalise(written))
+        return self.herbs[latin] if latin else None
+
+    def name_matches(self, written: str, *, blocked: bool) -> bool:
+        """Whether a written herb name contains a blocked (or an ambiguous) name fragment."""
+        if self.restricted is None:
+            return False
+        fragments = self.restricted.blocked if blocked else self.restricted.ambiguous
+        name = normalise(written)
+        return any(normalise(fragment) in name for fragment in fragments)
+
     def covered_drugs(self) -> frozenset[str]:
         """Drugs that at least one safety rule names, directly or through a class; the rest are unchecked."""
         return self._covered_drugs
 
-    def rules(self) -> dict[str, RedFlag | Differential | Modifier]:
-        """Every rule that has a ``when`` condition and so needs cases."""
-        return {**self.red_flags, **self.differentials, **self.modifiers}
+    def covered_herbs(self) -> frozenset[str]:
+        """Herbs (Latin) that at least one safety rule names or selects; the rest are unchecked."""
+        return self._covered_herbs
+
+    def covered_comorbidities(self) -> frozenset[str]:
+        """Comorbidities that at least one safety rule tests."""
+        return self._covered_comorbidities
+
+    def rules(self) -> dict[str, RedFlag | Differential | Modifier | SafetyRule]:
+        """Every rule, each of which needs cases."""
+        return {**self.red_flags, **self.differentials, **self.modifiers, **self.safety}
 
     def policy(self, policy_id: str) -> float:
         """A local clinic setting by id."""
@@ -239,6 +267,7 @@ def load(root: Path | None = None) -> KnowledgeBase:
         ("rules/red_flags", RedFlag, kb.red_flags),
         ("rules/differentials", Differential, kb.differentials),
         ("rules/modifiers", Modifier, kb.modifiers),
+        ("rules/safety", SafetyRule, kb.safety),
     ]
     for relative, model, into in rule_dirs:
         for path in sorted((root / relative).glob("*.yaml")):
@@ -262,12 +291,16 @@ def load(root: Path | None = None) -> KnowledgeBase:
     acupuncture_path = root / "tcm" / "acupuncture.yaml"
     kb.acupuncture = c.model(acupuncture_path, c.read(acupuncture_path), AcupunctureProtocol, "acupuncture")
     kb.pattern_cases = c.records(root / "tcm" / "pattern_cases.yaml", PatternCase, "name")
+    restricted_path = root / "tcm" / "restricted_names.yaml"
+    kb.restricted = c.model(restricted_path, c.read(restricted_path), RestrictedNames, "restricted names")
     baseline = c.read(root / "cases" / "baseline.yaml")
     kb.baseline_patient = baseline if isinstance(baseline, dict) else {}
 
     _cross_check(kb, c)
     _index_names(kb.drugs, lambda d: [d.id, d.label, *d.synonyms, *d.brands], kb._drug_index, c, "drug")
     _index_names(kb.comorbidities, lambda t: [t.id, t.label, *t.synonyms], kb._comorbidity_index, c, "comorbidity")
+    _index_names(kb.herbs, lambda h: [h.latin, h.pinyin, h.chinese], kb._herb_index, c, "herb")
+    _coverage(kb)
     if c.problems:
         raise KnowledgeError(c.problems)
     return kb
@@ -290,6 +323,8 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
         "pattern": kb.patterns,
         "advice": kb.advice,
         "acupuncture protocol": {"acupuncture": kb.acupuncture} if kb.acupuncture else {},
+        "safety rule": kb.safety,
+        "restricted names": {"restricted": kb.restricted} if kb.restricted else {},
     }
     for kind, items in collections.items():
         for item_id, item in items.items():
@@ -305,8 +340,9 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
             if name not in known_facts:
                 c.problems.append(f"triage: essential finding `{name}` is not a known fact")
     for rule_id, rule in kb.rules().items():
-        condition: Condition = rule.when
-        for name in sorted(condition.facts() - known_facts):
+        if rule.when is None:
+            continue
+        for name in sorted(rule.when.facts() - known_facts):
             c.problems.append(f"rule `{rule_id}`: unknown fact `{name}`")
         if rule_id not in kb.cases:
             c.problems.append(f"rule `{rule_id}`: no cases file `{rule_id}.cases.yaml` beside it")
@@ -322,6 +358,7 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
                 if figure_id not in figure_ids:
                     c.problems.append(f"treatment `{treatment.id}`: decision aid cites unknown figure `{figure_id}`")
     _check_tcm(kb, c)
+    _check_safety(kb, c)
     for modifier in kb.modifiers.values():
         if modifier.treatment not in kb.treatments:
             c.problems.append(f"modifier `{modifier.id}`: unknown treatment `{modifier.treatment}`")
@@ -337,6 +374,61 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
             values = sorted(level.value for level in scale.levels)
             if values != list(range(scale.min, scale.max + 1)):
                 c.problems.append(f"scale `{scale.id}`: levels must cover {scale.min}..{scale.max} exactly")
+
+
+def _named(condition: Condition | None, fact: str) -> set[str]:
+    """Values a condition tests a list fact for (``contains``, ``contains_any``, ``in``)."""
+    if condition is None:
+        return set()
+    found: set[str] = set()
+    if condition.fact == fact:
+        found |= {condition.contains} if condition.contains else set()
+        found |= set(condition.contains_any or [])
+        found |= {str(v) for v in condition.in_ or []}
+    for child in (condition.all or []) + (condition.any or []) + ([condition.not_] if condition.not_ else []):
+        found |= _named(child, fact)
+    return found
+
+
+def _coverage(kb: KnowledgeBase) -> None:
+    """What the safety rules know about: everything else is reported as unchecked."""
+    drugs: set[str] = set()
+    classes: set[str] = set()
+    herbs: set[str] = set()
+    comorbidities: set[str] = set()
+    for rule in kb.safety.values():
+        drugs |= set(rule.targets.drugs) | _named(rule.when, "drugs")
+        classes |= set(rule.targets.drug_classes) | _named(rule.when, "drug_classes")
+        herbs |= set(rule.targets.herbs) | _named(rule.when, "herb_ids")
+        herbs |= {h.latin for h in kb.herbs.values() if h.pregnancy in rule.targets.herb_pregnancy}
+        if rule.targets.toxic_herbs:
+            herbs |= {h.latin for h in kb.herbs.values() if h.toxic}
+        comorbidities |= _named(rule.when, "comorbidity_ids")
+    drugs |= {d.id for d in kb.drugs.values() if set(d.classes) & classes}
+    kb._covered_drugs = frozenset(drugs)
+    kb._covered_herbs = frozenset(herbs)
+    kb._covered_comorbidities = frozenset(comorbidities)
+
+
+def _check_safety(kb: KnowledgeBase, c: _Collector) -> None:
+    """Safety rules target only known recommendations, points, herbs, drugs and classes."""
+    for rule in kb.safety.values():
+        targets = rule.targets
+        for rec_id in targets.recommendations:
+            if rec_id not in kb.treatments:
+                c.problems.append(f"safety rule `{rule.id}`: unknown recommendation `{rec_id}`")
+        for code in targets.acupoints:
+            if code not in kb.acupoints:
+                c.problems.append(f"safety rule `{rule.id}`: unknown acupoint `{code}`")
+        for latin in targets.herbs:
+            if latin not in kb.herbs:
+                c.problems.append(f"safety rule `{rule.id}`: unknown herb `{latin}`")
+        for drug_id in targets.drugs:
+            if drug_id not in kb.drugs:
+                c.problems.append(f"safety rule `{rule.id}`: unknown drug `{drug_id}`")
+        for cls in targets.drug_classes:
+            if cls not in kb.drug_classes:
+                c.problems.append(f"safety rule `{rule.id}`: unknown drug class `{cls}`")
 
 
 _VOCABULARY: dict[str, set[str]] = {

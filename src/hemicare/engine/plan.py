@@ -95,6 +95,7 @@ class Recommendation(Out):
     id: str
     category: Category
     status: Status
+    priority: int = Field(default=0, description="1 = first in the plan: work-up, then conventional, then adjuncts")
     summary: str
     rationale: list[str]
     evidence: EvidenceOut

@@ -1,4 +1,8 @@
-"""Compose the plan: triage, scores, the recommendations each part of the engine proposes, and the alerts."""
+"""Compose the plan: triage first, then the options each part of the engine proposes, then the safety engine.
+
+The order matters: safety rules see every proposed item at once, so an interaction between, say, a patient's
+warfarin and a herb in the proposed formula is caught wherever the two come from.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,22 @@ from hemicare.engine.plan import (
     TcmSection,
     evidence_out,
 )
-from hemicare.engine.rules import Facts, facts_of
+from hemicare.engine.rules import facts_of
+from hemicare.engine.safety import apply_safety, unchecked_alerts
 from hemicare.engine.scores import score
 from hemicare.engine.tcm import integrative_options
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.engine.triage import triage
+
+_CATEGORY_ORDER = {Category.WORKUP: 0, Category.CONVENTIONAL: 1, Category.INTEGRATIVE: 2}
+_STATUS_ORDER = {
+    Status.RECOMMENDED: 0,
+    Status.OPTION: 1,
+    Status.DEFERRED: 2,
+    Status.NOT_RECOMMENDED: 3,
+    Status.CONTRAINDICATED: 4,
+}
+_SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
 def _workup(diagnosis: Diagnosis, kb: KnowledgeBase) -> list[Recommendation]:
@@ -51,53 +66,19 @@ def _workup(diagnosis: Diagnosis, kb: KnowledgeBase) -> list[Recommendation]:
     ]
 
 
-def _unchecked(facts: Facts, kb: KnowledgeBase) -> list[Alert]:
-    """Fail closed: every medication or comorbidity that no rule covers is reported as unchecked."""
-    alerts: list[Alert] = []
-    for written in facts["unknown_medications"]:
-        alerts.append(
-            Alert(
-                id=f"unchecked:drug:{written}",
-                severity=Severity.WARNING,
-                message=f"Medication '{written}' is not in the knowledge base: its interactions and "
-                "contraindications have NOT been checked.",
-                affects=[f"drug:{written}"],
-            )
-        )
-    for drug_id in facts["drugs"]:
-        if drug_id not in kb.covered_drugs():
-            alerts.append(
-                Alert(
-                    id=f"unchecked:drug:{drug_id}",
-                    severity=Severity.WARNING,
-                    message=f"{kb.drugs[drug_id].label} is recognised, but no safety rule covers it: it has NOT "
-                    "been checked against this plan.",
-                    affects=[f"drug:{drug_id}"],
-                )
-            )
-    for written in facts["unknown_comorbidities"]:
-        alerts.append(
-            Alert(
-                id=f"unchecked:comorbidity:{written}",
-                severity=Severity.WARNING,
-                message=f"Comorbidity '{written}' is not in the knowledge-base vocabulary: no rule has checked it.",
-            )
-        )
-    return alerts
-
-
-def _diagnosis_alerts(diagnosis: Diagnosis) -> list[Alert]:
+def _diagnosis_alerts(diagnosis: Diagnosis, recommendations: list[Recommendation]) -> list[Alert]:
     if diagnosis.status is not DiagnosisStatus.SECONDARY_SUSPECTED:
         return []
     references = sorted({ref for flag in diagnosis.red_flags for ref in flag.evidence.references})
+    deferred = [r.id for r in recommendations if r.category is not Category.WORKUP and r.status is Status.DEFERRED]
     return [
         Alert(
             id="secondary_hfs_suspected",
             severity=Severity.CRITICAL,
             message="Red flags for secondary HFS: "
             + "; ".join(flag.finding for flag in diagnosis.red_flags if flag.kind == "secondary_sign")
-            + ". Complete the work-up before any definitive treatment.",
-            affects=["mri_workup"],
+            + ". Complete the MRI work-up before any definitive treatment.",
+            affects=deferred,
             references=references,
         )
     ]
@@ -122,12 +103,20 @@ def _cited(plan: Plan, kb: KnowledgeBase) -> dict[str, str]:
     return {ref: kb.references[ref].citation for ref in sorted(ids)}
 
 
-def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan) -> list[ScheduleItem]:
+def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan, kb: KnowledgeBase) -> list[ScheduleItem]:
     items: list[ScheduleItem] = []
     statuses = {rec.id: rec.status for rec in recommendations}
+    shown = (Status.RECOMMENDED, Status.OPTION)
     if statuses.get("mri_workup") is Status.RECOMMENDED:
         items.append(ScheduleItem(what="MRI work-up", note="before any definitive treatment"))
-    if statuses.get("botulinum_toxin") in (Status.RECOMMENDED, Status.OPTION):
+    if statuses.get("mvd") in shown or statuses.get("redo_mvd") in shown:
+        items.append(
+            ScheduleItem(
+                what="Neurosurgical consultation on microvascular decompression",
+                note="judge the result only after months: resolution is often delayed",
+            )
+        )
+    if statuses.get("botulinum_toxin") in shown:
         note = f"not before {toxin.earliest_next.isoformat()}"
         if toxin.due_by:
             note += f"; usually by {toxin.due_by.isoformat()}"
@@ -136,18 +125,43 @@ def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan) -> list[S
                 what=f"Botulinum toxin session: {toxin.brand} {toxin.total_units:g} U", due=toxin.due_from, note=note
             )
         )
+        items.append(
+            ScheduleItem(
+                what="Toxin response review: Jankovic scale, SMC grade, HFS-7; effect duration, adverse effects",
+                due=toxin.due_from + dt.timedelta(weeks=6),
+                note="6-8 weeks after the session, when HFS-30 was validated against toxin response",
+            )
+        )
+    if statuses.get("acupuncture") in shown and kb.acupuncture is not None:
+        items.append(
+            ScheduleItem(
+                what="Acupuncture course (adjunct)",
+                note=" ".join([*kb.acupuncture.course[:1], kb.acupuncture.review]),
+            )
+        )
     return items
 
 
+def _ordered(recommendations: list[Recommendation]) -> list[Recommendation]:
+    ranked = sorted(recommendations, key=lambda r: (_CATEGORY_ORDER[r.category], _STATUS_ORDER[r.status]))
+    for index, rec in enumerate(ranked, start=1):
+        rec.priority = index
+    return ranked
+
+
 def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | None = None) -> Plan:
-    """The plan for one assessment. Pure: same input and knowledge version, same plan."""
+    """The plan for one assessment. Pure: same input, knowledge version and date, same plan."""
+    today = today or dt.date.today()
     facts = facts_of(assessment, kb)
     diagnosis = triage(facts, kb)
-    today = today or dt.date.today()
     conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today)
     integrative, tcm_alerts, differentiation = integrative_options(assessment, facts, diagnosis, kb)
     recommendations = _workup(diagnosis, kb) + conventional + integrative
-    alerts = _diagnosis_alerts(diagnosis) + tcm_alerts + _unchecked(facts, kb)
+    safety_alerts = apply_safety(recommendations, facts, kb)
+    unchecked = unchecked_alerts(recommendations, facts, kb, pregnant=assessment.pregnant)
+    recommendations = _ordered(recommendations)
+    alerts = _diagnosis_alerts(diagnosis, recommendations) + safety_alerts + tcm_alerts + unchecked
+    alerts.sort(key=lambda a: _SEVERITY_ORDER[a.severity])
     plan = Plan(
         hemicare_version=__version__,
         knowledge_version=kb.version,
@@ -163,7 +177,7 @@ def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | No
             secondary=differentiation.secondary,
             summary=differentiation.summary,
         ),
-        schedule=_schedule(recommendations, toxin),
+        schedule=_schedule(recommendations, toxin, kb),
         decision_aid=decision_aid(recommendations, kb),
     )
     plan.references = _cited(plan, kb)

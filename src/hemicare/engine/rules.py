@@ -31,6 +31,12 @@ DERIVED_FACTS: dict[str, str] = {
     "unknown_medications": "Medications as written that the knowledge base does not recognise",
     "unknown_comorbidities": "Comorbidities as written that the knowledge base does not recognise",
     "toxin_session_count": "Number of botulinum-toxin sessions in the history",
+    "herb_ids": "Latin names of the patient's own herbs that the knowledge base recognised",
+    "unknown_herbs": "The patient's own herbs, as written, that the knowledge base does not recognise",
+    "blocked_herbs": "The patient's own herbs whose names match a blocked herb (e.g. Aristolochia)",
+    "ambiguous_herbs": "The patient's own herbs whose names are shared by several species",
+    "ancestry_terms": "Ancestry entries, normalised (lower case, underscores)",
+    "allergy_terms": "Allergies, normalised (lower case, underscores)",
 }
 
 
@@ -101,7 +107,25 @@ def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
     out["unknown_medications"] = unknown_drugs
     out["unknown_comorbidities"] = unknown_comorbidities
     out["toxin_session_count"] = len(assessment.history.botulinum_sessions)
+    herb_ids: list[str] = []
+    unknown_herbs: list[str] = []
+    for written in assessment.herbs:
+        herb = kb.resolve_herb(written)
+        if herb is None:
+            unknown_herbs.append(written)
+        elif herb.latin not in herb_ids:
+            herb_ids.append(herb.latin)
+    out["herb_ids"] = herb_ids
+    out["unknown_herbs"] = unknown_herbs
+    out["blocked_herbs"] = [h for h in assessment.herbs if kb.name_matches(h, blocked=True)]
+    out["ambiguous_herbs"] = [h for h in assessment.herbs if kb.name_matches(h, blocked=False)]
+    out["ancestry_terms"] = [_term(a) for a in assessment.ancestry]
+    out["allergy_terms"] = [_term(a) for a in assessment.allergies]
     return out
+
+
+def _term(text: str) -> str:
+    return "_".join(text.casefold().replace("-", " ").split())
 
 
 def _number(value: Any) -> bool:

@@ -626,3 +626,53 @@ class AcupunctureProtocol(Record):
     course: list[str]
     review: str
     evidence: Evidence
+
+
+# --- safety ---------------------------------------------------------------------------------------------------
+
+
+class SafetyTargets(Record):
+    """What a safety rule acts on, among the plan's items and the patient's own medicines and herbs."""
+
+    recommendations: list[str] = []
+    acupoints: list[str] = []
+    herbs: list[str] = Field(default=[], description="Latin names")
+    herb_pregnancy: list[Literal["forbidden", "caution"]] = Field(
+        default=[], description="Every herb whose pregnancy status is one of these"
+    )
+    toxic_herbs: bool = False
+    drugs: list[Slug] = []
+    drug_classes: list[Slug] = []
+    licorice_min_g: float | None = Field(
+        default=None, gt=0, description="A formula whose licorice (Gan Cao, Zhi Gan Cao) reaches this daily dose"
+    )
+    patient_blocked_herbs: bool = Field(default=False, description="The patient's own herbs with a blocked name")
+    patient_ambiguous_herbs: bool = Field(default=False, description="The patient's own herbs with an ambiguous name")
+
+
+class SafetyRule(Record):
+    """A contraindication, interaction or caution across drugs, toxin, herbs and needling.
+
+    It fires when ``when`` holds (or always, without ``when``) and a target is in the plan or the patient's list.
+    ``remove`` takes points or herbs out of the plan; ``contraindicate`` and ``defer`` change a recommendation's
+    status; ``caution`` warns without changing anything.
+    """
+
+    id: Slug
+    title: str
+    when: Condition | None = None
+    targets: SafetyTargets
+    action: Literal["contraindicate", "defer", "remove", "caution"]
+    severity: Literal["critical", "warning", "info"]
+    basis: Literal["evidence", "label", "guideline", "tradition", "case_report", "policy"]
+    message: str
+    evidence: Evidence
+    review: Review = Review()
+
+
+class RestrictedNames(Record):
+    """Herb names that are blocked outright or need the species verified."""
+
+    blocked: list[str] = Field(min_length=1, description="Name fragments of herbs that are never allowed")
+    ambiguous: list[str] = Field(min_length=1, description="Names shared by more than one species")
+    evidence: Evidence

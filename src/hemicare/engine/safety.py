@@ -1,0 +1,285 @@
+"""The cross-modality safety engine: every proposed item against the patient and against every other item.
+
+Rules are data (``rules/safety``). A rule acts on what it targets: recommendations change status, acupoints and herbs
+are removed from the plan's details, and every firing leaves an alert naming what it affects. The engine fails
+closed: a medicine, herb or comorbidity that no rule covers is reported as unchecked, never as safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hemicare.engine.loader import KnowledgeBase
+from hemicare.engine.plan import Alert, Recommendation, Severity, Status
+from hemicare.engine.rules import Facts, holds
+from hemicare.engine.schema import SafetyRule
+
+SHOWN = (Status.RECOMMENDED, Status.OPTION)
+_RANK = {
+    Status.RECOMMENDED: 0,
+    Status.OPTION: 1,
+    Status.NOT_RECOMMENDED: 2,
+    Status.DEFERRED: 3,
+    Status.CONTRAINDICATED: 4,
+}
+_LICORICE = ("Radix Glycyrrhizae", "Radix Glycyrrhizae Praeparata")
+_ACTION_ORDER = {"contraindicate": 0, "remove": 1, "defer": 2, "caution": 3}
+
+
+def _by_id(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
+    return {rec.id: rec for rec in recommendations}
+
+
+def _herbs_selected(rule: SafetyRule, kb: KnowledgeBase) -> set[str]:
+    targets = rule.targets
+    selected = set(targets.herbs)
+    selected |= {h.latin for h in kb.herbs.values() if h.pregnancy in targets.herb_pregnancy}
+    if targets.toxic_herbs:
+        selected |= {h.latin for h in kb.herbs.values() if h.toxic}
+    return selected
+
+
+def _drugs_selected(rule: SafetyRule, kb: KnowledgeBase) -> set[str]:
+    targets = rule.targets
+    classes = set(targets.drug_classes)
+    return set(targets.drugs) | {d.id for d in kb.drugs.values() if classes & set(d.classes)}
+
+
+def _licorice_g(formula: Recommendation) -> float:
+    return sum(
+        (i.get("dose_max_g") or i.get("dose_min_g") or 0.0)
+        for i in formula.details.get("ingredients", [])
+        if i["latin"] in _LICORICE
+    )
+
+
+def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: KnowledgeBase) -> dict[str, Any]:
+    """What a rule touches in this plan: recommendations, points, herbs, and the patient's own drugs and herbs."""
+    statuses = (*SHOWN, Status.DEFERRED) if rule.action == "contraindicate" else SHOWN
+    hit_recs = [r for r in rule.targets.recommendations if r in recs and recs[r].status in statuses]
+    patient_items: list[str] = []
+    for drug in sorted(_drugs_selected(rule, kb)):
+        rec_id = f"medication:{drug}"
+        if rec_id in recs and recs[rec_id].status in statuses:
+            hit_recs.append(rec_id)
+        if drug in facts["drugs"]:
+            patient_items.append(f"drug:{drug}")
+    points: list[str] = []
+    if rule.targets.acupoints:
+        for rec_id in ("acupuncture", "electroacupuncture"):
+            rec = recs.get(rec_id)
+            if rec is not None and rec.status in SHOWN:
+                points += [p["code"] for p in rec.details.get("points", []) if p["code"] in rule.targets.acupoints]
+    herbs: list[str] = []
+    selected = _herbs_selected(rule, kb)
+    formula = recs.get("herbal_formula")
+    formula_shown = formula is not None and formula.status in SHOWN
+    if selected and formula is not None and formula_shown:
+        herbs = [i["latin"] for i in formula.details.get("ingredients", []) if i["latin"] in selected]
+    patient_items += [f"herb:{latin}" for latin in facts["herb_ids"] if latin in selected]
+    licorice_min = rule.targets.licorice_min_g
+    if licorice_min is not None and formula is not None and formula_shown and _licorice_g(formula) >= licorice_min:
+        hit_recs.append("herbal_formula")
+    if rule.targets.patient_blocked_herbs:
+        patient_items += [f"herb:{name}" for name in facts["blocked_herbs"]]
+    if rule.targets.patient_ambiguous_herbs:
+        patient_items += [f"herb:{name}" for name in facts["ambiguous_herbs"]]
+    return {"recs": hit_recs, "points": sorted(set(points)), "herbs": herbs, "patient": patient_items}
+
+
+def _set_status(rec: Recommendation, status: Status, reason: str) -> None:
+    if _RANK[status] > _RANK[rec.status]:
+        rec.status = status
+    rec.rationale.append(reason)
+
+
+def _remove(rule: SafetyRule, hits: dict[str, Any], recs: dict[str, Recommendation]) -> None:
+    reason = f"{rule.title}: {rule.message}"
+    for rec_id in ("acupuncture", "electroacupuncture"):
+        rec = recs.get(rec_id)
+        if rec is None or not hits["points"]:
+            continue
+        kept = [p for p in rec.details.get("points", []) if p["code"] not in hits["points"]]
+        removed = [p for p in rec.details.get("points", []) if p["code"] in hits["points"]]
+        if removed:
+            rec.details = {**rec.details, "points": kept}
+            rec.details["removed_points"] = rec.details.get("removed_points", []) + [
+                {"code": p["code"], "reason": rule.title} for p in removed
+            ]
+            rec.rationale.append(f"Removed {', '.join(p['code'] for p in removed)}. {reason}")
+    formula = recs.get("herbal_formula")
+    if formula is not None and hits["herbs"]:
+        ingredients = formula.details.get("ingredients", [])
+        kept = [i for i in ingredients if i["latin"] not in hits["herbs"]]
+        removed_before = len(formula.details.get("removed_herbs", []))
+        formula.details = {**formula.details, "ingredients": kept}
+        formula.details["removed_herbs"] = formula.details.get("removed_herbs", []) + [
+            {"latin": latin, "reason": rule.title} for latin in hits["herbs"]
+        ]
+        formula.rationale.append(f"Removed {', '.join(hits['herbs'])}. {reason}")
+        original = len(kept) + removed_before + len(hits["herbs"])
+        if 2 * (original - len(kept)) >= original:
+            _set_status(
+                formula,
+                Status.CONTRAINDICATED,
+                "The formula lost half or more of its herbs to safety rules: the practitioner must choose another.",
+            )
+
+
+def _affects(hits: dict[str, Any]) -> list[str]:
+    affects: list[str] = list(dict.fromkeys(hits["recs"]))
+    affects += [f"acupoint:{code}" for code in hits["points"]]
+    affects += [f"herb:{latin}" for latin in hits["herbs"]]
+    affects += hits["patient"]
+    return affects
+
+
+def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase) -> list[Alert]:
+    """Apply every safety rule to the plan in place and return the alerts they raise."""
+    recs = _by_id(recommendations)
+    alerts: list[Alert] = []
+    # Status changes and removals first, so that a caution is never raised about an item another rule removed.
+    for rule in sorted(kb.safety.values(), key=lambda r: _ACTION_ORDER[r.action]):
+        if rule.when is not None and not holds(rule.when, facts):
+            continue
+        hits = _hits(rule, recs, facts, kb)
+        if not (hits["recs"] or hits["points"] or hits["herbs"] or hits["patient"]):
+            continue
+        reason = f"{rule.title}: {rule.message}"
+        if rule.action == "contraindicate":
+            for rec_id in hits["recs"]:
+                _set_status(recs[rec_id], Status.CONTRAINDICATED, f"Contraindicated. {reason}")
+        elif rule.action == "defer":
+            for rec_id in hits["recs"]:
+                _set_status(recs[rec_id], Status.DEFERRED, f"Deferred. {reason}")
+        elif rule.action == "remove":
+            _remove(rule, hits, recs)
+        else:
+            for rec_id in hits["recs"]:
+                recs[rec_id].rationale.append(f"Caution. {reason}")
+        basis = " (tradition-based)" if rule.basis == "tradition" else ""
+        alerts.append(
+            Alert(
+                id=rule.id,
+                severity=Severity(rule.severity),
+                message=f"{rule.title}{basis}: {rule.message}",
+                affects=_affects(hits),
+                references=list(rule.evidence.references),
+            )
+        )
+    return alerts
+
+
+def _unchecked(alert_id: str, severity: Severity, message: str, affects: list[str]) -> Alert:
+    return Alert(id=alert_id, severity=severity, message=message, affects=affects)
+
+
+def unchecked_alerts(
+    recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase, *, pregnant: bool
+) -> list[Alert]:
+    """Fail closed: name every medicine, herb, comorbidity and pregnancy question no rule covers."""
+    alerts: list[Alert] = []
+    for written in facts["unknown_medications"]:
+        alerts.append(
+            _unchecked(
+                f"unchecked:drug:{written}",
+                Severity.WARNING,
+                f"Medication '{written}' is not in the knowledge base: its interactions and contraindications "
+                "have NOT been checked.",
+                [f"drug:{written}"],
+            )
+        )
+    for drug_id in facts["drugs"]:
+        if drug_id not in kb.covered_drugs():
+            alerts.append(
+                _unchecked(
+                    f"unchecked:drug:{drug_id}",
+                    Severity.WARNING,
+                    f"{kb.drugs[drug_id].label} is recognised, but no safety rule covers it: it has NOT been "
+                    "checked against this plan.",
+                    [f"drug:{drug_id}"],
+                )
+            )
+    for written in facts["unknown_herbs"]:
+        alerts.append(
+            _unchecked(
+                f"unchecked:herb:{written}",
+                Severity.WARNING,
+                f"Herb '{written}' is not in the knowledge base: it has NOT been checked for toxicity or interactions.",
+                [f"herb:{written}"],
+            )
+        )
+    for latin in facts["herb_ids"]:
+        if latin not in kb.covered_herbs():
+            alerts.append(
+                _unchecked(
+                    f"unchecked:herb:{latin}",
+                    Severity.WARNING,
+                    f"{latin} ({kb.herbs[latin].pinyin}) is recognised, but no safety rule covers it: NOT checked.",
+                    [f"herb:{latin}"],
+                )
+            )
+    for written in facts["unknown_comorbidities"]:
+        alerts.append(
+            _unchecked(
+                f"unchecked:comorbidity:{written}",
+                Severity.WARNING,
+                f"Comorbidity '{written}' is not in the knowledge-base vocabulary: no rule has checked it.",
+                [],
+            )
+        )
+    for term in facts["comorbidity_ids"]:
+        if term not in kb.covered_comorbidities():
+            alerts.append(
+                _unchecked(
+                    f"unchecked:comorbidity:{term}",
+                    Severity.INFO,
+                    f"No safety rule considers {kb.comorbidities[term].label.lower()}: check it against the plan "
+                    "clinically.",
+                    [],
+                )
+            )
+    formula = _by_id(recommendations).get("herbal_formula")
+    if formula is not None and formula.status in SHOWN and (facts["drugs"] or facts["unknown_medications"]):
+        uncovered = [i["latin"] for i in formula.details.get("ingredients", []) if i["latin"] not in kb.covered_herbs()]
+        if uncovered:
+            alerts.append(
+                _unchecked(
+                    "unchecked:herb_drug_interactions",
+                    Severity.INFO,
+                    "No interaction rule covers these herbs with the patient's medicines: "
+                    + ", ".join(uncovered)
+                    + ".",
+                    [f"herb:{latin}" for latin in uncovered],
+                )
+            )
+    if pregnant:
+        alerts += _pregnancy_unchecked(recommendations, kb)
+    return alerts
+
+
+def _pregnancy_unchecked(recommendations: list[Recommendation], kb: KnowledgeBase) -> list[Alert]:
+    """Items that no pregnancy rule covers; medicines among them are deferred rather than left as options."""
+    covered: set[str] = set()
+    for rule in kb.safety.values():
+        if rule.when is not None and "pregnant" in rule.when.facts():
+            covered |= set(rule.targets.recommendations)
+            if rule.targets.acupoints:
+                covered |= {"acupuncture", "electroacupuncture"}
+            if rule.targets.herbs or rule.targets.herb_pregnancy:
+                covered.add("herbal_formula")
+    unchecked = [r for r in recommendations if r.status in SHOWN and r.id not in covered and r.category != "workup"]
+    for rec in unchecked:
+        if rec.id.startswith("medication:"):
+            _set_status(rec, Status.DEFERRED, "Deferred: its safety in pregnancy is not covered by HemiCare's sources.")
+    if not unchecked:
+        return []
+    return [
+        _unchecked(
+            "unchecked:pregnancy",
+            Severity.WARNING,
+            "Pregnancy: no rule covers " + ", ".join(r.id for r in unchecked) + "; check each against its label "
+            "and with the obstetric team.",
+            [r.id for r in unchecked],
+        )
+    ]

@@ -1,0 +1,177 @@
+"""Property-based tests over generated assessments: the engine never crashes, and no plan holds an item that one
+of its own critical alerts forbids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from hemicare.engine import InputError, build_plan, load_default, validate_assessment
+from hemicare.engine.assessment import FaceRegion, Pulse, TcmFinding, TongueBody, TongueCoating
+from hemicare.engine.plan import Plan
+from hemicare.engine.render import render_decision_aid, render_text
+
+KB = load_default()
+TODAY = dt.date(2026, 11, 26)
+MAYBE = st.sampled_from([True, False, None])
+DRUG_NAMES = [*sorted({d.id for d in KB.drugs.values()} | {b for d in KB.drugs.values() for b in d.brands}), "Zorblax"]
+HERB_NAMES = [*sorted({h.pinyin for h in KB.herbs.values()}), "Guan Mu Tong", "mu tong", "Mystery Root"]
+COMORBIDITIES = [*sorted(KB.comorbidities), "gout"]
+PRODUCTS = ["onabotulinumtoxinA", "incobotulinumtoxinA", "abobotulinumtoxinA"]
+ADVERSE = ["ptosis", "diplopia", "facial droop", "dry eyes", "rash"]
+
+
+def _past(days: int) -> str:
+    return (TODAY - dt.timedelta(days=days)).isoformat()
+
+
+sessions = st.lists(
+    st.fixed_dictionaries(
+        {
+            "date": st.integers(1, 2000).map(_past),
+            "product": st.sampled_from(PRODUCTS),
+            "total_units": st.integers(5, 100),
+        },
+        optional={
+            "effect_weeks": st.integers(0, 30),
+            "adverse_effects": st.lists(st.sampled_from(ADVERSE), max_size=2),
+        },
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def assessments(draw: st.DrawFn) -> dict[str, Any]:
+    age = draw(st.integers(1, 100))
+    regions = draw(st.lists(st.sampled_from([r.value for r in FaceRegion]), min_size=1, max_size=6, unique=True))
+    mri = draw(st.sampled_from(["done", "not_done", "planned"]))
+    imaging: dict[str, Any] = {"mri": mri}
+    if mri == "done":
+        imaging |= {
+            "neurovascular_compression": draw(MAYBE),
+            "structural_lesion": draw(MAYBE),
+            "offending_vessel": draw(st.sampled_from(["aica", "pica", "vertebral", "vein", "multiple", None])),
+        }
+    history: dict[str, Any] = {
+        "bells_palsy": draw(MAYBE),
+        "facial_nerve_injury": draw(MAYBE),
+        "multiple_sclerosis": draw(MAYBE),
+        "botulinum_sessions": draw(sessions),
+    }
+    if draw(st.booleans()):
+        history["prior_mvd"] = {
+            "date": _past(draw(st.integers(1, 3000))),
+            "result": draw(st.sampled_from(["cured", "improved", "unchanged", "recurred"])),
+        }
+    onset = draw(st.sampled_from(["periocular", "lower_face", None]))
+    return {
+        "id": "prop-1",
+        "age": age,
+        "sex": draw(st.sampled_from(["female", "male", "other"])),
+        "pregnant": draw(st.booleans()),
+        "breastfeeding": draw(st.booleans()),
+        "ancestry": draw(st.lists(st.sampled_from(["han_chinese", "thai", "norwegian", "south_asian"]), max_size=2)),
+        "hla_b1502": draw(st.sampled_from(["positive", "negative", "unknown"])),
+        "side": draw(st.sampled_from(["left", "right", "bilateral"])),
+        "duration_months": draw(st.integers(0, age * 12)),
+        "onset_site": onset,
+        "regions": regions,
+        "findings": {
+            name: draw(MAYBE)
+            for name in (
+                "tonic_spasm",
+                "facial_weakness",
+                "hearing_loss",
+                "facial_numbness",
+                "other_cranial_nerve_deficit",
+                "babinski2_sign",
+                "bilateral_synchronous",
+                "facial_skin_infection",
+            )
+        },
+        "history": history,
+        "severity": {
+            "smc_grade": draw(st.one_of(st.none(), st.integers(1, 4))),
+            "jankovic_severity": draw(st.one_of(st.none(), st.integers(0, 4))),
+            "jankovic_frequency": draw(st.one_of(st.none(), st.integers(0, 4))),
+        },
+        "hfs7": draw(st.one_of(st.none(), st.lists(st.integers(0, 4), min_size=7, max_size=7))),
+        "imaging": imaging,
+        "comorbidities": draw(st.lists(st.sampled_from(COMORBIDITIES), max_size=4, unique=True)),
+        "anaesthesia_risk_asa": draw(st.one_of(st.none(), st.integers(1, 5))),
+        "medications": draw(st.lists(st.sampled_from(DRUG_NAMES), max_size=4, unique=True)),
+        "herbs": draw(st.lists(st.sampled_from(HERB_NAMES), max_size=3, unique=True)),
+        "allergies": draw(st.lists(st.sampled_from(["penicillin", "Botox"]), max_size=1)),
+        "tcm": {
+            "tongue": {
+                "body": draw(st.one_of(st.none(), st.sampled_from([t.value for t in TongueBody]))),
+                "coating": draw(st.one_of(st.none(), st.sampled_from([t.value for t in TongueCoating]))),
+            },
+            "pulse": draw(st.lists(st.sampled_from([p.value for p in Pulse]), max_size=3, unique=True)),
+            "findings": draw(st.lists(st.sampled_from([f.value for f in TcmFinding]), max_size=8, unique=True)),
+        },
+        "preferences": {
+            name: draw(st.booleans())
+            for name in (
+                "avoid_surgery",
+                "avoid_needles",
+                "avoid_injections",
+                "wants_definitive_treatment",
+                "integrative_care",
+            )
+        },
+    }
+
+
+def _forbidden_items_present(plan: Plan) -> list[str]:
+    """Items a critical alert affects that are still active in the plan."""
+    recs = {r.id: r for r in plan.recommendations}
+    active = {"recommended", "option"}
+    points = {
+        p["code"]
+        for rec_id in ("acupuncture", "electroacupuncture")
+        if rec_id in recs and recs[rec_id].status in active
+        for p in recs[rec_id].details.get("points", [])
+    }
+    formula = recs.get("herbal_formula")
+    herbs = set()
+    if formula is not None and formula.status in active:
+        herbs = {i["latin"] for i in formula.details.get("ingredients", [])}
+    problems = []
+    for alert in plan.alerts:
+        if alert.severity != "critical":
+            continue
+        for item in alert.affects:
+            kind, _, name = item.partition(":")
+            if item in recs and recs[item].status in active:
+                problems.append(f"{alert.id} -> {item} is {recs[item].status}")
+            elif kind == "acupoint" and name in points:
+                problems.append(f"{alert.id} -> {item} still needled")
+            elif kind == "herb" and name in herbs:
+                problems.append(f"{alert.id} -> {item} still in the formula")
+    return problems
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(assessments())
+def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> None:
+    try:
+        assessment = validate_assessment(data)
+    except InputError:
+        assume(False)
+        return
+    plan = build_plan(assessment, KB, today=TODAY)
+    assert _forbidden_items_present(plan) == []
+    assert set(plan.references) <= set(KB.references)
+    for rec in plan.recommendations:
+        assert rec.evidence.references and set(rec.evidence.references) <= set(KB.references)
+    assert render_text(plan) and render_decision_aid(plan)
+    toxin = next(r for r in plan.recommendations if r.id == "botulinum_toxin").details["programme"]
+    assert all(site["ona_units"] <= 5 for site in toxin["sites"])
+    if toxin["last_session"] is not None:
+        last = dt.date.fromisoformat(toxin["last_session"])
+        assert dt.date.fromisoformat(toxin["due_from"]) >= last + dt.timedelta(weeks=12)
