@@ -11,7 +11,7 @@ from typing import Any
 
 from hemicare.engine.assessment import Assessment, MriStatus, MvdResult
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import Category, Diagnosis, DiagnosisStatus, Recommendation, Status, evidence_out, figure_out
+from hemicare.engine.plan import Category, Diagnosis, DiagnosisStatus, Recommendation, Status, evidence_out, figure_dict
 from hemicare.engine.rules import Facts, holds
 from hemicare.engine.toxin import ToxinPlan, plan_toxin
 
@@ -28,7 +28,7 @@ def recommendation(
     record = kb.treatments[treatment_id]
     merged: dict[str, Any] = dict(record.details)
     if record.figures:
-        merged["figures"] = [figure_out(f).model_dump(mode="json") for f in record.figures]
+        merged["figures"] = [figure_dict(f) for f in record.figures]
     merged.update(details or {})
     return Recommendation(
         id=record.id,
@@ -61,7 +61,7 @@ def _personal(facts: Facts, kb: KnowledgeBase, treatment_id: str) -> tuple[list[
             fired.add(modifier.id)
             marks = evidence_out(modifier.evidence)
             lines.append(modifier.text + (f" {marks.note}" if marks.note else ""))
-            figures += [figure_out(f).model_dump(mode="json") for f in modifier.figures]
+            figures += [figure_dict(f) for f in modifier.figures]
     return lines, figures, fired
 
 
@@ -122,9 +122,7 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
     months = (today - prior.date).days / 30.44
     judge = kb.policy("mvd_early_judgement_months")
     mvd = kb.treatments["mvd"]
-    delayed = [
-        figure_out(mvd.figure(f)).model_dump(mode="json") for f in ("delayed_relief", "median_days_to_spasm_free")
-    ]
+    delayed = [figure_dict(mvd.figure(f)) for f in ("delayed_relief", "median_days_to_spasm_free")]
     details: dict[str, Any] = {"months_since_mvd": round(months, 1), "delayed_resolution_figures": delayed}
     blockers = _surgery_blockers(assessment, diagnosis, kb)
     if blockers:

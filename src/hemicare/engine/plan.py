@@ -142,8 +142,29 @@ class Plan(Out):
     references: dict[str, str] = Field(default={}, description="Every cited reference id with its citation")
 
 
+_Memo = dict[int, tuple[object, Any]]
+_EVIDENCE: _Memo = {}
+_FIGURES: _Memo = {}
+_FIGURE_DICTS: _Memo = {}
+
+
+def _memo(table: _Memo, source: object, make: Any) -> Any:
+    """Convert an immutable knowledge record once per process; the record is kept so its id stays unique."""
+    hit = table.get(id(source))
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    value = make(source)
+    table[id(source)] = (source, value)
+    return value
+
+
 def evidence_out(evidence: Evidence) -> EvidenceOut:
     """The plan's view of a knowledge-base evidence block; disputed and unverified marks stay in the note."""
+    result: EvidenceOut = _memo(_EVIDENCE, evidence, _evidence_out)
+    return result
+
+
+def _evidence_out(evidence: Evidence) -> EvidenceOut:
     marks = [mark for mark, on in (("DISPUTED", evidence.disputed), ("UNVERIFIED", evidence.unverified)) if on]
     note = evidence.note
     if marks:
@@ -166,6 +187,17 @@ class FigureOut(Out):
 
 def figure_out(figure: Figure) -> FigureOut:
     """Show a knowledge-base figure; percentages also as a count per 100 (the decision aid's denominator)."""
+    result: FigureOut = _memo(_FIGURES, figure, _figure_out)
+    return result
+
+
+def figure_dict(figure: Figure) -> dict[str, Any]:
+    """A figure as plain JSON data, for a recommendation's details. Shared: callers must not mutate it."""
+    result: dict[str, Any] = _memo(_FIGURE_DICTS, figure, lambda f: figure_out(f).model_dump(mode="json"))
+    return result
+
+
+def _figure_out(figure: Figure) -> FigureOut:
     per_100 = None
     if figure.unit == "percent":
         count = round(figure.value)

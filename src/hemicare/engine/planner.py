@@ -98,8 +98,25 @@ def _references_in(value: Any, into: set[str]) -> None:
 
 
 def _cited(plan: Plan, kb: KnowledgeBase) -> dict[str, str]:
+    """Every reference the plan cites, with its citation (walks the plan's parts, not a full dump: it is hot)."""
     ids: set[str] = set()
-    _references_in(plan.model_dump(mode="json", exclude={"references"}), ids)
+    for rec in plan.recommendations:
+        ids.update(rec.evidence.references)
+        _references_in(rec.details, ids)
+    for alert in plan.alerts:
+        ids.update(alert.references)
+    for flag in plan.diagnosis.red_flags:
+        ids.update(flag.evidence.references)
+    for differential in plan.diagnosis.differentials:
+        ids.update(differential.evidence.references)
+    for result in plan.scores.values():
+        ids.update(result.evidence.references)
+    if plan.decision_aid is not None:
+        for column in plan.decision_aid.columns:
+            ids.update(column.evidence.references)
+            for cell in column.answers.values():
+                for figure in cell.figures:
+                    ids.update(figure.evidence.references)
     return {ref: kb.references[ref].citation for ref in sorted(ids)}
 
 

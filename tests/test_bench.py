@@ -1,0 +1,35 @@
+"""The benchmark and the synthetic cohort it uses keep working (speed itself is measured by bench/, not here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.synthetic import cohort
+
+from .conftest import ROOT
+
+
+def test_synthetic_cohort_is_valid_varied_and_reproducible(kb: KnowledgeBase) -> None:
+    today = dt.date(2026, 11, 26)
+    first = cohort(300, kb, today=today)
+    assert first == cohort(300, kb, today=today)
+    assessments = [validate_assessment(item) for item in first]
+    assert len({a.side for a in assessments}) == 3
+    assert any(a.pregnant for a in assessments) and any(a.history.botulinum_sessions for a in assessments)
+
+
+def test_benchmark_runs_and_reports_ratios() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/plan_speed.py", "--patients", "40", "--cli-runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert "plan time: median" in result.stdout, result.stderr
+    assert "ratio, median plan / knowledge base load" in result.stdout
+    assert "ratio, CLI cold start / bare python" in result.stdout
