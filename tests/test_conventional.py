@@ -297,3 +297,8 @@ def test_every_number_in_a_plan_traces_to_the_registry(kb: KnowledgeBase, patien
         refs = figure["evidence"]["references"]
         assert refs and set(refs) <= set(kb.references), figure["id"]
         assert set(refs) <= set(data["references"])
+
+
+@pytest.mark.parametrize(("grade", "status"), [(2, "option"), (3, "recommended"), (4, "recommended")])
+def test_severity_tailors_mvd(kb: KnowledgeBase, patient: Any, grade: int, status: str) -> None:
+    assert _rec(_plan(kb, patient(severity={"smc_grade": grade})), "mvd").status == status

@@ -110,6 +110,10 @@ def _mvd(assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: Knowled
         status = Status.RECOMMENDED
     if "mvd_young" in fired:
         status = Status.RECOMMENDED
+    grade = assessment.severity.smc_grade
+    if grade is not None and grade >= kb.policy("severe_smc_grade"):
+        rationale.append(f"Severe spasm (SMC grade {grade}): a definitive treatment is worth discussing first.")
+        status = Status.RECOMMENDED
     if status is Status.OPTION:
         rationale.append("Toxin first or MVD first is disputed; discuss both (see the decision aid).")
     return recommendation(kb, "mvd", status, rationale + lines, details=details)

@@ -417,21 +417,17 @@ def _check_safety(kb: KnowledgeBase, c: _Collector) -> None:
     """Safety rules target only known recommendations, points, herbs, drugs and classes."""
     for rule in kb.safety.values():
         targets = rule.targets
-        for rec_id in targets.recommendations:
-            if rec_id not in kb.treatments:
-                c.problems.append(f"safety rule `{rule.id}`: unknown recommendation `{rec_id}`")
-        for code in targets.acupoints:
-            if code not in kb.acupoints:
-                c.problems.append(f"safety rule `{rule.id}`: unknown acupoint `{code}`")
-        for latin in targets.herbs:
-            if latin not in kb.herbs:
-                c.problems.append(f"safety rule `{rule.id}`: unknown herb `{latin}`")
-        for drug_id in targets.drugs:
-            if drug_id not in kb.drugs:
-                c.problems.append(f"safety rule `{rule.id}`: unknown drug `{drug_id}`")
-        for cls in targets.drug_classes:
-            if cls not in kb.drug_classes:
-                c.problems.append(f"safety rule `{rule.id}`: unknown drug class `{cls}`")
+        named: list[tuple[str, list[str], dict[str, Any]]] = [
+            ("recommendation", targets.recommendations, kb.treatments),
+            ("acupoint", targets.acupoints, kb.acupoints),
+            ("herb", targets.herbs, kb.herbs),
+            ("drug", targets.drugs, kb.drugs),
+            ("drug class", targets.drug_classes, kb.drug_classes),
+        ]
+        for kind, ids, known in named:
+            for item_id in ids:
+                if item_id not in known:
+                    c.problems.append(f"safety rule `{rule.id}`: unknown {kind} `{item_id}`")
 
 
 _VOCABULARY: dict[str, set[str]] = {

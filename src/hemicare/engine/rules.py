@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, Union
 
@@ -84,22 +84,11 @@ def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
     """The facts of one assessment, as rules see them."""
     out: dict[str, Any] = {}
     _flatten(assessment.model_dump(mode="json"), "", out)
-    drugs: list[str] = []
-    unknown_drugs: list[str] = []
-    for written in assessment.medications:
-        drug = kb.resolve_drug(written)
-        if drug is None:
-            unknown_drugs.append(written)
-        elif drug.id not in drugs:
-            drugs.append(drug.id)
-    comorbidities: list[str] = []
-    unknown_comorbidities: list[str] = []
-    for written in assessment.comorbidities:
-        term = kb.resolve_comorbidity(written)
-        if term is None:
-            unknown_comorbidities.append(written)
-        elif term.id not in comorbidities:
-            comorbidities.append(term.id)
+    drugs, unknown_drugs = _resolve(assessment.medications, lambda w: getattr(kb.resolve_drug(w), "id", None))
+    comorbidities, unknown_comorbidities = _resolve(
+        assessment.comorbidities, lambda w: getattr(kb.resolve_comorbidity(w), "id", None)
+    )
+    herb_ids, unknown_herbs = _resolve(assessment.herbs, lambda w: getattr(kb.resolve_herb(w), "latin", None))
     out["onset_age_years"] = assessment.onset_age_years
     out["drugs"] = drugs
     out["drug_classes"] = sorted({cls for drug_id in drugs for cls in kb.drugs[drug_id].classes})
@@ -107,14 +96,6 @@ def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
     out["unknown_medications"] = unknown_drugs
     out["unknown_comorbidities"] = unknown_comorbidities
     out["toxin_session_count"] = len(assessment.history.botulinum_sessions)
-    herb_ids: list[str] = []
-    unknown_herbs: list[str] = []
-    for written in assessment.herbs:
-        herb = kb.resolve_herb(written)
-        if herb is None:
-            unknown_herbs.append(written)
-        elif herb.latin not in herb_ids:
-            herb_ids.append(herb.latin)
     out["herb_ids"] = herb_ids
     out["unknown_herbs"] = unknown_herbs
     out["blocked_herbs"] = [h for h in assessment.herbs if kb.name_matches(h, blocked=True)]
@@ -122,6 +103,19 @@ def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
     out["ancestry_terms"] = [_term(a) for a in assessment.ancestry]
     out["allergy_terms"] = [_term(a) for a in assessment.allergies]
     return out
+
+
+def _resolve(written: list[str], key_of: Callable[[str], str | None]) -> tuple[list[str], list[str]]:
+    """Knowledge-base keys for names as written (each once), and the names nothing matched."""
+    known: list[str] = []
+    unknown: list[str] = []
+    for name in written:
+        key = key_of(name)
+        if key is None:
+            unknown.append(name)
+        elif key not in known:
+            known.append(key)
+    return known, unknown
 
 
 def _term(text: str) -> str:

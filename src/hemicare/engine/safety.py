@@ -179,46 +179,32 @@ def unchecked_alerts(
 ) -> list[Alert]:
     """Fail closed: name every medicine, herb, comorbidity and pregnancy question no rule covers."""
     alerts: list[Alert] = []
-    for written in facts["unknown_medications"]:
-        alerts.append(
-            _unchecked(
-                f"unchecked:drug:{written}",
-                Severity.WARNING,
-                f"Medication '{written}' is not in the knowledge base: its interactions and contraindications "
-                "have NOT been checked.",
-                [f"drug:{written}"],
-            )
-        )
-    for drug_id in facts["drugs"]:
-        if drug_id not in kb.covered_drugs():
+    kinds: list[tuple[str, str, str, Any, frozenset[str]]] = [
+        ("drug", "unknown_medications", "drugs", lambda d: kb.drugs[d].label, kb.covered_drugs()),
+        ("herb", "unknown_herbs", "herb_ids", lambda h: f"{h} ({kb.herbs[h].pinyin})", kb.covered_herbs()),
+    ]
+    for kind, unknown_fact, known_fact, label, covered in kinds:
+        for written in facts[unknown_fact]:
             alerts.append(
                 _unchecked(
-                    f"unchecked:drug:{drug_id}",
+                    f"unchecked:{kind}:{written}",
                     Severity.WARNING,
-                    f"{kb.drugs[drug_id].label} is recognised, but no safety rule covers it: it has NOT been "
-                    "checked against this plan.",
-                    [f"drug:{drug_id}"],
+                    f"{kind.capitalize()} '{written}' is not in the knowledge base: its interactions, toxicity and "
+                    "contraindications have NOT been checked.",
+                    [f"{kind}:{written}"],
                 )
             )
-    for written in facts["unknown_herbs"]:
-        alerts.append(
-            _unchecked(
-                f"unchecked:herb:{written}",
-                Severity.WARNING,
-                f"Herb '{written}' is not in the knowledge base: it has NOT been checked for toxicity or interactions.",
-                [f"herb:{written}"],
-            )
-        )
-    for latin in facts["herb_ids"]:
-        if latin not in kb.covered_herbs():
-            alerts.append(
-                _unchecked(
-                    f"unchecked:herb:{latin}",
-                    Severity.WARNING,
-                    f"{latin} ({kb.herbs[latin].pinyin}) is recognised, but no safety rule covers it: NOT checked.",
-                    [f"herb:{latin}"],
+        for key in facts[known_fact]:
+            if key not in covered:
+                alerts.append(
+                    _unchecked(
+                        f"unchecked:{kind}:{key}",
+                        Severity.WARNING,
+                        f"{label(key)} is recognised, but no safety rule covers it: it has NOT been checked against "
+                        "this plan.",
+                        [f"{kind}:{key}"],
+                    )
                 )
-            )
     for written in facts["unknown_comorbidities"]:
         alerts.append(
             _unchecked(
