@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from hemicare import __version__
+from hemicare import __version__, commands
 from hemicare.engine import (
     InputError,
     KnowledgeError,
@@ -26,6 +27,7 @@ from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.plan import Plan
 from hemicare.engine.render import render_decision_aid
 from hemicare.engine.toxin import ToxinPlan
+from hemicare.errors import HemiCareError
 
 app = typer.Typer(help="HemiCare: care planning for hemifacial spasm.", no_args_is_help=True, add_completion=False)
 knowledge_app = typer.Typer(help="Inspect and check the knowledge base.", no_args_is_help=True)
@@ -73,12 +75,22 @@ def plan(
     face_map: Annotated[
         Path | None, typer.Option("--face-map", help="Also write the toxin dose plan as an SVG face map here.")
     ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Store the assessment and the plan for the patient the file names.")
+    ] = False,
+    database: commands.DbOption = None,
+    by: commands.ByOption = None,
 ) -> None:
     """Print the plan for one patient's assessment."""
     try:
         assessment = load_assessment(patient_file)
     except InputError as exc:
         raise _fail_input(exc) from exc
+    if save:
+        try:
+            typer.echo(commands.save_plan(patient_file, database, by), err=True)
+        except HemiCareError as exc:
+            raise commands.fail(exc) from exc
     result = build_plan(assessment, load_default())
     if face_map is not None:
         toxin = next(r for r in result.recommendations if r.id == "botulinum_toxin")
@@ -137,6 +149,46 @@ def knowledge_check(
     )
     if failed:
         raise typer.Exit(1)
+
+
+commands.register(app)
+
+
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(help="Synthetic patients to add besides the bundled examples.")] = 24,
+    database: commands.DbOption = None,
+) -> None:
+    """Create (or migrate) the database and load a realistic demo clinic into it."""
+    from hemicare.db import engine as db
+    from hemicare.demo import load_demo
+
+    if patients < 0 or patients > 100_000:
+        typer.echo("error: option `--patients`: must be between 0 and 100000", err=True)
+        raise typer.Exit(commands.EXIT_INPUT)
+    engine = db.make_engine(database)
+    db.upgrade(engine)
+    examples = Path(__file__).resolve().parent.parent.parent / "examples"
+    try:
+        total = patients + len(list(examples.glob("*.*")))
+        with (
+            db.session_factory(engine)() as session,
+            session.begin(),
+            typer.progressbar(length=total, label="demo clinic") as bar,
+        ):
+            count = load_demo(
+                session,
+                kb=load_default(),
+                examples=examples,
+                patients=patients,
+                today=dt.date.today(),
+                progress=bar.update,
+            )
+    except HemiCareError as exc:
+        raise commands.fail(exc) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"demo clinic loaded: {count} patients")
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from hemicare.engine.schema import (
     PatternCase,
     PatternScoring,
     Policy,
+    RecallSchedule,
     RedFlag,
     Reference,
     RestrictedNames,
@@ -93,6 +94,7 @@ class KnowledgeBase:
     acupuncture: AcupunctureProtocol | None = None
     safety: dict[str, SafetyRule] = field(default_factory=dict)
     restricted: RestrictedNames | None = None
+    recalls: RecallSchedule | None = None
     _herb_index: dict[str, str] = field(default_factory=dict)
     _covered_herbs: frozenset[str] = frozenset()
     _covered_comorbidities: frozenset[str] = frozenset()
@@ -294,6 +296,8 @@ def load(root: Path | None = None) -> KnowledgeBase:
     acupuncture_path = root / "tcm" / "acupuncture.yaml"
     kb.acupuncture = c.model(acupuncture_path, c.read(acupuncture_path), AcupunctureProtocol, "acupuncture")
     kb.pattern_cases = c.records(root / "tcm" / "pattern_cases.yaml", PatternCase, "name")
+    recalls_path = root / "recalls.yaml"
+    kb.recalls = c.model(recalls_path, c.read(recalls_path), RecallSchedule, "recalls")
     restricted_path = root / "tcm" / "restricted_names.yaml"
     kb.restricted = c.model(restricted_path, c.read(restricted_path), RestrictedNames, "restricted names")
     baseline = c.read(root / "cases" / "baseline.yaml")
@@ -328,6 +332,7 @@ def _cross_check(kb: KnowledgeBase, c: _Collector) -> None:
         "acupuncture protocol": {"acupuncture": kb.acupuncture} if kb.acupuncture else {},
         "safety rule": kb.safety,
         "restricted names": {"restricted": kb.restricted} if kb.restricted else {},
+        "recall schedule": {"recalls": kb.recalls} if kb.recalls else {},
     }
     for kind, items in collections.items():
         for item_id, item in items.items():

@@ -624,7 +624,16 @@ class AcupunctureProtocol(Record):
     technique: list[str]
     electroacupuncture: list[str]
     course: list[str]
+    course_sessions: int = Field(ge=1, description="Sessions in one course")
+    sessions_per_week: int = Field(ge=1, le=7, description="Lowest frequency in the course advice")
     review: str
+    evidence: Evidence
+
+
+class RecallSchedule(Record):
+    """When patients are recalled after treatments (toxin and acupuncture come from their own data)."""
+
+    mvd_review_months: list[int] = Field(min_length=1)
     evidence: Evidence
 
 

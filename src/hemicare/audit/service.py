@@ -1,0 +1,139 @@
+"""Append to and verify the hash-chained audit trail.
+
+Each entry's hash covers its own fields and the previous entry's hash, so editing an entry breaks its hash and
+deleting one breaks the chain after it. Appends are serialised (SQLite's BEGIN IMMEDIATE, an advisory lock on
+PostgreSQL) so two writers cannot fork the chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from hemicare.audit.models import AuditEntry
+from hemicare.db.base import utcnow
+
+GENESIS = "0" * 64
+_LOCK_KEY = 4_815_162_342
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="microseconds")
+
+
+def entry_hash(
+    *,
+    prev_hash: str,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str,
+    reason: str | None,
+    detail: dict[str, Any],
+) -> str:
+    """The SHA-256 of an entry's fields and its predecessor's hash, over a canonical JSON form."""
+    canonical = json.dumps(
+        [prev_hash, _utc_text(at), actor, action, entity, entity_id, reason, detail],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str | int,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append an entry in the caller's transaction: it commits with the change it records, or not at all."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+    prev_hash = last or GENESIS
+    at = utcnow()
+    detail = detail or {}
+    entry = AuditEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=str(entity_id),
+        reason=reason,
+        detail=detail,
+        prev_hash=prev_hash,
+        hash=entry_hash(
+            prev_hash=prev_hash,
+            at=at,
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=str(entity_id),
+            reason=reason,
+            detail=detail,
+        ),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass
+class Verification:
+    """The result of checking the whole chain."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session) -> Verification:
+    """Recompute every hash and link; report edited, deleted or reordered entries."""
+    result = Verification()
+    previous_hash = GENESIS
+    previous_id = 0
+    for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)):
+        result.checked += 1
+        if entry.id != previous_id + 1:
+            result.problems.append(f"entries {previous_id + 1}..{entry.id - 1} are missing (deleted?)")
+        if entry.prev_hash != previous_hash:
+            result.problems.append(f"entry {entry.id}: does not follow the entry before it (chain broken)")
+        expected = entry_hash(
+            prev_hash=entry.prev_hash,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            entity=entry.entity,
+            entity_id=entry.entity_id,
+            reason=entry.reason,
+            detail=entry.detail,
+        )
+        if expected != entry.hash:
+            result.problems.append(f"entry {entry.id}: content does not match its hash (edited?)")
+        previous_hash = entry.hash
+        previous_id = entry.id
+    return result
+
+
+def for_entity(session: Session, *, entity: str, entity_id: str | int) -> list[AuditEntry]:
+    """Every entry about one record, oldest first."""
+    query = select(AuditEntry).where(AuditEntry.entity == entity, AuditEntry.entity_id == str(entity_id))
+    return list(session.scalars(query.order_by(AuditEntry.id)))

@@ -1,0 +1,623 @@
+"""The care-records commands: database, patients, plans, sessions, outcomes, recalls, export, audit, demo.
+
+Exit codes: 0 done; 1 internal or knowledge-base error; 2 bad input (a field, a file, an unknown patient); 3 a
+conflict (someone else changed the record); 4 not allowed for the role. Nothing is half-written: each command is
+one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from alembic.script import ScriptDirectory
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.audit import service as audit_service
+from hemicare.db import engine as db
+from hemicare.engine import load_default
+from hemicare.engine.intake import problems_of, read_file, validate_assessment
+from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
+from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
+from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
+from hemicare.plans import service as plan_service
+from hemicare.plans.schemas import PlanEdit
+from hemicare.recalls import service as recall_service
+from hemicare.sessions import service as session_service
+from hemicare.sessions.schemas import SessionCreate
+
+M = TypeVar("M", bound=BaseModel)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="HEMICARE_DATABASE_URL", help="Database URL (default: sqlite:///hemicare.db)."),
+]
+ByOption = Annotated[
+    str | None, typer.Option("--by", envvar="HEMICARE_USER", help="Who is acting (recorded in the audit trail).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+EXIT_INPUT, EXIT_CONFLICT, EXIT_FORBIDDEN = 2, 3, 4
+
+
+def actor(by: str | None) -> str:
+    """The acting user: --by, $HEMICARE_USER, or the operating-system user."""
+    return by or f"cli:{getpass.getuser()}"
+
+
+def fail(exc: HemiCareError) -> typer.Exit:
+    """Print an error the way a user can act on it and choose the exit code."""
+    if isinstance(exc, InputError):
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        return typer.Exit(EXIT_INPUT)
+    typer.echo(f"error: {exc}", err=True)
+    if isinstance(exc, NotFoundError):
+        return typer.Exit(EXIT_INPUT)
+    if isinstance(exc, ConflictError):
+        return typer.Exit(EXIT_CONFLICT)
+    if isinstance(exc, ForbiddenError):
+        return typer.Exit(EXIT_FORBIDDEN)
+    return typer.Exit(1)
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate input into a model, turning pydantic errors into field problems."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(problems_of(exc, model)) from exc
+
+
+def _engine(url: str | None) -> Engine:
+    engine = db.make_engine(url)
+    head = ScriptDirectory.from_config(db._config(engine)).get_current_head()
+    current = db.current_revision(engine)
+    if current != head:
+        engine.dispose()
+        raise InputError(
+            [
+                FieldProblem(
+                    "--db", f"database is at revision {current or 'none'}, not {head}: run `hemicare db upgrade`"
+                )
+            ]
+        )
+    return engine
+
+
+@contextmanager
+def unit_of_work(url: str | None) -> Iterator[Session]:
+    """One transaction: everything in it commits together, or nothing does."""
+    engine = _engine(url)
+    try:
+        with db.session_factory(engine)() as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()
+
+
+def run(action: Callable[[], None]) -> None:
+    """Run a command body, mapping HemiCare errors to messages and exit codes."""
+    try:
+        action()
+    except HemiCareError as exc:
+        raise fail(exc) from exc
+
+
+def _print(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# --- db ---------------------------------------------------------------------------------------------------------
+
+db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+
+
+@contextmanager
+def _engine_for(url: str | None) -> Iterator[Engine]:
+    engine = db.make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DbOption = None, revision: str = "head") -> None:
+    """Migrate the database up (creating it if needed)."""
+    with _engine_for(database) as engine:
+        db.upgrade(engine, revision)
+        typer.echo(f"database at revision {db.current_revision(engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Option(help="Target revision; `base` removes every table.")],
+    database: DbOption = None,
+) -> None:
+    """Migrate the database down."""
+    with _engine_for(database) as engine:
+        db.downgrade(engine, revision)
+        typer.echo(f"database at revision {db.current_revision(engine) or 'base'}")
+
+
+@db_app.command("current")
+def db_current(database: DbOption = None) -> None:
+    """Print the database's revision."""
+    with _engine_for(database) as engine:
+        typer.echo(db.current_revision(engine) or "base (empty)")
+
+
+# --- patients ---------------------------------------------------------------------------------------------------
+
+patients_app = typer.Typer(help="Patient records.", no_args_is_help=True)
+
+
+@patients_app.command("add")
+def patients_add(
+    code: Annotated[str, typer.Option(help="The clinic's patient identifier (as in assessments).")],
+    name: Annotated[str, typer.Option()],
+    sex: Annotated[str, typer.Option(help="female, male or other")],
+    birth_year: Annotated[int | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Add a patient."""
+
+    def body() -> None:
+        data = validate(
+            PatientCreate, {"code": code, "name": name, "sex": sex, "birth_year": birth_year, "phone": phone}
+        )
+        with unit_of_work(database) as session:
+            patient = patient_service.create(session, data=data, actor=actor(by))
+        typer.echo(f"added patient {patient.code}")
+
+    run(body)
+
+
+@patients_app.command("list")
+def patients_list(database: DbOption = None, as_json: JsonOption = False) -> None:
+    """List patients."""
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            rows = [PatientRead.model_validate(p).model_dump(mode="json") for p in patient_service.list_all(session)]
+        if as_json:
+            _print(rows)
+        for row in [] if as_json else rows:
+            typer.echo(f"{row['code']:<20} {row['name']:<30} {row['sex']:<7} v{row['version']}")
+
+    run(body)
+
+
+@patients_app.command("show")
+def patients_show(code: str, database: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show a patient with the latest plan, outcomes and what is due."""
+
+    def body() -> None:
+        kb = load_default()
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            plan = plan_service.latest(session, patient=patient)
+            outcomes = outcome_service.summary(session, patient=patient, kb=kb)
+            due = [
+                d
+                for d in recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60)
+                if d.patient == code
+            ]
+            audit_service.record(session, actor="cli", action="read", entity="patient", entity_id=code)
+            data: dict[str, Any] = {
+                "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
+                "plan": None
+                if plan is None
+                else {"version": plan.number, "kind": plan.kind, "signed_by": plan.signed_by, **plan.summary},
+                "outcomes": outcomes.model_dump(mode="json"),
+                "due": [d.model_dump(mode="json") for d in due],
+            }
+        if as_json:
+            _print(data)
+            return
+        info = data["patient"]
+        typer.echo(
+            f"{info['code']}: {info['name']} ({info['sex']}, born {info['birth_year']}), record v{info['version']}"
+        )
+        if plan is None:
+            typer.echo("plan: none yet")
+        else:
+            typer.echo(f"plan: version {plan.number} ({plan.kind}), signed by {plan.signed_by or 'nobody yet'}")
+            for rec, status in plan.summary["statuses"].items():
+                typer.echo(f"  {status:<16} {rec}")
+        typer.echo(f"diary entries: {outcomes.diary_entries}; toxin sessions: {len(outcomes.toxin_sessions)}")
+        for name, change in outcomes.questionnaires.items():
+            typer.echo(f"{name}: {change.first} -> {change.latest} ({change.response})")
+        for item in due:
+            typer.echo(f"due {item.due.isoformat()}{' OVERDUE' if item.overdue else ''}: {item.what}")
+
+    run(body)
+
+
+@patients_app.command("update")
+def patients_update(
+    code: str,
+    version: Annotated[int, typer.Option(help="The record version you read (stale edits are refused).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")],
+    name: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Change a patient's name or phone."""
+
+    def body() -> None:
+        changes = {k: v for k, v in {"name": name, "phone": phone}.items() if v is not None}
+        data = validate(PatientUpdate, changes)
+        with unit_of_work(database) as session:
+            patient = patient_service.update(
+                session, code=code, expected_version=version, changes=data, actor=actor(by), reason=reason
+            )
+        typer.echo(f"updated patient {code}, now v{patient.version}")
+
+    run(body)
+
+
+# --- assessments and plans -------------------------------------------------------------------------------------
+
+
+def save_plan(patient_file: Path, database: str | None, by: str | None) -> str:
+    """Store the assessment in a file for the patient it names, and generate the next plan version."""
+    assessment = validate_assessment(read_file(patient_file))
+    with unit_of_work(database) as session:
+        patient = patient_service.get(session, code=assessment.id)
+        assessment_service.record(
+            session, patient=patient, assessment=assessment, actor=actor(by), today=dt.date.today()
+        )
+        version = plan_service.generate(
+            session, patient=patient, kb=load_default(), actor=actor(by), today=dt.date.today()
+        )
+    return f"saved assessment and plan version {version.number} for patient {assessment.id}"
+
+
+plans_app = typer.Typer(help="Plan versions: review and sign-off.", no_args_is_help=True)
+
+
+def _edit(text: str, index: int) -> PlanEdit:
+    target, _, rest = text.partition("=")
+    status, _, reason = rest.partition(":")
+    if not (target and status and reason):
+        raise InputError([FieldProblem(f"--edit[{index}]", f"{text!r} is not RECOMMENDATION=STATUS:REASON")])
+    return validate(PlanEdit, {"recommendation": target, "status": status, "reason": reason})
+
+
+@plans_app.command("sign")
+def plans_sign(
+    code: str,
+    version: Annotated[int, typer.Option(help="The plan version you reviewed.")],
+    role: Annotated[str, typer.Option(help="neurologist, neurosurgeon or tcm_practitioner")],
+    edit: Annotated[list[str] | None, typer.Option(help="RECOMMENDATION=STATUS:REASON, repeatable")] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Review (change statuses with reasons) and sign your part of the latest plan: a new version."""
+
+    def body() -> None:
+        edits = [_edit(text, index) for index, text in enumerate(edit or [])]
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            signed = plan_service.sign(
+                session,
+                patient=patient,
+                expected_number=version,
+                edits=edits,
+                signer=actor(by),
+                role=role,
+                reason=reason,
+            )
+        typer.echo(f"signed plan version {signed.number} for patient {code} as {role}")
+
+    run(body)
+
+
+@plans_app.command("show")
+def plans_show(code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None) -> None:
+    """Print a stored plan version (the latest by default) as JSON."""
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            versions = plan_service.history(session, patient=patient)
+            chosen = [v for v in versions if version is None or v.number == version]
+            if not chosen:
+                raise NotFoundError(f"patient {code!r} has no plan version {version}")
+            audit_service.record(
+                session, actor="cli", action="read", entity="plan", entity_id=f"{code}/v{chosen[-1].number}"
+            )
+            _print(
+                {"number": chosen[-1].number, "kind": chosen[-1].kind, "edits": chosen[-1].edits, **chosen[-1].content}
+            )
+
+    run(body)
+
+
+# --- sessions and outcomes ---------------------------------------------------------------------------------------
+
+sessions_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
+
+
+@sessions_app.command("add")
+def sessions_add(code: str, session_file: Path, database: DbOption = None, by: ByOption = None) -> None:
+    """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal or mvd)."""
+
+    def body() -> None:
+        data = validate(SessionCreate, read_file(session_file))
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            row = session_service.record(session, patient=patient, data=data, kb=load_default(), actor=actor(by))
+        typer.echo(f"recorded {row.kind} session {row.id} for patient {code} on {row.date.isoformat()}")
+
+    run(body)
+
+
+@sessions_app.command("list")
+def sessions_list(code: str, database: DbOption = None) -> None:
+    """List a patient's sessions as JSON."""
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            rows = session_service.list_for(session, patient=patient)
+            _print([{"id": r.id, "kind": r.kind, "date": r.date, "clinician": r.clinician, **r.data} for r in rows])
+
+    run(body)
+
+
+diary_app = typer.Typer(help="The patient's symptom diary.", no_args_is_help=True)
+
+
+@diary_app.command("add")
+def diary_add(
+    code: str,
+    spasms: Annotated[int, typer.Option(help="Spasms counted")],
+    intensity: Annotated[int, typer.Option(help="0 (none) to 10 (worst)")],
+    per: Annotated[str, typer.Option(help="hour or day")] = "day",
+    date: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today)")] = None,
+    trigger: Annotated[list[str] | None, typer.Option(help="Repeatable")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Add a diary entry."""
+
+    def body() -> None:
+        data = validate(
+            DiaryCreate,
+            {
+                "date": date or dt.date.today().isoformat(),
+                "spasms": spasms,
+                "per": per,
+                "intensity": intensity,
+                "triggers": trigger or [],
+                "note": note,
+            },
+        )
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            entry = outcome_service.add_diary(session, patient=patient, data=data, actor=actor(by))
+        typer.echo(f"diary entry {entry.id} for patient {code} on {entry.date.isoformat()}")
+
+    run(body)
+
+
+@diary_app.command("questionnaire")
+def diary_questionnaire(
+    code: str,
+    instrument: Annotated[str, typer.Option(help="hfs7 or hfs30")],
+    answers: Annotated[str, typer.Option(help="Comma-separated item scores, 0-4")],
+    date: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Record HFS-7 or HFS-30 answers."""
+
+    def body() -> None:
+        items = [part.strip() for part in answers.split(",") if part.strip()]
+        data = validate(
+            QuestionnaireCreate,
+            {"date": date or dt.date.today().isoformat(), "instrument": instrument, "answers": items},
+        )
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=actor(by))
+        typer.echo(f"{row.instrument} total {row.total} for patient {code}")
+
+    run(body)
+
+
+@diary_app.command("grades")
+def diary_grades(
+    code: str,
+    smc: Annotated[int | None, typer.Option()] = None,
+    jankovic_severity: Annotated[int | None, typer.Option()] = None,
+    jankovic_frequency: Annotated[int | None, typer.Option()] = None,
+    cohen_albert: Annotated[int | None, typer.Option()] = None,
+    date: Annotated[str | None, typer.Option()] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Record severity grades from a visit."""
+
+    def body() -> None:
+        data = validate(
+            GradesCreate,
+            {
+                "date": date or dt.date.today().isoformat(),
+                "smc_grade": smc,
+                "jankovic_severity": jankovic_severity,
+                "jankovic_frequency": jankovic_frequency,
+                "cohen_albert": cohen_albert,
+            },
+        )
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            outcome_service.add_grades(session, patient=patient, data=data, actor=actor(by))
+        typer.echo(f"grades recorded for patient {code}")
+
+    run(body)
+
+
+# --- clinic-wide -------------------------------------------------------------------------------------------------
+
+
+def due(
+    horizon: Annotated[int, typer.Option(help="Also list what falls due in the next N days.")] = 0,
+    database: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Who is due for what (overdue first in each day)."""
+
+    def body() -> None:
+        if horizon < 0:
+            raise InputError([FieldProblem("--horizon", f"{horizon} is negative")])
+        with unit_of_work(database) as session:
+            items = recall_service.due(session, kb=load_default(), today=dt.date.today(), horizon_days=horizon)
+        if as_json:
+            _print([item.model_dump(mode="json") for item in items])
+            return
+        for item in items:
+            flag = "OVERDUE " if item.overdue else ""
+            typer.echo(f"{item.due.isoformat()}  {flag}{item.patient:<18} {item.what} ({item.detail})")
+        typer.echo(f"{len(items)} due, {sum(i.overdue for i in items)} overdue")
+
+    run(body)
+
+
+def export(
+    patient: Annotated[str, typer.Option("--patient", help="Patient code")],
+    output: Annotated[Path | None, typer.Option(help="File to write (default: print)")] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Export everything held about one patient as JSON."""
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            record = patient_service.get(session, code=patient)
+            data = export_patient(session, patient=record)
+            audit_service.record(session, actor=actor(by), action="export", entity="patient", entity_id=patient)
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+        if output is None:
+            typer.echo(text)
+            return
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError([FieldProblem("--output", f"cannot write {output}: {exc.strerror}")]) from exc
+        typer.echo(f"exported patient {patient} to {output}")
+
+    run(body)
+
+
+def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
+    """Everything held about a patient, as plain data."""
+    from sqlalchemy import select
+
+    from hemicare.assessments.models import StoredAssessment
+    from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+    from hemicare.sessions.models import TreatmentSession
+
+    def rows(model: Any) -> list[dict[str, Any]]:
+        found = session.scalars(select(model).where(model.patient_id == patient.id).order_by(model.id))
+        return [{c.name: getattr(r, c.name) for c in model.__table__.columns} for r in found]
+
+    return {
+        "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
+        "assessments": rows(StoredAssessment),
+        "plans": [
+            {"number": v.number, "kind": v.kind, "signed_by": v.signed_by, "edits": v.edits, "content": v.content}
+            for v in plan_service.history(session, patient=patient)
+        ],
+        "sessions": rows(TreatmentSession),
+        "diary": rows(DiaryEntry),
+        "questionnaires": rows(QuestionnaireAnswer),
+        "grades": rows(ScaleGrade),
+        "audit": [
+            {"at": e.at, "actor": e.actor, "action": e.action, "entity": e.entity, "entity_id": e.entity_id}
+            for e in audit_service.for_entity(session, entity="patient", entity_id=patient.code)
+        ],
+    }
+
+
+def recheck(
+    save: Annotated[bool, typer.Option(help="Store the new plans as new versions.")] = False,
+    database: DbOption = None,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-run the engine for every patient; list those whose plan changed (alerts, statuses)."""
+
+    def body() -> None:
+        kb = load_default()
+        with unit_of_work(database) as session:
+            from hemicare.patients.models import Patient
+
+            total = session.query(Patient).count()
+            with typer.progressbar(length=total, label="rechecking", file=None) as bar:
+                changes = plan_service.recheck(
+                    session, kb=kb, today=dt.date.today(), actor=actor(by), save=save, progress=bar.update
+                )
+        if as_json:
+            _print([c.model_dump() for c in changes])
+            return
+        for change in changes:
+            parts = ["new plan"] if change.new else []
+            parts += [f"+alert {a}" for a in change.alerts_added] if not change.new else []
+            parts += [f"-alert {a}" for a in change.alerts_removed]
+            parts += [f"{c['recommendation']}: {c['from']} -> {c['to']}" for c in change.status_changes]
+            typer.echo(f"{change.patient}: {'; '.join(parts)}")
+        typer.echo(f"{len(changes)} of {total} patients' plans changed (knowledge base {kb.version})")
+
+    run(body)
+
+
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify(database: DbOption = None) -> None:
+    """Check the hash chain: exit 1 and list the problems if any entry was edited or deleted."""
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            result = audit_service.verify(session)
+        for problem in result.problems:
+            typer.echo(f"TAMPERED: {problem}", err=True)
+        typer.echo(f"audit trail: {result.checked} entries checked, {'intact' if result.ok else 'NOT intact'}")
+        if not result.ok:
+            raise typer.Exit(1)
+
+    run(body)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the records commands to the main app."""
+    app.add_typer(db_app, name="db")
+    app.add_typer(patients_app, name="patients")
+    app.add_typer(plans_app, name="plans")
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(diary_app, name="diary")
+    app.add_typer(audit_app, name="audit")
+    app.command("due")(due)
+    app.command("export")(export)
+    app.command("recheck")(recheck)

@@ -1,0 +1,25 @@
+"""Every table, imported in one place so that migrations see the whole schema."""
+
+from __future__ import annotations
+
+from hemicare.assessments.models import StoredAssessment
+from hemicare.audit.models import AuditEntry
+from hemicare.db.base import Base
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+from hemicare.patients.models import Patient
+from hemicare.plans.models import PlanVersion
+from hemicare.sessions.models import TreatmentSession
+
+metadata = Base.metadata
+
+__all__ = [
+    "AuditEntry",
+    "DiaryEntry",
+    "Patient",
+    "PlanVersion",
+    "QuestionnaireAnswer",
+    "ScaleGrade",
+    "StoredAssessment",
+    "TreatmentSession",
+    "metadata",
+]

@@ -1,0 +1,165 @@
+"""A realistic demo clinic: synthetic patients with two years of treatment and outcomes, made through the services
+(so the audit trail and plans are real). Never real people."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.intake import read_file
+from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
+from hemicare.patients.schemas import PatientCreate
+from hemicare.plans import service as plan_service
+from hemicare.sessions import service as session_service
+from hemicare.sessions.schemas import SessionCreate
+from hemicare.synthetic import synthetic_assessment
+
+FIRST_NAMES = ["Mei", "Arjun", "Ingrid", "Tomasz", "Amara", "Kenji", "Lucia", "Omar", "Sofia", "Wei", "Hanna", "Ravi"]
+LAST_NAMES = ["Lin", "Patel", "Larsen", "Nowak", "Okafor", "Sato", "Rossi", "Haddad", "Silva", "Chen", "Berg", "Iyer"]
+CLINICIANS = {"toxin": "Dr A. Neuro (neurologist)", "acupuncture": "L. Zhang (TCM practitioner)"}
+
+
+def _history(
+    session: Session,
+    rng: random.Random,
+    *,
+    patient: Any,
+    assessment: Any,
+    kb: KnowledgeBase,
+    today: dt.date,
+    actor: str,
+) -> None:
+    start = today - dt.timedelta(days=730)
+    programme = kb.toxin_programme()
+    regions = {r.value for r in assessment.regions}
+    sites = [s for s in programme.sites if s.region in regions]
+    side = assessment.side.value if assessment.side.value != "bilateral" else "left"
+    date = start + dt.timedelta(days=rng.randint(0, 40))
+    spasms = rng.randint(20, 60)
+    while date < today - dt.timedelta(days=7):
+        if not assessment.preferences.avoid_injections:
+            session_service.record(
+                session,
+                patient=patient,
+                data=SessionCreate.model_validate(
+                    {
+                        "date": date.isoformat(),
+                        "clinician": CLINICIANS["toxin"],
+                        "details": {
+                            "kind": "toxin",
+                            "product": "onabotulinumtoxinA",
+                            "lot": f"C{rng.randint(1000, 9999)}",
+                            "sites": [{"site": s.id, "side": side, "units": s.start_units} for s in sites],
+                            "effect_weeks": rng.randint(9, 16),
+                            "adverse_effects": ["ptosis"] if rng.random() < 0.1 else [],
+                        },
+                    }
+                ),
+                kb=kb,
+                actor=actor,
+            )
+        for week in range(0, 13, 2):
+            day = date + dt.timedelta(weeks=week)
+            if day >= today:
+                break
+            effect = 0.35 if 1 <= week <= 10 else 0.9
+            outcome_service.add_diary(
+                session,
+                patient=patient,
+                data=DiaryCreate(
+                    date=day,
+                    spasms=max(0, int(spasms * effect) + rng.randint(-5, 5)),
+                    per="day",
+                    intensity=max(0, min(10, int(7 * effect) + rng.randint(-1, 1))),
+                    triggers=rng.sample(["stress", "fatigue", "bright light", "talking"], rng.randint(0, 2)),
+                ),
+                actor=actor,
+            )
+        outcome_service.add_questionnaire(
+            session,
+            patient=patient,
+            data=QuestionnaireCreate(
+                date=min(date + dt.timedelta(weeks=6), today),
+                instrument="hfs7",
+                answers=[
+                    max(0, min(4, rng.randint(0, 3) - (1 if date > start + dt.timedelta(days=200) else 0)))
+                    for _ in range(7)
+                ],
+            ),
+            actor=actor,
+        )
+        outcome_service.add_grades(
+            session,
+            patient=patient,
+            data=GradesCreate(
+                date=date,
+                smc_grade=assessment.severity.smc_grade,
+                jankovic_severity=rng.randint(1, 3),
+                jankovic_frequency=rng.randint(1, 3),
+            ),
+            actor=actor,
+        )
+        date += dt.timedelta(weeks=rng.randint(12, 16))
+    if assessment.preferences.integrative_care and not assessment.preferences.avoid_needles:
+        course = rng.randint(2, 6)
+        for offset in range(course):
+            session_service.record(
+                session,
+                patient=patient,
+                data=SessionCreate.model_validate(
+                    {
+                        "date": (today - dt.timedelta(days=3 * (course - offset))).isoformat(),
+                        "clinician": CLINICIANS["acupuncture"],
+                        "details": {"kind": "acupuncture", "points": ["BL2", "ST2", "LI4", "LR3"]},
+                    }
+                ),
+                kb=kb,
+                actor=actor,
+            )
+
+
+def load_demo(
+    session: Session,
+    *,
+    kb: KnowledgeBase,
+    examples: Path,
+    patients: int,
+    today: dt.date,
+    actor: str = "demo",
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Create the demo clinic: the bundled example patients and ``patients`` synthetic ones. Returns the count."""
+    rng = random.Random(7)
+    data: list[dict[str, Any]] = [read_file(path) for path in sorted(examples.glob("*.yaml"))]
+    data += [read_file(path) for path in sorted(examples.glob("*.json"))]
+    data += [synthetic_assessment(rng, index, kb, today=today) for index in range(patients)]
+    for index, raw in enumerate(data):
+        raw = {**raw, "history": {**raw.get("history", {}), "botulinum_sessions": []}}
+        if index >= len(data) - patients:
+            raw["id"] = f"demo-{index + 1:03d}"
+        assessment = validate_assessment(raw)
+        patient = patient_service.create(
+            session,
+            data=PatientCreate(
+                code=assessment.id,
+                name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                birth_year=today.year - assessment.age,
+                sex=assessment.sex.value,
+            ),
+            actor=actor,
+        )
+        assessment_service.record(session, patient=patient, assessment=assessment, actor=actor, today=today)
+        _history(session, rng, patient=patient, assessment=assessment, kb=kb, today=today, actor=actor)
+        plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
+        if progress is not None:
+            progress(1)
+    return len(data)

@@ -1,0 +1,27 @@
+"""Errors of the care-records layer, beside the engine's input and knowledge errors."""
+
+from __future__ import annotations
+
+from hemicare.engine.errors import FieldProblem, HemiCareError, InputError, KnowledgeError
+
+__all__ = [
+    "ConflictError",
+    "FieldProblem",
+    "ForbiddenError",
+    "HemiCareError",
+    "InputError",
+    "KnowledgeError",
+    "NotFoundError",
+]
+
+
+class NotFoundError(HemiCareError):
+    """The record asked for does not exist."""
+
+
+class ConflictError(HemiCareError):
+    """The record changed since it was read (a stale edit), or the change clashes with another record."""
+
+
+class ForbiddenError(HemiCareError):
+    """The user's role does not allow this action."""

@@ -1,0 +1,56 @@
+"""Diary, questionnaire and grade input models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hemicare.engine.assessment import Hfs30ByDomain, Item04
+from hemicare.sessions.schemas import PastDate
+
+
+class DiaryCreate(BaseModel):
+    """Today's spasms as the patient counts them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: PastDate
+    spasms: int = Field(ge=0, le=10_000)
+    per: Literal["hour", "day"] = "day"
+    intensity: int = Field(ge=0, le=10)
+    triggers: list[str] = Field(default=[], max_length=10)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class QuestionnaireCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: PastDate
+    instrument: Literal["hfs7", "hfs30"]
+    answers: list[Item04] | Hfs30ByDomain
+
+    @model_validator(mode="after")
+    def _item_count(self) -> QuestionnaireCreate:
+        expected = 7 if self.instrument == "hfs7" else 30
+        if isinstance(self.answers, list) and len(self.answers) != expected:
+            raise ValueError(f"{self.instrument} has {expected} items, got {len(self.answers)}")
+        if isinstance(self.answers, Hfs30ByDomain) and self.instrument != "hfs30":
+            raise ValueError("answers grouped by subscale are for hfs30 only")
+        return self
+
+    @property
+    def total(self) -> int:
+        if isinstance(self.answers, list):
+            return sum(self.answers)
+        return sum(sum(items) for items in self.answers.model_dump().values())
+
+
+class GradesCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: PastDate
+    smc_grade: int | None = Field(default=None, ge=1, le=4)
+    jankovic_severity: int | None = Field(default=None, ge=0, le=4)
+    jankovic_frequency: int | None = Field(default=None, ge=0, le=4)
+    cohen_albert: int | None = Field(default=None, ge=0, le=4)

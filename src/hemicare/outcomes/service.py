@@ -1,0 +1,146 @@
+"""Record outcomes and summarise them against the minimal clinically important change."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hemicare.audit import service as audit
+from hemicare.engine import KnowledgeBase
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.patients.models import Patient
+from hemicare.sessions import service as session_service
+
+
+def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: str) -> DiaryEntry:
+    """Store one diary entry."""
+    entry = DiaryEntry(patient_id=patient.id, created_by=actor, **data.model_dump())
+    session.add(entry)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="create", entity="diary", entity_id=entry.id, detail={"patient": patient.code}
+    )
+    return entry
+
+
+def add_questionnaire(
+    session: Session, *, patient: Patient, data: QuestionnaireCreate, actor: str
+) -> QuestionnaireAnswer:
+    """Store questionnaire answers with their total."""
+    answers: Any = data.answers if isinstance(data.answers, list) else data.answers.model_dump()
+    row = QuestionnaireAnswer(
+        patient_id=patient.id,
+        date=data.date,
+        instrument=data.instrument,
+        answers=answers,
+        total=data.total,
+        created_by=actor,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="questionnaire",
+        entity_id=row.id,
+        detail={"patient": patient.code},
+    )
+    return row
+
+
+def add_grades(session: Session, *, patient: Patient, data: GradesCreate, actor: str) -> ScaleGrade:
+    """Store the grades recorded at a visit."""
+    row = ScaleGrade(patient_id=patient.id, created_by=actor, **data.model_dump())
+    session.add(row)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="create", entity="grades", entity_id=row.id, detail={"patient": patient.code}
+    )
+    return row
+
+
+class Change(BaseModel):
+    first: int
+    latest: int
+    change: int
+    mcid: float
+    response: str
+
+
+class Summary(BaseModel):
+    """A patient's outcomes over time."""
+
+    patient: str
+    diary_entries: int
+    monthly: list[dict[str, Any]]
+    questionnaires: dict[str, Change]
+    toxin_sessions: list[dict[str, Any]]
+    mean_toxin_effect_weeks: float | None
+
+
+def _classify(first: int, latest: int, mcid: float) -> str:
+    change = latest - first
+    if change <= mcid:
+        return "improved beyond the minimal clinically important change"
+    if change >= -mcid:
+        return "worse by at least the minimal clinically important change"
+    return "no clinically important change"
+
+
+def summary(session: Session, *, patient: Patient, kb: KnowledgeBase) -> Summary:
+    """Monthly diary trends, questionnaire change against the MCID, and each toxin session's effect."""
+    entries = session.scalars(select(DiaryEntry).where(DiaryEntry.patient_id == patient.id).order_by(DiaryEntry.date))
+    buckets: dict[tuple[str, str], list[DiaryEntry]] = defaultdict(list)
+    count = 0
+    for entry in entries:
+        count += 1
+        buckets[(entry.date.strftime("%Y-%m"), entry.per)].append(entry)
+    monthly = [
+        {
+            "month": month,
+            "per": per,
+            "entries": len(rows),
+            "mean_spasms": round(sum(r.spasms for r in rows) / len(rows), 1),
+            "mean_intensity": round(sum(r.intensity for r in rows) / len(rows), 1),
+        }
+        for (month, per), rows in sorted(buckets.items())
+    ]
+    questionnaires: dict[str, Change] = {}
+    for instrument in ("hfs7", "hfs30"):
+        rows = list(
+            session.scalars(
+                select(QuestionnaireAnswer)
+                .where(QuestionnaireAnswer.patient_id == patient.id, QuestionnaireAnswer.instrument == instrument)
+                .order_by(QuestionnaireAnswer.date, QuestionnaireAnswer.id)
+            )
+        )
+        mcid = kb.scales[instrument].mcid
+        if len(rows) >= 2 and mcid is not None:
+            first, last = rows[0].total, rows[-1].total
+            questionnaires[instrument] = Change(
+                first=first, latest=last, change=last - first, mcid=mcid, response=_classify(first, last, mcid)
+            )
+    toxin = [
+        {
+            "date": s.date.isoformat(),
+            "product": s.data.get("product"),
+            "total_units": s.data.get("total_units"),
+            "effect_weeks": s.data.get("effect_weeks"),
+        }
+        for s in session_service.list_for(session, patient=patient, kind="toxin")
+    ]
+    effects = [float(t["effect_weeks"]) for t in toxin if t["effect_weeks"] is not None]
+    return Summary(
+        patient=patient.code,
+        diary_entries=count,
+        monthly=monthly,
+        questionnaires=questionnaires,
+        toxin_sessions=toxin,
+        mean_toxin_effect_weeks=round(sum(effects) / len(effects), 1) if effects else None,
+    )

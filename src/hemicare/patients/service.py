@@ -1,0 +1,64 @@
+"""Patient records: create, find, list and update with optimistic concurrency."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from hemicare.audit import service as audit
+from hemicare.errors import ConflictError, FieldProblem, InputError, NotFoundError
+from hemicare.patients.models import Patient
+from hemicare.patients.schemas import PatientCreate, PatientUpdate
+
+
+def create(session: Session, *, data: PatientCreate, actor: str) -> Patient:
+    """Add a patient; the code must be new."""
+    if session.scalar(select(Patient.id).where(Patient.code == data.code)) is not None:
+        raise InputError([FieldProblem("code", f"a patient with code {data.code!r} already exists")])
+    patient = Patient(**data.model_dump(), created_by=actor)
+    session.add(patient)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(f"patient {data.code!r} was created by someone else at the same time") from exc
+    audit.record(session, actor=actor, action="create", entity="patient", entity_id=patient.code)
+    return patient
+
+
+def get(session: Session, *, code: str) -> Patient:
+    """The patient with this code."""
+    patient = session.scalar(select(Patient).where(Patient.code == code))
+    if patient is None:
+        raise NotFoundError(f"no patient with code {code!r}")
+    return patient
+
+
+def list_all(session: Session, *, limit: int | None = None) -> list[Patient]:
+    """Patients by code."""
+    query = select(Patient).order_by(Patient.code)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def update(
+    session: Session, *, code: str, expected_version: int, changes: PatientUpdate, actor: str, reason: str
+) -> Patient:
+    """Change a patient's details, refusing the edit if the record changed since ``expected_version`` was read."""
+    patient = get(session, code=code)
+    if patient.version != expected_version:
+        raise ConflictError(
+            f"patient {code!r} is at version {patient.version}, not {expected_version}: someone else changed it; "
+            "reload and try again"
+        )
+    fields = changes.model_dump(exclude_unset=True)
+    for name, value in fields.items():
+        setattr(patient, name, value)
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise ConflictError(f"patient {code!r} was changed by someone else; reload and try again") from exc
+    audit.record(session, actor=actor, action="update", entity="patient", entity_id=code, reason=reason, detail=fields)
+    return patient

@@ -1,0 +1,289 @@
+"""Plan versions: generate from the latest assessment, review with reasons, sign by role.
+
+Every change is a new immutable version. Neurologists and neurosurgeons change and sign conventional items (work-up,
+toxin, surgery, medicines); TCM practitioners change and sign integrative items. A version number the caller did not
+expect means someone else signed first: the change is refused, not merged.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.assessments.models import StoredAssessment
+from hemicare.audit import service as audit
+from hemicare.db.base import utcnow
+from hemicare.engine import KnowledgeBase, build_plan
+from hemicare.engine.assessment import Assessment
+from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError
+from hemicare.patients.models import Patient
+from hemicare.plans.models import PlanVersion
+from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PlanEdit
+from hemicare.sessions import service as session_service
+from hemicare.sessions.models import TreatmentSession
+
+
+def summarise(content: dict[str, Any]) -> dict[str, Any]:
+    """What changes in a plan matter for a recheck: each recommendation's status and the alerts."""
+    return {
+        "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
+        "alerts": sorted(alert["id"] for alert in content["alerts"]),
+    }
+
+
+def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
+    """The patient's newest plan version, if any."""
+    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
+    return session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+
+
+def history(session: Session, *, patient: Patient) -> list[PlanVersion]:
+    """Every version, oldest first."""
+    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id).order_by(PlanVersion.number)
+    return list(session.scalars(query))
+
+
+def _add_version(session: Session, version: PlanVersion) -> PlanVersion:
+    session.add(version)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"plan version {version.number} was written by someone else at the same time; reload and try again"
+        ) from exc
+    return version
+
+
+def generate(session: Session, *, patient: Patient, kb: KnowledgeBase, actor: str, today: dt.date) -> PlanVersion:
+    """Build the plan from the latest assessment and store it as the next version."""
+    stored = assessment_service.latest(session, patient=patient)
+    recorded = session_service.list_for(session, patient=patient)
+    plan = build_plan(with_recorded_history(stored.data, recorded), kb, today=today)
+    return _store_generated(
+        session, patient=patient, assessment_id=stored.id, content=plan.model_dump(mode="json"), actor=actor
+    )
+
+
+def with_recorded_history(data: dict[str, Any], sessions: list[TreatmentSession]) -> Assessment:
+    """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history.
+
+    Sessions already written in the assessment (same date) are not added twice.
+    """
+    history = dict(data.get("history") or {})
+    toxin = list(history.get("botulinum_sessions") or [])
+    known_dates = {str(item["date"]) for item in toxin}
+    for row in sessions:
+        if row.kind == "toxin" and row.date.isoformat() not in known_dates:
+            toxin.append(
+                {
+                    "date": row.date.isoformat(),
+                    "product": row.data["product"],
+                    "total_units": row.data["total_units"],
+                    "sites": [{"site": s["site"], "units": s["units"]} for s in row.data["sites"]],
+                    "effect_weeks": row.data.get("effect_weeks"),
+                    "adverse_effects": row.data.get("adverse_effects", []),
+                }
+            )
+        elif row.kind == "mvd" and row.data.get("result") and history.get("prior_mvd") is None:
+            history["prior_mvd"] = {"date": row.date.isoformat(), "result": row.data["result"]}
+    history["botulinum_sessions"] = sorted(toxin, key=lambda item: str(item["date"]))
+    return Assessment.model_validate({**data, "history": history})
+
+
+def _may_edit(role: str, category: str) -> bool:
+    if category == "integrative":
+        return role in INTEGRATIVE_ROLES
+    return role in CONVENTIONAL_ROLES
+
+
+def sign(
+    session: Session,
+    *,
+    patient: Patient,
+    expected_number: int,
+    edits: list[PlanEdit],
+    signer: str,
+    role: str,
+    reason: str | None = None,
+) -> PlanVersion:
+    """Apply the signer's edits to the latest version and sign the signer's part, as a new version."""
+    current = latest(session, patient=patient)
+    if current is None:
+        raise NotFoundError(f"patient {patient.code!r} has no plan to sign")
+    if current.number != expected_number:
+        raise ConflictError(
+            f"the plan is at version {current.number}, not {expected_number}: someone else changed it; "
+            "review the new version"
+        )
+    if role not in CONVENTIONAL_ROLES + INTEGRATIVE_ROLES:
+        raise ForbiddenError(f"role {role!r} cannot sign a plan")
+    content: dict[str, Any] = copy.deepcopy(current.content)
+    recommendations = {rec["id"]: rec for rec in content["recommendations"]}
+    applied = []
+    problems = []
+    for index, edit in enumerate(edits):
+        rec = recommendations.get(edit.recommendation)
+        if rec is None:
+            problems.append(FieldProblem(f"edits.{index}.recommendation", f"no recommendation {edit.recommendation!r}"))
+            continue
+        if not _may_edit(role, rec["category"]):
+            raise ForbiddenError(f"a {role} cannot change {rec['category']} item {rec['id']!r}")
+        applied.append(
+            {"recommendation": rec["id"], "from": rec["status"], "to": edit.status.value, "reason": edit.reason}
+        )
+        rec["status"] = edit.status.value
+        rec["rationale"].append(f"Changed by {signer} ({role}) from {applied[-1]['from']}: {edit.reason}")
+    if problems:
+        raise InputError(problems)
+    part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"
+    signed_at = utcnow()
+    content.setdefault("signoff", {})[part] = {"by": signer, "role": role, "at": signed_at.isoformat()}
+    version = PlanVersion(
+        patient_id=patient.id,
+        number=current.number + 1,
+        assessment_id=current.assessment_id,
+        kind="reviewed",
+        knowledge_version=current.knowledge_version,
+        hemicare_version=current.hemicare_version,
+        content=content,
+        summary=summarise(content),
+        edits=applied,
+        signed_by=signer,
+        signed_role=role,
+        signed_at=signed_at,
+        created_by=signer,
+    )
+    _add_version(session, version)
+    audit.record(
+        session,
+        actor=signer,
+        action="sign",
+        entity="plan",
+        entity_id=f"{patient.code}/v{version.number}",
+        reason=reason,
+        detail={"role": role, "part": part, "edits": applied},
+    )
+    return version
+
+
+class PlanChange(BaseModel):
+    """How a patient's plan would change under the current knowledge base."""
+
+    patient: str
+    new: bool
+    alerts_added: list[str]
+    alerts_removed: list[str]
+    status_changes: list[dict[str, str]]
+
+
+def compare(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """Differences between two plan summaries."""
+    if before is None:
+        return {"new": True, "alerts_added": after["alerts"], "alerts_removed": [], "status_changes": []}
+    changes = [
+        {"recommendation": rec, "from": before["statuses"].get(rec, "absent"), "to": status}
+        for rec, status in after["statuses"].items()
+        if before["statuses"].get(rec) != status
+    ]
+    return {
+        "new": False,
+        "alerts_added": sorted(set(after["alerts"]) - set(before["alerts"])),
+        "alerts_removed": sorted(set(before["alerts"]) - set(after["alerts"])),
+        "status_changes": changes,
+    }
+
+
+def recheck(
+    session: Session,
+    *,
+    kb: KnowledgeBase,
+    today: dt.date,
+    actor: str,
+    save: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[PlanChange]:
+    """Re-run the engine for every patient's latest assessment; list those whose plan would change.
+
+    The comparison is with the latest generated version, so a clinician's own edits are not reported as changes.
+    """
+    latest_assessment = (
+        select(StoredAssessment.patient_id, func.max(StoredAssessment.id).label("id"))
+        .group_by(StoredAssessment.patient_id)
+        .subquery()
+    )
+    # Compare with what the engine said last time, not with a clinician's reviewed edits.
+    latest_plan = (
+        select(PlanVersion.patient_id, func.max(PlanVersion.number).label("number"))
+        .where(PlanVersion.kind == "generated")
+        .group_by(PlanVersion.patient_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Patient.id, Patient.code, StoredAssessment.id, StoredAssessment.data, PlanVersion.summary)
+        .join(latest_assessment, latest_assessment.c.patient_id == Patient.id)
+        .join(StoredAssessment, StoredAssessment.id == latest_assessment.c.id)
+        .outerjoin(latest_plan, latest_plan.c.patient_id == Patient.id)
+        .outerjoin(
+            PlanVersion,
+            (PlanVersion.patient_id == Patient.id) & (PlanVersion.number == latest_plan.c.number),
+        )
+        .order_by(Patient.code)
+    )
+    recorded: dict[int, list[TreatmentSession]] = defaultdict(list)
+    for row in session.scalars(select(TreatmentSession).where(TreatmentSession.kind.in_(("toxin", "mvd")))):
+        recorded[row.patient_id].append(row)
+    changes: list[PlanChange] = []
+    for patient_id, code, assessment_id, data, before in rows:
+        plan = build_plan(with_recorded_history(data, recorded[patient_id]), kb, today=today)
+        content = plan.model_dump(mode="json")
+        difference = compare(before, summarise(content))
+        if (
+            difference["new"]
+            or difference["alerts_added"]
+            or difference["alerts_removed"]
+            or difference["status_changes"]
+        ):
+            changes.append(PlanChange(patient=code, **difference))
+            if save:
+                patient = session.get_one(Patient, patient_id)
+                _store_generated(session, patient=patient, assessment_id=assessment_id, content=content, actor=actor)
+        if progress is not None:
+            progress(1)
+    return changes
+
+
+def _store_generated(
+    session: Session, *, patient: Patient, assessment_id: int, content: dict[str, Any], actor: str
+) -> PlanVersion:
+    previous = latest(session, patient=patient)
+    version = PlanVersion(
+        patient_id=patient.id,
+        number=(previous.number + 1) if previous else 1,
+        assessment_id=assessment_id,
+        kind="generated",
+        knowledge_version=content["knowledge_version"],
+        hemicare_version=content["hemicare_version"],
+        content=content,
+        summary=summarise(content),
+        edits=[],
+        created_by=actor,
+    )
+    _add_version(session, version)
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="plan",
+        entity_id=f"{patient.code}/v{version.number}",
+        detail={"knowledge_version": content["knowledge_version"], "by": "recheck"},
+    )
+    return version

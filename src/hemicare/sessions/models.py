@@ -1,0 +1,28 @@
+"""Treatment sessions: toxin injections, acupuncture, herbal prescriptions and surgery."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hemicare.db.base import Base, Created
+
+
+class TreatmentSession(Created, Base):
+    """One treatment given. ``data`` holds the kind's validated details (see sessions.schemas)."""
+
+    __tablename__ = "treatment_sessions"
+    __table_args__ = (
+        Index("ix_treatment_sessions_patient_kind_date", "patient_id", "kind", "date"),
+        CheckConstraint("kind IN ('toxin', 'acupuncture', 'herbal', 'mvd')", name="kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    date: Mapped[dt.date]
+    clinician: Mapped[str] = mapped_column(String(120))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,90 @@
+"""Treatment-session input models, one per kind."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from hemicare.engine.assessment import MvdResult, ToxinProduct
+
+
+def _not_future(value: dt.date) -> dt.date:
+    if value > dt.date.today():
+        raise ValueError(f"{value.isoformat()} is in the future")
+    return value
+
+
+PastDate = Annotated[dt.date, AfterValidator(_not_future)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToxinSite(Strict):
+    site: str = Field(min_length=1, description="A site id of the toxin programme (e.g. upper_lid_medial)")
+    side: Literal["left", "right"]
+    units: float = Field(gt=0, le=100)
+
+
+class ToxinDetails(Strict):
+    kind: Literal["toxin"] = "toxin"
+    product: ToxinProduct
+    lot: str = Field(min_length=1, max_length=40)
+    sites: list[ToxinSite] = Field(min_length=1)
+    adverse_effects: list[str] = []
+    effect_weeks: float | None = Field(default=None, ge=0, le=104)
+    override_reason: str | None = Field(
+        default=None, min_length=3, description="Why a session sooner than the minimum interval is recorded"
+    )
+
+    @property
+    def total_units(self) -> float:
+        return round(sum(site.units for site in self.sites), 3)
+
+
+class AcupunctureDetails(Strict):
+    kind: Literal["acupuncture"] = "acupuncture"
+    points: list[str] = Field(min_length=1, description="WHO codes")
+    electro: bool = False
+    notes: str | None = Field(default=None, max_length=500)
+
+
+class HerbDose(Strict):
+    latin: str = Field(min_length=1)
+    dose_g: float = Field(gt=0, le=100)
+
+
+class HerbalDetails(Strict):
+    kind: Literal["herbal"] = "herbal"
+    formula: str | None = Field(default=None, description="A formula id, when a classical formula is prescribed")
+    herbs: list[HerbDose] = Field(min_length=1)
+    duration_days: int = Field(ge=1, le=365)
+
+
+class MvdDetails(Strict):
+    kind: Literal["mvd"] = "mvd"
+    surgeon: str = Field(min_length=1, max_length=120)
+    result: MvdResult | None = None
+    notes: str | None = Field(default=None, max_length=500)
+
+
+Details = Annotated[ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails, Field(discriminator="kind")]
+
+
+class SessionCreate(Strict):
+    """A treatment given on a date by a clinician."""
+
+    date: PastDate
+    clinician: str = Field(min_length=1, max_length=120)
+    details: Details
+
+    @model_validator(mode="after")
+    def _sides_unique(self) -> SessionCreate:
+        if isinstance(self.details, ToxinDetails):
+            seen = [(s.site, s.side) for s in self.details.sites]
+            if len(set(seen)) != len(seen):
+                raise ValueError("a toxin site is listed twice for the same side")
+        return self

@@ -1,0 +1,367 @@
+"""Care records on a real database: migrations, patients, plans, sessions, outcomes, recalls, audit, concurrency."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.audit import service as audit
+from hemicare.audit.models import AuditEntry
+from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
+from hemicare.db.models import metadata
+from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.errors import ConflictError, ForbiddenError, InputError
+from hemicare.outcomes import service as outcomes
+from hemicare.outcomes.models import DiaryEntry
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.patients import service as patients
+from hemicare.patients.schemas import PatientCreate, PatientUpdate
+from hemicare.plans import service as plans
+from hemicare.plans.schemas import PlanEdit
+from hemicare.recalls import service as recalls
+from hemicare.sessions import service as sessions
+from hemicare.sessions.schemas import SessionCreate
+
+TODAY = dt.date.today()
+
+
+def _session(engine: Engine) -> Session:
+    return session_factory(engine)()
+
+
+def _add_patient(engine: Engine, code: str = "p-001", **extra: Any) -> None:
+    with _session(engine) as s, s.begin():
+        patients.create(s, data=PatientCreate(code=code, name="Test Patient", sex="female", **extra), actor="tester")
+
+
+def _assess(engine: Engine, kb: KnowledgeBase, patient_data: dict[str, Any], code: str = "p-001") -> None:
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code=code)
+        assessment = validate_assessment({**patient_data, "id": code})
+        assessment_service.record(s, patient=patient, assessment=assessment, actor="tester", today=TODAY)
+
+
+def _toxin(days_ago: int, **extra: Any) -> SessionCreate:
+    details = {
+        "kind": "toxin",
+        "product": "onabotulinumtoxinA",
+        "lot": "C1234",
+        "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+        **extra,
+    }
+    return SessionCreate.model_validate(
+        {"date": (TODAY - dt.timedelta(days=days_ago)).isoformat(), "clinician": "Dr N", "details": details}
+    )
+
+
+def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) != []
+    upgrade(engine)
+    assert current_revision(engine) == "0001"
+    engine.dispose()
+
+
+def test_patient_create_get_update(engine: Engine) -> None:
+    _add_patient(engine, birth_year=1970)
+    with _session(engine) as s, s.begin():
+        patient = patients.update(
+            s, code="p-001", expected_version=1, changes=PatientUpdate(phone="123"), actor="tester", reason="called"
+        )
+        assert patient.version == 2
+    with _session(engine) as s:
+        assert patients.get(s, code="p-001").phone == "123"
+
+
+def test_duplicate_patient_code_is_refused(engine: Engine) -> None:
+    _add_patient(engine)
+    with pytest.raises(InputError, match="already exists"), _session(engine) as s, s.begin():
+        patients.create(s, data=PatientCreate(code="p-001", name="Other", sex="male"), actor="tester")
+
+
+def test_stale_edit_is_refused_not_lost(engine: Engine) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        patients.update(s, code="p-001", expected_version=1, changes=PatientUpdate(name="A"), actor="a", reason="r")
+    with pytest.raises(ConflictError, match="version 2, not 1"), _session(engine) as s, s.begin():
+        patients.update(s, code="p-001", expected_version=1, changes=PatientUpdate(name="B"), actor="b", reason="r")
+    with _session(engine) as s:
+        assert patients.get(s, code="p-001").name == "A"
+
+
+def test_concurrent_flushes_are_caught_by_the_version_column(engine: Engine) -> None:
+    _add_patient(engine)
+    first, second = _session(engine), _session(engine)
+    a = patients.get(first, code="p-001")
+    first.commit()
+    b = patients.get(second, code="p-001")
+    second.commit()
+    a.name = "Edited in A"
+    first.commit()
+    b.name = "Edited in B"
+    from sqlalchemy.orm.exc import StaleDataError
+
+    with pytest.raises(StaleDataError):
+        second.commit()
+    first.close()
+    second.close()
+
+
+def test_plans_are_versioned_and_signed_by_role(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, {**baseline, "preferences": {"integrative_care": True}})
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        first = plans.generate(s, patient=patient, kb=kb, actor="tester", today=TODAY)
+        assert first.number == 1 and first.kind == "generated"
+        original = dict(first.content)
+    edit = PlanEdit(recommendation="mvd", status="recommended", reason="Patient now wants surgery")
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        signed = plans.sign(s, patient=patient, expected_number=1, edits=[edit], signer="Dr N", role="neurologist")
+        assert signed.number == 2 and signed.edits[0]["to"] == "recommended"
+        assert signed.content["signoff"]["conventional"]["role"] == "neurologist"
+    with _session(engine) as s:
+        versions = plans.history(s, patient=patients.get(s, code="p-001"))
+        assert [v.number for v in versions] == [1, 2]
+        assert versions[0].content == original  # the earlier version is untouched
+
+
+def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    toxin_edit = PlanEdit(recommendation="botulinum_toxin", status="deferred", reason="wants to wait")
+    with pytest.raises(ForbiddenError, match="tcm_practitioner cannot change conventional"), _session(engine) as s:
+        plans.sign(
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=1,
+            edits=[toxin_edit],
+            signer="L",
+            role="tcm_practitioner",
+        )
+    acupuncture_edit = PlanEdit(recommendation="acupuncture", status="not_recommended", reason="needle phobia")
+    with pytest.raises(ForbiddenError), _session(engine) as s:
+        plans.sign(
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=1,
+            edits=[acupuncture_edit],
+            signer="N",
+            role="neurologist",
+        )
+    with _session(engine) as s, s.begin():
+        plans.sign(
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=1,
+            edits=[acupuncture_edit],
+            signer="L",
+            role="tcm_practitioner",
+        )
+    with pytest.raises(ConflictError, match="at version 2, not 1"), _session(engine) as s:
+        plans.sign(
+            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[], signer="N", role="neurologist"
+        )
+
+
+def test_plan_uses_recorded_toxin_sessions(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    with _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(30), kb=kb, actor="Dr N")
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    toxin = next(r for r in version.content["recommendations"] if r["id"] == "botulinum_toxin")
+    assert toxin["details"]["programme"]["too_soon"] is True
+
+
+def test_toxin_sooner_than_12_weeks_needs_a_reason(engine: Engine, kb: KnowledgeBase) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(60), kb=kb, actor="Dr N")
+    with pytest.raises(InputError) as info, _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(10), kb=kb, actor="Dr N")
+    assert info.value.problems[0].path == "date"
+    with _session(engine) as s, s.begin():
+        override = _toxin(10, override_reason="severe breakthrough spasm, discussed with patient")
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=override, kb=kb, actor="Dr N")
+
+
+def test_session_details_are_checked_against_the_knowledge_base(engine: Engine, kb: KnowledgeBase) -> None:
+    _add_patient(engine)
+    bad_site = _toxin(100, sites=[{"site": "nose_tip", "side": "left", "units": 2}])
+    with pytest.raises(InputError) as info, _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=bad_site, kb=kb, actor="Dr N")
+    assert info.value.problems[0].path == "details.sites.0.site"
+    needles = SessionCreate.model_validate(
+        {"date": TODAY.isoformat(), "clinician": "L", "details": {"kind": "acupuncture", "points": ["LI4", "ZZ9"]}}
+    )
+    with pytest.raises(InputError) as info, _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=needles, kb=kb, actor="L")
+    assert info.value.problems[0].path == "details.points.1"
+
+
+def test_recalls(engine: Engine, kb: KnowledgeBase) -> None:
+    for code in ("toxin-due", "toxin-recent", "course", "post-mvd"):
+        _add_patient(engine, code=code)
+    with _session(engine) as s, s.begin():
+        sessions.record(
+            s, patient=patients.get(s, code="toxin-due"), data=_toxin(120, effect_weeks=14), kb=kb, actor="N"
+        )
+        sessions.record(s, patient=patients.get(s, code="toxin-recent"), data=_toxin(20), kb=kb, actor="N")
+        for days in (12, 8, 4):
+            acupuncture = {"kind": "acupuncture", "points": ["LI4"]}
+            sessions.record(
+                s,
+                patient=patients.get(s, code="course"),
+                data=SessionCreate.model_validate(
+                    {"date": (TODAY - dt.timedelta(days=days)).isoformat(), "clinician": "L", "details": acupuncture}
+                ),
+                kb=kb,
+                actor="L",
+            )
+        mvd = {"kind": "mvd", "surgeon": "Dr S", "result": "cured"}
+        sessions.record(
+            s,
+            patient=patients.get(s, code="post-mvd"),
+            data=SessionCreate.model_validate(
+                {"date": (TODAY - dt.timedelta(days=100)).isoformat(), "clinician": "Dr S", "details": mvd}
+            ),
+            kb=kb,
+            actor="S",
+        )
+    with _session(engine) as s:
+        items = recalls.due(s, kb=kb, today=TODAY)
+    by_patient = {(i.patient, i.what) for i in items}
+    assert ("toxin-due", "botulinum toxin session") in by_patient
+    assert ("toxin-recent", "botulinum toxin session") not in by_patient
+    assert ("course", "acupuncture session") in by_patient
+    assert ("post-mvd", "post-MVD review at 3 months") in by_patient
+    assert ("course", "HFS-7 questionnaire") in by_patient
+    due_toxin = next(i for i in items if i.patient == "toxin-due" and i.what.startswith("botulinum"))
+    assert due_toxin.due == TODAY - dt.timedelta(days=120) + dt.timedelta(weeks=14)
+
+
+def test_outcome_summary_against_mcid(engine: Engine, kb: KnowledgeBase) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        for days, answers in ((90, [3, 3, 3, 2, 2, 2, 2]), (10, [1, 1, 1, 1, 1, 1, 1])):
+            data = QuestionnaireCreate(date=TODAY - dt.timedelta(days=days), instrument="hfs7", answers=answers)
+            outcomes.add_questionnaire(s, patient=patient, data=data, actor="p")
+        outcomes.add_diary(s, patient=patient, data=DiaryCreate(date=TODAY, spasms=30, intensity=6), actor="p")
+        outcomes.add_grades(s, patient=patient, data=GradesCreate(date=TODAY, smc_grade=2), actor="n")
+        summary = outcomes.summary(s, patient=patient, kb=kb)
+    change = summary.questionnaires["hfs7"]
+    assert (change.first, change.latest, change.change) == (17, 7, -10)
+    assert change.response.startswith("improved")
+    assert summary.diary_entries == 1 and summary.monthly[0]["mean_spasms"] == 30
+
+
+def test_diary_constraints_hold_in_the_database(engine: Engine) -> None:
+    _add_patient(engine)
+    with pytest.raises(DBAPIError), _session(engine) as s, s.begin():
+        s.add(DiaryEntry(patient_id=1, date=TODAY, spasms=5, per="week", intensity=11, triggers=[], created_by="x"))
+        s.flush()
+
+
+def test_audit_trail_is_append_only_and_verifiable(engine: Engine) -> None:
+    _add_patient(engine)
+    _add_patient(engine, code="p-002")
+    with _session(engine) as s:
+        result = audit.verify(s)
+        assert result.ok and result.checked == 2
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE id = 1"))
+
+
+def _drop_audit_triggers(engine: Engine) -> None:
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(text("DROP TRIGGER audit_log_no_update"))
+            connection.execute(text("DROP TRIGGER audit_log_no_delete"))
+        else:
+            connection.execute(text("DROP TRIGGER audit_log_append_only ON audit_log"))
+
+
+def test_audit_verify_catches_an_edited_entry(engine: Engine) -> None:
+    for code in ("p-001", "p-002", "p-003"):
+        _add_patient(engine, code=code)
+    _drop_audit_triggers(engine)  # an attacker with database access
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE id = 2"))
+    with _session(engine) as s:
+        result = audit.verify(s)
+    assert not result.ok and result.problems == ["entry 2: content does not match its hash (edited?)"]
+
+
+def test_audit_verify_catches_a_deleted_entry(engine: Engine) -> None:
+    for code in ("p-001", "p-002", "p-003"):
+        _add_patient(engine, code=code)
+    _drop_audit_triggers(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_log WHERE id = 2"))
+    with _session(engine) as s:
+        result = audit.verify(s)
+    assert not result.ok
+    assert "entries 2..2 are missing (deleted?)" in result.problems
+    assert "entry 3: does not follow the entry before it (chain broken)" in result.problems
+
+
+def test_failed_write_leaves_nothing_half_written(engine: Engine, kb: KnowledgeBase) -> None:
+    _add_patient(engine)
+    with _session(engine) as s:
+        before = (s.scalar(select(func.count()).select_from(AuditEntry)), s.scalar(select(func.count(DiaryEntry.id))))
+    with pytest.raises(RuntimeError), _session(engine) as s, s.begin():
+        outcomes.add_diary(
+            s, patient=patients.get(s, code="p-001"), data=DiaryCreate(date=TODAY, spasms=1, intensity=1), actor="p"
+        )
+        raise RuntimeError("crash after the diary row and its audit entry were flushed")
+    with _session(engine) as s:
+        after = (s.scalar(select(func.count()).select_from(AuditEntry)), s.scalar(select(func.count(DiaryEntry.id))))
+    assert after == before
+
+
+def test_recheck_lists_changed_plans(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], kb_tree: Any) -> None:
+    import yaml
+
+    from hemicare.engine import load
+
+    _add_patient(engine)
+    _assess(engine, kb, {**baseline, "medications": ["gentamicin"]})
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    with _session(engine) as s:
+        assert plans.recheck(s, kb=kb, today=TODAY, actor="t") == []
+    rule = kb_tree / "rules/safety/potentiating_drugs_toxin.yaml"
+    data = yaml.safe_load(rule.read_text())
+    data["action"] = "defer"
+    rule.write_text(yaml.safe_dump(data, sort_keys=False))
+    updated = load(kb_tree)
+    with _session(engine) as s, s.begin():
+        changes = plans.recheck(s, kb=updated, today=TODAY, actor="t", save=True)
+    assert len(changes) == 1 and changes[0].patient == "p-001"
+    assert {"recommendation": "botulinum_toxin", "from": "recommended", "to": "deferred"} in changes[0].status_changes
+    with _session(engine) as s:
+        assert plans.latest(s, patient=patients.get(s, code="p-001")).number == 2  # type: ignore[union-attr]
+        assert plans.recheck(s, kb=updated, today=TODAY, actor="t") == []

@@ -1,0 +1,182 @@
+"""The records commands through the CLI runner: good input works, bad input exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, func, select
+from typer.testing import CliRunner
+
+from hemicare.audit.models import AuditEntry
+from hemicare.cli import app
+from hemicare.db.engine import session_factory
+
+from .conftest import EXAMPLES
+
+runner = CliRunner()
+
+
+def _run(db_url: str, *args: str) -> Any:
+    return runner.invoke(app, [*args, "--db", db_url])
+
+
+def _audit_count(engine: Engine) -> int:
+    with session_factory(engine)() as s:
+        return int(s.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+
+
+@pytest.fixture
+def clinic(engine: Engine, db_url: str) -> str:
+    result = _run(
+        db_url,
+        "patients",
+        "add",
+        "--code",
+        "demo-001",
+        "--name",
+        "Mei Lin",
+        "--sex",
+        "female",
+        "--birth-year",
+        "1974",
+        "--by",
+        "dr.n",
+    )
+    assert result.exit_code == 0, result.output
+    return db_url
+
+
+def test_db_upgrade_and_current(db_url: str) -> None:
+    assert "revision 0001" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0001"
+    assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
+
+
+def test_commands_refuse_an_unmigrated_database(db_url: str) -> None:
+    result = _run(db_url, "patients", "list")
+    assert result.exit_code == 2 and "run `hemicare db upgrade`" in result.stderr
+
+
+def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
+    assert result.exit_code == 0, result.output
+    assert "plan version 1" in result.stderr
+    session_file = tmp_path / "toxin.yaml"
+    session_file.write_text(
+        yaml.safe_dump(
+            {
+                "date": "2026-01-05",
+                "clinician": "Dr N",
+                "details": {
+                    "kind": "toxin",
+                    "product": "onabotulinumtoxinA",
+                    "lot": "C77",
+                    "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+                },
+            }
+        )
+    )
+    assert _run(clinic, "sessions", "add", "demo-001", str(session_file)).exit_code == 0
+    assert _run(clinic, "diary", "add", "demo-001", "--spasms", "20", "--intensity", "5").exit_code == 0
+    assert (
+        _run(
+            clinic, "diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2,1,2,1,2,1"
+        ).exit_code
+        == 0
+    )
+    signed = _run(
+        clinic,
+        "plans",
+        "sign",
+        "demo-001",
+        "--version",
+        "1",
+        "--role",
+        "neurologist",
+        "--edit",
+        "mvd=option:patient prefers toxin first",
+        "--by",
+        "dr.n",
+    )
+    assert signed.exit_code == 0, signed.output
+    shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+    assert shown["plan"]["version"] == 2 and shown["plan"]["statuses"]["mvd"] == "option"
+    due = json.loads(_run(clinic, "due", "--horizon", "400", "--json").stdout)
+    assert any(item["what"] == "botulinum toxin session" for item in due)
+    out = tmp_path / "export.json"
+    assert _run(clinic, "export", "--patient", "demo-001", "--output", str(out)).exit_code == 0
+    exported = json.loads(out.read_text())
+    assert len(exported["plans"]) == 2 and len(exported["sessions"]) == 1 and len(exported["diary"]) == 1
+    assert [e["action"] for e in exported["audit"]][:1] == ["create"]
+    assert "intact" in _run(clinic, "audit", "verify").stdout
+    recheck = _run(clinic, "recheck")
+    assert recheck.exit_code == 0 and "0 of 1 patients' plans changed" in recheck.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["patients", "add", "--code", "bad code", "--name", "X", "--sex", "female"], "field `code`"),
+        (["patients", "add", "--code", "x1", "--name", "X", "--sex", "robot"], "field `sex`"),
+        (["patients", "add", "--code", "demo-001", "--name", "X", "--sex", "male"], "already exists"),
+        (["patients", "show", "nobody"], "no patient with code 'nobody'"),
+        (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "11"], "field `intensity`"),
+        (["diary", "add", "demo-001", "--spasms", "-1", "--intensity", "3"], "field `spasms`"),
+        (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--per", "week"], "field `per`"),
+        (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--date", "2999-01-01"], "in the future"),
+        (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--date", "yesterday"], "field `date`"),
+        (["diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2"], "has 7 items"),
+        (["diary", "grades", "demo-001", "--smc", "9"], "field `smc_grade`"),
+        (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
+        (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist", "--edit", "mvd"], "--edit[0]"),
+        (["patients", "update", "demo-001", "--version", "7", "--reason", "x", "--name", "Y"], "not 7"),
+        (["due", "--horizon", "-3"], "field `--horizon`"),
+        (["export", "--patient", "nobody"], "no patient"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_error_and_writes_nothing(
+    clinic: str, engine: Engine, args: list[str], fragment: str
+) -> None:
+    before = _audit_count(engine)
+    result = _run(clinic, *args)
+    assert result.exit_code in (2, 3), result.output
+    assert fragment in result.stderr
+    assert _audit_count(engine) == before
+
+
+def test_bad_session_file_exits_2(clinic: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump({"date": "2026-01-05", "clinician": "Dr N", "details": {"kind": "laser", "power": 5}})
+    )
+    result = _run(clinic, "sessions", "add", "demo-001", str(bad))
+    assert result.exit_code == 2 and "details" in result.stderr
+
+
+def test_tcm_practitioner_cannot_sign_a_toxin_change(clinic: str) -> None:
+    assert runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic]).exit_code == 0
+    result = _run(
+        clinic,
+        "plans",
+        "sign",
+        "demo-001",
+        "--version",
+        "1",
+        "--role",
+        "tcm_practitioner",
+        "--edit",
+        "botulinum_toxin=deferred:wait",
+    )
+    assert result.exit_code == 4 and "cannot change conventional" in result.stderr
+
+
+def test_demo_clinic_loads(db_url: str) -> None:
+    result = runner.invoke(app, ["demo", "--patients", "3", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(_run(db_url, "patients", "list", "--json").stdout)
+    assert len(listed) >= 6
+    assert "intact" in _run(db_url, "audit", "verify").stdout
