@@ -365,3 +365,17 @@ def test_recheck_lists_changed_plans(engine: Engine, kb: KnowledgeBase, baseline
     with _session(engine) as s:
         assert plans.latest(s, patient=patients.get(s, code="p-001")).number == 2  # type: ignore[union-attr]
         assert plans.recheck(s, kb=updated, today=TODAY, actor="t") == []
+
+
+def test_recheck_in_worker_processes_matches_one_process(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    for index in range(6):
+        code = f"p-{index:03d}"
+        _add_patient(engine, code=code)
+        _assess(engine, kb, {**baseline, "age": 40 + index, "pregnant": index % 2 == 0}, code=code)
+    with _session(engine) as s:
+        one = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=1)
+        two = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=2)
+    assert [c.model_dump() for c in one] == [c.model_dump() for c in two]
+    assert len(one) == 6 and all(c.new for c in one)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -561,6 +562,7 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
 
 def recheck(
     save: Annotated[bool, typer.Option(help="Store the new plans as new versions.")] = False,
+    workers: Annotated[int, typer.Option(help="Processes to compute plans in (default: one per core).")] = 0,
     database: DbOption = None,
     by: ByOption = None,
     as_json: JsonOption = False,
@@ -568,6 +570,8 @@ def recheck(
     """Re-run the engine for every patient; list those whose plan changed (alerts, statuses)."""
 
     def body() -> None:
+        if workers < 0:
+            raise InputError([FieldProblem("--workers", f"{workers} is negative")])
         kb = load_default()
         with unit_of_work(database) as session:
             from hemicare.patients.models import Patient
@@ -575,7 +579,13 @@ def recheck(
             total = session.query(Patient).count()
             with typer.progressbar(length=total, label="rechecking", file=None) as bar:
                 changes = plan_service.recheck(
-                    session, kb=kb, today=dt.date.today(), actor=actor(by), save=save, progress=bar.update
+                    session,
+                    kb=kb,
+                    today=dt.date.today(),
+                    actor=actor(by),
+                    save=save,
+                    workers=workers or os.cpu_count() or 1,
+                    progress=bar.update,
                 )
         if as_json:
             _print([c.model_dump() for c in changes])

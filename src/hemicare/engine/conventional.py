@@ -30,10 +30,12 @@ def recommendation(
     if record.figures:
         merged["figures"] = [figure_dict(f) for f in record.figures]
     merged.update(details or {})
-    return Recommendation(
+    # Built from validated knowledge records: constructing without re-validation keeps bulk rechecks fast.
+    return Recommendation.model_construct(
         id=record.id,
         category=Category(record.category),
         status=status,
+        priority=0,
         summary=record.summary,
         rationale=rationale,
         evidence=evidence_out(record.evidence),

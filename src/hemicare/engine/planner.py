@@ -166,8 +166,14 @@ def _ordered(recommendations: list[Recommendation]) -> list[Recommendation]:
     return ranked
 
 
-def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | None = None) -> Plan:
-    """The plan for one assessment. Pure: same input, knowledge version and date, same plan."""
+def build_plan(
+    assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | None = None, compact: bool = False
+) -> Plan:
+    """The plan for one assessment. Pure: same input, knowledge version and date, same plan.
+
+    ``compact`` leaves out the decision aid, the schedule and the citation list, for bulk rechecks that only compare
+    statuses and alerts.
+    """
     today = today or dt.date.today()
     facts = facts_of(assessment, kb)
     diagnosis = triage(facts, kb)
@@ -194,8 +200,9 @@ def build_plan(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date | No
             secondary=differentiation.secondary,
             summary=differentiation.summary,
         ),
-        schedule=_schedule(recommendations, toxin, kb),
-        decision_aid=decision_aid(recommendations, kb),
+        schedule=[] if compact else _schedule(recommendations, toxin, kb),
+        decision_aid=None if compact else decision_aid(recommendations, kb),
     )
-    plan.references = _cited(plan, kb)
+    if not compact:
+        plan.references = _cited(plan, kb)
     return plan

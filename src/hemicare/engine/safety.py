@@ -30,6 +30,20 @@ def _by_id(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
     return {rec.id: rec for rec in recommendations}
 
 
+_SELECTED: dict[tuple[int, str], tuple[SafetyRule, frozenset[str]]] = {}
+
+
+def _selected(rule: SafetyRule, kb: KnowledgeBase, kind: str) -> frozenset[str]:
+    """The herbs or drugs a rule selects; fixed for a loaded knowledge base, so computed once."""
+    key = (id(rule), kind)
+    hit = _SELECTED.get(key)
+    if hit is None or hit[0] is not rule:
+        chosen = _herbs_selected(rule, kb) if kind == "herbs" else _drugs_selected(rule, kb)
+        hit = (rule, frozenset(chosen))
+        _SELECTED[key] = hit
+    return hit[1]
+
+
 def _herbs_selected(rule: SafetyRule, kb: KnowledgeBase) -> set[str]:
     targets = rule.targets
     selected = set(targets.herbs)
@@ -58,7 +72,7 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
     statuses = (*SHOWN, Status.DEFERRED) if rule.action == "contraindicate" else SHOWN
     hit_recs = [r for r in rule.targets.recommendations if r in recs and recs[r].status in statuses]
     patient_items: list[str] = []
-    for drug in sorted(_drugs_selected(rule, kb)):
+    for drug in sorted(_selected(rule, kb, "drugs")):
         rec_id = f"medication:{drug}"
         if rec_id in recs and recs[rec_id].status in statuses:
             hit_recs.append(rec_id)
@@ -71,7 +85,7 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
             if rec is not None and rec.status in SHOWN:
                 points += [p["code"] for p in rec.details.get("points", []) if p["code"] in rule.targets.acupoints]
     herbs: list[str] = []
-    selected = _herbs_selected(rule, kb)
+    selected = _selected(rule, kb, "herbs")
     formula = recs.get("herbal_formula")
     formula_shown = formula is not None and formula.status in SHOWN
     if selected and formula is not None and formula_shown:

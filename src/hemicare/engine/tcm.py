@@ -45,17 +45,16 @@ class Differentiation(BaseModel):
     summary: str
 
 
-def _present(indicator: Indicator, assessment: Assessment, facts: Facts) -> bool:
+def _observed(assessment: Assessment, facts: Facts) -> set[tuple[str, str]]:
+    """Everything an indicator can match, as (kind, value) pairs, computed once per assessment."""
     tcm = assessment.tcm
-    if indicator.kind == "finding":
-        return indicator.value in {f.value for f in tcm.findings}
-    if indicator.kind == "tongue_body":
-        return tcm.tongue.body is not None and tcm.tongue.body.value == indicator.value
-    if indicator.kind == "tongue_coating":
-        return tcm.tongue.coating is not None and tcm.tongue.coating.value == indicator.value
-    if indicator.kind == "pulse":
-        return indicator.value in {p.value for p in tcm.pulse}
-    return indicator.value in facts["comorbidity_ids"]
+    observed = {("finding", f.value) for f in tcm.findings} | {("pulse", p.value) for p in tcm.pulse}
+    if tcm.tongue.body is not None:
+        observed.add(("tongue_body", tcm.tongue.body.value))
+    if tcm.tongue.coating is not None:
+        observed.add(("tongue_coating", tcm.tongue.coating.value))
+    observed |= {("comorbidity", term) for term in facts["comorbidity_ids"]}
+    return observed
 
 
 def _label(indicator: Indicator) -> str:
@@ -65,9 +64,9 @@ def _label(indicator: Indicator) -> str:
     return f"{kind}{indicator.value.replace('_', ' ')}"
 
 
-def _score(pattern: Pattern, assessment: Assessment, facts: Facts) -> tuple[float, list[str], list[str]]:
-    supporting = [i for i in pattern.supports if _present(i, assessment, facts)]
-    contradicting = [i for i in pattern.contradicts if _present(i, assessment, facts)]
+def _score(pattern: Pattern, observed: set[tuple[str, str]]) -> tuple[float, list[str], list[str]]:
+    supporting = [i for i in pattern.supports if (i.kind, i.value) in observed]
+    contradicting = [i for i in pattern.contradicts if (i.kind, i.value) in observed]
     total = sum(i.weight for i in pattern.supports)
     score = (sum(i.weight for i in supporting) - sum(i.weight for i in contradicting)) / total
     return round(score, 3), [_label(i) for i in supporting], [_label(i) for i in contradicting]
@@ -78,8 +77,9 @@ def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Di
     scoring = kb.pattern_scoring
     assert scoring is not None, "the loader guarantees the scoring settings"
     scored = []
+    observed = _observed(assessment, facts)
     for pattern in kb.patterns.values():
-        score, supporting, contradicting = _score(pattern, assessment, facts)
+        score, supporting, contradicting = _score(pattern, observed)
         if supporting:
             scored.append((score, pattern, supporting, contradicting))
     scored.sort(key=lambda item: (-item[0], item[1].number))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import multiprocessing
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,10 +24,12 @@ from hemicare.assessments import service as assessment_service
 from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
+from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError
 from hemicare.patients.models import Patient
+from hemicare.patients.service import get as get_patient
 from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PlanEdit
 from hemicare.sessions import service as session_service
@@ -73,7 +77,7 @@ def generate(session: Session, *, patient: Patient, kb: KnowledgeBase, actor: st
     )
 
 
-def with_recorded_history(data: dict[str, Any], sessions: list[TreatmentSession]) -> Assessment:
+def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any]) -> Assessment:
     """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history.
 
     Sessions already written in the assessment (same date) are not added twice.
@@ -202,19 +206,31 @@ def compare(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, A
     }
 
 
-def recheck(
-    session: Session,
-    *,
-    kb: KnowledgeBase,
-    today: dt.date,
-    actor: str,
-    save: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> list[PlanChange]:
-    """Re-run the engine for every patient's latest assessment; list those whose plan would change.
+_RECHECK_KB: KnowledgeBase | None = None
 
-    The comparison is with the latest generated version, so a clinician's own edits are not reported as changes.
-    """
+
+def _evaluate(job: tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, dt.date]) -> dict[str, Any]:
+    """One patient's recheck, runnable in a worker process (the knowledge base is inherited on fork)."""
+    code, data, recorded, before, today = job
+    assert _RECHECK_KB is not None
+    assessment = with_recorded_history(data, [_RecordedSession(**row) for row in recorded])
+    plan = build_plan(assessment, _RECHECK_KB, today=today, compact=True)
+    after = {
+        "statuses": {rec.id: rec.status.value for rec in plan.recommendations},
+        "alerts": sorted(alert.id for alert in plan.alerts),
+    }
+    return {"patient": code, **compare(before, after)}
+
+
+class _RecordedSession:
+    """The fields of a treatment session that a plan needs, detached from the database session."""
+
+    def __init__(self, kind: str, date: dt.date, data: dict[str, Any]) -> None:
+        self.kind, self.date, self.data = kind, date, data
+
+
+def _jobs(session: Session, *, today: dt.date, first_id: int | None = None, last_id: int | None = None) -> list[Any]:
+    """The recheck input of every patient (or of the patients whose ids lie in a range)."""
     latest_assessment = (
         select(StoredAssessment.patient_id, func.max(StoredAssessment.id).label("id"))
         .group_by(StoredAssessment.patient_id)
@@ -227,8 +243,8 @@ def recheck(
         .group_by(PlanVersion.patient_id)
         .subquery()
     )
-    rows = session.execute(
-        select(Patient.id, Patient.code, StoredAssessment.id, StoredAssessment.data, PlanVersion.summary)
+    query = (
+        select(Patient.id, Patient.code, StoredAssessment.data, PlanVersion.summary)
         .join(latest_assessment, latest_assessment.c.patient_id == Patient.id)
         .join(StoredAssessment, StoredAssessment.id == latest_assessment.c.id)
         .outerjoin(latest_plan, latest_plan.c.patient_id == Patient.id)
@@ -236,28 +252,84 @@ def recheck(
             PlanVersion,
             (PlanVersion.patient_id == Patient.id) & (PlanVersion.number == latest_plan.c.number),
         )
-        .order_by(Patient.code)
     )
-    recorded: dict[int, list[TreatmentSession]] = defaultdict(list)
-    for row in session.scalars(select(TreatmentSession).where(TreatmentSession.kind.in_(("toxin", "mvd")))):
-        recorded[row.patient_id].append(row)
-    changes: list[PlanChange] = []
-    for patient_id, code, assessment_id, data, before in rows:
-        plan = build_plan(with_recorded_history(data, recorded[patient_id]), kb, today=today)
-        content = plan.model_dump(mode="json")
-        difference = compare(before, summarise(content))
-        if (
-            difference["new"]
-            or difference["alerts_added"]
-            or difference["alerts_removed"]
-            or difference["status_changes"]
-        ):
-            changes.append(PlanChange(patient=code, **difference))
-            if save:
-                patient = session.get_one(Patient, patient_id)
-                _store_generated(session, patient=patient, assessment_id=assessment_id, content=content, actor=actor)
-        if progress is not None:
-            progress(1)
+    history = select(
+        TreatmentSession.patient_id, TreatmentSession.kind, TreatmentSession.date, TreatmentSession.data
+    ).where(TreatmentSession.kind.in_(("toxin", "mvd")))
+    if first_id is not None and last_id is not None:
+        query = query.where(Patient.id.between(first_id, last_id))
+        history = history.where(TreatmentSession.patient_id.between(first_id, last_id))
+    recorded: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for patient_id, kind, date, data in session.execute(history):
+        recorded[patient_id].append({"kind": kind, "date": date, "data": data})
+    return [
+        (code, data, recorded[patient_id], before, today) for patient_id, code, data, before in session.execute(query)
+    ]
+
+
+def _changed(result: dict[str, Any]) -> bool:
+    return bool(result["new"] or result["alerts_added"] or result["alerts_removed"] or result["status_changes"])
+
+
+def _recheck_range(task: tuple[str, int, int, dt.date]) -> list[dict[str, Any]]:
+    """A worker's share: it reads its own patients, so nothing large crosses between processes."""
+    url, first_id, last_id, today = task
+    engine = make_engine(url)
+    try:
+        with session_factory(read_only(engine))() as session:
+            return [
+                r
+                for r in map(_evaluate, _jobs(session, today=today, first_id=first_id, last_id=last_id))
+                if _changed(r)
+            ]
+    finally:
+        engine.dispose()
+
+
+def recheck(
+    session: Session,
+    *,
+    kb: KnowledgeBase,
+    today: dt.date,
+    actor: str,
+    save: bool = False,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[PlanChange]:
+    """Re-run the engine for every patient's latest assessment; list those whose plan would change.
+
+    The comparison is with the latest generated version, so a clinician's own edits are not reported as changes.
+    With ``workers`` above 1, that many processes each read and check a range of patients (they see committed data
+    only). With ``save`` the changed plans are stored as new generated versions in this session's transaction.
+    """
+    global _RECHECK_KB
+    _RECHECK_KB = kb
+    results: list[dict[str, Any]] = []
+    ids = list(session.scalars(select(Patient.id).order_by(Patient.id)))
+    if workers > 1 and len(ids) > workers:
+        url = session.get_bind().engine.url.render_as_string(hide_password=False)
+        size = -(-len(ids) // workers)
+        tasks = [(url, ids[i], ids[min(i + size, len(ids)) - 1], today) for i in range(0, len(ids), size)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            for task, share in zip(tasks, pool.map(_recheck_range, tasks), strict=True):
+                results.extend(share)
+                if progress is not None:
+                    progress(sum(1 for i in ids if task[1] <= i <= task[2]))
+    else:
+        for job in _jobs(session, today=today):
+            result = _evaluate(job)
+            if _changed(result):
+                results.append(result)
+            if progress is not None:
+                progress(1)
+    changes = sorted((PlanChange(**result) for result in results), key=lambda change: change.patient)
+    if save:
+        for change in changes:
+            patient = get_patient(session, code=change.patient)
+            stored = assessment_service.latest(session, patient=patient)
+            recorded = session_service.list_for(session, patient=patient)
+            content = build_plan(with_recorded_history(stored.data, recorded), kb, today=today).model_dump(mode="json")
+            _store_generated(session, patient=patient, assessment_id=stored.id, content=content, actor=actor)
     return changes
 
 
