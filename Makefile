@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/hemicare plan examples/demo-001.yaml --format text
+	$(BIN)/hemicare serve --demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -152,6 +152,7 @@ def knowledge_check(
 
 
 commands.register(app)
+commands.register_web(app)
 
 
 @app.command()

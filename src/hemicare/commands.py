@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from alembic.script import ScriptDirectory
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit_service
 from hemicare.db import engine as db
 from hemicare.engine import load_default
-from hemicare.engine.intake import problems_of, read_file, validate_assessment
+from hemicare.engine.intake import read_file, validate_assessment, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
@@ -73,12 +73,7 @@ def fail(exc: HemiCareError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def validate(model: type[M], data: Any) -> M:
-    """Validate input into a model, turning pydantic errors into field problems."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InputError(problems_of(exc, model)) from exc
+validate = validate_model
 
 
 def _engine(url: str | None) -> Engine:
@@ -631,3 +626,105 @@ def register(app: typer.Typer) -> None:
     app.command("due")(due)
     app.command("export")(export)
     app.command("recheck")(recheck)
+
+
+# --- users and the web server ----------------------------------------------------------------------------------
+
+users_app = typer.Typer(help="Users of the web application.", no_args_is_help=True)
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Option()],
+    full_name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="admin, neurologist, neurosurgeon, tcm_practitioner or patient")],
+    patient: Annotated[str | None, typer.Option(help="For a patient user: the patient code they may see")] = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Add a user. The password is asked for (never a default), or read from standard input."""
+    import sys
+
+    from hemicare.users import service as user_service
+    from hemicare.users.schemas import UserCreate
+
+    def body() -> None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = typer.prompt("Password (10 characters or more)", hide_input=True, confirmation_prompt=True)
+        data = validate(
+            UserCreate,
+            {"username": username, "full_name": full_name, "role": role, "patient_code": patient, "password": password},
+        )
+        with unit_of_work(database) as session:
+            user_service.create(session, data=data, actor=actor(by))
+        typer.echo(f"added user {username} ({role})")
+
+    run(body)
+
+
+@users_app.command("token")
+def users_token(
+    username: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option(help="What the token is for")],
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Issue an API token for a machine client acting as this user (shown once)."""
+    from hemicare.users import service as user_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            token = user_service.issue_token(session, username=username, name=name, actor=actor(by))
+        typer.echo(token)
+
+    run(body)
+
+
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    demo: Annotated[bool, typer.Option(help="Load the demo clinic first if the database has no patients")] = False,
+    insecure_cookies: Annotated[
+        bool, typer.Option(help="Send the session cookie over plain HTTP to hosts other than localhost")
+    ] = False,
+    database: DbOption = None,
+) -> None:
+    """Run the web application (migrating the database first)."""
+    import logging
+
+    import uvicorn
+
+    from hemicare.demo import load_demo
+    from hemicare.patients.models import Patient
+    from hemicare.users import service as user_service
+    from hemicare.web import create_app
+
+    if not 1 <= port <= 65535:
+        raise fail(InputError([FieldProblem("--port", f"{port} is not a port number")]))
+    with _engine_for(database) as engine:
+        db.upgrade(engine)
+        with db.session_factory(engine)() as session, session.begin():
+            if demo and session.query(Patient).count() == 0:
+                examples = Path(__file__).resolve().parent.parent.parent / "examples"
+                count = load_demo(session, kb=load_default(), examples=examples, patients=24, today=dt.date.today())
+                typer.echo(f"loaded the demo clinic: {count} patients")
+            users = user_service.count(session)
+    typer.echo(f"HemiCare is running at http://{host}:{port}/ (stop with Ctrl-C)")
+    if users == 0:
+        typer.echo(
+            "No users yet. In another terminal, create one and sign in with it:\n"
+            "  .venv/bin/hemicare users add --username dr.neuro --full-name 'Dr Neuro' --role neurologist\n"
+            "(roles: admin, neurologist, neurosurgeon, tcm_practitioner, patient --patient CODE)"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(database_url=database, cookie_secure=not insecure_cookies)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+
+
+def register_web(app: typer.Typer) -> None:
+    """Add the users and serve commands."""
+    app.add_typer(users_app, name="users")
+    app.command("serve")(serve)

@@ -9,17 +9,22 @@ from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion
 from hemicare.sessions.models import TreatmentSession
+from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
 
 metadata = Base.metadata
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "DiaryEntry",
     "Patient",
     "PlanVersion",
     "QuestionnaireAnswer",
     "ScaleGrade",
+    "SignInFailure",
     "StoredAssessment",
     "TreatmentSession",
+    "User",
+    "WebSession",
     "metadata",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 from hemicare.engine.assessment import Assessment, consistency_problems
 from hemicare.engine.errors import FieldProblem, InputError
 from hemicare.engine.rules import model_of
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -99,6 +101,14 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
             seen.add((path, message))
             problems.append(FieldProblem(path, message))
     return problems
+
+
+def validate_model(model: type[M], data: Any) -> M:
+    """Validate any input model, turning pydantic errors into field problems (an InputError)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(problems_of(exc, model)) from exc
 
 
 def validate_assessment(data: dict[str, Any]) -> Assessment:

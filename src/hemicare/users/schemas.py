@@ -1,0 +1,28 @@
+"""User input models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient"]
+CARE_TEAM: tuple[str, ...] = ("neurologist", "neurosurgeon", "tcm_practitioner")
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")
+    full_name: str = Field(min_length=1, max_length=200)
+    role: Role
+    patient_code: str | None = None
+    password: str = Field(min_length=10, max_length=200, description="At least 10 characters")
+
+    @model_validator(mode="after")
+    def _patient_link(self) -> UserCreate:
+        if self.role == "patient" and not self.patient_code:
+            raise ValueError("a patient user needs patient_code, the patient record it may see")
+        if self.role != "patient" and self.patient_code:
+            raise ValueError("only a patient user is linked to a patient record")
+        return self

@@ -1,0 +1,136 @@
+"""Users, password checks, sign-in throttling, web sessions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from hemicare.audit import service as audit
+from hemicare.db.base import utcnow
+from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.patients import service as patient_service
+from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
+from hemicare.users.schemas import UserCreate
+
+HASHER = PasswordHasher()
+SESSION_HOURS = 12
+MAX_FAILURES = 5
+FAILURE_WINDOW = dt.timedelta(minutes=15)
+
+
+class ThrottledError(Exception):
+    """Too many failed sign-ins for this username recently."""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create(session: Session, *, data: UserCreate, actor: str) -> User:
+    """Add a user; a patient user must point at an existing patient."""
+    if session.scalar(select(User.id).where(User.username == data.username)) is not None:
+        raise InputError([FieldProblem("username", f"{data.username!r} is taken")])
+    if data.patient_code is not None:
+        try:
+            patient_service.get(session, code=data.patient_code)
+        except NotFoundError as exc:
+            raise InputError([FieldProblem("patient_code", str(exc))]) from exc
+    user = User(
+        username=data.username,
+        full_name=data.full_name,
+        role=data.role,
+        patient_code=data.patient_code,
+        password_hash=HASHER.hash(data.password),
+        created_by=actor,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="create", entity="user", entity_id=data.username, detail={"role": data.role}
+    )
+    return user
+
+
+def count(session: Session) -> int:
+    """How many users exist."""
+    return int(session.scalar(select(func.count(User.id))) or 0)
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    """The user if the password is right; None otherwise. Raises ThrottledError after repeated failures."""
+    since = utcnow() - FAILURE_WINDOW
+    failures = session.scalar(
+        select(func.count(SignInFailure.id)).where(SignInFailure.username == username, SignInFailure.at >= since)
+    )
+    if (failures or 0) >= MAX_FAILURES:
+        raise ThrottledError(username)
+    user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
+    try:
+        if user is not None and HASHER.verify(user.password_hash, password):
+            session.execute(delete(SignInFailure).where(SignInFailure.username == username))
+            return user
+    except (VerificationError, InvalidHashError):
+        pass
+    session.add(SignInFailure(username=username, at=utcnow()))
+    return None
+
+
+def start_session(session: Session, *, user: User) -> tuple[str, str]:
+    """A new web session: returns the cookie token and the CSRF token (only hashes are stored)."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            token_hash=_digest(token),
+            user_id=user.id,
+            csrf_token=csrf,
+            expires_at=utcnow() + dt.timedelta(hours=SESSION_HOURS),
+        )
+    )
+    audit.record(session, actor=user.username, action="sign_in", entity="user", entity_id=user.username)
+    return token, csrf
+
+
+def from_session(session: Session, *, token: str) -> tuple[User, str] | None:
+    """The user and CSRF token of a live web session."""
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == _digest(token)))
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+    if expires < utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    return user, row.csrf_token
+
+
+def end_session(session: Session, *, token: str) -> None:
+    """Sign out: the session token stops working."""
+    session.execute(delete(WebSession).where(WebSession.token_hash == _digest(token)))
+
+
+def issue_token(session: Session, *, username: str, name: str, actor: str) -> str:
+    """A new API token for a user; the token itself is shown once and never stored."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    token = "hc_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=_digest(token), user_id=user.id, name=name, created_by=actor))
+    audit.record(session, actor=actor, action="create", entity="api_token", entity_id=username, detail={"name": name})
+    return token
+
+
+def from_token(session: Session, *, token: str) -> User | None:
+    """The user an API token acts for."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked.is_(False)))
+    if row is None:
+        return None
+    user = session.get(User, row.user_id)
+    return user if user is not None and user.active else None

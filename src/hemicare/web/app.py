@@ -1,0 +1,125 @@
+"""Create the web application."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from hemicare import __version__
+from hemicare.db import engine as db
+from hemicare.engine import KnowledgeBase, load_default
+from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from hemicare.web.auth import SignInRequired
+
+LOG = logging.getLogger("hemicare.web")
+HERE = Path(str(resources.files("hemicare.web")))
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+}
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """Security headers on every response; the log line names no patient (method, status and time only)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        LOG.info("%s %s", request.method, response.status_code)
+        return response
+
+
+def _api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def create_app(
+    *, database_url: str | None = None, cookie_secure: bool = True, kb: KnowledgeBase | None = None
+) -> FastAPI:
+    """The HemiCare web app on a migrated database (run `hemicare db upgrade` first)."""
+    engine = db.make_engine(database_url)
+    app = FastAPI(
+        title="HemiCare",
+        version=__version__,
+        description="Evidence-graded, safety-checked care planning for hemifacial spasm. Decision support only.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.engine = engine
+    app.state.sessions = db.session_factory(engine)
+    app.state.kb = kb or load_default()
+    app.state.cookie_secure = cookie_secure
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
+        if _api(request):
+            return JSONResponse({"errors": errors}, status_code=code)
+        templates: Jinja2Templates = app.state.templates
+        return templates.TemplateResponse(
+            request, "error.html", {"code": code, "errors": errors, "user": None}, status_code=code
+        )
+
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError) -> Response:
+        return problem(request, 422, [{"field": p.path, "message": p.message} for p in exc.problems])
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "field": ".".join(str(part) for part in err["loc"] if part not in ("body", "query", "path")),
+                "message": str(err["msg"]),
+            }
+            for err in exc.errors()
+        ]
+        return problem(request, 422, errors)
+
+    @app.exception_handler(NotFoundError)
+    async def _missing(request: Request, exc: NotFoundError) -> Response:
+        return problem(request, 404, [{"field": "", "message": str(exc)}])
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(request: Request, exc: ConflictError) -> Response:
+        return problem(request, 409, [{"field": "", "message": str(exc)}])
+
+    @app.exception_handler(ForbiddenError)
+    async def _forbidden(request: Request, exc: ForbiddenError) -> Response:
+        return problem(request, 403, [{"field": "", "message": str(exc)}])
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        if _api(request):
+            return JSONResponse({"errors": [{"field": "", "message": str(exc.detail)}]}, status_code=exc.status_code)
+        return problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    from hemicare.web import api, pages
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app
+
+
+def template(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    """Render a page with the app's templates."""
+    templates: Jinja2Templates = request.app.state.templates
+    response: HTMLResponse = templates.TemplateResponse(request, name, context, status_code=status_code)
+    return response

@@ -1,0 +1,111 @@
+"""Who is asking, and what they may do.
+
+Browsers sign in with a session cookie (HttpOnly, Secure, SameSite=Strict) and must echo the session's CSRF token on
+every state-changing request; machine clients send ``Authorization: Bearer <token>`` and carry no ambient
+credentials, so they need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from hemicare.users import service as user_service
+from hemicare.users.schemas import CARE_TEAM
+
+COOKIE = "hemicare_session"
+CONVENTIONAL_SIGNERS = ("neurologist", "neurosurgeon")
+INTEGRATIVE_SIGNERS = ("tcm_practitioner",)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in user, detached from any database session."""
+
+    username: str
+    full_name: str
+    role: str
+    patient_code: str | None
+    csrf_token: str | None
+    via: str
+
+    @property
+    def in_care_team(self) -> bool:
+        return self.role in CARE_TEAM
+
+
+class SignInRequired(Exception):
+    """A page needs a signed-in user; the browser is sent to the sign-in page."""
+
+
+def _principal(request: Request) -> Principal | None:
+    factory = request.app.state.sessions
+    header = request.headers.get("authorization", "")
+    with factory.begin() as session:
+        if header.lower().startswith("bearer "):
+            user = user_service.from_token(session, token=header[7:].strip())
+            if user is None:
+                return None
+            return Principal(user.username, user.full_name, user.role, user.patient_code, None, "token")
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        found = user_service.from_session(session, token=token)
+        if found is None:
+            return None
+        user, csrf = found
+        return Principal(user.username, user.full_name, user.role, user.patient_code, csrf, "cookie")
+
+
+def api_user(request: Request) -> Principal:
+    """The API caller; 401 when there is none."""
+    principal = _principal(request)
+    if principal is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid API token")
+    if principal.via == "cookie" and request.method not in ("GET", "HEAD", "OPTIONS"):
+        check_csrf(principal, request.headers.get("x-csrf-token"))
+    return principal
+
+
+def page_user(request: Request) -> Principal:
+    """The signed-in browser user; otherwise the browser goes to the sign-in page."""
+    principal = _principal(request)
+    if principal is None or principal.via != "cookie":
+        raise SignInRequired()
+    return principal
+
+
+def check_csrf(principal: Principal, sent: str | None) -> None:
+    """Refuse a state-changing browser request without the session's CSRF token."""
+    if principal.via != "cookie":
+        return
+    if not sent or not principal.csrf_token or not secrets.compare_digest(sent, principal.csrf_token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token: reload the page and try again")
+
+
+def require_care_team(principal: Principal) -> None:
+    """Only the care team reads and changes clinical records."""
+    if not principal.in_care_team:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {principal.role} cannot do this")
+
+
+def require_patient_access(principal: Principal, code: str) -> None:
+    """The care team sees every patient; a patient sees only their own records."""
+    if principal.in_care_team:
+        return
+    if principal.role == "patient" and principal.patient_code == code:
+        return
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "you may not see this patient's records")
+
+
+def require_role(principal: Principal, roles: tuple[str, ...], what: str) -> None:
+    """Only the named roles may do this."""
+    if principal.role not in roles:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"only {' or '.join(roles)} may {what}")
+
+
+ApiUser = Annotated[Principal, Depends(api_user)]
+PageUser = Annotated[Principal, Depends(page_user)]

@@ -1,0 +1,133 @@
+"""Turn the assessment form into assessment input, and errors back into messages beside each field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hemicare.engine.errors import FieldProblem
+
+TRISTATE = {"yes": True, "no": False}
+FINDINGS = (
+    "tonic_spasm",
+    "facial_weakness",
+    "hearing_loss",
+    "facial_numbness",
+    "other_cranial_nerve_deficit",
+    "babinski2_sign",
+    "bilateral_synchronous",
+    "present_during_sleep",
+    "facial_skin_infection",
+)
+HISTORY = ("bells_palsy", "facial_nerve_injury", "multiple_sclerosis")
+PREFERENCES = ("avoid_surgery", "avoid_needles", "avoid_injections", "wants_definitive_treatment", "integrative_care")
+LISTS = ("ancestry", "comorbidities", "medications", "herbs", "allergies")
+
+
+class FormData:
+    """Read access to a submitted form: single values and repeated ones (checkboxes)."""
+
+    def __init__(self, single: Mapping[str, str], multi: Mapping[str, Sequence[str]]) -> None:
+        self.single = single
+        self.multi = multi
+
+    def get(self, name: str) -> str:
+        return self.single.get(name, "").strip()
+
+    def all(self, name: str) -> list[str]:
+        return [value for value in self.multi.get(name, []) if value]
+
+
+def _put(target: dict[str, Any], name: str, value: Any) -> None:
+    if value not in ("", None):
+        target[name] = value
+
+
+def assessment_from_form(code: str, form: FormData) -> dict[str, Any]:
+    """The assessment input the form describes; empty fields are left out (unknown), never guessed."""
+    data: dict[str, Any] = {"id": code}
+    for name in ("age", "sex", "hla_b1502", "side", "duration_months", "onset_site", "anaesthesia_risk_asa"):
+        _put(data, name, form.get(name))
+    for name in ("pregnant", "breastfeeding"):
+        data[name] = form.get(name) == "on"
+    data["regions"] = form.all("regions")
+    for name in LISTS:
+        data[name] = [part.strip() for part in form.get(name).split(",") if part.strip()]
+    findings: dict[str, Any] = {}
+    for name in FINDINGS:
+        _put(findings, name, TRISTATE.get(form.get(f"findings.{name}")))
+    data["findings"] = findings
+    history: dict[str, Any] = {}
+    for name in HISTORY:
+        _put(history, name, TRISTATE.get(form.get(f"history.{name}")))
+    data["history"] = history
+    severity: dict[str, Any] = {}
+    for name in ("smc_grade", "jankovic_severity", "jankovic_frequency", "cohen_albert"):
+        _put(severity, name, form.get(f"severity.{name}"))
+    data["severity"] = severity
+    hfs7 = [form.get(f"hfs7.{index}") for index in range(7)]
+    if any(hfs7):
+        data["hfs7"] = [value if value else None for value in hfs7]
+    imaging: dict[str, Any] = {"mri": form.get("imaging.mri") or "not_done"}
+    _put(imaging, "neurovascular_compression", TRISTATE.get(form.get("imaging.neurovascular_compression")))
+    _put(imaging, "structural_lesion", TRISTATE.get(form.get("imaging.structural_lesion")))
+    _put(imaging, "offending_vessel", form.get("imaging.offending_vessel"))
+    data["imaging"] = imaging
+    tongue: dict[str, Any] = {}
+    _put(tongue, "body", form.get("tcm.tongue.body"))
+    _put(tongue, "coating", form.get("tcm.tongue.coating"))
+    data["tcm"] = {"tongue": tongue, "pulse": form.all("tcm.pulse"), "findings": form.all("tcm.findings")}
+    data["preferences"] = {name: form.get(f"preferences.{name}") == "on" for name in PREFERENCES}
+    return data
+
+
+def form_from_assessment(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's field values for a stored assessment, so that an edit starts from what was recorded."""
+    values: dict[str, Any] = {}
+    for name in ("age", "sex", "hla_b1502", "side", "duration_months", "onset_site", "anaesthesia_risk_asa"):
+        values[name] = "" if data.get(name) is None else str(data[name])
+    for name in ("pregnant", "breastfeeding"):
+        values[name] = bool(data.get(name))
+    values["regions"] = list(data.get("regions", []))
+    for name in LISTS:
+        values[name] = ", ".join(data.get(name, []))
+
+    def tri(value: Any) -> str:
+        return "" if value is None else ("yes" if value else "no")
+
+    for name in FINDINGS:
+        values[f"findings.{name}"] = tri(data.get("findings", {}).get(name))
+    for name in HISTORY:
+        values[f"history.{name}"] = tri(data.get("history", {}).get(name))
+    for name in ("smc_grade", "jankovic_severity", "jankovic_frequency", "cohen_albert"):
+        value = data.get("severity", {}).get(name)
+        values[f"severity.{name}"] = "" if value is None else str(value)
+    hfs7 = data.get("hfs7") or [None] * 7
+    for index in range(7):
+        values[f"hfs7.{index}"] = "" if hfs7[index] is None else str(hfs7[index])
+    imaging = data.get("imaging", {})
+    values["imaging.mri"] = imaging.get("mri", "not_done")
+    values["imaging.neurovascular_compression"] = tri(imaging.get("neurovascular_compression"))
+    values["imaging.structural_lesion"] = tri(imaging.get("structural_lesion"))
+    values["imaging.offending_vessel"] = imaging.get("offending_vessel") or ""
+    tcm = data.get("tcm", {})
+    values["tcm.tongue.body"] = tcm.get("tongue", {}).get("body") or ""
+    values["tcm.tongue.coating"] = tcm.get("tongue", {}).get("coating") or ""
+    values["tcm.pulse"] = list(tcm.get("pulse", []))
+    values["tcm.findings"] = list(tcm.get("findings", []))
+    for name in PREFERENCES:
+        values[f"preferences.{name}"] = bool(data.get("preferences", {}).get(name))
+    return values
+
+
+def errors_by_field(problems: Sequence[FieldProblem]) -> dict[str, list[str]]:
+    """Messages keyed by form field: `hfs7.3` shows beside `hfs7`, `tcm.pulse.0` beside `tcm.pulse`."""
+    known = {"hfs7", "tcm.pulse", "tcm.findings", "regions", *LISTS}
+    out: dict[str, list[str]] = {}
+    for problem in problems:
+        key = problem.path or "form"
+        for prefix in known:
+            if key.startswith(prefix + "."):
+                key = prefix
+        out.setdefault(key, []).append(problem.message)
+    return out

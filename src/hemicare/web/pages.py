@@ -1,0 +1,574 @@
+"""Server-rendered pages: plain HTML forms that work without JavaScript.
+
+Clinicians: patient list, patient page (plan, decision aid, face map, history, outcome chart), assessment form,
+sign-off, recording sessions. Patients: their diary, the HFS-7, their plan in plain language, what is next.
+Every view of a patient record is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.audit import service as audit
+from hemicare.engine import validate_assessment
+from hemicare.engine.facemap import face_map_svg
+from hemicare.engine.intake import validate_model
+from hemicare.engine.toxin import ToxinPlan
+from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
+from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
+from hemicare.patients.models import Patient
+from hemicare.patients.schemas import PatientCreate
+from hemicare.plans import service as plan_service
+from hemicare.plans.models import PlanVersion
+from hemicare.plans.schemas import PlanEdit
+from hemicare.recalls import service as recall_service
+from hemicare.sessions import service as session_service
+from hemicare.sessions.schemas import SessionCreate
+from hemicare.users import service as user_service
+from hemicare.users.models import User
+from hemicare.web import forms
+from hemicare.web.app import template
+from hemicare.web.auth import (
+    CONVENTIONAL_SIGNERS,
+    COOKIE,
+    INTEGRATIVE_SIGNERS,
+    PageUser,
+    Principal,
+    check_csrf,
+    require_care_team,
+    require_patient_access,
+    require_role,
+)
+from hemicare.web.charts import Point, outcome_chart
+
+router = APIRouter(include_in_schema=False)
+STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
+
+
+def _safe_next(target: str | None) -> str:
+    if not target or not target.startswith("/") or target.startswith("//") or urlparse(target).netloc:
+        return "/"
+    return target
+
+
+def _page(request: Request, name: str, user: Principal | None, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return template(request, name, {"user": user, **context}, status_code=status_code)
+
+
+async def _form(request: Request) -> forms.FormData:
+    raw = await request.form()
+    single = {key: str(value) for key, value in raw.items()}
+    multi = {key: [str(v) for v in raw.getlist(key)] for key in raw}
+    return forms.FormData(single, multi)
+
+
+# --- sign-in ------------------------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return _page(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    next: str = Form("/"),
+) -> Response:
+    target = _safe_next(next)
+    with request.app.state.sessions.begin() as session:
+        try:
+            user = user_service.authenticate(session, username=username.strip(), password=password)
+        except user_service.ThrottledError:
+            user = None
+            error, code = "Too many failed attempts for this username: wait 15 minutes and try again.", 429
+        else:
+            error, code = "Wrong username or password.", 401
+        if user is None:
+            return _page(request, "login.html", None, status_code=code, next=target, error=error)
+        token, _ = user_service.start_session(session, user=user)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        secure=request.app.state.cookie_secure,
+        samesite="strict",
+        max_age=user_service.SESSION_HOURS * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, user: PageUser, csrf_token: str = Form("")) -> Response:
+    check_csrf(user, csrf_token)
+    with request.app.state.sessions.begin() as session:
+        user_service.end_session(session, token=request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/")
+def home(user: PageUser) -> Response:
+    if user.role == "patient":
+        return RedirectResponse("/me", status_code=303)
+    if user.role == "admin":
+        return RedirectResponse("/admin", status_code=303)
+    return RedirectResponse("/patients", status_code=303)
+
+
+@router.get("/admin")
+def admin(request: Request, user: PageUser) -> HTMLResponse:
+    require_role(user, ("admin",), "manage users")
+    with request.app.state.sessions.begin() as session:
+        users = list(session.scalars(select(User).order_by(User.username)))
+        chain = audit.verify(session)
+        rows = [
+            {"username": u.username, "full_name": u.full_name, "role": u.role, "patient": u.patient_code} for u in users
+        ]
+    return _page(request, "admin.html", user, users=rows, chain=chain)
+
+
+# --- clinicians -----------------------------------------------------------------------------------------------------
+
+
+def _critical(plan: PlanVersion | None) -> list[str]:
+    if plan is None:
+        return []
+    return [a["id"] for a in plan.content.get("alerts", []) if a.get("severity") == "critical"]
+
+
+@router.get("/patients")
+def patients(request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    kb = request.app.state.kb
+    with request.app.state.sessions.begin() as session:
+        due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=14)
+        by_patient: dict[str, list[Any]] = {}
+        for item in due:
+            by_patient.setdefault(item.patient, []).append(item)
+        rows = []
+        for patient in patient_service.list_all(session):
+            plan = plan_service.latest(session, patient=patient)
+            rows.append(
+                {
+                    "code": patient.code,
+                    "name": patient.name,
+                    "plan": plan.number if plan else None,
+                    "critical": _critical(plan),
+                    "warnings": 0
+                    if plan is None
+                    else sum(1 for a in plan.content.get("alerts", []) if a.get("severity") == "warning"),
+                    "due": by_patient.get(patient.code, []),
+                }
+            )
+        audit.record(session, actor=user.username, action="read", entity="patient_list", entity_id="all")
+    return _page(request, "patients.html", user, rows=rows)
+
+
+@router.get("/patients/new")
+def new_patient_page(request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    return _page(request, "patient_new.html", user, values={}, errors={})
+
+
+@router.post("/patients/new")
+async def new_patient(request: Request, user: PageUser) -> Response:
+    require_care_team(user)
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    values = {name: form.get(name) for name in ("code", "name", "sex", "birth_year", "phone")}
+    try:
+        data = validate_model(PatientCreate, {k: v for k, v in values.items() if v})
+        with request.app.state.sessions.begin() as session:
+            patient_service.create(session, data=data, actor=user.username)
+    except InputError as exc:
+        errors = forms.errors_by_field(exc.problems)
+        return _page(request, "patient_new.html", user, status_code=422, values=values, errors=errors)
+    return RedirectResponse(f"/patients/{data.code}/assessment", status_code=303)
+
+
+def _chart(session: Session, patient: Patient) -> Markup:
+    diary = list(
+        session.scalars(select(DiaryEntry).where(DiaryEntry.patient_id == patient.id).order_by(DiaryEntry.date))
+    )
+    hfs7 = list(
+        session.scalars(
+            select(QuestionnaireAnswer)
+            .where(QuestionnaireAnswer.patient_id == patient.id, QuestionnaireAnswer.instrument == "hfs7")
+            .order_by(QuestionnaireAnswer.date)
+        )
+    )
+    history = session_service.list_for(session, patient=patient)
+    svg = outcome_chart(
+        spasms=[Point(d.date, d.spasms if d.per == "day" else d.spasms * 16) for d in diary],
+        intensity=[Point(d.date, d.intensity) for d in diary],
+        hfs7=[Point(q.date, q.total) for q in hfs7],
+        toxin=[s.date for s in history if s.kind == "toxin"],
+        acupuncture=[s.date for s in history if s.kind == "acupuncture"],
+        title=f"Outcomes over time for {patient.code}",
+    )
+    return Markup(svg)
+
+
+def _face_map(plan: PlanVersion | None, code: str) -> Markup | None:
+    if plan is None:
+        return None
+    toxin = next((r for r in plan.content["recommendations"] if r["id"] == "botulinum_toxin"), None)
+    if toxin is None:
+        return None
+    return Markup(face_map_svg(ToxinPlan.model_validate(toxin["details"]["programme"]), patient_id=code))
+
+
+def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]:
+    if plan is None or user.role not in CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS:
+        return []
+    mine = "integrative" if user.role in INTEGRATIVE_SIGNERS else "conventional"
+    return [r for r in plan.content["recommendations"] if (r["category"] == "integrative") == (mine == "integrative")]
+
+
+@router.get("/patients/{code}")
+def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    kb = request.app.state.kb
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = plan_service.latest(session, patient=patient)
+        try:
+            assessment = assessment_service.latest(session, patient=patient).data
+        except NotFoundError:
+            assessment = None
+        history = [
+            {"kind": s.kind, "date": s.date, "clinician": s.clinician, "data": s.data}
+            for s in session_service.list_for(session, patient=patient)
+        ]
+        outcomes = outcome_service.summary(session, patient=patient, kb=kb)
+        due = [
+            d for d in recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60) if d.patient == code
+        ]
+        chart = _chart(session, patient)
+        audit.record(session, actor=user.username, action="read", entity="patient", entity_id=code)
+        context = {
+            "patient": patient,
+            "plan": plan,
+            "content": plan.content if plan else None,
+            "assessment": assessment,
+            "history": history,
+            "outcomes": outcomes,
+            "due": due,
+            "chart": chart,
+            "face_map": _face_map(plan, code),
+            "signable": _signable(user, plan),
+            "statuses": STATUSES,
+            "reference_urls": {ref.id: ref.url for ref in kb.references.values()},
+            "toxin_sites": kb.toxin_programme().sites,
+            "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
+        }
+    return _page(request, "patient.html", user, **context)
+
+
+@router.get("/patients/{code}/assessment")
+def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        try:
+            values = forms.form_from_assessment(assessment_service.latest(session, patient=patient).data)
+        except NotFoundError:
+            values = forms.form_from_assessment({"sex": patient.sex})
+    return _page(request, "assessment.html", user, patient_code=code, values=values, errors={})
+
+
+@router.post("/patients/{code}/assessment")
+async def assessment_submit(code: str, request: Request, user: PageUser) -> Response:
+    require_care_team(user)
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    data = forms.assessment_from_form(code, form)
+    try:
+        assessment = validate_assessment(data)
+    except InputError as exc:
+        values = {**forms.form_from_assessment({}), **{k: v for k, v in form.single.items()}}
+        for name in ("regions", "tcm.pulse", "tcm.findings"):
+            values[name] = form.all(name)
+        for name in ("pregnant", "breastfeeding", *(f"preferences.{p}" for p in forms.PREFERENCES)):
+            values[name] = form.get(name) == "on"
+        return _page(
+            request,
+            "assessment.html",
+            user,
+            status_code=422,
+            patient_code=code,
+            values=values,
+            errors=forms.errors_by_field(exc.problems),
+        )
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        assessment_service.record(
+            session, patient=patient, assessment=assessment, actor=user.username, today=dt.date.today()
+        )
+        plan_service.generate(
+            session, patient=patient, kb=request.app.state.kb, actor=user.username, today=dt.date.today()
+        )
+    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+
+
+@router.post("/patients/{code}/sign")
+async def sign(code: str, request: Request, user: PageUser) -> Response:
+    require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        current = plan_service.latest(session, patient=patient)
+        if current is None:
+            raise NotFoundError(f"patient {code!r} has no plan to sign")
+        edits = []
+        problems = []
+        for rec in _signable(user, current):
+            chosen = form.get(f"status.{rec['id']}")
+            if chosen and chosen != rec["status"]:
+                reason = form.get(f"reason.{rec['id']}")
+                if len(reason) < 3:
+                    problems.append(
+                        FieldProblem(f"reason.{rec['id']}", "say why the status changes (3 characters or more)")
+                    )
+                    continue
+                edits.append(
+                    validate_model(PlanEdit, {"recommendation": rec["id"], "status": chosen, "reason": reason})
+                )
+        if problems:
+            raise InputError(problems)
+        version = form.get("version")
+        if not version.isdigit():
+            raise InputError([FieldProblem("version", "missing: reload the page")])
+        plan_service.sign(
+            session,
+            patient=patient,
+            expected_number=int(version),
+            edits=edits,
+            signer=user.username,
+            role=user.role,
+            reason=form.get("sign_reason") or None,
+        )
+    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+
+
+@router.post("/patients/{code}/sessions/toxin")
+async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
+    """Record a toxin session from the face-map form: units per site and side."""
+    require_role(user, CONVENTIONAL_SIGNERS, "record a toxin session")
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    sites = []
+    for name, value in form.single.items():
+        if name.startswith("units.") and value.strip():
+            _, site, side = name.split(".", 2)
+            sites.append({"site": site, "side": side, "units": value.strip()})
+    details: dict[str, Any] = {
+        "kind": "toxin",
+        "product": form.get("product"),
+        "lot": form.get("lot"),
+        "sites": sites,
+        "adverse_effects": [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()],
+    }
+    if form.get("override_reason"):
+        details["override_reason"] = form.get("override_reason")
+    payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
+    data = validate_model(SessionCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
+@router.post("/patients/{code}/sessions/acupuncture")
+async def record_acupuncture(code: str, request: Request, user: PageUser) -> Response:
+    require_role(user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    payload = {
+        "date": form.get("date") or dt.date.today().isoformat(),
+        "clinician": user.full_name,
+        "details": {
+            "kind": "acupuncture",
+            "points": form.all("points"),
+            "electro": form.get("electro") == "on",
+            "notes": form.get("notes") or None,
+        },
+    }
+    data = validate_model(SessionCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
+@router.post("/patients/{code}/sessions/herbal")
+async def record_herbal(code: str, request: Request, user: PageUser) -> Response:
+    """Record the plan's formula (as shown, after safety removals) as a prescription."""
+    require_role(user, INTEGRATIVE_SIGNERS, "record a prescription")
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    herbs = []
+    for name, value in form.single.items():
+        if name.startswith("dose.") and value.strip():
+            herbs.append({"latin": name.removeprefix("dose."), "dose_g": value.strip()})
+    payload = {
+        "date": form.get("date") or dt.date.today().isoformat(),
+        "clinician": user.full_name,
+        "details": {
+            "kind": "herbal",
+            "formula": form.get("formula") or None,
+            "herbs": herbs,
+            "duration_days": form.get("duration_days"),
+        },
+    }
+    data = validate_model(SessionCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
+@router.get("/patients/{code}/plan.pdf")
+def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient") -> Response:
+    """The plan as a printable PDF: for the patient, or as a referral letter to the other specialty."""
+    require_patient_access(user, code)
+    if kind not in ("patient", "referral"):
+        raise InputError([FieldProblem("kind", f"{kind!r} is not patient or referral")])
+    if kind == "referral":
+        require_care_team(user)
+    from hemicare.web.pdf import patient_plan_pdf, referral_pdf
+
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = plan_service.latest(session, patient=patient)
+        if plan is None:
+            raise NotFoundError(f"patient {code!r} has no plan yet")
+        due = [
+            d
+            for d in recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90)
+            if d.patient == code
+        ]
+        audit.record(
+            session,
+            actor=user.username,
+            action="export",
+            entity="plan",
+            entity_id=f"{code}/v{plan.number}",
+            detail={"as": f"pdf:{kind}"},
+        )
+        if kind == "patient":
+            body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, due=due)
+        else:
+            body = referral_pdf(patient_name=patient.name, plan=plan.content, author=user.full_name, role=user.role)
+    return Response(
+        body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{code}-{kind}.pdf"'}
+    )
+
+
+# --- patients -----------------------------------------------------------------------------------------------------
+
+
+def _own_code(user: Principal) -> str:
+    require_role(user, ("patient",), "use the patient pages")
+    assert user.patient_code is not None
+    return user.patient_code
+
+
+@router.get("/me")
+def my_page(request: Request, user: PageUser) -> HTMLResponse:
+    code = _own_code(user)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = plan_service.latest(session, patient=patient)
+        due = [
+            d
+            for d in recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120)
+            if d.patient == code
+        ]
+        chart = _chart(session, patient)
+        audit.record(session, actor=user.username, action="read", entity="patient", entity_id=code)
+        plain = []
+        if plan is not None:
+            for rec in plan.content["recommendations"]:
+                if rec["status"] in ("recommended", "option"):
+                    record = request.app.state.kb.treatments.get(rec["id"])
+                    plain.append(
+                        {
+                            "name": record.name if record else rec["id"],
+                            "status": rec["status"],
+                            "text": (record.plain if record and record.plain else rec["summary"]),
+                        }
+                    )
+    return _page(
+        request,
+        "me.html",
+        user,
+        patient=patient,
+        plain=plain,
+        due=due,
+        chart=chart,
+        errors={},
+        today=dt.date.today().isoformat(),
+        saved=request.query_params.get("saved"),
+    )
+
+
+@router.post("/me/diary")
+async def my_diary(request: Request, user: PageUser) -> Response:
+    code = _own_code(user)
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    payload = {
+        "date": form.get("date") or dt.date.today().isoformat(),
+        "spasms": form.get("spasms"),
+        "per": form.get("per") or "day",
+        "intensity": form.get("intensity"),
+        "triggers": form.all("triggers"),
+        "note": form.get("note") or None,
+    }
+    data = validate_model(DiaryCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        outcome_service.add_diary(
+            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
+        )
+    return RedirectResponse("/me?saved=diary", status_code=303)
+
+
+@router.get("/me/hfs7")
+def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
+    _own_code(user)
+    return _page(request, "hfs7.html", user, errors={})
+
+
+@router.post("/me/hfs7")
+async def my_hfs7(request: Request, user: PageUser) -> Response:
+    code = _own_code(user)
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    answers = [form.get(f"item.{index}") for index in range(7)]
+    data = validate_model(
+        QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": answers}
+    )
+    with request.app.state.sessions.begin() as session:
+        outcome_service.add_questionnaire(
+            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
+        )
+    return RedirectResponse("/me?saved=hfs7", status_code=303)

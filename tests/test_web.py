@@ -1,0 +1,326 @@
+"""Web routes through the ASGI client: sign-in, roles against protected routes, CSRF, API errors, audit, logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from hemicare.audit.models import AuditEntry
+from hemicare.db.engine import session_factory
+from hemicare.engine import load_default
+from hemicare.engine.intake import read_file
+from hemicare.plans.models import PlanVersion
+from hemicare.users import service as user_service
+from hemicare.users.schemas import UserCreate
+from hemicare.web import create_app
+
+from .conftest import EXAMPLES
+
+PASSWORD = "correct horse battery"
+USERS = {
+    "neuro": "neurologist",
+    "surgeon": "neurosurgeon",
+    "tcm": "tcm_practitioner",
+    "admin": "admin",
+    "patient1": "patient",
+    "patient2": "patient",
+}
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with small costs in tests only: the same code path, without seconds of hashing per test."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(user_service, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def db_url(tmp_path: Any) -> str:
+    """The web routes run on SQLite; the storage layer is tested on PostgreSQL too (test_records)."""
+    return f"sqlite:///{tmp_path / 'web.db'}"
+
+
+@pytest.fixture
+def clinic(engine: Engine) -> Engine:
+    from hemicare.assessments import service as assessments
+    from hemicare.engine import validate_assessment
+    from hemicare.patients import service as patients
+    from hemicare.patients.schemas import PatientCreate
+    from hemicare.plans import service as plans
+
+    kb = load_default()
+    with session_factory(engine)() as s, s.begin():
+        for code, name in (("demo-001", "Mei Lin"), ("demo-002", "Arjun Patel")):
+            patient = patients.create(s, data=PatientCreate(code=code, name=name, sex="female"), actor="setup")
+            data = read_file(EXAMPLES / "demo-001.yaml") | {"id": code}
+            assessments.record(
+                s, patient=patient, assessment=validate_assessment(data), actor="setup", today=dt.date.today()
+            )
+            plans.generate(s, patient=patient, kb=kb, actor="setup", today=dt.date.today())
+        for username, role in USERS.items():
+            link = {"patient1": "demo-001", "patient2": "demo-002"}.get(username)
+            user_service.create(
+                s,
+                data=UserCreate(
+                    username=username, full_name=username.title(), role=role, patient_code=link, password=PASSWORD
+                ),
+                actor="setup",
+            )
+    return engine
+
+
+@pytest.fixture
+def app(clinic: Engine, db_url: str) -> Any:
+    return create_app(database_url=db_url)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as test_client:
+        yield test_client
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Sign in and return the CSRF token of the session."""
+    response = client.post("/login", data={"username": username, "password": password, "next": "/"})
+    assert response.status_code == 303, response.text
+    landing = {"patient": "/me", "admin": "/admin"}.get(USERS[username], "/patients")
+    page = client.get(landing)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def _audit_count(engine: Engine, **where: str) -> int:
+    with session_factory(engine)() as s:
+        query = select(func.count()).select_from(AuditEntry)
+        for key, value in where.items():
+            query = query.where(getattr(AuditEntry, key) == value)
+        return int(s.scalar(query) or 0)
+
+
+def test_pages_need_sign_in_and_api_needs_credentials(client: TestClient) -> None:
+    page = client.get("/patients/demo-001")
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/patients/demo-001"
+    api = client.get("/api/v1/patients")
+    assert api.status_code == 401 and api.json()["errors"][0]["message"].startswith("sign in")
+
+
+def test_session_cookie_is_secure_httponly_samesite(client: TestClient) -> None:
+    response = client.post("/login", data={"username": "neuro", "password": PASSWORD})
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "secure" in cookie and "samesite=strict" in cookie
+
+
+def test_wrong_password_and_throttling(client: TestClient) -> None:
+    for _ in range(5):
+        assert client.post("/login", data={"username": "neuro", "password": "wrong password"}).status_code == 401
+    throttled = client.post("/login", data={"username": "neuro", "password": PASSWORD})
+    assert throttled.status_code == 429 and "Too many failed attempts" in throttled.text
+
+
+def test_open_redirect_is_refused(client: TestClient) -> None:
+    response = client.post("/login", data={"username": "neuro", "password": PASSWORD, "next": "//evil.example/x"})
+    assert response.headers["location"] == "/"
+
+
+ROUTES = [
+    ("GET", "/patients"),
+    ("GET", "/patients/demo-001"),
+    ("GET", "/patients/demo-002"),
+    ("GET", "/patients/demo-001/assessment"),
+    ("GET", "/patients/demo-001/plan.pdf?kind=referral"),
+    ("GET", "/patients/demo-001/plan.pdf"),
+    ("GET", "/me"),
+    ("GET", "/admin"),
+    ("GET", "/api/v1/patients"),
+    ("GET", "/api/v1/patients/demo-001"),
+    ("GET", "/api/v1/patients/demo-002"),
+    ("GET", "/api/v1/patients/demo-001/plan"),
+    ("GET", "/api/v1/due"),
+]
+CARE = {"neuro", "surgeon", "tcm"}
+ALLOWED = {
+    "/patients": CARE,
+    "/patients/demo-001": CARE,
+    "/patients/demo-002": CARE,
+    "/patients/demo-001/assessment": CARE,
+    "/patients/demo-001/plan.pdf?kind=referral": CARE,
+    "/patients/demo-001/plan.pdf": CARE | {"patient1"},
+    "/me": {"patient1", "patient2"},
+    "/admin": {"admin"},
+    "/api/v1/patients": CARE,
+    "/api/v1/patients/demo-001": CARE | {"patient1"},
+    "/api/v1/patients/demo-002": CARE | {"patient2"},
+    "/api/v1/patients/demo-001/plan": CARE | {"patient1"},
+    "/api/v1/due": CARE,
+}
+
+
+@pytest.mark.parametrize("username", sorted(USERS))
+def test_every_role_against_every_protected_route(client: TestClient, username: str) -> None:
+    sign_in(client, username)
+    for method, path in ROUTES:
+        response = client.request(method, path)
+        expected = 200 if username in ALLOWED[path] else 403
+        assert response.status_code == expected, f"{username} {method} {path}: {response.status_code}"
+
+
+def test_patient_cannot_read_another_patient(client: TestClient) -> None:
+    sign_in(client, "patient1")
+    assert client.get("/api/v1/patients/demo-002/plan").status_code == 403
+    assert client.get("/api/v1/patients/demo-002/diary").status_code == 403
+    assert client.get("/patients/demo-002/plan.pdf").status_code == 403
+    own = client.get("/api/v1/patients/demo-001/plan")
+    assert own.status_code == 200 and own.json()["plan"]["patient_id"] == "demo-001"
+
+
+def test_csrf_is_required_on_forms(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "patient1")
+    refused = client.post("/me/diary", data={"spasms": "10", "intensity": "4"})
+    assert refused.status_code == 403 and "CSRF" in refused.text
+    accepted = client.post("/me/diary", data={"spasms": "10", "intensity": "4", "csrf_token": csrf})
+    assert accepted.status_code == 303
+    assert (
+        client.post(
+            "/api/v1/patients/demo-001/diary", json={"date": "2026-01-01", "spasms": 1, "intensity": 1}
+        ).status_code
+        == 403
+    )
+
+
+def test_tcm_practitioner_cannot_sign_or_record_toxin(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "tcm")
+    edit = {"version": 1, "edits": [{"recommendation": "botulinum_toxin", "status": "deferred", "reason": "wait"}]}
+    api = client.post("/api/v1/patients/demo-001/plan/sign", json=edit, headers={"x-csrf-token": csrf})
+    assert api.status_code == 403 and "cannot change conventional" in api.json()["errors"][0]["message"]
+    session = {
+        "date": "2026-01-05",
+        "clinician": "L",
+        "details": {
+            "kind": "toxin",
+            "product": "onabotulinumtoxinA",
+            "lot": "L1",
+            "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+        },
+    }
+    recorded = client.post("/api/v1/patients/demo-001/sessions", json=session, headers={"x-csrf-token": csrf})
+    assert recorded.status_code == 403
+    page = client.post(
+        "/patients/demo-001/sessions/toxin",
+        data={"csrf_token": csrf, "product": "onabotulinumtoxinA", "lot": "L1", "units.upper_lid_medial.left": "2.5"},
+    )
+    assert page.status_code == 403
+
+
+def test_signing_from_the_page_creates_a_new_version(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "neuro")
+    form = {"csrf_token": csrf, "version": "1", "status.mvd": "option", "reason.mvd": "prefers toxin first"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    stale = client.post("/patients/demo-001/sign", data=form)
+    assert stale.status_code == 409
+    with session_factory(clinic)() as s:
+        numbers = list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1)))
+    assert numbers == [1, 2]
+
+
+def test_assessment_form_shows_errors_beside_fields_and_saves_nothing(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "neuro")
+    form = {
+        "csrf_token": csrf,
+        "age": "500",
+        "sex": "female",
+        "side": "left",
+        "duration_months": "12",
+        "regions": "periocular",
+        "imaging.mri": "not_done",
+    }
+    response = client.post("/patients/demo-001/assessment", data=form)
+    assert response.status_code == 422
+    assert 'id="error-age"' in response.text and "less than or equal to 120" in response.text
+    assert 'value="500"' in response.text  # what was typed stays in the form
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count(PlanVersion.id))) == 2
+    response = client.post("/patients/demo-001/assessment", data={**form, "age": "50"})
+    assert response.status_code == 303
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count(PlanVersion.id))) == 3
+
+
+def test_api_plans_contract_and_errors(client: TestClient) -> None:
+    csrf = sign_in(client, "neuro")
+    headers = {"x-csrf-token": csrf}
+    data = read_file(EXAMPLES / "demo-001.yaml")
+    ok = client.post("/api/v1/plans", json=data, headers=headers)
+    assert ok.status_code == 200 and ok.json()["diagnosis"]["status"] == "primary_hfs_likely"
+    bad = client.post("/api/v1/plans", json={**data, "age": 212, "shoe": 9}, headers=headers)
+    assert bad.status_code == 422
+    fields = {e["field"]: e["message"] for e in bad.json()["errors"]}
+    assert "less than or equal to 120" in fields["age"] and fields["shoe"].startswith("unknown field")
+    broken = client.post("/api/v1/plans", content=b"{not json", headers={**headers, "content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"
+    wrong_type = client.get("/api/v1/due?horizon=soon")
+    assert wrong_type.status_code == 422 and wrong_type.json()["errors"][0]["field"] == "horizon"
+
+
+def test_api_tokens_work_without_cookies_or_csrf(clinic: Engine, app: Any) -> None:
+    with session_factory(clinic)() as s, s.begin():
+        token = user_service.issue_token(s, username="neuro", name="EHR", actor="admin")
+    with TestClient(app, base_url="https://testserver") as machine:
+        data = read_file(EXAMPLES / "demo-001.yaml")
+        response = machine.post("/api/v1/plans", json=data, headers={"authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert machine.get("/api/v1/patients", headers={"authorization": "Bearer hc_wrong"}).status_code == 401
+
+
+def test_every_access_to_a_patient_record_is_audited(client: TestClient, clinic: Engine) -> None:
+    sign_in(client, "neuro")
+    before = _audit_count(clinic, action="read", entity_id="demo-001")
+    client.get("/patients/demo-001")
+    client.get("/api/v1/patients/demo-001")
+    assert _audit_count(clinic, action="read", entity_id="demo-001") == before + 2
+
+
+def test_no_patient_data_in_logs(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    sign_in(client, "neuro")
+    with caplog.at_level(logging.DEBUG):
+        client.get("/patients/demo-001")
+        client.get("/api/v1/patients/demo-002")
+    # The server's own log lines (the test client logs its requests under its own name).
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "GET 200" in text
+    assert "demo-00" not in text and "Mei Lin" not in text and "Arjun" not in text
+
+
+def test_pdfs(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    for kind in ("patient", "referral"):
+        response = client.get(f"/patients/demo-001/plan.pdf?kind={kind}")
+        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    assert client.get("/patients/demo-001/plan.pdf?kind=poster").status_code == 422
+
+
+def test_security_headers_and_openapi(client: TestClient) -> None:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200 and "/api/v1/plans" in response.json()["paths"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "patient1")
+    assert client.post("/me/diary", data={"csrf_token": csrf, "spasms": "12", "intensity": "3"}).status_code == 303
+    bad = client.post("/me/diary", data={"csrf_token": csrf, "spasms": "12", "intensity": "30"})
+    assert bad.status_code == 422 and "intensity" in bad.text
+    answers = {f"item.{i}": "2" for i in range(7)}
+    assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
+    page = client.get("/me")
+    assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
