@@ -1,0 +1,186 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright against a real HemiCare server process.
+
+Sign in, create a patient, enter an assessment with an error and fix it, see the plan, sign it, record a toxin
+session on the face map, then, as the patient, add a diary entry and see it on the chart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PASSWORD = "correct horse battery"
+REQUIRED = os.environ.get("HEMICARE_REQUIRE_BROWSER") == "1"
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not REQUIRED, reason="Debian's chromium is not installed (CI installs it)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _hemicare(*args: str, db: str, stdin: str | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "hemicare.cli", *args, "--db", db],
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    db = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}"
+    _hemicare("db", "upgrade", db=db)
+    _hemicare(
+        "users",
+        "add",
+        "--username",
+        "dr.neuro",
+        "--full-name",
+        "Dr Ana Neuro",
+        "--role",
+        "neurologist",
+        "--password-stdin",
+        db=db,
+        stdin=PASSWORD + "\n",
+    )
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hemicare.cli", "serve", "--port", str(port), "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise AssertionError("the server did not start: " + (process.stdout.read() if process.stdout else ""))
+    yield base, db
+    process.terminate()
+    process.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "install Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    base, db = server
+    server_url = base
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    page.goto(f"{server_url}/login")
+    page.fill("#username", "dr.neuro")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    expect(page.locator("h1")).to_have_text("Patients")
+
+    page.click("text=New patient")
+    page.fill("#code", "e2e-001")
+    page.fill("#name", "Lena Test")
+    page.select_option("#sex", "female")
+    page.fill("#birth_year", "1971")
+    page.click("#add-patient")
+    expect(page.locator("h1")).to_contain_text("Assessment")
+
+    page.fill("#f-age", "250")
+    page.fill("#f-duration_months", "30")
+    page.check("input[name=regions][value=periocular]")
+    page.check("input[name=regions][value=cheek]")
+    for finding in ("tonic_spasm", "facial_weakness", "hearing_loss", "facial_numbness", "other_cranial_nerve_deficit"):
+        page.select_option(f"#f-findings\\.{finding}", "no")
+    page.select_option("#f-findings\\.babinski2_sign", "yes")
+    page.select_option("#f-imaging\\.mri", "done")
+    page.select_option("#f-imaging\\.neurovascular_compression", "yes")
+    page.select_option("#f-imaging\\.structural_lesion", "no")
+    page.select_option("#f-severity\\.smc_grade", "2")
+    page.click("#save-assessment")
+    expect(page.locator("#form-errors")).to_be_visible()
+    expect(page.locator("#error-age")).to_contain_text("less than or equal to 120")
+    page.screenshot(path=str(tmp_path / "assessment-error.png"))
+
+    page.fill("#f-age", "55")
+    page.click("#save-assessment")
+    expect(page.locator("#plan")).to_contain_text("version 1")
+    expect(page.locator("#rec-botulinum_toxin")).to_contain_text("recommended")
+    expect(page.locator("#decision-aid")).to_be_visible()
+
+    page.select_option("select[name='status.mvd']", "option")
+    page.fill("input[name='reason.mvd']", "prefers toxin first")
+    page.click("#sign")
+    expect(page.locator("#plan")).to_contain_text("version 2")
+    expect(page.locator("text=conventional by dr.neuro")).to_be_visible()
+
+    page.fill("#lot", "C9911")
+    page.fill("#toxin-date", "2026-01-10")
+    page.click("#record-toxin")
+    expect(page.locator("#history")).to_be_visible()
+    expect(page.locator("table").filter(has_text="C9911")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "patient.png"), full_page=True)
+
+    page.click("text=Sign out")
+    expect(page.locator("h1")).to_have_text("Sign in")
+
+    _hemicare(
+        "users",
+        "add",
+        "--username",
+        "lena",
+        "--full-name",
+        "Lena Test",
+        "--role",
+        "patient",
+        "--patient",
+        "e2e-001",
+        "--password-stdin",
+        db=db,
+        stdin=PASSWORD + "\n",
+    )
+    page.fill("#username", "lena")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    expect(page.locator("h1")).to_contain_text("Hello Lena Test")
+    expect(page.locator("text=Your plan in plain words")).to_be_visible()
+    page.fill("#spasms", "23")
+    page.fill("#intensity", "6")
+    page.check("input[name=triggers][value=stress]")
+    page.click("#save-diary")
+    expect(page.locator("text=Saved. Thank you.")).to_be_visible()
+    point = page.locator("svg.chart circle.point.spasms")
+    expect(point).to_have_count(1)
+    expect(point.locator("title")).to_contain_text(": 23")
+    page.screenshot(path=str(tmp_path / "patient-portal.png"), full_page=True)
+    page.close()
