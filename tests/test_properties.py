@@ -166,6 +166,9 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
         return
     plan = build_plan(assessment, KB, today=TODAY)
     assert _forbidden_items_present(plan) == []
+    compact = build_plan(assessment, KB, today=TODAY, compact=True)  # what bulk rechecks compare
+    assert [(r.id, r.status) for r in compact.recommendations] == [(r.id, r.status) for r in plan.recommendations]
+    assert [a.id for a in compact.alerts] == [a.id for a in plan.alerts]
     assert set(plan.references) <= set(KB.references)
     for rec in plan.recommendations:
         assert rec.evidence.references and set(rec.evidence.references) <= set(KB.references)

@@ -158,13 +158,17 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
 
 
 def _toxin(
-    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date
-) -> tuple[Recommendation, ToxinPlan]:
+    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date, *, compact: bool = False
+) -> tuple[Recommendation, ToxinPlan | None]:
+    gate = _diagnosis_gate(diagnosis)
+    declined = assessment.preferences.avoid_injections
+    status = Status.DEFERRED if gate else Status.OPTION if declined else Status.RECOMMENDED
+    if compact:
+        return recommendation(kb, "botulinum_toxin", status, [gate] if gate else []), None
     plan = plan_toxin(assessment, kb, today=today)
     details: dict[str, Any] = {"programme": plan.model_dump(mode="json")}
-    gate = _diagnosis_gate(diagnosis)
     if gate:
-        return recommendation(kb, "botulinum_toxin", Status.DEFERRED, [gate], details=details), plan
+        return recommendation(kb, "botulinum_toxin", status, [gate], details=details), plan
     rationale = [
         "Symptomatic treatment with consistent benefit in large series; the usual first-line option.",
         f"Product: {plan.brand} ({plan.product}). {plan.product_reason}",
@@ -172,11 +176,10 @@ def _toxin(
         f"({plan.total_ona_units:g} onabotulinumtoxinA-equivalent units).",
         *plan.titration,
     ]
-    if assessment.preferences.avoid_injections:
+    if declined:
         rationale.append("The patient prefers to avoid injections: shown so that the choice stays an informed one.")
         details["declined_by_patient"] = True
-        return recommendation(kb, "botulinum_toxin", Status.OPTION, rationale, details=details), plan
-    return recommendation(kb, "botulinum_toxin", Status.RECOMMENDED, rationale, details=details), plan
+    return recommendation(kb, "botulinum_toxin", status, rationale, details=details), plan
 
 
 def _toxin_failing(assessment: Assessment, kb: KnowledgeBase) -> bool:
@@ -246,16 +249,23 @@ def _medicines(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase) 
 
 
 def conventional_options(
-    assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: KnowledgeBase, *, today: dt.date
-) -> tuple[list[Recommendation], ToxinPlan]:
-    """Every conventional option with its status, and the toxin programme behind the toxin recommendation."""
+    assessment: Assessment,
+    facts: Facts,
+    diagnosis: Diagnosis,
+    kb: KnowledgeBase,
+    *,
+    today: dt.date,
+    compact: bool = False,
+) -> tuple[list[Recommendation], ToxinPlan | None]:
+    """Every conventional option with its status, and the toxin programme behind the toxin recommendation
+    (none in compact mode, where only statuses matter)."""
     options: list[Recommendation] = []
     redo = _redo_mvd(assessment, diagnosis, kb, today)
     if assessment.history.prior_mvd is None:
         options.append(_mvd(assessment, facts, diagnosis, kb))
     elif redo is not None:
         options.append(redo)
-    toxin, toxin_plan = _toxin(assessment, diagnosis, kb, today)
+    toxin, toxin_plan = _toxin(assessment, diagnosis, kb, today, compact=compact)
     options.append(toxin)
     options += _procedures(assessment, diagnosis, kb)
     options += _medicines(assessment, diagnosis, kb)

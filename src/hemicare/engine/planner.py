@@ -171,13 +171,13 @@ def build_plan(
 ) -> Plan:
     """The plan for one assessment. Pure: same input, knowledge version and date, same plan.
 
-    ``compact`` leaves out the decision aid, the schedule and the citation list, for bulk rechecks that only compare
-    statuses and alerts.
+    ``compact`` leaves out the scores, the toxin dose plan, the decision aid, the schedule and the citation list,
+    for bulk rechecks that only compare statuses and alerts.
     """
     today = today or dt.date.today()
     facts = facts_of(assessment, kb)
     diagnosis = triage(facts, kb)
-    conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today)
+    conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today, compact=compact)
     integrative, tcm_alerts, differentiation = integrative_options(assessment, facts, diagnosis, kb)
     recommendations = _workup(diagnosis, kb) + conventional + integrative
     safety_alerts = apply_safety(recommendations, facts, kb)
@@ -191,7 +191,7 @@ def build_plan(
         patient_id=assessment.id,
         generated_on=today,
         diagnosis=diagnosis,
-        scores=score(assessment, kb),
+        scores={} if compact else score(assessment, kb),
         recommendations=recommendations,
         alerts=alerts,
         tcm=TcmSection(
@@ -200,7 +200,7 @@ def build_plan(
             secondary=differentiation.secondary,
             summary=differentiation.summary,
         ),
-        schedule=[] if compact else _schedule(recommendations, toxin, kb),
+        schedule=[] if toxin is None else _schedule(recommendations, toxin, kb),
         decision_aid=None if compact else decision_aid(recommendations, kb),
     )
     if not compact:

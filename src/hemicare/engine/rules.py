@@ -126,39 +126,75 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+Test = Callable[[Facts], bool]
+_COMPILED: dict[int, tuple[Condition, Test]] = {}
+
+
+def _predicate(condition: Condition) -> Test:
+    """The test one predicate makes, as a closure over its operand."""
+    name = condition.fact or ""
+    if condition.known is not None:
+        wanted = condition.known
+        return lambda facts: (facts.get(name) is not None) == wanted
+    if condition.is_ is not None:
+        flag = condition.is_
+        return lambda facts: facts.get(name) is flag
+    if condition.equals is not None:
+        target = condition.equals
+        return lambda facts: (value := facts.get(name)) is not None and bool(value == target)
+    if condition.in_ is not None:
+        options = list(condition.in_)
+        return lambda facts: (value := facts.get(name)) is not None and value in options
+    if condition.contains is not None:
+        item = condition.contains
+        return lambda facts: isinstance(value := facts.get(name), list) and item in value
+    if condition.contains_any is not None:
+        items = set(condition.contains_any)
+        return lambda facts: isinstance(value := facts.get(name), list) and not items.isdisjoint(value)
+    if condition.subset_of is not None:
+        allowed = set(condition.subset_of)
+        return lambda facts: isinstance(value := facts.get(name), list) and allowed.issuperset(value)
+    for operator, compare in (
+        ("lt", float.__gt__),
+        ("le", float.__ge__),
+        ("gt", float.__lt__),
+        ("ge", float.__le__),
+    ):
+        bound = getattr(condition, operator)
+        if bound is not None:
+            return _comparison(name, float(bound), compare)
+    raise AssertionError("a validated condition always has an operator")
+
+
+def _comparison(name: str, limit: float, compare: Callable[[float, float], bool]) -> Test:
+    def test(facts: Facts) -> bool:
+        value = facts.get(name)
+        return isinstance(value, int | float) and not isinstance(value, bool) and compare(limit, float(value))
+
+    return test
+
+
+def compile_condition(condition: Condition) -> Test:
+    """The condition as a function of the facts, built once per condition (rules are evaluated for every plan)."""
+    hit = _COMPILED.get(id(condition))
+    if hit is not None and hit[0] is condition:
+        return hit[1]
+    test: Test
+    if condition.all is not None:
+        parts = [compile_condition(child) for child in condition.all]
+        test = lambda facts: all(part(facts) for part in parts)  # noqa: E731
+    elif condition.any is not None:
+        parts = [compile_condition(child) for child in condition.any]
+        test = lambda facts: any(part(facts) for part in parts)  # noqa: E731
+    elif condition.not_ is not None:
+        inner = compile_condition(condition.not_)
+        test = lambda facts: not inner(facts)  # noqa: E731
+    else:
+        test = _predicate(condition)
+    _COMPILED[id(condition)] = (condition, test)
+    return test
+
+
 def holds(condition: Condition, facts: Facts) -> bool:
     """Whether ``condition`` is true of ``facts``; a test on a missing fact is false (except ``known``)."""
-    if condition.all is not None:
-        return all(holds(child, facts) for child in condition.all)
-    if condition.any is not None:
-        return any(holds(child, facts) for child in condition.any)
-    if condition.not_ is not None:
-        return not holds(condition.not_, facts)
-    value = facts.get(condition.fact or "")
-    if condition.known is not None:
-        return (value is not None) == condition.known
-    if value is None:
-        return False
-    if condition.is_ is not None:
-        return value is condition.is_
-    if condition.equals is not None:
-        return bool(value == condition.equals)
-    if condition.in_ is not None:
-        return value in condition.in_
-    if condition.contains is not None:
-        return isinstance(value, list) and condition.contains in value
-    if condition.contains_any is not None:
-        return isinstance(value, list) and bool(set(value) & set(condition.contains_any))
-    if condition.subset_of is not None:
-        return isinstance(value, list) and set(value) <= set(condition.subset_of)
-    if not _number(value):
-        return False
-    if condition.lt is not None:
-        return bool(value < condition.lt)
-    if condition.le is not None:
-        return bool(value <= condition.le)
-    if condition.gt is not None:
-        return bool(value > condition.gt)
-    if condition.ge is not None:
-        return bool(value >= condition.ge)
-    raise AssertionError("a validated condition always has an operator")
+    return compile_condition(condition)(facts)
