@@ -20,6 +20,7 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.base import utcnow
 
 GENESIS = "0" * 64
+_HASHED = ("prev_hash", "at", "actor", "action", "entity", "entity_id", "reason", "detail")
 _LOCK_KEY = 4_815_162_342
 
 
@@ -65,29 +66,17 @@ def record(
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
-    prev_hash = last or GENESIS
-    at = utcnow()
-    detail = detail or {}
-    entry = AuditEntry(
-        at=at,
-        actor=actor,
-        action=action,
-        entity=entity,
-        entity_id=str(entity_id),
-        reason=reason,
-        detail=detail,
-        prev_hash=prev_hash,
-        hash=entry_hash(
-            prev_hash=prev_hash,
-            at=at,
-            actor=actor,
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            reason=reason,
-            detail=detail,
-        ),
-    )
+    fields: dict[str, Any] = {
+        "prev_hash": last or GENESIS,
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "reason": reason,
+        "detail": detail or {},
+    }
+    entry = AuditEntry(**fields, hash=entry_hash(**fields))
     session.add(entry)
     session.flush()
     return entry
@@ -116,16 +105,7 @@ def verify(session: Session) -> Verification:
             result.problems.append(f"entries {previous_id + 1}..{entry.id - 1} are missing (deleted?)")
         if entry.prev_hash != previous_hash:
             result.problems.append(f"entry {entry.id}: does not follow the entry before it (chain broken)")
-        expected = entry_hash(
-            prev_hash=entry.prev_hash,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            entity=entry.entity,
-            entity_id=entry.entity_id,
-            reason=entry.reason,
-            detail=entry.detail,
-        )
+        expected = entry_hash(**{name: getattr(entry, name) for name in _HASHED})
         if expected != entry.hash:
             result.problems.append(f"entry {entry.id}: content does not match its hash (edited?)")
         previous_hash = entry.hash

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hemicare.assessments import service as assessment_service
@@ -72,13 +72,14 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.post("/plans", response_model=Plan)
-async def make_plan(request: Request, user: ApiUser) -> Plan:
+@router.post("/plans", responses={200: {"model": Plan, "description": "The plan (the plan contract)"}})
+async def make_plan(request: Request, user: ApiUser) -> Response:
     """An assessment in, the plan out (the plan contract). Nothing is stored."""
     require_care_team(user)
     assessment = validate_assessment(await _body(request))
-    plan: Plan = build_plan(assessment, request.app.state.kb)
-    return plan
+    plan = build_plan(assessment, request.app.state.kb)
+    # Serialised once by pydantic-core; re-validating a plan the engine just built would only cost time.
+    return Response(plan.model_dump_json(), media_type="application/json")
 
 
 @router.get("/patients", response_model=list[PatientRead])

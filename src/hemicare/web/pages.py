@@ -369,6 +369,15 @@ async def sign(code: str, request: Request, user: PageUser) -> Response:
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
+def _record_session(request: Request, user: Principal, code: str, payload: dict[str, Any]) -> Response:
+    """Validate and store a session from one of the session forms, then show the history."""
+    data = validate_model(SessionCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
 @router.post("/patients/{code}/sessions/toxin")
 async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
     """Record a toxin session from the face-map form: units per site and side."""
@@ -390,11 +399,7 @@ async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
     if form.get("override_reason"):
         details["override_reason"] = form.get("override_reason")
     payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
-    data = validate_model(SessionCreate, payload)
-    with request.app.state.sessions.begin() as session:
-        patient = patient_service.get(session, code=code)
-        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
-    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+    return _record_session(request, user, code, payload)
 
 
 @router.post("/patients/{code}/sessions/acupuncture")
@@ -412,11 +417,7 @@ async def record_acupuncture(code: str, request: Request, user: PageUser) -> Res
             "notes": form.get("notes") or None,
         },
     }
-    data = validate_model(SessionCreate, payload)
-    with request.app.state.sessions.begin() as session:
-        patient = patient_service.get(session, code=code)
-        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
-    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+    return _record_session(request, user, code, payload)
 
 
 @router.post("/patients/{code}/sessions/herbal")
@@ -439,11 +440,7 @@ async def record_herbal(code: str, request: Request, user: PageUser) -> Response
             "duration_days": form.get("duration_days"),
         },
     }
-    data = validate_model(SessionCreate, payload)
-    with request.app.state.sessions.begin() as session:
-        patient = patient_service.get(session, code=code)
-        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
-    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+    return _record_session(request, user, code, payload)
 
 
 @router.get("/patients/{code}/plan.pdf")
