@@ -33,3 +33,28 @@ def test_benchmark_runs_and_reports_ratios() -> None:
     assert "plan time: median" in result.stdout, result.stderr
     assert "ratio, median plan / knowledge base load" in result.stdout
     assert "ratio, CLI cold start / bare python" in result.stdout
+
+
+def test_web_load_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/web_load.py", "--clients", "2", "--requests", "6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert "ratio, plan endpoint / trivial endpoint throughput" in result.stdout, result.stderr
+    assert "errors 0" in result.stdout
+
+
+def test_records_scale_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/records_scale.py", "--patients", "30", "--workers", "2", "--postgres-url", ""],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert "[sqlite] due:" in result.stdout and "[sqlite] recheck (2 workers)" in result.stdout, result.stderr

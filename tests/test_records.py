@@ -379,3 +379,15 @@ def test_recheck_in_worker_processes_matches_one_process(
         two = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=2)
     assert [c.model_dump() for c in one] == [c.model_dump() for c in two]
     assert len(one) == 6 and all(c.new for c in one)
+
+
+def test_recalls_for_one_patient_match_the_clinic_list(engine: Engine, kb: KnowledgeBase) -> None:
+    for code in ("a", "b"):
+        _add_patient(engine, code=code)
+    with _session(engine) as s, s.begin():
+        for code, days in (("a", 120), ("b", 150)):
+            sessions.record(s, patient=patients.get(s, code=code), data=_toxin(days), kb=kb, actor="N")
+    with _session(engine) as s:
+        everyone = recalls.due(s, kb=kb, today=TODAY, horizon_days=200)
+        one = recalls.due(s, kb=kb, today=TODAY, horizon_days=200, patient_id=patients.get(s, code="b").id)
+    assert one == [item for item in everyone if item.patient == "b"] and one

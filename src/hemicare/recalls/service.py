@@ -33,14 +33,23 @@ def _months(start: dt.date, months: int) -> dt.date:
     return dt.date(start.year + year, month + 1, day)
 
 
-def due(session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: int = 0) -> list[DueItem]:
-    """Everything due by ``today + horizon_days``, overdue items flagged, sorted by date."""
+def due(
+    session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: int = 0, patient_id: int | None = None
+) -> list[DueItem]:
+    """Everything due by ``today + horizon_days`` (for the whole clinic, or one patient), overdue items flagged,
+    sorted by date."""
+
+    wanted = patient_id  # the loops below reuse the name patient_id for each row
+
+    def only(query: Any, column: Any) -> Any:
+        return query if wanted is None else query.where(column == wanted)
+
     limit = today + dt.timedelta(days=horizon_days)
     grace = dt.timedelta(days=kb.policy("recall_grace_days"))
     limits = kb.toxin_programme().limits
     min_weeks = limits["min_interval_weeks"].value
     max_weeks = limits["usual_interval_max_weeks"].value
-    codes = dict(session.execute(select(Patient.id, Patient.code)).all())
+    codes = dict(session.execute(only(select(Patient.id, Patient.code), Patient.id)).all())
     items: list[DueItem] = []
 
     def add(patient_id: int, what: str, when: dt.date, detail: str) -> None:
@@ -51,8 +60,11 @@ def due(session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: in
 
     toxin: dict[int, list[tuple[dt.date, Any]]] = defaultdict(list)
     rows = session.execute(
-        select(TreatmentSession.patient_id, TreatmentSession.date, TreatmentSession.data).where(
-            TreatmentSession.kind == "toxin"
+        only(
+            select(TreatmentSession.patient_id, TreatmentSession.date, TreatmentSession.data).where(
+                TreatmentSession.kind == "toxin"
+            ),
+            TreatmentSession.patient_id,
         )
     )
     for patient_id, date, data in rows:
@@ -74,8 +86,11 @@ def due(session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: in
     gap = dt.timedelta(days=14)
     acupuncture: dict[int, list[dt.date]] = defaultdict(list)
     recent = session.execute(
-        select(TreatmentSession.patient_id, TreatmentSession.date).where(
-            TreatmentSession.kind == "acupuncture", TreatmentSession.date >= today - dt.timedelta(days=120)
+        only(
+            select(TreatmentSession.patient_id, TreatmentSession.date).where(
+                TreatmentSession.kind == "acupuncture", TreatmentSession.date >= today - dt.timedelta(days=120)
+            ),
+            TreatmentSession.patient_id,
         )
     )
     for patient_id, date in recent:
@@ -97,10 +112,17 @@ def due(session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: in
 
     assert kb.recalls is not None, "the loader guarantees the recall schedule"
     last_grade = dict(
-        session.execute(select(ScaleGrade.patient_id, func.max(ScaleGrade.date)).group_by(ScaleGrade.patient_id)).all()
+        session.execute(
+            only(select(ScaleGrade.patient_id, func.max(ScaleGrade.date)), ScaleGrade.patient_id).group_by(
+                ScaleGrade.patient_id
+            )
+        ).all()
     )
     surgeries = session.execute(
-        select(TreatmentSession.patient_id, TreatmentSession.date).where(TreatmentSession.kind == "mvd")
+        only(
+            select(TreatmentSession.patient_id, TreatmentSession.date).where(TreatmentSession.kind == "mvd"),
+            TreatmentSession.patient_id,
+        )
     )
     for patient_id, date in surgeries:
         for months in kb.recalls.mvd_review_months:
@@ -114,13 +136,19 @@ def due(session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: in
     interval = dt.timedelta(weeks=kb.policy("questionnaire_interval_weeks"))
     last_hfs7 = dict(
         session.execute(
-            select(QuestionnaireAnswer.patient_id, func.max(QuestionnaireAnswer.date))
-            .where(QuestionnaireAnswer.instrument == "hfs7")
-            .group_by(QuestionnaireAnswer.patient_id)
+            only(
+                select(QuestionnaireAnswer.patient_id, func.max(QuestionnaireAnswer.date)).where(
+                    QuestionnaireAnswer.instrument == "hfs7"
+                ),
+                QuestionnaireAnswer.patient_id,
+            ).group_by(QuestionnaireAnswer.patient_id)
         ).all()
     )
     active = session.scalars(
-        select(TreatmentSession.patient_id).where(TreatmentSession.date >= today - dt.timedelta(days=365)).distinct()
+        only(
+            select(TreatmentSession.patient_id).where(TreatmentSession.date >= today - dt.timedelta(days=365)),
+            TreatmentSession.patient_id,
+        ).distinct()
     )
     for patient_id in active:
         answered = last_hfs7.get(patient_id)

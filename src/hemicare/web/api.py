@@ -33,6 +33,7 @@ from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
     INTEGRATIVE_SIGNERS,
     ApiUser,
+    audit_read,
     require_care_team,
     require_patient_access,
     require_role,
@@ -100,10 +101,10 @@ async def create_patient(request: Request, user: ApiUser) -> PatientRead:
 @router.get("/patients/{code}")
 def read_patient(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     require_patient_access(user, code)
-    with request.app.state.sessions.begin() as session:
+    audit_read(request, user, entity="patient", entity_id=code)
+    with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         latest = plan_service.latest(session, patient=patient)
-        audit.record(session, actor=user.username, action="read", entity="patient", entity_id=code)
         return {
             "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
             "plan": None if latest is None else {"version": latest.number, "kind": latest.kind, **latest.summary},

@@ -60,6 +60,8 @@ def create_app(
     )
     app.state.engine = engine
     app.state.sessions = db.session_factory(engine)
+    # Page views read in transactions that take no write lock; their audit entries are short separate writes.
+    app.state.readers = db.session_factory(db.read_only(engine))
     app.state.kb = kb or load_default()
     app.state.cookie_secure = cookie_secure
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -86,6 +86,14 @@ def check_csrf(principal: Principal, sent: str | None) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token: reload the page and try again")
 
 
+def audit_read(request: Request, principal: Principal, *, entity: str, entity_id: str) -> None:
+    """Record that someone looked at a patient record (a short write of its own)."""
+    from hemicare.audit import service as audit
+
+    with request.app.state.sessions.begin() as session:
+        audit.record(session, actor=principal.username, action="read", entity=entity, entity_id=entity_id)
+
+
 def require_care_team(principal: Principal) -> None:
     """Only the care team reads and changes clinical records."""
     if not principal.in_care_team:

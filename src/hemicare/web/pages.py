@@ -46,6 +46,7 @@ from hemicare.web.auth import (
     INTEGRATIVE_SIGNERS,
     PageUser,
     Principal,
+    audit_read,
     check_csrf,
     require_care_team,
     require_patient_access,
@@ -157,7 +158,7 @@ def _critical(plan: PlanVersion | None) -> list[str]:
 def patients(request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
     kb = request.app.state.kb
-    with request.app.state.sessions.begin() as session:
+    with request.app.state.readers.begin() as session:
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=14)
         by_patient: dict[str, list[Any]] = {}
         for item in due:
@@ -177,7 +178,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                     "due": by_patient.get(patient.code, []),
                 }
             )
-        audit.record(session, actor=user.username, action="read", entity="patient_list", entity_id="all")
+    audit_read(request, user, entity="patient_list", entity_id="all")
     return _page(request, "patients.html", user, rows=rows)
 
 
@@ -246,7 +247,7 @@ def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]
 def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
     kb = request.app.state.kb
-    with request.app.state.sessions.begin() as session:
+    with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = plan_service.latest(session, patient=patient)
         try:
@@ -258,11 +259,8 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             for s in session_service.list_for(session, patient=patient)
         ]
         outcomes = outcome_service.summary(session, patient=patient, kb=kb)
-        due = [
-            d for d in recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60) if d.patient == code
-        ]
+        due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
         chart = _chart(session, patient)
-        audit.record(session, actor=user.username, action="read", entity="patient", entity_id=code)
         context = {
             "patient": patient,
             "plan": plan,
@@ -279,13 +277,14 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
         }
+    audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, **context)
 
 
 @router.get("/patients/{code}/assessment")
 def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
-    with request.app.state.sessions.begin() as session:
+    with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         try:
             values = forms.form_from_assessment(assessment_service.latest(session, patient=patient).data)
@@ -453,16 +452,15 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
         require_care_team(user)
     from hemicare.web.pdf import patient_plan_pdf, referral_pdf
 
-    with request.app.state.sessions.begin() as session:
+    with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = plan_service.latest(session, patient=patient)
         if plan is None:
             raise NotFoundError(f"patient {code!r} has no plan yet")
-        due = [
-            d
-            for d in recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90)
-            if d.patient == code
-        ]
+        due = recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90, patient_id=patient.id
+        )
+    with request.app.state.sessions.begin() as session:
         audit.record(
             session,
             actor=user.username,
@@ -471,10 +469,10 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
             entity_id=f"{code}/v{plan.number}",
             detail={"as": f"pdf:{kind}"},
         )
-        if kind == "patient":
-            body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, due=due)
-        else:
-            body = referral_pdf(patient_name=patient.name, plan=plan.content, author=user.full_name, role=user.role)
+    if kind == "patient":
+        body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, due=due)
+    else:
+        body = referral_pdf(patient_name=patient.name, plan=plan.content, author=user.full_name, role=user.role)
     return Response(
         body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{code}-{kind}.pdf"'}
     )
@@ -492,16 +490,13 @@ def _own_code(user: Principal) -> str:
 @router.get("/me")
 def my_page(request: Request, user: PageUser) -> HTMLResponse:
     code = _own_code(user)
-    with request.app.state.sessions.begin() as session:
+    with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = plan_service.latest(session, patient=patient)
-        due = [
-            d
-            for d in recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120)
-            if d.patient == code
-        ]
+        due = recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
+        )
         chart = _chart(session, patient)
-        audit.record(session, actor=user.username, action="read", entity="patient", entity_id=code)
         plain = []
         if plan is not None:
             for rec in plan.content["recommendations"]:
@@ -514,6 +509,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
                             "text": (record.plain if record and record.plain else rec["summary"]),
                         }
                     )
+    audit_read(request, user, entity="patient", entity_id=code)
     return _page(
         request,
         "me.html",
