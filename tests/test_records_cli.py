@@ -180,3 +180,20 @@ def test_demo_clinic_loads(db_url: str) -> None:
     listed = json.loads(_run(db_url, "patients", "list", "--json").stdout)
     assert len(listed) >= 6
     assert "intact" in _run(db_url, "audit", "verify").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["db", "downgrade", "--revision", "nonsense"], "field `--revision`"),
+        (["db", "upgrade", "--revision", "9999"], "field `--revision`"),
+    ],
+)
+def test_db_commands_refuse_bad_revisions(db_url: str, args: list[str], fragment: str) -> None:
+    result = _run(db_url, *args)
+    assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_db_command_refuses_a_bad_url() -> None:
+    result = runner.invoke(app, ["db", "current", "--db", "nosuchdriver://x"])
+    assert result.exit_code == 2 and "field `--db`" in result.stderr

@@ -122,9 +122,20 @@ db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=Tr
 
 @contextmanager
 def _engine_for(url: str | None) -> Iterator[Engine]:
-    engine = db.make_engine(url)
+    """An engine for a db command; an unknown revision or a bad URL is bad input, not a crash."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        engine = db.make_engine(url)
+    except ArgumentError as exc:
+        raise fail(InputError([FieldProblem("--db", f"not a database URL: {exc}")])) from exc
     try:
         yield engine
+    except CommandError as exc:
+        raise fail(InputError([FieldProblem("--revision", str(exc))])) from exc
+    except OperationalError as exc:
+        raise fail(InputError([FieldProblem("--db", f"cannot open the database: {exc.orig}")])) from exc
     finally:
         engine.dispose()
 
