@@ -106,6 +106,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--server-workers", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         db = f"sqlite:///{Path(folder) / 'load.db'}"
@@ -127,7 +128,19 @@ def main() -> int:
         token = _cli("users", "token", "--username", "bench", "--name", "load benchmark", db=db)
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "hemicare.cli", "serve", "--port", str(port), "--db", db, "--insecure-cookies"],
+            [
+                sys.executable,
+                "-m",
+                "hemicare.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--db",
+                db,
+                "--insecure-cookies",
+                "--workers",
+                str(args.server_workers),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -149,7 +162,10 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=10)
-    print(f"{args.clients} concurrent clients, {args.requests} requests per endpoint, server: one uvicorn process")
+    print(
+        f"{args.clients} concurrent clients, {args.requests} requests per endpoint, "
+        f"server: {args.server_workers} uvicorn process(es)"
+    )
     for name, result in results.items():
         print(
             f"{name:<32} {result['rps']:8.0f} req/s  p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms  "

@@ -701,6 +701,7 @@ def serve(
     insecure_cookies: Annotated[
         bool, typer.Option(help="Send the session cookie over plain HTTP to hosts other than localhost")
     ] = False,
+    workers: Annotated[int, typer.Option(help="Server processes")] = 1,
     database: DbOption = None,
 ) -> None:
     """Run the web application (migrating the database first)."""
@@ -715,6 +716,8 @@ def serve(
 
     if not 1 <= port <= 65535:
         raise fail(InputError([FieldProblem("--port", f"{port} is not a port number")]))
+    if not 1 <= workers <= 32:
+        raise fail(InputError([FieldProblem("--workers", f"{workers} is not between 1 and 32")]))
     with _engine_for(database) as engine:
         db.upgrade(engine)
         with db.session_factory(engine)() as session, session.begin():
@@ -731,6 +734,19 @@ def serve(
             "(roles: admin, neurologist, neurosurgeon, tcm_practitioner, patient --patient CODE)"
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if workers > 1:
+        os.environ[db.URL_VARIABLE] = db.database_url(database)
+        os.environ["HEMICARE_COOKIE_SECURE"] = "0" if insecure_cookies else "1"
+        uvicorn.run(
+            "hemicare.web.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_level="warning",
+        )
+        return
     app = create_app(database_url=database, cookie_secure=not insecure_cookies)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 

@@ -125,3 +125,10 @@ def template(request: Request, name: str, context: dict[str, Any], status_code: 
     templates: Jinja2Templates = request.app.state.templates
     response: HTMLResponse = templates.TemplateResponse(request, name, context, status_code=status_code)
     return response
+
+
+def app_from_environment() -> FastAPI:
+    """The app as `hemicare serve --workers N` starts it in each server process."""
+    import os
+
+    return create_app(cookie_secure=os.environ.get("HEMICARE_COOKIE_SECURE", "1") != "0")
