@@ -25,9 +25,7 @@ def record(
         data=assessment.model_dump(mode="json"),
         created_by=actor,
     )
-    session.add(stored)
-    session.flush()
-    audit.record(session, actor=actor, action="create", entity="assessment", entity_id=stored.id)
+    audit.add_created(session, stored, actor=actor, entity="assessment")
     return stored
 
 

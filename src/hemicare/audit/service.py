@@ -82,6 +82,21 @@ def record(
     return entry
 
 
+def add_created(
+    session: Session,
+    row: Any,
+    *,
+    actor: str,
+    entity: str,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Add a new record and its `create` audit entry in the same transaction (the entry names the new id)."""
+    session.add(row)
+    session.flush()
+    record(session, actor=actor, action="create", entity=entity, entity_id=row.id, reason=reason, detail=detail)
+
+
 @dataclass
 class Verification:
     """The result of checking the whole chain."""

@@ -20,11 +20,7 @@ from hemicare.sessions import service as session_service
 def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: str) -> DiaryEntry:
     """Store one diary entry."""
     entry = DiaryEntry(patient_id=patient.id, created_by=actor, **data.model_dump())
-    session.add(entry)
-    session.flush()
-    audit.record(
-        session, actor=actor, action="create", entity="diary", entity_id=entry.id, detail={"patient": patient.code}
-    )
+    audit.add_created(session, entry, actor=actor, entity="diary", detail={"patient": patient.code})
     return entry
 
 
@@ -41,27 +37,14 @@ def add_questionnaire(
         total=data.total,
         created_by=actor,
     )
-    session.add(row)
-    session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="create",
-        entity="questionnaire",
-        entity_id=row.id,
-        detail={"patient": patient.code},
-    )
+    audit.add_created(session, row, actor=actor, entity="questionnaire", detail={"patient": patient.code})
     return row
 
 
 def add_grades(session: Session, *, patient: Patient, data: GradesCreate, actor: str) -> ScaleGrade:
     """Store the grades recorded at a visit."""
     row = ScaleGrade(patient_id=patient.id, created_by=actor, **data.model_dump())
-    session.add(row)
-    session.flush()
-    audit.record(
-        session, actor=actor, action="create", entity="grades", entity_id=row.id, detail={"patient": patient.code}
-    )
+    audit.add_created(session, row, actor=actor, entity="grades", detail={"patient": patient.code})
     return row
 
 

@@ -73,7 +73,12 @@ def generate(session: Session, *, patient: Patient, kb: KnowledgeBase, actor: st
     recorded = session_service.list_for(session, patient=patient)
     plan = build_plan(with_recorded_history(stored.data, recorded), kb, today=today)
     return _store_generated(
-        session, patient=patient, assessment_id=stored.id, content=plan.model_dump(mode="json"), actor=actor
+        session,
+        patient=patient,
+        assessment_id=stored.id,
+        content=plan.model_dump(mode="json"),
+        actor=actor,
+        via="assessment",
     )
 
 
@@ -329,12 +334,14 @@ def recheck(
             stored = assessment_service.latest(session, patient=patient)
             recorded = session_service.list_for(session, patient=patient)
             content = build_plan(with_recorded_history(stored.data, recorded), kb, today=today).model_dump(mode="json")
-            _store_generated(session, patient=patient, assessment_id=stored.id, content=content, actor=actor)
+            _store_generated(
+                session, patient=patient, assessment_id=stored.id, content=content, actor=actor, via="recheck"
+            )
     return changes
 
 
 def _store_generated(
-    session: Session, *, patient: Patient, assessment_id: int, content: dict[str, Any], actor: str
+    session: Session, *, patient: Patient, assessment_id: int, content: dict[str, Any], actor: str, via: str
 ) -> PlanVersion:
     previous = latest(session, patient=patient)
     version = PlanVersion(
@@ -356,6 +363,6 @@ def _store_generated(
         action="create",
         entity="plan",
         entity_id=f"{patient.code}/v{version.number}",
-        detail={"knowledge_version": content["knowledge_version"], "by": "recheck"},
+        detail={"knowledge_version": content["knowledge_version"], "via": via},
     )
     return version

@@ -76,14 +76,11 @@ def record(
         data=payload,
         created_by=actor,
     )
-    session.add(row)
-    session.flush()
-    audit.record(
+    audit.add_created(
         session,
+        row,
         actor=actor,
-        action="create",
         entity="session",
-        entity_id=row.id,
         reason=getattr(details, "override_reason", None),
         detail={"patient": patient.code, "kind": details.kind},
     )
