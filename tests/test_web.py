@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
 from hemicare.audit.models import AuditEntry
@@ -324,3 +326,76 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
+
+
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(JSONISH, st.fixed_dictionaries({"age": JSONISH, "sex": JSONISH, "regions": JSONISH})))
+def test_api_never_answers_bad_input_with_a_server_error(client: TestClient, body: Any) -> None:
+    token = _token_for(client)
+    headers = {"authorization": f"Bearer {token}"}
+    for path in (
+        "/api/v1/plans",
+        "/api/v1/patients",
+        "/api/v1/patients/demo-001/sessions",
+        "/api/v1/patients/demo-001/diary",
+        "/api/v1/patients/demo-001/plan/sign",
+    ):
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code < 500, (path, body, response.text)
+        if response.status_code == 422:
+            assert all("field" in e and e["message"] for e in response.json()["errors"])
+
+
+_TOKENS: dict[int, str] = {}
+
+
+def _token_for(client: TestClient) -> str:
+    """One API token per app (the client fixture is reused across hypothesis examples)."""
+    key = id(client.app)
+    if key not in _TOKENS:
+        with client.app.state.sessions.begin() as session:  # type: ignore[attr-defined]
+            _TOKENS[key] = user_service.issue_token(session, username="surgeon", name="fuzz", actor="test")
+    return _TOKENS[key]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("/api/v1/patients/nobody/diary", {"date": "2026-01-01", "spasms": 1, "intensity": 1}, 404, ""),
+        ("/api/v1/patients/demo-001/diary", {"date": "2026-01-01", "spasms": 1, "intensity": 99}, 422, "intensity"),
+        (
+            "/api/v1/patients/demo-001/sessions",
+            {"date": "2026-01-01", "clinician": "x", "details": {"kind": "laser"}},
+            422,
+            "details",
+        ),
+        ("/api/v1/patients/demo-001/assessments", {"id": "someone-else", "age": 50}, 422, "id"),
+        ("/api/v1/patients", {"code": "demo-001", "name": "Dup", "sex": "male"}, 422, "code"),
+        ("/api/v1/patients/demo-001/plan/sign", {"version": 7, "edits": []}, 409, ""),
+        (
+            "/api/v1/patients/demo-001/questionnaires",
+            {"date": "2026-01-01", "instrument": "hfs9", "answers": []},
+            422,
+            "instrument",
+        ),
+    ],
+)
+def test_api_bad_input_gets_a_clear_4xx(client: TestClient, path: str, body: Any, status: int, field: str) -> None:
+    token = _token_for(client)
+    response = client.post(path, json=body, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == status, response.text
+    errors = response.json()["errors"]
+    assert errors and errors[0]["message"]
+    if field:
+        assert any(e["field"].startswith(field) for e in errors), errors
