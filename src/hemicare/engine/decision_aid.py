@@ -21,7 +21,22 @@ QUESTIONS = {
 _SHOWN = (Status.RECOMMENDED, Status.OPTION, Status.DEFERRED)
 
 
+_COLUMNS: dict[tuple[int, Status | None], tuple[object, AidColumn]] = {}
+
+
 def _column(kb: KnowledgeBase, option: str, status: Status | None) -> AidColumn:
+    """An option's column; it depends only on the knowledge record and the status, so it is built once."""
+    record = kb.treatments[option]
+    key = (id(record), status)
+    hit = _COLUMNS.get(key)
+    if hit is not None and hit[0] is record:
+        return hit[1]
+    column = _build_column(kb, option, status)
+    _COLUMNS[key] = (record, column)
+    return column
+
+
+def _build_column(kb: KnowledgeBase, option: str, status: Status | None) -> AidColumn:
     record = kb.treatments[option]
     answers: dict[str, AidCell] = {}
     for question in QUESTIONS:

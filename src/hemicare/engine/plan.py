@@ -191,9 +191,19 @@ def figure_out(figure: Figure) -> FigureOut:
     return result
 
 
+SHARED_REFERENCES: dict[int, tuple[object, frozenset[str]]] = {}
+"""References of shared, never-mutated detail dictionaries, so that citation collection need not walk them."""
+
+
 def figure_dict(figure: Figure) -> dict[str, Any]:
     """A figure as plain JSON data, for a recommendation's details. Shared: callers must not mutate it."""
-    result: dict[str, Any] = _memo(_FIGURE_DICTS, figure, lambda f: figure_out(f).model_dump(mode="json"))
+
+    def make(f: Figure) -> dict[str, Any]:
+        data = figure_out(f).model_dump(mode="json")
+        SHARED_REFERENCES[id(data)] = (data, frozenset(f.evidence.references))
+        return data
+
+    result: dict[str, Any] = _memo(_FIGURE_DICTS, figure, make)
     return result
 
 

@@ -15,6 +15,7 @@ from hemicare.engine.conventional import conventional_options
 from hemicare.engine.decision_aid import decision_aid
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import (
+    SHARED_REFERENCES,
     Alert,
     Category,
     Diagnosis,
@@ -87,6 +88,10 @@ def _diagnosis_alerts(diagnosis: Diagnosis, recommendations: list[Recommendation
 def _references_in(value: Any, into: set[str]) -> None:
     """Collect every reference id anywhere in a dumped plan (evidence blocks, figures, alerts)."""
     if isinstance(value, dict):
+        shared = SHARED_REFERENCES.get(id(value))
+        if shared is not None and shared[0] is value:
+            into.update(shared[1])
+            return
         for key, inner in value.items():
             if key == "references" and isinstance(inner, list):
                 into.update(str(ref) for ref in inner)

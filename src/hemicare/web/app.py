@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hemicare import __version__
 from hemicare.db import engine as db
@@ -31,14 +31,30 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    """Security headers on every response; the log line names no patient (method, status and time only)."""
+_HEADER_BYTES = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        LOG.info("%s %s", request.method, response.status_code)
-        return response
+
+class SecurityHeaders:
+    """Security headers on every response; the log line names no patient (method and status only).
+
+    A plain ASGI middleware: it adds headers to the response start message without buffering the body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_HEADER_BYTES]
+                LOG.info("%s %s", scope["method"], message["status"])
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _api(request: Request) -> bool:

@@ -8,6 +8,7 @@ credentials, so they need no CSRF token.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -41,19 +42,32 @@ class SignInRequired(Exception):
     """A page needs a signed-in user; the browser is sent to the sign-in page."""
 
 
+TOKEN_CACHE_SECONDS = 30.0
+_TOKENS: dict[str, tuple[float, Principal]] = {}
+
+
 def _principal(request: Request) -> Principal | None:
-    factory = request.app.state.sessions
+    factory = request.app.state.readers
     header = request.headers.get("authorization", "")
-    with factory.begin() as session:
-        if header.lower().startswith("bearer "):
-            user = user_service.from_token(session, token=header[7:].strip())
+    if header.lower().startswith("bearer "):
+        # Machine clients call often; a token's user is remembered briefly (cookie sessions are never cached,
+        # so signing out takes effect at once).
+        token = header[7:].strip()
+        cached = _TOKENS.get(token)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        with factory.begin() as session:
+            user = user_service.from_token(session, token=token)
             if user is None:
                 return None
-            return Principal(user.username, user.full_name, user.role, user.patient_code, None, "token")
-        token = request.cookies.get(COOKIE)
-        if not token:
+            principal = Principal(user.username, user.full_name, user.role, user.patient_code, None, "token")
+        _TOKENS[token] = (time.monotonic() + TOKEN_CACHE_SECONDS, principal)
+        return principal
+    with factory.begin() as session:
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
             return None
-        found = user_service.from_session(session, token=token)
+        found = user_service.from_session(session, token=cookie)
         if found is None:
             return None
         user, csrf = found
