@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import socket
@@ -25,6 +26,9 @@ from typing import Any
 
 import httpx2 as httpx
 import yaml
+
+from hemicare.engine import load_default
+from hemicare.synthetic import cohort as synthetic_cohort
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark password"
@@ -48,7 +52,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _drive(client: httpx.AsyncClient, request: dict[str, Any], clients: int, total: int) -> dict[str, Any]:
+async def _drive(client: httpx.AsyncClient, requests: list[dict[str, Any]], clients: int, total: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     remaining = total
@@ -57,6 +61,7 @@ async def _drive(client: httpx.AsyncClient, request: dict[str, Any], clients: in
         nonlocal remaining, errors
         while remaining > 0:
             remaining -= 1
+            request = requests[remaining % len(requests)]
             start = time.perf_counter()
             try:
                 response = await client.request(**request)
@@ -80,26 +85,30 @@ async def _drive(client: httpx.AsyncClient, request: dict[str, Any], clients: in
 
 
 async def _run(base: str, token: str, cookie: str, clients: int, total: int) -> dict[str, dict[str, Any]]:
-    assessment = yaml.safe_load((ROOT / "examples" / "demo-001.yaml").read_text())
+    # Distinct synthetic patients (500 of them, cycled), so the engine meets varied input, not one case.
+    kb = load_default()
+    cohort = [yaml.safe_load((ROOT / "examples" / "demo-001.yaml").read_text())]
+    cohort += synthetic_cohort(499, kb, today=dt.date.today())
+    plan_headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    page_headers = {"cookie": f"hemicare_session={cookie}"}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         requests = {
-            "trivial GET /api/v1/health": {"method": "GET", "url": "/api/v1/health"},
-            "POST /api/v1/plans": {
-                "method": "POST",
-                "url": "/api/v1/plans",
-                "content": json.dumps(assessment, default=str),
-                "headers": {"authorization": f"Bearer {token}", "content-type": "application/json"},
-            },
-            "GET /patients/demo-001 (page)": {
-                "method": "GET",
-                "url": "/patients/demo-001",
-                "headers": {"cookie": f"hemicare_session={cookie}"},
-            },
+            "trivial GET /api/v1/health": [{"method": "GET", "url": "/api/v1/health"}],
+            "POST /api/v1/plans": [
+                {
+                    "method": "POST",
+                    "url": "/api/v1/plans",
+                    "content": json.dumps(a, default=str),
+                    "headers": plan_headers,
+                }
+                for a in cohort
+            ],
+            "GET /patients/demo-001 (page)": [{"method": "GET", "url": "/patients/demo-001", "headers": page_headers}],
         }
-        for request in requests.values():  # warm up each path once
-            await client.request(**request)
-        return {name: await _drive(client, request, clients, total) for name, request in requests.items()}
+        for batch in requests.values():  # warm up each path once
+            await client.request(**batch[0])
+        return {name: await _drive(client, batch, clients, total) for name, batch in requests.items()}
 
 
 def main() -> int:
