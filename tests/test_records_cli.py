@@ -197,3 +197,10 @@ def test_db_commands_refuse_bad_revisions(db_url: str, args: list[str], fragment
 def test_db_command_refuses_a_bad_url() -> None:
     result = runner.invoke(app, ["db", "current", "--db", "nosuchdriver://x"])
     assert result.exit_code == 2 and "field `--db`" in result.stderr
+
+
+def test_reads_are_audited_with_the_reader(clinic: str, engine: Engine) -> None:
+    assert _run(clinic, "patients", "show", "demo-001", "--by", "dr.reader").exit_code == 0
+    with session_factory(engine)() as s:
+        last = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
+    assert (last.actor, last.action, last.entity_id) == ("dr.reader", "read", "demo-001")

@@ -210,7 +210,7 @@ def patients_list(database: DbOption = None, as_json: JsonOption = False) -> Non
 
 
 @patients_app.command("show")
-def patients_show(code: str, database: DbOption = None, as_json: JsonOption = False) -> None:
+def patients_show(code: str, database: DbOption = None, as_json: JsonOption = False, by: ByOption = None) -> None:
     """Show a patient with the latest plan, outcomes and what is due."""
 
     def body() -> None:
@@ -224,7 +224,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 for d in recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60)
                 if d.patient == code
             ]
-            audit_service.record(session, actor="cli", action="read", entity="patient", entity_id=code)
+            audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
                 "plan": None
@@ -338,7 +338,9 @@ def plans_sign(
 
 
 @plans_app.command("show")
-def plans_show(code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None) -> None:
+def plans_show(
+    code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None
+) -> None:
     """Print a stored plan version (the latest by default) as JSON."""
 
     def body() -> None:
@@ -349,7 +351,7 @@ def plans_show(code: str, version: Annotated[int | None, typer.Option()] = None,
             if not chosen:
                 raise NotFoundError(f"patient {code!r} has no plan version {version}")
             audit_service.record(
-                session, actor="cli", action="read", entity="plan", entity_id=f"{code}/v{chosen[-1].number}"
+                session, actor=actor(by), action="read", entity="plan", entity_id=f"{code}/v{chosen[-1].number}"
             )
             _print(
                 {"number": chosen[-1].number, "kind": chosen[-1].kind, "edits": chosen[-1].edits, **chosen[-1].content}

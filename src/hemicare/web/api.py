@@ -86,7 +86,8 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
 @router.get("/patients", response_model=list[PatientRead])
 def list_patients(request: Request, user: ApiUser) -> list[PatientRead]:
     require_care_team(user)
-    with request.app.state.sessions.begin() as session:
+    audit_read(request, user, entity="patient_list", entity_id="all")
+    with request.app.state.readers.begin() as session:
         return [PatientRead.model_validate(p) for p in patient_service.list_all(session)]
 
 
