@@ -98,6 +98,8 @@ class KnowledgeBase:
     _herb_index: dict[str, str] = field(default_factory=dict)
     _covered_herbs: frozenset[str] = frozenset()
     _covered_comorbidities: frozenset[str] = frozenset()
+    _rule_herbs: dict[str, frozenset[str]] = field(default_factory=dict)
+    _rule_drugs: dict[str, frozenset[str]] = field(default_factory=dict)
     cases: dict[str, RuleCases] = field(default_factory=dict)
     triage: Triage | None = None
     baseline_patient: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +141,14 @@ class KnowledgeBase:
     def covered_comorbidities(self) -> frozenset[str]:
         """Comorbidities that at least one safety rule tests."""
         return self._covered_comorbidities
+
+    def rule_herbs(self, rule_id: str) -> frozenset[str]:
+        """The herbs (Latin) a safety rule targets: named, or selected by pregnancy status or toxicity."""
+        return self._rule_herbs[rule_id]
+
+    def rule_drugs(self, rule_id: str) -> frozenset[str]:
+        """The drugs a safety rule targets: named, or through a named class."""
+        return self._rule_drugs[rule_id]
 
     def rules(self) -> dict[str, RedFlag | Differential | Modifier | SafetyRule]:
         """Every rule, each of which needs cases."""
@@ -398,21 +408,29 @@ def _named(condition: Condition | None, fact: str) -> set[str]:
     return found
 
 
+def _drugs_of_classes(kb: KnowledgeBase, classes: set[str]) -> set[str]:
+    return {d.id for d in kb.drugs.values() if classes & set(d.classes)}
+
+
 def _coverage(kb: KnowledgeBase) -> None:
-    """What the safety rules know about: everything else is reported as unchecked."""
+    """Each safety rule's targeted herbs and drugs, and what the rules know about as a whole: everything else is
+    reported as unchecked. Computed once here so that plans never re-derive it."""
     drugs: set[str] = set()
     classes: set[str] = set()
     herbs: set[str] = set()
     comorbidities: set[str] = set()
     for rule in kb.safety.values():
-        drugs |= set(rule.targets.drugs) | _named(rule.when, "drugs")
-        classes |= set(rule.targets.drug_classes) | _named(rule.when, "drug_classes")
-        herbs |= set(rule.targets.herbs) | _named(rule.when, "herb_ids")
-        herbs |= {h.latin for h in kb.herbs.values() if h.pregnancy in rule.targets.herb_pregnancy}
-        if rule.targets.toxic_herbs:
-            herbs |= {h.latin for h in kb.herbs.values() if h.toxic}
+        targets = rule.targets
+        rule_herbs = set(targets.herbs) | {h.latin for h in kb.herbs.values() if h.pregnancy in targets.herb_pregnancy}
+        if targets.toxic_herbs:
+            rule_herbs |= {h.latin for h in kb.herbs.values() if h.toxic}
+        kb._rule_herbs[rule.id] = frozenset(rule_herbs)
+        kb._rule_drugs[rule.id] = frozenset(set(targets.drugs) | _drugs_of_classes(kb, set(targets.drug_classes)))
+        drugs |= kb._rule_drugs[rule.id] | _named(rule.when, "drugs")
+        classes |= _named(rule.when, "drug_classes")
+        herbs |= rule_herbs | _named(rule.when, "herb_ids")
         comorbidities |= _named(rule.when, "comorbidity_ids")
-    drugs |= {d.id for d in kb.drugs.values() if set(d.classes) & classes}
+    drugs |= _drugs_of_classes(kb, classes)
     kb._covered_drugs = frozenset(drugs)
     kb._covered_herbs = frozenset(herbs)
     kb._covered_comorbidities = frozenset(comorbidities)

@@ -30,35 +30,6 @@ def _by_id(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
     return {rec.id: rec for rec in recommendations}
 
 
-_SELECTED: dict[tuple[int, str], tuple[SafetyRule, frozenset[str]]] = {}
-
-
-def _selected(rule: SafetyRule, kb: KnowledgeBase, kind: str) -> frozenset[str]:
-    """The herbs or drugs a rule selects; fixed for a loaded knowledge base, so computed once."""
-    key = (id(rule), kind)
-    hit = _SELECTED.get(key)
-    if hit is None or hit[0] is not rule:
-        chosen = _herbs_selected(rule, kb) if kind == "herbs" else _drugs_selected(rule, kb)
-        hit = (rule, frozenset(chosen))
-        _SELECTED[key] = hit
-    return hit[1]
-
-
-def _herbs_selected(rule: SafetyRule, kb: KnowledgeBase) -> set[str]:
-    targets = rule.targets
-    selected = set(targets.herbs)
-    selected |= {h.latin for h in kb.herbs.values() if h.pregnancy in targets.herb_pregnancy}
-    if targets.toxic_herbs:
-        selected |= {h.latin for h in kb.herbs.values() if h.toxic}
-    return selected
-
-
-def _drugs_selected(rule: SafetyRule, kb: KnowledgeBase) -> set[str]:
-    targets = rule.targets
-    classes = set(targets.drug_classes)
-    return set(targets.drugs) | {d.id for d in kb.drugs.values() if classes & set(d.classes)}
-
-
 def _licorice_g(formula: Recommendation) -> float:
     return sum(
         (i.get("dose_max_g") or i.get("dose_min_g") or 0.0)
@@ -72,7 +43,7 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
     statuses = (*SHOWN, Status.DEFERRED) if rule.action == "contraindicate" else SHOWN
     hit_recs = [r for r in rule.targets.recommendations if r in recs and recs[r].status in statuses]
     patient_items: list[str] = []
-    for drug in sorted(_selected(rule, kb, "drugs")):
+    for drug in sorted(kb.rule_drugs(rule.id)):
         rec_id = f"medication:{drug}"
         if rec_id in recs and recs[rec_id].status in statuses:
             hit_recs.append(rec_id)
@@ -85,7 +56,7 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
             if rec is not None and rec.status in SHOWN:
                 points += [p["code"] for p in rec.details.get("points", []) if p["code"] in rule.targets.acupoints]
     herbs: list[str] = []
-    selected = _selected(rule, kb, "herbs")
+    selected = kb.rule_herbs(rule.id)
     formula = recs.get("herbal_formula")
     formula_shown = formula is not None and formula.status in SHOWN
     if selected and formula is not None and formula_shown:
