@@ -22,7 +22,6 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit_service
 from hemicare.db import engine as db
 from hemicare.engine import load_default
@@ -287,11 +286,8 @@ def save_plan(patient_file: Path, database: str | None, by: str | None) -> str:
     assessment = validate_assessment(read_file(patient_file))
     with unit_of_work(database) as session:
         patient = patient_service.get(session, code=assessment.id)
-        assessment_service.record(
-            session, patient=patient, assessment=assessment, actor=actor(by), today=dt.date.today()
-        )
-        version = plan_service.generate(
-            session, patient=patient, kb=load_default(), actor=actor(by), today=dt.date.today()
+        version = plan_service.assess(
+            session, patient=patient, assessment=assessment, kb=load_default(), actor=actor(by), today=dt.date.today()
         )
     return f"saved assessment and plan version {version.number} for patient {assessment.id}"
 

@@ -108,6 +108,14 @@ def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any]) -> Asse
     return Assessment.model_validate({**data, "history": history})
 
 
+def assess(
+    session: Session, *, patient: Patient, assessment: Assessment, kb: KnowledgeBase, actor: str, today: dt.date
+) -> PlanVersion:
+    """Store a new assessment and generate the plan version that follows from it, in the caller's transaction."""
+    assessment_service.record(session, patient=patient, assessment=assessment, actor=actor, today=today)
+    return generate(session, patient=patient, kb=kb, actor=actor, today=today)
+
+
 def _may_edit(role: str, category: str) -> bool:
     if category == "integrative":
         return role in INTEGRATIVE_ROLES

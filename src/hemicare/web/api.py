@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
 from hemicare.engine import build_plan, validate_assessment
 from hemicare.engine.intake import validate_model as validate
@@ -122,11 +121,13 @@ async def add_assessment(code: str, request: Request, user: ApiUser) -> dict[str
     assessment = validate_assessment({**data, "id": code} if isinstance(data, dict) else data)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
-        assessment_service.record(
-            session, patient=patient, assessment=assessment, actor=user.username, today=dt.date.today()
-        )
-        version = plan_service.generate(
-            session, patient=patient, kb=request.app.state.kb, actor=user.username, today=dt.date.today()
+        version = plan_service.assess(
+            session,
+            patient=patient,
+            assessment=assessment,
+            kb=request.app.state.kb,
+            actor=user.username,
+            today=dt.date.today(),
         )
         return {"plan_version": version.number, **version.summary}
 

@@ -318,11 +318,13 @@ async def assessment_submit(code: str, request: Request, user: PageUser) -> Resp
         )
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
-        assessment_service.record(
-            session, patient=patient, assessment=assessment, actor=user.username, today=dt.date.today()
-        )
-        plan_service.generate(
-            session, patient=patient, kb=request.app.state.kb, actor=user.username, today=dt.date.today()
+        plan_service.assess(
+            session,
+            patient=patient,
+            assessment=assessment,
+            kb=request.app.state.kb,
+            actor=user.username,
+            today=dt.date.today(),
         )
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
