@@ -399,3 +399,10 @@ def test_api_bad_input_gets_a_clear_4xx(client: TestClient, path: str, body: Any
     assert errors and errors[0]["message"]
     if field:
         assert any(e["field"].startswith(field) for e in errors), errors
+
+
+def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    page = client.get("/patients").text
+    row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
+    assert "1 warning" in row and "critical</span>" not in row

@@ -37,11 +37,32 @@ from hemicare.sessions.models import TreatmentSession
 
 
 def summarise(content: dict[str, Any]) -> dict[str, Any]:
-    """What changes in a plan matter for a recheck: each recommendation's status and the alerts."""
+    """A plan in brief: each recommendation's status and the alerts (what a recheck compares), with the alerts'
+    severities (what the patient list shows), so that neither needs the whole plan."""
     return {
         "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
         "alerts": sorted(alert["id"] for alert in content["alerts"]),
+        "severities": {alert["id"]: alert["severity"] for alert in content["alerts"]},
     }
+
+
+def _latest_numbers(*, kind: str | None = None) -> Any:
+    """A subquery: each patient's latest plan version number (of one kind, or of any)."""
+    query = select(PlanVersion.patient_id, func.max(PlanVersion.number).label("number"))
+    if kind is not None:
+        query = query.where(PlanVersion.kind == kind)
+    return query.group_by(PlanVersion.patient_id).subquery()
+
+
+def latest_summaries(session: Session) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Every patient's latest plan version number and summary, in one query (for lists)."""
+    numbers = _latest_numbers()
+    rows = session.execute(
+        select(PlanVersion.patient_id, PlanVersion.number, PlanVersion.summary).join(
+            numbers, (numbers.c.patient_id == PlanVersion.patient_id) & (numbers.c.number == PlanVersion.number)
+        )
+    )
+    return {patient_id: (number, summary) for patient_id, number, summary in rows}
 
 
 def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
@@ -250,12 +271,7 @@ def _jobs(session: Session, *, today: dt.date, first_id: int | None = None, last
         .subquery()
     )
     # Compare with what the engine said last time, not with a clinician's reviewed edits.
-    latest_plan = (
-        select(PlanVersion.patient_id, func.max(PlanVersion.number).label("number"))
-        .where(PlanVersion.kind == "generated")
-        .group_by(PlanVersion.patient_id)
-        .subquery()
-    )
+    latest_plan = _latest_numbers(kind="generated")
     query = (
         select(Patient.id, Patient.code, StoredAssessment.data, PlanVersion.summary)
         .join(latest_assessment, latest_assessment.c.patient_id == Patient.id)

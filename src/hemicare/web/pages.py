@@ -148,12 +148,6 @@ def admin(request: Request, user: PageUser) -> HTMLResponse:
 # --- clinicians -----------------------------------------------------------------------------------------------------
 
 
-def _critical(plan: PlanVersion | None) -> list[str]:
-    if plan is None:
-        return []
-    return [a["id"] for a in plan.content.get("alerts", []) if a.get("severity") == "critical"]
-
-
 @router.get("/patients")
 def patients(request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -163,18 +157,18 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         by_patient: dict[str, list[Any]] = {}
         for item in due:
             by_patient.setdefault(item.patient, []).append(item)
+        plans = plan_service.latest_summaries(session)
         rows = []
         for patient in patient_service.list_all(session):
-            plan = plan_service.latest(session, patient=patient)
+            number, summary = plans.get(patient.id, (None, {}))
+            severities = list(summary.get("severities", {}).values())
             rows.append(
                 {
                     "code": patient.code,
                     "name": patient.name,
-                    "plan": plan.number if plan else None,
-                    "critical": _critical(plan),
-                    "warnings": 0
-                    if plan is None
-                    else sum(1 for a in plan.content.get("alerts", []) if a.get("severity") == "warning"),
+                    "plan": number,
+                    "critical": severities.count("critical"),
+                    "warnings": severities.count("warning"),
                     "due": by_patient.get(patient.code, []),
                 }
             )
