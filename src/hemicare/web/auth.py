@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from hemicare.users import service as user_service
 from hemicare.users.schemas import CARE_TEAM
@@ -46,16 +47,28 @@ TOKEN_CACHE_SECONDS = 30.0
 _TOKENS: dict[str, tuple[float, Principal]] = {}
 
 
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def _remembered(token: str) -> Principal | None:
+    """A bearer token's user, when it was looked up less than TOKEN_CACHE_SECONDS ago in this process."""
+    cached = _TOKENS.get(token)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
+
+
 def _principal(request: Request) -> Principal | None:
     factory = request.app.state.readers
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
+    token = _bearer(request)
+    if token is not None:
         # Machine clients call often; a token's user is remembered briefly (cookie sessions are never cached,
         # so signing out takes effect at once).
-        token = header[7:].strip()
-        cached = _TOKENS.get(token)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        remembered = _remembered(token)
+        if remembered is not None:
+            return remembered
         with factory.begin() as session:
             user = user_service.from_token(session, token=token)
             if user is None:
@@ -74,9 +87,15 @@ def _principal(request: Request) -> Principal | None:
         return Principal(user.username, user.full_name, user.role, user.patient_code, csrf, "cookie")
 
 
-def api_user(request: Request) -> Principal:
-    """The API caller; 401 when there is none."""
-    principal = _principal(request)
+async def api_user(request: Request) -> Principal:
+    """The API caller; 401 when there is none.
+
+    Async so that a remembered token costs no hop to the thread pool; a database lookup still runs there.
+    """
+    token = _bearer(request)
+    principal = _remembered(token) if token is not None else None
+    if principal is None:
+        principal = await run_in_threadpool(_principal, request)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid API token")
     if principal.via == "cookie" and request.method not in ("GET", "HEAD", "OPTIONS"):
