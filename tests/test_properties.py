@@ -156,6 +156,25 @@ def _forbidden_items_present(plan: Plan) -> list[str]:
     return problems
 
 
+def _cited_anywhere(plan: Plan) -> set[str]:
+    """Every reference id in every `references` list of the dumped plan, found by a plain walk."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "references" and isinstance(inner, list):
+                    found.update(inner)
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(plan.model_dump(mode="json", exclude={"references"}))
+    return found
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(assessments())
 def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> None:
@@ -170,6 +189,7 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
     assert [(r.id, r.status) for r in compact.recommendations] == [(r.id, r.status) for r in plan.recommendations]
     assert [a.id for a in compact.alerts] == [a.id for a in plan.alerts]
     assert set(plan.references) <= set(KB.references)
+    assert set(plan.references) == _cited_anywhere(plan), "the citation list must match what the plan cites"
     for rec in plan.recommendations:
         assert rec.evidence.references and set(rec.evidence.references) <= set(KB.references)
     assert render_text(plan) and render_decision_aid(plan)

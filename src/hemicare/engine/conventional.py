@@ -7,12 +7,26 @@ safety engine; this module decides what each option means for this patient's dia
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from hemicare.engine.assessment import Assessment, MriStatus, MvdResult
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import Category, Diagnosis, DiagnosisStatus, Recommendation, Status, evidence_out, figure_dict
+from hemicare.engine.plan import (
+    Category,
+    Diagnosis,
+    DiagnosisStatus,
+    Memo,
+    Recommendation,
+    Status,
+    evidence_out,
+    figure_dict,
+    memoised,
+    references_in,
+    shared_references,
+)
 from hemicare.engine.rules import Facts, holds
+from hemicare.engine.schema import Treatment
 from hemicare.engine.toxin import ToxinPlan, plan_toxin
 
 
@@ -23,15 +37,19 @@ def recommendation(
     rationale: list[str],
     *,
     details: dict[str, Any] | None = None,
+    cites: Iterable[str] = (),
 ) -> Recommendation:
-    """A recommendation for a knowledge-base treatment, with its figures shown beside the rationale."""
+    """A recommendation for a knowledge-base treatment, with its figures shown beside the rationale.
+
+    ``cites`` names every reference inside ``details``; the record's own details and figures are known already.
+    """
     record = kb.treatments[treatment_id]
     merged: dict[str, Any] = dict(record.details)
     if record.figures:
         merged["figures"] = [figure_dict(f) for f in record.figures]
     merged.update(details or {})
     # Built from validated knowledge records: constructing without re-validation keeps bulk rechecks fast.
-    return Recommendation.model_construct(
+    made = Recommendation.model_construct(
         id=record.id,
         category=Category(record.category),
         status=status,
@@ -41,6 +59,24 @@ def recommendation(
         evidence=evidence_out(record.evidence),
         details=merged,
     )
+    made.cite_details(_record_references(record) | frozenset(cites))
+    return made
+
+
+_RECORD_REFERENCES: Memo = {}
+
+
+def _record_references(record: Treatment) -> frozenset[str]:
+    """The references inside a treatment record's own details and figures (computed once per record)."""
+
+    def make(source: Treatment) -> frozenset[str]:
+        found: set[str] = set()
+        references_in(dict(source.details), found)
+        found |= {ref for figure in source.figures for ref in figure.evidence.references}
+        return frozenset(found)
+
+    result: frozenset[str] = memoised(_RECORD_REFERENCES, record, make)
+    return result
 
 
 def _diagnosis_gate(diagnosis: Diagnosis) -> str | None:
@@ -89,6 +125,7 @@ def _surgery_blockers(assessment: Assessment, diagnosis: Diagnosis, kb: Knowledg
 def _mvd(assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: KnowledgeBase) -> Recommendation:
     lines, personal, fired = _personal(facts, kb, "mvd")
     details: dict[str, Any] = {"personal_figures": personal} if personal else {}
+    cites = shared_references(personal)
     blockers = _surgery_blockers(assessment, diagnosis, kb)
     rationale: list[str] = []
     if assessment.imaging.mri is MriStatus.DONE and assessment.imaging.neurovascular_compression is False:
@@ -96,16 +133,16 @@ def _mvd(assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: Knowled
             "No neurovascular compression on MRI: MVD treats vascular compression, so it is not advised "
             "unless the imaging is reviewed."
         )
-        return recommendation(kb, "mvd", Status.NOT_RECOMMENDED, rationale + lines, details=details)
+        return recommendation(kb, "mvd", Status.NOT_RECOMMENDED, rationale + lines, details=details, cites=cites)
     if blockers:
-        return recommendation(kb, "mvd", Status.DEFERRED, blockers + lines, details=details)
+        return recommendation(kb, "mvd", Status.DEFERRED, blockers + lines, details=details, cites=cites)
     rationale.append("Primary HFS with neurovascular compression on MRI: MVD treats the cause.")
     if assessment.anaesthesia_risk_asa is None:
         rationale.append("ASA class not recorded: an anaesthetic assessment is needed.")
     if assessment.preferences.avoid_surgery:
         rationale.append("The patient prefers to avoid surgery: shown so that the choice stays an informed one.")
         details["declined_by_patient"] = True
-        return recommendation(kb, "mvd", Status.OPTION, rationale + lines, details=details)
+        return recommendation(kb, "mvd", Status.OPTION, rationale + lines, details=details, cites=cites)
     status = Status.OPTION
     if assessment.preferences.wants_definitive_treatment:
         rationale.append("The patient wants a definitive treatment; MVD is the only one aimed at the cause.")
@@ -118,7 +155,7 @@ def _mvd(assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: Knowled
         status = Status.RECOMMENDED
     if status is Status.OPTION:
         rationale.append("Toxin first or MVD first is disputed; discuss both (see the decision aid).")
-    return recommendation(kb, "mvd", status, rationale + lines, details=details)
+    return recommendation(kb, "mvd", status, rationale + lines, details=details, cites=cites)
 
 
 def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date) -> Recommendation | None:
@@ -130,9 +167,10 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
     mvd = kb.treatments["mvd"]
     delayed = [figure_dict(mvd.figure(f)) for f in ("delayed_relief", "median_days_to_spasm_free")]
     details: dict[str, Any] = {"months_since_mvd": round(months, 1), "delayed_resolution_figures": delayed}
+    cites = shared_references(delayed)
     blockers = _surgery_blockers(assessment, diagnosis, kb)
     if blockers:
-        return recommendation(kb, "redo_mvd", Status.DEFERRED, blockers, details=details)
+        return recommendation(kb, "redo_mvd", Status.DEFERRED, blockers, details=details, cites=cites)
     if prior.result is not MvdResult.RECURRED and months < judge:
         return recommendation(
             kb,
@@ -144,6 +182,7 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
                 kb.treatments["mvd"].details.get("judging_the_result", ""),
             ],
             details=details,
+            cites=cites,
         )
     reason = (
         "Spasm recurred after MVD: late reoperation is an option; outcomes are worse for recurrent than residual HFS."
@@ -154,7 +193,7 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
     if assessment.preferences.avoid_surgery:
         rationale.append("The patient prefers to avoid surgery.")
         details["declined_by_patient"] = True
-    return recommendation(kb, "redo_mvd", Status.OPTION, rationale, details=details)
+    return recommendation(kb, "redo_mvd", Status.OPTION, rationale, details=details, cites=cites)
 
 
 def _toxin(
@@ -167,8 +206,9 @@ def _toxin(
         return recommendation(kb, "botulinum_toxin", status, [gate] if gate else []), None
     plan = plan_toxin(assessment, kb, today=today)
     details: dict[str, Any] = {"programme": plan.model_dump(mode="json")}
+    cites = plan.references()
     if gate:
-        return recommendation(kb, "botulinum_toxin", status, [gate], details=details), plan
+        return recommendation(kb, "botulinum_toxin", status, [gate], details=details, cites=cites), plan
     rationale = [
         "Symptomatic treatment with consistent benefit in large series; the usual first-line option.",
         f"Product: {plan.brand} ({plan.product}). {plan.product_reason}",
@@ -179,7 +219,7 @@ def _toxin(
     if declined:
         rationale.append("The patient prefers to avoid injections: shown so that the choice stays an informed one.")
         details["declined_by_patient"] = True
-    return recommendation(kb, "botulinum_toxin", status, rationale, details=details), plan
+    return recommendation(kb, "botulinum_toxin", status, rationale, details=details, cites=cites), plan
 
 
 def _toxin_failing(assessment: Assessment, kb: KnowledgeBase) -> bool:

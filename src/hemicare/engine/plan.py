@@ -6,10 +6,11 @@ Field names and enum values here are a public interface (CLI JSON, API, stored p
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from hemicare.engine.schema import Certainty, Evidence, Figure
 
@@ -100,6 +101,19 @@ class Recommendation(Out):
     rationale: list[str]
     evidence: EvidenceOut
     details: dict[str, Any] = {}
+    _details_references: frozenset[str] | None = PrivateAttr(default=None)
+
+    def cite_details(self, references: Iterable[str]) -> None:
+        """Declare every reference id inside ``details``, so the plan's citation list need not walk them.
+
+        The producer knows what evidence it put in; a property test checks the declaration against a full walk.
+        """
+        self._details_references = frozenset(references)
+
+    def details_references(self) -> frozenset[str] | None:
+        """The reference ids inside ``details`` as declared by the producer, or None when nobody declared them."""
+        private = self.__pydantic_private__  # read directly: pydantic's attribute fallback is slow on a hot path
+        return None if private is None else private.get("_details_references")
 
 
 class Alert(Out):
@@ -142,13 +156,13 @@ class Plan(Out):
     references: dict[str, str] = Field(default={}, description="Every cited reference id with its citation")
 
 
-_Memo = dict[int, tuple[object, Any]]
-_EVIDENCE: _Memo = {}
-_FIGURES: _Memo = {}
-_FIGURE_DICTS: _Memo = {}
+Memo = dict[int, tuple[object, Any]]
+_EVIDENCE: Memo = {}
+_FIGURES: Memo = {}
+_FIGURE_DICTS: Memo = {}
 
 
-def _memo(table: _Memo, source: object, make: Any) -> Any:
+def memoised(table: Memo, source: object, make: Any) -> Any:
     """Convert an immutable knowledge record once per process; the record is kept so its id stays unique."""
     hit = table.get(id(source))
     if hit is not None and hit[0] is source:
@@ -160,7 +174,7 @@ def _memo(table: _Memo, source: object, make: Any) -> Any:
 
 def evidence_out(evidence: Evidence) -> EvidenceOut:
     """The plan's view of a knowledge-base evidence block; disputed and unverified marks stay in the note."""
-    result: EvidenceOut = _memo(_EVIDENCE, evidence, _evidence_out)
+    result: EvidenceOut = memoised(_EVIDENCE, evidence, _evidence_out)
     return result
 
 
@@ -187,7 +201,7 @@ class FigureOut(Out):
 
 def figure_out(figure: Figure) -> FigureOut:
     """Show a knowledge-base figure; percentages also as a count per 100 (the decision aid's denominator)."""
-    result: FigureOut = _memo(_FIGURES, figure, _figure_out)
+    result: FigureOut = memoised(_FIGURES, figure, _figure_out)
     return result
 
 
@@ -203,8 +217,44 @@ def figure_dict(figure: Figure) -> dict[str, Any]:
         SHARED_REFERENCES[id(data)] = (data, frozenset(f.evidence.references))
         return data
 
-    result: dict[str, Any] = _memo(_FIGURE_DICTS, figure, make)
+    result: dict[str, Any] = memoised(_FIGURE_DICTS, figure, make)
     return result
+
+
+_CONTAINERS = (dict, list)
+
+
+def references_in(value: dict[str, Any] | list[Any], into: set[str]) -> None:
+    """Collect every reference id anywhere in a dumped plan part (evidence blocks, figures, alerts).
+
+    Iterative, and it visits only containers: it may run for every plan, so it must not cost a call per string.
+    """
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            shared = SHARED_REFERENCES.get(id(node))
+            if shared is not None and shared[0] is node:
+                into.update(shared[1])
+                continue
+            for key, inner in node.items():
+                if key == "references" and type(inner) is list:
+                    into.update(map(str, inner))
+                elif type(inner) in _CONTAINERS:
+                    stack.append(inner)
+        else:
+            stack.extend(inner for inner in node if type(inner) in _CONTAINERS)
+
+
+def shared_references(dicts: Iterable[dict[str, Any]]) -> set[str]:
+    """The references of shared detail dictionaries (figures made by figure_dict)."""
+    found: set[str] = set()
+    for data in dicts:
+        shared = SHARED_REFERENCES.get(id(data))
+        if shared is None or shared[0] is not data:
+            raise ValueError("not a shared detail dictionary: its references are not known")
+        found |= shared[1]
+    return found
 
 
 def _figure_out(figure: Figure) -> FigureOut:

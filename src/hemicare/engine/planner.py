@@ -7,7 +7,6 @@ warfarin and a herb in the proposed formula is caught wherever the two come from
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from hemicare import __version__
 from hemicare.engine.assessment import Assessment
@@ -15,7 +14,6 @@ from hemicare.engine.conventional import conventional_options
 from hemicare.engine.decision_aid import decision_aid
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import (
-    SHARED_REFERENCES,
     Alert,
     Category,
     Diagnosis,
@@ -27,6 +25,7 @@ from hemicare.engine.plan import (
     Status,
     TcmSection,
     evidence_out,
+    references_in,
 )
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import apply_safety, unchecked_alerts
@@ -85,29 +84,16 @@ def _diagnosis_alerts(diagnosis: Diagnosis, recommendations: list[Recommendation
     ]
 
 
-def _references_in(value: Any, into: set[str]) -> None:
-    """Collect every reference id anywhere in a dumped plan (evidence blocks, figures, alerts)."""
-    if isinstance(value, dict):
-        shared = SHARED_REFERENCES.get(id(value))
-        if shared is not None and shared[0] is value:
-            into.update(shared[1])
-            return
-        for key, inner in value.items():
-            if key == "references" and isinstance(inner, list):
-                into.update(str(ref) for ref in inner)
-            else:
-                _references_in(inner, into)
-    elif isinstance(value, list):
-        for inner in value:
-            _references_in(inner, into)
-
-
 def _cited(plan: Plan, kb: KnowledgeBase) -> dict[str, str]:
     """Every reference the plan cites, with its citation (walks the plan's parts, not a full dump: it is hot)."""
     ids: set[str] = set()
     for rec in plan.recommendations:
         ids.update(rec.evidence.references)
-        _references_in(rec.details, ids)
+        declared = rec.details_references()
+        if declared is None:
+            references_in(rec.details, ids)
+        else:
+            ids.update(declared)
     for alert in plan.alerts:
         ids.update(alert.references)
     for flag in plan.diagnosis.red_flags:

@@ -178,12 +178,13 @@ def _acupuncture(
         "review": protocol.review,
         "points_evidence": evidence_out(protocol.evidence).model_dump(mode="json"),
     }
+    cites = protocol.evidence.references
     limb_points = [p for p in points if p["region"] in ("upper_limb", "lower_limb")]
     ea_details = {"stimulation": protocol.electroacupuncture, "points": limb_points}
     gate = _gate(diagnosis)
     if gate:
         return [
-            recommendation(kb, "acupuncture", Status.DEFERRED, [gate], details=details),
+            recommendation(kb, "acupuncture", Status.DEFERRED, [gate], details=details, cites=cites),
             recommendation(kb, "electroacupuncture", Status.DEFERRED, [gate], details=ea_details),
         ]
     if assessment.preferences.avoid_needles:
@@ -193,7 +194,9 @@ def _acupuncture(
         ]
         declined = {"declined_by_patient": True}
         return [
-            recommendation(kb, "acupuncture", Status.NOT_RECOMMENDED, why, details={**details, **declined}),
+            recommendation(
+                kb, "acupuncture", Status.NOT_RECOMMENDED, why, details={**details, **declined}, cites=cites
+            ),
             recommendation(kb, "electroacupuncture", Status.NOT_RECOMMENDED, why, details={**ea_details, **declined}),
         ]
     rationale = [_wish(assessment), "Low-certainty evidence: reviews could not conclude that acupuncture helps HFS."]
@@ -202,7 +205,7 @@ def _acupuncture(
     else:
         rationale.append(f"Points for the involved regions and for {pattern.number} {pattern.name}.")
     return [
-        recommendation(kb, "acupuncture", Status.OPTION, rationale, details=details),
+        recommendation(kb, "acupuncture", Status.OPTION, rationale, details=details, cites=cites),
         recommendation(
             kb,
             "electroacupuncture",
@@ -286,7 +289,8 @@ def _herbs(
                 )
             )
     rationale.append("Very-low-certainty evidence: no controlled trials of herbs for HFS were found.")
-    return recommendation(kb, "herbal_formula", Status.OPTION, rationale, details=details), alerts
+    cites = formula.evidence.references
+    return recommendation(kb, "herbal_formula", Status.OPTION, rationale, details=details, cites=cites), alerts
 
 
 def _advice(kb: KnowledgeBase, pattern_ids: list[str], kind: str) -> list[dict[str, Any]]:
@@ -304,6 +308,14 @@ def _advice(kb: KnowledgeBase, pattern_ids: list[str], kind: str) -> list[dict[s
     return items
 
 
+def _advice_recommendation(
+    kb: KnowledgeBase, kind: str, status: Status, why: str, pattern_ids: list[str]
+) -> Recommendation:
+    items = _advice(kb, pattern_ids, kind)
+    cites = [ref for item in items for ref in item["evidence"]["references"]]
+    return recommendation(kb, kind, status, [why], details={"items": items}, cites=cites)
+
+
 def integrative_options(
     assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: KnowledgeBase
 ) -> tuple[list[Recommendation], list[Alert], Differentiation]:
@@ -314,22 +326,8 @@ def integrative_options(
     recommendations = _acupuncture(assessment, diagnosis, kb, pattern)
     herbal, alerts = _herbs(assessment, diagnosis, kb, differentiation)
     recommendations.append(herbal)
-    recommendations.append(
-        recommendation(
-            kb,
-            "diet",
-            Status.OPTION,
-            ["Tradition-based advice, untested in trials; harmless if it suits the patient."],
-            details={"items": _advice(kb, pattern_ids, "diet")},
-        )
-    )
-    recommendations.append(
-        recommendation(
-            kb,
-            "lifestyle",
-            Status.RECOMMENDED,
-            ["Most patients report stress and fatigue as triggers; managing them costs little."],
-            details={"items": _advice(kb, pattern_ids, "lifestyle")},
-        )
-    )
+    diet = "Tradition-based advice, untested in trials; harmless if it suits the patient."
+    recommendations.append(_advice_recommendation(kb, "diet", Status.OPTION, diet, pattern_ids))
+    lifestyle = "Most patients report stress and fatigue as triggers; managing them costs little."
+    recommendations.append(_advice_recommendation(kb, "lifestyle", Status.RECOMMENDED, lifestyle, pattern_ids))
     return recommendations, alerts, differentiation

@@ -64,6 +64,10 @@ class ToxinPlan(BaseModel):
     due_by: dt.date | None
     too_soon: bool
 
+    def references(self) -> set[str]:
+        """Every reference this plan cites: the unit conversion and the dose caps."""
+        return {ref for figure in [self.conversion, *self.caps] for ref in figure.evidence.references}
+
 
 MAP_WIDTH = 400.0
 
