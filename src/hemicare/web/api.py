@@ -67,7 +67,7 @@ class PlanVersionOut(BaseModel):
 
 
 @router.get("/health", include_in_schema=True)
-def health() -> dict[str, str]:
+async def health() -> dict[str, str]:
     """A trivial endpoint (no database, no engine): the load benchmark's baseline."""
     return {"status": "ok"}
 
