@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,10 @@ def test_web_load_benchmark_runs() -> None:
         timeout=300,
     )
     assert "ratio, plan endpoint / trivial endpoint throughput" in result.stdout, result.stderr
-    assert "errors 0" in result.stdout
+    errors = re.findall(r"errors (\d+)", result.stdout)
+    assert len(errors) == 6 and set(errors) == {"0"}, result.stdout  # 3 endpoints, 3 paced runs
+    assert "ms CPU/request" in result.stdout
+    assert result.stdout.count("of the plan endpoint's throughput") == 3  # the paced runs
 
 
 def test_records_scale_benchmark_runs() -> None:
