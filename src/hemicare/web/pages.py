@@ -364,8 +364,19 @@ async def sign(code: str, request: Request, user: PageUser) -> Response:
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
-def _record_session(request: Request, user: Principal, code: str, payload: dict[str, Any]) -> Response:
+async def _session_form(request: Request, user: Principal, roles: tuple[str, ...], what: str) -> forms.FormData:
+    """The posted form of a session-recording page, once the role and the CSRF token are checked."""
+    require_role(user, roles, what)
+    form = await _form(request)
+    check_csrf(user, form.get("csrf_token"))
+    return form
+
+
+def _record_session(
+    request: Request, user: Principal, code: str, form: forms.FormData, details: dict[str, Any]
+) -> Response:
     """Validate and store a session from one of the session forms, then show the history."""
+    payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
     data = validate_model(SessionCreate, payload)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -376,9 +387,7 @@ def _record_session(request: Request, user: Principal, code: str, payload: dict[
 @router.post("/patients/{code}/sessions/toxin")
 async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
     """Record a toxin session from the face-map form: units per site and side."""
-    require_role(user, CONVENTIONAL_SIGNERS, "record a toxin session")
-    form = await _form(request)
-    check_csrf(user, form.get("csrf_token"))
+    form = await _session_form(request, user, CONVENTIONAL_SIGNERS, "record a toxin session")
     sites = []
     for name, value in form.single.items():
         if name.startswith("units.") and value.strip():
@@ -393,49 +402,36 @@ async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
     }
     if form.get("override_reason"):
         details["override_reason"] = form.get("override_reason")
-    payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
-    return _record_session(request, user, code, payload)
+    return _record_session(request, user, code, form, details)
 
 
 @router.post("/patients/{code}/sessions/acupuncture")
 async def record_acupuncture(code: str, request: Request, user: PageUser) -> Response:
-    require_role(user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
-    form = await _form(request)
-    check_csrf(user, form.get("csrf_token"))
-    payload = {
-        "date": form.get("date") or dt.date.today().isoformat(),
-        "clinician": user.full_name,
-        "details": {
-            "kind": "acupuncture",
-            "points": form.all("points"),
-            "electro": form.get("electro") == "on",
-            "notes": form.get("notes") or None,
-        },
+    form = await _session_form(request, user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
+    details = {
+        "kind": "acupuncture",
+        "points": form.all("points"),
+        "electro": form.get("electro") == "on",
+        "notes": form.get("notes") or None,
     }
-    return _record_session(request, user, code, payload)
+    return _record_session(request, user, code, form, details)
 
 
 @router.post("/patients/{code}/sessions/herbal")
 async def record_herbal(code: str, request: Request, user: PageUser) -> Response:
     """Record the plan's formula (as shown, after safety removals) as a prescription."""
-    require_role(user, INTEGRATIVE_SIGNERS, "record a prescription")
-    form = await _form(request)
-    check_csrf(user, form.get("csrf_token"))
+    form = await _session_form(request, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs = []
     for name, value in form.single.items():
         if name.startswith("dose.") and value.strip():
             herbs.append({"latin": name.removeprefix("dose."), "dose_g": value.strip()})
-    payload = {
-        "date": form.get("date") or dt.date.today().isoformat(),
-        "clinician": user.full_name,
-        "details": {
-            "kind": "herbal",
-            "formula": form.get("formula") or None,
-            "herbs": herbs,
-            "duration_days": form.get("duration_days"),
-        },
+    details = {
+        "kind": "herbal",
+        "formula": form.get("formula") or None,
+        "herbs": herbs,
+        "duration_days": form.get("duration_days"),
     }
-    return _record_session(request, user, code, payload)
+    return _record_session(request, user, code, form, details)
 
 
 @router.get("/patients/{code}/plan.pdf")
