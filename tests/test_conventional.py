@@ -302,3 +302,19 @@ def test_every_number_in_a_plan_traces_to_the_registry(kb: KnowledgeBase, patien
 @pytest.mark.parametrize(("grade", "status"), [(2, "option"), (3, "recommended"), (4, "recommended")])
 def test_severity_tailors_mvd(kb: KnowledgeBase, patient: Any, grade: int, status: str) -> None:
     assert _rec(_plan(kb, patient(severity={"smc_grade": grade})), "mvd").status == status
+
+
+# --- construction ----------------------------------------------------------------------------------------------
+
+
+def test_trusted_recommendations_are_what_validation_would_build(kb: KnowledgeBase, patient: Any) -> None:
+    plan = _plan(kb, patient())
+    assert len(plan.recommendations) > 5
+    for rec in plan.recommendations:
+        validated = Recommendation.model_validate(rec.model_dump())
+        assert validated.model_dump_json() == rec.model_dump_json()
+        assert validated.model_dump() == rec.model_dump()
+        assert rec.model_fields_set == set(Recommendation.model_fields)
+        assert rec.details_references() is not None or rec.id == "mri_workup"
+    changed = plan.recommendations[0].model_copy(update={"priority": 99})
+    assert changed.priority == 99 and plan.recommendations[0].priority != 99

@@ -48,19 +48,16 @@ def recommendation(
     if record.figures:
         merged["figures"] = [figure_dict(f) for f in record.figures]
     merged.update(details or {})
-    # Built from validated knowledge records: constructing without re-validation keeps bulk rechecks fast.
-    made = Recommendation.model_construct(
+    return Recommendation.trusted(
         id=record.id,
         category=Category(record.category),
         status=status,
-        priority=0,
         summary=record.summary,
         rationale=rationale,
         evidence=evidence_out(record.evidence),
         details=merged,
+        details_references=_record_references(record) | frozenset(cites),
     )
-    made.cite_details(_record_references(record) | frozenset(cites))
-    return made
 
 
 _RECORD_REFERENCES: Memo = {}

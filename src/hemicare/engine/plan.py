@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from hemicare.engine.schema import Certainty, Evidence, Figure
 
+_object_setattr = object.__setattr__
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +104,43 @@ class Recommendation(Out):
     evidence: EvidenceOut
     details: dict[str, Any] = {}
     _details_references: frozenset[str] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def trusted(
+        cls,
+        *,
+        id: str,
+        category: Category,
+        status: Status,
+        summary: str,
+        rationale: list[str],
+        evidence: EvidenceOut,
+        details: dict[str, Any],
+        details_references: frozenset[str],
+    ) -> Recommendation:
+        """A recommendation built from validated knowledge records, without validating again.
+
+        Every plan makes about fifteen of these, so this skips pydantic's general-purpose ``model_construct``
+        (aliases, defaults, private-attribute set-up) and sets the instance state it would set. A unit test checks
+        that the result is equal to, and dumps like, a validated Recommendation. ``details_references`` declares
+        every reference id inside ``details`` (see :meth:`cite_details`).
+        """
+        made = cls.__new__(cls)
+        state = {
+            "id": id,
+            "category": category,
+            "status": status,
+            "priority": 0,
+            "summary": summary,
+            "rationale": rationale,
+            "evidence": evidence,
+            "details": details,
+        }
+        _object_setattr(made, "__dict__", state)
+        _object_setattr(made, "__pydantic_fields_set__", set(state))
+        _object_setattr(made, "__pydantic_extra__", None)
+        _object_setattr(made, "__pydantic_private__", {"_details_references": details_references})
+        return made
 
     def cite_details(self, references: Iterable[str]) -> None:
         """Declare every reference id inside ``details``, so the plan's citation list need not walk them.
