@@ -44,10 +44,9 @@ def recommendation(
     ``cites`` names every reference inside ``details``; the record's own details and figures are known already.
     """
     record = kb.treatments[treatment_id]
-    merged: dict[str, Any] = dict(record.details)
-    if record.figures:
-        merged["figures"] = [figure_dict(f) for f in record.figures]
-    merged.update(details or {})
+    merged = dict(_record_details(record))
+    if details:
+        merged.update(details)
     return Recommendation.trusted(
         id=record.id,
         category=Category(record.category),
@@ -60,7 +59,22 @@ def recommendation(
     )
 
 
+_RECORD_DETAILS: Memo = {}
 _RECORD_REFERENCES: Memo = {}
+
+
+def _record_details(record: Treatment) -> dict[str, Any]:
+    """A treatment record's own details with its figures, built once per record. Shared: copy before changing."""
+
+    def make(source: Treatment) -> dict[str, Any]:
+        base = dict(source.details)
+        if source.figures:
+            base["figures"] = [figure_dict(f) for f in source.figures]
+        return base
+
+    result: dict[str, Any] = memoised(_RECORD_DETAILS, record, make)
+    return result
+
 
 
 def _record_references(record: Treatment) -> frozenset[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import Alert, Recommendation, Severity, Status
+from hemicare.engine.plan import Alert, Memo, Recommendation, Severity, Status, memoised
 from hemicare.engine.rules import Facts, holds
 from hemicare.engine.schema import SafetyRule
 
@@ -24,6 +24,17 @@ _RANK = {
 }
 _LICORICE = ("Radix Glycyrrhizae", "Radix Glycyrrhizae Praeparata")
 _ACTION_ORDER = {"contraindicate": 0, "remove": 1, "defer": 2, "caution": 3}
+_ORDERED_RULES: Memo = {}
+
+
+def _in_action_order(kb: KnowledgeBase) -> list[SafetyRule]:
+    """The safety rules, status changes and removals first (sorted once per knowledge base, not per plan)."""
+
+    def make(source: KnowledgeBase) -> list[SafetyRule]:
+        return sorted(source.safety.values(), key=lambda r: _ACTION_ORDER[r.action])
+
+    rules: list[SafetyRule] = memoised(_ORDERED_RULES, kb, make)
+    return rules
 
 
 def _by_id(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
@@ -124,7 +135,7 @@ def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: Knowle
     recs = _by_id(recommendations)
     alerts: list[Alert] = []
     # Status changes and removals first, so that a caution is never raised about an item another rule removed.
-    for rule in sorted(kb.safety.values(), key=lambda r: _ACTION_ORDER[r.action]):
+    for rule in _in_action_order(kb):
         if rule.when is not None and not holds(rule.when, facts):
             continue
         hits = _hits(rule, recs, facts, kb)
