@@ -76,7 +76,6 @@ def _record_details(record: Treatment) -> dict[str, Any]:
     return result
 
 
-
 def _record_references(record: Treatment) -> frozenset[str]:
     """The references inside a treatment record's own details and figures (computed once per record)."""
 

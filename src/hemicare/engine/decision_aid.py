@@ -8,7 +8,17 @@ citations. Numbers come only from knowledge-base figures.
 from __future__ import annotations
 
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import AidCell, AidColumn, DecisionAid, Recommendation, Status, evidence_out, figure_out
+from hemicare.engine.plan import (
+    AidCell,
+    AidColumn,
+    DecisionAid,
+    KeyedMemo,
+    Recommendation,
+    Status,
+    evidence_out,
+    figure_out,
+    memoised_with,
+)
 
 QUESTIONS = {
     "what_it_involves": "What does it involve?",
@@ -21,18 +31,14 @@ QUESTIONS = {
 _SHOWN = (Status.RECOMMENDED, Status.OPTION, Status.DEFERRED)
 
 
-_COLUMNS: dict[tuple[int, Status | None], tuple[object, AidColumn]] = {}
+_COLUMNS: KeyedMemo = {}
 
 
 def _column(kb: KnowledgeBase, option: str, status: Status | None) -> AidColumn:
     """An option's column; it depends only on the knowledge record and the status, so it is built once."""
-    record = kb.treatments[option]
-    key = (id(record), status)
-    hit = _COLUMNS.get(key)
-    if hit is not None and hit[0] is record:
-        return hit[1]
-    column = _build_column(kb, option, status)
-    _COLUMNS[key] = (record, column)
+    column: AidColumn = memoised_with(
+        _COLUMNS, kb.treatments[option], status, lambda record, key: _build_column(kb, record.id, key)
+    )
     return column
 
 

@@ -6,7 +6,7 @@ Field names and enum values here are a public interface (CLI JSON, API, stored p
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -208,6 +208,19 @@ def memoised(table: Memo, source: object, make: Any) -> Any:
         return hit[1]
     value = make(source)
     table[id(source)] = (source, value)
+    return value
+
+
+KeyedMemo = dict[tuple[int, Hashable], tuple[object, Any]]
+
+
+def memoised_with(table: KeyedMemo, source: object, key: Hashable, make: Any) -> Any:
+    """Like :func:`memoised`, for a value that also depends on a small key (a grade, a status)."""
+    hit = table.get((id(source), key))
+    if hit is not None and hit[0] is source:
+        return hit[1]
+    value = make(source, key)
+    table[(id(source), key)] = (source, value)
     return value
 
 

@@ -70,20 +70,22 @@ def fact_names() -> frozenset[str]:
     return frozenset(_paths(Assessment) | set(DERIVED_FACTS))
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        if prefix:
-            out[prefix] = value
-        for key, inner in value.items():
-            _flatten(inner, f"{prefix}.{key}" if prefix else key, out)
-    else:
-        out[prefix] = value
+def _flatten(data: dict[str, Any], out: dict[str, Any]) -> None:
+    """Every value under its dotted path; a nested mapping is a fact too. Iterative: it runs for every plan."""
+    stack: list[tuple[str, dict[str, Any]]] = [("", data)]
+    while stack:
+        prefix, mapping = stack.pop()
+        for key, value in mapping.items():
+            path = prefix + key
+            out[path] = value
+            if type(value) is dict:
+                stack.append((path + ".", value))
 
 
 def facts_of(assessment: Assessment, kb: KnowledgeBase) -> dict[str, Any]:
     """The facts of one assessment, as rules see them."""
     out: dict[str, Any] = {}
-    _flatten(assessment.model_dump(mode="json"), "", out)
+    _flatten(assessment.model_dump(mode="json"), out)
     drugs, unknown_drugs = _resolve(assessment.medications, lambda w: getattr(kb.resolve_drug(w), "id", None))
     comorbidities, unknown_comorbidities = _resolve(
         assessment.comorbidities, lambda w: getattr(kb.resolve_comorbidity(w), "id", None)

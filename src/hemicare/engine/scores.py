@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from hemicare.engine.assessment import Assessment, Hfs30ByDomain
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import DomainScore, ScoreOut, evidence_out
+from hemicare.engine.plan import DomainScore, KeyedMemo, ScoreOut, evidence_out, memoised_with
 from hemicare.engine.schema import Scale
+
+_GRADED: KeyedMemo = {}
 
 
 def _graded(scale: Scale, value: int) -> ScoreOut:
+    """A graded scale's reading; it depends only on the scale and the grade, so each is built once."""
+    result: ScoreOut = memoised_with(_GRADED, scale, value, _build_graded)
+    return result
+
+
+def _build_graded(scale: Scale, value: int) -> ScoreOut:
     level = next(level for level in scale.levels if level.value == value)
     return ScoreOut(
         scale=scale.id,
