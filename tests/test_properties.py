@@ -198,3 +198,29 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
     if toxin["last_session"] is not None:
         last = dt.date.fromisoformat(toxin["last_session"])
         assert dt.date.fromisoformat(toxin["due_from"]) >= last + dt.timedelta(weeks=12)
+
+
+def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
+    """Plan-time memos are keyed on knowledge records, never on patients: many plans must not grow them."""
+    from hemicare.engine import conventional, decision_aid, plan, planner, safety, scores, tcm
+    from hemicare.synthetic import cohort
+
+    statuses = len(plan.Status) + 1
+    levels = sum(len(scale.levels) for scale in KB.scales.values())
+    figures = sum(len(t.figures) for t in KB.treatments.values()) + len(KB.modifiers) * 4 + 64
+    bounds = {
+        "record details": (conventional._RECORD_DETAILS, len(KB.treatments)),
+        "record references": (conventional._RECORD_REFERENCES, len(KB.treatments)),
+        "aid columns": (decision_aid._COLUMNS, len(KB.treatments) * statuses),
+        "aid column references": (planner._COLUMN_REFERENCES, len(KB.treatments) * statuses),
+        "graded scores": (scores._GRADED, levels),
+        "pattern scoring": (tcm._SCORING, len(KB.patterns)),
+        "ordered safety rules": (safety._ORDERED_RULES, 1),
+        "figure dicts": (plan._FIGURE_DICTS, figures),
+    }
+    before = {name: len(table) for name, (table, _) in bounds.items()}
+    for data in cohort(200, KB, today=dt.date(2026, 11, 26)):
+        build_plan(validate_assessment(data), KB, today=dt.date(2026, 11, 26))
+    for name, (table, bound) in bounds.items():
+        grown = len(table) - before[name]
+        assert grown <= bound, f"{name}: grew by {grown} entries over 200 plans, for a bound of {bound}"

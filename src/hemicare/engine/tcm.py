@@ -14,7 +14,17 @@ from pydantic import BaseModel, ConfigDict
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.conventional import recommendation
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import Alert, Diagnosis, DiagnosisStatus, Recommendation, Severity, Status, evidence_out
+from hemicare.engine.plan import (
+    Alert,
+    Diagnosis,
+    DiagnosisStatus,
+    Memo,
+    Recommendation,
+    Severity,
+    Status,
+    evidence_out,
+    memoised,
+)
 from hemicare.engine.rules import Facts
 from hemicare.engine.schema import Indicator, Pattern
 
@@ -64,12 +74,29 @@ def _label(indicator: Indicator) -> str:
     return f"{kind}{indicator.value.replace('_', ' ')}"
 
 
+Scoring = tuple[float, list[tuple[tuple[str, str], float, str]], list[tuple[tuple[str, str], float, str]]]
+_SCORING: Memo = {}
+
+
+def _scoring(pattern: Pattern) -> Scoring:
+    """A pattern's total supporting weight and its indicators as (match key, weight, label), made once."""
+
+    def make(source: Pattern) -> Scoring:
+        def entries(indicators: list[Indicator]) -> list[tuple[tuple[str, str], float, str]]:
+            return [((i.kind, i.value), i.weight, _label(i)) for i in indicators]
+
+        return sum(i.weight for i in source.supports), entries(source.supports), entries(source.contradicts)
+
+    result: Scoring = memoised(_SCORING, pattern, make)
+    return result
+
+
 def _score(pattern: Pattern, observed: set[tuple[str, str]]) -> tuple[float, list[str], list[str]]:
-    supporting = [i for i in pattern.supports if (i.kind, i.value) in observed]
-    contradicting = [i for i in pattern.contradicts if (i.kind, i.value) in observed]
-    total = sum(i.weight for i in pattern.supports)
-    score = (sum(i.weight for i in supporting) - sum(i.weight for i in contradicting)) / total
-    return round(score, 3), [_label(i) for i in supporting], [_label(i) for i in contradicting]
+    total, supports, contradicts = _scoring(pattern)
+    supporting = [entry for entry in supports if entry[0] in observed]
+    contradicting = [entry for entry in contradicts if entry[0] in observed]
+    score = (sum(entry[1] for entry in supporting) - sum(entry[1] for entry in contradicting)) / total
+    return round(score, 3), [entry[2] for entry in supporting], [entry[2] for entry in contradicting]
 
 
 def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Differentiation:
