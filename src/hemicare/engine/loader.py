@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,8 +61,12 @@ def default_root() -> Path:
     return Path(str(resources.files("hemicare") / "knowledge"))
 
 
+@lru_cache(maxsize=4096)
 def normalise(name: str) -> str:
-    """The form under which names are matched: case-folded, single spaces, no punctuation at the ends."""
+    """The form under which names are matched: case-folded, single spaces, no punctuation at the ends.
+
+    Remembered for recent names: every plan matches the same site, drug and herb names again.
+    """
     return re.sub(r"[\s_\-]+", " ", name.casefold()).strip(" .,;")
 
 

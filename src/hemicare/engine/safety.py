@@ -11,7 +11,7 @@ from typing import Any
 
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import Alert, Memo, Recommendation, Severity, Status, memoised
-from hemicare.engine.rules import Facts, holds
+from hemicare.engine.rules import Facts, Test, compile_condition
 from hemicare.engine.schema import SafetyRule
 
 SHOWN = (Status.RECOMMENDED, Status.OPTION)
@@ -27,13 +27,15 @@ _ACTION_ORDER = {"contraindicate": 0, "remove": 1, "defer": 2, "caution": 3}
 _ORDERED_RULES: Memo = {}
 
 
-def _in_action_order(kb: KnowledgeBase) -> list[SafetyRule]:
-    """The safety rules, status changes and removals first (sorted once per knowledge base, not per plan)."""
+def _in_action_order(kb: KnowledgeBase) -> list[tuple[SafetyRule, Test | None]]:
+    """The safety rules with their compiled conditions, status changes and removals first (once per knowledge
+    base, not per plan)."""
 
-    def make(source: KnowledgeBase) -> list[SafetyRule]:
-        return sorted(source.safety.values(), key=lambda r: _ACTION_ORDER[r.action])
+    def make(source: KnowledgeBase) -> list[tuple[SafetyRule, Test | None]]:
+        ordered = sorted(source.safety.values(), key=lambda r: _ACTION_ORDER[r.action])
+        return [(rule, None if rule.when is None else compile_condition(rule.when)) for rule in ordered]
 
-    rules: list[SafetyRule] = memoised(_ORDERED_RULES, kb, make)
+    rules: list[tuple[SafetyRule, Test | None]] = memoised(_ORDERED_RULES, kb, make)
     return rules
 
 
@@ -135,8 +137,8 @@ def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: Knowle
     recs = _by_id(recommendations)
     alerts: list[Alert] = []
     # Status changes and removals first, so that a caution is never raised about an item another rule removed.
-    for rule in _in_action_order(kb):
-        if rule.when is not None and not holds(rule.when, facts):
+    for rule, condition in _in_action_order(kb):
+        if condition is not None and not condition(facts):
             continue
         hits = _hits(rule, recs, facts, kb)
         if not (hits["recs"] or hits["points"] or hits["herbs"] or hits["patient"]):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from hemicare.engine.assessment import Assessment, Side, ToxinSession
 from hemicare.engine.loader import KnowledgeBase, normalise
 from hemicare.engine.plan import FigureOut, figure_out
-from hemicare.engine.schema import ToxinProgramme, ToxinSite
+from hemicare.engine.schema import ToxinProgramme
 
 
 class DoseSite(BaseModel):
@@ -80,13 +80,13 @@ def _round(units: float) -> float:
     return round(units * 4) / 4 if units >= 1 else round(units, 3)
 
 
-def _last_units(session: ToxinSession | None, site: ToxinSite, ona_per_unit: float) -> float | None:
-    if session is None:
-        return None
-    for given in session.sites:
-        if normalise(given.site) == normalise(site.id):
-            return given.units * ona_per_unit
-    return None
+def _last_doses(session: ToxinSession | None, ona_per_unit: float) -> dict[str, float]:
+    """Last session's dose at each site, in onabotulinumtoxinA units, by normalised site name (first entry wins)."""
+    doses: dict[str, float] = {}
+    if session is not None:
+        for given in session.sites:
+            doses.setdefault(normalise(given.site), given.units * ona_per_unit)
+    return doses
 
 
 def _interval(
@@ -162,10 +162,11 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
 
     regions = {r.value for r in assessment.regions}
     chosen = [site for site in prog.sites if site.region in regions]
+    last_doses = _last_doses(last, last_ona_per_unit)
     sites: list[DoseSite] = []
     for side in _sides(assessment.side):
         for site in chosen:
-            base = _last_units(last, site, last_ona_per_unit) or site.start_units
+            base = last_doses.get(normalise(site.id)) or site.start_units
             ona = min(base * factor, per_site_max)
             note = None
             if site.group in set_for_group:
