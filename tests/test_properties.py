@@ -217,6 +217,9 @@ def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
         "pattern scoring": (tcm._SCORING, len(KB.patterns)),
         "ordered safety rules": (safety._ORDERED_RULES, 1),
         "figure dicts": (plan._FIGURE_DICTS, figures),
+        "evidence dicts": (plan._EVIDENCE_DICTS, len(KB.advice) + len(KB.formulas) + 1),
+        "formula details": (tcm._FORMULA_DETAILS, len(KB.formulas)),
+        "advice items": (tcm._ADVICE_ITEMS, len(KB.advice)),
     }
     before = {name: len(table) for name, (table, _) in bounds.items()}
     for data in cohort(200, KB, today=dt.date(2026, 11, 26)):

@@ -230,6 +230,17 @@ def evidence_out(evidence: Evidence) -> EvidenceOut:
     return result
 
 
+_EVIDENCE_DICTS: Memo = {}
+
+
+def evidence_dict(evidence: Evidence) -> dict[str, Any]:
+    """An evidence block as plain JSON data, for a recommendation's details. Shared: callers must not mutate it."""
+    result: dict[str, Any] = memoised(
+        _EVIDENCE_DICTS, evidence, lambda source: evidence_out(source).model_dump(mode="json")
+    )
+    return result
+
+
 def _evidence_out(evidence: Evidence) -> EvidenceOut:
     marks = [mark for mark, on in (("DISPUTED", evidence.disputed), ("UNVERIFIED", evidence.unverified)) if on]
     note = evidence.note

@@ -22,11 +22,11 @@ from hemicare.engine.plan import (
     Recommendation,
     Severity,
     Status,
-    evidence_out,
+    evidence_dict,
     memoised,
 )
 from hemicare.engine.rules import Facts
-from hemicare.engine.schema import Indicator, Pattern
+from hemicare.engine.schema import AdviceItem, Formula, Indicator, Pattern
 
 
 class PatternScore(BaseModel):
@@ -203,7 +203,7 @@ def _acupuncture(
         "technique": protocol.technique + ([pattern.point_technique] if pattern and pattern.point_technique else []),
         "course": protocol.course,
         "review": protocol.review,
-        "points_evidence": evidence_out(protocol.evidence).model_dump(mode="json"),
+        "points_evidence": evidence_dict(protocol.evidence),
     }
     cites = protocol.evidence.references
     limb_points = [p for p in points if p["region"] in ("upper_limb", "lower_limb")]
@@ -246,8 +246,18 @@ def _acupuncture(
     ]
 
 
+_FORMULA_DETAILS: Memo = {}
+
+
 def _formula_details(kb: KnowledgeBase, formula_id: str) -> dict[str, Any]:
-    formula = kb.formulas[formula_id]
+    """A formula's details for the plan: a fresh mapping over shared, never-mutated ingredient data."""
+    base: dict[str, Any] = memoised(
+        _FORMULA_DETAILS, kb.formulas[formula_id], lambda formula: _build_formula_details(kb, formula)
+    )
+    return dict(base)
+
+
+def _build_formula_details(kb: KnowledgeBase, formula: Formula) -> dict[str, Any]:
     ingredients = []
     for ingredient in formula.ingredients:
         herb = kb.herbs[ingredient.herb]
@@ -273,7 +283,7 @@ def _formula_details(kb: KnowledgeBase, formula_id: str) -> dict[str, Any]:
         "other_ingredients": formula.other_ingredients,
         "preparation": formula.preparation,
         "cautions": formula.cautions,
-        "formula_evidence": evidence_out(formula.evidence).model_dump(mode="json"),
+        "formula_evidence": evidence_dict(formula.evidence),
     }
 
 
@@ -320,19 +330,31 @@ def _herbs(
     return recommendation(kb, "herbal_formula", Status.OPTION, rationale, details=details, cites=cites), alerts
 
 
+_ADVICE_ITEMS: Memo = {}
+
+
+def _advice_item(item: AdviceItem) -> dict[str, Any]:
+    """One advice item as plan data (built once per item; shared, so never mutated)."""
+
+    def make(source: AdviceItem) -> dict[str, Any]:
+        return {
+            "id": source.id,
+            "text": source.text,
+            "origin": source.origin,
+            "evidence": evidence_dict(source.evidence),
+        }
+
+    result: dict[str, Any] = memoised(_ADVICE_ITEMS, item, make)
+    return result
+
+
 def _advice(kb: KnowledgeBase, pattern_ids: list[str], kind: str) -> list[dict[str, Any]]:
-    items = []
-    for item in kb.advice.values():
-        if item.kind == kind and (not item.patterns or set(item.patterns) & set(pattern_ids)):
-            items.append(
-                {
-                    "id": item.id,
-                    "text": item.text,
-                    "origin": item.origin,
-                    "evidence": evidence_out(item.evidence).model_dump(mode="json"),
-                }
-            )
-    return items
+    wanted = set(pattern_ids)
+    return [
+        _advice_item(item)
+        for item in kb.advice.values()
+        if item.kind == kind and (not item.patterns or not wanted.isdisjoint(item.patterns))
+    ]
 
 
 def _advice_recommendation(
