@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 
 from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import session_factory
-from hemicare.engine import load_default
+from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
 from hemicare.plans.models import PlanVersion
 from hemicare.users import service as user_service
@@ -263,6 +263,8 @@ def test_api_plans_contract_and_errors(client: TestClient) -> None:
     data = read_file(EXAMPLES / "demo-001.yaml")
     ok = client.post("/api/v1/plans", json=data, headers=headers)
     assert ok.status_code == 200 and ok.json()["diagnosis"]["status"] == "primary_hfs_likely"
+    assert ok.headers["content-type"] == "application/json"
+    assert ok.json() == build_plan(validate_assessment(data), load_default()).model_dump(mode="json")
     bad = client.post("/api/v1/plans", json={**data, "age": 212, "shoe": 9}, headers=headers)
     assert bad.status_code == 422
     fields = {e["field"]: e["message"] for e in bad.json()["errors"]}

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from hemicare.audit import service as audit
 from hemicare.engine import build_plan, validate_assessment
@@ -78,8 +79,9 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
     require_care_team(user)
     assessment = validate_assessment(await _body(request))
     plan = build_plan(assessment, request.app.state.kb)
-    # Serialised once by pydantic-core; re-validating a plan the engine just built would only cost time.
-    return Response(plan.model_dump_json(), media_type="application/json")
+    # Serialised once, straight to bytes by pydantic-core (model_dump_json would decode to str for the response to
+    # encode again); re-validating a plan the engine just built would only cost time.
+    return Response(to_json(plan), media_type="application/json")
 
 
 @router.get("/patients", response_model=list[PatientRead])
