@@ -7,6 +7,7 @@ serves every product. Every number used comes from ``toxin.yaml``.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -163,7 +164,8 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
     regions = {r.value for r in assessment.regions}
     chosen = [site for site in prog.sites if site.region in regions]
     last_doses = _last_doses(last, last_ona_per_unit)
-    sites: list[DoseSite] = []
+    # Plain mappings while the doses are worked out; the ToxinPlan below validates them all in one call.
+    sites: list[dict[str, Any]] = []
     for side in _sides(assessment.side):
         for site in chosen:
             base = last_doses.get(normalise(site.id)) or site.start_units
@@ -172,22 +174,19 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
             if site.group in set_for_group:
                 ona = set_for_group[site.group]
                 note = "lowered after last session's adverse effect"
-            ona = max(ona, min_site)
-            x = site.x if side == "right" else MAP_WIDTH - site.x
             sites.append(
-                DoseSite(
-                    site=site.id,
-                    side=side,
-                    label=site.label,
-                    region=site.region,
-                    muscle=site.muscle,
-                    units=0,
-                    ona_units=ona,
-                    x=x,
-                    y=site.y,
-                    label_side=site.label_side,
-                    note=note,
-                )
+                {
+                    "site": site.id,
+                    "side": side,
+                    "label": site.label,
+                    "region": site.region,
+                    "muscle": site.muscle,
+                    "ona_units": max(ona, min_site),
+                    "x": site.x if side == "right" else MAP_WIDTH - site.x,
+                    "y": site.y,
+                    "label_side": site.label_side,
+                    "note": note,
+                }
             )
 
     caps = [limits["per_site_max_units"], limits["session_max_units"]]
@@ -195,50 +194,52 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
         cap = limits["first_session_max_units_per_eye"].value
         caps.append(limits["first_session_max_units_per_eye"])
         for side in _sides(assessment.side):
-            eye = [s for s in sites if s.side == side and s.region == "periocular"]
-            total = sum(s.ona_units for s in eye)
+            eye = [s for s in sites if s["side"] == side and s["region"] == "periocular"]
+            total = sum(s["ona_units"] for s in eye)
             if total > cap:
                 for s in eye:
-                    s.ona_units *= cap / total
+                    s["ona_units"] *= cap / total
                 titration.append(f"First session: periocular dose scaled to {cap:g} U per eye.")
     session_cap = limits["session_max_units"].value
-    total = sum(s.ona_units for s in sites)
+    total = sum(s["ona_units"] for s in sites)
     if total > session_cap:
         for s in sites:
-            s.ona_units *= session_cap / total
+            s["ona_units"] *= session_cap / total
         titration.append(f"Session total scaled down to the {session_cap:g} U cap.")
     for s in sites:
-        s.ona_units = _round(s.ona_units)
-        s.units = round(s.ona_units * product.conversion.value, 3)
+        s["ona_units"] = _round(s["ona_units"])
+        s["units"] = round(s["ona_units"] * product.conversion.value, 3)
 
     earliest, due_from, due_by, too_soon, interval_notes = _interval(prog, last, today)
     avoid = [
-        AvoidSite(
-            id=zone.id,
-            side=side,
-            label=zone.label,
-            reason=zone.reason,
-            x=zone.x if side == "right" else MAP_WIDTH - zone.x,
-            y=zone.y,
-        )
+        {
+            "id": zone.id,
+            "side": side,
+            "label": zone.label,
+            "reason": zone.reason,
+            "x": zone.x if side == "right" else MAP_WIDTH - zone.x,
+            "y": zone.y,
+        }
         for side in _sides(assessment.side)
         for zone in prog.avoid
         if not zone.regions or regions & set(zone.regions)
     ]
-    return ToxinPlan(
-        product=product.id,
-        brand=product.brand,
-        conversion=figure_out(product.conversion),
-        product_reason=reason,
-        sites=sites,
-        avoid=avoid,
-        total_units=round(sum(s.units for s in sites), 3),
-        total_ona_units=round(sum(s.ona_units for s in sites), 2),
-        caps=[figure_out(c) for c in caps],
-        titration=titration + interval_notes,
-        last_session=last.date if last else None,
-        earliest_next=earliest,
-        due_from=due_from,
-        due_by=due_by,
-        too_soon=too_soon,
+    return ToxinPlan.model_validate(
+        {
+            "product": product.id,
+            "brand": product.brand,
+            "conversion": figure_out(product.conversion),
+            "product_reason": reason,
+            "sites": sites,
+            "avoid": avoid,
+            "total_units": round(sum(s["units"] for s in sites), 3),
+            "total_ona_units": round(sum(s["ona_units"] for s in sites), 2),
+            "caps": [figure_out(c) for c in caps],
+            "titration": titration + interval_notes,
+            "last_session": last.date if last else None,
+            "earliest_next": earliest,
+            "due_from": due_from,
+            "due_by": due_by,
+            "too_soon": too_soon,
+        }
     )
