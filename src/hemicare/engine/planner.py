@@ -202,12 +202,7 @@ def build_plan(
         scores={} if compact else score(assessment, kb),
         recommendations=recommendations,
         alerts=alerts,
-        tcm=TcmSection(
-            patterns=[p.model_dump() for p in differentiation.patterns],
-            primary=differentiation.primary,
-            secondary=differentiation.secondary,
-            summary=differentiation.summary,
-        ),
+        tcm=TcmSection.model_validate(differentiation.model_dump()),
         schedule=[] if toxin is None else _schedule(recommendations, toxin, kb),
         decision_aid=None if compact else decision_aid(recommendations, kb),
     )

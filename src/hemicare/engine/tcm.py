@@ -121,21 +121,20 @@ def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Di
         secondary = runner_up if runner_up[0] >= scoring.secondary_ratio * primary[0] else None
     patterns = []
     for item in scored:
-        role = "primary" if item is primary else "secondary" if item is secondary else "considered"
         score, pattern, supporting, contradicting = item
         patterns.append(
-            PatternScore(
-                id=pattern.id,
-                number=pattern.number,
-                name=pattern.name,
-                chinese=pattern.chinese,
-                tm1_codes=pattern.tm1_codes,
-                principle=pattern.principle,
-                score=score,
-                role=role,
-                supporting=supporting,
-                contradicting=contradicting,
-            )
+            {
+                "id": pattern.id,
+                "number": pattern.number,
+                "name": pattern.name,
+                "chinese": pattern.chinese,
+                "tm1_codes": pattern.tm1_codes,
+                "principle": pattern.principle,
+                "score": score,
+                "role": "primary" if item is primary else "secondary" if item is secondary else "considered",
+                "supporting": supporting,
+                "contradicting": contradicting,
+            }
         )
     if primary is None:
         summary = (
@@ -147,11 +146,14 @@ def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Di
         if secondary is not None:
             summary += f", with {secondary[1].name} ({secondary[1].chinese}) as a secondary pattern"
         summary += ". A ranking to confirm, not a validated diagnosis."
-    return Differentiation(
-        patterns=patterns,
-        primary=primary[1].id if primary else None,
-        secondary=secondary[1].id if secondary else None,
-        summary=summary,
+    # One validation call for the whole ranking, rather than one per pattern.
+    return Differentiation.model_validate(
+        {
+            "patterns": patterns,
+            "primary": primary[1].id if primary else None,
+            "secondary": secondary[1].id if secondary else None,
+            "summary": summary,
+        }
     )
 
 
