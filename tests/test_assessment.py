@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hemicare.engine import InputError, load_assessment, validate_assessment
+from hemicare.engine import InputError, load_assessment, load_default, validate_assessment
 from hemicare.engine.assessment import Hfs30ByDomain
+from hemicare.engine.intake import validate_assessment_json
+from hemicare.synthetic import cohort
 
 from .conftest import EXAMPLES
 
 
-def _problems(data: dict[str, Any]) -> dict[str, str]:
+def _problems(data: dict[str, Any], via: str = "mapping") -> dict[str, str]:
     with pytest.raises(InputError) as info:
-        validate_assessment(data)
+        if via == "json":
+            validate_assessment_json(json.dumps(data).encode(), parse=json.loads)
+        else:
+            validate_assessment(data)
     return {p.path: p.message for p in info.value.problems}
 
 
@@ -74,6 +80,21 @@ def test_bad_input_names_the_field(patient: Any, patch: dict[str, Any], path: st
     problems = _problems(patient(**patch))
     assert path in problems, problems
     assert fragment in problems[path]
+    assert _problems(patient(**patch), via="json") == problems, "a JSON body must be reported the same way"
+
+
+def test_json_bodies_validate_like_mappings(patient: Any) -> None:
+    kb = load_default()
+    documents = [patient(), *cohort(200, kb, today=dt.date(2026, 11, 26))]
+    for data in documents:
+        raw = json.dumps(data, default=str).encode()
+        assert validate_assessment_json(raw, parse=json.loads) == validate_assessment(json.loads(raw))
+    for raw in (b"", b"[1, 2]", b"{not json", b'{"age": NaN}', b'"text"'):
+        with pytest.raises((InputError, ValueError)) as fast:
+            validate_assessment_json(raw, parse=json.loads)
+        with pytest.raises((InputError, ValueError)) as slow:
+            validate_assessment(json.loads(raw))
+        assert str(fast.value) == str(slow.value)
 
 
 def test_missing_required_fields_are_each_reported() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,6 +118,22 @@ def validate_assessment(data: dict[str, Any]) -> Assessment:
         assessment = Assessment.model_validate(data)
     except ValidationError as exc:
         raise InputError(problems_of(exc, Assessment)) from exc
+    problems = consistency_problems(assessment)
+    if problems:
+        raise InputError(problems)
+    return assessment
+
+
+def validate_assessment_json(raw: bytes, *, parse: Callable[[bytes], Any]) -> Assessment:
+    """Validate a JSON document into an :class:`Assessment` in one pass (pydantic-core parses and validates).
+
+    The API's hot path. A document that does not validate is read again with ``parse`` and
+    :func:`validate_assessment`, so every problem is reported exactly as for any other input.
+    """
+    try:
+        assessment = Assessment.model_validate_json(raw)
+    except ValidationError:
+        return validate_assessment(parse(raw))
     problems = consistency_problems(assessment)
     if problems:
         raise InputError(problems)

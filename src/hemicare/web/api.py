@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from hemicare.audit import service as audit
 from hemicare.engine import build_plan, validate_assessment
+from hemicare.engine.intake import validate_assessment_json
 from hemicare.engine.intake import validate_model as validate
 from hemicare.engine.plan import Plan
 from hemicare.errors import FieldProblem, InputError
@@ -43,7 +44,10 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
 async def _body(request: Request) -> Any:
-    raw = await request.body()
+    return _decoded(await request.body())
+
+
+def _decoded(raw: bytes) -> Any:
     if not raw:
         raise InputError([FieldProblem("body", "is empty; send a JSON object")])
     try:
@@ -77,7 +81,7 @@ async def health() -> dict[str, str]:
 async def make_plan(request: Request, user: ApiUser) -> Response:
     """An assessment in, the plan out (the plan contract). Nothing is stored."""
     require_care_team(user)
-    assessment = validate_assessment(await _body(request))
+    assessment = validate_assessment_json(await request.body(), parse=_decoded)
     plan = build_plan(assessment, request.app.state.kb)
     # Serialised once, straight to bytes by pydantic-core (model_dump_json would decode to str for the response to
     # encode again); re-validating a plan the engine just built would only cost time.
