@@ -15,7 +15,10 @@ Two kinds of load:
   over 50 connections; latency counts from the scheduled time, so a late server is not excused
   (no coordinated omission).
 
-Every plan request carries a different synthetic patient's assessment.
+Every plan request carries a different synthetic patient's assessment. With ``--server-workers`` above 1, each
+saturated endpoint also shows how many connections each server process accepted and that process's p99: the kernel
+hands a burst of new connections to whichever process is free first, so the split is rarely even, and the process
+holding more connections answers each of them more slowly.
 Targets: plan endpoint at least half the trivial endpoint's throughput; p99 under 50 ms at 50 clients; no errors.
 
     python bench/web_load.py [--clients 50] [--requests 2000] [--server-workers 1]
@@ -88,19 +91,59 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return status
 
 
-def _server_cpu(pid: int) -> float:
-    """CPU seconds used so far by the server process and its worker processes."""
-    total = 0.0
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _server_processes(pid: int) -> list[int]:
+    """The server process and its worker processes (uvicorn's workers are its children)."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            parent = int(_stat(int(entry))[1])
         except OSError:
             continue
-        if int(entry) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(entry) == pid or parent == pid:
+            found.append(int(entry))
+    return found
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds used so far by the server process and its worker processes."""
+    total = 0.0
+    for process in _server_processes(pid):
+        try:
+            fields = _stat(process)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _connection_owners(port: int, server_pid: int) -> dict[int, int]:
+    """Which server process holds each open connection to ``port``: client port -> process id (from /proc)."""
+    client_port_of: dict[str, int] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and int(local.split(":")[1], 16) == port:  # 01: established
+            client_port_of[f"socket:[{inode}]"] = int(remote.split(":")[1], 16)
+    owners: dict[int, int] = {}
+    for process in _server_processes(server_pid):
+        try:
+            descriptors = os.listdir(f"/proc/{process}/fd")
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                target = os.readlink(f"/proc/{process}/fd/{fd}")
+            except OSError:
+                continue
+            if target in client_port_of:
+                owners[client_port_of[target]] = process
+    return owners
 
 
 @dataclass
@@ -111,6 +154,7 @@ class Result:
     errors: int
     server_ms: float
     server_busy: float
+    by_process: list[tuple[int, float]]  # (connections, p99 in ms) for each server process, most connections first
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:
@@ -120,15 +164,22 @@ def _percentile(ordered: list[float], fraction: float) -> float:
 async def _drive(
     port: int, server_pid: int, requests: list[bytes], clients: int, total: int, rate: float | None = None
 ) -> Result:
-    """Closed loop when ``rate`` is None; otherwise requests are scheduled ``1/rate`` apart (open loop)."""
+    """Closed loop when ``rate`` is None; otherwise requests are scheduled ``1/rate`` apart (open loop).
+
+    The connections are opened first and traced to the server process that accepted each, so that the report can
+    show how evenly the processes share the load.
+    """
     latencies: list[float] = []
+    by_owner: dict[int, list[float]] = {}
     errors = 0
     issued = 0
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
+    owners = _connection_owners(port, server_pid)
     began = time.perf_counter()
 
-    async def client() -> None:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal issued, errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        owner = owners.get(writer.get_extra_info("sockname")[1], 0)
         try:
             while issued < total:
                 index = issued
@@ -144,15 +195,23 @@ async def _drive(
                     errors += 1
                     writer.close()
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                latencies.append(time.perf_counter() - due)
+                    owner = 0  # a new connection, not traced
+                latency = time.perf_counter() - due
+                latencies.append(latency)
+                by_owner.setdefault(owner, []).append(latency)
         finally:
             writer.close()
 
     cpu_before = _server_cpu(server_pid)
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(reader, writer) for reader, writer in connections))
     elapsed = time.perf_counter() - began
     cpu = _server_cpu(server_pid) - cpu_before
     ordered = sorted(latencies)
+    held = {owner: sum(1 for o in owners.values() if o == owner) for owner in by_owner if owner}
+    by_process = sorted(
+        ((held[owner], _percentile(sorted(values), 0.99)) for owner, values in by_owner.items() if owner),
+        reverse=True,
+    )
     return Result(
         rps=len(latencies) / elapsed,
         p50=_percentile(ordered, 0.5),
@@ -160,6 +219,7 @@ async def _drive(
         errors=errors,
         server_ms=cpu / len(latencies) * 1000,
         server_busy=cpu / elapsed,
+        by_process=by_process,
     )
 
 
@@ -227,6 +287,9 @@ def _report(args: argparse.Namespace, saturated: dict[str, Result], paced: dict[
             f"  {name:<30} {r.rps:7.0f} req/s  p50 {r.p50:7.1f} ms  p99 {r.p99:7.1f} ms  errors {r.errors}  "
             f"server {r.server_ms:5.2f} ms CPU/request, busy {r.server_busy:4.0%}"
         )
+        if args.server_workers > 1:
+            shares = "; ".join(f"{count} connections, p99 {p99:.1f} ms" for count, p99 in r.by_process)
+            print(f"    by server process: {shares}")
     trivial = saturated["trivial GET /api/v1/health"]
     plans = saturated["POST /api/v1/plans"]
     print(f"paced plan requests over {args.clients} connections (open loop; latency from the scheduled time)")

@@ -38,7 +38,7 @@ def test_benchmark_runs_and_reports_ratios() -> None:
 
 def test_web_load_benchmark_runs() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/web_load.py", "--clients", "2", "--requests", "6"],
+        [sys.executable, "bench/web_load.py", "--clients", "4", "--requests", "8", "--server-workers", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -50,6 +50,11 @@ def test_web_load_benchmark_runs() -> None:
     assert len(errors) == 6 and set(errors) == {"0"}, result.stdout  # 3 endpoints, 3 paced runs
     assert "ms CPU/request" in result.stdout
     assert result.stdout.count("of the plan endpoint's throughput") == 3  # the paced runs
+    # Each saturated endpoint's connections, traced to the two server processes, add up to the clients.
+    splits = re.findall(r"by server process: (.*)", result.stdout)
+    assert len(splits) == 3, result.stdout
+    for split in splits:
+        assert sum(int(count) for count in re.findall(r"(\d+) connections", split)) == 4, split
 
 
 def test_records_scale_benchmark_runs() -> None:
