@@ -202,15 +202,16 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
 
 def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
     """Plan-time memos are keyed on knowledge records, never on patients: many plans must not grow them."""
-    from hemicare.engine import conventional, decision_aid, plan, planner, safety, scores, tcm
+    from hemicare.engine import conventional, decision_aid, plan, planner, safety, scores, tcm, triage
     from hemicare.synthetic import cohort
 
     statuses = len(plan.Status) + 1
     levels = sum(len(scale.levels) for scale in KB.scales.values())
     figures = sum(len(t.figures) for t in KB.treatments.values()) + len(KB.modifiers) * 4 + 64
     bounds = {
-        "record details": (conventional._RECORD_DETAILS, len(KB.treatments)),
-        "record references": (conventional._RECORD_REFERENCES, len(KB.treatments)),
+        "treatment parts": (conventional._FIXED_PARTS, len(KB.treatments)),
+        "red flags": (triage._RED_FLAGS, len(KB.red_flags)),
+        "differentials": (triage._DIFFERENTIALS, len(KB.differentials)),
         "aid columns": (decision_aid._COLUMNS, len(KB.treatments) * statuses),
         "aid column references": (planner._COLUMN_REFERENCES, len(KB.treatments) * statuses),
         "graded scores": (scores._GRADED, levels),

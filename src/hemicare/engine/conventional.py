@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from hemicare.engine.assessment import Assessment, MriStatus, MvdResult
 from hemicare.engine.loader import KnowledgeBase
@@ -16,6 +16,7 @@ from hemicare.engine.plan import (
     Category,
     Diagnosis,
     DiagnosisStatus,
+    EvidenceOut,
     Memo,
     Recommendation,
     Status,
@@ -44,48 +45,48 @@ def recommendation(
     ``cites`` names every reference inside ``details``; the record's own details and figures are known already.
     """
     record = kb.treatments[treatment_id]
-    merged = dict(_record_details(record))
+    fixed = _fixed_part(record)
+    merged = dict(fixed.details)
     if details:
         merged.update(details)
+    cited = fixed.references.union(cites) if cites else fixed.references
     return Recommendation.trusted(
         id=record.id,
-        category=Category(record.category),
+        category=fixed.category,
         status=status,
         summary=record.summary,
         rationale=rationale,
-        evidence=evidence_out(record.evidence),
+        evidence=fixed.evidence,
         details=merged,
-        details_references=_record_references(record) | frozenset(cites),
+        details_references=cited,
     )
 
 
-_RECORD_DETAILS: Memo = {}
-_RECORD_REFERENCES: Memo = {}
+class _FixedPart(NamedTuple):
+    """What a treatment record puts into every recommendation of it, whoever the patient."""
+
+    category: Category
+    evidence: EvidenceOut
+    details: dict[str, Any]  # shared: copied before a recommendation adds to it
+    references: frozenset[str]  # every reference inside ``details``
 
 
-def _record_details(record: Treatment) -> dict[str, Any]:
-    """A treatment record's own details with its figures, built once per record. Shared: copy before changing."""
-
-    def make(source: Treatment) -> dict[str, Any]:
-        base = dict(source.details)
-        if source.figures:
-            base["figures"] = [figure_dict(f) for f in source.figures]
-        return base
-
-    result: dict[str, Any] = memoised(_RECORD_DETAILS, record, make)
-    return result
+_FIXED_PARTS: Memo = {}
 
 
-def _record_references(record: Treatment) -> frozenset[str]:
-    """The references inside a treatment record's own details and figures (computed once per record)."""
+def _fixed_part(record: Treatment) -> _FixedPart:
+    """A treatment record's category, evidence, own details with its figures and their references, made once."""
 
-    def make(source: Treatment) -> frozenset[str]:
+    def make(source: Treatment) -> _FixedPart:
+        details = dict(source.details)
         found: set[str] = set()
-        references_in(dict(source.details), found)
-        found |= {ref for figure in source.figures for ref in figure.evidence.references}
-        return frozenset(found)
+        references_in(details, found)
+        if source.figures:
+            details["figures"] = [figure_dict(f) for f in source.figures]
+            found |= {ref for figure in source.figures for ref in figure.evidence.references}
+        return _FixedPart(Category(source.category), evidence_out(source.evidence), details, frozenset(found))
 
-    result: frozenset[str] = memoised(_RECORD_REFERENCES, record, make)
+    result: _FixedPart = memoised(_FIXED_PARTS, record, make)
     return result
 
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from hemicare.engine.loader import KnowledgeBase
-from hemicare.engine.plan import Diagnosis, DiagnosisStatus, DifferentialOut, RedFlagOut, evidence_out
+from hemicare.engine.plan import (
+    Diagnosis,
+    DiagnosisStatus,
+    DifferentialOut,
+    Memo,
+    RedFlagOut,
+    evidence_out,
+    memoised,
+)
 from hemicare.engine.rules import Facts, holds
+from hemicare.engine.schema import Differential, RedFlag
 
 _SUMMARIES = {
     DiagnosisStatus.SECONDARY_SUSPECTED: (
@@ -22,24 +31,9 @@ _SUMMARIES = {
 
 def triage(facts: Facts, kb: KnowledgeBase) -> Diagnosis:
     """Classify the assessment; secondary signs outrank mimics, which outrank missing information."""
-    red_flags = [
-        RedFlagOut(
-            id=flag.id,
-            finding=flag.finding,
-            action=flag.action,
-            kind=flag.kind,
-            evidence=evidence_out(flag.evidence),
-        )
-        for flag in kb.red_flags.values()
-        if holds(flag.when, facts)
-    ]
+    red_flags = [_red_flag(flag) for flag in kb.red_flags.values() if holds(flag.when, facts)]
     fired = [d for d in kb.differentials.values() if holds(d.when, facts)]
-    differentials = [
-        DifferentialOut(
-            id=d.id, name=kb.conditions[d.condition].name, reason=d.reason, evidence=evidence_out(d.evidence)
-        )
-        for d in fired
-    ]
+    differentials = [_differential(d, kb) for d in fired]
     essential = kb.triage.essential_findings if kb.triage else []
     unknown = [name for name in essential if facts.get(name) is None]
     if any(flag.kind == "secondary_sign" for flag in red_flags):
@@ -57,3 +51,31 @@ def triage(facts: Facts, kb: KnowledgeBase) -> Diagnosis:
         differentials=differentials,
         unknown_findings=unknown,
     )
+
+
+_RED_FLAGS: Memo = {}
+_DIFFERENTIALS: Memo = {}
+
+
+def _red_flag(flag: RedFlag) -> RedFlagOut:
+    """A red flag as the plan shows it (the same for every patient it fires for, so made once)."""
+
+    def make(source: RedFlag) -> RedFlagOut:
+        evidence = evidence_out(source.evidence)
+        return RedFlagOut(
+            id=source.id, finding=source.finding, action=source.action, kind=source.kind, evidence=evidence
+        )
+
+    result: RedFlagOut = memoised(_RED_FLAGS, flag, make)
+    return result
+
+
+def _differential(differential: Differential, kb: KnowledgeBase) -> DifferentialOut:
+    """A mimic as the plan shows it (made once per knowledge record)."""
+
+    def make(source: Differential) -> DifferentialOut:
+        name = kb.conditions[source.condition].name
+        return DifferentialOut(id=source.id, name=name, reason=source.reason, evidence=evidence_out(source.evidence))
+
+    result: DifferentialOut = memoised(_DIFFERENTIALS, differential, make)
+    return result
