@@ -122,8 +122,11 @@ class Recommendation(Out):
 
         Every plan makes about fifteen of these, so this skips pydantic's general-purpose ``model_construct``
         (aliases, defaults, private-attribute set-up) and sets the instance state it would set. A unit test checks
-        that the result is equal to, and dumps like, a validated Recommendation. ``details_references`` declares
-        every reference id inside ``details`` (see :meth:`cite_details`).
+        that the result dumps like a validated Recommendation.
+
+        ``details_references`` declares every reference id inside ``details``, so that the plan's citation list need
+        not walk them: the producer knows what evidence it put in, and a property test checks the declaration
+        against a full walk of the dumped plan.
         """
         made = cls.__new__(cls)
         state = {
@@ -141,13 +144,6 @@ class Recommendation(Out):
         _object_setattr(made, "__pydantic_extra__", None)
         _object_setattr(made, "__pydantic_private__", {"_details_references": details_references})
         return made
-
-    def cite_details(self, references: Iterable[str]) -> None:
-        """Declare every reference id inside ``details``, so the plan's citation list need not walk them.
-
-        The producer knows what evidence it put in; a property test checks the declaration against a full walk.
-        """
-        self._details_references = frozenset(references)
 
     def details_references(self) -> frozenset[str] | None:
         """The reference ids inside ``details`` as declared by the producer, or None when nobody declared them."""

@@ -74,20 +74,21 @@ def _label(indicator: Indicator) -> str:
     return f"{kind}{indicator.value.replace('_', ' ')}"
 
 
-Scoring = tuple[float, list[tuple[tuple[str, str], float, str]], list[tuple[tuple[str, str], float, str]]]
+_Entry = tuple[tuple[str, str], float, str]  # an indicator as (what it matches, its weight, its label)
+_Scoring = tuple[float, list[_Entry], list[_Entry]]  # total supporting weight, supporting and contradicting entries
 _SCORING: Memo = {}
 
 
-def _scoring(pattern: Pattern) -> Scoring:
-    """A pattern's total supporting weight and its indicators as (match key, weight, label), made once."""
+def _scoring(pattern: Pattern) -> _Scoring:
+    """A pattern's indicators ready for scoring, made once per pattern rather than once per plan."""
 
-    def make(source: Pattern) -> Scoring:
-        def entries(indicators: list[Indicator]) -> list[tuple[tuple[str, str], float, str]]:
+    def make(source: Pattern) -> _Scoring:
+        def entries(indicators: list[Indicator]) -> list[_Entry]:
             return [((i.kind, i.value), i.weight, _label(i)) for i in indicators]
 
         return sum(i.weight for i in source.supports), entries(source.supports), entries(source.contradicts)
 
-    result: Scoring = memoised(_SCORING, pattern, make)
+    result: _Scoring = memoised(_SCORING, pattern, make)
     return result
 
 
