@@ -1,6 +1,8 @@
-"""Plan review input: status changes with a reason."""
+"""Plan review: status changes with a reason, sign-off requests, and stored plan versions as the API returns them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,3 +21,22 @@ class PlanEdit(BaseModel):
     recommendation: str = Field(min_length=1)
     status: Status
     reason: str = Field(min_length=3, max_length=500)
+
+
+class SignRequest(BaseModel):
+    """A sign-off: the plan version being signed, any status changes, and an optional reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    edits: list[PlanEdit] = []
+    reason: str | None = None
+
+
+class PlanVersionOut(BaseModel):
+    """A stored plan version as the API returns it."""
+
+    number: int
+    kind: str
+    signed_by: str | None
+    plan: dict[str, Any]

@@ -1,0 +1,38 @@
+"""Assessments in the JSON API: a stored assessment generates the patient's next plan version."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from hemicare.engine import validate_assessment
+from hemicare.errors import FieldProblem, InputError
+from hemicare.patients import service as patient_service
+from hemicare.plans import service as plan_service
+from hemicare.web.auth import ApiUser, require_care_team
+from hemicare.web.payload import json_body
+
+router = APIRouter(tags=["assessments"])
+
+
+@router.post("/patients/{code}/assessments", status_code=status.HTTP_201_CREATED)
+async def add_assessment(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    """Store an assessment for the patient and generate the next plan version from it."""
+    require_care_team(user)
+    data = await json_body(request)
+    if isinstance(data, dict) and data.get("id") not in (None, code):
+        raise InputError([FieldProblem("id", f"{data.get('id')!r} does not match the patient code {code!r}")])
+    assessment = validate_assessment({**data, "id": code} if isinstance(data, dict) else data)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        version = plan_service.assess(
+            session,
+            patient=patient,
+            assessment=assessment,
+            kb=request.app.state.kb,
+            actor=user.username,
+            today=dt.date.today(),
+        )
+        return {"plan_version": version.number, **version.summary}

@@ -1,0 +1,49 @@
+"""Outcomes in the JSON API: the symptom diary, questionnaires, and the outcome summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from hemicare.audit import service as audit
+from hemicare.engine.intake import validate_model as validate
+from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
+from hemicare.web.auth import ApiUser, require_patient_access
+from hemicare.web.payload import json_body
+
+router = APIRouter(tags=["outcomes"])
+
+
+@router.post("/patients/{code}/diary", status_code=status.HTTP_201_CREATED)
+async def add_diary(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    require_patient_access(user, code)
+    data = validate(DiaryCreate, await json_body(request))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        entry = outcome_service.add_diary(session, patient=patient, data=data, actor=user.username)
+        return {"id": entry.id, "date": entry.date.isoformat()}
+
+
+@router.get("/patients/{code}/diary")
+def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        audit.record(session, actor=user.username, action="read", entity="outcomes", entity_id=code)
+        summary: dict[str, Any] = outcome_service.summary(session, patient=patient, kb=request.app.state.kb).model_dump(
+            mode="json"
+        )
+        return summary
+
+
+@router.post("/patients/{code}/questionnaires", status_code=status.HTTP_201_CREATED)
+async def add_questionnaire(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    require_patient_access(user, code)
+    data = validate(QuestionnaireCreate, await json_body(request))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
+        return {"id": row.id, "total": row.total}

@@ -1,0 +1,45 @@
+"""Patient records in the JSON API: the list, a new patient, one patient with their latest plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+
+from hemicare.engine.intake import validate_model as validate
+from hemicare.patients import service as patient_service
+from hemicare.patients.schemas import PatientCreate, PatientRead
+from hemicare.plans import service as plan_service
+from hemicare.web.auth import ApiUser, audit_read, require_care_team, require_patient_access
+from hemicare.web.payload import json_body
+
+router = APIRouter(tags=["patients"])
+
+
+@router.get("/patients", response_model=list[PatientRead])
+def list_patients(request: Request, user: ApiUser) -> list[PatientRead]:
+    require_care_team(user)
+    audit_read(request, user, entity="patient_list", entity_id="all")
+    with request.app.state.readers.begin() as session:
+        return [PatientRead.model_validate(p) for p in patient_service.list_all(session)]
+
+
+@router.post("/patients", response_model=PatientRead, status_code=status.HTTP_201_CREATED)
+async def create_patient(request: Request, user: ApiUser) -> PatientRead:
+    require_care_team(user)
+    data = validate(PatientCreate, await json_body(request))
+    with request.app.state.sessions.begin() as session:
+        return PatientRead.model_validate(patient_service.create(session, data=data, actor=user.username))
+
+
+@router.get("/patients/{code}")
+def read_patient(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    require_patient_access(user, code)
+    audit_read(request, user, entity="patient", entity_id=code)
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        latest = plan_service.latest(session, patient=patient)
+        return {
+            "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
+            "plan": None if latest is None else {"version": latest.number, "kind": latest.kind, **latest.summary},
+        }

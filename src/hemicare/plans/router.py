@@ -1,0 +1,69 @@
+"""Plans in the JSON API: a plan for any assessment (nothing stored), a patient's current plan, and sign-off."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic_core import to_json
+
+from hemicare.audit import service as audit
+from hemicare.engine import build_plan
+from hemicare.engine.intake import validate_assessment_json
+from hemicare.engine.intake import validate_model as validate
+from hemicare.engine.plan import Plan
+from hemicare.patients import service as patient_service
+from hemicare.plans import service as plan_service
+from hemicare.plans.schemas import PlanVersionOut, SignRequest
+from hemicare.web.auth import (
+    CONVENTIONAL_SIGNERS,
+    INTEGRATIVE_SIGNERS,
+    ApiUser,
+    require_care_team,
+    require_patient_access,
+    require_role,
+)
+from hemicare.web.payload import decoded, json_body
+
+router = APIRouter(tags=["plans"])
+
+
+@router.post("/plans", responses={200: {"model": Plan, "description": "The plan (the plan contract)"}})
+async def make_plan(request: Request, user: ApiUser) -> Response:
+    """An assessment in, the plan out (the plan contract). Nothing is stored."""
+    require_care_team(user)
+    assessment = validate_assessment_json(await request.body(), parse=decoded)
+    plan = build_plan(assessment, request.app.state.kb)
+    # Serialised once, straight to bytes by pydantic-core (model_dump_json would decode to str for the response to
+    # encode again); re-validating a plan the engine just built would only cost time.
+    return Response(to_json(plan), media_type="application/json")
+
+
+@router.get("/patients/{code}/plan", response_model=PlanVersionOut)
+def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        latest = plan_service.latest(session, patient=patient)
+        if latest is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"patient {code!r} has no plan yet")
+        audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{latest.number}")
+        return PlanVersionOut(number=latest.number, kind=latest.kind, signed_by=latest.signed_by, plan=latest.content)
+
+
+@router.post("/patients/{code}/plan/sign", response_model=PlanVersionOut)
+async def sign_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
+    """Change statuses (with reasons) and sign the caller's part; conventional for neurologists and
+    neurosurgeons, integrative for TCM practitioners."""
+    require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
+    data = validate(SignRequest, await json_body(request))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        signed = plan_service.sign(
+            session,
+            patient=patient,
+            expected_number=data.version,
+            edits=data.edits,
+            signer=user.username,
+            role=user.role,
+            reason=data.reason,
+        )
+        return PlanVersionOut(number=signed.number, kind=signed.kind, signed_by=signed.signed_by, plan=signed.content)
