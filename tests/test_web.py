@@ -18,7 +18,9 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
+from hemicare.patients import service as patient_service
 from hemicare.plans.models import PlanVersion
+from hemicare.recalls import service as recall_service
 from hemicare.users import service as user_service
 from hemicare.users.schemas import UserCreate
 from hemicare.web import create_app
@@ -328,6 +330,37 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
+
+
+def test_portal_tells_the_patient_what_is_due_now(client: TestClient, clinic: Engine) -> None:
+    today = dt.date.today()
+    csrf = sign_in(client, "neuro")
+    session = {
+        "date": (today - dt.timedelta(weeks=40)).isoformat(),
+        "clinician": "N",
+        "details": {
+            "kind": "toxin",
+            "product": "onabotulinumtoxinA",
+            "lot": "L1",
+            "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+        },
+    }
+    assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+    client.post("/logout", data={"csrf_token": csrf})
+    sign_in(client, "patient1")
+    page = client.get("/me").text
+    with session_factory(clinic)() as s:
+        patient = patient_service.get(s, code="demo-001")
+        items = recall_service.due(s, kb=load_default(), today=today, horizon_days=120, patient_id=patient.id)
+    assert any(item.due < today for item in items), items
+    for item in items:
+        if item.due < today:
+            assert f"<strong>Due now:</strong> {item.what} (since {item.due})" in page
+            assert ("please book it with the clinic" in page) or not item.overdue
+        elif item.due == today:
+            assert f"<strong>Due today:</strong> {item.what}</div>" in page
+        else:
+            assert f"<div>{item.due}: {item.what}</div>" in page
 
 
 JSONISH = st.recursive(
