@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import re
 from collections.abc import Iterator
@@ -223,6 +224,18 @@ def test_tcm_practitioner_cannot_sign_or_record_toxin(client: TestClient, clinic
         data={"csrf_token": csrf, "product": "onabotulinumtoxinA", "lot": "L1", "units.upper_lid_medial.left": "2.5"},
     )
     assert page.status_code == 403
+
+
+def test_patient_page_names_each_treatment_and_the_diagnosis(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert "Diagnosis: Primary HFS likely</strong>" in page
+    kb = load_default()
+    plan = client.get("/api/v1/patients/demo-001/plan").json()["plan"]
+    heading = r'<div class="rec" id="rec-[^"]+">\s*<h3><span class="badge [a-z_]+">[^<]+</span> ([^<]+) <span'
+    shown = re.findall(heading, page)
+    assert [html.unescape(name) for name in shown] == [kb.treatments[r["id"]].name for r in plan["recommendations"]]
+    assert "Microvascular decompression (MVD)" in shown
 
 
 def test_signing_from_the_page_creates_a_new_version(client: TestClient, clinic: Engine) -> None:

@@ -268,6 +268,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "signable": _signable(user, plan),
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.url for ref in kb.references.values()},
+            "treatment_names": {treatment.id: treatment.name for treatment in kb.treatments.values()},
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
         }
