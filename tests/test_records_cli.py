@@ -180,6 +180,13 @@ def test_demo_clinic_loads(db_url: str) -> None:
     listed = json.loads(_run(db_url, "patients", "list", "--json").stdout)
     assert len(listed) >= 6
     assert "intact" in _run(db_url, "audit", "verify").stdout
+    from hemicare.demo import FIRST_NAMES
+
+    female, male = set(FIRST_NAMES["female"]), set(FIRST_NAMES["male"])
+    assert female and male and not female & male
+    for patient in listed:  # the invented names agree with each record's sex
+        first = patient["name"].split()[0]
+        assert first in {"female": female, "male": male}.get(patient["sex"], female | male), patient
 
 
 @pytest.mark.parametrize(

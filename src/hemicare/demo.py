@@ -23,9 +23,18 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.synthetic import synthetic_assessment
 
-FIRST_NAMES = ["Mei", "Arjun", "Ingrid", "Tomasz", "Amara", "Kenji", "Lucia", "Omar", "Sofia", "Wei", "Hanna", "Ravi"]
+# Invented first names by recorded sex, so that the demo clinic reads true to its own records.
+FIRST_NAMES = {
+    "female": ["Mei", "Ingrid", "Amara", "Lucia", "Sofia", "Hanna"],
+    "male": ["Arjun", "Tomasz", "Kenji", "Omar", "Wei", "Ravi"],
+}
 LAST_NAMES = ["Lin", "Patel", "Larsen", "Nowak", "Okafor", "Sato", "Rossi", "Haddad", "Silva", "Chen", "Berg", "Iyer"]
 CLINICIANS = {"toxin": "Dr A. Neuro (neurologist)", "acupuncture": "L. Zhang (TCM practitioner)"}
+
+
+def _first_names(sex: str) -> list[str]:
+    """The demo's first names for a recorded sex; all of them for any other entry."""
+    return FIRST_NAMES.get(sex) or [name for names in FIRST_NAMES.values() for name in names]
 
 
 def _history(
@@ -151,7 +160,7 @@ def load_demo(
             session,
             data=PatientCreate(
                 code=assessment.id,
-                name=f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                name=f"{rng.choice(_first_names(assessment.sex.value))} {rng.choice(LAST_NAMES)}",
                 birth_year=today.year - assessment.age,
                 sex=assessment.sex.value,
             ),
