@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,7 +175,8 @@ async def _drive(
     errors = 0
     issued = 0
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
-    owners = _connection_owners(port, server_pid)
+    ours = {writer.get_extra_info("sockname")[1] for _, writer in connections}
+    owners = {client: process for client, process in _connection_owners(port, server_pid).items() if client in ours}
     began = time.perf_counter()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -207,9 +209,11 @@ async def _drive(
     elapsed = time.perf_counter() - began
     cpu = _server_cpu(server_pid) - cpu_before
     ordered = sorted(latencies)
-    held = {owner: sum(1 for o in owners.values() if o == owner) for owner in by_owner if owner}
     by_process = sorted(
-        ((held[owner], _percentile(sorted(values), 0.99)) for owner, values in by_owner.items() if owner),
+        (
+            (count, _percentile(sorted(by_owner[process]), 0.99) if by_owner.get(process) else 0.0)
+            for process, count in Counter(owners.values()).items()
+        ),
         reverse=True,
     )
     return Result(
