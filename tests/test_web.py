@@ -454,3 +454,26 @@ def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None
     page = client.get("/patients").text
     row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
     assert "1 warning" in row and "critical</span>" not in row
+
+
+def test_a_serving_app_keeps_its_start_up_objects_out_of_full_collections(clinic: Engine, db_url: str) -> None:
+    """A server process freezes what it made at start-up, so a full collection does not pause every request in
+    flight to scan the knowledge base again; a plain app (tests, embedding) leaves the collector alone."""
+    import gc
+
+    from hemicare.web.app import serving_app
+
+    gc.unfreeze()
+    try:
+        plain = create_app(database_url=db_url)
+        assert gc.get_freeze_count() == 0
+        assert any(o is plain.state.kb.treatments for o in gc.get_objects(generation=2))
+        served = serving_app(database_url=db_url)
+        assert gc.get_freeze_count() > 100_000
+        scanned = {id(o) for o in gc.get_objects()}
+        assert id(served.state.kb.treatments) not in scanned
+        assert id(served.router) not in scanned
+        with TestClient(served, base_url="https://testserver") as test_client:
+            assert test_client.get("/api/v1/health").status_code == 200
+    finally:
+        gc.unfreeze()

@@ -710,7 +710,7 @@ def serve(
     from hemicare.demo import load_demo
     from hemicare.patients.models import Patient
     from hemicare.users import service as user_service
-    from hemicare.web import create_app
+    from hemicare.web.app import serving_app
 
     if not 1 <= port <= 65535:
         raise fail(InputError([FieldProblem("--port", f"{port} is not a port number")]))
@@ -745,7 +745,7 @@ def serve(
             log_level="warning",
         )
         return
-    app = create_app(database_url=database, cookie_secure=not insecure_cookies)
+    app = serving_app(database_url=database, cookie_secure=not insecure_cookies)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
 
 
