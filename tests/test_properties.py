@@ -8,10 +8,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydantic_core import to_json
 
 from hemicare.engine import InputError, build_plan, load_default, validate_assessment
 from hemicare.engine.assessment import FaceRegion, Pulse, TcmFinding, TongueBody, TongueCoating
-from hemicare.engine.plan import Plan
+from hemicare.engine.plan import Plan, plan_json
 from hemicare.engine.render import render_decision_aid, render_text
 
 KB = load_default()
@@ -193,6 +194,7 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
     for rec in plan.recommendations:
         assert rec.evidence.references and set(rec.evidence.references) <= set(KB.references)
     assert render_text(plan) and render_decision_aid(plan)
+    assert plan_json(plan) == to_json(plan), "the fast writer must write what pydantic writes"
     toxin = next(r for r in plan.recommendations if r.id == "botulinum_toxin").details["programme"]
     assert all(site["ona_units"] <= 5 for site in toxin["sites"])
     if toxin["last_session"] is not None:

