@@ -710,12 +710,17 @@ def serve(
     from hemicare.demo import load_demo
     from hemicare.patients.models import Patient
     from hemicare.users import service as user_service
+    from hemicare.web import workers as server_processes
     from hemicare.web.app import serving_app
 
     if not 1 <= port <= 65535:
         raise fail(InputError([FieldProblem("--port", f"{port} is not a port number")]))
     if not 1 <= workers <= 32:
         raise fail(InputError([FieldProblem("--workers", f"{workers} is not between 1 and 32")]))
+    try:
+        server_processes.check_free(host, port)
+    except server_processes.PortInUse as exc:
+        raise fail(InputError([FieldProblem("--port", str(exc))])) from exc
     with _engine_for(database) as engine:
         db.upgrade(engine)
         with db.session_factory(engine)() as session, session.begin():
@@ -735,6 +740,15 @@ def serve(
     if workers > 1:
         os.environ[db.URL_VARIABLE] = db.database_url(database)
         os.environ["HEMICARE_COOKIE_SECURE"] = "0" if insecure_cookies else "1"
+        if server_processes.SUPPORTED:
+            try:
+                server_processes.run(host=host, port=port, workers=workers, access_log=False, log_level="warning")
+            except server_processes.PortInUse as exc:
+                raise fail(InputError([FieldProblem("--port", str(exc))])) from exc
+            except server_processes.WorkerFailed as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from exc
+            return
         uvicorn.run(
             "hemicare.web.app:app_from_environment",
             factory=True,

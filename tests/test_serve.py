@@ -1,0 +1,99 @@
+"""`hemicare serve` as a clinic runs it: several server processes on one port, sharing connections, stopping cleanly;
+a port another server holds is refused with a clear error."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses SO_REUSEPORT")
+
+
+def _bench() -> Any:
+    """The load benchmark's /proc tracing of which server process holds each connection."""
+    spec = importlib.util.spec_from_file_location("web_load", ROOT / "bench" / "web_load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("web_load", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "hemicare.cli", "serve", "--port", str(port), "--db", f"sqlite:///{tmp_path}/s.db"]
+    return subprocess.Popen([*command, *extra], cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_until_up(port: int, server: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError("the server did not answer within 60 s")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_refused_naming_the_option(tmp_path: Path, workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = _serve(tmp_path, port, "--workers", workers)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 2, (out, err)
+    assert f"field `--port`: 127.0.0.1:{port} is in use" in err
+    assert not (tmp_path / "s.db").exists(), "nothing is set up for a server that cannot start"
+
+
+def test_server_processes_share_connections_and_stop_together(tmp_path: Path) -> None:
+    bench = _bench()
+    port = _free_port()
+    server = _serve(tmp_path, port, "--workers", "2")
+    try:
+        _wait_until_up(port, server)
+        children = [pid for pid in bench._server_processes(server.pid) if pid != server.pid]
+        # A burst of connections, as 50 clients starting together make: on one shared listening socket the first
+        # process to wake accepted most of them. Each connection is hashed to a process: all 32 on one would be
+        # a 1 in 2**31 chance.
+        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        for connection in connections:
+            connection.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(1024).startswith(b"HTTP/1.1 200")
+        shares = Counter(bench._connection_owners(port, server.pid).values())
+        assert sum(shares.values()) == 32
+        assert len(shares) == 2 and min(shares.values()) >= 4, shares
+        assert set(shares) <= set(children)
+        for connection in connections:
+            connection.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.communicate()
+        for pid in shares:
+            assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=60)  # reaps it and closes its pipes
