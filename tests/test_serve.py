@@ -97,3 +97,47 @@ def test_server_processes_share_connections_and_stop_together(tmp_path: Path) ->
         if server.poll() is None:
             server.kill()
         server.communicate(timeout=60)  # reaps it and closes its pipes
+
+
+def test_a_server_process_that_dies_is_replaced(tmp_path: Path) -> None:
+    from hemicare.web.workers import STEADY_SECONDS
+
+    bench = _bench()
+    port = _free_port()
+    server = _serve(tmp_path, port, "--workers", "2")
+    try:
+        _wait_until_up(port, server)
+        serving = {pid for pid in bench._server_processes(server.pid) if pid != server.pid and _listens(pid, port)}
+        assert len(serving) == 2
+        time.sleep(STEADY_SECONDS)  # a process that dies sooner is a start-up failure, and the server stops
+        victim = min(serving)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = {pid for pid in bench._server_processes(server.pid) if pid != server.pid and _listens(pid, port)}
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and victim not in now, now
+        assert server.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).status_code == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, err = server.communicate(timeout=60)
+    assert f"server process {victim} exited with code -9; starting another" in err
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether the process holds a listening socket on the port (the resource tracker, also a child, does not)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: listening
+            inodes.add(f"socket:[{fields[9]}]")
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
