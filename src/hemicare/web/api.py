@@ -1,7 +1,8 @@
 """The JSON API under /api/v1: assessments in, plans out, records, sessions, diary and due lists.
 
-Each domain keeps its routes in its own ``router.py``; this module puts them under one prefix beside the trivial
-health endpoint. Routes are thin: check who may act, validate, call a service, return a schema. Bad input is a 4xx
+Each domain keeps its routes in its own ``router.py``; this module lists them, with the trivial health endpoint, for
+the app to mount side by side under one prefix (a router nested in another costs every request a level of route
+matching). Routes are thin: check who may act, validate, call a service, return a schema. Bad input is a 4xx
 with the field path and the message, never a 500.
 """
 
@@ -16,7 +17,8 @@ from hemicare.plans import router as plans
 from hemicare.recalls import router as recalls
 from hemicare.sessions import router as sessions
 
-router = APIRouter(prefix="/api/v1")
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX)
 
 
 @router.get("/health", tags=["service"])
@@ -25,5 +27,4 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-for domain in (plans, patients, assessments, sessions, outcomes, recalls):
-    router.include_router(domain.router)
+ROUTERS = [router, *(domain.router for domain in (plans, patients, assessments, sessions, outcomes, recalls))]

@@ -132,7 +132,8 @@ def create_app(
 
     from hemicare.web import api, pages
 
-    app.include_router(api.router)
+    for router in api.ROUTERS:
+        app.include_router(router, prefix="" if router is api.router else api.PREFIX)
     app.include_router(pages.router)
     return app
 
