@@ -91,6 +91,8 @@ def test_server_processes_share_connections_and_stop_together(tmp_path: Path) ->
             connection.close()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, server.communicate()
+        _, err = server.communicate(timeout=60)
+        assert err.count("hemicare.web GET 200") >= 32, "every server process logs its requests"
         for pid in shares:
             assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     finally:

@@ -703,15 +703,13 @@ def serve(
     database: DbOption = None,
 ) -> None:
     """Run the web application (migrating the database first)."""
-    import logging
-
     import uvicorn
 
     from hemicare.demo import load_demo
     from hemicare.patients.models import Patient
     from hemicare.users import service as user_service
     from hemicare.web import workers as server_processes
-    from hemicare.web.app import serving_app
+    from hemicare.web.app import log_requests, serving_app
 
     if not 1 <= port <= 65535:
         raise fail(InputError([FieldProblem("--port", f"{port} is not a port number")]))
@@ -736,7 +734,7 @@ def serve(
             "  .venv/bin/hemicare users add --username dr.neuro --full-name 'Dr Neuro' --role neurologist\n"
             "(roles: admin, neurologist, neurosurgeon, tcm_practitioner, patient --patient CODE)"
         )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_requests()
     if workers > 1:
         os.environ[db.URL_VARIABLE] = db.database_url(database)
         os.environ["HEMICARE_COOKIE_SECURE"] = "0" if insecure_cookies else "1"

@@ -145,6 +145,11 @@ def template(request: Request, name: str, context: dict[str, Any], status_code: 
     return response
 
 
+def log_requests() -> None:
+    """Send the server's log (one line per request: method and status, never a patient) to standard error."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
 def serving_app(*, database_url: str | None = None, cookie_secure: bool = True) -> FastAPI:
     """The app as a server process runs it: created, then its start-up objects frozen out of the cyclic collector.
 
@@ -160,7 +165,8 @@ def serving_app(*, database_url: str | None = None, cookie_secure: bool = True) 
 
 
 def app_from_environment() -> FastAPI:
-    """The app as `hemicare serve --workers N` starts it in each server process."""
+    """The app as `hemicare serve --workers N` starts it in each server process (each logs on its own)."""
     import os
 
+    log_requests()
     return serving_app(cookie_secure=os.environ.get("HEMICARE_COOKIE_SECURE", "1") != "0")
