@@ -55,11 +55,11 @@ def test_ranked_explained_answer_for_a_mixed_picture(kb: KnowledgeBase, patient:
         findings=["fatigue", "heavy_head", "irritability", "night_sweats"],
     )
     tcm = _plan(kb, patient(**mixed)).tcm
-    scores = [p["score"] for p in tcm.patterns]
+    scores = [p.score for p in tcm.patterns]
     assert scores == sorted(scores, reverse=True) and len(scores) >= 3
     for pattern in tcm.patterns:
-        assert pattern["supporting"], pattern["id"]
-    assert any(p["contradicting"] for p in tcm.patterns)
+        assert pattern.supporting, pattern.id
+    assert any(p.contradicting for p in tcm.patterns)
 
 
 def test_thin_evidence_gives_no_pattern_and_no_formula(kb: KnowledgeBase, patient: Any) -> None:

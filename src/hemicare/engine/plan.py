@@ -161,10 +161,25 @@ class Alert(Out):
     references: list[str] = []
 
 
+class PatternScore(Out):
+    """One pattern's place in the ranking, with the findings for and against it."""
+
+    id: str
+    number: str
+    name: str
+    chinese: str
+    tm1_codes: list[str]
+    principle: str
+    score: float
+    role: str = Field(description="primary, secondary or considered")
+    supporting: list[str]
+    contradicting: list[str]
+
+
 class TcmSection(Out):
     """Pattern differentiation: a ranked, explained list, and a primary/secondary pattern only where they fit."""
 
-    patterns: list[dict[str, Any]] = []
+    patterns: list[PatternScore] = []
     primary: str | None = None
     secondary: str | None = None
     summary: str | None = None

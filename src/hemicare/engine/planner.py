@@ -25,7 +25,6 @@ from hemicare.engine.plan import (
     ScheduleItem,
     Severity,
     Status,
-    TcmSection,
     evidence_out,
     memoised,
     references_in,
@@ -202,7 +201,7 @@ def build_plan(
         scores={} if compact else score(assessment, kb),
         recommendations=recommendations,
         alerts=alerts,
-        tcm=TcmSection.model_validate(differentiation.model_dump()),
+        tcm=differentiation,
         schedule=[] if toxin is None else _schedule(recommendations, toxin, kb),
         decision_aid=None if compact else decision_aid(recommendations, kb),
     )

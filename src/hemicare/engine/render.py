@@ -170,16 +170,16 @@ def render_text(plan: Plan) -> str:
     if plan.tcm.summary:
         out += ["", "TCM PATTERN DIFFERENTIATION", *_wrap(plan.tcm.summary)]
         for pattern in plan.tcm.patterns:
-            codes = ", ".join(pattern["tm1_codes"])
+            codes = ", ".join(pattern.tm1_codes)
             out += _wrap(
-                f"{pattern['number']} {pattern['name']} {pattern['chinese']} [{codes}]: score {pattern['score']:.2f} "
-                f"({pattern['role']})",
+                f"{pattern.number} {pattern.name} {pattern.chinese} [{codes}]: score {pattern.score:.2f} "
+                f"({pattern.role})",
                 "      ",
                 "    ",
             )
-            out += _wrap(f"for: {', '.join(pattern['supporting']) or 'nothing recorded'}", "        ", "      ")
-            if pattern["contradicting"]:
-                out += _wrap(f"against: {', '.join(pattern['contradicting'])}", "        ", "      ")
+            out += _wrap(f"for: {', '.join(pattern.supporting) or 'nothing recorded'}", "        ", "      ")
+            if pattern.contradicting:
+                out += _wrap(f"against: {', '.join(pattern.contradicting)}", "        ", "      ")
     out += ["", "RECOMMENDATIONS"]
     if not plan.recommendations:
         out.append("  None yet.")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.conventional import recommendation
 from hemicare.engine.loader import KnowledgeBase
@@ -22,37 +20,12 @@ from hemicare.engine.plan import (
     Recommendation,
     Severity,
     Status,
+    TcmSection,
     evidence_dict,
     memoised,
 )
 from hemicare.engine.rules import Facts
 from hemicare.engine.schema import AdviceItem, Formula, Indicator, Pattern
-
-
-class PatternScore(BaseModel):
-    """One pattern's place in the ranking, with the findings for and against it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    number: str
-    name: str
-    chinese: str
-    tm1_codes: list[str]
-    principle: str
-    score: float
-    role: str
-    supporting: list[str]
-    contradicting: list[str]
-
-
-class Differentiation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    patterns: list[PatternScore]
-    primary: str | None
-    secondary: str | None
-    summary: str
 
 
 def _observed(assessment: Assessment, facts: Facts) -> set[tuple[str, str]]:
@@ -100,7 +73,7 @@ def _score(pattern: Pattern, observed: set[tuple[str, str]]) -> tuple[float, lis
     return round(score, 3), [entry[2] for entry in supporting], [entry[2] for entry in contradicting]
 
 
-def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Differentiation:
+def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> TcmSection:
     """Rank the patterns for this patient and name a primary (and a secondary) only where they fit."""
     scoring = kb.pattern_scoring
     assert scoring is not None, "the loader guarantees the scoring settings"
@@ -147,8 +120,8 @@ def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> Di
         if secondary is not None:
             summary += f", with {secondary[1].name} ({secondary[1].chinese}) as a secondary pattern"
         summary += ". A ranking to confirm, not a validated diagnosis."
-    # One validation call for the whole ranking, rather than one per pattern.
-    return Differentiation.model_validate(
+    # One validation call for the whole ranking, rather than one per pattern; the plan holds the result as it is.
+    return TcmSection.model_validate(
         {
             "patterns": patterns,
             "primary": primary[1].id if primary else None,
@@ -291,7 +264,7 @@ def _build_formula_details(kb: KnowledgeBase, formula: Formula) -> dict[str, Any
 
 
 def _herbs(
-    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, differentiation: Differentiation
+    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, differentiation: TcmSection
 ) -> tuple[Recommendation, list[Alert]]:
     gate = _gate(diagnosis)
     if gate:
@@ -370,7 +343,7 @@ def _advice_recommendation(
 
 def integrative_options(
     assessment: Assessment, facts: Facts, diagnosis: Diagnosis, kb: KnowledgeBase
-) -> tuple[list[Recommendation], list[Alert], Differentiation]:
+) -> tuple[list[Recommendation], list[Alert], TcmSection]:
     """The three-component plan, positioned as adjuncts, and the pattern differentiation behind it."""
     differentiation = differentiate(assessment, facts, kb)
     pattern = kb.patterns[differentiation.primary] if differentiation.primary else None
