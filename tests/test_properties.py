@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pydantic_core
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic_core import to_json
@@ -14,6 +15,7 @@ from hemicare.engine import InputError, build_plan, load_default, validate_asses
 from hemicare.engine.assessment import FaceRegion, Pulse, TcmFinding, TongueBody, TongueCoating
 from hemicare.engine.plan import Plan, plan_json
 from hemicare.engine.render import render_decision_aid, render_text
+from hemicare.engine.toxin import ToxinPlan
 
 KB = load_default()
 TODAY = dt.date(2026, 11, 26)
@@ -196,6 +198,9 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
     assert render_text(plan) and render_decision_aid(plan)
     assert plan_json(plan) == to_json(plan), "the fast writer must write what pydantic writes"
     toxin = next(r for r in plan.recommendations if r.id == "botulinum_toxin").details["programme"]
+    # The engine writes the programme as JSON data directly; it must be exactly what a validated ToxinPlan writes.
+    assert ToxinPlan.model_validate(toxin).model_dump(mode="json") == toxin
+    assert pydantic_core.to_json(ToxinPlan.model_validate(toxin)) == pydantic_core.to_json(toxin)
     assert all(site["ona_units"] <= 5 for site in toxin["sites"])
     if toxin["last_session"] is not None:
         last = dt.date.fromisoformat(toxin["last_session"])

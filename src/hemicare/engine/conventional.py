@@ -28,7 +28,7 @@ from hemicare.engine.plan import (
 )
 from hemicare.engine.rules import Facts, holds
 from hemicare.engine.schema import Treatment
-from hemicare.engine.toxin import ToxinPlan, plan_toxin
+from hemicare.engine.toxin import plan_toxin
 
 
 def recommendation(
@@ -209,23 +209,23 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
 
 def _toxin(
     assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date, *, compact: bool = False
-) -> tuple[Recommendation, ToxinPlan | None]:
+) -> tuple[Recommendation, dict[str, Any] | None]:
     gate = _diagnosis_gate(diagnosis)
     declined = assessment.preferences.avoid_injections
     status = Status.DEFERRED if gate else Status.OPTION if declined else Status.RECOMMENDED
     if compact:
         return recommendation(kb, "botulinum_toxin", status, [gate] if gate else []), None
     plan = plan_toxin(assessment, kb, today=today)
-    details: dict[str, Any] = {"programme": plan.model_dump(mode="json")}
-    cites = plan.references()
+    details: dict[str, Any] = {"programme": plan}
+    cites = shared_references([plan["conversion"], *plan["caps"]])
     if gate:
         return recommendation(kb, "botulinum_toxin", status, [gate], details=details, cites=cites), plan
     rationale = [
         "Symptomatic treatment with consistent benefit in large series; the usual first-line option.",
-        f"Product: {plan.brand} ({plan.product}). {plan.product_reason}",
-        f"Dose plan: {plan.total_units:g} U in total over {len(plan.sites)} sites "
-        f"({plan.total_ona_units:g} onabotulinumtoxinA-equivalent units).",
-        *plan.titration,
+        f"Product: {plan['brand']} ({plan['product']}). {plan['product_reason']}",
+        f"Dose plan: {plan['total_units']:g} U in total over {len(plan['sites'])} sites "
+        f"({plan['total_ona_units']:g} onabotulinumtoxinA-equivalent units).",
+        *plan["titration"],
     ]
     if declined:
         rationale.append("The patient prefers to avoid injections: shown so that the choice stays an informed one.")
@@ -307,7 +307,7 @@ def conventional_options(
     *,
     today: dt.date,
     compact: bool = False,
-) -> tuple[list[Recommendation], ToxinPlan | None]:
+) -> tuple[list[Recommendation], dict[str, Any] | None]:
     """Every conventional option with its status, and the toxin programme behind the toxin recommendation
     (none in compact mode, where only statuses matter)."""
     options: list[Recommendation] = []

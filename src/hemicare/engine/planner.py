@@ -7,6 +7,7 @@ warfarin and a herb in the proposed formula is caught wherever the two come from
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from hemicare import __version__
 from hemicare.engine.assessment import Assessment
@@ -33,7 +34,6 @@ from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import apply_safety, unchecked_alerts
 from hemicare.engine.scores import score
 from hemicare.engine.tcm import integrative_options
-from hemicare.engine.toxin import ToxinPlan
 from hemicare.engine.triage import triage
 
 _CATEGORY_ORDER = {Category.WORKUP: 0, Category.CONVENTIONAL: 1, Category.INTEGRATIVE: 2}
@@ -127,7 +127,8 @@ def _column_references(column: AidColumn) -> frozenset[str]:
     return result
 
 
-def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan, kb: KnowledgeBase) -> list[ScheduleItem]:
+def _schedule(recommendations: list[Recommendation], toxin: dict[str, Any], kb: KnowledgeBase) -> list[ScheduleItem]:
+    """What comes next and when; ``toxin`` is the toxin programme as the plan holds it (JSON data)."""
     items: list[ScheduleItem] = []
     statuses = {rec.id: rec.status for rec in recommendations}
     shown = (Status.RECOMMENDED, Status.OPTION)
@@ -141,18 +142,19 @@ def _schedule(recommendations: list[Recommendation], toxin: ToxinPlan, kb: Knowl
             )
         )
     if statuses.get("botulinum_toxin") in shown:
-        note = f"not before {toxin.earliest_next.isoformat()}"
-        if toxin.due_by:
-            note += f"; usually by {toxin.due_by.isoformat()}"
+        note = f"not before {toxin['earliest_next']}"
+        if toxin["due_by"]:
+            note += f"; usually by {toxin['due_by']}"
+        due_from = dt.date.fromisoformat(toxin["due_from"])
         items.append(
             ScheduleItem(
-                what=f"Botulinum toxin session: {toxin.brand} {toxin.total_units:g} U", due=toxin.due_from, note=note
+                what=f"Botulinum toxin session: {toxin['brand']} {toxin['total_units']:g} U", due=due_from, note=note
             )
         )
         items.append(
             ScheduleItem(
                 what="Toxin response review: Jankovic scale, SMC grade, HFS-7; effect duration, adverse effects",
-                due=toxin.due_from + dt.timedelta(weeks=6),
+                due=due_from + dt.timedelta(weeks=6),
                 note="6-8 weeks after the session, when HFS-30 was validated against toxin response",
             )
         )

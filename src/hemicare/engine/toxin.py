@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hemicare.engine.assessment import Assessment, Side, ToxinSession
 from hemicare.engine.loader import KnowledgeBase, normalise
-from hemicare.engine.plan import FigureOut, figure_out
+from hemicare.engine.plan import FigureOut, figure_dict
 from hemicare.engine.schema import ToxinProgramme
 
 
@@ -65,10 +65,6 @@ class ToxinPlan(BaseModel):
     due_by: dt.date | None
     too_soon: bool
 
-    def references(self) -> set[str]:
-        """Every reference this plan cites: the unit conversion and the dose caps."""
-        return {ref for figure in [self.conversion, *self.caps] for ref in figure.evidence.references}
-
 
 MAP_WIDTH = 400.0
 
@@ -113,8 +109,13 @@ def _interval(
     return earliest, max(due_from, today if not too_soon else earliest), due_by, too_soon, notes
 
 
-def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> ToxinPlan:
-    """The next toxin session for this patient."""
+def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> dict[str, Any]:
+    """The next toxin session for this patient, as the plan holds it: JSON data in ToxinPlan's shape.
+
+    Written directly rather than validated as a ToxinPlan and dumped again (a plan request paid for both); a property
+    test checks over generated patients that ToxinPlan reads it back and writes it out unchanged. The conversion and
+    cap figures are shared dictionaries: callers must not mutate them.
+    """
     prog = kb.toxin_programme()
     limits = prog.limits
     products = {p.id: p for p in prog.products}
@@ -164,7 +165,7 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
     regions = {r.value for r in assessment.regions}
     chosen = [site for site in prog.sites if site.region in regions]
     last_doses = _last_doses(last, last_ona_per_unit)
-    # Plain mappings while the doses are worked out; the ToxinPlan below validates them all in one call.
+    # Plain mappings in DoseSite's field order; "units" (the chosen product's) is filled in once the doses are final.
     sites: list[dict[str, Any]] = []
     for side in _sides(assessment.side):
         for site in chosen:
@@ -181,6 +182,7 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
                     "label": site.label,
                     "region": site.region,
                     "muscle": site.muscle,
+                    "units": 0.0,
                     "ona_units": max(ona, min_site),
                     "x": site.x if side == "right" else MAP_WIDTH - site.x,
                     "y": site.y,
@@ -224,22 +226,20 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
         for zone in prog.avoid
         if not zone.regions or regions & set(zone.regions)
     ]
-    return ToxinPlan.model_validate(
-        {
-            "product": product.id,
-            "brand": product.brand,
-            "conversion": figure_out(product.conversion),
-            "product_reason": reason,
-            "sites": sites,
-            "avoid": avoid,
-            "total_units": round(sum(s["units"] for s in sites), 3),
-            "total_ona_units": round(sum(s["ona_units"] for s in sites), 2),
-            "caps": [figure_out(c) for c in caps],
-            "titration": titration + interval_notes,
-            "last_session": last.date if last else None,
-            "earliest_next": earliest,
-            "due_from": due_from,
-            "due_by": due_by,
-            "too_soon": too_soon,
-        }
-    )
+    return {
+        "product": product.id,
+        "brand": product.brand,
+        "conversion": figure_dict(product.conversion),
+        "product_reason": reason,
+        "sites": sites,
+        "avoid": avoid,
+        "total_units": float(round(sum(s["units"] for s in sites), 3)),
+        "total_ona_units": float(round(sum(s["ona_units"] for s in sites), 2)),
+        "caps": [figure_dict(c) for c in caps],
+        "titration": titration + interval_notes,
+        "last_session": last.date.isoformat() if last else None,
+        "earliest_next": earliest.isoformat(),
+        "due_from": due_from.isoformat(),
+        "due_by": due_by.isoformat() if due_by else None,
+        "too_soon": too_soon,
+    }
