@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,67 +70,76 @@ def test_a_port_in_use_is_refused_naming_the_option(tmp_path: Path, workers: str
     assert not (tmp_path / "s.db").exists(), "nothing is set up for a server that cannot start"
 
 
-def test_server_processes_share_connections_and_stop_together(tmp_path: Path) -> None:
-    bench = _bench()
+class Running:
+    """A `hemicare serve --workers 2` on a free port, up and answering; ``stop`` sends SIGTERM and returns stderr."""
+
+    def __init__(self, server: subprocess.Popen[str], port: int) -> None:
+        self.server, self.port = server, port
+
+    def processes(self) -> set[int]:
+        """The server processes accepting on the port (the supervisor and its resource tracker do not)."""
+        children = _bench()._server_processes(self.server.pid)
+        return {pid for pid in children if pid != self.server.pid and _listens(pid, self.port)}
+
+    def stop(self) -> str:
+        self.server.send_signal(signal.SIGTERM)
+        _, err = self.server.communicate(timeout=60)
+        assert self.server.returncode == 0, err
+        return err
+
+
+@contextmanager
+def two_server_processes(tmp_path: Path) -> Iterator[Running]:
     port = _free_port()
     server = _serve(tmp_path, port, "--workers", "2")
     try:
         _wait_until_up(port, server)
-        children = [pid for pid in bench._server_processes(server.pid) if pid != server.pid]
-        # A burst of connections, as 50 clients starting together make: on one shared listening socket the first
-        # process to wake accepted most of them. Each connection is hashed to a process: all 32 on one would be
-        # a 1 in 2**31 chance.
-        connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
-        for connection in connections:
-            connection.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
-        for connection in connections:
-            assert connection.recv(1024).startswith(b"HTTP/1.1 200")
-        shares = Counter(bench._connection_owners(port, server.pid).values())
-        assert sum(shares.values()) == 32
-        assert len(shares) == 2 and min(shares.values()) >= 4, shares
-        assert set(shares) <= set(children)
-        for connection in connections:
-            connection.close()
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0, server.communicate()
-        _, err = server.communicate(timeout=60)
-        assert err.count("hemicare.web GET 200") >= 32, "every server process logs its requests"
-        for pid in shares:
-            assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        yield Running(server, port)
     finally:
         if server.poll() is None:
             server.kill()
         server.communicate(timeout=60)  # reaps it and closes its pipes
 
 
+def test_server_processes_share_connections_and_stop_together(tmp_path: Path) -> None:
+    with two_server_processes(tmp_path) as running:
+        # A burst of connections, as 50 clients starting together make: on one shared listening socket the first
+        # process to wake accepted most of them. Each connection is hashed to a process: all 32 on one would be
+        # a 1 in 2**31 chance.
+        connections = [socket.create_connection(("127.0.0.1", running.port)) for _ in range(32)]
+        for connection in connections:
+            connection.sendall(b"GET /api/v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        for connection in connections:
+            assert connection.recv(1024).startswith(b"HTTP/1.1 200")
+        shares = Counter(_bench()._connection_owners(running.port, running.server.pid).values())
+        assert sum(shares.values()) == 32
+        assert len(shares) == 2 and min(shares.values()) >= 4, shares
+        assert set(shares) == running.processes()
+        for connection in connections:
+            connection.close()
+        err = running.stop()
+    assert err.count("hemicare.web GET 200") >= 32, "every server process logs its requests"
+    for pid in shares:
+        assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
 def test_a_server_process_that_dies_is_replaced(tmp_path: Path) -> None:
     from hemicare.web.workers import STEADY_SECONDS
 
-    bench = _bench()
-    port = _free_port()
-    server = _serve(tmp_path, port, "--workers", "2")
-    try:
-        _wait_until_up(port, server)
-        serving = {pid for pid in bench._server_processes(server.pid) if pid != server.pid and _listens(pid, port)}
+    with two_server_processes(tmp_path) as running:
+        serving = running.processes()
         assert len(serving) == 2
         time.sleep(STEADY_SECONDS)  # a process that dies sooner is a start-up failure, and the server stops
         victim = min(serving)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = {pid for pid in bench._server_processes(server.pid) if pid != server.pid and _listens(pid, port)}
-            if len(now) == 2 and victim not in now:
-                break
+        while time.monotonic() < deadline and (len(running.processes()) != 2 or victim in running.processes()):
             time.sleep(0.2)
+        now = running.processes()
         assert len(now) == 2 and victim not in now, now
-        assert server.poll() is None
-        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).status_code == 200
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-        _, err = server.communicate(timeout=60)
+        assert running.server.poll() is None
+        assert httpx.get(f"http://127.0.0.1:{running.port}/api/v1/health", timeout=5).status_code == 200
+        err = running.stop()
     assert f"server process {victim} exited with code -9; starting another" in err
 
 
