@@ -41,16 +41,17 @@ def _free_port() -> int:
 
 
 def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    """`hemicare serve` on ``port`` (127.0.0.1 unless ``extra`` names a --host), its output captured."""
     command = [sys.executable, "-m", "hemicare.cli", "serve", "--port", str(port), "--db", f"sqlite:///{tmp_path}/s.db"]
     return subprocess.Popen([*command, *extra], cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _wait_until_up(port: int, server: subprocess.Popen[str]) -> None:
+def _wait_until_up(port: int, server: subprocess.Popen[str], host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert server.poll() is None, server.communicate()
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"http://{host}:{port}/api/v1/health", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.2)
@@ -68,6 +69,23 @@ def test_a_port_in_use_is_refused_naming_the_option(tmp_path: Path, workers: str
     assert server.returncode == 2, (out, err)
     assert f"field `--port`: 127.0.0.1:{port} is in use" in err
     assert not (tmp_path / "s.db").exists(), "nothing is set up for a server that cannot start"
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("no-such-host.invalid", "field `--host`: 'no-such-host.invalid' is not a name or address this machine can"),
+        ("192.0.2.1", "field `--host`: cannot listen on '192.0.2.1': Cannot assign requested address"),
+    ],
+)
+def test_an_address_this_machine_cannot_listen_on_is_refused_naming_the_host(
+    tmp_path: Path, host: str, message: str
+) -> None:
+    server = _serve(tmp_path, _free_port(), "--host", host, "--workers", "2")
+    out, err = server.communicate(timeout=60)
+    assert server.returncode == 2, (out, err)
+    assert message in err
+    assert "in use" not in err
 
 
 class Running:
@@ -89,11 +107,11 @@ class Running:
 
 
 @contextmanager
-def two_server_processes(tmp_path: Path) -> Iterator[Running]:
+def two_server_processes(tmp_path: Path, host: str = "127.0.0.1") -> Iterator[Running]:
     port = _free_port()
-    server = _serve(tmp_path, port, "--workers", "2")
+    server = _serve(tmp_path, port, "--host", host.strip("[]"), "--workers", "2")
     try:
-        _wait_until_up(port, server)
+        _wait_until_up(port, server, host)
         yield Running(server, port)
     finally:
         if server.poll() is None:
@@ -119,8 +137,7 @@ def test_server_processes_share_connections_and_stop_together(tmp_path: Path) ->
             connection.close()
         err = running.stop()
     assert err.count("hemicare.web GET 200") >= 32, "every server process logs its requests"
-    for pid in shares:
-        assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert not any(map(_alive, shares))
 
 
 def test_a_server_process_that_dies_is_replaced(tmp_path: Path) -> None:
@@ -143,10 +160,42 @@ def test_a_server_process_that_dies_is_replaced(tmp_path: Path) -> None:
     assert f"server process {victim} exited with code -9; starting another" in err
 
 
+def test_server_processes_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) must not leave orphaned servers holding the port."""
+    with two_server_processes(tmp_path) as running:
+        serving = running.processes()
+        assert len(serving) == 2
+        running.server.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(map(_alive, serving)):
+            time.sleep(0.2)
+        assert not any(map(_alive, serving)), "orphaned server processes"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", running.port))  # the port is free again
+
+
+def test_two_server_processes_listen_on_an_ipv6_address(tmp_path: Path) -> None:
+    if not Path("/proc/net/tcp6").exists():
+        pytest.skip("no IPv6 on this machine")
+    with two_server_processes(tmp_path, "[::1]") as running:
+        assert httpx.get(f"http://[::1]:{running.port}/api/v1/health", timeout=5).status_code == 200
+        assert len(running.processes()) == 2
+        running.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie waiting to be reaped has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _listens(pid: int, port: int) -> bool:
     """Whether the process holds a listening socket on the port (the resource tracker, also a child, does not)."""
     inodes = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    for line in (line for table in tables if table.exists() for line in table.read_text().splitlines()[1:]):
         fields = line.split()
         if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:  # 0A: listening
             inodes.add(f"socket:[{fields[9]}]")

@@ -717,8 +717,8 @@ def serve(
         raise fail(InputError([FieldProblem("--workers", f"{workers} is not between 1 and 32")]))
     try:
         server_processes.check_free(host, port)
-    except server_processes.PortInUse as exc:
-        raise fail(InputError([FieldProblem("--port", str(exc))])) from exc
+    except server_processes.AddressError as exc:
+        raise fail(InputError([FieldProblem(exc.option, str(exc))])) from exc
     with _engine_for(database) as engine:
         db.upgrade(engine)
         with db.session_factory(engine)() as session, session.begin():
@@ -741,8 +741,8 @@ def serve(
         if server_processes.SUPPORTED:
             try:
                 server_processes.run(host=host, port=port, workers=workers, access_log=False, log_level="warning")
-            except server_processes.PortInUse as exc:
-                raise fail(InputError([FieldProblem("--port", str(exc))])) from exc
+            except server_processes.AddressError as exc:
+                raise fail(InputError([FieldProblem(exc.option, str(exc))])) from exc
             except server_processes.WorkerFailed as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from exc

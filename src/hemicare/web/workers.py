@@ -6,15 +6,19 @@ most connections answered each of them up to twice as slowly as an even split wo
 a SO_REUSEPORT group, the kernel spreads connections over the processes by a hash of their addresses, as nginx's
 ``reuseport`` does. Where the platform has no SO_REUSEPORT, ``serve`` falls back to uvicorn's shared socket.
 
-The supervisor checks that the port is free before it binds (a port another server holds is refused, never shared),
-starts one process per socket, replaces a process that dies, and stops them all on Ctrl-C or SIGTERM.
+The supervisor checks that the address is free before it binds (a port another server holds is refused, never
+shared), starts one process per socket, replaces a process that dies, and stops them all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import time
@@ -22,42 +26,77 @@ from types import FrameType
 from typing import Any
 
 LOG = logging.getLogger("hemicare.web")
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 STEADY_SECONDS = 10.0  # a process that dies sooner than this after starting is not restarted: something is wrong
 SUPPORTED = hasattr(socket, "SO_REUSEPORT")
 
 
-class PortInUse(Exception):
-    """The address is already taken by another server."""
+class AddressError(Exception):
+    """The server cannot listen where it was asked to; ``option`` names the command-line option at fault."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class WorkerFailed(Exception):
     """A server process died soon after it started (for example, it could not load the app)."""
 
 
-def check_free(host: str, port: int) -> None:
-    """Raise PortInUse when ``host:port`` cannot be bound by a plain socket (another server holds it)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _address(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
     try:
-        probe.bind((host, port))
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AddressError("--host", f"{host!r} is not a name or address this machine can resolve") from exc
+    family, _, _, _, address = found[0]
+    return family, address
+
+
+def check_free(host: str, port: int) -> None:
+    """Raise AddressError when a plain socket cannot listen on ``host:port``: the port is taken (another server
+    holds it), needs privileges, or the host is not an address of this machine."""
+    family, address = _address(host, port)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind(address)
     except OSError as exc:
-        raise PortInUse(f"{host}:{port} is in use ({exc.strerror})") from exc
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressError("--port", f"{host}:{port} is in use") from exc
+        if exc.errno == errno.EACCES:
+            raise AddressError("--port", f"{port} needs privileges this user does not have") from exc
+        raise AddressError("--host", f"cannot listen on {host!r}: {exc.strerror}") from exc
     finally:
         probe.close()
 
 
 def _listening_socket(host: str, port: int, backlog: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family, address = _address(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    sock.bind(address)
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
 
 
-def _serve_one(sock: socket.socket, options: dict[str, Any]) -> None:
+def _stop_with(supervisor: int) -> None:
+    """Ask Linux to send this process SIGTERM when its supervisor dies, even by SIGKILL, so that no orphaned server
+    keeps the port; exit at once if the supervisor is already gone."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the supervisor's own shutdown is all there is
+        return
+    if os.getppid() != supervisor:
+        raise SystemExit(0)
+
+
+def _serve_one(sock: socket.socket, options: dict[str, Any], supervisor: int) -> None:
     """One server process: the app from the environment, served on its own socket."""
     import uvicorn
+
+    _stop_with(supervisor)
 
     config = uvicorn.Config("hemicare.web.app:app_from_environment", factory=True, **options)
     uvicorn.Server(config).run(sockets=[sock])
@@ -74,7 +113,9 @@ def run(*, host: str, port: int, workers: int, backlog: int = 2048, **options: A
     stopping = False
 
     def start(index: int) -> None:
-        process = context.Process(target=_serve_one, args=(sockets[index], options), name=f"hemicare-{index}")
+        process = context.Process(
+            target=_serve_one, args=(sockets[index], options, os.getpid()), name=f"hemicare-{index}"
+        )
         process.start()
         processes[index] = process
         started[index] = time.monotonic()
