@@ -177,7 +177,13 @@ async def _drive(
     issued = 0
     connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
     ours = {writer.get_extra_info("sockname")[1] for _, writer in connections}
-    owners = {client: process for client, process in _connection_owners(port, server_pid).items() if client in ours}
+    # A connection is open on this side once the kernel has completed it, before a server process has accepted it:
+    # wait (briefly) until each one is held by a server process.
+    for _ in range(200):
+        owners = {client: pid for client, pid in _connection_owners(port, server_pid).items() if client in ours}
+        if len(owners) == len(ours):
+            break
+        await asyncio.sleep(0.01)
     began = time.perf_counter()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
