@@ -1,8 +1,8 @@
 """Several server processes on one port, each accepting on its own listening socket (Linux SO_REUSEPORT).
 
 When server processes share one listening socket, a burst of new connections goes to whichever process wakes first,
-and it accepts most of them: the load benchmark saw 50 connections split 41/4 and once 50/0, and the process holding
-most connections answered each of them up to twice as slowly as an even split would. With one socket per process in
+and it accepts most of them: the load benchmark saw 50 connections split 41/9 and 42/8, and once 50/0, and the
+process holding most connections answered each of them up to twice as slowly as an even split would. With one socket per process in
 a SO_REUSEPORT group, the kernel spreads connections over the processes by a hash of their addresses, as nginx's
 ``reuseport`` does. Where the platform has no SO_REUSEPORT, ``serve`` falls back to uvicorn's shared socket.
 
