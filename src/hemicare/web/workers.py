@@ -2,9 +2,10 @@
 
 When server processes share one listening socket, a burst of new connections goes to whichever process wakes first,
 and it accepts most of them: the load benchmark saw 50 connections split 41/9 and 42/8, and once 50/0, and the
-process holding most connections answered each of them up to twice as slowly as an even split would. With one socket per process in
-a SO_REUSEPORT group, the kernel spreads connections over the processes by a hash of their addresses, as nginx's
-``reuseport`` does. Where the platform has no SO_REUSEPORT, ``serve`` falls back to uvicorn's shared socket.
+process holding most connections answered each of them up to twice as slowly as an even split would. With one
+socket per process in a SO_REUSEPORT group, the kernel spreads connections over the processes by a hash of their
+addresses, as nginx's ``reuseport`` does. Where the platform has no SO_REUSEPORT, ``serve`` falls back to uvicorn's
+shared socket.
 
 The supervisor checks that the address is free before it binds (a port another server holds is refused, never
 shared), starts one process per socket, replaces a process that dies, and stops them all on Ctrl-C or SIGTERM.
