@@ -176,6 +176,27 @@ def _comparison(name: str, limit: float, compare: Callable[[float, float], bool]
     return test
 
 
+def _all_of(parts: list[Test]) -> Test:
+    # Plain loops rather than all()/any() over a generator: tests run for every plan, a generator costs each one.
+    def test(facts: Facts) -> bool:
+        for part in parts:  # noqa: SIM110 (a loop: no generator object per test)
+            if not part(facts):
+                return False
+        return True
+
+    return test
+
+
+def _any_of(parts: list[Test]) -> Test:
+    def test(facts: Facts) -> bool:
+        for part in parts:  # noqa: SIM110 (a loop: no generator object per test)
+            if part(facts):
+                return True
+        return False
+
+    return test
+
+
 def compile_condition(condition: Condition) -> Test:
     """The condition as a function of the facts, built once per condition (rules are evaluated for every plan)."""
     hit = _COMPILED.get(id(condition))
@@ -183,11 +204,9 @@ def compile_condition(condition: Condition) -> Test:
         return hit[1]
     test: Test
     if condition.all is not None:
-        parts = [compile_condition(child) for child in condition.all]
-        test = lambda facts: all(part(facts) for part in parts)  # noqa: E731
+        test = _all_of([compile_condition(child) for child in condition.all])
     elif condition.any is not None:
-        parts = [compile_condition(child) for child in condition.any]
-        test = lambda facts: any(part(facts) for part in parts)  # noqa: E731
+        test = _any_of([compile_condition(child) for child in condition.any])
     elif condition.not_ is not None:
         inner = compile_condition(condition.not_)
         test = lambda facts: not inner(facts)  # noqa: E731
