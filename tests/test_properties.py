@@ -223,6 +223,7 @@ def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
         "aid column references": (planner._COLUMN_REFERENCES, len(KB.treatments) * statuses),
         "graded scores": (scores._GRADED, levels),
         "pattern scoring": (tcm._SCORING, len(KB.patterns)),
+        "pattern index": (tcm._INDEX, 1),
         "ordered safety rules": (safety._ORDERED_RULES, 1),
         "figure dicts": (plan._FIGURE_DICTS, figures),
         "evidence dicts": (plan._EVIDENCE_DICTS, len(KB.advice) + len(KB.formulas) + 1),

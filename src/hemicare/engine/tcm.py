@@ -65,24 +65,60 @@ def _scoring(pattern: Pattern) -> _Scoring:
     return result
 
 
-def _score(pattern: Pattern, observed: set[tuple[str, str]]) -> tuple[float, list[str], list[str]]:
-    total, supports, contradicts = _scoring(pattern)
-    supporting = [entry for entry in supports if entry[0] in observed]
-    contradicting = [entry for entry in contradicts if entry[0] in observed]
-    score = (sum(entry[1] for entry in supporting) - sum(entry[1] for entry in contradicting)) / total
-    return round(score, 3), [entry[2] for entry in supporting], [entry[2] for entry in contradicting]
+_Hit = tuple[int, bool, int, float, str]  # the pattern's place, whether it supports it, its place there, weight, label
+_Index = tuple[list[Pattern], list[float], dict[tuple[str, str], list[_Hit]]]
+_INDEX: Memo = {}
+
+
+def _index(kb: KnowledgeBase) -> _Index:
+    """Every pattern's indicators by what they match, with each pattern's total supporting weight (once per knowledge
+    base): a patient's few findings then look up the patterns they bear on, rather than every pattern testing each
+    of its indicators."""
+
+    def make(source: KnowledgeBase) -> _Index:
+        patterns = list(source.patterns.values())
+        totals: list[float] = []
+        by_key: dict[tuple[str, str], list[_Hit]] = {}
+        for place, pattern in enumerate(patterns):
+            total, supports, contradicts = _scoring(pattern)
+            totals.append(total)
+            for supporting, entries in ((True, supports), (False, contradicts)):
+                for order, (key, weight, label) in enumerate(entries):
+                    by_key.setdefault(key, []).append((place, supporting, order, weight, label))
+        return patterns, totals, by_key
+
+    result: _Index = memoised(_INDEX, kb, make)
+    return result
+
+
+def _scores(kb: KnowledgeBase, observed: set[tuple[str, str]]) -> list[tuple[float, Pattern, list[str], list[str]]]:
+    """Each pattern with at least one supporting finding: its score (supporting weight present, less contradicting
+    weight present, over all its supporting weight) and the labels for and against it, in the pattern's own order."""
+    patterns, totals, by_key = _index(kb)
+    found: dict[int, tuple[list[tuple[int, float, str]], list[tuple[int, float, str]]]] = {}
+    for key in observed:
+        for place, supporting, order, weight, label in by_key.get(key, ()):
+            pair = found.get(place)
+            if pair is None:
+                pair = found[place] = ([], [])
+            pair[0 if supporting else 1].append((order, weight, label))
+    scored = []
+    for place in sorted(found):  # knowledge-base order, as the ranking's ties were always broken
+        for_it, against = found[place]
+        if not for_it:
+            continue
+        for_it.sort()
+        against.sort()
+        score = (sum(hit[1] for hit in for_it) - sum(hit[1] for hit in against)) / totals[place]
+        scored.append((round(score, 3), patterns[place], [hit[2] for hit in for_it], [hit[2] for hit in against]))
+    return scored
 
 
 def differentiate(assessment: Assessment, facts: Facts, kb: KnowledgeBase) -> TcmSection:
     """Rank the patterns for this patient and name a primary (and a secondary) only where they fit."""
     scoring = kb.pattern_scoring
     assert scoring is not None, "the loader guarantees the scoring settings"
-    scored = []
-    observed = _observed(assessment, facts)
-    for pattern in kb.patterns.values():
-        score, supporting, contradicting = _score(pattern, observed)
-        if supporting:
-            scored.append((score, pattern, supporting, contradicting))
+    scored = _scores(kb, _observed(assessment, facts))
     scored.sort(key=lambda item: (-item[0], item[1].number))
 
     def fits(item: tuple[float, Pattern, list[str], list[str]]) -> bool:
