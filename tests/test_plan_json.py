@@ -79,3 +79,21 @@ def test_something_that_is_not_a_plan_model_is_refused_not_guessed() -> None:
     assert plan_json(plan) == to_json(plan)
     with pytest.raises(TypeError, match="Stranger is not part of the plan contract"):
         _fields(Stranger())
+
+
+def test_a_part_every_plan_shares_is_written_once_and_reused() -> None:
+    from hemicare.engine import plan as plan_module
+
+    first, second = (
+        build_plan(validate_assessment(read_file(EXAMPLES / name)), KB, today=TODAY)
+        for name in ("demo-001.yaml", "demo-002-red-flags.yaml")
+    )
+    evidence = first.recommendations[0].evidence  # made once per knowledge record, shared by every plan citing it
+    assert any(rec.evidence is evidence for rec in second.recommendations)
+    assert plan_json(first) == to_json(first)
+    cached = plan_module._FRAGMENTS[id(evidence)]
+    assert cached[0] is evidence and cached[1] is not None
+    assert plan_json(second) == to_json(second)
+    assert plan_module._FRAGMENTS[id(evidence)][1] is cached[1], "written once, then reused"
+    # A plan's own parts are never cached: they differ from plan to plan.
+    assert id(first.recommendations[0]) not in plan_module._FRAGMENTS

@@ -231,8 +231,13 @@ def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
         "advice items": (tcm._ADVICE_ITEMS, len(KB.advice)),
     }
     before = {name: len(table) for name, (table, _) in bounds.items()}
+    shared_before = len(plan._FRAGMENTS)
     for data in cohort(200, KB, today=dt.date(2026, 11, 26)):
-        build_plan(validate_assessment(data), KB, today=dt.date(2026, 11, 26))
+        plan.plan_json(build_plan(validate_assessment(data), KB, today=dt.date(2026, 11, 26)))
     for name, (table, bound) in bounds.items():
         grown = len(table) - before[name]
         assert grown <= bound, f"{name}: grew by {grown} entries over 200 plans, for a bound of {bound}"
+    # Written-once JSON is kept only for parts some memo made (one entry at most per memo entry), never per plan.
+    memo_growth = sum(len(table) - before[name] for name, (table, _) in bounds.items())
+    shared_growth = len(plan._FRAGMENTS) - shared_before
+    assert shared_growth <= memo_growth, f"shared JSON grew by {shared_growth} entries over 200 plans"

@@ -221,6 +221,7 @@ def memoised(table: Memo, source: object, make: Any) -> Any:
         return hit[1]
     value = make(source)
     table[id(source)] = (source, value)
+    _share(value)
     return value
 
 
@@ -234,6 +235,7 @@ def memoised_with(table: KeyedMemo, source: object, key: Hashable, make: Any) ->
         return hit[1]
     value = make(source, key)
     table[(id(source), key)] = (source, value)
+    _share(value)
     return value
 
 
@@ -375,7 +377,25 @@ class DecisionAid(Out):
 Plan.model_rebuild()
 
 
-def _fields(value: object) -> dict[str, Any]:
+_FRAGMENTS: dict[int, tuple[Out, orjson.Fragment | None]] = {}
+"""Plan parts made once per knowledge record and shared by every plan (evidence blocks, figures, red flags, graded
+scores, decision-aid columns), with their JSON once first written. Each entry holds its object, so its id stays
+unique; shared parts are never mutated (the memo functions' contract)."""
+
+
+def _share(value: object) -> None:
+    if isinstance(value, Out):
+        _FRAGMENTS.setdefault(id(value), (value, None))
+
+
+def _fields(value: object) -> dict[str, Any] | orjson.Fragment:
+    shared = _FRAGMENTS.get(id(value))
+    if shared is not None:
+        model, fragment = shared
+        if fragment is None:
+            fragment = orjson.Fragment(orjson.dumps(model.__dict__, default=_fields))
+            _FRAGMENTS[id(value)] = (model, fragment)
+        return fragment
     if isinstance(value, Out):
         return value.__dict__
     raise TypeError(f"{type(value).__name__} is not part of the plan contract")
@@ -387,8 +407,9 @@ def plan_json(plan: Plan) -> bytes:
     The plan endpoint writes about 55 KB of JSON per request, and pydantic-core's serialiser was a fifth of the
     server's time on it. Plan models are plain data (no aliases, serialisers, computed or excluded fields; a test
     checks each model reachable from Plan), so orjson can write each model's fields in declaration order from the
-    instance itself. A value orjson would not write (one no plan holds today) falls back to pydantic, so the
-    output never depends on the shortcut; tests compare the two byte for byte over thousands of plans.
+    instance itself; a part shared by every plan (made once per knowledge record) is written once and reused. A value
+    orjson would not write (one no plan holds today) falls back to pydantic, so the output never depends on the
+    shortcut; tests compare the two byte for byte over thousands of plans.
     """
     try:
         return orjson.dumps(plan, default=_fields)
