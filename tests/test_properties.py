@@ -222,7 +222,6 @@ def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
         "aid columns": (decision_aid._COLUMNS, len(KB.treatments) * statuses),
         "aid column references": (planner._COLUMN_REFERENCES, len(KB.treatments) * statuses),
         "graded scores": (scores._GRADED, levels),
-        "pattern scoring": (tcm._SCORING, len(KB.patterns)),
         "pattern index": (tcm._INDEX, 1),
         "ordered safety rules": (safety._ORDERED_RULES, 1),
         "figure dicts": (plan._FIGURE_DICTS, figures),

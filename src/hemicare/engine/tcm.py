@@ -47,24 +47,6 @@ def _label(indicator: Indicator) -> str:
     return f"{kind}{indicator.value.replace('_', ' ')}"
 
 
-_Entry = tuple[tuple[str, str], float, str]  # an indicator as (what it matches, its weight, its label)
-_Scoring = tuple[float, list[_Entry], list[_Entry]]  # total supporting weight, supporting and contradicting entries
-_SCORING: Memo = {}
-
-
-def _scoring(pattern: Pattern) -> _Scoring:
-    """A pattern's indicators ready for scoring, made once per pattern rather than once per plan."""
-
-    def make(source: Pattern) -> _Scoring:
-        def entries(indicators: list[Indicator]) -> list[_Entry]:
-            return [((i.kind, i.value), i.weight, _label(i)) for i in indicators]
-
-        return sum(i.weight for i in source.supports), entries(source.supports), entries(source.contradicts)
-
-    result: _Scoring = memoised(_SCORING, pattern, make)
-    return result
-
-
 _Hit = tuple[int, bool, int, float, str]  # the pattern's place, whether it supports it, its place there, weight, label
 _Index = tuple[list[Pattern], list[float], dict[tuple[str, str], list[_Hit]]]
 _INDEX: Memo = {}
@@ -80,11 +62,10 @@ def _index(kb: KnowledgeBase) -> _Index:
         totals: list[float] = []
         by_key: dict[tuple[str, str], list[_Hit]] = {}
         for place, pattern in enumerate(patterns):
-            total, supports, contradicts = _scoring(pattern)
-            totals.append(total)
-            for supporting, entries in ((True, supports), (False, contradicts)):
-                for order, (key, weight, label) in enumerate(entries):
-                    by_key.setdefault(key, []).append((place, supporting, order, weight, label))
+            totals.append(sum(i.weight for i in pattern.supports))
+            for supporting, indicators in ((True, pattern.supports), (False, pattern.contradicts)):
+                for order, i in enumerate(indicators):
+                    by_key.setdefault((i.kind, i.value), []).append((place, supporting, order, i.weight, _label(i)))
         return patterns, totals, by_key
 
     result: _Index = memoised(_INDEX, kb, make)
