@@ -21,6 +21,7 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.payload import decoded, json_body
+from hemicare.web.turns import Turns
 
 router = APIRouter(tags=["plans"])
 
@@ -29,10 +30,14 @@ router = APIRouter(tags=["plans"])
 async def make_plan(request: Request, user: ApiUser) -> Response:
     """An assessment in, the plan out (the plan contract). Nothing is stored."""
     require_care_team(user)
-    assessment = validate_assessment_json(await request.body(), parse=decoded)
-    plan = build_plan(assessment, request.app.state.kb)
-    # Serialised once, straight to bytes; re-validating a plan the engine just built would only cost time.
-    return Response(plan_json(plan), media_type="application/json")
+    body = await request.body()
+    turns: Turns = request.app.state.plan_turns
+    async with turns.turn():  # the CPU-heavy part, in arrival order (see hemicare.web.turns)
+        assessment = validate_assessment_json(body, parse=decoded)
+        plan = build_plan(assessment, request.app.state.kb)
+        # Serialised once, straight to bytes; re-validating a plan the engine just built would only cost time.
+        content = plan_json(plan)
+    return Response(content, media_type="application/json")
 
 
 @router.get("/patients/{code}/plan", response_model=PlanVersionOut)
