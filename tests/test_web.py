@@ -345,6 +345,17 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
 
 
+def test_the_chart_draws_an_hourly_count_per_day_and_says_so(client: TestClient, clinic: Engine) -> None:
+    hours = load_default().policy("chart_waking_hours_per_day")
+    today = dt.date.today().isoformat()
+    entry = {"date": today, "spasms": 3, "intensity": 2, "per": "hour"}
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    assert client.post("/api/v1/patients/demo-001/diary", json=entry, headers=headers).status_code == 201
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001")
+    assert f"spasms {today}: {3 * hours:g} (3 per hour x {hours:g} waking hours, a clinic setting)" in page.text
+
+
 def test_portal_tells_the_patient_what_is_due_now(client: TestClient, clinic: Engine) -> None:
     today = dt.date.today()
     csrf = sign_in(client, "neuro")

@@ -7,14 +7,49 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 760, 280
-LEFT, RIGHT, TOP, BOTTOM = 56, 56, 24, 48
+WIDTH, HEIGHT = 760, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 56, 36, 68
+FONT_SIZE = 11
+CHAR_WIDTH = 6.5  # a generous average width of one character at FONT_SIZE in a sans-serif font
+MAX_TICKS = 7
+MONTH_STEPS = (1, 2, 3, 6, 12, 24, 60)
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+HFS7_TOP = 28
 
 
 @dataclass(frozen=True)
 class Point:
     date: dt.date
     value: float
+    note: str = ""  # shown in the point's tooltip, e.g. how the value was derived from what was recorded
+
+
+def text_width(text: str) -> float:
+    """The width a label is laid out with (generous, so that labels placed apart stay apart)."""
+    return len(text) * CHAR_WIDTH
+
+
+def _month_start(date: dt.date, months_ahead: int = 0) -> dt.date:
+    index = date.year * 12 + date.month - 1 + months_ahead
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def time_ticks(first: dt.date, last: dt.date) -> list[tuple[dt.date, str]]:
+    """Labelled dates for the time axis: month starts a whole number of months apart, at most MAX_TICKS of them;
+    a span too short for two month starts is labelled by its first and last day."""
+    for step in MONTH_STEPS:
+        tick = _month_start(first, 0 if first.day == 1 else 1)
+        while (tick.month - 1) % step:
+            tick = _month_start(tick, 1)
+        ticks = []
+        while tick <= last:
+            ticks.append(tick)
+            tick = _month_start(tick, step)
+        if len(ticks) <= MAX_TICKS:
+            break
+    if len(ticks) < 2:
+        return [(first, first.isoformat()), (last, last.isoformat())] if last != first else [(first, first.isoformat())]
+    return [(tick, f"{MONTHS[tick.month - 1]} {tick.year}") for tick in ticks]
 
 
 def outcome_chart(
@@ -26,11 +61,16 @@ def outcome_chart(
     acupuncture: Sequence[dt.date],
     title: str,
 ) -> str:
-    """A line chart over time; an empty history gives a labelled empty chart, not an error."""
+    """A line chart over time; an empty history gives a labelled empty chart, not an error.
+
+    Left axis: spasms per day (intensity 0-10 drawn to the same height); right axis: HFS-7 total (0-28). Toxin sessions
+    are dashed lines labelled BoNT, acupuncture sessions green marks on the time axis. No two labels overlap: a BoNT
+    label that would touch the one before it is left out (its line and tooltip remain).
+    """
     dates = [p.date for p in (*spasms, *intensity, *hfs7)] + list(toxin) + list(acupuncture)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="11">',
+        f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="{FONT_SIZE}">',
         f"<title>{escape(title)}</title>",
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
     ]
@@ -43,35 +83,50 @@ def outcome_chart(
     first, last = min(dates), max(dates)
     span = max((last - first).days, 1)
     top_spasms = max([p.value for p in spasms] + [10])
+    base = HEIGHT - BOTTOM
+    plot_right = WIDTH - RIGHT
 
     def x(date: dt.date) -> float:
-        return LEFT + (WIDTH - LEFT - RIGHT) * (date - first).days / span
+        return LEFT + (plot_right - LEFT) * (date - first).days / span
 
     def y(value: float, top: float) -> float:
-        return TOP + (HEIGHT - TOP - BOTTOM) * (1 - value / top)
+        return TOP + (base - TOP) * (1 - value / top)
 
-    base = HEIGHT - BOTTOM
-    parts.append(f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH - RIGHT}" y2="{base}" stroke="#999"/>')
+    def label(x_at: float, y_at: float, text: str, colour: str, anchor: str = "start", css: str = "") -> None:
+        css_class = f' class="{css}"' if css else ""
+        place = f'x="{x_at:.1f}" y="{y_at:.1f}" text-anchor="{anchor}"'
+        parts.append(f'<text{css_class} {place} fill="{colour}">{escape(text)}</text>')
+
+    parts.append(f'<line x1="{LEFT}" y1="{base}" x2="{plot_right}" y2="{base}" stroke="#999"/>')
     parts.append(f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="#999"/>')
-    parts.append(f'<line x1="{WIDTH - RIGHT}" y1="{TOP}" x2="{WIDTH - RIGHT}" y2="{base}" stroke="#999"/>')
+    parts.append(f'<line x1="{plot_right}" y1="{TOP}" x2="{plot_right}" y2="{base}" stroke="#999"/>')
     for fraction in (0, 0.5, 1):
-        value = top_spasms * fraction
-        parts.append(
-            f'<text x="{LEFT - 6}" y="{y(value, top_spasms) + 4}" text-anchor="end" fill="#1f618d">{value:.0f}</text>'
-        )
-        parts.append(
-            f'<text x="{WIDTH - RIGHT + 6}" y="{y(28 * fraction, 28) + 4}" fill="#7d3c98">{28 * fraction:.0f}</text>'
-        )
-    parts.append(f'<text x="{LEFT - 44}" y="{TOP - 8}" fill="#1f618d">spasms/day</text>')
-    parts.append(f'<text x="{WIDTH - RIGHT - 10}" y="{TOP - 8}" fill="#7d3c98">HFS-7 (0-28)</text>')
-    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 8}" fill="#333">{first.isoformat()}</text>')
-    parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end" fill="#333">{last.isoformat()}</text>')
-    for date in toxin:
+        label(LEFT - 6, y(top_spasms * fraction, top_spasms) + 4, f"{top_spasms * fraction:.0f}", "#1f618d", "end")
+        label(plot_right + 6, y(HFS7_TOP * fraction, HFS7_TOP) + 4, f"{HFS7_TOP * fraction:.0f}", "#7d3c98")
+    label(8, 14, "spasms/day", "#1f618d")
+    label(WIDTH - 8, 14, f"HFS-7 (0-{HFS7_TOP})", "#7d3c98", "end")
+
+    for tick, text in time_ticks(first, last):
+        at = x(tick)
+        parts.append(f'<line x1="{at:.1f}" y1="{base}" x2="{at:.1f}" y2="{base + 4}" stroke="#999"/>')
+        # Centred under its mark, but kept inside the chart.
+        half = text_width(text) / 2
+        label(min(max(at, half + 2), WIDTH - half - 2), base + 17, text, "#333", "middle", "tick")
+
+    labelled_until = float("-inf")
+    for date in sorted(toxin):
+        at = x(date)
+        name = "BoNT"
+        # Right of the line, or left of it where the right would run past the plot.
+        start = at + 3 if at + 3 + text_width(name) <= plot_right else at - 3 - text_width(name)
+        text = ""
+        if start > labelled_until + 4:
+            text = f'<text x="{start:.1f}" y="{TOP + 10}" fill="#2e86c1">{name}</text>'
+            labelled_until = start + text_width(name)
         parts.append(
             f'<g class="marker toxin"><title>Botulinum toxin {date.isoformat()}</title>'
-            f'<line x1="{x(date):.1f}" y1="{TOP}" x2="{x(date):.1f}" y2="{base}" '
-            'stroke="#2e86c1" stroke-dasharray="4 3"/>'
-            f'<text x="{x(date) + 3:.1f}" y="{TOP + 10}" fill="#2e86c1">BoNT</text></g>'
+            f'<line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{base}" stroke="#2e86c1" stroke-dasharray="4 3"/>'
+            f"{text}</g>"
         )
     for date in acupuncture:
         parts.append(
@@ -79,24 +134,27 @@ def outcome_chart(
             f'<rect x="{x(date) - 2:.1f}" y="{base - 10}" width="4" height="10" fill="#27ae60"/></g>'
         )
 
-    def line(points: Sequence[Point], top: float, colour: str, name: str, dash: str = "") -> None:
+    def line(points: Sequence[Point], top: float, colour: str, name: str, dash: str = "", scale: float = 1) -> None:
+        """A series drawn at ``value * scale``; its tooltips give the value as recorded."""
         if not points:
             return
         ordered = sorted(points, key=lambda p: p.date)
-        path = " ".join(f"{'M' if i == 0 else 'L'}{x(p.date):.1f} {y(p.value, top):.1f}" for i, p in enumerate(ordered))
+        at = [(x(p.date), y(p.value * scale, top)) for p in ordered]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{px:.1f} {py:.1f}" for i, (px, py) in enumerate(at))
         dashing = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(
             f'<path class="series {name}" d="{path}" fill="none" stroke="{colour}" stroke-width="2"{dashing}/>'
         )
-        for p in ordered:
+        for p, (px, py) in zip(ordered, at, strict=True):
+            note = f" ({escape(p.note)})" if p.note else ""
             parts.append(
-                f'<circle class="point {name}" cx="{x(p.date):.1f}" cy="{y(p.value, top):.1f}" r="3" fill="{colour}">'
-                f"<title>{name} {p.date.isoformat()}: {p.value:g}</title></circle>"
+                f'<circle class="point {name}" cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}">'
+                f"<title>{name} {p.date.isoformat()}: {p.value:g}{note}</title></circle>"
             )
 
     line(spasms, top_spasms, "#1f618d", "spasms")
-    line([Point(p.date, p.value * top_spasms / 10) for p in intensity], top_spasms, "#e67e22", "intensity", "5 3")
-    line(hfs7, 28, "#7d3c98", "hfs7")
+    line(intensity, top_spasms, "#e67e22", "intensity", "5 3", scale=top_spasms / 10)
+    line(hfs7, HFS7_TOP, "#7d3c98", "hfs7")
     legend = [
         ("#1f618d", "spasms/day"),
         ("#e67e22", "intensity (0-10, scaled)"),
@@ -104,9 +162,10 @@ def outcome_chart(
         ("#2e86c1", "toxin session"),
         ("#27ae60", "acupuncture"),
     ]
-    for index, (colour, label) in enumerate(legend):
-        lx = LEFT + 150 * index
-        parts.append(f'<rect x="{lx}" y="{HEIGHT - 30}" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{HEIGHT - 21}" fill="#333">{escape(label)}</text>')
+    at = float(LEFT)
+    for colour, name in legend:
+        parts.append(f'<rect x="{at:.1f}" y="{HEIGHT - 23}" width="10" height="10" fill="{colour}"/>')
+        label(at + 14, HEIGHT - 14, name, "#333", css="legend")
+        at += 14 + text_width(name) + 18
     parts.append("</svg>")
     return "\n".join(parts)

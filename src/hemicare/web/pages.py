@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
-from hemicare.engine import validate_assessment
+from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.toxin import ToxinPlan
@@ -198,7 +198,7 @@ async def new_patient(request: Request, user: PageUser) -> Response:
     return RedirectResponse(f"/patients/{data.code}/assessment", status_code=303)
 
 
-def _chart(session: Session, patient: Patient) -> Markup:
+def _chart(session: Session, patient: Patient, kb: KnowledgeBase) -> Markup:
     diary = list(
         session.scalars(select(DiaryEntry).where(DiaryEntry.patient_id == patient.id).order_by(DiaryEntry.date))
     )
@@ -210,8 +210,14 @@ def _chart(session: Session, patient: Patient) -> Markup:
         )
     )
     history = session_service.list_for(session, patient=patient)
+    hours = kb.policy("chart_waking_hours_per_day")
     svg = outcome_chart(
-        spasms=[Point(d.date, d.spasms if d.per == "day" else d.spasms * 16) for d in diary],
+        spasms=[
+            Point(d.date, d.spasms)
+            if d.per == "day"
+            else Point(d.date, d.spasms * hours, f"{d.spasms:g} per hour x {hours:g} waking hours, a clinic setting")
+            for d in diary
+        ],
         intensity=[Point(d.date, d.intensity) for d in diary],
         hfs7=[Point(q.date, q.total) for q in hfs7],
         toxin=[s.date for s in history if s.kind == "toxin"],
@@ -254,7 +260,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
         ]
         outcomes = outcome_service.summary(session, patient=patient, kb=kb)
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
-        chart = _chart(session, patient)
+        chart = _chart(session, patient, kb)
         context = {
             "patient": patient,
             "plan": plan,
@@ -489,7 +495,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
-        chart = _chart(session, patient)
+        chart = _chart(session, patient, request.app.state.kb)
         plain = []
         if plan is not None:
             for rec in plan.content["recommendations"]:

@@ -1,0 +1,140 @@
+"""The outcome chart as a picture: markers where their dates are, tooltips with recorded values, labels that fit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hemicare.web.charts import FONT_SIZE, HEIGHT, LEFT, RIGHT, WIDTH, Point, outcome_chart, text_width, time_ticks
+
+SVG = "{http://www.w3.org/2000/svg}"
+START = dt.date(2024, 12, 27)
+
+
+def _history(years: int, *, toxin_weeks: int = 12) -> dict[str, object]:
+    days = 365 * years
+    dates = [START + dt.timedelta(days=day) for day in range(0, days, 7)]
+    return {
+        "spasms": [Point(date, 5 + (index * 7) % 20) for index, date in enumerate(dates)],
+        "intensity": [Point(date, (index * 3) % 11) for index, date in enumerate(dates)],
+        "hfs7": [Point(date, (index * 5) % 29) for index, date in enumerate(dates[::13])],
+        "toxin": [START + dt.timedelta(weeks=week) for week in range(0, days // 7, toxin_weeks)],
+        "acupuncture": [START + dt.timedelta(days=days - 9 + step * 3) for step in range(3)],
+    }
+
+
+def _chart(**history: object) -> ET.Element:
+    svg = outcome_chart(title="Outcomes over time for demo-001", **history)  # type: ignore[arg-type]
+    return ET.fromstring(svg)
+
+
+def _boxes(root: ET.Element) -> list[tuple[str, float, float, float, float]]:
+    """Each text's box as the chart lays it out: (text, left, top, right, bottom)."""
+    boxes = []
+    for text in root.iter(f"{SVG}text"):
+        content = text.text or ""
+        x, y = float(text.get("x", 0)), float(text.get("y", 0))
+        width = text_width(content)
+        left = {"start": x, "middle": x - width / 2, "end": x - width}[text.get("text-anchor", "start")]
+        boxes.append((content, left, y - FONT_SIZE, left + width, y))
+    return boxes
+
+
+@pytest.mark.parametrize("years", [1, 2, 10])
+def test_every_label_fits_inside_the_chart_and_none_overlaps_another(years: int) -> None:
+    boxes = _boxes(_chart(**_history(years)))
+    assert boxes
+    for text, left, top, right, bottom in boxes:
+        assert left >= 0 and right <= WIDTH and top >= 0 and bottom <= HEIGHT, text
+    for index, (text, left, top, right, bottom) in enumerate(boxes):
+        for other, o_left, o_top, o_right, o_bottom in boxes[index + 1 :]:
+            overlap = left < o_right and o_left < right and top < o_bottom and o_top < bottom
+            assert not overlap, f"{text!r} overlaps {other!r}"
+
+
+def test_every_toxin_session_has_its_line_even_where_its_label_would_crowd_another() -> None:
+    history = _history(10)
+    root = _chart(**history)
+    markers = [g for g in root.iter(f"{SVG}g") if g.get("class") == "marker toxin"]
+    toxin = history["toxin"]
+    assert isinstance(toxin, list)
+    assert len(markers) == len(toxin) > 40
+    labelled = [g for g in markers if g.find(f"{SVG}text") is not None]
+    assert 0 < len(labelled) < len(markers)
+    assert [g.findtext(f"{SVG}title") for g in markers] == [f"Botulinum toxin {d.isoformat()}" for d in toxin]
+
+
+def test_markers_sit_where_their_dates_are_on_the_time_axis() -> None:
+    first, middle, last = dt.date(2026, 1, 1), dt.date(2026, 3, 2), dt.date(2026, 5, 1)
+    root = _chart(spasms=[Point(first, 3), Point(last, 4)], intensity=[], hfs7=[], toxin=[middle], acupuncture=[last])
+    line = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "marker toxin").find(f"{SVG}line")
+    assert line is not None
+    share = (middle - first).days / (last - first).days
+    assert float(line.get("x1", 0)) == pytest.approx(LEFT + (WIDTH - LEFT - RIGHT) * share, abs=0.1)
+    mark = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "marker acupuncture").find(f"{SVG}rect")
+    assert mark is not None
+    assert float(mark.get("x", 0)) + 2 == pytest.approx(WIDTH - RIGHT, abs=0.1)
+    points = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "point spasms"]
+    assert [float(c.get("cx", 0)) for c in points] == pytest.approx([LEFT, WIDTH - RIGHT], abs=0.1)
+
+
+def test_tooltips_give_the_value_as_recorded_not_as_drawn() -> None:
+    day = dt.date(2026, 2, 1)
+    root = _chart(
+        spasms=[Point(day, 40, "2.5 per hour x 16 waking hours, a clinic setting")],
+        intensity=[Point(day, 6)],
+        hfs7=[Point(day, 12)],
+        toxin=[],
+        acupuncture=[],
+    )
+    titles = {c.get("class"): c.findtext(f"{SVG}title") for c in root.iter(f"{SVG}circle")}
+    assert titles["point spasms"] == "spasms 2026-02-01: 40 (2.5 per hour x 16 waking hours, a clinic setting)"
+    # Intensity is drawn scaled to the spasm axis (top 40): at 24 on it, but its tooltip says 6.
+    assert titles["point intensity"] == "intensity 2026-02-01: 6"
+    assert titles["point hfs7"] == "hfs7 2026-02-01: 12"
+
+
+def test_an_empty_history_is_a_labelled_empty_chart() -> None:
+    root = _chart(spasms=[], intensity=[], hfs7=[], toxin=[], acupuncture=[])
+    assert [t.text for t in root.iter(f"{SVG}text")] == ["No outcomes recorded yet"]
+
+
+def test_the_title_is_escaped() -> None:
+    svg = outcome_chart(spasms=[], intensity=[], hfs7=[], toxin=[], acupuncture=[], title="a <b> & c")
+    assert "<title>a &lt;b&gt; &amp; c</title>" in svg
+    ET.fromstring(svg)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        (dt.date(2026, 1, 5), dt.date(2026, 4, 20), ["Feb 2026", "Mar 2026", "Apr 2026"]),
+        (dt.date(2025, 12, 1), dt.date(2026, 2, 1), ["Dec 2025", "Jan 2026", "Feb 2026"]),
+        (dt.date(2024, 12, 27), dt.date(2026, 11, 26), ["Jan 2025", "Jul 2025", "Jan 2026", "Jul 2026"]),
+        (dt.date(2026, 3, 3), dt.date(2026, 3, 20), ["2026-03-03", "2026-03-20"]),
+        (dt.date(2026, 3, 3), dt.date(2026, 3, 3), ["2026-03-03"]),
+    ],
+)
+def test_time_ticks(first: dt.date, last: dt.date, expected: list[str]) -> None:
+    assert [label for _, label in time_ticks(first, last)] == expected
+
+
+@pytest.mark.parametrize("months", [1, 5, 13, 30, 61, 150, 400])
+def test_time_ticks_are_month_starts_in_the_span_a_whole_step_apart_and_few(months: int) -> None:
+    first = dt.date(2020, 2, 17)
+    last = first + dt.timedelta(days=30 * months)
+    ticks = [date for date, _ in time_ticks(first, last)]
+    assert 1 <= len(ticks) <= 7
+    if len(ticks) >= 2 and ticks[0].day == 1:
+        assert all(first <= date <= last and date.day == 1 for date in ticks)
+        steps = {(b.year - a.year) * 12 + b.month - a.month for a, b in itertools.pairwise(ticks)}
+        assert len(steps) == 1
+
+
+def test_month_labels_name_the_month_and_year() -> None:
+    labels = [label for _, label in time_ticks(dt.date(2026, 1, 1), dt.date(2026, 12, 31))]
+    assert all(re.fullmatch(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2026", label) for label in labels)
