@@ -345,6 +345,14 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
 
 
+def test_the_api_link_is_for_staff_not_patients(client: TestClient) -> None:
+    csrf = sign_in(client, "patient1")
+    assert 'href="/api/v1/docs"' not in client.get("/me").text
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 303
+    sign_in(client, "neuro")
+    assert 'href="/api/v1/docs"' in client.get("/patients").text
+
+
 def test_the_chart_draws_an_hourly_count_per_day_and_says_so(client: TestClient, clinic: Engine) -> None:
     hours = load_default().policy("chart_waking_hours_per_day")
     today = dt.date.today().isoformat()
