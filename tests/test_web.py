@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import logging
 import re
 from collections.abc import Iterator
@@ -319,12 +320,46 @@ def test_no_patient_data_in_logs(client: TestClient, caplog: pytest.LogCaptureFi
     assert "demo-00" not in text and "Mei Lin" not in text and "Arjun" not in text
 
 
+def _pdf_text(body: bytes) -> str:
+    """The PDF's text with runs of white space made one space (lines wrap at spaces)."""
+    from pypdf import PdfReader
+
+    assert body.startswith(b"%PDF")
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages).split())
+
+
 def test_pdfs(client: TestClient) -> None:
     sign_in(client, "neuro")
-    for kind in ("patient", "referral"):
-        response = client.get(f"/patients/demo-001/plan.pdf?kind={kind}")
-        assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    kb = load_default()
+    mvd = kb.treatments["mvd"]
+    patient = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
+    # The patient's words, as on their own page: names and plain text, not ids and clinical summaries.
+    assert f"Suggested: {mvd.name}. {' '.join((mvd.plain or '').split())}" in patient
+    assert "To discuss: Acupuncture." in patient
+    assert "Recommended: mvd" not in patient and "medication:" not in patient
+    referral = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=referral").content)
+    assert "Primary HFS likely: " in referral
+    assert f"Recommended: {mvd.name} (conventional). Evidence: moderate certainty [" in referral
+    assert f"Not recommended: {kb.treatments['medication:carbamazepine'].name} (conventional)." in referral
+    assert "))" not in referral
     assert client.get("/patients/demo-001/plan.pdf?kind=poster").status_code == 422
+
+
+def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:
+    from hemicare.web.pdf import patient_plan_pdf
+
+    plan = {"generated_on": "2026-11-26", "knowledge_version": "test", "recommendations": [], "alerts": []}
+    quiet = _pdf_text(patient_plan_pdf(patient_name="A B", plan=plan, items=[], due=[]))
+    assert "Things to know" not in quiet
+    assert "Nothing yet: your care team will talk the options through with you." in quiet
+    alerts = [
+        {"id": "pregnancy:toxin", "severity": "critical", "message": "Not during pregnancy."},
+        {"id": "unchecked:drug:x", "severity": "warning", "message": "Drug x is not checked."},
+        {"id": "note", "severity": "info", "message": "A note for the team."},
+    ]
+    told = _pdf_text(patient_plan_pdf(patient_name="A B", plan=plan | {"alerts": alerts}, items=[], due=[]))
+    assert "Things to know - Not during pregnancy." in told
+    assert "Drug x is not checked" not in told and "A note for the team" not in told
 
 
 def test_security_headers_and_openapi(client: TestClient) -> None:

@@ -21,6 +21,7 @@ from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.web.auth import SignInRequired
+from hemicare.web.plain import diagnosis_label
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")
@@ -86,6 +87,7 @@ def create_app(
     # look cost about 5% more CPU per plan in bench/web_load.py, and four kept the latency tail as flat.
     app.state.plan_turns = Turns(per_pass=4)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -53,6 +53,7 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.charts import Point, outcome_chart
+from hemicare.web.plain import plain_items, treatment_names
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -274,7 +275,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "signable": _signable(user, plan),
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.url for ref in kb.references.values()},
-            "treatment_names": {treatment.id: treatment.name for treatment in kb.treatments.values()},
+            "treatment_names": treatment_names(kb),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
         }
@@ -468,10 +469,15 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
             entity_id=f"{code}/v{plan.number}",
             detail={"as": f"pdf:{kind}"},
         )
+    kb = request.app.state.kb
     if kind == "patient":
-        body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, due=due)
+        items = plain_items(plan.content, kb)
+        body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, items=items, due=due)
     else:
-        body = referral_pdf(patient_name=patient.name, plan=plan.content, author=user.full_name, role=user.role)
+        names = treatment_names(kb)
+        body = referral_pdf(
+            patient_name=patient.name, plan=plan.content, names=names, author=user.full_name, role=user.role
+        )
     return Response(
         body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{code}-{kind}.pdf"'}
     )
@@ -496,18 +502,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
         chart = _chart(session, patient, request.app.state.kb)
-        plain = []
-        if plan is not None:
-            for rec in plan.content["recommendations"]:
-                if rec["status"] in ("recommended", "option"):
-                    record = request.app.state.kb.treatments.get(rec["id"])
-                    plain.append(
-                        {
-                            "name": record.name if record else rec["id"],
-                            "status": rec["status"],
-                            "text": (record.plain if record and record.plain else rec["summary"]),
-                        }
-                    )
+        plain = plain_items(plan.content, request.app.state.kb) if plan is not None else []
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
         request,

@@ -9,17 +9,11 @@ from typing import Any
 from fpdf import FPDF
 
 from hemicare.recalls.service import DueItem
+from hemicare.web.plain import PlainItem, diagnosis_label
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff]+")
-_STATUS = {
-    "recommended": "Recommended",
-    "option": "An option to discuss",
-    "deferred": "Not yet",
-    "not_recommended": "Not recommended",
-    "contraindicated": "Not safe for you",
-}
 
 
 class _Document(FPDF):
@@ -41,20 +35,21 @@ class _Document(FPDF):
 
     def heading(self, text: str, size: int = 14) -> None:
         self.set_font(self.family_name, "B", size)
-        self.multi_cell(0, 8, self.clean(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 8, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
     def para(self, text: str, size: int = 10) -> None:
         self.set_font(self.family_name, "", size)
-        self.multi_cell(0, 5, self.clean(text), new_x="LMARGIN", new_y="NEXT")
+        # Left-aligned: justified lines full of references and codes open wide gaps between words.
+        self.multi_cell(0, 5, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
     def output_bytes(self) -> bytes:
         return bytes(self.output())
 
 
-def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], due: list[DueItem]) -> bytes:
-    """The plan in plain language for the patient to take home."""
+def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], items: list[PlainItem], due: list[DueItem]) -> bytes:
+    """The plan in plain language for the patient to take home: the same words as the patient's own page."""
     doc = _Document(f"HemiCare plan for {patient_name}")
     doc.heading(f"Your hemifacial spasm plan, {patient_name}")
     doc.para(
@@ -62,20 +57,24 @@ def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], due: list[DueIt
         "Your care team made these choices with you; this sheet reminds you of them."
     )
     doc.heading("What we suggest", 12)
-    for rec in plan["recommendations"]:
-        if rec["status"] in ("recommended", "option"):
-            doc.para(
-                f"{_STATUS[rec['status']]}: {rec['id'].replace('_', ' ').replace('medication:', '')}. {rec['summary']}"
-            )
-    doc.heading("Things to know", 12)
-    for alert in plan["alerts"]:
-        if alert["severity"] in ("critical", "warning") and not alert["id"].startswith("unchecked:"):
-            doc.para(f"- {alert['message']}")
+    if not items:
+        doc.para("Nothing yet: your care team will talk the options through with you.")
+    for item in items:
+        doc.para(f"{item.label}: {item.name}. {item.text}")
+    warnings = [
+        alert["message"]
+        for alert in plan["alerts"]
+        if alert["severity"] in ("critical", "warning") and not alert["id"].startswith("unchecked:")
+    ]
+    if warnings:
+        doc.heading("Things to know", 12)
+        for message in warnings:
+            doc.para(f"- {message}")
     doc.heading("What happens next", 12)
     if not due:
         doc.para("Your care team will arrange your next visit.")
-    for item in due:
-        doc.para(f"- {item.due.isoformat()}: {item.what}")
+    for entry in due:
+        doc.para(f"- {entry.due.isoformat()}: {entry.what}")
     doc.para(
         "How sure are we? Injections and surgery rest on large studies; acupuncture and herbs rest on weak "
         "evidence and are used beside, not instead of, medical treatment. Ask your team about anything here.",
@@ -84,8 +83,12 @@ def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], due: list[DueIt
     return doc.output_bytes()
 
 
-def referral_pdf(*, patient_name: str, plan: dict[str, Any], author: str, role: str) -> bytes:
-    """A referral letter with the diagnosis, scores, the plan's items and alerts, and the references."""
+def referral_pdf(*, patient_name: str, plan: dict[str, Any], names: dict[str, str], author: str, role: str) -> bytes:
+    """A referral letter with the diagnosis, scores, the plan's items and alerts, and the references.
+
+    ``names`` gives each recommendation's name by its id (the knowledge base's treatments); an id without one is
+    printed as it is.
+    """
     doc = _Document(f"Referral for {patient_name}")
     other = "TCM practitioner" if role != "tcm_practitioner" else "neurology / neurosurgery"
     doc.heading(f"Referral to {other}: {patient_name}")
@@ -95,22 +98,23 @@ def referral_pdf(*, patient_name: str, plan: dict[str, Any], author: str, role: 
     )
     diagnosis = plan["diagnosis"]
     doc.heading("Diagnosis", 12)
-    doc.para(f"{diagnosis['status'].replace('_', ' ')}: {diagnosis['summary']}")
+    doc.para(f"{diagnosis_label(diagnosis['status'])}: {diagnosis['summary']}")
     for flag in diagnosis["red_flags"]:
         doc.para(f"Red flag: {flag['finding']}. {flag['action']}")
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():
-            doc.para(f"{result['name']}: {result['value']:g} ({result['interpretation']})")
+            doc.para(f"{result['name']}: {result['value']:g}. {result['interpretation']}")
     doc.heading("Alerts", 12)
     for alert in plan["alerts"]:
         doc.para(f"[{alert['severity'].upper()}] {alert['message']}")
     doc.heading("Plan", 12)
     for rec in plan["recommendations"]:
         evidence = rec["evidence"]
+        status = rec["status"].replace("_", " ")
         doc.para(
-            f"{rec['status'].replace('_', ' ').upper()} - {rec['id']} ({rec['category']}); evidence "
-            f"{evidence['certainty'].replace('_', ' ')} [{', '.join(evidence['references'])}]"
+            f"{status[0].upper()}{status[1:]}: {names.get(rec['id'], rec['id'])} ({rec['category']}). Evidence: "
+            f"{evidence['certainty'].replace('_', ' ')} certainty [{', '.join(evidence['references'])}]."
         )
     if plan.get("tcm", {}).get("summary"):
         doc.heading("TCM pattern", 12)
