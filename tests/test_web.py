@@ -342,6 +342,8 @@ def test_pdfs(client: TestClient) -> None:
     assert f"Recommended: {mvd.name} (conventional). Evidence: moderate certainty [" in referral
     assert f"Not recommended: {kb.treatments['medication:carbamazepine'].name} (conventional)." in referral
     assert "))" not in referral
+    assert "TCM pattern Best fit: " in referral
+    assert not re.search(r"\(\s*/?\s*\)", referral), "a bracket emptied of its Chinese names"
     assert client.get("/patients/demo-001/plan.pdf?kind=poster").status_code == 422
 
 

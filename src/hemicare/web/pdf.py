@@ -13,7 +13,9 @@ from hemicare.web.plain import PlainItem, diagnosis_label
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
-_CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"\s*[\u2e80-\u9fff\uf900-\ufaff]+")
+# A bracket holding only Chinese names, e.g. "(肝阳上亢 / 肝风内动)", goes with them rather than staying empty.
+_CJK_BRACKET = re.compile(r"\s*\(\s*[\u2e80-\u9fff\uf900-\ufaff]+(?:\s*/\s*[\u2e80-\u9fff\uf900-\ufaff]+)*\s*\)")
 
 
 class _Document(FPDF):
@@ -30,7 +32,7 @@ class _Document(FPDF):
 
     def clean(self, text: str) -> str:
         """Chinese characters are left out of the PDF (the font has none); pinyin stays."""
-        text = _CJK.sub("", text)
+        text = _CJK.sub("", _CJK_BRACKET.sub("", text))
         return text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
 
     def heading(self, text: str, size: int = 14) -> None:
