@@ -6,6 +6,7 @@ import datetime as dt
 import html
 import io
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -343,8 +344,26 @@ def test_pdfs(client: TestClient) -> None:
     assert f"Not recommended: {kb.treatments['medication:carbamazepine'].name} (conventional)." in referral
     assert "))" not in referral
     assert "TCM pattern Best fit: " in referral
-    assert not re.search(r"\(\s*/?\s*\)", referral), "a bracket emptied of its Chinese names"
     assert client.get("/patients/demo-001/plan.pdf?kind=poster").status_code == 422
+
+
+@pytest.mark.parametrize("fonts", ["installed", "none"])
+def test_the_referral_prints_chinese_names_when_a_chinese_font_is_installed(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, fonts: str
+) -> None:
+    from hemicare.web import pdf
+
+    if fonts == "none":
+        monkeypatch.setattr(pdf, "CHINESE_FONTS", ())
+    elif not any(font.exists() for font in pdf.CHINESE_FONTS):
+        if os.environ.get("HEMICARE_REQUIRE_FONTS") == "1":
+            pytest.fail("no Chinese font installed (.ci/run installs fonts-droid-fallback)")
+        pytest.skip("no Chinese font installed")
+    sign_in(client, "neuro")
+    referral = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=referral").content)
+    assert "Liver yang rising" in referral
+    assert bool(re.search("[\u4e00-\u9fff]", referral)) == (fonts == "installed")
+    assert not re.search(r"\(\s*/?\s*\)", referral), "a bracket emptied of its Chinese names"
 
 
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:

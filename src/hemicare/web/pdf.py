@@ -13,6 +13,12 @@ from hemicare.web.plain import PlainItem, diagnosis_label
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+# Chinese names of patterns, points and herbs are printed when one of these fonts is installed (Debian packages
+# fonts-droid-fallback, fonts-wqy-microhei); DejaVu has no Chinese characters.
+CHINESE_FONTS = (
+    Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+)
 _CJK = re.compile(r"\s*[\u2e80-\u9fff\uf900-\ufaff]+")
 # A bracket holding only Chinese names, e.g. "(肝阳上亢 / 肝风内动)", goes with them rather than staying empty.
 _CJK_BRACKET = re.compile(r"\s*\(\s*[\u2e80-\u9fff\uf900-\ufaff]+(?:\s*/\s*[\u2e80-\u9fff\uf900-\ufaff]+)*\s*\)")
@@ -22,17 +28,25 @@ class _Document(FPDF):
     def __init__(self, title: str) -> None:
         super().__init__()
         self.unicode = _FONT.exists() and _FONT_BOLD.exists()
+        self.chinese = False
         if self.unicode:
             self.add_font("body", "", str(_FONT))
             self.add_font("body", "B", str(_FONT_BOLD))
+            chinese = next((font for font in CHINESE_FONTS if font.exists()), None)
+            if chinese is not None:
+                # Characters DejaVu lacks are drawn in the Chinese font, in headings (bold) too.
+                self.add_font("chinese", "", str(chinese))
+                self.set_fallback_fonts(["chinese"], exact_match=False)
+                self.chinese = True
         self.family_name = "body" if self.unicode else "helvetica"
         self.set_title(title)
         self.set_auto_page_break(auto=True, margin=15)
         self.add_page()
 
     def clean(self, text: str) -> str:
-        """Chinese characters are left out of the PDF (the font has none); pinyin stays."""
-        text = _CJK.sub("", _CJK_BRACKET.sub("", text))
+        """Without a Chinese font, Chinese characters are left out of the PDF; pinyin stays."""
+        if not self.chinese:
+            text = _CJK.sub("", _CJK_BRACKET.sub("", text))
         return text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
 
     def heading(self, text: str, size: int = 14) -> None:
