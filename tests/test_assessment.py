@@ -72,7 +72,7 @@ def test_omitted_findings_are_unknown_not_false(patient: Any) -> None:
         ({"tcm": {"tongue": {"body": "blue"}}}, "tcm.tongue.body", "'pale'"),
         ({"tcm": {"findings": ["sadness"]}}, "tcm.findings.0", "'acute_onset'"),
         ({"imaging": {"mri": "maybe"}}, "imaging.mri", "'done', 'not_done' or 'planned'"),
-        ({"id": "has spaces"}, "id", "should match pattern"),
+        ({"id": "has spaces"}, "id", "use only letters, digits, '.', '_' and '-', starting with a letter or digit"),
         ({"duration_months": 700}, "duration_months", "longer than a 52-year-old has lived"),
     ],
 )

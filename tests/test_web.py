@@ -524,6 +524,19 @@ def test_api_bad_input_gets_a_clear_4xx(client: TestClient, path: str, body: Any
         assert any(e["field"].startswith(field) for e in errors), errors
 
 
+def test_a_bad_patient_code_is_explained_in_words_not_as_a_pattern(client: TestClient) -> None:
+    words = "use only letters, digits, '.', '_' and '-', starting with a letter or digit (got 'bad code!')"
+    token = _token_for(client)
+    body = {"code": "bad code!", "name": "X", "sex": "male"}
+    response = client.post("/api/v1/patients", json=body, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 422
+    assert {"field": "code", "message": words} in response.json()["errors"]
+    csrf = sign_in(client, "neuro")
+    page = client.post("/patients/new", data={"csrf_token": csrf, **body})
+    assert page.status_code == 422
+    assert words in html.unescape(page.text) and "A-Za-z" not in page.text
+
+
 def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None:
     sign_in(client, "neuro")
     page = client.get("/patients").text

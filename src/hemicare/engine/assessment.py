@@ -271,10 +271,15 @@ class Preferences(Strict):
     integrative_care: bool = False
 
 
+# A patient code: it appears in addresses (/patients/CODE) and file names.
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+CODE_WORDS = "use only letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
 class Assessment(Strict):
     """One patient's assessment, the input of every plan."""
 
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=CODE_PATTERN)]
     age: int = Field(ge=0, le=120)
     sex: Sex
     pregnant: bool = False

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from hemicare.engine.assessment import Assessment, consistency_problems
+from hemicare.engine.assessment import CODE_PATTERN, CODE_WORDS, Assessment, consistency_problems
 from hemicare.engine.errors import FieldProblem, InputError
 from hemicare.engine.rules import model_of
 
@@ -94,7 +94,10 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
         elif kind == "missing":
             message = "is required"
         else:
-            message = str(err["msg"]).removeprefix("Value error, ")
+            if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == CODE_PATTERN:
+                message = CODE_WORDS  # the words a clinician can act on, not the regular expression
+            else:
+                message = str(err["msg"]).removeprefix("Value error, ")
             shown = repr(err.get("input"))
             if len(shown) <= 60 and kind not in ("model_type", "dict_type"):
                 message = f"{message} (got {shown})"

@@ -6,7 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Code = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+from hemicare.engine.assessment import CODE_PATTERN
+
+Code = Field(min_length=1, max_length=64, pattern=CODE_PATTERN)
 
 
 class PatientCreate(BaseModel):
