@@ -7,6 +7,7 @@ session on the face map, then, as the patient, add a diary entry and see it on t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -138,12 +139,31 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(page.locator("#rec-botulinum_toxin")).to_contain_text("recommended")
     expect(page.locator("#decision-aid")).to_be_visible()
 
-    page.select_option("select[name='status.mvd']", "option")
+    expect(page.locator("select[name='status.mvd']")).not_to_have_value("deferred")
+    page.select_option("select[name='status.mvd']", "deferred")
+    page.click("#sign")  # a changed status without a reason: the browser holds the form back
+    expect(page.locator("input[name='reason.mvd']:invalid")).to_have_count(1)
+    expect(page.locator("#plan")).to_contain_text("version 1")
     page.fill("input[name='reason.mvd']", "prefers toxin first")
     page.click("#sign")
     expect(page.locator("#plan")).to_contain_text("version 2")
     expect(page.locator("text=conventional by dr.neuro")).to_be_visible()
 
+    # The face map and the dose boxes: the running total starts at the plan's own total, follows the boxes, and a
+    # site on the map leads to its box.
+    planned = re.search(r"total ([\d.]+) U", page.locator(".facemap svg > text").nth(2).text_content() or "")
+    assert planned, "the face map states the planned total"
+    expect(page.locator("#toxin-total")).to_contain_text(f"Total: {float(planned.group(1)):g} U")
+    marker = page.locator(".facemap g.site").first
+    site, side = marker.get_attribute("data-site"), marker.get_attribute("data-side")
+    box = page.locator(f"input[name='units.{site}.{side}']")
+    before = float(box.input_value() or 0)
+    marker.click()
+    expect(box).to_be_focused()
+    expect(marker).to_have_class(re.compile(r"\bactive\b"))
+    box.fill(f"{before + 1:g}")
+    expect(page.locator("#toxin-total")).to_contain_text(f"Total: {float(planned.group(1)) + 1:g} U")
+    box.fill(f"{before:g}")
     page.fill("#lot", "C9911")
     page.fill("#toxin-date", "2026-01-10")
     page.click("#record-toxin")
