@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -15,6 +17,7 @@ from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.models import Patient
 from hemicare.sessions import service as session_service
+from hemicare.sessions.models import TreatmentSession
 
 
 def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: str) -> DiaryEntry:
@@ -76,13 +79,59 @@ def _classify(first: int, latest: int, mcid: float) -> str:
     return "no clinically important change"
 
 
+class DiaryPoint(NamedTuple):
+    date: dt.date
+    per: str
+    spasms: int
+    intensity: int
+
+
+class Score(NamedTuple):
+    date: dt.date
+    total: int
+
+
+@dataclass(frozen=True)
+class Records:
+    """A patient's outcome records, oldest first, as plain rows: what summaries and charts are made from.
+
+    Read once per page: the patient page's summary, chart and treatment history all draw on the same records.
+    """
+
+    diary: list[DiaryPoint]
+    scores: dict[str, list[Score]]  # by questionnaire instrument
+    sessions: list[TreatmentSession]  # every kind
+
+
+def records(session: Session, *, patient: Patient) -> Records:
+    """Read a patient's diary, questionnaire totals and treatment sessions (plain rows, not ORM objects)."""
+    diary = [
+        DiaryPoint(*row)
+        for row in session.execute(
+            select(DiaryEntry.date, DiaryEntry.per, DiaryEntry.spasms, DiaryEntry.intensity)
+            .where(DiaryEntry.patient_id == patient.id)
+            .order_by(DiaryEntry.date, DiaryEntry.id)
+        )
+    ]
+    scores: dict[str, list[Score]] = defaultdict(list)
+    for instrument, date, total in session.execute(
+        select(QuestionnaireAnswer.instrument, QuestionnaireAnswer.date, QuestionnaireAnswer.total)
+        .where(QuestionnaireAnswer.patient_id == patient.id)
+        .order_by(QuestionnaireAnswer.date, QuestionnaireAnswer.id)
+    ):
+        scores[instrument].append(Score(date, total))
+    return Records(diary=diary, scores=dict(scores), sessions=session_service.list_for(session, patient=patient))
+
+
 def summary(session: Session, *, patient: Patient, kb: KnowledgeBase) -> Summary:
     """Monthly diary trends, questionnaire change against the MCID, and each toxin session's effect."""
-    entries = session.scalars(select(DiaryEntry).where(DiaryEntry.patient_id == patient.id).order_by(DiaryEntry.date))
-    buckets: dict[tuple[str, str], list[DiaryEntry]] = defaultdict(list)
-    count = 0
-    for entry in entries:
-        count += 1
+    return summarise(records(session, patient=patient), patient=patient, kb=kb)
+
+
+def summarise(found: Records, *, patient: Patient, kb: KnowledgeBase) -> Summary:
+    """The summary of records already read (see ``records``)."""
+    buckets: dict[tuple[str, str], list[DiaryPoint]] = defaultdict(list)
+    for entry in found.diary:
         buckets[(entry.date.strftime("%Y-%m"), entry.per)].append(entry)
     monthly = [
         {
@@ -96,13 +145,7 @@ def summary(session: Session, *, patient: Patient, kb: KnowledgeBase) -> Summary
     ]
     questionnaires: dict[str, Change] = {}
     for instrument in ("hfs7", "hfs30"):
-        rows = list(
-            session.scalars(
-                select(QuestionnaireAnswer)
-                .where(QuestionnaireAnswer.patient_id == patient.id, QuestionnaireAnswer.instrument == instrument)
-                .order_by(QuestionnaireAnswer.date, QuestionnaireAnswer.id)
-            )
-        )
+        rows = found.scores.get(instrument, [])
         mcid = kb.scales[instrument].mcid
         if len(rows) >= 2 and mcid is not None:
             first, last = rows[0].total, rows[-1].total
@@ -116,12 +159,13 @@ def summary(session: Session, *, patient: Patient, kb: KnowledgeBase) -> Summary
             "total_units": s.data.get("total_units"),
             "effect_weeks": s.data.get("effect_weeks"),
         }
-        for s in session_service.list_for(session, patient=patient, kind="toxin")
+        for s in found.sessions
+        if s.kind == "toxin"
     ]
     effects = [float(t["effect_weeks"]) for t in toxin if t["effect_weeks"] is not None]
     return Summary(
         patient=patient.code,
-        diary_entries=count,
+        diary_entries=len(found.diary),
         monthly=monthly,
         questionnaires=questionnaires,
         toxin_sessions=toxin,

@@ -15,7 +15,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
@@ -25,7 +24,6 @@ from hemicare.engine.intake import validate_model
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -199,30 +197,19 @@ async def new_patient(request: Request, user: PageUser) -> Response:
     return RedirectResponse(f"/patients/{data.code}/assessment", status_code=303)
 
 
-def _chart(session: Session, patient: Patient, kb: KnowledgeBase) -> Markup:
-    diary = list(
-        session.scalars(select(DiaryEntry).where(DiaryEntry.patient_id == patient.id).order_by(DiaryEntry.date))
-    )
-    hfs7 = list(
-        session.scalars(
-            select(QuestionnaireAnswer)
-            .where(QuestionnaireAnswer.patient_id == patient.id, QuestionnaireAnswer.instrument == "hfs7")
-            .order_by(QuestionnaireAnswer.date)
-        )
-    )
-    history = session_service.list_for(session, patient=patient)
+def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) -> Markup:
     hours = kb.policy("chart_waking_hours_per_day")
     svg = outcome_chart(
         spasms=[
             Point(d.date, d.spasms)
             if d.per == "day"
             else Point(d.date, d.spasms * hours, f"{d.spasms:g} per hour x {hours:g} waking hours, a clinic setting")
-            for d in diary
+            for d in found.diary
         ],
-        intensity=[Point(d.date, d.intensity) for d in diary],
-        hfs7=[Point(q.date, q.total) for q in hfs7],
-        toxin=[s.date for s in history if s.kind == "toxin"],
-        acupuncture=[s.date for s in history if s.kind == "acupuncture"],
+        intensity=[Point(d.date, d.intensity) for d in found.diary],
+        hfs7=[Point(q.date, q.total) for q in found.scores.get("hfs7", [])],
+        toxin=[s.date for s in found.sessions if s.kind == "toxin"],
+        acupuncture=[s.date for s in found.sessions if s.kind == "acupuncture"],
         title=f"Outcomes over time for {patient.code}",
     )
     return Markup(svg)
@@ -255,13 +242,11 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             assessment = assessment_service.latest(session, patient=patient).data
         except NotFoundError:
             assessment = None
-        history = [
-            {"kind": s.kind, "date": s.date, "clinician": s.clinician, "data": s.data}
-            for s in session_service.list_for(session, patient=patient)
-        ]
-        outcomes = outcome_service.summary(session, patient=patient, kb=kb)
+        found = outcome_service.records(session, patient=patient)
+        history = [{"kind": s.kind, "date": s.date, "clinician": s.clinician, "data": s.data} for s in found.sessions]
+        outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
-        chart = _chart(session, patient, kb)
+        chart = _chart(found, patient, kb)
         context = {
             "patient": patient,
             "plan": plan,
@@ -501,7 +486,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
-        chart = _chart(session, patient, request.app.state.kb)
+        chart = _chart(outcome_service.records(session, patient=patient), patient, request.app.state.kb)
         plain = plain_items(plan.content, request.app.state.kb) if plan is not None else []
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
