@@ -28,7 +28,7 @@ def _history(years: int, *, toxin_weeks: int = 12) -> dict[str, object]:
 
 
 def _chart(**history: object) -> ET.Element:
-    svg = outcome_chart(title="Outcomes over time for demo-001", **history)  # type: ignore[arg-type]
+    svg = outcome_chart(title="Outcomes over time for demo-001", hfs7_max=28, **history)  # type: ignore[arg-type]
     return ET.fromstring(svg)
 
 
@@ -104,7 +104,7 @@ def test_an_empty_history_is_a_labelled_empty_chart() -> None:
 
 
 def test_the_title_is_escaped() -> None:
-    svg = outcome_chart(spasms=[], intensity=[], hfs7=[], toxin=[], acupuncture=[], title="a <b> & c")
+    svg = outcome_chart(spasms=[], intensity=[], hfs7=[], toxin=[], acupuncture=[], hfs7_max=28, title="a <b> & c")
     assert "<title>a &lt;b&gt; &amp; c</title>" in svg
     ET.fromstring(svg)
 
@@ -138,3 +138,12 @@ def test_time_ticks_are_month_starts_in_the_span_a_whole_step_apart_and_few(mont
 def test_month_labels_name_the_month_and_year() -> None:
     labels = [label for _, label in time_ticks(dt.date(2026, 1, 1), dt.date(2026, 12, 31))]
     assert all(re.fullmatch(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) 2026", label) for label in labels)
+
+
+def test_the_right_axis_runs_to_the_scale_maximum_it_is_given() -> None:
+    day = dt.date(2026, 2, 1)
+    root = ET.fromstring(
+        outcome_chart(spasms=[], intensity=[], hfs7=[Point(day, 15)], toxin=[], acupuncture=[], hfs7_max=30, title="t")
+    )
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert "HFS-7 (0-30)" in texts and "30" in texts and "15" in texts

@@ -14,7 +14,6 @@ CHAR_WIDTH = 6.5  # a generous average width of one character at FONT_SIZE in a 
 MAX_TICKS = 7
 MONTH_STEPS = (1, 2, 3, 6, 12, 24, 60)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-HFS7_TOP = 28
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,13 @@ def outcome_chart(
     hfs7: Sequence[Point],
     toxin: Sequence[dt.date],
     acupuncture: Sequence[dt.date],
+    hfs7_max: float,
     title: str,
 ) -> str:
     """A line chart over time; an empty history gives a labelled empty chart, not an error.
 
-    Left axis: spasms per day (intensity 0-10 drawn to the same height); right axis: HFS-7 total (0-28). Toxin sessions
+    Left axis: spasms per day (intensity 0-10 drawn to the same height); right axis: HFS-7 total, 0 to ``hfs7_max``
+    (the scale's maximum in the knowledge base). Toxin sessions
     are dashed lines labelled BoNT, acupuncture sessions green marks on the time axis. No two labels overlap: a BoNT
     label that would touch the one before it is left out (its line and tooltip remain).
     """
@@ -102,9 +103,9 @@ def outcome_chart(
     parts.append(f'<line x1="{plot_right}" y1="{TOP}" x2="{plot_right}" y2="{base}" stroke="#999"/>')
     for fraction in (0, 0.5, 1):
         label(LEFT - 6, y(top_spasms * fraction, top_spasms) + 4, f"{top_spasms * fraction:.0f}", "#1f618d", "end")
-        label(plot_right + 6, y(HFS7_TOP * fraction, HFS7_TOP) + 4, f"{HFS7_TOP * fraction:.0f}", "#7d3c98")
+        label(plot_right + 6, y(hfs7_max * fraction, hfs7_max) + 4, f"{hfs7_max * fraction:.0f}", "#7d3c98")
     label(8, 14, "spasms/day", "#1f618d")
-    label(WIDTH - 8, 14, f"HFS-7 (0-{HFS7_TOP})", "#7d3c98", "end")
+    label(WIDTH - 8, 14, f"HFS-7 (0-{hfs7_max:g})", "#7d3c98", "end")
 
     for tick, text in time_ticks(first, last):
         at = x(tick)
@@ -154,7 +155,7 @@ def outcome_chart(
 
     line(spasms, top_spasms, "#1f618d", "spasms")
     line(intensity, top_spasms, "#e67e22", "intensity", "5 3", scale=top_spasms / 10)
-    line(hfs7, HFS7_TOP, "#7d3c98", "hfs7")
+    line(hfs7, hfs7_max, "#7d3c98", "hfs7")
     legend = [
         ("#1f618d", "spasms/day"),
         ("#e67e22", "intensity (0-10, scaled)"),

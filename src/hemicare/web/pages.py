@@ -210,6 +210,7 @@ def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) 
         hfs7=[Point(q.date, q.total) for q in found.scores.get("hfs7", [])],
         toxin=[s.date for s in found.sessions if s.kind == "toxin"],
         acupuncture=[s.date for s in found.sessions if s.kind == "acupuncture"],
+        hfs7_max=kb.scales["hfs7"].max,
         title=f"Outcomes over time for {patient.code}",
     )
     return Markup(svg)
