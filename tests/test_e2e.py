@@ -102,6 +102,10 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     base, db = server
     server_url = base
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # Script errors, refused content (the CSP) and missing files show in the console; the workflow must make none.
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
 
     page.goto(f"{server_url}/login")
     page.fill("#username", "dr.neuro")
@@ -204,3 +208,6 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(point.locator("title")).to_contain_text(": 23")
     page.screenshot(path=str(tmp_path / "patient-portal.png"), full_page=True)
     page.close()
+    # The one error is the assessment sent with an age of 250 on purpose, answered 422.
+    expected = "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
+    assert console_errors == [expected]
