@@ -401,6 +401,18 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
 
 
+def test_plain_function_routes_share_a_few_threads(client: TestClient) -> None:
+    import anyio.to_thread
+
+    from hemicare.web.app import SYNC_THREADS
+
+    assert client.portal is not None
+    tokens = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+    assert tokens == SYNC_THREADS < 40  # anyio's default is 40
+    sign_in(client, "neuro")
+    assert client.get("/patients/demo-001").status_code == 200
+
+
 def test_the_api_link_is_for_staff_not_patients(client: TestClient) -> None:
     csrf = sign_in(client, "patient1")
     assert 'href="/api/v1/docs"' not in client.get("/me").text
