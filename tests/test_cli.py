@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from hemicare import __version__
 from hemicare.cli import app
+from hemicare.engine import load_default
 
 from .conftest import EXAMPLES, ROOT
 
@@ -28,9 +29,11 @@ def test_plan_text_reads_for_a_clinician() -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-002-red-flags.yaml"), "--format", "text"])
     assert result.exit_code == 0, result.output
     text = result.stdout
-    assert "Status: secondary suspected" in text
+    assert "Status: Secondary suspected" in text
     assert text.index("Red flags") < text.index("RECOMMENDATIONS")
-    assert "[RECOMMENDED] mri_workup" in text
+    # Items go by their names, as on the clinician's page, not by their ids.
+    assert f"[RECOMMENDED] {load_default().treatments['mri_workup'].name} (workup)" in text
+    assert "[RECOMMENDED] mri_workup" not in text
     assert "REFERENCES" in text and "certainty" in text
 
 

@@ -91,7 +91,8 @@ def plan(
             typer.echo(commands.save_plan(patient_file, database, by), err=True)
         except HemiCareError as exc:
             raise commands.fail(exc) from exc
-    result = build_plan(assessment, load_default())
+    kb = load_default()
+    result = build_plan(assessment, kb)
     if face_map is not None:
         toxin = next(r for r in result.recommendations if r.id == "botulinum_toxin")
         svg = face_map_svg(ToxinPlan.model_validate(toxin.details["programme"]), patient_id=result.patient_id)
@@ -101,7 +102,7 @@ def plan(
             typer.echo(f"error: option `--face-map`: cannot write {face_map}: {exc.strerror}", err=True)
             raise typer.Exit(INPUT_ERROR) from exc
     if output_format is PlanFormat.TEXT:
-        typer.echo(render_text(result), nl=False)
+        typer.echo(render_text(result, names=kb.treatment_names()), nl=False)
     elif output_format is PlanFormat.DECISION_AID:
         typer.echo(render_decision_aid(result), nl=False)
     else:

@@ -158,6 +158,10 @@ class KnowledgeBase:
         """Every rule, each of which needs cases."""
         return {**self.red_flags, **self.differentials, **self.modifiers, **self.safety}
 
+    def treatment_names(self) -> dict[str, str]:
+        """Each treatment's name by its id, as recommendations name them."""
+        return {treatment.id: treatment.name for treatment in self.treatments.values()}
+
     def policy(self, policy_id: str) -> float:
         """A local clinic setting by id."""
         return self.policies[policy_id].value

@@ -30,6 +30,11 @@ class DiagnosisStatus(StrEnum):
     INSUFFICIENT_INFORMATION = "insufficient_information"
 
 
+def diagnosis_label(status: str) -> str:
+    """How a diagnosis status reads: ``primary_hfs_likely`` -> ``Primary HFS likely``."""
+    return status.replace("_", " ").capitalize().replace("hfs", "HFS")
+
+
 class Category(StrEnum):
     WORKUP = "workup"
     CONVENTIONAL = "conventional"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
-from hemicare.engine.plan import EvidenceOut, Plan, Recommendation
+from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label
 
 _WIDTH = 100
 _CERTAINTY = {"high": "HIGH", "moderate": "MODERATE", "low": "LOW", "very_low": "VERY LOW"}
@@ -122,8 +123,12 @@ def render_decision_aid(plan: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_text(plan: Plan) -> str:
-    """Render the plan for a clinician; every statement keeps its certainty and reference ids."""
+def render_text(plan: Plan, *, names: Mapping[str, str] | None = None) -> str:
+    """Render the plan for a clinician; every statement keeps its certainty and reference ids.
+
+    ``names`` gives recommendations their names by id (the knowledge base's treatments); without one, an item is
+    shown by its id.
+    """
     out: list[str] = []
     rule = "=" * _WIDTH
     out += [
@@ -134,7 +139,7 @@ def render_text(plan: Plan) -> str:
         rule,
         "",
         "DIAGNOSIS",
-        f"  Status: {plan.diagnosis.status.value.replace('_', ' ')}",
+        f"  Status: {diagnosis_label(plan.diagnosis.status.value)}",
         *_wrap(plan.diagnosis.summary),
     ]
     if plan.diagnosis.red_flags:
@@ -192,7 +197,8 @@ def render_text(plan: Plan) -> str:
                 "  INTEGRATIVE (TCM) ADJUNCTS: acupuncture and herbs for HFS rest on low or very-low certainty",
                 "  evidence. They are offered beside the conventional options above, never instead of them.",
             ]
-        out += ["", f"  [{rec.status.value.upper().replace('_', ' ')}] {rec.id} ({rec.category.value})"]
+        name = (names or {}).get(rec.id, rec.id)
+        out += ["", f"  [{rec.status.value.upper().replace('_', ' ')}] {name} ({rec.category.value})"]
         out += _wrap(rec.summary, "    ")
         for reason in rec.rationale:
             out += _wrap(f"- {reason}", "      ", "    ")

@@ -51,7 +51,7 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.charts import Point, outcome_chart
-from hemicare.web.plain import plain_items, treatment_names
+from hemicare.web.plain import plain_items
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -261,7 +261,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "signable": _signable(user, plan),
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.url for ref in kb.references.values()},
-            "treatment_names": treatment_names(kb),
+            "treatment_names": kb.treatment_names(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
         }
@@ -460,7 +460,7 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
         items = plain_items(plan.content, kb)
         body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, items=items, due=due)
     else:
-        names = treatment_names(kb)
+        names = kb.treatment_names()
         body = referral_pdf(
             patient_name=patient.name, plan=plan.content, names=names, author=user.full_name, role=user.role
         )

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.plan import diagnosis_label
+
+__all__ = ["PATIENT_STATUS", "PlainItem", "diagnosis_label", "plain_items"]
 
 # What a patient is told of an item's status; items with other statuses are not listed for the patient.
 PATIENT_STATUS = {"recommended": "Suggested", "option": "To discuss"}
@@ -35,13 +38,3 @@ def plain_items(plan: dict[str, Any], kb: KnowledgeBase) -> list[PlainItem]:
             )
         )
     return items
-
-
-def treatment_names(kb: KnowledgeBase) -> dict[str, str]:
-    """Each treatment's name by its id, as recommendations name them."""
-    return {treatment.id: treatment.name for treatment in kb.treatments.values()}
-
-
-def diagnosis_label(status: str) -> str:
-    """``primary_hfs_likely`` -> ``Primary HFS likely``."""
-    return status.replace("_", " ").capitalize().replace("hfs", "HFS")
