@@ -22,9 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hemicare import __version__
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
+from hemicare.engine.plan import diagnosis_label
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.web.auth import SignInRequired
-from hemicare.web.plain import diagnosis_label
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")

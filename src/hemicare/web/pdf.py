@@ -8,8 +8,9 @@ from typing import Any
 
 from fpdf import FPDF
 
+from hemicare.engine.plan import diagnosis_label
 from hemicare.recalls.service import DueItem
-from hemicare.web.plain import PlainItem, diagnosis_label
+from hemicare.web.plain import PlainItem
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")

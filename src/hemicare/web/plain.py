@@ -1,4 +1,4 @@
-"""Plain words for patients and short labels, shared by the pages and the printable plans."""
+"""Plain words for patients, shared by their page and their printable plan."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hemicare.engine import KnowledgeBase
-from hemicare.engine.plan import diagnosis_label
-
-__all__ = ["PATIENT_STATUS", "PlainItem", "diagnosis_label", "plain_items"]
 
 # What a patient is told of an item's status; items with other statuses are not listed for the patient.
 PATIENT_STATUS = {"recommended": "Suggested", "option": "To discuss"}
