@@ -413,6 +413,16 @@ def test_plain_function_routes_share_a_few_threads(client: TestClient) -> None:
     assert client.get("/patients/demo-001").status_code == 200
 
 
+def test_error_pages_keep_the_signed_in_users_menu(client: TestClient) -> None:
+    anonymous = client.get("/no-such-page")
+    assert anonymous.status_code == 404 and "Sign out" not in anonymous.text
+    sign_in(client, "neuro")
+    missing = client.get("/patients/nobody")
+    assert missing.status_code == 404
+    assert "no patient with code &#39;nobody&#39;" in missing.text
+    assert "Sign out" in missing.text and 'href="/patients"' in missing.text
+
+
 def test_the_api_link_is_for_staff_not_patients(client: TestClient) -> None:
     csrf = sign_in(client, "patient1")
     assert 'href="/api/v1/docs"' not in client.get("/me").text

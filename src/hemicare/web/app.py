@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hemicare import __version__
@@ -24,7 +26,7 @@ from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from hemicare.web.auth import SignInRequired
+from hemicare.web.auth import SignInRequired, signed_in_user
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")
@@ -108,17 +110,21 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
+    async def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
         if _api(request):
             return JSONResponse({"errors": errors}, status_code=code)
+        try:
+            user = await run_in_threadpool(signed_in_user, request)  # so that the page keeps its menu
+        except SQLAlchemyError:
+            user = None  # the error may be the database's own: the page still shows, without the menu
         templates: Jinja2Templates = app.state.templates
         return templates.TemplateResponse(
-            request, "error.html", {"code": code, "errors": errors, "user": None}, status_code=code
+            request, "error.html", {"code": code, "errors": errors, "user": user}, status_code=code
         )
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> Response:
-        return problem(request, 422, [{"field": p.path, "message": p.message} for p in exc.problems])
+        return await problem(request, 422, [{"field": p.path, "message": p.message} for p in exc.problems])
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -129,25 +135,25 @@ def create_app(
             }
             for err in exc.errors()
         ]
-        return problem(request, 422, errors)
+        return await problem(request, 422, errors)
 
     @app.exception_handler(NotFoundError)
     async def _missing(request: Request, exc: NotFoundError) -> Response:
-        return problem(request, 404, [{"field": "", "message": str(exc)}])
+        return await problem(request, 404, [{"field": "", "message": str(exc)}])
 
     @app.exception_handler(ConflictError)
     async def _conflict(request: Request, exc: ConflictError) -> Response:
-        return problem(request, 409, [{"field": "", "message": str(exc)}])
+        return await problem(request, 409, [{"field": "", "message": str(exc)}])
 
     @app.exception_handler(ForbiddenError)
     async def _forbidden(request: Request, exc: ForbiddenError) -> Response:
-        return problem(request, 403, [{"field": "", "message": str(exc)}])
+        return await problem(request, 403, [{"field": "", "message": str(exc)}])
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         if _api(request):
             return JSONResponse({"errors": [{"field": "", "message": str(exc.detail)}]}, status_code=exc.status_code)
-        return problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
+        return await problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:

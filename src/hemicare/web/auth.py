@@ -103,6 +103,12 @@ async def api_user(request: Request) -> Principal:
     return principal
 
 
+def signed_in_user(request: Request) -> Principal | None:
+    """The browser's signed-in user, or None: for pages anyone may see, such as error pages."""
+    principal = _principal(request)
+    return principal if principal is not None and principal.via == "cookie" else None
+
+
 def page_user(request: Request) -> Principal:
     """The signed-in browser user; otherwise the browser goes to the sign-in page."""
     principal = _principal(request)
