@@ -175,6 +175,10 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(page.locator("table").filter(has_text="C9911")).to_be_visible()
     page.screenshot(path=str(tmp_path / "patient.png"), full_page=True)
 
+    page.click("text=API")  # the API reference: drawn by the server, no outside files (the console check below)
+    expect(page.locator("h1")).to_contain_text("HemiCare API")
+    expect(page.locator("#schema-Assessment")).to_be_visible()
+
     page.click("text=Sign out")
     expect(page.locator("h1")).to_have_text("Sign in")
 

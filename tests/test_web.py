@@ -421,6 +421,12 @@ def test_error_pages_keep_the_signed_in_users_menu(client: TestClient) -> None:
     assert missing.status_code == 404
     assert "no patient with code &#39;nobody&#39;" in missing.text
     assert "Sign out" in missing.text and 'href="/patients"' in missing.text
+    # "Go back" goes to the page the browser came from, on this site only; no javascript: link (the CSP refuses it).
+    assert "javascript:" not in missing.text
+    came = client.get("/patients/nobody", headers={"referer": "https://testserver/patients?x=1"})
+    assert '<a href="/patients?x=1">Go back</a>' in came.text
+    foreign = client.get("/patients/nobody", headers={"referer": "https://elsewhere.example/patients"})
+    assert '<a href="/">Go back</a>' in foreign.text
 
 
 def test_the_api_link_is_for_staff_not_patients(client: TestClient) -> None:

@@ -8,16 +8,21 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 
 from hemicare.engine import validate_assessment
+from hemicare.engine.assessment import Assessment
 from hemicare.errors import FieldProblem, InputError
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, require_care_team
-from hemicare.web.payload import json_body
+from hemicare.web.payload import json_body, json_input
 
 router = APIRouter(tags=["assessments"])
 
 
-@router.post("/patients/{code}/assessments", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/patients/{code}/assessments",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(Assessment, "The assessment (its id, when given, must be the patient code)"),
+)
 async def add_assessment(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     """Store an assessment for the patient and generate the next plan version from it."""
     require_care_team(user)

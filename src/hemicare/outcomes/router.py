@@ -12,12 +12,16 @@ from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.web.auth import ApiUser, require_patient_access
-from hemicare.web.payload import json_body
+from hemicare.web.payload import json_body, json_input
 
 router = APIRouter(tags=["outcomes"])
 
 
-@router.post("/patients/{code}/diary", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/patients/{code}/diary",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(DiaryCreate, "One diary entry"),
+)
 async def add_diary(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     require_patient_access(user, code)
     data = validate(DiaryCreate, await json_body(request))
@@ -39,7 +43,11 @@ def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
         return summary
 
 
-@router.post("/patients/{code}/questionnaires", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/patients/{code}/questionnaires",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(QuestionnaireCreate, "A questionnaire's answers (HFS-7 or HFS-30)"),
+)
 async def add_questionnaire(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     require_patient_access(user, code)
     data = validate(QuestionnaireCreate, await json_body(request))

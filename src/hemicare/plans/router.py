@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from hemicare.audit import service as audit
 from hemicare.engine import build_plan
+from hemicare.engine.assessment import Assessment
 from hemicare.engine.intake import validate_assessment_json
 from hemicare.engine.intake import validate_model as validate
 from hemicare.engine.plan import Plan, plan_json
@@ -20,13 +21,17 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.payload import decoded, json_body
+from hemicare.web.payload import decoded, json_body, json_input
 from hemicare.web.turns import Turns
 
 router = APIRouter(tags=["plans"])
 
 
-@router.post("/plans", responses={200: {"model": Plan, "description": "The plan (the plan contract)"}})
+@router.post(
+    "/plans",
+    responses={200: {"model": Plan, "description": "The plan (the plan contract)"}},
+    openapi_extra=json_input(Assessment, "The assessment (the assessment contract)"),
+)
 async def make_plan(request: Request, user: ApiUser) -> Response:
     """An assessment in, the plan out (the plan contract). Nothing is stored."""
     require_care_team(user)
@@ -52,7 +57,11 @@ def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
         return PlanVersionOut(number=latest.number, kind=latest.kind, signed_by=latest.signed_by, plan=latest.content)
 
 
-@router.post("/patients/{code}/plan/sign", response_model=PlanVersionOut)
+@router.post(
+    "/patients/{code}/plan/sign",
+    response_model=PlanVersionOut,
+    openapi_extra=json_input(SignRequest, "Status changes with their reasons, and the version being signed"),
+)
 async def sign_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
     """Change statuses (with reasons) and sign the caller's part; conventional for neurologists and
     neurosurgeons, integrative for TCM practitioners."""

@@ -12,7 +12,7 @@ from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.web.auth import CONVENTIONAL_SIGNERS, INTEGRATIVE_SIGNERS, ApiUser, require_patient_access, require_role
-from hemicare.web.payload import json_body
+from hemicare.web.payload import json_body, json_input
 
 router = APIRouter(tags=["sessions"])
 
@@ -24,7 +24,11 @@ SESSION_ROLES = {
 }
 
 
-@router.post("/patients/{code}/sessions", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/patients/{code}/sessions",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(SessionCreate, "The treatment session: toxin, acupuncture or herbal prescription"),
+)
 async def add_session(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     """Record a treatment session; toxin by neurologists and neurosurgeons, MVD by neurosurgeons, acupuncture and
     herbal prescriptions by TCM practitioners."""

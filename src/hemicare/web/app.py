@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
@@ -27,6 +27,7 @@ from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.web.auth import SignInRequired, signed_in_user
+from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")
@@ -93,7 +94,7 @@ def create_app(
         version=__version__,
         description="Evidence-graded, safety-checked care planning for hemifacial spasm. Decision support only.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # the reference page is the app's own (web/apidocs.py): no CDN, no inline script
         redoc_url=None,
     )
     app.state.engine = engine
@@ -117,10 +118,14 @@ def create_app(
             user = await run_in_threadpool(signed_in_user, request)  # so that the page keeps its menu
         except SQLAlchemyError:
             user = None  # the error may be the database's own: the page still shows, without the menu
+        # "Go back" is a plain link to the page the browser came from (a javascript: link is refused by the CSP).
+        came_from = urlparse(request.headers.get("referer", ""))
+        back = "/"
+        if came_from.netloc == request.url.netloc and came_from.path:
+            back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
         templates: Jinja2Templates = app.state.templates
-        return templates.TemplateResponse(
-            request, "error.html", {"code": code, "errors": errors, "user": user}, status_code=code
-        )
+        context = {"code": code, "errors": errors, "user": user, "back": back}
+        return templates.TemplateResponse(request, "error.html", context, status_code=code)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> Response:
@@ -161,9 +166,17 @@ def create_app(
 
     from hemicare.web import api, pages
 
-    for router in api.ROUTERS:
-        app.include_router(router, prefix="" if router is api.router else api.PREFIX)
+    mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
+    for prefix, router in mounted:
+        app.include_router(router, prefix=prefix)
     app.include_router(pages.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = api_document(app, routers=mounted)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

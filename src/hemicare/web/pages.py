@@ -36,7 +36,7 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
 from hemicare.users.models import User
-from hemicare.web import forms
+from hemicare.web import apidocs, forms
 from hemicare.web.app import template
 from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
@@ -49,6 +49,7 @@ from hemicare.web.auth import (
     require_care_team,
     require_patient_access,
     require_role,
+    signed_in_user,
 )
 from hemicare.web.charts import Point, outcome_chart
 from hemicare.web.plain import plain_items
@@ -72,6 +73,22 @@ async def _form(request: Request) -> forms.FormData:
     single = {key: str(value) for key, value in raw.items()}
     multi = {key: [str(v) for v in raw.getlist(key)] for key in raw}
     return forms.FormData(single, multi)
+
+
+@router.get("/api/v1/docs")
+def api_reference(request: Request) -> HTMLResponse:
+    """The API reference, drawn from the OpenAPI document; open to anyone, like the document itself."""
+    document = request.app.openapi()
+    return _page(
+        request,
+        "api.html",
+        signed_in_user(request),
+        version=document["info"]["version"],
+        description=document["info"].get("description", ""),
+        openapi=document["openapi"],
+        operations=apidocs.operations(document),
+        schemas=apidocs.schemas(document),
+    )
 
 
 # --- sign-in ------------------------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Reading a JSON request body: an empty or malformed body is the caller's mistake, named as field `body`."""
+"""Reading a JSON request body: an empty or malformed body is the caller's mistake, named as field `body`.
+
+Routes read their bodies themselves (so that every problem is reported the same way, field path and message), which
+hides the body from FastAPI's OpenAPI document; ``json_input`` declares it there instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from typing import Any
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from hemicare.errors import FieldProblem, InputError
 
@@ -23,3 +28,33 @@ def decoded(raw: bytes) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError([FieldProblem("body", f"is not valid JSON: {exc.msg} at line {exc.lineno}")]) from exc
+
+
+# The models routes take as JSON input, by name, for the OpenAPI document's components.
+INPUT_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def json_input(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads ``model`` from its JSON body."""
+    INPUT_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+class Problem(BaseModel):
+    """One thing wrong with a request: where (a dotted field path; empty for the request as a whole) and what."""
+
+    field: str
+    message: str
+
+
+class Problems(BaseModel):
+    """The body of every 4xx answer of the API."""
+
+    errors: list[Problem]
