@@ -211,6 +211,11 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(point).to_have_count(1)
     expect(point.locator("title")).to_contain_text(": 23")
     page.screenshot(path=str(tmp_path / "patient-portal.png"), full_page=True)
+    # On a phone the patient's page fits the screen's width: nothing to scroll sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(page.locator("#save-diary")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.close()
     # The one error is the assessment sent with an age of 250 on purpose, answered 422.
     expected = "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
