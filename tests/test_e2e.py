@@ -174,6 +174,11 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(page.locator("#history")).to_be_visible()
     expect(page.locator("table").filter(has_text="C9911")).to_be_visible()
     page.screenshot(path=str(tmp_path / "patient.png"), full_page=True)
+    # On a tablet the clinician's page fits the screen's width; wide tables scroll inside their own box.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 768
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.click("text=API")  # the API reference: drawn by the server, no outside files (the console check below)
     expect(page.locator("h1")).to_contain_text("HemiCare API")
