@@ -138,3 +138,22 @@ def test_decision_aid_citing_unknown_figure_is_rejected(kb_tree: Path) -> None:
 
     _edit(kb_tree / "treatments/surgery.yaml", change)
     assert "unknown figure `made_up`" in _problems(kb_tree)
+
+
+def test_every_pmid_doi_and_pmc_reference_can_be_opened(kb: KnowledgeBase) -> None:
+    resolvers = {
+        "pmid": "https://pubmed.ncbi.nlm.nih.gov/{}/",
+        "doi": "https://doi.org/{}",
+        "pmc": "https://pmc.ncbi.nlm.nih.gov/articles/{}/",
+    }
+    counted = 0
+    for ref in kb.references.values():
+        scheme, _, key = ref.id.partition(":")
+        if ref.url:
+            assert ref.link == ref.url  # its own address wins
+        elif scheme in resolvers:
+            assert ref.link == resolvers[scheme].format(key)
+            counted += 1
+        else:
+            assert ref.link is None  # no address is made up for a web page or a book
+    assert counted > 20

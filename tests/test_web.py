@@ -413,6 +413,13 @@ def test_plain_function_routes_share_a_few_threads(client: TestClient) -> None:
     assert client.get("/patients/demo-001").status_code == 200
 
 
+def test_the_plan_links_its_pubmed_and_doi_citations(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert re.search(r'<a href="https://pubmed\.ncbi\.nlm\.nih\.gov/\d+/"[^>]*>pmid:\d+</a>', page)
+    assert re.search(r'<a href="https://doi\.org/10\.[^"]+"[^>]*>doi:10\.', page)
+
+
 def test_error_pages_keep_the_signed_in_users_menu(client: TestClient) -> None:
     anonymous = client.get("/no-such-page")
     assert anonymous.status_code == 404 and "Sign out" not in anonymous.text

@@ -72,6 +72,19 @@ class Reference(Record):
     supports: list[str] = Field(min_length=1)
     sheet: str = Field(description="Section of ../shared/reference the fact was taken from")
 
+    @property
+    def link(self) -> str | None:
+        """Where a reader can open it: its own address, else the resolver for its PMID, DOI or PMC id."""
+        if self.url:
+            return self.url
+        scheme, _, key = self.id.partition(":")
+        resolvers = {
+            "pmid": "https://pubmed.ncbi.nlm.nih.gov/{}/",
+            "doi": "https://doi.org/{}",
+            "pmc": "https://pmc.ncbi.nlm.nih.gov/articles/{}/",
+        }
+        return resolvers[scheme].format(key) if scheme in resolvers else None
+
 
 # --- the rule condition language --------------------------------------------------------------------------
 

@@ -277,7 +277,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "face_map": _face_map(plan, code),
             "signable": _signable(user, plan),
             "statuses": STATUSES,
-            "reference_urls": {ref.id: ref.url for ref in kb.references.values()},
+            "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
             "treatment_names": kb.treatment_names(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
