@@ -418,6 +418,8 @@ def test_the_plan_links_its_pubmed_and_doi_citations(client: TestClient) -> None
     page = client.get("/patients/demo-001").text
     assert re.search(r'<a href="https://pubmed\.ncbi\.nlm\.nih\.gov/\d+/"[^>]*>pmid:\d+</a>', page)
     assert re.search(r'<a href="https://doi\.org/10\.[^"]+"[^>]*>doi:10\.', page)
+    aid = page[page.index('<table class="aid">') : page.index("</table>", page.index('<table class="aid">'))]
+    assert re.search(r'<a href="https://pubmed\.ncbi\.nlm\.nih\.gov/\d+/"', aid), "the decision aid's figures too"
 
 
 def test_error_pages_keep_the_signed_in_users_menu(client: TestClient) -> None:
