@@ -13,7 +13,7 @@ import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
@@ -54,15 +54,21 @@ def _latest_numbers(*, kind: str | None = None) -> Any:
     return query.group_by(PlanVersion.patient_id).subquery()
 
 
-def latest_summaries(session: Session) -> dict[int, tuple[int, dict[str, Any]]]:
-    """Every patient's latest plan version number and summary, in one query (for lists)."""
+class LatestPlan(NamedTuple):
+    number: int
+    signed_by: str | None  # who signed it last; None while it awaits sign-off
+    summary: dict[str, Any]
+
+
+def latest_summaries(session: Session) -> dict[int, LatestPlan]:
+    """Every patient's latest plan version: number, last signer and summary, in one query (for lists)."""
     numbers = _latest_numbers()
     rows = session.execute(
-        select(PlanVersion.patient_id, PlanVersion.number, PlanVersion.summary).join(
+        select(PlanVersion.patient_id, PlanVersion.number, PlanVersion.signed_by, PlanVersion.summary).join(
             numbers, (numbers.c.patient_id == PlanVersion.patient_id) & (numbers.c.number == PlanVersion.number)
         )
     )
-    return {patient_id: (number, summary) for patient_id, number, summary in rows}
+    return {patient_id: LatestPlan(number, signed_by, summary) for patient_id, number, signed_by, summary in rows}
 
 
 def latest(session: Session, *, patient: Patient) -> PlanVersion | None:

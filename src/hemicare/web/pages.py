@@ -176,13 +176,13 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         plans = plan_service.latest_summaries(session)
         rows = []
         for patient in patient_service.list_all(session):
-            number, summary = plans.get(patient.id, (None, {}))
-            severities = list(summary.get("severities", {}).values())
+            plan = plans.get(patient.id)
+            severities = list(plan.summary.get("severities", {}).values()) if plan else []
             rows.append(
                 {
                     "code": patient.code,
                     "name": patient.name,
-                    "plan": number,
+                    "plan": plan,
                     "critical": severities.count("critical"),
                     "warnings": severities.count("warning"),
                     "due": by_patient.get(patient.code, []),
