@@ -579,7 +579,7 @@ def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None
     page = client.get("/patients").text
     row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
     assert "1 warning" in row and "critical</span>" not in row
-    assert "v1 · " in row and "awaiting sign-off" in row
+    assert "v1<" in row and 'conventional: <span class="awaiting">awaiting sign-off' in row
 
 
 def test_patient_list_shows_who_signed_the_latest_plan(client: TestClient) -> None:
@@ -589,9 +589,11 @@ def test_patient_list_shows_who_signed_the_latest_plan(client: TestClient) -> No
     sign_in(client, "neuro")
     page = client.get("/patients").text
     row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
-    assert f"v{signed.json()['number']} · signed by surgeon" in row and "awaiting" not in row
+    # The surgeon signed the conventional part; the integrative part still waits for a TCM practitioner.
+    assert f"v{signed.json()['number']}<" in row and "conventional: signed by surgeon" in row
+    assert 'integrative: <span class="awaiting">awaiting sign-off' in row
     other = page[page.index("/patients/demo-002") :]
-    assert "awaiting sign-off" in other
+    assert 'conventional: <span class="awaiting">awaiting sign-off' in other
 
 
 def test_a_serving_app_keeps_its_start_up_objects_out_of_full_collections(clinic: Engine, db_url: str) -> None:

@@ -36,13 +36,21 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 
 
+def _part(category: str) -> str:
+    """Which part of a plan an item of this category belongs to: each part is signed by its own specialty."""
+    return "integrative" if category == "integrative" else "conventional"
+
+
 def summarise(content: dict[str, Any]) -> dict[str, Any]:
     """A plan in brief: each recommendation's status and the alerts (what a recheck compares), with the alerts'
-    severities (what the patient list shows), so that neither needs the whole plan."""
+    severities, the parts to be signed and who signed them (what the patient list shows), so that neither needs the
+    whole plan."""
     return {
         "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
         "alerts": sorted(alert["id"] for alert in content["alerts"]),
         "severities": {alert["id"]: alert["severity"] for alert in content["alerts"]},
+        "parts": sorted({_part(rec["category"]) for rec in content["recommendations"]}),
+        "signoff": {part: signed["by"] for part, signed in content.get("signoff", {}).items()},
     }
 
 
@@ -144,9 +152,7 @@ def assess(
 
 
 def _may_edit(role: str, category: str) -> bool:
-    if category == "integrative":
-        return role in INTEGRATIVE_ROLES
-    return role in CONVENTIONAL_ROLES
+    return role in (INTEGRATIVE_ROLES if _part(category) == "integrative" else CONVENTIONAL_ROLES)
 
 
 def sign(
@@ -188,7 +194,7 @@ def sign(
         rec["rationale"].append(f"Changed by {signer} ({role}) from {applied[-1]['from']}: {edit.reason}")
     if problems:
         raise InputError(problems)
-    part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"
+    part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"  # the signer's own part
     signed_at = utcnow()
     content.setdefault("signoff", {})[part] = {"by": signer, "role": role, "at": signed_at.isoformat()}
     version = PlanVersion(

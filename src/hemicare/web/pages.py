@@ -164,6 +164,13 @@ def admin(request: Request, user: PageUser) -> HTMLResponse:
 # --- clinicians -----------------------------------------------------------------------------------------------------
 
 
+def _signoff(plan: plan_service.LatestPlan) -> list[tuple[str, str | None]]:
+    """Each part of the plan with who signed it, None while it awaits sign-off."""
+    if "parts" not in plan.summary:  # a version stored before parts were summarised
+        return [("plan", plan.signed_by)]
+    return [(part, plan.summary["signoff"].get(part)) for part in plan.summary["parts"]]
+
+
 @router.get("/patients")
 def patients(request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -183,6 +190,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                     "code": patient.code,
                     "name": patient.name,
                     "plan": plan,
+                    "parts": _signoff(plan) if plan else [],
                     "critical": severities.count("critical"),
                     "warnings": severities.count("warning"),
                     "due": by_patient.get(patient.code, []),
