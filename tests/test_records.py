@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -19,7 +15,7 @@ from sqlalchemy.orm import Session
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
 from hemicare.audit.models import AuditEntry
-from hemicare.db.engine import _json_loads, current_revision, downgrade, session_factory, upgrade
+from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.errors import ConflictError, ForbiddenError, InputError
@@ -81,30 +77,6 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     upgrade(engine)
     assert current_revision(engine) == "0002"
     engine.dispose()
-
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20,
-)
-
-
-@settings(max_examples=200, deadline=None)
-@given(value=JSON_VALUES)
-def test_stored_json_reads_back_as_the_standard_library_reads_it(value: Any) -> None:
-    text = json.dumps(value)
-    assert _json_loads(text) == json.loads(text)
-
-
-def test_stored_json_that_orjson_refuses_still_reads_back(engine: Engine) -> None:
-    with session_factory(engine)() as s, s.begin():
-        audit.record(s, actor="t", action="note", entity="x", entity_id="1", detail={"big": 2**70, "count": 3})
-    with session_factory(engine)() as s:
-        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "x")).one()
-        assert entry.detail == {"big": 2**70, "count": 3}
-    assert math.isnan(_json_loads('{"x": NaN}')["x"])
-    assert engine.dialect._json_deserializer is _json_loads  # type: ignore[attr-defined]
 
 
 def test_patient_create_get_update(engine: Engine) -> None:

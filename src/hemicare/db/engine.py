@@ -7,13 +7,11 @@ the schema is made.
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
@@ -26,15 +24,6 @@ URL_VARIABLE = "HEMICARE_DATABASE_URL"
 def database_url(explicit: str | None = None) -> str:
     """The database to use: an explicit URL, else $HEMICARE_DATABASE_URL, else ``hemicare.db`` here."""
     return explicit or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-
-
-def _json_loads(text: str | bytes) -> Any:
-    """Stored JSON read back with orjson (a stored plan is about 55 KB, read on every patient page), or with the
-    standard library for what orjson refuses (NaN, integers beyond 64 bits): the same values either way."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -60,7 +49,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     resolved = database_url(url)
     if resolved.startswith("postgresql://"):
         resolved = "postgresql+psycopg://" + resolved.removeprefix("postgresql://")
-    engine = create_engine(resolved, **({"json_deserializer": _json_loads} | kwargs))
+    engine = create_engine(resolved, **kwargs)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     return engine
