@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -399,6 +400,45 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
+
+
+def test_a_write_waiting_for_the_database_does_not_hold_up_other_requests(app: Any, db_url: str) -> None:
+    """Routes that write run in the thread pool: while one waits for SQLite's write lock (held here by another
+    connection, as a long CLI import would), the event loop still answers everyone else."""
+    import asyncio
+    import sqlite3
+
+    import httpx2
+
+    with app.state.sessions.begin() as session:
+        token = user_service.issue_token(session, username="neuro", name="lock test", actor="test")
+    holder = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, until COMMIT
+
+    async def scenario() -> tuple[int, float, bool]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="https://testserver") as http:
+            entry = {"date": "2026-01-02", "spasms": 4, "intensity": 2}
+            writing = asyncio.create_task(
+                http.post("/api/v1/patients/demo-001/diary", json=entry, headers={"authorization": f"Bearer {token}"})
+            )
+            await asyncio.sleep(0.3)  # the write is now waiting for the lock
+            started = time.monotonic()
+            health = await asyncio.wait_for(http.get("/api/v1/health"), timeout=5)
+            answered_in = time.monotonic() - started
+            still_waiting = not writing.done()
+            holder.execute("COMMIT")
+            written = await writing
+            assert health.status_code == 200
+            return written.status_code, answered_in, still_waiting
+
+    try:
+        status, answered_in, still_waiting = asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert still_waiting, "the write should still have been waiting for the lock"
+    assert answered_in < 1.0, f"health answered only after {answered_in:.1f} s"
+    assert status == 201
 
 
 def test_plain_function_routes_share_a_few_threads(client: TestClient) -> None:

@@ -13,7 +13,7 @@ from hemicare.errors import FieldProblem, InputError
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, require_care_team
-from hemicare.web.payload import json_body, json_input
+from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["assessments"])
 
@@ -23,10 +23,9 @@ router = APIRouter(tags=["assessments"])
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(Assessment, "The assessment (its id, when given, must be the patient code)"),
 )
-async def add_assessment(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def add_assessment(code: str, request: Request, user: ApiUser, data: JsonBody) -> dict[str, Any]:
     """Store an assessment for the patient and generate the next plan version from it."""
     require_care_team(user)
-    data = await json_body(request)
     if isinstance(data, dict) and data.get("id") not in (None, code):
         raise InputError([FieldProblem("id", f"{data.get('id')!r} does not match the patient code {code!r}")])
     assessment = validate_assessment({**data, "id": code} if isinstance(data, dict) else data)

@@ -12,7 +12,7 @@ from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.web.auth import ApiUser, require_patient_access
-from hemicare.web.payload import json_body, json_input
+from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["outcomes"])
 
@@ -22,9 +22,9 @@ router = APIRouter(tags=["outcomes"])
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(DiaryCreate, "One diary entry"),
 )
-async def add_diary(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     require_patient_access(user, code)
-    data = validate(DiaryCreate, await json_body(request))
+    data = validate(DiaryCreate, body)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         entry = outcome_service.add_diary(session, patient=patient, data=data, actor=user.username)
@@ -48,9 +48,9 @@ def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(QuestionnaireCreate, "A questionnaire's answers (HFS-7 or HFS-30)"),
 )
-async def add_questionnaire(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     require_patient_access(user, code)
-    data = validate(QuestionnaireCreate, await json_body(request))
+    data = validate(QuestionnaireCreate, body)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)

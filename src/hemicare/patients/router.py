@@ -11,7 +11,7 @@ from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientRead
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, audit_read, require_care_team, require_patient_access
-from hemicare.web.payload import json_body, json_input
+from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["patients"])
 
@@ -30,9 +30,9 @@ def list_patients(request: Request, user: ApiUser) -> list[PatientRead]:
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(PatientCreate, "The new patient"),
 )
-async def create_patient(request: Request, user: ApiUser) -> PatientRead:
+def create_patient(request: Request, user: ApiUser, body: JsonBody) -> PatientRead:
     require_care_team(user)
-    data = validate(PatientCreate, await json_body(request))
+    data = validate(PatientCreate, body)
     with request.app.state.sessions.begin() as session:
         return PatientRead.model_validate(patient_service.create(session, data=data, actor=user.username))
 

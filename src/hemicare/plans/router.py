@@ -21,7 +21,7 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.payload import decoded, json_body, json_input
+from hemicare.web.payload import JsonBody, decoded, json_input
 from hemicare.web.turns import Turns
 
 router = APIRouter(tags=["plans"])
@@ -62,11 +62,11 @@ def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
     response_model=PlanVersionOut,
     openapi_extra=json_input(SignRequest, "Status changes with their reasons, and the version being signed"),
 )
-async def sign_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
+def sign_plan(code: str, request: Request, user: ApiUser, body: JsonBody) -> PlanVersionOut:
     """Change statuses (with reasons) and sign the caller's part; conventional for neurologists and
     neurosurgeons, integrative for TCM practitioners."""
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
-    data = validate(SignRequest, await json_body(request))
+    data = validate(SignRequest, body)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         signed = plan_service.sign(

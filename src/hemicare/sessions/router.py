@@ -12,7 +12,7 @@ from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.web.auth import CONVENTIONAL_SIGNERS, INTEGRATIVE_SIGNERS, ApiUser, require_patient_access, require_role
-from hemicare.web.payload import json_body, json_input
+from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["sessions"])
 
@@ -29,10 +29,10 @@ SESSION_ROLES = {
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(SessionCreate, "The treatment session: toxin, acupuncture or herbal prescription"),
 )
-async def add_session(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def add_session(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """Record a treatment session; toxin by neurologists and neurosurgeons, MVD by neurosurgeons, acupuncture and
     herbal prescriptions by TCM practitioners."""
-    data = validate(SessionCreate, await json_body(request))
+    data = validate(SessionCreate, body)
     require_role(user, SESSION_ROLES[data.details.kind], f"record a {data.details.kind} session")
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)

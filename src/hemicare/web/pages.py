@@ -8,10 +8,10 @@ Every view of a patient record is written to the audit trail.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
@@ -73,6 +73,11 @@ async def _form(request: Request) -> forms.FormData:
     single = {key: str(value) for key, value in raw.items()}
     multi = {key: [str(v) for v in raw.getlist(key)] for key in raw}
     return forms.FormData(single, multi)
+
+
+# The posted form as a route parameter: read on the event loop, so that the route can be a plain function run in the
+# thread pool (a route that waits on the database must not hold up the event loop).
+PostedForm = Annotated[forms.FormData, Depends(_form)]
 
 
 @router.get("/api/v1/docs")
@@ -207,9 +212,8 @@ def new_patient_page(request: Request, user: PageUser) -> HTMLResponse:
 
 
 @router.post("/patients/new")
-async def new_patient(request: Request, user: PageUser) -> Response:
+def new_patient(request: Request, user: PageUser, form: PostedForm) -> Response:
     require_care_team(user)
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
     values = {name: form.get(name) for name in ("code", "name", "sex", "birth_year", "phone")}
     try:
@@ -307,9 +311,8 @@ def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse
 
 
 @router.post("/patients/{code}/assessment")
-async def assessment_submit(code: str, request: Request, user: PageUser) -> Response:
+def assessment_submit(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_care_team(user)
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
     data = forms.assessment_from_form(code, form)
     try:
@@ -343,9 +346,8 @@ async def assessment_submit(code: str, request: Request, user: PageUser) -> Resp
 
 
 @router.post("/patients/{code}/sign")
-async def sign(code: str, request: Request, user: PageUser) -> Response:
+def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -383,12 +385,10 @@ async def sign(code: str, request: Request, user: PageUser) -> Response:
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
-async def _session_form(request: Request, user: Principal, roles: tuple[str, ...], what: str) -> forms.FormData:
-    """The posted form of a session-recording page, once the role and the CSRF token are checked."""
+def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], what: str) -> None:
+    """Check the role and the CSRF token of a session-recording form."""
     require_role(user, roles, what)
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
-    return form
 
 
 def _record_session(
@@ -404,9 +404,9 @@ def _record_session(
 
 
 @router.post("/patients/{code}/sessions/toxin")
-async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
+def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a toxin session from the face-map form: units per site and side."""
-    form = await _session_form(request, user, CONVENTIONAL_SIGNERS, "record a toxin session")
+    _may_record(form, user, CONVENTIONAL_SIGNERS, "record a toxin session")
     sites = []
     for name, value in form.single.items():
         if name.startswith("units.") and value.strip():
@@ -425,8 +425,8 @@ async def record_toxin(code: str, request: Request, user: PageUser) -> Response:
 
 
 @router.post("/patients/{code}/sessions/acupuncture")
-async def record_acupuncture(code: str, request: Request, user: PageUser) -> Response:
-    form = await _session_form(request, user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
+def record_acupuncture(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    _may_record(form, user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
     details = {
         "kind": "acupuncture",
         "points": form.all("points"),
@@ -437,9 +437,9 @@ async def record_acupuncture(code: str, request: Request, user: PageUser) -> Res
 
 
 @router.post("/patients/{code}/sessions/herbal")
-async def record_herbal(code: str, request: Request, user: PageUser) -> Response:
+def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record the plan's formula (as shown, after safety removals) as a prescription."""
-    form = await _session_form(request, user, INTEGRATIVE_SIGNERS, "record a prescription")
+    _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs = []
     for name, value in form.single.items():
         if name.startswith("dose.") and value.strip():
@@ -530,9 +530,8 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
 
 
 @router.post("/me/diary")
-async def my_diary(request: Request, user: PageUser) -> Response:
+def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
     payload = {
         "date": form.get("date") or dt.date.today().isoformat(),
@@ -557,9 +556,8 @@ def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
 
 
 @router.post("/me/hfs7")
-async def my_hfs7(request: Request, user: PageUser) -> Response:
+def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
-    form = await _form(request)
     check_csrf(user, form.get("csrf_token"))
     answers = [form.get(f"item.{index}") for index in range(7)]
     data = validate_model(

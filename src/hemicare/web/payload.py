@@ -7,9 +7,9 @@ hides the body from FastAPI's OpenAPI document; ``json_input`` declares it there
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel
 
 from hemicare.errors import FieldProblem, InputError
@@ -18,6 +18,11 @@ from hemicare.errors import FieldProblem, InputError
 async def json_body(request: Request) -> Any:
     """The request's JSON body, parsed; an InputError (422) when it is empty or not JSON."""
     return decoded(await request.body())
+
+
+# The parsed body as a route parameter: read on the event loop, so that the route itself can be a plain function,
+# which FastAPI runs in its thread pool; a route that waits on the database must not hold up the event loop.
+JsonBody = Annotated[Any, Depends(json_body)]
 
 
 def decoded(raw: bytes) -> Any:
