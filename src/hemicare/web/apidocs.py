@@ -55,7 +55,7 @@ def _limits(schema: dict[str, Any]) -> str:
 
 
 @dataclass
-class Field:
+class FieldRow:
     name: str
     type: Markup
     required: bool
@@ -68,7 +68,7 @@ class Schema:
     name: str
     description: str
     kind: Markup
-    fields: list[Field] = field(default_factory=list)
+    fields: list[FieldRow] = field(default_factory=list)
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Operation:
     summary: str
     description: str
     signed_in: bool
-    parameters: list[Field]
+    parameters: list[FieldRow]
     body: Markup | None
     responses: list[tuple[str, str, Markup | None]]  # status, description, schema
 
@@ -97,7 +97,7 @@ def operations(document: dict[str, Any]) -> dict[str, list[Operation]]:
                 continue
             operation = methods[method]
             parameters = [
-                Field(
+                FieldRow(
                     name=f"{parameter['name']} ({parameter['in']})",
                     type=type_of(parameter.get("schema", {})),
                     required=bool(parameter.get("required")),
@@ -136,7 +136,7 @@ def schemas(document: dict[str, Any]) -> list[Schema]:
                 description=schema.get("description", ""),
                 kind=type_of({key: value for key, value in schema.items() if key != "properties"}),
                 fields=[
-                    Field(
+                    FieldRow(
                         name=key,
                         type=type_of(value),
                         required=key in required,
