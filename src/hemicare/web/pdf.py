@@ -20,9 +20,10 @@ CHINESE_FONTS = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
 )
-_CJK = re.compile(r"\s*[\u2e80-\u9fff\uf900-\ufaff]+")
+_HAN = "[\u2e80-\u9fff\uf900-\ufaff]+"  # a run of Chinese characters
+_CJK = re.compile(rf"\s*{_HAN}")
 # A bracket holding only Chinese names, e.g. "(肝阳上亢 / 肝风内动)", goes with them rather than staying empty.
-_CJK_BRACKET = re.compile(r"\s*\(\s*[\u2e80-\u9fff\uf900-\ufaff]+(?:\s*/\s*[\u2e80-\u9fff\uf900-\ufaff]+)*\s*\)")
+_CJK_BRACKET = re.compile(rf"\s*\(\s*{_HAN}(?:\s*/\s*{_HAN})*\s*\)")
 
 
 class _Document(FPDF):
