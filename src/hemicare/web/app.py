@@ -156,8 +156,6 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
-        if _api(request):
-            return JSONResponse({"errors": [{"field": "", "message": str(exc.detail)}]}, status_code=exc.status_code)
         return await problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
 
     @app.exception_handler(SignInRequired)
