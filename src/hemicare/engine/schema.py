@@ -57,6 +57,14 @@ class Review(Record):
     date: str | None = None
 
 
+# Where an identifier opens: a reference with no address of its own is linked through these.
+_RESOLVERS = {
+    "pmid": "https://pubmed.ncbi.nlm.nih.gov/{}/",
+    "doi": "https://doi.org/{}",
+    "pmc": "https://pmc.ncbi.nlm.nih.gov/articles/{}/",
+}
+
+
 class Reference(Record):
     """One entry of the references registry.
 
@@ -78,12 +86,7 @@ class Reference(Record):
         if self.url:
             return self.url
         scheme, _, key = self.id.partition(":")
-        resolvers = {
-            "pmid": "https://pubmed.ncbi.nlm.nih.gov/{}/",
-            "doi": "https://doi.org/{}",
-            "pmc": "https://pmc.ncbi.nlm.nih.gov/articles/{}/",
-        }
-        return resolvers[scheme].format(key) if scheme in resolvers else None
+        return _RESOLVERS[scheme].format(key) if scheme in _RESOLVERS else None
 
 
 # --- the rule condition language --------------------------------------------------------------------------
