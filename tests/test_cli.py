@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -110,3 +112,24 @@ def test_decision_aid_format() -> None:
     assert result.exit_code == 0, result.output
     assert "HOW WELL DOES IT WORK?" in result.stdout and "in 100" in result.stdout
     assert result.stdout.index("No treatment") < result.stdout.index("Microvascular decompression")
+
+
+def test_plan_command_starts_without_the_database_layer() -> None:
+    """`hemicare plan` touches no database, so it must not pay for importing one (half its cold start)."""
+    probe = (
+        "import sys\n"
+        "from hemicare.cli import main\n"
+        "sys.argv = ['hemicare', 'plan', sys.argv[1], '--format', 'text']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', 'fastapi', 'uvicorn'})\n"
+        "print('imported:', ','.join(heavy) or 'none', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(EXAMPLES / "demo-001.yaml")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RECOMMENDATIONS" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "imported: none"

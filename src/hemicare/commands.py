@@ -3,6 +3,9 @@
 Exit codes: 0 done; 1 internal or knowledge-base error; 2 bad input (a field, a file, an unknown patient); 3 a
 conflict (someone else changed the record); 4 not allowed for the role. Nothing is half-written: each command is
 one transaction.
+
+The database layer (SQLAlchemy, Alembic and the services over them) is imported inside the commands that use it, not
+here: `hemicare plan` and the knowledge commands never touch a database and start in half the time without it.
 """
 
 from __future__ import annotations
@@ -14,28 +17,22 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from alembic.script import ScriptDirectory
 from pydantic import BaseModel
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from hemicare.audit import service as audit_service
-from hemicare.db import engine as db
 from hemicare.engine import load_default
 from hemicare.engine.intake import read_file, validate_assessment, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
-from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
-from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
-from hemicare.plans import service as plan_service
 from hemicare.plans.schemas import PlanEdit
-from hemicare.recalls import service as recall_service
-from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -76,6 +73,10 @@ validate = validate_model
 
 
 def _engine(url: str | None) -> Engine:
+    from alembic.script import ScriptDirectory
+
+    from hemicare.db import engine as db
+
     engine = db.make_engine(url)
     head = ScriptDirectory.from_config(db._config(engine)).get_current_head()
     current = db.current_revision(engine)
@@ -94,6 +95,8 @@ def _engine(url: str | None) -> Engine:
 @contextmanager
 def unit_of_work(url: str | None) -> Iterator[Session]:
     """One transaction: everything in it commits together, or nothing does."""
+    from hemicare.db import engine as db
+
     engine = _engine(url)
     try:
         with db.session_factory(engine)() as session, session.begin():
@@ -125,6 +128,8 @@ def _engine_for(url: str | None) -> Iterator[Engine]:
     from alembic.util import CommandError
     from sqlalchemy.exc import ArgumentError, OperationalError
 
+    from hemicare.db import engine as db
+
     try:
         engine = db.make_engine(url)
     except ArgumentError as exc:
@@ -142,6 +147,8 @@ def _engine_for(url: str | None) -> Iterator[Engine]:
 @db_app.command("upgrade")
 def db_upgrade(database: DbOption = None, revision: str = "head") -> None:
     """Migrate the database up (creating it if needed)."""
+    from hemicare.db import engine as db
+
     with _engine_for(database) as engine:
         db.upgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine)}")
@@ -153,6 +160,8 @@ def db_downgrade(
     database: DbOption = None,
 ) -> None:
     """Migrate the database down."""
+    from hemicare.db import engine as db
+
     with _engine_for(database) as engine:
         db.downgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine) or 'base'}")
@@ -161,6 +170,8 @@ def db_downgrade(
 @db_app.command("current")
 def db_current(database: DbOption = None) -> None:
     """Print the database's revision."""
+    from hemicare.db import engine as db
+
     with _engine_for(database) as engine:
         typer.echo(db.current_revision(engine) or "base (empty)")
 
@@ -181,6 +192,7 @@ def patients_add(
     by: ByOption = None,
 ) -> None:
     """Add a patient."""
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         data = validate(
@@ -196,6 +208,7 @@ def patients_add(
 @patients_app.command("list")
 def patients_list(database: DbOption = None, as_json: JsonOption = False) -> None:
     """List patients."""
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         with unit_of_work(database) as session:
@@ -211,6 +224,11 @@ def patients_list(database: DbOption = None, as_json: JsonOption = False) -> Non
 @patients_app.command("show")
 def patients_show(code: str, database: DbOption = None, as_json: JsonOption = False, by: ByOption = None) -> None:
     """Show a patient with the latest plan, outcomes and what is due."""
+    from hemicare.audit import service as audit_service
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.patients import service as patient_service
+    from hemicare.plans import service as plan_service
+    from hemicare.recalls import service as recall_service
 
     def body() -> None:
         kb = load_default()
@@ -265,6 +283,7 @@ def patients_update(
     by: ByOption = None,
 ) -> None:
     """Change a patient's name or phone."""
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         changes = {k: v for k, v in {"name": name, "phone": phone}.items() if v is not None}
@@ -283,6 +302,9 @@ def patients_update(
 
 def save_plan(patient_file: Path, database: str | None, by: str | None) -> str:
     """Store the assessment in a file for the patient it names, and generate the next plan version."""
+    from hemicare.patients import service as patient_service
+    from hemicare.plans import service as plan_service
+
     assessment = validate_assessment(read_file(patient_file))
     with unit_of_work(database) as session:
         patient = patient_service.get(session, code=assessment.id)
@@ -314,6 +336,8 @@ def plans_sign(
     by: ByOption = None,
 ) -> None:
     """Review (change statuses with reasons) and sign your part of the latest plan: a new version."""
+    from hemicare.patients import service as patient_service
+    from hemicare.plans import service as plan_service
 
     def body() -> None:
         edits = [_edit(text, index) for index, text in enumerate(edit or [])]
@@ -338,6 +362,9 @@ def plans_show(
     code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None
 ) -> None:
     """Print a stored plan version (the latest by default) as JSON."""
+    from hemicare.audit import service as audit_service
+    from hemicare.patients import service as patient_service
+    from hemicare.plans import service as plan_service
 
     def body() -> None:
         with unit_of_work(database) as session:
@@ -364,6 +391,8 @@ sessions_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
 @sessions_app.command("add")
 def sessions_add(code: str, session_file: Path, database: DbOption = None, by: ByOption = None) -> None:
     """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal or mvd)."""
+    from hemicare.patients import service as patient_service
+    from hemicare.sessions import service as session_service
 
     def body() -> None:
         data = validate(SessionCreate, read_file(session_file))
@@ -378,6 +407,8 @@ def sessions_add(code: str, session_file: Path, database: DbOption = None, by: B
 @sessions_app.command("list")
 def sessions_list(code: str, database: DbOption = None) -> None:
     """List a patient's sessions as JSON."""
+    from hemicare.patients import service as patient_service
+    from hemicare.sessions import service as session_service
 
     def body() -> None:
         with unit_of_work(database) as session:
@@ -404,6 +435,8 @@ def diary_add(
     by: ByOption = None,
 ) -> None:
     """Add a diary entry."""
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         data = validate(
@@ -435,6 +468,8 @@ def diary_questionnaire(
     by: ByOption = None,
 ) -> None:
     """Record HFS-7 or HFS-30 answers."""
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         items = [part.strip() for part in answers.split(",") if part.strip()]
@@ -462,6 +497,8 @@ def diary_grades(
     by: ByOption = None,
 ) -> None:
     """Record severity grades from a visit."""
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         data = validate(
@@ -491,6 +528,7 @@ def due(
     as_json: JsonOption = False,
 ) -> None:
     """Who is due for what (overdue first in each day)."""
+    from hemicare.recalls import service as recall_service
 
     def body() -> None:
         if horizon < 0:
@@ -515,6 +553,8 @@ def export(
     by: ByOption = None,
 ) -> None:
     """Export everything held about one patient as JSON."""
+    from hemicare.audit import service as audit_service
+    from hemicare.patients import service as patient_service
 
     def body() -> None:
         with unit_of_work(database) as session:
@@ -539,7 +579,9 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
     from sqlalchemy import select
 
     from hemicare.assessments.models import StoredAssessment
+    from hemicare.audit import service as audit_service
     from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+    from hemicare.plans import service as plan_service
     from hemicare.sessions.models import TreatmentSession
 
     def rows(model: Any) -> list[dict[str, Any]]:
@@ -572,6 +614,7 @@ def recheck(
     as_json: JsonOption = False,
 ) -> None:
     """Re-run the engine for every patient; list those whose plan changed (alerts, statuses)."""
+    from hemicare.plans import service as plan_service
 
     def body() -> None:
         if workers < 0:
@@ -611,6 +654,7 @@ audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 @audit_app.command("verify")
 def audit_verify(database: DbOption = None) -> None:
     """Check the hash chain: exit 1 and list the problems if any entry was edited or deleted."""
+    from hemicare.audit import service as audit_service
 
     def body() -> None:
         with unit_of_work(database) as session:
@@ -705,6 +749,7 @@ def serve(
     """Run the web application (migrating the database first)."""
     import uvicorn
 
+    from hemicare.db import engine as db
     from hemicare.demo import load_demo
     from hemicare.patients.models import Patient
     from hemicare.users import service as user_service
