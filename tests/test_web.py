@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import itertools
 import logging
 import os
 import re
 import time
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -657,3 +659,84 @@ def test_a_serving_app_keeps_its_start_up_objects_out_of_full_collections(clinic
             assert test_client.get("/api/v1/health").status_code == 200
     finally:
         gc.unfreeze()
+
+
+class _PageAudit(HTMLParser):
+    """What a screen reader or keyboard user needs of a page, read from its HTML."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+        self.lang: str | None = None
+        self.ids: set[str] = set()
+        self.labelled: set[str] = set()  # ids named by a <label for>
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+        self.headings: list[int] = []
+        self.open_labels = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        ident = attr.get("id")
+        if ident:
+            if ident in self.ids:
+                self.problems.append(f"id {ident!r} used twice")
+            self.ids.add(ident)
+        if tag == "html":
+            self.lang = attr.get("lang")
+        elif tag == "label":
+            self.open_labels += 1
+            if attr.get("for"):
+                self.labelled.add(str(attr["for"]))
+        elif tag in ("input", "select", "textarea") and attr.get("type") not in ("hidden", "submit", "button"):
+            self.controls.append((tag, attr, self.open_labels > 0))
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+        elif tag == "img" and "alt" not in attr:
+            self.problems.append(f"image {attr.get('src')!r} without alt text")
+        elif tag == "svg" and not (attr.get("role") or attr.get("aria-label") or attr.get("aria-hidden")):
+            self.problems.append("drawing (svg) with neither a role nor a label")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.open_labels = max(0, self.open_labels - 1)
+
+    def report(self) -> list[str]:
+        problems = list(self.problems)
+        if not self.lang:
+            problems.append("no language on <html>")
+        for tag, attr, inside_label in self.controls:
+            named = inside_label or attr.get("id") in self.labelled or attr.get("aria-label") or attr.get("title")
+            if not named:
+                problems.append(f"{tag} {attr.get('name')!r} has no label")
+        if self.headings.count(1) != 1:
+            problems.append(f"{self.headings.count(1)} top-level headings")
+        for before, after in itertools.pairwise([0, *self.headings]):
+            if after > before + 1:
+                problems.append(f"heading level jumps from h{before} to h{after}")
+        return problems
+
+
+def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None:
+    """Every page names its language, has one title heading and no skipped levels, labels every field, and gives
+    every picture (the face map, the charts) a text alternative."""
+    pages = {"anonymous": ["/login"]}
+    pages["neuro"] = ["/patients", "/patients/new", "/patients/demo-001", "/patients/demo-001/assessment"]
+    pages["neuro"] += ["/api/v1/docs", "/patients/no-such-patient"]
+    pages["admin"] = ["/admin"]
+    pages["patient1"] = ["/me", "/me/hfs7"]
+    found: dict[str, list[str]] = {}
+    for username, paths in pages.items():
+        client.cookies.clear()
+        if username != "anonymous":
+            sign_in(client, username)
+        for path in paths:
+            response = client.get(path)
+            assert response.status_code == (404 if "no-such" in path else 200), path
+            audit = _PageAudit()
+            audit.feed(response.text)
+            found[f"{username} {path}"] = audit.report()
+    assert {page: problems for page, problems in found.items() if problems} == {}
+    # The audit itself must see what it checks: a field without a label is reported.
+    audit = _PageAudit()
+    audit.feed('<html lang="en"><h1>x</h1><input name="lot"><h3>y</h3></html>')
+    assert audit.report() == ["input 'lot' has no label", "heading level jumps from h1 to h3"]
