@@ -368,17 +368,24 @@ def test_recheck_lists_changed_plans(engine: Engine, kb: KnowledgeBase, baseline
 
 
 def test_recheck_in_worker_processes_matches_one_process(
-    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for index in range(6):
+    for index in range(7):
         code = f"p-{index:03d}"
         _add_patient(engine, code=code)
         _assess(engine, kb, {**baseline, "age": 40 + index, "pregnant": index % 2 == 0}, code=code)
+        if index % 3 == 0:  # some patients already have a plan, in every worker's range
+            with _session(engine) as s, s.begin():
+                plans.generate(s, patient=patients.get(s, code=code), kb=kb, actor="t", today=TODAY)
+    monkeypatch.setattr(plans, "RECHECK_TASK_PATIENTS", 2)
+    progress: list[int] = []
     with _session(engine) as s:
         one = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=1)
-        two = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=2)
+        two = plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=2, progress=progress.append)
     assert [c.model_dump() for c in one] == [c.model_dump() for c in two]
-    assert len(one) == 6 and all(c.new for c in one)
+    assert [c.patient for c in one] == ["p-001", "p-002", "p-004", "p-005"] and all(c.new for c in one)
+    # Progress comes task by task (two patients each), not once per worker at the end.
+    assert progress == [2, 2, 2, 1]
 
 
 def test_recalls_for_one_patient_match_the_clinic_list(engine: Engine, kb: KnowledgeBase) -> None:

@@ -54,11 +54,14 @@ def summarise(content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _latest_numbers(*, kind: str | None = None) -> Any:
-    """A subquery: each patient's latest plan version number (of one kind, or of any)."""
+def _latest_numbers(*, kind: str | None = None, patients: tuple[int, int] | None = None) -> Any:
+    """A subquery: each patient's latest plan version number (of one kind, or of any; for every patient, or for
+    those whose ids lie in a range)."""
     query = select(PlanVersion.patient_id, func.max(PlanVersion.number).label("number"))
     if kind is not None:
         query = query.where(PlanVersion.kind == kind)
+    if patients is not None:
+        query = query.where(PlanVersion.patient_id.between(*patients))
     return query.group_by(PlanVersion.patient_id).subquery()
 
 
@@ -253,6 +256,9 @@ def compare(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, A
 
 
 _RECHECK_KB: KnowledgeBase | None = None
+# Patients per task handed to a worker process: small enough that the progress bar moves every few seconds (with one
+# task per worker it stood still until the end), large enough that opening a connection per task costs nothing.
+RECHECK_TASK_PATIENTS = 2_000
 
 
 def _evaluate(job: tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, dt.date]) -> dict[str, Any]:
@@ -275,15 +281,15 @@ class _RecordedSession:
         self.kind, self.date, self.data = kind, date, data
 
 
-def _jobs(session: Session, *, today: dt.date, first_id: int | None = None, last_id: int | None = None) -> list[Any]:
-    """The recheck input of every patient (or of the patients whose ids lie in a range)."""
-    latest_assessment = (
-        select(StoredAssessment.patient_id, func.max(StoredAssessment.id).label("id"))
-        .group_by(StoredAssessment.patient_id)
-        .subquery()
-    )
+def _jobs(session: Session, *, today: dt.date, patients: tuple[int, int] | None = None) -> list[Any]:
+    """The recheck input of every patient (or of the patients whose ids lie in a range; every query is limited to
+    it, so that a worker's share costs its own rows, not a pass over the whole clinic)."""
+    assessments = select(StoredAssessment.patient_id, func.max(StoredAssessment.id).label("id"))
+    if patients is not None:
+        assessments = assessments.where(StoredAssessment.patient_id.between(*patients))
+    latest_assessment = assessments.group_by(StoredAssessment.patient_id).subquery()
     # Compare with what the engine said last time, not with a clinician's reviewed edits.
-    latest_plan = _latest_numbers(kind="generated")
+    latest_plan = _latest_numbers(kind="generated", patients=patients)
     query = (
         select(Patient.id, Patient.code, StoredAssessment.data, PlanVersion.summary)
         .join(latest_assessment, latest_assessment.c.patient_id == Patient.id)
@@ -297,9 +303,9 @@ def _jobs(session: Session, *, today: dt.date, first_id: int | None = None, last
     history = select(
         TreatmentSession.patient_id, TreatmentSession.kind, TreatmentSession.date, TreatmentSession.data
     ).where(TreatmentSession.kind.in_(("toxin", "mvd")))
-    if first_id is not None and last_id is not None:
-        query = query.where(Patient.id.between(first_id, last_id))
-        history = history.where(TreatmentSession.patient_id.between(first_id, last_id))
+    if patients is not None:
+        query = query.where(Patient.id.between(*patients))
+        history = history.where(TreatmentSession.patient_id.between(*patients))
     recorded: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for patient_id, kind, date, data in session.execute(history):
         recorded[patient_id].append({"kind": kind, "date": date, "data": data})
@@ -313,16 +319,12 @@ def _changed(result: dict[str, Any]) -> bool:
 
 
 def _recheck_range(task: tuple[str, int, int, dt.date]) -> list[dict[str, Any]]:
-    """A worker's share: it reads its own patients, so nothing large crosses between processes."""
+    """A worker's task: it reads its own patients, so nothing large crosses between processes."""
     url, first_id, last_id, today = task
     engine = make_engine(url)
     try:
         with session_factory(read_only(engine))() as session:
-            return [
-                r
-                for r in map(_evaluate, _jobs(session, today=today, first_id=first_id, last_id=last_id))
-                if _changed(r)
-            ]
+            return [r for r in map(_evaluate, _jobs(session, today=today, patients=(first_id, last_id))) if _changed(r)]
     finally:
         engine.dispose()
 
@@ -349,13 +351,14 @@ def recheck(
     ids = list(session.scalars(select(Patient.id).order_by(Patient.id)))
     if workers > 1 and len(ids) > workers:
         url = session.get_bind().engine.url.render_as_string(hide_password=False)
-        size = -(-len(ids) // workers)
-        tasks = [(url, ids[i], ids[min(i + size, len(ids)) - 1], today) for i in range(0, len(ids), size)]
+        size = min(-(-len(ids) // workers), RECHECK_TASK_PATIENTS)
+        shares = [ids[i : i + size] for i in range(0, len(ids), size)]
+        tasks = [(url, share[0], share[-1], today) for share in shares]
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            for task, share in zip(tasks, pool.map(_recheck_range, tasks), strict=True):
-                results.extend(share)
+            for share, found in zip(shares, pool.map(_recheck_range, tasks), strict=True):
+                results.extend(found)
                 if progress is not None:
-                    progress(sum(1 for i in ids if task[1] <= i <= task[2]))
+                    progress(len(share))
     else:
         for job in _jobs(session, today=today):
             result = _evaluate(job)
