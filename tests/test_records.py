@@ -144,6 +144,36 @@ def test_plans_are_versioned_and_signed_by_role(engine: Engine, kb: KnowledgeBas
         assert versions[0].content == original  # the earlier version is untouched
 
 
+def test_reviewed_parts_are_the_versions_each_specialty_signed(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, {**baseline, "preferences": {"integrative_care": True}})
+
+    def step(action: Any) -> tuple[list[str], dict[str, Any]]:
+        with _session(engine) as s, s.begin():
+            action(s, patients.get(s, code="p-001"))
+        with _session(engine) as s:
+            parts, reviewed = plans.reviewed_parts(s, patient=patients.get(s, code="p-001"))
+            return parts, {part: (r.signoff["by"], r.update_pending) for part, r in reviewed.items()}
+
+    with _session(engine) as s:
+        assert plans.reviewed_parts(s, patient=patients.get(s, code="p-001")) == ([], {})
+    parts, reviewed = step(lambda s, p: plans.generate(s, patient=p, kb=kb, actor="t", today=TODAY))  # v1
+    assert parts == ["conventional", "integrative"] and reviewed == {}
+    sign = plans.sign
+    _, reviewed = step(lambda s, p: sign(s, patient=p, expected_number=1, edits=[], signer="N", role="neurologist"))
+    assert reviewed == {"conventional": ("N", False)}  # v2
+    _, reviewed = step(
+        lambda s, p: sign(s, patient=p, expected_number=2, edits=[], signer="T", role="tcm_practitioner")
+    )
+    assert reviewed == {"conventional": ("N", False), "integrative": ("T", False)}  # v3 carries both signatures
+    _, reviewed = step(lambda s, p: plans.generate(s, patient=p, kb=kb, actor="t", today=TODAY))  # v4, unsigned
+    assert reviewed == {"conventional": ("N", True), "integrative": ("T", True)}
+    _, reviewed = step(lambda s, p: sign(s, patient=p, expected_number=4, edits=[], signer="S", role="neurosurgeon"))
+    assert reviewed == {"conventional": ("S", False), "integrative": ("T", True)}  # v5
+
+
 def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]) -> None:
     _add_patient(engine)
     _assess(engine, kb, baseline)

@@ -25,6 +25,7 @@ from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
 from hemicare.patients import service as patient_service
+from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls import service as recall_service
 from hemicare.users import service as user_service
@@ -336,12 +337,24 @@ def test_pdfs(client: TestClient) -> None:
     sign_in(client, "neuro")
     kb = load_default()
     mvd = kb.treatments["mvd"]
+    unsigned = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
+    assert "Medical treatment Your care team has not reviewed this part of your plan yet" in unsigned
+    assert mvd.name not in unsigned and "Acupuncture" not in unsigned
+    assert "Sign-off: conventional part not yet signed" in _pdf_text(
+        client.get("/patients/demo-001/plan.pdf?kind=referral").content
+    )
+    headers = {"authorization": f"Bearer {_token_for(client)}"}  # a neurosurgeon's token
+    assert client.post("/api/v1/patients/demo-001/plan/sign", json={"version": 1}, headers=headers).is_success
     patient = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
     # The patient's words, as on their own page: names and plain text, not ids and clinical summaries.
     assert f"Suggested: {mvd.name}. {' '.join((mvd.plain or '').split())}" in patient
-    assert "To discuss: Acupuncture." in patient
+    assert f"Agreed by your neurosurgeon on {dt.date.today()}." in patient
+    # The TCM part waits for a TCM practitioner.
+    assert "Traditional Chinese medicine Your care team has not reviewed" in patient and "Acupuncture" not in patient
     assert "Recommended: mvd" not in patient and "medication:" not in patient
     referral = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=referral").content)
+    signoff = f"Sign-off: conventional part signed by surgeon (neurosurgeon) on {dt.date.today()}; integrative part"
+    assert f"{signoff} not yet signed (proposed by HemiCare, not agreed)." in referral
     assert "Primary HFS likely: " in referral
     assert f"Recommended: {mvd.name} (conventional). Evidence: moderate certainty [" in referral
     assert f"Not recommended: {kb.treatments['medication:carbamazepine'].name} (conventional)." in referral
@@ -370,10 +383,12 @@ def test_the_referral_prints_chinese_names_when_a_chinese_font_is_installed(
 
 
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:
+    from hemicare.plans.service import ReviewedPart
     from hemicare.web.pdf import patient_plan_pdf
+    from hemicare.web.plain import things_to_know
 
-    plan = {"generated_on": "2026-11-26", "knowledge_version": "test", "recommendations": [], "alerts": []}
-    quiet = _pdf_text(patient_plan_pdf(patient_name="A B", plan=plan, items=[], due=[]))
+    printed = dt.date(2026, 11, 26)
+    quiet = _pdf_text(patient_plan_pdf(patient_name="A B", printed_on=printed, parts=[], warnings=[], due=[]))
     assert "Things to know" not in quiet
     assert "Nothing yet: your care team will talk the options through with you." in quiet
     alerts = [
@@ -381,7 +396,11 @@ def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> Non
         {"id": "unchecked:drug:x", "severity": "warning", "message": "Drug x is not checked."},
         {"id": "note", "severity": "info", "message": "A note for the team."},
     ]
-    told = _pdf_text(patient_plan_pdf(patient_name="A B", plan=plan | {"alerts": alerts}, items=[], due=[]))
+    signoff = {"by": "n", "role": "neurologist", "at": "2026-11-26T10:00:00+00:00"}
+    reviewed = {part: ReviewedPart({"alerts": alerts}, signoff, False) for part in ("conventional", "integrative")}
+    warnings = things_to_know(reviewed)
+    assert warnings == ["Not during pregnancy."]  # once, though both signed versions carry it
+    told = _pdf_text(patient_plan_pdf(patient_name="A B", printed_on=printed, parts=[], warnings=warnings, due=[]))
     assert "Things to know - Not during pregnancy." in told
     assert "Drug x is not checked" not in told and "A note for the team" not in told
 
@@ -402,6 +421,57 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
+
+
+def _portal_parts(client: TestClient) -> dict[str, str]:
+    """The patient's page, each part of the plan as its own text."""
+    page = client.get("/me").text
+    found = re.findall(r'<section class="part" id="part-(\w+)">(.*?)</section>', page, flags=re.S)
+    return {part: " ".join(re.sub(r"<[^>]+>", " ", body).split()) for part, body in found}
+
+
+def test_the_patient_sees_only_what_their_care_team_signed(client: TestClient, clinic: Engine) -> None:
+    kb = load_default()
+    mvd, acupuncture = kb.treatments["mvd"].name, kb.treatments["acupuncture"].name
+    sign_in(client, "patient1")
+    before = _portal_parts(client)
+    assert set(before) == {"conventional", "integrative"}
+    for text in before.values():
+        assert "has not reviewed this part of your plan yet" in text
+    assert mvd not in client.get("/me").text and acupuncture not in client.get("/me").text
+
+    # The surgeon signs the medical part, moving MVD from suggested to "to discuss".
+    surgeon = {"authorization": f"Bearer {_token_for(client)}"}
+    edits = [{"recommendation": "mvd", "status": "option", "reason": "wants toxin first"}]
+    signed = client.post("/api/v1/patients/demo-001/plan/sign", json={"version": 1, "edits": edits}, headers=surgeon)
+    assert signed.status_code == 200, signed.text
+    after = _portal_parts(client)
+    assert f"Agreed by your neurosurgeon on {dt.date.today()}." in after["conventional"]
+    assert f"to discuss {mvd}" in after["conventional"] and "update" not in after["conventional"]
+    assert "has not reviewed" in after["integrative"] and acupuncture not in after["integrative"]
+
+    # A new assessment makes a new version nobody has signed: the patient keeps the agreed part, marked as updating.
+    with session_factory(clinic)() as s, s.begin():
+        plan_service.generate(
+            s, patient=patient_service.get(s, code="demo-001"), kb=kb, actor="test", today=dt.date.today()
+        )
+    updating = _portal_parts(client)
+    assert f"to discuss {mvd}" in updating["conventional"]
+    assert "Your care team is reviewing an update to this part" in updating["conventional"]
+    assert "has not reviewed" in updating["integrative"]
+
+    # The TCM practitioner signs the new version: the TCM part appears, the medical part still awaits its update.
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        plan_service.sign(s, patient=patient, expected_number=3, edits=[], signer="tcm", role="tcm_practitioner")
+    final = _portal_parts(client)
+    assert f"Agreed by your TCM practitioner on {dt.date.today()}." in final["integrative"]
+    assert f"to discuss {acupuncture}" in final["integrative"] and "update" not in final["integrative"]
+    assert "reviewing an update" in final["conventional"] and f"to discuss {mvd}" in final["conventional"]
+    # The other patient's plan was never signed: they see none of it, and nothing of this one.
+    client.cookies.clear()
+    sign_in(client, "patient2")
+    assert all("has not reviewed" in text for text in _portal_parts(client).values())
 
 
 def test_a_write_waiting_for_the_database_does_not_hold_up_other_requests(app: Any, db_url: str) -> None:
@@ -620,7 +690,7 @@ def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None
     sign_in(client, "neuro")
     page = client.get("/patients").text
     row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
-    assert "1 warning" in row and "critical</span>" not in row
+    assert "1 warning</span>" in row and "critical</span>" not in row
     assert "v1<" in row and 'conventional: <span class="awaiting">awaiting sign-off' in row
 
 

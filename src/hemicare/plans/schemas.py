@@ -11,6 +11,12 @@ from hemicare.engine.plan import Status
 ROLES = ("admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient")
 CONVENTIONAL_ROLES = ("neurologist", "neurosurgeon")
 INTEGRATIVE_ROLES = ("tcm_practitioner",)
+PARTS = {"conventional": CONVENTIONAL_ROLES, "integrative": INTEGRATIVE_ROLES}  # each part and the roles that sign it
+
+
+def part_of(category: str) -> str:
+    """Which part of a plan an item of this category belongs to: each part is signed by its own specialty."""
+    return "integrative" if category == "integrative" else "conventional"
 
 
 class PlanEdit(BaseModel):

@@ -31,14 +31,9 @@ from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputEr
 from hemicare.patients.models import Patient
 from hemicare.patients.service import get as get_patient
 from hemicare.plans.models import PlanVersion
-from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PlanEdit
+from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PARTS, PlanEdit, part_of
 from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
-
-
-def _part(category: str) -> str:
-    """Which part of a plan an item of this category belongs to: each part is signed by its own specialty."""
-    return "integrative" if category == "integrative" else "conventional"
 
 
 def summarise(content: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +44,7 @@ def summarise(content: dict[str, Any]) -> dict[str, Any]:
         "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
         "alerts": sorted(alert["id"] for alert in content["alerts"]),
         "severities": {alert["id"]: alert["severity"] for alert in content["alerts"]},
-        "parts": sorted({_part(rec["category"]) for rec in content["recommendations"]}),
+        "parts": sorted({part_of(rec["category"]) for rec in content["recommendations"]}),
         "signoff": {part: signed["by"] for part, signed in content.get("signoff", {}).items()},
     }
 
@@ -86,6 +81,40 @@ def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
     """The patient's newest plan version, if any."""
     query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
     return session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+
+
+class ReviewedPart(NamedTuple):
+    content: dict[str, Any]  # the plan version in which the part was last signed
+    signoff: dict[str, Any]  # by whom, in what role, when
+    update_pending: bool  # a newer version awaits this part's sign-off
+
+
+def reviewed_parts(session: Session, *, patient: Patient) -> tuple[list[str], dict[str, ReviewedPart]]:
+    """The parts of the patient's latest plan, and for each one that a clinician of its specialty has signed, the
+    version they signed: what the care team has agreed, which is all a patient is shown of their plan.
+
+    A version made after that signature (a new assessment, a recheck) awaits review; until it is signed the part
+    signed before stays what the patient sees, marked as being updated.
+    """
+    current = latest(session, patient=patient)
+    if current is None:
+        return [], {}
+    parts = sorted({part_of(rec["category"]) for rec in current.content["recommendations"]})
+    reviewed = {}
+    for part in parts:
+        signed = current.content.get("signoff", {}).get(part)
+        if signed is not None:
+            reviewed[part] = ReviewedPart(current.content, signed, update_pending=False)
+            continue
+        # Signing one part copies the other part's signature forward, so the newest version signed by this part's
+        # specialty is the newest in which this part was signed.
+        query = select(PlanVersion).where(
+            PlanVersion.patient_id == patient.id, PlanVersion.signed_role.in_(PARTS[part])
+        )
+        version = session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+        if version is not None:
+            reviewed[part] = ReviewedPart(version.content, version.content["signoff"][part], update_pending=True)
+    return parts, reviewed
 
 
 def history(session: Session, *, patient: Patient) -> list[PlanVersion]:
@@ -155,7 +184,7 @@ def assess(
 
 
 def _may_edit(role: str, category: str) -> bool:
-    return role in (INTEGRATIVE_ROLES if _part(category) == "integrative" else CONVENTIONAL_ROLES)
+    return role in (INTEGRATIVE_ROLES if part_of(category) == "integrative" else CONVENTIONAL_ROLES)
 
 
 def sign(

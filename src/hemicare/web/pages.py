@@ -52,7 +52,7 @@ from hemicare.web.auth import (
     signed_in_user,
 )
 from hemicare.web.charts import Point, outcome_chart
-from hemicare.web.plain import plain_items
+from hemicare.web.plain import plain_parts, things_to_know
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -468,6 +468,7 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
         plan = plan_service.latest(session, patient=patient)
         if plan is None:
             raise NotFoundError(f"patient {code!r} has no plan yet")
+        parts, reviewed = plan_service.reviewed_parts(session, patient=patient) if kind == "patient" else ([], {})
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90, patient_id=patient.id
         )
@@ -482,8 +483,13 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
         )
     kb = request.app.state.kb
     if kind == "patient":
-        items = plain_items(plan.content, kb)
-        body = patient_plan_pdf(patient_name=patient.name, plan=plan.content, items=items, due=due)
+        body = patient_plan_pdf(
+            patient_name=patient.name,
+            printed_on=dt.date.today(),
+            parts=plain_parts(parts, reviewed, kb),
+            warnings=things_to_know(reviewed),
+            due=due,
+        )
     else:
         names = kb.treatment_names()
         body = referral_pdf(
@@ -508,12 +514,12 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
     code = _own_code(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
-        plan = plan_service.latest(session, patient=patient)
+        parts, reviewed = plan_service.reviewed_parts(session, patient=patient)
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
         chart = _chart(outcome_service.records(session, patient=patient), patient, request.app.state.kb)
-        plain = plain_items(plan.content, request.app.state.kb) if plan is not None else []
+        plain = plain_parts(parts, reviewed, request.app.state.kb)
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
         request,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from fpdf import FPDF
 
 from hemicare.engine.plan import diagnosis_label
+from hemicare.plans.schemas import part_of
 from hemicare.recalls.service import DueItem
-from hemicare.web.plain import PlainItem
+from hemicare.web.plain import PlainPart
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -66,24 +68,28 @@ class _Document(FPDF):
         return bytes(self.output())
 
 
-def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], items: list[PlainItem], due: list[DueItem]) -> bytes:
-    """The plan in plain language for the patient to take home: the same words as the patient's own page."""
+def patient_plan_pdf(
+    *, patient_name: str, printed_on: dt.date, parts: list[PlainPart], warnings: list[str], due: list[DueItem]
+) -> bytes:
+    """The plan in plain language for the patient to take home: the same words as the patient's own page, and only
+    what a clinician has agreed."""
     doc = _Document(f"HemiCare plan for {patient_name}")
     doc.heading(f"Your hemifacial spasm plan, {patient_name}")
-    doc.para(
-        f"Prepared {plan['generated_on']} with HemiCare (knowledge base {plan['knowledge_version']}). "
-        "Your care team made these choices with you; this sheet reminds you of them."
-    )
-    doc.heading("What we suggest", 12)
-    if not items:
+    doc.para(f"Printed {printed_on.isoformat()} from HemiCare. It reminds you of what your care team agreed with you.")
+    for part in parts:
+        doc.heading(part.title, 12)
+        if part.reviewed is None:
+            doc.para("Your care team has not reviewed this part of your plan yet; they will go through it with you.")
+            continue
+        doc.para(f"{part.reviewed}.", 9)
+        if part.update_pending:
+            doc.para("Your care team is reviewing an update to this part; ask them about it at your next visit.", 9)
+        if not part.items:
+            doc.para("No treatment of this kind is suggested for now.")
+        for item in part.items:
+            doc.para(f"{item.label}: {item.name}. {item.text}")
+    if not parts:
         doc.para("Nothing yet: your care team will talk the options through with you.")
-    for item in items:
-        doc.para(f"{item.label}: {item.name}. {item.text}")
-    warnings = [
-        alert["message"]
-        for alert in plan["alerts"]
-        if alert["severity"] in ("critical", "warning") and not alert["id"].startswith("unchecked:")
-    ]
     if warnings:
         doc.heading("Things to know", 12)
         for message in warnings:
@@ -101,6 +107,21 @@ def patient_plan_pdf(*, patient_name: str, plan: dict[str, Any], items: list[Pla
     return doc.output_bytes()
 
 
+def _signoff_line(plan: dict[str, Any]) -> str:
+    """Who has signed which part of the plan, so that the reader knows what is agreed and what is only proposed."""
+    parts = sorted({part_of(rec["category"]) for rec in plan["recommendations"]})
+    said = []
+    for part in parts:
+        signed = plan.get("signoff", {}).get(part)
+        if signed is None:
+            said.append(f"{part} part not yet signed (proposed by HemiCare, not agreed)")
+        else:
+            said.append(
+                f"{part} part signed by {signed['by']} ({signed['role'].replace('_', ' ')}) on {signed['at'][:10]}"
+            )
+    return "Sign-off: " + ("; ".join(said) if said else "nothing to sign") + "."
+
+
 def referral_pdf(*, patient_name: str, plan: dict[str, Any], names: dict[str, str], author: str, role: str) -> bytes:
     """A referral letter with the diagnosis, scores, the plan's items and alerts, and the references.
 
@@ -114,6 +135,7 @@ def referral_pdf(*, patient_name: str, plan: dict[str, Any], names: dict[str, st
         f"From {author} ({role.replace('_', ' ')}). HemiCare plan of {plan['generated_on']}, knowledge base "
         f"{plan['knowledge_version']}."
     )
+    doc.para(_signoff_line(plan))
     diagnosis = plan["diagnosis"]
     doc.heading("Diagnosis", 12)
     doc.para(f"{diagnosis_label(diagnosis['status'])}: {diagnosis['summary']}")

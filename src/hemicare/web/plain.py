@@ -1,14 +1,29 @@
-"""Plain words for patients, shared by their page and their printable plan."""
+"""Plain words for patients, shared by their page and their printable plan.
+
+A patient is shown only what their care team has agreed: each part of the plan (medical, TCM) as a clinician of its
+specialty last signed it. A plan HemiCare generated and nobody has reviewed is not shown to the patient at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hemicare.engine import KnowledgeBase
+from hemicare.plans.schemas import part_of
+
+if TYPE_CHECKING:
+    from hemicare.plans.service import ReviewedPart
 
 # What a patient is told of an item's status; items with other statuses are not listed for the patient.
 PATIENT_STATUS = {"recommended": "Suggested", "option": "To discuss"}
+PART_TITLES = {"conventional": "Medical treatment", "integrative": "Traditional Chinese medicine"}
+ROLE_WORDS = {
+    "neurologist": "your neurologist",
+    "neurosurgeon": "your neurosurgeon",
+    "tcm_practitioner": "your TCM practitioner",
+}
 
 
 @dataclass(frozen=True)
@@ -19,11 +34,21 @@ class PlainItem:
     text: str
 
 
-def plain_items(plan: dict[str, Any], kb: KnowledgeBase) -> list[PlainItem]:
-    """The plan's suggested and to-discuss items in plain language (the treatment's patient wording when it has one)."""
+@dataclass(frozen=True)
+class PlainPart:
+    part: str
+    title: str
+    reviewed: str | None  # who agreed it and when, in the patient's words; None if nobody has yet
+    update_pending: bool  # the care team is reviewing a newer version of this part
+    items: list[PlainItem]
+
+
+def plain_items(plan: dict[str, Any], kb: KnowledgeBase, *, part: str | None = None) -> list[PlainItem]:
+    """The plan's suggested and to-discuss items in plain language (the treatment's patient wording when it has one),
+    of one part or of all."""
     items = []
     for rec in plan["recommendations"]:
-        if rec["status"] not in PATIENT_STATUS:
+        if rec["status"] not in PATIENT_STATUS or (part is not None and part_of(rec["category"]) != part):
             continue
         record = kb.treatments.get(rec["id"])
         items.append(
@@ -35,3 +60,36 @@ def plain_items(plan: dict[str, Any], kb: KnowledgeBase) -> list[PlainItem]:
             )
         )
     return items
+
+
+def plain_parts(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: KnowledgeBase) -> list[PlainPart]:
+    """Each part of the plan as the patient sees it: the items a clinician signed, or none while nobody has."""
+    shown = []
+    for part in parts:
+        signed = reviewed.get(part)
+        if signed is None:
+            shown.append(PlainPart(part, PART_TITLES[part], None, update_pending=False, items=[]))
+            continue
+        who = ROLE_WORDS.get(signed.signoff["role"], "your care team")
+        when = str(signed.signoff["at"])[:10]
+        shown.append(
+            PlainPart(
+                part,
+                PART_TITLES[part],
+                f"Agreed by {who} on {when}",
+                update_pending=signed.update_pending,
+                items=plain_items(signed.content, kb, part=part),
+            )
+        )
+    return shown
+
+
+def things_to_know(reviewed: Mapping[str, ReviewedPart]) -> list[str]:
+    """The critical and warning alerts of the signed versions, once each, for the patient's sheet (the notes on what
+    no rule checked are for the care team)."""
+    messages: dict[str, None] = {}
+    for signed in reviewed.values():
+        for alert in signed.content["alerts"]:
+            if alert["severity"] in ("critical", "warning") and not alert["id"].startswith("unchecked:"):
+                messages[alert["message"]] = None
+    return list(messages)
