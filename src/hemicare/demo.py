@@ -17,8 +17,10 @@ from hemicare.engine.intake import read_file
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
+from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate
 from hemicare.plans import service as plan_service
+from hemicare.plans.models import PlanVersion
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.synthetic import synthetic_assessment
@@ -136,6 +138,21 @@ def _history(
             )
 
 
+def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int) -> None:
+    """Sign the demo plans as a running clinic has them: a third agreed by both specialties, a third with the
+    medical part signed and the TCM part waiting, a third new (so the patient pages show each case)."""
+    if stage == 2:
+        return
+    signers = [("Dr A. Neuro", "neurologist")]
+    if stage == 0 and any(rec["category"] == "integrative" for rec in plan.content["recommendations"]):
+        signers.append(("L. Zhang", "tcm_practitioner"))
+    number = plan.number
+    for signer, role in signers:
+        number = plan_service.sign(
+            session, patient=patient, expected_number=number, edits=[], signer=signer, role=role
+        ).number
+
+
 def load_demo(
     session: Session,
     *,
@@ -168,7 +185,8 @@ def load_demo(
         )
         assessment_service.record(session, patient=patient, assessment=assessment, actor=actor, today=today)
         _history(session, rng, patient=patient, assessment=assessment, kb=kb, today=today, actor=actor)
-        plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
+        plan = plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
+        _review(session, patient=patient, plan=plan, stage=index % 3)
         if progress is not None:
             progress(1)
     return len(data)
