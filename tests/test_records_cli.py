@@ -187,6 +187,18 @@ def test_demo_clinic_loads(db_url: str) -> None:
     for patient in listed:  # the invented names agree with each record's sex
         first = patient["name"].split()[0]
         assert first in {"female": female, "male": male}.get(patient["sex"], female | male), patient
+    # Plans in every stage of review, as in a running clinic: fully signed, medical part only, not yet.
+    from hemicare.db.engine import make_engine, session_factory
+    from hemicare.patients import service as patients
+    from hemicare.plans import service as plans
+
+    with session_factory(make_engine(db_url))() as s:
+        stages = {
+            patient["code"]: tuple(sorted(plans.reviewed_parts(s, patient=patients.get(s, code=patient["code"]))[1]))
+            for patient in listed
+        }
+    assert stages["demo-001"] == ("conventional", "integrative")
+    assert {("conventional",), ()} <= set(stages.values()), stages
 
 
 @pytest.mark.parametrize(
