@@ -423,6 +423,18 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
 
 
+def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: TestClient) -> None:
+    csrf = sign_in(client, "patient1")
+    for score in ("3", "1"):  # a change needs two answers
+        answers = {f"item.{i}": score for i in range(7)}
+        assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
+    client.cookies.clear()
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert "HFS-7 quality-of-life scale: 21 → 7 (" in page and "hfs7:" not in page
+    assert f'name="date" type="date" value="{dt.date.today().isoformat()}"' in page
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text

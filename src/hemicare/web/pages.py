@@ -291,6 +291,8 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
             "treatment_names": kb.treatment_names(),
+            "scale_names": {scale_id: scale.name for scale_id, scale in kb.scales.items()},
+            "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
         }
