@@ -151,7 +151,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.fill("input[name='reason.mvd']", "prefers toxin first")
     page.click("#sign")
     expect(page.locator("#plan")).to_contain_text("version 2")
-    expect(page.locator("text=conventional by dr.neuro")).to_be_visible()
+    expect(page.locator("text=conventional: signed by dr.neuro")).to_be_visible()
 
     # The face map and the dose boxes: the running total starts at the plan's own total, follows the boxes, and a
     # site on the map leads to its box.

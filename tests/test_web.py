@@ -435,6 +435,21 @@ def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: Tes
     assert f'name="date" type="date" value="{dt.date.today().isoformat()}"' in page
 
 
+@pytest.mark.parametrize("username", ["neuro", "tcm"])
+def test_the_patient_pages_contents_lead_to_its_sections(client: TestClient, username: str) -> None:
+    sign_in(client, username)
+    page = client.get("/patients/demo-001").text
+    nav = re.search(r'<nav class="toc small" aria-label="On this page">(.*?)</nav>', page, flags=re.S)
+    assert nav, "no contents"
+    targets = re.findall(r'href="#([\w-]+)"', nav.group(1))
+    assert {"plan", "signoff", "decision-aid", "toxin", "history", "outcomes", "due"} <= set(targets)
+    assert ("integrative-sessions" in targets) == (username == "tcm")
+    for target in targets:
+        assert f'id="{target}"' in page, target
+    # Each part of the plan says whether it is signed.
+    assert 'conventional: <span class="awaiting">awaiting sign-off</span>' in page
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text

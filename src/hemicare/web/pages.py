@@ -30,7 +30,7 @@ from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
-from hemicare.plans.schemas import PlanEdit
+from hemicare.plans.schemas import PlanEdit, part_of
 from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
@@ -281,6 +281,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "patient": patient,
             "plan": plan,
             "content": plan.content if plan else None,
+            "parts": sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}) if plan else [],
             "assessment": assessment,
             "history": history,
             "outcomes": outcomes,
