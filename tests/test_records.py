@@ -427,4 +427,29 @@ def test_recalls_for_one_patient_match_the_clinic_list(engine: Engine, kb: Knowl
     with _session(engine) as s:
         everyone = recalls.due(s, kb=kb, today=TODAY, horizon_days=200)
         one = recalls.due(s, kb=kb, today=TODAY, horizon_days=200, patient_id=patients.get(s, code="b").id)
+        some = recalls.due(s, kb=kb, today=TODAY, horizon_days=200, patient_ids=[patients.get(s, code="a").id])
+        none = recalls.due(s, kb=kb, today=TODAY, horizon_days=200, patient_ids=[])
     assert one == [item for item in everyone if item.patient == "b"] and one
+    assert some == [item for item in everyone if item.patient == "a"] and some
+    assert none == []
+
+
+def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> None:
+    with _session(engine) as s, s.begin():
+        for code, name in (
+            ("hf-001", "Mei Lin"),
+            ("hf-002", "Arjun Patel"),
+            ("hf_100", "Linh Tran"),
+            ("x-1", "O. 100%"),
+        ):
+            patients.create(s, data=PatientCreate(code=code, name=name, sex="female"), actor="t")
+    with _session(engine) as s:
+
+        def codes(text: str | None) -> list[str]:
+            return [code for _, code, _ in patients.find(s, text=text)]
+
+        assert codes(None) == ["hf-001", "hf-002", "hf_100", "x-1"]
+        assert codes("LIN") == ["hf-001", "hf_100"]  # any case, code or name
+        assert codes("hf-00") == ["hf-001", "hf-002"]
+        assert codes("_") == ["hf_100"] and codes("%") == ["x-1"]  # wildcards are taken as they are
+        assert codes("nobody") == []

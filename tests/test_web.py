@@ -721,6 +721,58 @@ def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None
     assert "v1<" in row and 'conventional: <span class="awaiting">awaiting sign-off' in row
 
 
+def _listed(client: TestClient, query: str) -> list[str]:
+    response = client.get(f"/patients?{query}")
+    assert response.status_code == 200, response.text
+    return re.findall(r'<td><a href="/patients/([^"]+)">', response.text)
+
+
+def test_patient_list_searches_filters_and_pages(client: TestClient, clinic: Engine) -> None:
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    kb = load_default()
+    with session_factory(clinic)() as s, s.begin():
+        flagged = patient_service.create(s, data=PatientCreate(code="rf-001", name="Ravi Flag", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-002-red-flags.yaml") | {"id": "rf-001"}
+        assessments.record(s, patient=flagged, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan = plan_service.generate(s, patient=flagged, kb=kb, actor="t", today=dt.date.today())
+        assert any(alert["severity"] == "critical" for alert in plan.content["alerts"])
+        for signer, role in (("neuro", "neurologist"), ("tcm", "tcm_practitioner")):
+            number = plan_service.latest(s, patient=flagged).number  # type: ignore[union-attr]
+            plan_service.sign(s, patient=flagged, expected_number=number, edits=[], signer=signer, role=role)
+        for index in range(120):
+            patient_service.create(s, data=PatientCreate(code=f"zz-{index:03d}", name="Zed", sex="male"), actor="t")
+    csrf = sign_in(client, "neuro")
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]}
+    toxin = {"date": (dt.date.today() - dt.timedelta(weeks=14)).isoformat(), "clinician": "N", "details": details}
+    assert client.post("/api/v1/patients/demo-002/sessions", json=toxin, headers={"x-csrf-token": csrf}).is_success
+
+    assert _listed(client, "q=mei") == ["demo-001"]  # by name, any case
+    assert _listed(client, "q=demo") == ["demo-001", "demo-002"]
+    assert _listed(client, "show=due") == ["demo-002"]
+    assert _listed(client, "show=critical") == ["rf-001"]
+    assert _listed(client, "q=demo&show=unsigned") == ["demo-001", "demo-002"] and "rf-001" not in _listed(
+        client, "show=unsigned"
+    )
+    assert _listed(client, "q=nobody") == [] and "No patients match this search." in client.get("/patients?q=x").text
+    # Fifty to a page, in code order; the count and the links keep the search.
+    first = client.get("/patients?q=zz").text
+    assert _listed(client, "q=zz") == [f"zz-{index:03d}" for index in range(50)]
+    assert "1–50 of 120 patients" in first and 'href="/patients?q=zz&amp;show=all&amp;page=2" rel="next"' in first
+    assert _listed(client, "q=zz&page=3") == [f"zz-{index:03d}" for index in range(100, 120)]
+    assert _listed(client, "q=zz&page=9") == _listed(client, "q=zz&page=3")  # past the end: the last page
+    for query, said in (
+        ("page=0", "<strong>page</strong>: &#39;0&#39; is not a page number"),
+        ("page=two", "<strong>page</strong>: &#39;two&#39; is not a page number"),
+        ("show=everyone", "<strong>show</strong>: &#39;everyone&#39; is not one of all, due, unsigned, critical"),
+        ("q=" + "x" * 101, "<strong>q</strong>: a search of at most 100 characters"),
+    ):
+        refused = client.get(f"/patients?{query}")
+        assert refused.status_code == 422 and said in refused.text, refused.text
+
+
 def test_patient_list_shows_who_signed_the_latest_plan(client: TestClient) -> None:
     headers = {"authorization": f"Bearer {_token_for(client)}"}  # a neurosurgeon's token
     signed = client.post("/api/v1/patients/demo-001/plan/sign", json={"version": 1, "edits": []}, headers=headers)

@@ -236,11 +236,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             patient = patient_service.get(session, code=code)
             plan = plan_service.latest(session, patient=patient)
             outcomes = outcome_service.summary(session, patient=patient, kb=kb)
-            due = [
-                d
-                for d in recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60)
-                if d.patient == code
-            ]
+            due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
             audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -41,6 +41,15 @@ def list_all(session: Session, *, limit: int | None = None) -> list[Patient]:
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def find(session: Session, *, text: str | None = None) -> list[tuple[int, str, str]]:
+    """Id, code and name of the patients whose code or name contains ``text`` (any case; all if none), by code."""
+    query = select(Patient.id, Patient.code, Patient.name).order_by(Patient.code)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\")))
+    return [(patient_id, code, name) for patient_id, code, name in session.execute(query)]
 
 
 def update(

@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 import multiprocessing
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
 
@@ -49,14 +49,18 @@ def summarise(content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _latest_numbers(*, kind: str | None = None, patients: tuple[int, int] | None = None) -> Any:
-    """A subquery: each patient's latest plan version number (of one kind, or of any; for every patient, or for
-    those whose ids lie in a range)."""
+def _latest_numbers(
+    *, kind: str | None = None, patients: tuple[int, int] | None = None, ids: Collection[int] | None = None
+) -> Any:
+    """A subquery: each patient's latest plan version number (of one kind, or of any; for every patient, for those
+    whose ids lie in a range, or for those listed)."""
     query = select(PlanVersion.patient_id, func.max(PlanVersion.number).label("number"))
     if kind is not None:
         query = query.where(PlanVersion.kind == kind)
     if patients is not None:
         query = query.where(PlanVersion.patient_id.between(*patients))
+    if ids is not None:
+        query = query.where(PlanVersion.patient_id.in_(list(ids)))
     return query.group_by(PlanVersion.patient_id).subquery()
 
 
@@ -66,9 +70,10 @@ class LatestPlan(NamedTuple):
     summary: dict[str, Any]
 
 
-def latest_summaries(session: Session) -> dict[int, LatestPlan]:
-    """Every patient's latest plan version: number, last signer and summary, in one query (for lists)."""
-    numbers = _latest_numbers()
+def latest_summaries(session: Session, *, patient_ids: Collection[int] | None = None) -> dict[int, LatestPlan]:
+    """Every patient's (or some patients') latest plan version: number, last signer and summary, in one query (for
+    lists)."""
+    numbers = _latest_numbers(ids=patient_ids)
     rows = session.execute(
         select(PlanVersion.patient_id, PlanVersion.number, PlanVersion.signed_by, PlanVersion.summary).join(
             numbers, (numbers.c.patient_id == PlanVersion.patient_id) & (numbers.c.number == PlanVersion.number)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,15 +35,22 @@ def _months(start: dt.date, months: int) -> dt.date:
 
 
 def due(
-    session: Session, *, kb: KnowledgeBase, today: dt.date, horizon_days: int = 0, patient_id: int | None = None
+    session: Session,
+    *,
+    kb: KnowledgeBase,
+    today: dt.date,
+    horizon_days: int = 0,
+    patient_id: int | None = None,
+    patient_ids: Collection[int] | None = None,
 ) -> list[DueItem]:
-    """Everything due by ``today + horizon_days`` (for the whole clinic, or one patient), overdue items flagged,
+    """Everything due by ``today + horizon_days`` (for the whole clinic, one patient or some), overdue items flagged,
     sorted by date."""
 
-    wanted = patient_id  # the loops below reuse the name patient_id for each row
+    # The loops below reuse the name patient_id for each row.
+    wanted = [patient_id] if patient_id is not None else None if patient_ids is None else list(patient_ids)
 
     def only(query: Any, column: Any) -> Any:
-        return query if wanted is None else query.where(column == wanted)
+        return query if wanted is None else query.where(column.in_(wanted))
 
     limit = today + dt.timedelta(days=horizon_days)
     grace = dt.timedelta(days=kb.policy("recall_grace_days"))

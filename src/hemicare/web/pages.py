@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -176,33 +176,103 @@ def _signoff(plan: plan_service.LatestPlan) -> list[tuple[str, str | None]]:
     return [(part, plan.summary["signoff"].get(part)) for part in plan.summary["parts"]]
 
 
+PAGE_SIZE = 50
+LIST_FILTERS = {
+    "all": "All patients",
+    "due": "Due now or in the next 14 days",
+    "unsigned": "Plan awaiting sign-off",
+    "critical": "Open critical alerts",
+}
+
+
+def _awaits_signoff(plan: plan_service.LatestPlan) -> bool:
+    return any(by is None for _, by in _signoff(plan))
+
+
+def _list_query(request: Request) -> tuple[str, str, int]:
+    """The patient list's search text, filter and page, checked."""
+    params = request.query_params
+    text = params.get("q", "").strip()
+    show = params.get("show", "all")
+    page_text = params.get("page", "1")
+    problems = []
+    if len(text) > 100:
+        problems.append(FieldProblem("q", "a search of at most 100 characters"))
+    if show not in LIST_FILTERS:
+        problems.append(FieldProblem("show", f"{show!r} is not one of {', '.join(LIST_FILTERS)}"))
+    if not page_text.isdigit() or int(page_text) < 1:
+        problems.append(FieldProblem("page", f"{page_text!r} is not a page number (1, 2, ...)"))
+    if problems:
+        raise InputError(problems)
+    return text, show, int(page_text)
+
+
 @router.get("/patients")
 def patients(request: Request, user: PageUser) -> HTMLResponse:
+    """The care team's list: search by code or name, filter to who is due, awaits sign-off or has a critical
+    alert, fifty to a page. Only the filters read the whole clinic; a page of the plain list reads its own rows."""
     require_care_team(user)
+    text, show, page = _list_query(request)
     kb = request.app.state.kb
+    today = dt.date.today()
     with request.app.state.readers.begin() as session:
-        due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=14)
+        found = patient_service.find(session, text=text or None)
+        if show == "due":
+            due_codes = {item.patient for item in recall_service.due(session, kb=kb, today=today, horizon_days=14)}
+            found = [row for row in found if row[1] in due_codes]
+        elif show in ("unsigned", "critical"):
+            summaries = plan_service.latest_summaries(session)
+            if show == "unsigned":
+                keep = {pid for pid, plan in summaries.items() if _awaits_signoff(plan)}
+            else:
+                keep = {
+                    pid for pid, plan in summaries.items() if "critical" in plan.summary.get("severities", {}).values()
+                }
+            found = [row for row in found if row[0] in keep]
+        pages = max(1, -(-len(found) // PAGE_SIZE))
+        page = min(page, pages)  # a page past the end (the list got shorter): its last page
+        shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+        ids = [row[0] for row in shown]
         by_patient: dict[str, list[Any]] = {}
-        for item in due:
+        for item in recall_service.due(session, kb=kb, today=today, horizon_days=14, patient_ids=ids):
             by_patient.setdefault(item.patient, []).append(item)
-        plans = plan_service.latest_summaries(session)
+        plans = plan_service.latest_summaries(session, patient_ids=ids)
         rows = []
-        for patient in patient_service.list_all(session):
-            plan = plans.get(patient.id)
+        for patient_id, code, name in shown:
+            plan = plans.get(patient_id)
             severities = list(plan.summary.get("severities", {}).values()) if plan else []
             rows.append(
                 {
-                    "code": patient.code,
-                    "name": patient.name,
+                    "code": code,
+                    "name": name,
                     "plan": plan,
                     "parts": _signoff(plan) if plan else [],
                     "critical": severities.count("critical"),
                     "warnings": severities.count("warning"),
-                    "due": by_patient.get(patient.code, []),
+                    "due": by_patient.get(code, []),
                 }
             )
-    audit_read(request, user, entity="patient_list", entity_id="all")
-    return _page(request, "patients.html", user, rows=rows)
+    audit_read(request, user, entity="patient_list", entity_id=show)
+
+    def link(to_page: int) -> str:
+        return "/patients?" + urlencode({"q": text, "show": show, "page": to_page})
+
+    return _page(
+        request,
+        "patients.html",
+        user,
+        rows=rows,
+        q=text,
+        show=show,
+        filters=LIST_FILTERS,
+        total=len(found),
+        first=(page - 1) * PAGE_SIZE + 1,
+        last=(page - 1) * PAGE_SIZE + len(rows),
+        page=page,
+        pages=pages,
+        previous=link(page - 1) if page > 1 else None,
+        next=link(page + 1) if page < pages else None,
+    )
 
 
 @router.get("/patients/new")
