@@ -192,11 +192,15 @@ def test_demo_clinic_loads(db_url: str) -> None:
     from hemicare.patients import service as patients
     from hemicare.plans import service as plans
 
-    with session_factory(make_engine(db_url))() as s:
-        stages = {
-            patient["code"]: tuple(sorted(plans.reviewed_parts(s, patient=patients.get(s, code=patient["code"]))[1]))
-            for patient in listed
-        }
+    engine = make_engine(db_url)
+    try:
+        with session_factory(engine)() as s:
+            stages = {
+                code: tuple(sorted(plans.reviewed_parts(s, patient=patients.get(s, code=code))[1]))
+                for code in (patient["code"] for patient in listed)
+            }
+    finally:
+        engine.dispose()
     assert stages["demo-001"] == ("conventional", "integrative")
     assert {("conventional",), ()} <= set(stages.values()), stages
 
