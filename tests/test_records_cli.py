@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert signed.exit_code == 0, signed.output
     shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
     assert shown["plan"]["version"] == 2 and shown["plan"]["statuses"]["mvd"] == "option"
+    text = _run(clinic, "patients", "show", "demo-001").stdout
+    assert f"plan: version 2 (reviewed)\n  conventional: signed by dr.n (neurologist) on {dt.date.today()}\n" in text
     due = json.loads(_run(clinic, "due", "--horizon", "400", "--json").stdout)
     assert any(item["what"] == "botulinum toxin session" for item in due)
     out = tmp_path / "export.json"

@@ -27,7 +27,7 @@ from hemicare.engine.intake import read_file, validate_assessment, validate_mode
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
-from hemicare.plans.schemas import PlanEdit
+from hemicare.plans.schemas import PlanEdit, part_of
 from hemicare.sessions.schemas import SessionCreate
 
 if TYPE_CHECKING:
@@ -256,7 +256,13 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
         if plan is None:
             typer.echo("plan: none yet")
         else:
-            typer.echo(f"plan: version {plan.number} ({plan.kind}), signed by {plan.signed_by or 'nobody yet'}")
+            typer.echo(f"plan: version {plan.number} ({plan.kind})")
+            for part in sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}):
+                signed = plan.content.get("signoff", {}).get(part)
+                if signed is None:
+                    typer.echo(f"  {part}: awaiting sign-off")
+                else:
+                    typer.echo(f"  {part}: signed by {signed['by']} ({signed['role']}) on {signed['at'][:10]}")
             for rec, status in plan.summary["statuses"].items():
                 typer.echo(f"  {status:<16} {rec}")
         typer.echo(f"diary entries: {outcomes.diary_entries}; toxin sessions: {len(outcomes.toxin_sessions)}")
