@@ -237,6 +237,39 @@ def test_toxin_sooner_than_12_weeks_needs_a_reason(engine: Engine, kb: Knowledge
         sessions.record(s, patient=patients.get(s, code="p-001"), data=override, kb=kb, actor="Dr N")
 
 
+def test_toxin_history_entered_late_is_checked_against_both_neighbours(engine: Engine, kb: KnowledgeBase) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        for days_ago in (20, 200):
+            sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(days_ago), kb=kb, actor="Dr N")
+
+    def refusal(days_ago: int) -> str | None:
+        try:
+            with _session(engine) as s, s.begin():
+                sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(days_ago), kb=kb, actor="N")
+        except InputError as exc:
+            assert [p.path for p in exc.problems] == ["date"]
+            return exc.problems[0].message
+        return None
+
+    day = {ago: (TODAY - dt.timedelta(days=ago)).isoformat() for ago in (20, 60, 150, 200)}
+    # 60 days ago: 40 days before the latest session (the old rule only saw "after the last one" and misdated it).
+    assert refusal(60) == (
+        f"{day[60]} is less than 12 weeks before the toxin session of {day[20]}; "
+        "give details.override_reason to record it anyway"
+    )
+    assert refusal(150) == (
+        f"{day[150]} is less than 12 weeks after the toxin session of {day[200]}; "
+        "give details.override_reason to record it anyway"
+    )
+    assert refusal(110) is None  # 90 days from each: a gap in the history, recorded as it was
+    with _session(engine) as s:
+        dates = sorted(row.date for row in sessions.list_for(s, patient=patients.get(s, code="p-001")))
+    assert [str(d) for d in dates] == [
+        str(TODAY - dt.timedelta(days=ago)) for ago in (200, 110, 20)
+    ]  # nothing half-written
+
+
 def test_session_details_are_checked_against_the_knowledge_base(engine: Engine, kb: KnowledgeBase) -> None:
     _add_patient(engine)
     bad_site = _toxin(100, sites=[{"site": "nose_tip", "side": "left", "units": 2}])

@@ -40,10 +40,17 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
     return problems
 
 
-def last_of_kind(session: Session, *, patient: Patient, kind: str) -> TreatmentSession | None:
-    """The patient's most recent session of a kind."""
-    query = select(TreatmentSession).where(TreatmentSession.patient_id == patient.id, TreatmentSession.kind == kind)
-    return session.scalar(query.order_by(TreatmentSession.date.desc(), TreatmentSession.id.desc()).limit(1))
+def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
+    """The patient's toxin session nearest to ``date`` if one lies less than ``weeks`` before or after it. Both sides
+    count: a session entered from earlier records may fall between two already recorded."""
+    window = dt.timedelta(weeks=weeks)
+    query = select(TreatmentSession).where(
+        TreatmentSession.patient_id == patient.id,
+        TreatmentSession.kind == "toxin",
+        TreatmentSession.date > date - window,
+        TreatmentSession.date < date + window,
+    )
+    return min(session.scalars(query), key=lambda near: abs(near.date - date), default=None)
 
 
 def record(
@@ -52,15 +59,16 @@ def record(
     """Store a session. A toxin session sooner than the minimum interval needs an override reason."""
     problems = _check_against_knowledge(data, kb)
     details = data.details
-    if isinstance(details, ToxinDetails):
+    if isinstance(details, ToxinDetails) and not details.override_reason:
         weeks = kb.toxin_programme().limits["min_interval_weeks"].value
-        last = last_of_kind(session, patient=patient, kind="toxin")
-        if last is not None and data.date < last.date + dt.timedelta(weeks=weeks) and not details.override_reason:
+        near = _toxin_within(session, patient=patient, date=data.date, weeks=weeks)
+        if near is not None:
+            side = "after" if near.date <= data.date else "before"
             problems.append(
                 FieldProblem(
                     "date",
-                    f"{data.date.isoformat()} is less than {weeks:g} weeks after the last toxin session "
-                    f"({last.date.isoformat()}); give details.override_reason to record it anyway",
+                    f"{data.date.isoformat()} is less than {weeks:g} weeks {side} the toxin session of "
+                    f"{near.date.isoformat()}; give details.override_reason to record it anyway",
                 )
             )
     if problems:
