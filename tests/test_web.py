@@ -450,6 +450,28 @@ def test_the_patient_pages_contents_lead_to_its_sections(client: TestClient, use
     assert 'conventional: <span class="awaiting">awaiting sign-off</span>' in page
 
 
+def test_a_new_plan_shows_what_changed_since_the_signed_one(client: TestClient) -> None:
+    csrf = sign_in(client, "neuro")
+    assert "since-review" not in client.get("/patients/demo-001").text  # nothing signed yet
+    form = {"csrf_token": csrf, "version": "1", "status.mvd": "option", "reason.mvd": "prefers toxin first"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    assert "since-review" not in client.get("/patients/demo-001").text  # the current version is the signed one
+    # A new assessment: pregnant now. The engine's plan drops the clinician's change and adds pregnancy alerts.
+    data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-001", "pregnant": True}
+    stored = client.post("/api/v1/patients/demo-001/assessments", json=data, headers={"x-csrf-token": csrf})
+    assert stored.status_code in (200, 201), stored.text
+    page = client.get("/patients/demo-001").text
+    card = page[page.index('id="since-review"') : page.index("</div>", page.index('id="since-review"'))]
+    assert f"Changed since version 2, signed by neuro on {dt.date.today()}" in card
+    assert "Microvascular decompression (MVD): option → <strong>recommended</strong>" in card
+    assert "(earlier: Changed by neuro (neurologist) from recommended: prefers toxin first)" in card
+    plan = client.get("/api/v1/patients/demo-001/plan").json()["plan"]
+    new_alerts = [alert for alert in plan["alerts"] if "pregnan" in alert["id"]]
+    assert new_alerts, plan["alerts"]
+    for alert in new_alerts:
+        assert f"New {alert['severity']} alert: {html.escape(alert['message'])}" in card
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text

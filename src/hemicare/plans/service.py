@@ -64,6 +64,9 @@ def _latest_numbers(
     return query.group_by(PlanVersion.patient_id).subquery()
 
 
+CHANGED_BY = "Changed by "  # how a signer's status change starts its line in the recommendation's rationale
+
+
 class LatestPlan(NamedTuple):
     number: int
     signed_by: str | None  # who signed it last; None while it awaits sign-off
@@ -120,6 +123,44 @@ def reviewed_parts(session: Session, *, patient: Patient) -> tuple[list[str], di
         if version is not None:
             reviewed[part] = ReviewedPart(version.content, version.content["signoff"][part], update_pending=True)
     return parts, reviewed
+
+
+class SinceReview(NamedTuple):
+    reviewed: PlanVersion  # the newest signed version before the current one
+    status_changes: list[dict[str, str]]  # recommendation, from, to, and the clinician's earlier change if any
+    alerts_added: list[dict[str, Any]]
+    alerts_removed: list[dict[str, Any]]
+
+
+def since_review(session: Session, *, current: PlanVersion) -> SinceReview | None:
+    """What a generated version (a new assessment, a recheck) changed since the newest signed one, for the reviewer:
+    a clinician's earlier status change is not carried into a generated plan, so it shows here to be made again if it
+    still holds. None if the current version is itself signed, or nothing was ever signed."""
+    if current.kind != "generated":
+        return None
+    query = select(PlanVersion).where(
+        PlanVersion.patient_id == current.patient_id,
+        PlanVersion.kind == "reviewed",
+        PlanVersion.number < current.number,
+    )
+    reviewed = session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+    if reviewed is None:
+        return None
+    diff = compare(reviewed.summary, current.summary)
+    earlier = {rec["id"]: rec for rec in reviewed.content["recommendations"]}
+    changes = []
+    for change in diff["status_changes"]:
+        rationale = earlier.get(change["recommendation"], {}).get("rationale", [])
+        by_clinician = [line for line in rationale if line.startswith(CHANGED_BY)]
+        changes.append({**change, "clinician": by_clinician[-1] if by_clinician else ""})
+    before_alerts = {alert["id"]: alert for alert in reviewed.content["alerts"]}
+    after_alerts = {alert["id"]: alert for alert in current.content["alerts"]}
+    return SinceReview(
+        reviewed,
+        changes,
+        [after_alerts[i] for i in diff["alerts_added"] if i in after_alerts],
+        [before_alerts[i] for i in diff["alerts_removed"] if i in before_alerts],
+    )
 
 
 def history(session: Session, *, patient: Patient) -> list[PlanVersion]:
@@ -228,7 +269,7 @@ def sign(
             {"recommendation": rec["id"], "from": rec["status"], "to": edit.status.value, "reason": edit.reason}
         )
         rec["status"] = edit.status.value
-        rec["rationale"].append(f"Changed by {signer} ({role}) from {applied[-1]['from']}: {edit.reason}")
+        rec["rationale"].append(f"{CHANGED_BY}{signer} ({role}) from {applied[-1]['from']}: {edit.reason}")
     if problems:
         raise InputError(problems)
     part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"  # the signer's own part

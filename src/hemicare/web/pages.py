@@ -351,6 +351,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "patient": patient,
             "plan": plan,
             "content": plan.content if plan else None,
+            "since": plan_service.since_review(session, current=plan) if plan else None,
             "parts": sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}) if plan else [],
             "assessment": assessment,
             "history": history,
