@@ -690,6 +690,32 @@ def _token_for(client: TestClient) -> str:
     return _TOKENS[key]
 
 
+def test_api_patient_list_searches_and_pages(client: TestClient, clinic: Engine) -> None:
+    from hemicare.patients.schemas import PatientCreate
+
+    with session_factory(clinic)() as s, s.begin():
+        for index in range(5):
+            patient_service.create(s, data=PatientCreate(code=f"zz-{index}", name="Zed Okafor", sex="male"), actor="t")
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    everyone = client.get("/api/v1/patients", headers=headers)
+    assert [p["code"] for p in everyone.json()] == ["demo-001", "demo-002"] + [f"zz-{i}" for i in range(5)]
+    assert everyone.headers["x-total-count"] == "7" and "link" not in everyone.headers
+    first = client.get("/api/v1/patients?q=OKAFOR&limit=2", headers=headers)
+    assert [p["code"] for p in first.json()] == ["zz-0", "zz-1"] and first.headers["x-total-count"] == "5"
+    assert first.headers["link"] == '</api/v1/patients?q=OKAFOR&offset=2&limit=2>; rel="next"'
+    last = client.get("/api/v1/patients?q=OKAFOR&limit=2&offset=4", headers=headers)
+    assert [p["code"] for p in last.json()] == ["zz-4"] and "link" not in last.headers
+    for query, field in (
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("offset=-1", "offset"),
+        ("q=" + "x" * 101, "q"),
+    ):
+        refused = client.get(f"/api/v1/patients?{query}", headers=headers)
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == [field], refused.text
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "field"),
     [

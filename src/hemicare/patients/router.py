@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from hemicare.engine.intake import validate_model as validate
 from hemicare.patients import service as patient_service
@@ -17,11 +17,26 @@ router = APIRouter(tags=["patients"])
 
 
 @router.get("/patients", response_model=list[PatientRead])
-def list_patients(request: Request, user: ApiUser) -> list[PatientRead]:
+def list_patients(
+    request: Request,
+    response: Response,
+    user: ApiUser,
+    q: Annotated[str | None, Query(max_length=100, description="Part of a code or name, any case")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[PatientRead]:
+    """Patients by code, a page at a time. `X-Total-Count` says how many match; while more follow, a `Link` header
+    gives the next page (rel="next")."""
     require_care_team(user)
     audit_read(request, user, entity="patient_list", entity_id="all")
     with request.app.state.readers.begin() as session:
-        return [PatientRead.model_validate(p) for p in patient_service.list_all(session)]
+        total, found = patient_service.search(session, text=q, offset=offset, limit=limit)
+        listed = [PatientRead.model_validate(p) for p in found]
+    response.headers["X-Total-Count"] = str(total)
+    if offset + limit < total:
+        following = request.url.include_query_params(offset=offset + limit, limit=limit)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return listed
 
 
 @router.post(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,13 +43,27 @@ def list_all(session: Session, *, limit: int | None = None) -> list[Patient]:
     return list(session.scalars(query))
 
 
+def _matching(text: str | None) -> ColumnElement[bool]:
+    """Patients whose code or name contains ``text`` (any case; wildcards taken as they are), or all if none."""
+    if not text:
+        return true()
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\"))
+
+
 def find(session: Session, *, text: str | None = None) -> list[tuple[int, str, str]]:
-    """Id, code and name of the patients whose code or name contains ``text`` (any case; all if none), by code."""
-    query = select(Patient.id, Patient.code, Patient.name).order_by(Patient.code)
-    if text:
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\")))
+    """Id, code and name of the patients whose code or name contains ``text`` (all if none), by code."""
+    query = select(Patient.id, Patient.code, Patient.name).where(_matching(text)).order_by(Patient.code)
     return [(patient_id, code, name) for patient_id, code, name in session.execute(query)]
+
+
+def search(
+    session: Session, *, text: str | None = None, offset: int = 0, limit: int = 100
+) -> tuple[int, list[Patient]]:
+    """How many patients match ``text`` (as in ``find``), and their records by code: ``limit`` from ``offset``."""
+    total = session.scalar(select(func.count(Patient.id)).where(_matching(text))) or 0
+    query = select(Patient).where(_matching(text)).order_by(Patient.code).offset(offset).limit(limit)
+    return total, list(session.scalars(query))
 
 
 def update(
