@@ -151,6 +151,63 @@ def test_bad_input_exits_with_a_clear_error_and_writes_nothing(
     assert _audit_count(engine) == before
 
 
+def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> None:
+    added = runner.invoke(
+        app,
+        ["users", "add", "--username", "dr.n", "--full-name", "Dr N", "--role", "neurologist", "--password-stdin"],
+        input="first password 1\n",
+        env={"HEMICARE_DATABASE_URL": clinic},
+    )
+    assert added.exit_code == 0, added.output
+    assert _run(clinic, "users", "token", "--username", "dr.n", "--name", "lab").exit_code == 0
+    listed = json.loads(_run(clinic, "users", "list", "--json").stdout)
+    assert listed == [
+        {
+            "username": "dr.n",
+            "full_name": "Dr N",
+            "role": "neurologist",
+            "patient_code": None,
+            "active": True,
+            "tokens": 1,
+        }
+    ]
+    before = _audit_count(engine)
+    for args, fragment in (
+        (["users", "disable", "dr.n", "--reason", "x"], "field `reason`"),
+        (["users", "disable", "nobody", "--reason", "left"], "no user 'nobody'"),
+        (["users", "disable", "dr.n", "--reason", "left", "--by", "dr.n"], "cannot disable your own account"),
+        (["users", "enable", "dr.n", "--reason", "back"], "'dr.n' is already enabled"),
+        (["users", "revoke-tokens", "nobody"], "no user 'nobody'"),
+    ):
+        result = _run(clinic, *args)
+        assert result.exit_code in (2, 4) and fragment in result.stderr, (args, result.output)
+    short = runner.invoke(app, ["users", "password", "dr.n", "--password-stdin", "--db", clinic], input="short\n")
+    assert short.exit_code == 2 and "field `password`" in short.stderr
+    assert _audit_count(engine) == before  # nothing written by any of them
+
+    assert _run(clinic, "users", "disable", "dr.n", "--reason", "left the clinic").exit_code == 0
+    assert json.loads(_run(clinic, "users", "list", "--json").stdout)[0] | {} == listed[0] | {
+        "active": False,
+        "tokens": 0,
+    }
+    assert "dr.n                 neurologist       DISABLED" in _run(clinic, "users", "list").stdout
+    assert _run(clinic, "users", "enable", "dr.n", "--reason", "came back").exit_code == 0
+    changed = runner.invoke(
+        app, ["users", "password", "dr.n", "--password-stdin", "--db", clinic], input="new password 22\n"
+    )
+    assert changed.exit_code == 0 and "web sessions have ended" in changed.stdout
+    assert _run(clinic, "users", "token", "--username", "dr.n", "--name", "lab 2").exit_code == 0
+    assert _run(clinic, "users", "revoke-tokens", "dr.n").stdout.strip() == "revoked 1 API token of dr.n"
+    with session_factory(engine)() as s:
+        from hemicare.users import service as user_service
+
+        assert user_service.authenticate(s, username="dr.n", password="new password 22") is not None
+        assert user_service.authenticate(s, username="dr.n", password="first password 1") is None
+    with session_factory(engine)() as s:
+        done = set(s.scalars(select(AuditEntry.action).where(AuditEntry.entity_id == "dr.n")))
+    assert {"disable", "enable", "password", "revoke"} <= done
+
+
 def test_bad_session_file_exits_2(clinic: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -185,6 +185,60 @@ def test_every_role_against_every_protected_route(client: TestClient, username: 
         assert response.status_code == expected, f"{username} {method} {path}: {response.status_code}"
 
 
+def test_an_admin_disables_and_enables_an_account(client: TestClient, app: Any) -> None:
+    with app.state.sessions.begin() as session:
+        token = user_service.issue_token(session, username="neuro", name="lab link", actor="test")
+    neuro = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    sign_in(neuro, "neuro")
+    assert neuro.get("/patients").status_code == 200
+
+    # Nobody but an admin may change an account.
+    for username in ("surgeon", "tcm", "patient1"):
+        client.cookies.clear()
+        csrf = sign_in(client, username)
+        form = {"csrf_token": csrf, "active": "0", "reason": "left the clinic"}
+        assert client.post("/admin/users/neuro/active", data=form).status_code == 403, username
+    client.cookies.clear()
+    csrf = sign_in(client, "admin")
+    page = client.get("/admin").text
+    assert "admin</td><td>" in page and "active (you)" in page and 'action="/admin/users/neuro/active"' in page
+    for form, said in (
+        ({"active": "0"}, "<strong>reason</strong>: String should have at least 3 characters"),
+        ({"active": "maybe", "reason": "left"}, "<strong>active</strong>: say 1 to enable the account or 0"),
+    ):
+        refused = client.post("/admin/users/neuro/active", data={"csrf_token": csrf, **form})
+        assert refused.status_code == 422 and said in refused.text, refused.text
+    assert (
+        client.post("/admin/users/admin/active", data={"csrf_token": csrf, "active": "0", "reason": "oops"}).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/admin/users/nobody/active", data={"csrf_token": csrf, "active": "0", "reason": "gone"}
+        ).status_code
+        == 404
+    )
+    assert neuro.get("/patients").status_code == 200  # nothing changed yet
+
+    disabled = client.post("/admin/users/neuro/active", data={"csrf_token": csrf, "active": "0", "reason": "left"})
+    assert disabled.status_code == 303 and disabled.headers["location"] == "/admin?changed=neuro"
+    # At once: the open session is gone, the token is revoked, and signing in fails.
+    assert neuro.get("/patients").status_code in (302, 303, 401)
+    assert client.get("/api/v1/due", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    refused = neuro.post("/login", data={"username": "neuro", "password": PASSWORD, "next": "/"})
+    assert refused.status_code != 303
+    row = client.get("/admin").text.split('action="/admin/users/neuro/active"')[1].split("</form>")[0]
+    assert "disabled" in row and ">Enable</button>" in row
+    assert _audit_count(app.state.sessions.kw["bind"], action="disable", entity_id="neuro") == 1
+
+    enabled = client.post("/admin/users/neuro/active", data={"csrf_token": csrf, "active": "1", "reason": "back"})
+    assert enabled.status_code == 303
+    sign_in(neuro, "neuro")
+    assert neuro.get("/patients").status_code == 200
+    assert client.get("/api/v1/due", headers={"authorization": f"Bearer {token}"}).status_code == 401  # stays revoked
+    neuro.close()
+
+
 def test_patient_cannot_read_another_patient(client: TestClient) -> None:
     sign_in(client, "patient1")
     assert client.get("/api/v1/patients/demo-002/plan").status_code == 403

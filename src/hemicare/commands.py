@@ -44,6 +44,7 @@ ByOption = Annotated[
     str | None, typer.Option("--by", envvar="HEMICARE_USER", help="Who is acting (recorded in the audit trail).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ReasonOption = Annotated[str, typer.Option(help="Why (recorded in the audit trail).")]
 
 EXIT_INPUT, EXIT_CONFLICT, EXIT_FORBIDDEN = 2, 3, 4
 
@@ -278,7 +279,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
 def patients_update(
     code: str,
     version: Annotated[int, typer.Option(help="The record version you read (stale edits are refused).")],
-    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")],
+    reason: ReasonOption,
     name: Annotated[str | None, typer.Option()] = None,
     phone: Annotated[str | None, typer.Option()] = None,
     database: DbOption = None,
@@ -734,6 +735,88 @@ def users_token(
         with unit_of_work(database) as session:
             token = user_service.issue_token(session, username=username, name=name, actor=actor(by))
         typer.echo(token)
+
+    run(body)
+
+
+@users_app.command("list")
+def users_list(database: DbOption = None, as_json: JsonOption = False) -> None:
+    """Every user: role, linked patient, whether they may sign in, and live API tokens."""
+    from hemicare.users import service as user_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            found = user_service.accounts(session)
+        if as_json:
+            _print([account._asdict() for account in found])
+            return
+        for a in found:
+            state = "active" if a.active else "DISABLED"
+            typer.echo(f"{a.username:<20} {a.role:<17} {state:<9} tokens {a.tokens:<3} {a.full_name}")
+
+    run(body)
+
+
+def _account_change(username: str, *, active: bool, reason: str, database: str | None, by: str | None) -> None:
+    from hemicare.users import service as user_service
+    from hemicare.users.schemas import AccountChange
+
+    def body() -> None:
+        change = validate(AccountChange, {"reason": reason})
+        with unit_of_work(database) as session:
+            user_service.set_active(session, username=username, active=active, change=change, actor=actor(by))
+        typer.echo(f"{'enabled' if active else 'disabled'} user {username}")
+
+    run(body)
+
+
+@users_app.command("disable")
+def users_disable(username: str, reason: ReasonOption, database: DbOption = None, by: ByOption = None) -> None:
+    """Stop a user signing in: their web sessions end and their API tokens are revoked."""
+    _account_change(username, active=False, reason=reason, database=database, by=by)
+
+
+@users_app.command("enable")
+def users_enable(username: str, reason: ReasonOption, database: DbOption = None, by: ByOption = None) -> None:
+    """Let a disabled user sign in again (API tokens revoked when they were disabled stay revoked)."""
+    _account_change(username, active=True, reason=reason, database=database, by=by)
+
+
+@users_app.command("password")
+def users_password(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Set a user's password (asked for, or read from standard input); their web sessions end."""
+    import sys
+
+    from hemicare.users import service as user_service
+    from hemicare.users.schemas import PasswordChange
+
+    def body() -> None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = typer.prompt("New password (10 characters or more)", hide_input=True, confirmation_prompt=True)
+        change = validate(PasswordChange, {"password": password})
+        with unit_of_work(database) as session:
+            user_service.set_password(session, username=username, change=change, actor=actor(by))
+        typer.echo(f"password changed for {username}; their web sessions have ended")
+
+    run(body)
+
+
+@users_app.command("revoke-tokens")
+def users_revoke_tokens(username: str, database: DbOption = None, by: ByOption = None) -> None:
+    """Revoke every API token of a user (a leaked token, a retired machine client)."""
+    from hemicare.users import service as user_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            revoked = user_service.revoke_tokens(session, username=username, actor=actor(by))
+        typer.echo(f"revoked {revoked} API token{'s' if revoked != 1 else ''} of {username}")
 
     run(body)
 

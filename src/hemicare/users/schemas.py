@@ -10,6 +10,23 @@ Role = Literal["admin", "neurologist", "neurosurgeon", "tcm_practitioner", "pati
 CARE_TEAM: tuple[str, ...] = ("neurologist", "neurosurgeon", "tcm_practitioner")
 
 
+PASSWORD = Field(min_length=10, max_length=200, description="At least 10 characters")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = PASSWORD
+
+
+class AccountChange(BaseModel):
+    """Disabling or enabling an account: who may sign in is a decision with a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -17,7 +34,7 @@ class UserCreate(BaseModel):
     full_name: str = Field(min_length=1, max_length=200)
     role: Role
     patient_code: str | None = None
-    password: str = Field(min_length=10, max_length=200, description="At least 10 characters")
+    password: str = PASSWORD
 
     @model_validator(mode="after")
     def _patient_link(self) -> UserCreate:

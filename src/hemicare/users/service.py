@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,10 +14,10 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
-from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.errors import FieldProblem, ForbiddenError, InputError, NotFoundError
 from hemicare.patients import service as patient_service
 from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
-from hemicare.users.schemas import UserCreate
+from hemicare.users.schemas import AccountChange, PasswordChange, UserCreate
 
 HASHER = PasswordHasher()
 SESSION_HOURS = 12
@@ -53,6 +54,99 @@ def create(session: Session, *, data: UserCreate, actor: str) -> User:
     session.flush()
     audit.record(
         session, actor=actor, action="create", entity="user", entity_id=data.username, detail={"role": data.role}
+    )
+    return user
+
+
+def get(session: Session, *, username: str) -> User:
+    """The user with this username."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFoundError(f"no user {username!r}")
+    return user
+
+
+class Account(NamedTuple):
+    username: str
+    full_name: str
+    role: str
+    patient_code: str | None
+    active: bool
+    tokens: int  # API tokens not revoked
+
+
+def accounts(session: Session) -> list[Account]:
+    """Every user by username, with whether they may sign in and how many live API tokens they hold."""
+    live = (
+        select(ApiToken.user_id, func.count(ApiToken.id).label("tokens"))
+        .where(ApiToken.revoked.is_(False))
+        .group_by(ApiToken.user_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(User.username, User.full_name, User.role, User.patient_code, User.active, live.c.tokens)
+        .outerjoin(live, live.c.user_id == User.id)
+        .order_by(User.username)
+    )
+    return [
+        Account(username, full_name, role, patient_code, active, int(tokens or 0))
+        for username, full_name, role, patient_code, active, tokens in rows
+    ]
+
+
+def _end_sessions(session: Session, user: User) -> int:
+    """End every web session of a user; returns how many there were."""
+    live = int(session.scalar(select(func.count(WebSession.id)).where(WebSession.user_id == user.id)) or 0)
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    return live
+
+
+def revoke_tokens(session: Session, *, username: str, actor: str) -> int:
+    """Revoke every API token of a user; returns how many were live."""
+    user = get(session, username=username)
+    tokens = list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked.is_(False))))
+    for token in tokens:
+        token.revoked = True
+    audit.record(
+        session, actor=actor, action="revoke", entity="api_token", entity_id=username, detail={"tokens": len(tokens)}
+    )
+    return len(tokens)
+
+
+def set_active(session: Session, *, username: str, active: bool, change: AccountChange, actor: str) -> User:
+    """Disable an account (its web sessions end and its API tokens are revoked, so enabling it again needs new
+    tokens) or enable it again. Nobody disables their own account: someone else must, so that a clinic is never
+    left without a way in by one slip."""
+    user = get(session, username=username)
+    if not active and username == actor:
+        raise ForbiddenError("you cannot disable your own account; ask another admin")
+    if user.active == active:
+        raise InputError([FieldProblem("username", f"{username!r} is already {'enabled' if active else 'disabled'}")])
+    user.active = active
+    detail: dict[str, object] = {}
+    if not active:
+        detail["sessions_ended"] = _end_sessions(session, user)
+        detail["tokens_revoked"] = revoke_tokens(session, username=username, actor=actor)
+    audit.record(
+        session,
+        actor=actor,
+        action="enable" if active else "disable",
+        entity="user",
+        entity_id=username,
+        reason=change.reason,
+        detail=detail,
+    )
+    return user
+
+
+def set_password(session: Session, *, username: str, change: PasswordChange, actor: str) -> User:
+    """A new password for a user; their web sessions end (API tokens stay: revoke them separately)."""
+    user = get(session, username=username)
+    user.password_hash = HASHER.hash(change.password)
+    ended = _end_sessions(session, user)
+    session.execute(delete(SignInFailure).where(SignInFailure.username == username))
+    audit.record(
+        session, actor=actor, action="password", entity="user", entity_id=username, detail={"sessions_ended": ended}
     )
     return user
 
@@ -118,9 +212,7 @@ def end_session(session: Session, *, token: str) -> None:
 
 def issue_token(session: Session, *, username: str, name: str, actor: str) -> str:
     """A new API token for a user; the token itself is shown once and never stored."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise NotFoundError(f"no user {username!r}")
+    user = get(session, username=username)
     token = "hc_" + secrets.token_urlsafe(32)
     session.add(ApiToken(token_hash=_digest(token), user_id=user.id, name=name, created_by=actor))
     audit.record(session, actor=actor, action="create", entity="api_token", entity_id=username, detail={"name": name})

@@ -14,7 +14,6 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
-from sqlalchemy import select
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
@@ -35,7 +34,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
-from hemicare.users.models import User
+from hemicare.users.schemas import AccountChange
 from hemicare.web import apidocs, forms
 from hemicare.web.app import template
 from hemicare.web.auth import (
@@ -158,12 +157,24 @@ def home(user: PageUser) -> Response:
 def admin(request: Request, user: PageUser) -> HTMLResponse:
     require_role(user, ("admin",), "manage users")
     with request.app.state.sessions.begin() as session:
-        users = list(session.scalars(select(User).order_by(User.username)))
+        accounts = user_service.accounts(session)
         chain = audit.verify(session)
-        rows = [
-            {"username": u.username, "full_name": u.full_name, "role": u.role, "patient": u.patient_code} for u in users
-        ]
-    return _page(request, "admin.html", user, users=rows, chain=chain)
+    return _page(request, "admin.html", user, users=accounts, chain=chain, changed=request.query_params.get("changed"))
+
+
+@router.post("/admin/users/{username}/active")
+def admin_set_active(username: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Disable an account (sessions end, API tokens revoked) or enable it again, with a reason."""
+    require_role(user, ("admin",), "manage users")
+    check_csrf(user, form.get("csrf_token"))
+    if form.get("active") not in ("0", "1"):
+        raise InputError([FieldProblem("active", "say 1 to enable the account or 0 to disable it")])
+    change = validate_model(AccountChange, {"reason": form.get("reason") or ""})
+    with request.app.state.sessions.begin() as session:
+        user_service.set_active(
+            session, username=username, active=form.get("active") == "1", change=change, actor=user.username
+        )
+    return RedirectResponse(f"/admin?{urlencode({'changed': username})}", status_code=303)
 
 
 # --- clinicians -----------------------------------------------------------------------------------------------------
