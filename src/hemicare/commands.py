@@ -687,6 +687,16 @@ def register(app: typer.Typer) -> None:
 # --- users and the web server ----------------------------------------------------------------------------------
 
 users_app = typer.Typer(help="Users of the web application.", no_args_is_help=True)
+PasswordStdinOption = Annotated[bool, typer.Option(help="Read the password from standard input")]
+
+
+def _read_password(from_stdin: bool, prompt: str) -> str:
+    """The password from standard input's first line, or asked for twice without echo (there is never a default)."""
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt(f"{prompt} (10 characters or more)", hide_input=True, confirmation_prompt=True))
 
 
 @users_app.command("add")
@@ -695,21 +705,16 @@ def users_add(
     full_name: Annotated[str, typer.Option()],
     role: Annotated[str, typer.Option(help="admin, neurologist, neurosurgeon, tcm_practitioner or patient")],
     patient: Annotated[str | None, typer.Option(help="For a patient user: the patient code they may see")] = None,
-    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    password_stdin: PasswordStdinOption = False,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
     """Add a user. The password is asked for (never a default), or read from standard input."""
-    import sys
-
     from hemicare.users import service as user_service
     from hemicare.users.schemas import UserCreate
 
     def body() -> None:
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = typer.prompt("Password (10 characters or more)", hide_input=True, confirmation_prompt=True)
+        password = _read_password(password_stdin, "Password")
         data = validate(
             UserCreate,
             {"username": username, "full_name": full_name, "role": role, "patient_code": patient, "password": password},
@@ -785,22 +790,16 @@ def users_enable(username: str, reason: ReasonOption, database: DbOption = None,
 @users_app.command("password")
 def users_password(
     username: str,
-    password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input")] = False,
+    password_stdin: PasswordStdinOption = False,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
     """Set a user's password (asked for, or read from standard input); their web sessions end."""
-    import sys
-
     from hemicare.users import service as user_service
     from hemicare.users.schemas import PasswordChange
 
     def body() -> None:
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = typer.prompt("New password (10 characters or more)", hide_input=True, confirmation_prompt=True)
-        change = validate(PasswordChange, {"password": password})
+        change = validate(PasswordChange, {"password": _read_password(password_stdin, "New password")})
         with unit_of_work(database) as session:
             user_service.set_password(session, username=username, change=change, actor=actor(by))
         typer.echo(f"password changed for {username}; their web sessions have ended")
