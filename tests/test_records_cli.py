@@ -106,6 +106,10 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert signed.exit_code == 0, signed.output
     shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
     assert shown["plan"]["version"] == 2 and shown["plan"]["statuses"]["mvd"] == "option"
+    first = json.loads(_run(clinic, "plans", "show", "demo-001", "--version", "1").stdout)
+    current = json.loads(_run(clinic, "plans", "show", "demo-001").stdout)
+    assert (first["number"], first["kind"], first["edits"]) == (1, "generated", [])
+    assert (current["number"], current["kind"], current["edits"][0]["to"]) == (2, "reviewed", "option")
     text = _run(clinic, "patients", "show", "demo-001").stdout
     assert f"plan: version 2 (reviewed)\n  conventional: signed by dr.n (neurologist) on {dt.date.today()}\n" in text
     due = json.loads(_run(clinic, "due", "--horizon", "400", "--json").stdout)
@@ -135,6 +139,8 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
         (["diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2"], "has 7 items"),
         (["diary", "grades", "demo-001", "--smc", "9"], "field `smc_grade`"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
+        (["plans", "show", "demo-001"], "patient 'demo-001' has no plan yet"),
+        (["plans", "show", "demo-001", "--version", "9"], "patient 'demo-001' has no plan version 9"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist", "--edit", "mvd"], "--edit[0]"),
         (["patients", "update", "demo-001", "--version", "7", "--reason", "x", "--name", "Y"], "not 7"),
         (["due", "--horizon", "-3"], "field `--horizon`"),

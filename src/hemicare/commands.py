@@ -372,16 +372,16 @@ def plans_show(
     def body() -> None:
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
-            versions = plan_service.history(session, patient=patient)
-            chosen = [v for v in versions if version is None or v.number == version]
-            if not chosen:
-                raise NotFoundError(f"patient {code!r} has no plan version {version}")
+            if version is None:
+                chosen = plan_service.latest(session, patient=patient)
+                if chosen is None:
+                    raise NotFoundError(f"patient {code!r} has no plan yet")
+            else:
+                chosen = plan_service.version(session, patient=patient, number=version)
             audit_service.record(
-                session, actor=actor(by), action="read", entity="plan", entity_id=f"{code}/v{chosen[-1].number}"
+                session, actor=actor(by), action="read", entity="plan", entity_id=f"{code}/v{chosen.number}"
             )
-            _print(
-                {"number": chosen[-1].number, "kind": chosen[-1].kind, "edits": chosen[-1].edits, **chosen[-1].content}
-            )
+            _print({"number": chosen.number, "kind": chosen.kind, "edits": chosen.edits, **chosen.content})
 
     run(body)
 

@@ -12,7 +12,7 @@ from hemicare.engine.intake import validate_model as validate
 from hemicare.engine.plan import Plan, plan_json
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
-from hemicare.plans.schemas import PlanVersionOut, SignRequest
+from hemicare.plans.schemas import PlanVersionBrief, PlanVersionOut, SignRequest
 from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
     INTEGRATIVE_SIGNERS,
@@ -55,6 +55,28 @@ def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"patient {code!r} has no plan yet")
         audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{latest.number}")
         return PlanVersionOut(number=latest.number, kind=latest.kind, signed_by=latest.signed_by, plan=latest.content)
+
+
+@router.get("/patients/{code}/plans", response_model=list[PlanVersionBrief])
+def list_plan_versions(code: str, request: Request, user: ApiUser) -> list[PlanVersionBrief]:
+    """Every version of the patient's plan, newest first: who made or signed it, and the changes made at sign-off."""
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        found = plan_service.versions(session, patient=patient)
+        audit.record(session, actor=user.username, action="read", entity="plan_versions", entity_id=code)
+        return [PlanVersionBrief(**brief._asdict()) for brief in found]
+
+
+@router.get("/patients/{code}/plans/{number}", response_model=PlanVersionOut)
+def read_plan_version(code: str, number: int, request: Request, user: ApiUser) -> PlanVersionOut:
+    """One stored version of the patient's plan, as it was."""
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        shown = plan_service.version(session, patient=patient, number=number)
+        audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{number}")
+        return PlanVersionOut(number=shown.number, kind=shown.kind, signed_by=shown.signed_by, plan=shown.content)
 
 
 @router.post(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,3 +47,16 @@ class PlanVersionOut(BaseModel):
     kind: str
     signed_by: str | None
     plan: dict[str, Any]
+
+
+class PlanVersionBrief(BaseModel):
+    """One version in a patient's plan history, without the plan itself."""
+
+    number: int
+    kind: str = Field(description="generated (by HemiCare) or reviewed (signed by a clinician)")
+    created_at: dt.datetime
+    created_by: str
+    signed_role: str | None
+    edits: list[dict[str, Any]] = Field(
+        description="Status changes made at this sign-off: recommendation, from, to, reason"
+    )

@@ -163,6 +163,42 @@ def since_review(session: Session, *, current: PlanVersion) -> SinceReview | Non
     )
 
 
+def version(session: Session, *, patient: Patient, number: int) -> PlanVersion:
+    """One stored version of the patient's plan."""
+    found = session.scalar(
+        select(PlanVersion).where(PlanVersion.patient_id == patient.id, PlanVersion.number == number)
+    )
+    if found is None:
+        raise NotFoundError(f"patient {patient.code!r} has no plan version {number}")
+    return found
+
+
+class VersionBrief(NamedTuple):
+    number: int
+    kind: str  # generated or reviewed
+    created_at: dt.datetime
+    created_by: str
+    signed_role: str | None
+    edits: list[dict[str, Any]]  # the status changes made at this sign-off, with their reasons
+
+
+def versions(session: Session, *, patient: Patient) -> list[VersionBrief]:
+    """Every version of the patient's plan, newest first, without the plans themselves (for a list)."""
+    query = (
+        select(
+            PlanVersion.number,
+            PlanVersion.kind,
+            PlanVersion.created_at,
+            PlanVersion.created_by,
+            PlanVersion.signed_role,
+            PlanVersion.edits,
+        )
+        .where(PlanVersion.patient_id == patient.id)
+        .order_by(PlanVersion.number.desc())
+    )
+    return [VersionBrief(*row) for row in session.execute(query)]
+
+
 def history(session: Session, *, patient: Patient) -> list[PlanVersion]:
     """Every version, oldest first."""
     query = select(PlanVersion).where(PlanVersion.patient_id == patient.id).order_by(PlanVersion.number)

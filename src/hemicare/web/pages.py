@@ -363,6 +363,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "plan": plan,
             "content": plan.content if plan else None,
             "since": plan_service.since_review(session, current=plan) if plan else None,
+            "versions": plan_service.versions(session, patient=patient),
             "parts": sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}) if plan else [],
             "assessment": assessment,
             "history": history,
@@ -381,6 +382,32 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, **context)
+
+
+@router.get("/patients/{code}/plans/{number}")
+def plan_version_page(code: str, number: int, request: Request, user: PageUser) -> HTMLResponse:
+    """One stored version of a patient's plan, as it was: who made or signed it, the changes made at sign-off and
+    their reasons, and the plan itself. Nothing can be changed here; sign-off is on the patient's page."""
+    require_care_team(user)
+    kb = request.app.state.kb
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        shown = plan_service.version(session, patient=patient, number=number)
+        newest = plan_service.latest(session, patient=patient)
+    with request.app.state.sessions.begin() as session:
+        audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{number}")
+    return _page(
+        request,
+        "plan_version.html",
+        user,
+        patient=patient,
+        version=shown,
+        content=shown.content,
+        latest_number=newest.number if newest else number,
+        parts=sorted({part_of(rec["category"]) for rec in shown.content["recommendations"]}),
+        reference_urls={ref.id: ref.link for ref in kb.references.values()},
+        treatment_names=kb.treatment_names(),
+    )
 
 
 @router.get("/patients/{code}/assessment")
