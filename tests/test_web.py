@@ -489,7 +489,7 @@ def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: Tes
     assert f'name="date" type="date" value="{dt.date.today().isoformat()}"' in page
 
 
-@pytest.mark.parametrize("username", ["neuro", "tcm"])
+@pytest.mark.parametrize("username", ["neuro", "surgeon", "tcm"])
 def test_the_patient_pages_contents_lead_to_its_sections(client: TestClient, username: str) -> None:
     sign_in(client, username)
     page = client.get("/patients/demo-001").text
@@ -498,6 +498,7 @@ def test_the_patient_pages_contents_lead_to_its_sections(client: TestClient, use
     targets = re.findall(r'href="#([\w-]+)"', nav.group(1))
     assert {"plan", "signoff", "decision-aid", "toxin", "history", "outcomes", "due"} <= set(targets)
     assert ("integrative-sessions" in targets) == (username == "tcm")
+    assert ("surgery" in targets) == (username == "surgeon")
     for target in targets:
         assert f'id="{target}"' in page, target
     # Each part of the plan says whether it is signed.
@@ -564,6 +565,33 @@ def test_every_plan_version_can_be_read_as_it_was(client: TestClient, clinic: En
     sign_in(client, "patient2")
     assert client.get("/api/v1/patients/demo-001/plans").status_code == 403
     assert client.get("/patients/demo-001/plans/1").status_code == 403
+
+
+def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
+    for username in ("neuro", "tcm"):
+        client.cookies.clear()
+        csrf = sign_in(client, username)
+        assert 'id="mvd-form"' not in client.get("/patients/demo-001").text
+        refused = client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, "result": "improved"})
+        assert refused.status_code == 403, username
+    client.cookies.clear()
+    csrf = sign_in(client, "surgeon")
+    assert 'id="mvd-form"' in client.get("/patients/demo-001").text
+    future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    for form, said in (
+        ({"result": "maybe"}, "<strong>details.mvd.result</strong>: Input should be &#39;cured&#39;"),
+        ({"date": future}, f"<strong>date</strong>: {future} is in the future"),
+    ):
+        bad = client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, **form})
+        assert bad.status_code == 422 and said in bad.text, bad.text
+    operated = (dt.date.today() - dt.timedelta(days=60)).isoformat()  # the 3-month review falls within 60 days
+    form = {"csrf_token": csrf, "date": operated, "result": "improved", "notes": "AICA moved"}
+    done = client.post("/patients/demo-001/sessions/mvd", data=form)
+    assert done.status_code == 303 and done.headers["location"] == "/patients/demo-001#history"
+    page = client.get("/patients/demo-001").text
+    history = page[page.index('id="history"') : page.index('id="outcomes"')]
+    assert history.count("<td>mvd</td>") == 1 and "Surgeon improved" in history
+    assert "post-MVD review at 3 months" in page[page.index('id="due"') :]
 
 
 def _portal_parts(client: TestClient) -> dict[str, str]:

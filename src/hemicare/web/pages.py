@@ -18,6 +18,7 @@ from markupsafe import Markup
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.assessment import MvdResult
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.toxin import ToxinPlan
@@ -376,6 +377,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
             "treatment_names": kb.treatment_names(),
             "scale_names": {scale_id: scale.name for scale_id, scale in kb.scales.items()},
+            "mvd_results": [result.value for result in MvdResult],
             "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
@@ -561,6 +563,19 @@ def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm)
         "formula": form.get("formula") or None,
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
+    }
+    return _record_session(request, user, code, form, details)
+
+
+@router.post("/patients/{code}/sessions/mvd")
+def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record a microvascular decompression: the neurosurgeon signed in is the surgeon; the result may follow later."""
+    _may_record(form, user, ("neurosurgeon",), "record an operation")
+    details = {
+        "kind": "mvd",
+        "surgeon": user.full_name,
+        "result": form.get("result") or None,
+        "notes": form.get("notes") or None,
     }
     return _record_session(request, user, code, form, details)
 
