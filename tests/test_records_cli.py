@@ -82,6 +82,17 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
         )
     )
     assert _run(clinic, "sessions", "add", "demo-001", str(session_file)).exit_code == 0
+    session_id = str(json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)[0]["id"])
+    wrong_kind = _run(clinic, "sessions", "outcome", "demo-001", session_id, "--result", "cured")
+    assert wrong_kind.exit_code == 2 and "field `result`: does not apply to a toxin session" in wrong_kind.stderr
+    missing = _run(clinic, "sessions", "outcome", "demo-001", "999", "--effect-weeks", "12")
+    assert missing.exit_code != 0 and "patient 'demo-001' has no session 999" in missing.stderr
+    told = _run(
+        clinic, "sessions", "outcome", "demo-001", session_id, "--effect-weeks", "13", "--adverse-effect", "ptosis"
+    )
+    assert told.exit_code == 0, told.output
+    listed = json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)[0]
+    assert (listed["effect_weeks"], listed["adverse_effects"]) == (13.0, ["ptosis"])
     assert _run(clinic, "diary", "add", "demo-001", "--spasms", "20", "--intensity", "5").exit_code == 0
     assert (
         _run(

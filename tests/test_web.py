@@ -585,13 +585,80 @@ def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
         bad = client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, **form})
         assert bad.status_code == 422 and said in bad.text, bad.text
     operated = (dt.date.today() - dt.timedelta(days=60)).isoformat()  # the 3-month review falls within 60 days
-    form = {"csrf_token": csrf, "date": operated, "result": "improved", "notes": "AICA moved"}
+    form = {"csrf_token": csrf, "date": operated, "notes": "AICA moved"}  # the result is not known yet
     done = client.post("/patients/demo-001/sessions/mvd", data=form)
     assert done.status_code == 303 and done.headers["location"] == "/patients/demo-001#history"
     page = client.get("/patients/demo-001").text
     history = page[page.index('id="history"') : page.index('id="outcomes"')]
-    assert history.count("<td>mvd</td>") == 1 and "Surgeon improved" in history
+    assert history.count("<td>mvd</td>") == 1 and '<td class="small">Surgeon: AICA moved</td>' in history
+    # Months later, the result, from the history.
+    url = re.search(r'action="(/patients/demo-001/sessions/\d+/outcome)"', history)
+    assert url and 'name="result"' in history
+    assert client.post(url.group(1), data={"csrf_token": csrf, "result": "improved"}).status_code == 303
+    page = client.get("/patients/demo-001").text
+    history = page[page.index('id="history"') : page.index('id="outcomes"')]
+    assert '<td class="small">improved' in history and 'name="result"' not in history
     assert "post-MVD review at 3 months" in page[page.index('id="due"') :]
+
+
+def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClient, clinic: Engine) -> None:
+    kb = load_default()
+    csrf = sign_in(client, "neuro")
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    injected = dt.date.today() - dt.timedelta(weeks=10)
+    session = {
+        "date": injected.isoformat(),
+        "clinician": "N",
+        "details": {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]},
+    }
+    made = client.post("/api/v1/patients/demo-001/sessions", json=session, headers={"x-csrf-token": csrf})
+    assert made.status_code == 201, made.text
+    session_id = made.json()["id"]
+
+    def toxin_due() -> dt.date:
+        with session_factory(clinic)() as s:
+            patient = patient_service.get(s, code="demo-001")
+            due = recall_service.due(s, kb=kb, today=dt.date.today(), horizon_days=400, patient_id=patient.id)
+        return next(item.due for item in due if item.what == "botulinum toxin session")
+
+    assert toxin_due() == injected + dt.timedelta(weeks=26)  # no effect recorded yet: the longest usual interval
+    page = client.get("/patients/demo-001").text
+    assert f'action="/patients/demo-001/sessions/{session_id}/outcome"' in page
+    url = f"/patients/demo-001/sessions/{session_id}/outcome"
+    for form, said in (
+        ({}, "give effect_weeks, adverse_effects or result"),
+        ({"effect_weeks": "0"}, "<strong>effect_weeks</strong>: Input should be greater than 0"),
+        ({"result": "cured"}, "<strong>result</strong>: does not apply to a toxin session"),
+    ):
+        refused = client.post(url, data={"csrf_token": csrf, **form})
+        assert refused.status_code == 422 and said in refused.text, refused.text
+    assert (
+        client.post(
+            f"/patients/demo-001/sessions/{session_id + 99}/outcome", data={"csrf_token": csrf, "effect_weeks": "9"}
+        ).status_code
+        == 404
+    )
+    saved = client.post(url, data={"csrf_token": csrf, "effect_weeks": "16", "adverse_effects": "ptosis, dry eye"})
+    assert saved.status_code == 303
+    assert toxin_due() == injected + dt.timedelta(weeks=16)  # the patient's own interval now
+    history = client.get("/patients/demo-001").text
+    assert "effect 16.0 weeks; ptosis, dry eye" in history and f"sessions/{session_id}/outcome" not in history
+
+    # Changing a recorded value needs a reason; the audit trail keeps both.
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    api = f"/api/v1/patients/demo-001/sessions/{session_id}"
+    unexplained = client.patch(api, json={"effect_weeks": 14}, headers=headers)
+    assert unexplained.status_code == 422 and unexplained.json()["errors"][0]["field"] == "reason"
+    explained = client.patch(api, json={"effect_weeks": 14, "reason": "misread the diary"}, headers=headers)
+    assert explained.status_code == 200 and explained.json()["details"]["effect_weeks"] == 14
+    with session_factory(clinic)() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "amend").order_by(AuditEntry.id.desc())).first()
+    assert entry is not None and entry.reason == "misread the diary"
+    assert entry.detail["changes"] == {"effect_weeks": [16.0, 14.0]}
+    # Only those who give toxin record its outcome.
+    client.cookies.clear()
+    tcm_csrf = sign_in(client, "tcm")
+    assert client.post(url, data={"csrf_token": tcm_csrf, "effect_weeks": "12", "reason": "x y z"}).status_code == 403
 
 
 def _portal_parts(client: TestClient) -> dict[str, str]:

@@ -422,6 +422,37 @@ def sessions_list(code: str, database: DbOption = None) -> None:
     run(body)
 
 
+@sessions_app.command("outcome")
+def sessions_outcome(
+    code: str,
+    session_id: int,
+    effect_weeks: Annotated[float | None, typer.Option(help="toxin: weeks the benefit lasted")] = None,
+    adverse_effect: Annotated[list[str] | None, typer.Option(help="toxin: a side effect (repeatable)")] = None,
+    result: Annotated[str | None, typer.Option(help="mvd: cured, improved, unchanged or recurred")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, when changing a value already recorded")] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Add what was learnt after a session: a toxin session's effect and side effects, an operation's result."""
+    from hemicare.patients import service as patient_service
+    from hemicare.sessions import service as session_service
+    from hemicare.sessions.schemas import SessionOutcome
+
+    def body() -> None:
+        outcome = validate(
+            SessionOutcome,
+            {"effect_weeks": effect_weeks, "adverse_effects": adverse_effect, "result": result, "reason": reason},
+        )
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            row = session_service.record_outcome(
+                session, patient=patient, session_id=session_id, outcome=outcome, actor=actor(by)
+            )
+        typer.echo(f"recorded the outcome of {row.kind} session {row.id} for patient {code}")
+
+    run(body)
+
+
 diary_app = typer.Typer(help="The patient's symptom diary.", no_args_is_help=True)
 
 

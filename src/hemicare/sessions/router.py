@@ -10,18 +10,11 @@ from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
 from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
-from hemicare.sessions.schemas import SessionCreate
-from hemicare.web.auth import CONVENTIONAL_SIGNERS, INTEGRATIVE_SIGNERS, ApiUser, require_patient_access, require_role
+from hemicare.sessions.schemas import SessionCreate, SessionOutcome
+from hemicare.web.auth import SESSION_ROLES, ApiUser, require_patient_access, require_role
 from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["sessions"])
-
-SESSION_ROLES = {
-    "toxin": CONVENTIONAL_SIGNERS,
-    "mvd": ("neurosurgeon",),
-    "acupuncture": INTEGRATIVE_SIGNERS,
-    "herbal": INTEGRATIVE_SIGNERS,
-}
 
 
 @router.post(
@@ -38,6 +31,24 @@ def add_session(code: str, request: Request, user: ApiUser, body: JsonBody) -> d
         patient = patient_service.get(session, code=code)
         row = session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
         return {"id": row.id, "kind": row.kind, "date": row.date.isoformat()}
+
+
+@router.patch(
+    "/patients/{code}/sessions/{session_id}",
+    openapi_extra=json_input(SessionOutcome, "What was learnt after the session; a reason to change a recorded value"),
+)
+def record_outcome(code: str, session_id: int, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+    """Add a session's outcome: a toxin session's effect in weeks and side effects, an operation's result (by the
+    roles that may record that kind of session)."""
+    outcome = validate(SessionOutcome, body)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = session_service.get(session, patient=patient, session_id=session_id)
+        require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
+        row = session_service.record_outcome(
+            session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
+        )
+        return {"id": row.id, "kind": row.kind, "date": row.date.isoformat(), "details": row.data}
 
 
 @router.get("/patients/{code}/sessions")

@@ -88,3 +88,19 @@ class SessionCreate(Strict):
             if len(set(seen)) != len(seen):
                 raise ValueError("a toxin site is listed twice for the same side")
         return self
+
+
+class SessionOutcome(Strict):
+    """What is learnt about a session after it: how long a toxin session worked and its side effects (usually told at
+    the next visit), or an operation's result. Changing a value already recorded needs a reason."""
+
+    effect_weeks: float | None = Field(default=None, gt=0, le=104, description="toxin: weeks the benefit lasted")
+    adverse_effects: list[str] | None = Field(default=None, description="toxin: side effects after the session")
+    result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
+    reason: str | None = Field(default=None, min_length=3, max_length=500)
+
+    @model_validator(mode="after")
+    def _something(self) -> SessionOutcome:
+        if self.effect_weeks is None and self.adverse_effects is None and self.result is None:
+            raise ValueError("give effect_weeks, adverse_effects or result")
+        return self

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.patients.models import Patient
 from hemicare.sessions.models import TreatmentSession
-from hemicare.sessions.schemas import AcupunctureDetails, HerbalDetails, SessionCreate, ToxinDetails
+from hemicare.sessions.schemas import AcupunctureDetails, HerbalDetails, SessionCreate, SessionOutcome, ToxinDetails
 
 
 def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[FieldProblem]:
@@ -101,3 +101,47 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
     if kind is not None:
         query = query.where(TreatmentSession.kind == kind)
     return list(session.scalars(query.order_by(TreatmentSession.date, TreatmentSession.id)))
+
+
+# Which outcome fields each kind of session takes.
+OUTCOME_FIELDS = {"toxin": ("effect_weeks", "adverse_effects"), "mvd": ("result",)}
+
+
+def get(session: Session, *, patient: Patient, session_id: int) -> TreatmentSession:
+    """One of the patient's sessions."""
+    row = session.get(TreatmentSession, session_id)
+    if row is None or row.patient_id != patient.id:
+        raise NotFoundError(f"patient {patient.code!r} has no session {session_id}")
+    return row
+
+
+def record_outcome(
+    session: Session, *, patient: Patient, session_id: int, outcome: SessionOutcome, actor: str
+) -> TreatmentSession:
+    """Add what was learnt after a session (a toxin session's effect and side effects, an operation's result). A
+    value already recorded is changed only with a reason; the audit trail keeps the old and the new."""
+    row = get(session, patient=patient, session_id=session_id)
+    allowed = OUTCOME_FIELDS.get(row.kind, ())
+    given = outcome.model_dump(mode="json", exclude_none=True, exclude={"reason"})
+    problems = [
+        FieldProblem(name, f"does not apply to a {row.kind} session (it takes {', '.join(allowed) or 'none'})")
+        for name in given
+        if name not in allowed
+    ]
+    changes = {name: [row.data.get(name), value] for name, value in given.items() if row.data.get(name) != value}
+    overwritten = [name for name, (before, _) in changes.items() if before not in (None, [])]
+    if overwritten and not outcome.reason:
+        problems.append(FieldProblem("reason", f"say why {', '.join(overwritten)} already recorded changes"))
+    if problems:
+        raise InputError(problems)
+    row.data = {**row.data, **given}  # a new dict, so that the JSON column is written
+    audit.record(
+        session,
+        actor=actor,
+        action="amend",
+        entity="session",
+        entity_id=row.id,
+        reason=outcome.reason,
+        detail={"patient": patient.code, "kind": row.kind, "changes": changes},
+    )
+    return row

@@ -21,6 +21,13 @@ from hemicare.users.schemas import CARE_TEAM
 COOKIE = "hemicare_session"
 CONVENTIONAL_SIGNERS = ("neurologist", "neurosurgeon")
 INTEGRATIVE_SIGNERS = ("tcm_practitioner",)
+# Who records (and adds the outcome of) each kind of treatment session.
+SESSION_ROLES = {
+    "toxin": CONVENTIONAL_SIGNERS,
+    "mvd": ("neurosurgeon",),
+    "acupuncture": INTEGRATIVE_SIGNERS,
+    "herbal": INTEGRATIVE_SIGNERS,
+}
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import PlanEdit, part_of
 from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
-from hemicare.sessions.schemas import SessionCreate
+from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.users import service as user_service
 from hemicare.users.schemas import AccountChange
 from hemicare.web import apidocs, forms
@@ -42,6 +42,7 @@ from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
     COOKIE,
     INTEGRATIVE_SIGNERS,
+    SESSION_ROLES,
     PageUser,
     Principal,
     audit_read,
@@ -355,7 +356,10 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
         except NotFoundError:
             assessment = None
         found = outcome_service.records(session, patient=patient)
-        history = [{"kind": s.kind, "date": s.date, "clinician": s.clinician, "data": s.data} for s in found.sessions]
+        history = [
+            {"id": row.id, "kind": row.kind, "date": row.date, "clinician": row.clinician, "data": row.data}
+            for row in found.sessions
+        ]
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
         chart = _chart(found, patient, kb)
@@ -578,6 +582,29 @@ def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) ->
         "notes": form.get("notes") or None,
     }
     return _record_session(request, user, code, form, details)
+
+
+@router.post("/patients/{code}/sessions/{session_id}/outcome")
+def record_session_outcome(code: str, session_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Add a toxin session's effect and side effects, or an operation's result, from the treatment history."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    payload: dict[str, Any] = {"reason": form.get("reason") or None}
+    if form.get("effect_weeks"):
+        payload["effect_weeks"] = form.get("effect_weeks")
+    if form.get("adverse_effects"):
+        payload["adverse_effects"] = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
+    if form.get("result"):
+        payload["result"] = form.get("result")
+    outcome = validate_model(SessionOutcome, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = session_service.get(session, patient=patient, session_id=session_id)
+        require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
+        session_service.record_outcome(
+            session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
+        )
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
 
 
 @router.get("/patients/{code}/plan.pdf")
