@@ -642,7 +642,7 @@ def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClie
     assert saved.status_code == 303
     assert toxin_due() == injected + dt.timedelta(weeks=16)  # the patient's own interval now
     history = client.get("/patients/demo-001").text
-    assert "effect 16.0 weeks; ptosis, dry eye" in history and f"sessions/{session_id}/outcome" not in history
+    assert "effect 16 weeks; ptosis, dry eye" in history and f"sessions/{session_id}/outcome" not in history
 
     # Changing a recorded value needs a reason; the audit trail keeps both.
     headers = {"authorization": f"Bearer {_token_for(client)}"}
