@@ -152,6 +152,7 @@ ROUTES = [
     ("GET", "/patients/demo-001/plan.pdf"),
     ("GET", "/me"),
     ("GET", "/admin"),
+    ("GET", "/due"),
     ("GET", "/api/v1/patients"),
     ("GET", "/api/v1/patients/demo-001"),
     ("GET", "/api/v1/patients/demo-002"),
@@ -168,6 +169,7 @@ ALLOWED = {
     "/patients/demo-001/plan.pdf": CARE | {"patient1"},
     "/me": {"patient1", "patient2"},
     "/admin": {"admin"},
+    "/due": CARE,
     "/api/v1/patients": CARE,
     "/api/v1/patients/demo-001": CARE | {"patient1"},
     "/api/v1/patients/demo-002": CARE | {"patient2"},
@@ -661,6 +663,31 @@ def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClie
     assert client.post(url, data={"csrf_token": tcm_csrf, "effect_weeks": "12", "reason": "x y z"}).status_code == 403
 
 
+def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
+    csrf = sign_in(client, "neuro")
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    for code, weeks in (("demo-001", 40), ("demo-002", 25)):
+        session = {
+            "date": (dt.date.today() - dt.timedelta(weeks=weeks)).isoformat(),
+            "clinician": "N",
+            "details": {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]},
+        }
+        assert client.post(f"/api/v1/patients/{code}/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+    page = client.get("/due?days=30").text
+    rows = re.findall(r'<td><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)</td><td>([^<]+)</td>', page)
+    toxin = [(code, name) for code, name, what in rows if what == "botulinum toxin session"]
+    assert toxin == [("demo-001", "Mei Lin"), ("demo-002", "Arjun Patel")]  # 14 weeks overdue, then due in a week
+    late = (dt.timedelta(weeks=40) - dt.timedelta(weeks=26)).days
+    assert f'<strong class="overdue">(overdue, {late} days)</strong>' in page
+    assert page.index("demo-001") < page.index("demo-002")
+    refused = client.get("/due?days=15")
+    assert (
+        refused.status_code == 422
+        and "<strong>days</strong>: &#39;15&#39; is not one of 7, 14, 30, 60, 90" in refused.text
+    )
+    assert 'href="/due"' in client.get("/patients").text
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text
@@ -1107,7 +1134,13 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
     every picture (the face map, the charts) a text alternative."""
     pages = {"anonymous": ["/login"]}
     pages["neuro"] = ["/patients", "/patients/new", "/patients/demo-001", "/patients/demo-001/assessment"]
-    pages["neuro"] += ["/api/v1/docs", "/patients/no-such-patient", "/patients/demo-001/plans/1", "/patients?q=zzz"]
+    pages["neuro"] += [
+        "/api/v1/docs",
+        "/patients/no-such-patient",
+        "/patients/demo-001/plans/1",
+        "/patients?q=zzz",
+        "/due",
+    ]
     pages["admin"] = ["/admin"]
     pages["patient1"] = ["/me", "/me/hfs7"]
     found: dict[str, list[str]] = {}

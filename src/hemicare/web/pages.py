@@ -288,6 +288,27 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
     )
 
 
+DUE_HORIZONS = (7, 14, 30, 60, 90)
+
+
+@router.get("/due")
+def due_page(request: Request, user: PageUser) -> HTMLResponse:
+    """The clinic's worklist: everything due by a horizon, overdue first, then by date, each with its patient."""
+    require_care_team(user)
+    horizon_text = request.query_params.get("days", "14")
+    if not horizon_text.isdigit() or int(horizon_text) not in DUE_HORIZONS:
+        raise InputError([FieldProblem("days", f"{horizon_text!r} is not one of {', '.join(map(str, DUE_HORIZONS))}")])
+    horizon = int(horizon_text)
+    today = dt.date.today()
+    with request.app.state.readers.begin() as session:
+        items = recall_service.due(session, kb=request.app.state.kb, today=today, horizon_days=horizon)
+        names = {code: name for _, code, name in patient_service.find(session)}
+    audit_read(request, user, entity="due_list", entity_id=str(horizon))
+    items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
+    rows = [{"item": item, "name": names.get(item.patient, ""), "late": (today - item.due).days} for item in items]
+    return _page(request, "due.html", user, rows=rows, days=horizon, horizons=DUE_HORIZONS, today=today.isoformat())
+
+
 @router.get("/patients/new")
 def new_patient_page(request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
