@@ -58,6 +58,9 @@ def _history(
     spasms = rng.randint(20, 60)
     while date < today - dt.timedelta(days=7):
         if not assessment.preferences.avoid_injections:
+            worked = rng.randint(9, 16)
+            # How long a session worked is told at the next visit: not yet known for one given under 12 weeks ago.
+            told = {"effect_weeks": worked} if date <= today - dt.timedelta(weeks=12) else {}
             session_service.record(
                 session,
                 patient=patient,
@@ -70,7 +73,7 @@ def _history(
                             "product": "onabotulinumtoxinA",
                             "lot": f"C{rng.randint(1000, 9999)}",
                             "sites": [{"site": s.id, "side": side, "units": s.start_units} for s in sites],
-                            "effect_weeks": rng.randint(9, 16),
+                            **told,
                             "adverse_effects": ["ptosis"] if rng.random() < 0.1 else [],
                         },
                     }
