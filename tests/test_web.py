@@ -688,6 +688,39 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
     assert 'href="/due"' in client.get("/patients").text
 
 
+def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "patient1")
+    for spasms in ("20", "200"):  # the second one by mistake
+        assert (
+            client.post("/me/diary", data={"csrf_token": csrf, "spasms": spasms, "intensity": "4"}).status_code == 303
+        )
+    page = client.get("/me").text
+    entries = page[page.index('id="entries"') :]
+    ids = re.findall(r'action="/me/diary/(\d+)/remove"', entries)
+    assert len(ids) == 2 and "<td>200 a day</td>" in entries and "<td>20 a day</td>" in entries
+    mistake = ids[0]  # newest first
+    # Not another patient's to remove, and not without the form's token.
+    client.cookies.clear()
+    other = sign_in(client, "patient2")
+    assert client.post(f"/me/diary/{mistake}/remove", data={"csrf_token": other}).status_code == 404
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")
+    assert client.post(f"/me/diary/{mistake}/remove", data={}).status_code == 403
+    removed = client.post(f"/me/diary/{mistake}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 303 and "The entry was removed." in client.get(removed.headers["location"]).text
+    entries = client.get("/me").text.split('id="entries"')[1]
+    assert "<td>200 a day</td>" not in entries and "<td>20 a day</td>" in entries
+    with session_factory(clinic)() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "delete", AuditEntry.entity == "diary")).one()
+    assert entry.detail["entry"]["spasms"] == 200 and entry.actor == "patient1"
+    # Through the API: the care team may remove one too; a wrong id is 404.
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    remaining = re.findall(r'action="/me/diary/(\d+)/remove"', entries)[0]
+    assert client.delete(f"/api/v1/patients/demo-001/diary/{mistake}", headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/patients/demo-002/diary/{remaining}", headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/patients/demo-001/diary/{remaining}", headers=headers).status_code == 204
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text

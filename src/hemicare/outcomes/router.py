@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
@@ -29,6 +29,16 @@ def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dic
         patient = patient_service.get(session, code=code)
         entry = outcome_service.add_diary(session, patient=patient, data=data, actor=user.username)
         return {"id": entry.id, "date": entry.date.isoformat()}
+
+
+@router.delete("/patients/{code}/diary/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_diary(code: str, entry_id: int, request: Request, user: ApiUser) -> Response:
+    """Remove a diary entry entered by mistake (the patient, or the care team); the audit trail keeps its values."""
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.remove_diary(session, patient=patient, entry_id=entry_id, actor=user.username)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/patients/{code}/diary")

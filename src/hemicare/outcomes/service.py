@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
+from hemicare.errors import NotFoundError
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.models import Patient
@@ -25,6 +26,46 @@ def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: s
     entry = DiaryEntry(patient_id=patient.id, created_by=actor, **data.model_dump())
     audit.add_created(session, entry, actor=actor, entity="diary", detail={"patient": patient.code})
     return entry
+
+
+class DiaryRow(NamedTuple):
+    id: int
+    date: dt.date
+    spasms: int
+    per: str
+    intensity: int
+    triggers: list[str]
+
+
+def recent_diary(session: Session, *, patient: Patient, limit: int = 10) -> list[DiaryRow]:
+    """The patient's latest diary entries, newest first (for them to check, and remove one entered by mistake)."""
+    query = (
+        select(
+            DiaryEntry.id, DiaryEntry.date, DiaryEntry.spasms, DiaryEntry.per, DiaryEntry.intensity, DiaryEntry.triggers
+        )
+        .where(DiaryEntry.patient_id == patient.id)
+        .order_by(DiaryEntry.date.desc(), DiaryEntry.id.desc())
+        .limit(limit)
+    )
+    return [DiaryRow(*row) for row in session.execute(query)]
+
+
+def remove_diary(session: Session, *, patient: Patient, entry_id: int, actor: str, reason: str | None = None) -> None:
+    """Remove a diary entry entered by mistake. The audit trail keeps what it said."""
+    entry = session.get(DiaryEntry, entry_id)
+    if entry is None or entry.patient_id != patient.id:
+        raise NotFoundError(f"patient {patient.code!r} has no diary entry {entry_id}")
+    said = {"date": entry.date.isoformat(), "spasms": entry.spasms, "per": entry.per, "intensity": entry.intensity}
+    session.delete(entry)
+    audit.record(
+        session,
+        actor=actor,
+        action="delete",
+        entity="diary",
+        entity_id=entry_id,
+        reason=reason,
+        detail={"patient": patient.code, "entry": said},
+    )
 
 
 def add_questionnaire(

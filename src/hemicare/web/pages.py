@@ -695,6 +695,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         )
         chart = _chart(outcome_service.records(session, patient=patient), patient, request.app.state.kb)
         plain = plain_parts(parts, reviewed, request.app.state.kb)
+        entries = outcome_service.recent_diary(session, patient=patient)
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
         request,
@@ -702,6 +703,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         user,
         patient=patient,
         plain=plain,
+        entries=entries,
         due=due,
         chart=chart,
         errors={},
@@ -728,6 +730,19 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
             session, patient=patient_service.get(session, code=code), data=data, actor=user.username
         )
     return RedirectResponse("/me?saved=diary", status_code=303)
+
+
+@router.post("/me/diary/{entry_id}/remove")
+def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """The patient removes one of their diary entries entered by mistake."""
+    code = _own_code(user)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.remove_diary(
+            session, patient=patient, entry_id=entry_id, actor=user.username, reason="removed by the patient"
+        )
+    return RedirectResponse("/me?saved=removed#entries", status_code=303)
 
 
 @router.get("/me/hfs7")
