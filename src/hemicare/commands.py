@@ -27,7 +27,7 @@ from hemicare.engine.intake import read_file, validate_assessment, validate_mode
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
-from hemicare.plans.schemas import PlanEdit, part_of
+from hemicare.plans.schemas import PlanEdit, parts_of
 from hemicare.sessions.schemas import SessionCreate
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             typer.echo("plan: none yet")
         else:
             typer.echo(f"plan: version {plan.number} ({plan.kind})")
-            for part in sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}):
+            for part in parts_of(plan.content):
                 signed = plan.content.get("signoff", {}).get(part)
                 if signed is None:
                     typer.echo(f"  {part}: awaiting sign-off")

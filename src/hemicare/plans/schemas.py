@@ -20,6 +20,11 @@ def part_of(category: str) -> str:
     return "integrative" if category == "integrative" else "conventional"
 
 
+def parts_of(plan: dict[str, Any]) -> list[str]:
+    """The parts a plan has items in, each to be signed by its own specialty."""
+    return sorted({part_of(rec["category"]) for rec in plan["recommendations"]})
+
+
 class PlanEdit(BaseModel):
     """A clinician's change to one recommendation's status."""
 

@@ -31,7 +31,7 @@ from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputEr
 from hemicare.patients.models import Patient
 from hemicare.patients.service import get as get_patient
 from hemicare.plans.models import PlanVersion
-from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PARTS, PlanEdit, part_of
+from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PARTS, PlanEdit, part_of, parts_of
 from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 
@@ -44,7 +44,7 @@ def summarise(content: dict[str, Any]) -> dict[str, Any]:
         "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
         "alerts": sorted(alert["id"] for alert in content["alerts"]),
         "severities": {alert["id"]: alert["severity"] for alert in content["alerts"]},
-        "parts": sorted({part_of(rec["category"]) for rec in content["recommendations"]}),
+        "parts": parts_of(content),
         "signoff": {part: signed["by"] for part, signed in content.get("signoff", {}).items()},
     }
 
@@ -107,7 +107,7 @@ def reviewed_parts(session: Session, *, patient: Patient) -> tuple[list[str], di
     current = latest(session, patient=patient)
     if current is None:
         return [], {}
-    parts = sorted({part_of(rec["category"]) for rec in current.content["recommendations"]})
+    parts = parts_of(current.content)
     reviewed = {}
     for part in parts:
         signed = current.content.get("signoff", {}).get(part)

@@ -30,7 +30,7 @@ from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
-from hemicare.plans.schemas import PlanEdit, part_of
+from hemicare.plans.schemas import PlanEdit, parts_of
 from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
@@ -390,7 +390,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "content": plan.content if plan else None,
             "since": plan_service.since_review(session, current=plan) if plan else None,
             "versions": plan_service.versions(session, patient=patient),
-            "parts": sorted({part_of(rec["category"]) for rec in plan.content["recommendations"]}) if plan else [],
+            "parts": parts_of(plan.content) if plan else [],
             "assessment": assessment,
             "history": history,
             "outcomes": outcomes,
@@ -421,8 +421,7 @@ def plan_version_page(code: str, number: int, request: Request, user: PageUser) 
         patient = patient_service.get(session, code=code)
         shown = plan_service.version(session, patient=patient, number=number)
         newest = plan_service.latest(session, patient=patient)
-    with request.app.state.sessions.begin() as session:
-        audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{number}")
+    audit_read(request, user, entity="plan", entity_id=f"{code}/v{number}")
     return _page(
         request,
         "plan_version.html",
@@ -431,7 +430,7 @@ def plan_version_page(code: str, number: int, request: Request, user: PageUser) 
         version=shown,
         content=shown.content,
         latest_number=newest.number if newest else number,
-        parts=sorted({part_of(rec["category"]) for rec in shown.content["recommendations"]}),
+        parts=parts_of(shown.content),
         reference_urls={ref.id: ref.link for ref in kb.references.values()},
         treatment_names=kb.treatment_names(),
     )

@@ -10,7 +10,7 @@ from typing import Any
 from fpdf import FPDF
 
 from hemicare.engine.plan import diagnosis_label
-from hemicare.plans.schemas import part_of
+from hemicare.plans.schemas import parts_of
 from hemicare.recalls.service import DueItem
 from hemicare.web.plain import PlainPart
 
@@ -109,9 +109,8 @@ def patient_plan_pdf(
 
 def _signoff_line(plan: dict[str, Any]) -> str:
     """Who has signed which part of the plan, so that the reader knows what is agreed and what is only proposed."""
-    parts = sorted({part_of(rec["category"]) for rec in plan["recommendations"]})
     said = []
-    for part in parts:
+    for part in parts_of(plan):
         signed = plan.get("signoff", {}).get(part)
         if signed is None:
             said.append(f"{part} part not yet signed (proposed by HemiCare, not agreed)")
