@@ -594,7 +594,7 @@ def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm)
 @router.post("/patients/{code}/sessions/mvd")
 def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a microvascular decompression: the neurosurgeon signed in is the surgeon; the result may follow later."""
-    _may_record(form, user, ("neurosurgeon",), "record an operation")
+    _may_record(form, user, SESSION_ROLES["mvd"], "record an operation")
     details = {
         "kind": "mvd",
         "surgeon": user.full_name,
