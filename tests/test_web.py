@@ -706,6 +706,7 @@ def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic:
     client.cookies.clear()
     csrf = sign_in(client, "patient1")
     assert client.post(f"/me/diary/{mistake}/remove", data={}).status_code == 403
+    assert client.delete(f"/api/v1/patients/demo-001/diary/{mistake}").status_code == 403  # a cookie needs the token
     removed = client.post(f"/me/diary/{mistake}/remove", data={"csrf_token": csrf})
     assert removed.status_code == 303 and "The entry was removed." in client.get(removed.headers["location"]).text
     entries = client.get("/me").text.split('id="entries"')[1]
