@@ -486,3 +486,6 @@ def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> Non
         assert codes("hf-00") == ["hf-001", "hf-002"]
         assert codes("_") == ["hf_100"] and codes("%") == ["x-1"]  # wildcards are taken as they are
         assert codes("nobody") == []
+        # A page of them, counted in the database.
+        assert [code for _, code, _ in patients.find(s, text="hf", offset=1, limit=1)] == ["hf-002"]
+        assert patients.count(s, text="lin") == 2 and patients.count(s) == 4

@@ -51,19 +51,28 @@ def _matching(text: str | None) -> ColumnElement[bool]:
     return or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\"))
 
 
-def find(session: Session, *, text: str | None = None) -> list[tuple[int, str, str]]:
-    """Id, code and name of the patients whose code or name contains ``text`` (all if none), by code."""
+def find(
+    session: Session, *, text: str | None = None, offset: int = 0, limit: int | None = None
+) -> list[tuple[int, str, str]]:
+    """Id, code and name of the patients whose code or name contains ``text`` (all if none), by code; ``limit`` of
+    them from ``offset`` if given."""
     query = select(Patient.id, Patient.code, Patient.name).where(_matching(text)).order_by(Patient.code)
+    if limit is not None:
+        query = query.offset(offset).limit(limit)
     return [(patient_id, code, name) for patient_id, code, name in session.execute(query)]
+
+
+def count(session: Session, *, text: str | None = None) -> int:
+    """How many patients ``find`` would list."""
+    return int(session.scalar(select(func.count(Patient.id)).where(_matching(text))) or 0)
 
 
 def search(
     session: Session, *, text: str | None = None, offset: int = 0, limit: int = 100
 ) -> tuple[int, list[Patient]]:
     """How many patients match ``text`` (as in ``find``), and their records by code: ``limit`` from ``offset``."""
-    total = session.scalar(select(func.count(Patient.id)).where(_matching(text))) or 0
     query = select(Patient).where(_matching(text)).order_by(Patient.code).offset(offset).limit(limit)
-    return total, list(session.scalars(query))
+    return count(session, text=text), list(session.scalars(query))
 
 
 def update(

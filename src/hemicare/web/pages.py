@@ -229,22 +229,32 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
     kb = request.app.state.kb
     today = dt.date.today()
     with request.app.state.readers.begin() as session:
-        found = patient_service.find(session, text=text or None)
-        if show == "due":
-            due_codes = {item.patient for item in recall_service.due(session, kb=kb, today=today, horizon_days=14)}
-            found = [row for row in found if row[1] in due_codes]
-        elif show in ("unsigned", "critical"):
-            summaries = plan_service.latest_summaries(session)
-            if show == "unsigned":
-                keep = {pid for pid, plan in summaries.items() if _awaits_signoff(plan)}
+        if show == "all":  # counted and paged in the database
+            total = patient_service.count(session, text=text or None)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page = min(page, pages)  # a page past the end (the list got shorter): its last page
+            shown = patient_service.find(session, text=text or None, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        else:
+            found = patient_service.find(session, text=text or None)
+            if show == "due":
+                due = recall_service.due(session, kb=kb, today=today, horizon_days=14)
+                due_codes = {item.patient for item in due}
+                found = [row for row in found if row[1] in due_codes]
             else:
-                keep = {
-                    pid for pid, plan in summaries.items() if "critical" in plan.summary.get("severities", {}).values()
-                }
-            found = [row for row in found if row[0] in keep]
-        pages = max(1, -(-len(found) // PAGE_SIZE))
-        page = min(page, pages)  # a page past the end (the list got shorter): its last page
-        shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+                summaries = plan_service.latest_summaries(session)
+                if show == "unsigned":
+                    keep = {pid for pid, plan in summaries.items() if _awaits_signoff(plan)}
+                else:
+                    keep = {
+                        pid
+                        for pid, plan in summaries.items()
+                        if "critical" in plan.summary.get("severities", {}).values()
+                    }
+                found = [row for row in found if row[0] in keep]
+            total = len(found)
+            pages = max(1, -(-total // PAGE_SIZE))
+            page = min(page, pages)
+            shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         ids = [row[0] for row in shown]
         by_patient: dict[str, list[Any]] = {}
         for item in recall_service.due(session, kb=kb, today=today, horizon_days=14, patient_ids=ids):
@@ -278,7 +288,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         q=text,
         show=show,
         filters=LIST_FILTERS,
-        total=len(found),
+        total=total,
         first=(page - 1) * PAGE_SIZE + 1,
         last=(page - 1) * PAGE_SIZE + len(rows),
         page=page,
