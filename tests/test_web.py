@@ -153,6 +153,7 @@ ROUTES = [
     ("GET", "/me"),
     ("GET", "/admin"),
     ("GET", "/due"),
+    ("GET", "/account"),
     ("GET", "/api/v1/patients"),
     ("GET", "/api/v1/patients/demo-001"),
     ("GET", "/api/v1/patients/demo-002"),
@@ -170,6 +171,7 @@ ALLOWED = {
     "/me": {"patient1", "patient2"},
     "/admin": {"admin"},
     "/due": CARE,
+    "/account": set(USERS),
     "/api/v1/patients": CARE,
     "/api/v1/patients/demo-001": CARE | {"patient1"},
     "/api/v1/patients/demo-002": CARE | {"patient2"},
@@ -239,6 +241,52 @@ def test_an_admin_disables_and_enables_an_account(client: TestClient, app: Any) 
     assert neuro.get("/patients").status_code == 200
     assert client.get("/api/v1/due", headers={"authorization": f"Bearer {token}"}).status_code == 401  # stays revoked
     neuro.close()
+
+
+def test_users_change_their_own_password(client: TestClient, app: Any) -> None:
+    other_device = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    sign_in(other_device, "tcm")
+    csrf = sign_in(client, "tcm")
+    page = client.get("/account").text
+    assert "Signed in as <strong>tcm</strong>" in page and 'href="/account"' in page
+    new = "a brand new passphrase"
+    form = {"csrf_token": csrf, "current_password": PASSWORD, "new_password": new, "repeat_password": new}
+    for changes, field, said in (
+        ({"current_password": "wrong one!!"}, "current_password", "this is not your current password"),
+        ({"repeat_password": "something else"}, "repeat_password", "the two new passwords differ"),
+        ({"new_password": "short", "repeat_password": "short"}, "new_password", "at least 10 characters"),
+    ):
+        refused = client.post("/account/password", data=form | changes)
+        assert refused.status_code == 422, refused.text
+        shown = refused.text.split(f'id="{field}"')[1].split("<label")[0]
+        assert 'class="field-error"' in shown and said in shown, shown
+    assert (
+        client.post("/account/password", data={k: v for k, v in form.items() if k != "csrf_token"}).status_code == 403
+    )
+    assert other_device.get("/patients").status_code == 200  # nothing changed yet
+
+    changed = client.post("/account/password", data=form)
+    assert changed.status_code == 303 and changed.headers["location"] == "/account?changed=1"
+    assert "Your password was changed" in client.get("/account?changed=1").text  # this browser stays signed in
+    assert other_device.get("/patients").status_code in (302, 303, 401)  # every other session ended
+    other_device.cookies.clear()
+    assert other_device.post("/login", data={"username": "tcm", "password": PASSWORD, "next": "/"}).status_code != 303
+    sign_in(other_device, "tcm", password=new)
+    other_device.close()
+
+
+def test_wrong_current_passwords_are_throttled_like_sign_ins(client: TestClient) -> None:
+    csrf = sign_in(client, "surgeon")
+    form = {
+        "csrf_token": csrf,
+        "current_password": "not it at all",
+        "new_password": "x" * 12,
+        "repeat_password": "x" * 12,
+    }
+    for _ in range(5):
+        assert client.post("/account/password", data=form).status_code == 422
+    throttled = client.post("/account/password", data=form | {"current_password": PASSWORD})
+    assert throttled.status_code == 422 and "too many wrong attempts: wait 15 minutes" in throttled.text
 
 
 def test_patient_cannot_read_another_patient(client: TestClient) -> None:

@@ -35,7 +35,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.users import service as user_service
-from hemicare.users.schemas import AccountChange
+from hemicare.users.schemas import AccountChange, PasswordChange
 from hemicare.web import apidocs, forms
 from hemicare.web.app import template
 from hemicare.web.auth import (
@@ -124,7 +124,11 @@ def login(
         if user is None:
             return _page(request, "login.html", None, status_code=code, next=target, error=error)
         token, _ = user_service.start_session(session, user=user)
-    response = RedirectResponse(target, status_code=303)
+    return _signed_in(request, RedirectResponse(target, status_code=303), token)
+
+
+def _signed_in(request: Request, response: Response, token: str) -> Response:
+    """Set the session cookie (secure where the server says so, never readable by scripts, same site only)."""
     response.set_cookie(
         COOKIE,
         token,
@@ -134,6 +138,40 @@ def login(
         max_age=user_service.SESSION_HOURS * 3600,
     )
     return response
+
+
+@router.get("/account")
+def account_page(request: Request, user: PageUser) -> HTMLResponse:
+    return _page(request, "account.html", user, errors={}, changed=request.query_params.get("changed") == "1")
+
+
+@router.post("/account/password")
+def change_own_password(request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Change one's own password: the current one first (a wrong one counts as a failed sign-in); every session of
+    the account ends, and this browser gets a new one."""
+    check_csrf(user, form.get("csrf_token"))
+    problems = []
+    new = form.get("new_password")
+    if new != form.get("repeat_password"):
+        problems.append(FieldProblem("repeat_password", "the two new passwords differ"))
+    try:
+        change = validate_model(PasswordChange, {"password": new})
+    except InputError as exc:
+        problems += [FieldProblem("new_password", problem.message) for problem in exc.problems]
+    with request.app.state.sessions.begin() as session:
+        try:
+            known = user_service.authenticate(session, username=user.username, password=form.get("current_password"))
+        except user_service.ThrottledError:
+            raise InputError([FieldProblem("current_password", "too many wrong attempts: wait 15 minutes")]) from None
+        if known is None:
+            problems.insert(0, FieldProblem("current_password", "this is not your current password"))
+        if known is not None and not problems:
+            user_service.set_password(session, username=user.username, change=change, actor=user.username)
+            token, _ = user_service.start_session(session, user=known)
+    if problems:  # only a failed attempt was written: it throttles guessing
+        errors = forms.errors_by_field(problems)
+        return _page(request, "account.html", user, status_code=422, errors=errors, changed=False)
+    return _signed_in(request, RedirectResponse("/account?changed=1", status_code=303), token)
 
 
 @router.post("/logout")
