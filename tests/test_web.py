@@ -289,6 +289,28 @@ def test_wrong_current_passwords_are_throttled_like_sign_ins(client: TestClient)
     assert throttled.status_code == 422 and "too many wrong attempts: wait 15 minutes" in throttled.text
 
 
+def test_a_patients_name_and_phone_are_corrected_with_a_reason(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "neuro")
+    form_page = client.get("/patients/demo-001/edit").text
+    assert 'name="version" value="1"' in form_page and 'value="Mei Lin"' in form_page
+    form = {"csrf_token": csrf, "version": "1", "name": "Mei Lin-Okafor", "phone": "+44 20 7946 0000", "reason": ""}
+    refused = client.post("/patients/demo-001/edit", data=form | {"name": ""})
+    assert refused.status_code == 422
+    for field in ("name", "reason"):
+        assert f'id="error-{field}"' in refused.text, field
+    assert 'value="+44 20 7946 0000"' in refused.text  # what was typed stays
+    saved = client.post("/patients/demo-001/edit", data=form | {"reason": "married name"})
+    assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001"
+    assert "Mei Lin-Okafor" in client.get("/patients/demo-001").text
+    stale = client.post("/patients/demo-001/edit", data=form | {"name": "Someone", "reason": "typo"})
+    assert stale.status_code == 409  # the form was read at version 1; the record is at 2
+    assert _audit_count(clinic, action="update", entity="patient", entity_id="demo-001") == 1
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")
+    assert client.get("/patients/demo-001/edit").status_code == 403
+    assert client.post("/patients/demo-001/edit", data=form | {"csrf_token": csrf, "reason": "me"}).status_code == 403
+
+
 def test_patient_cannot_read_another_patient(client: TestClient) -> None:
     sign_in(client, "patient1")
     assert client.get("/api/v1/patients/demo-002/plan").status_code == 403

@@ -27,7 +27,7 @@ from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
-from hemicare.patients.schemas import PatientCreate
+from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import PlanEdit, parts_of
@@ -376,6 +376,45 @@ def new_patient(request: Request, user: PageUser, form: PostedForm) -> Response:
         errors = forms.errors_by_field(exc.problems)
         return _page(request, "patient_new.html", user, status_code=422, values=values, errors=errors)
     return RedirectResponse(f"/patients/{data.code}/assessment", status_code=303)
+
+
+@router.get("/patients/{code}/edit")
+def edit_patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        values = {"name": patient.name, "phone": patient.phone or "", "version": str(patient.version), "reason": ""}
+    return _page(request, "patient_edit.html", user, code=code, values=values, errors={})
+
+
+@router.post("/patients/{code}/edit")
+def edit_patient(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Correct a patient's name or phone, with a reason; an edit of a record someone changed meanwhile is refused."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    values = {name: form.get(name) for name in ("name", "phone", "version", "reason")}
+    problems = []
+    if len(values["reason"].strip()) < 3:
+        problems.append(FieldProblem("reason", "say why the record changes (3 characters or more)"))
+    if not values["version"].isdigit():
+        problems.append(FieldProblem("version", "missing: reload the page"))
+    try:
+        changes = validate_model(PatientUpdate, {"name": values["name"], "phone": values["phone"] or None})
+    except InputError as exc:
+        problems += exc.problems
+    if problems:
+        errors = forms.errors_by_field(problems)
+        return _page(request, "patient_edit.html", user, status_code=422, code=code, values=values, errors=errors)
+    with request.app.state.sessions.begin() as session:
+        patient_service.update(
+            session,
+            code=code,
+            expected_version=int(values["version"]),
+            changes=changes,
+            actor=user.username,
+            reason=values["reason"].strip(),
+        )
+    return RedirectResponse(f"/patients/{code}", status_code=303)
 
 
 def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) -> Markup:
