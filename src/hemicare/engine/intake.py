@@ -99,7 +99,8 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
             else:
                 message = str(err["msg"]).removeprefix("Value error, ")
             shown = repr(err.get("input"))
-            if len(shown) <= 60 and kind not in ("model_type", "dict_type"):
+            secret = any("password" in str(part) for part in loc)  # never echoed to a screen, a terminal or a log
+            if len(shown) <= 60 and kind not in ("model_type", "dict_type") and not secret:
                 message = f"{message} (got {shown})"
         if (path, message) not in seen:
             seen.add((path, message))
