@@ -467,6 +467,33 @@ def test_recalls_for_one_patient_match_the_clinic_list(engine: Engine, kb: Knowl
     assert none == []
 
 
+def test_the_audit_trail_is_searched_by_patient_and_by_user(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    for code in ("p-001", "p-0011"):  # one code the start of the other: no mix-up
+        _add_patient(engine, code=code)
+        _assess(engine, kb, baseline, code=code)
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        plans.generate(s, patient=patient, kb=kb, actor="dr.n", today=TODAY)
+        sessions.record(s, patient=patient, data=_toxin(100), kb=kb, actor="dr.n")
+        entry = outcomes.add_diary(s, patient=patient, data=DiaryCreate(date=TODAY, spasms=5, intensity=2), actor="pt")
+        outcomes.remove_diary(s, patient=patient, entry_id=entry.id, actor="pt")
+        audit.record(s, actor="dr.n", action="read", entity="plan", entity_id="p-001/v1")
+        audit.record(s, actor="dr.m", action="read", entity="patient", entity_id="p-0011")
+    with _session(engine) as s:
+        total, found = audit.search(s, patient="p-001")
+        about = [(e.entity, e.action) for e in found]
+        assert total == len(found) == 7, about
+        assert {entity for entity, _ in about} == {"patient", "assessment", "plan", "session", "diary"}
+        assert [e.id for e in found] == sorted((e.id for e in found), reverse=True)  # newest first
+        total, found = audit.search(s, actor="dr.n")
+        assert total == 3 and {e.actor for e in found} == {"dr.n"}
+        assert audit.search(s, actor="dr.n", patient="p-0011") == (0, [])
+        total, page = audit.search(s, patient="p-001", offset=2, limit=2)
+        assert total == 7 and [e.id for e in page] == [e.id for e in audit.search(s, patient="p-001")[1][2:4]]
+
+
 def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> None:
     with _session(engine) as s, s.begin():
         for code, name in (

@@ -154,6 +154,7 @@ ROUTES = [
     ("GET", "/admin"),
     ("GET", "/due"),
     ("GET", "/account"),
+    ("GET", "/admin/audit"),
     ("GET", "/api/v1/patients"),
     ("GET", "/api/v1/patients/demo-001"),
     ("GET", "/api/v1/patients/demo-002"),
@@ -172,6 +173,7 @@ ALLOWED = {
     "/admin": {"admin"},
     "/due": CARE,
     "/account": set(USERS),
+    "/admin/audit": {"admin"},
     "/api/v1/patients": CARE,
     "/api/v1/patients/demo-001": CARE | {"patient1"},
     "/api/v1/patients/demo-002": CARE | {"patient2"},
@@ -310,6 +312,25 @@ def test_a_patients_name_and_phone_are_corrected_with_a_reason(client: TestClien
     csrf = sign_in(client, "patient1")
     assert client.get("/patients/demo-001/edit").status_code == 403
     assert client.post("/patients/demo-001/edit", data=form | {"csrf_token": csrf, "reason": "me"}).status_code == 403
+
+
+def test_an_admin_reads_who_did_what_to_a_patients_record(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    client.get("/patients/demo-002")  # a read, audited
+    client.cookies.clear()
+    sign_in(client, "admin")
+    page = client.get("/admin/audit?patient=demo-002").text
+    rows = re.findall(r"<tr><td>[\d-]+ [\d:]+</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", page)
+    assert ("neuro", "read", "patient demo-002") in rows
+    assert all("demo-002" in record for _, _, record in rows if not record.startswith(("assessment", "diary")))
+    assert not any("demo-001" in record for _, _, record in rows)
+    by_neuro = re.findall(r"<tr><td>[\d-]+ [\d:]+</td><td>([^<]+)</td>", client.get("/admin/audit?actor=neuro").text)
+    assert by_neuro and set(by_neuro) == {"neuro"}
+    refused = client.get("/admin/audit?page=0")
+    assert refused.status_code == 422 and "<strong>page</strong>" in refused.text
+    client.cookies.clear()
+    sign_in(client, "neuro")
+    assert client.get("/admin/audit").status_code == 403
 
 
 def test_patient_cannot_read_another_patient(client: TestClient) -> None:
@@ -1246,7 +1267,7 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
         "/patients?q=zzz",
         "/due",
     ]
-    pages["admin"] = ["/admin"]
+    pages["admin"] = ["/admin", "/admin/audit"]
     pages["patient1"] = ["/me", "/me/hfs7"]
     found: dict[str, list[str]] = {}
     for username, paths in pages.items():

@@ -25,7 +25,7 @@ def record(
         data=assessment.model_dump(mode="json"),
         created_by=actor,
     )
-    audit.add_created(session, stored, actor=actor, entity="assessment")
+    audit.add_created(session, stored, actor=actor, entity="assessment", detail={"patient": patient.code})
     return stored
 
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from hemicare.audit.models import AuditEntry
@@ -132,3 +132,28 @@ def for_entity(session: Session, *, entity: str, entity_id: str | int) -> list[A
     """Every entry about one record, oldest first."""
     query = select(AuditEntry).where(AuditEntry.entity == entity, AuditEntry.entity_id == str(entity_id))
     return list(session.scalars(query.order_by(AuditEntry.id)))
+
+
+# Entities whose entries name a patient by code (a plan names it as CODE/vN; other records in `detail.patient`).
+BY_PATIENT_CODE = ("patient", "sessions", "outcomes", "plan_versions")
+
+
+def search(
+    session: Session, *, actor: str | None = None, patient: str | None = None, offset: int = 0, limit: int = 100
+) -> tuple[int, list[AuditEntry]]:
+    """Entries newest first, by one actor and/or about one patient (their record, plan versions, sessions, diary
+    and outcomes): how many match, and ``limit`` of them from ``offset``."""
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if patient:
+        query = query.where(
+            or_(
+                AuditEntry.entity.in_(BY_PATIENT_CODE) & (AuditEntry.entity_id == patient),
+                (AuditEntry.entity == "plan") & AuditEntry.entity_id.startswith(patient + "/", autoescape=True),
+                AuditEntry.detail["patient"].as_string() == patient,  # sessions, diary, assessments, questionnaires
+            )
+        )
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    entries = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
+    return total, list(entries)

@@ -202,6 +202,53 @@ def admin(request: Request, user: PageUser) -> HTMLResponse:
     return _page(request, "admin.html", user, users=accounts, chain=chain, changed=request.query_params.get("changed"))
 
 
+AUDIT_PAGE = 100
+
+
+@router.get("/admin/audit")
+def audit_page(request: Request, user: PageUser) -> HTMLResponse:
+    """The audit trail, newest first, by one user and/or about one patient: who read or changed what, when, why."""
+    require_role(user, ("admin",), "read the audit trail")
+    params = request.query_params
+    actor, patient, page_text = (
+        params.get("actor", "").strip(),
+        params.get("patient", "").strip(),
+        params.get("page", "1"),
+    )
+    problems = []
+    if len(actor) > 120:
+        problems.append(FieldProblem("actor", "a username of at most 120 characters"))
+    if len(patient) > 64:
+        problems.append(FieldProblem("patient", "a patient code of at most 64 characters"))
+    if not page_text.isdigit() or int(page_text) < 1:
+        problems.append(FieldProblem("page", f"{page_text!r} is not a page number (1, 2, ...)"))
+    if problems:
+        raise InputError(problems)
+    page = int(page_text)
+    with request.app.state.readers.begin() as session:
+        total, entries = audit.search(
+            session, actor=actor or None, patient=patient or None, offset=(page - 1) * AUDIT_PAGE, limit=AUDIT_PAGE
+        )
+    pages = max(1, -(-total // AUDIT_PAGE))
+
+    def link(to_page: int) -> str:
+        return "/admin/audit?" + urlencode({"actor": actor, "patient": patient, "page": to_page})
+
+    return _page(
+        request,
+        "audit.html",
+        user,
+        entries=entries,
+        actor=actor,
+        patient=patient,
+        total=total,
+        page=page,
+        pages=pages,
+        previous=link(page - 1) if page > 1 else None,
+        next=link(page + 1) if page < pages else None,
+    )
+
+
 @router.post("/admin/users/{username}/active")
 def admin_set_active(username: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Disable an account (sessions end, API tokens revoked) or enable it again, with a reason."""
