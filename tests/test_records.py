@@ -482,16 +482,16 @@ def test_the_audit_trail_is_searched_by_patient_and_by_user(
         audit.record(s, actor="dr.n", action="read", entity="plan", entity_id="p-001/v1")
         audit.record(s, actor="dr.m", action="read", entity="patient", entity_id="p-0011")
     with _session(engine) as s:
-        total, found = audit.search(s, patient="p-001")
+        found = audit.search(s, patient="p-001")
         about = [(e.entity, e.action) for e in found]
-        assert total == len(found) == 7, about
+        assert audit.count(s, patient="p-001") == len(found) == 7, about
         assert {entity for entity, _ in about} == {"patient", "assessment", "plan", "session", "diary"}
         assert [e.id for e in found] == sorted((e.id for e in found), reverse=True)  # newest first
-        total, found = audit.search(s, actor="dr.n")
-        assert total == 3 and {e.actor for e in found} == {"dr.n"}
-        assert audit.search(s, actor="dr.n", patient="p-0011") == (0, [])
-        total, page = audit.search(s, patient="p-001", offset=2, limit=2)
-        assert total == 7 and [e.id for e in page] == [e.id for e in audit.search(s, patient="p-001")[1][2:4]]
+        by_n = audit.search(s, actor="dr.n")
+        assert audit.count(s, actor="dr.n") == len(by_n) == 3 and {e.actor for e in by_n} == {"dr.n"}
+        assert audit.search(s, actor="dr.n", patient="p-0011") == [] and audit.count(s, patient="p-0011") >= 2
+        page = audit.search(s, patient="p-001", offset=2, limit=2)
+        assert [e.id for e in page] == [e.id for e in found[2:4]]
 
 
 def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> None:

@@ -138,11 +138,8 @@ def for_entity(session: Session, *, entity: str, entity_id: str | int) -> list[A
 BY_PATIENT_CODE = ("patient", "sessions", "outcomes", "plan_versions")
 
 
-def search(
-    session: Session, *, actor: str | None = None, patient: str | None = None, offset: int = 0, limit: int = 100
-) -> tuple[int, list[AuditEntry]]:
-    """Entries newest first, by one actor and/or about one patient (their record, plan versions, sessions, diary
-    and outcomes): how many match, and ``limit`` of them from ``offset``."""
+def _matching(actor: str | None, patient: str | None) -> Any:
+    """Entries by one actor and/or about one patient (their record, plan versions, sessions, diary and outcomes)."""
     query = select(AuditEntry)
     if actor:
         query = query.where(AuditEntry.actor == actor)
@@ -154,6 +151,17 @@ def search(
                 AuditEntry.detail["patient"].as_string() == patient,  # sessions, diary, assessments, questionnaires
             )
         )
-    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    entries = session.scalars(query.order_by(AuditEntry.id.desc()).offset(offset).limit(limit))
-    return total, list(entries)
+    return query
+
+
+def count(session: Session, *, actor: str | None = None, patient: str | None = None) -> int:
+    """How many entries ``search`` would list."""
+    return int(session.scalar(select(func.count()).select_from(_matching(actor, patient).subquery())) or 0)
+
+
+def search(
+    session: Session, *, actor: str | None = None, patient: str | None = None, offset: int = 0, limit: int = 100
+) -> list[AuditEntry]:
+    """Entries newest first, by one actor and/or about one patient: ``limit`` of them from ``offset``."""
+    query = _matching(actor, patient).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(query))

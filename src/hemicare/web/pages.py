@@ -210,43 +210,21 @@ def audit_page(request: Request, user: PageUser) -> HTMLResponse:
     """The audit trail, newest first, by one user and/or about one patient: who read or changed what, when, why."""
     require_role(user, ("admin",), "read the audit trail")
     params = request.query_params
-    actor, patient, page_text = (
-        params.get("actor", "").strip(),
-        params.get("patient", "").strip(),
-        params.get("page", "1"),
-    )
+    actor, patient = params.get("actor", "").strip(), params.get("patient", "").strip()
     problems = []
     if len(actor) > 120:
         problems.append(FieldProblem("actor", "a username of at most 120 characters"))
     if len(patient) > 64:
         problems.append(FieldProblem("patient", "a patient code of at most 64 characters"))
-    if not page_text.isdigit() or int(page_text) < 1:
-        problems.append(FieldProblem("page", f"{page_text!r} is not a page number (1, 2, ...)"))
     if problems:
         raise InputError(problems)
-    page = int(page_text)
+    page = _page_number(params.get("page", "1"))
+    wanted = {"actor": actor or None, "patient": patient or None}
     with request.app.state.readers.begin() as session:
-        total, entries = audit.search(
-            session, actor=actor or None, patient=patient or None, offset=(page - 1) * AUDIT_PAGE, limit=AUDIT_PAGE
-        )
-    pages = max(1, -(-total // AUDIT_PAGE))
-
-    def link(to_page: int) -> str:
-        return "/admin/audit?" + urlencode({"actor": actor, "patient": patient, "page": to_page})
-
-    return _page(
-        request,
-        "audit.html",
-        user,
-        entries=entries,
-        actor=actor,
-        patient=patient,
-        total=total,
-        page=page,
-        pages=pages,
-        previous=link(page - 1) if page > 1 else None,
-        next=link(page + 1) if page < pages else None,
-    )
+        total = audit.count(session, **wanted)
+        pager = _pager("/admin/audit", {"actor": actor, "patient": patient}, page, total, AUDIT_PAGE)
+        entries = audit.search(session, **wanted, offset=pager["first"] - 1, limit=AUDIT_PAGE)
+    return _page(request, "audit.html", user, entries=entries, actor=actor, patient=patient, total=total, **pager)
 
 
 @router.post("/admin/users/{username}/active")
@@ -275,6 +253,33 @@ def _signoff(plan: plan_service.LatestPlan) -> list[tuple[str, str | None]]:
 
 
 PAGE_SIZE = 50
+
+
+def _page_number(text: str) -> int:
+    """The ``page`` query parameter: 1, 2, ..."""
+    if not text.isdigit() or int(text) < 1:
+        raise InputError([FieldProblem("page", f"{text!r} is not a page number (1, 2, ...)")])
+    return int(text)
+
+
+def _pager(path: str, query: dict[str, str], page: int, total: int, size: int) -> dict[str, Any]:
+    """A list's page (its last one if asked past the end: the list got shorter), how many there are, the number of
+    the page's first row, and links to the pages before and after that keep the rest of the query."""
+    pages = max(1, -(-total // size))
+    page = min(page, pages)
+
+    def link(to_page: int) -> str:
+        return f"{path}?" + urlencode({**query, "page": to_page})
+
+    return {
+        "page": page,
+        "pages": pages,
+        "first": (page - 1) * size + 1,
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }
+
+
 LIST_FILTERS = {
     "all": "All patients",
     "due": "Due now or in the next 14 days",
@@ -292,17 +297,14 @@ def _list_query(request: Request) -> tuple[str, str, int]:
     params = request.query_params
     text = params.get("q", "").strip()
     show = params.get("show", "all")
-    page_text = params.get("page", "1")
     problems = []
     if len(text) > 100:
         problems.append(FieldProblem("q", "a search of at most 100 characters"))
     if show not in LIST_FILTERS:
         problems.append(FieldProblem("show", f"{show!r} is not one of {', '.join(LIST_FILTERS)}"))
-    if not page_text.isdigit() or int(page_text) < 1:
-        problems.append(FieldProblem("page", f"{page_text!r} is not a page number (1, 2, ...)"))
     if problems:
         raise InputError(problems)
-    return text, show, int(page_text)
+    return text, show, _page_number(params.get("page", "1"))
 
 
 @router.get("/patients")
@@ -314,11 +316,11 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
     kb = request.app.state.kb
     today = dt.date.today()
     with request.app.state.readers.begin() as session:
+        query = {"q": text, "show": show}
         if show == "all":  # counted and paged in the database
             total = patient_service.count(session, text=text or None)
-            pages = max(1, -(-total // PAGE_SIZE))
-            page = min(page, pages)  # a page past the end (the list got shorter): its last page
-            shown = patient_service.find(session, text=text or None, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+            pager = _pager("/patients", query, page, total, PAGE_SIZE)
+            shown = patient_service.find(session, text=text or None, offset=pager["first"] - 1, limit=PAGE_SIZE)
         else:
             found = patient_service.find(session, text=text or None)
             if show == "due":
@@ -337,9 +339,8 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                     }
                 found = [row for row in found if row[0] in keep]
             total = len(found)
-            pages = max(1, -(-total // PAGE_SIZE))
-            page = min(page, pages)
-            shown = found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+            pager = _pager("/patients", query, page, total, PAGE_SIZE)
+            shown = found[pager["first"] - 1 : pager["first"] - 1 + PAGE_SIZE]
         ids = [row[0] for row in shown]
         by_patient: dict[str, list[Any]] = {}
         for item in recall_service.due(session, kb=kb, today=today, horizon_days=14, patient_ids=ids):
@@ -361,10 +362,6 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                 }
             )
     audit_read(request, user, entity="patient_list", entity_id=show)
-
-    def link(to_page: int) -> str:
-        return "/patients?" + urlencode({"q": text, "show": show, "page": to_page})
-
     return _page(
         request,
         "patients.html",
@@ -374,12 +371,8 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         show=show,
         filters=LIST_FILTERS,
         total=total,
-        first=(page - 1) * PAGE_SIZE + 1,
-        last=(page - 1) * PAGE_SIZE + len(rows),
-        page=page,
-        pages=pages,
-        previous=link(page - 1) if page > 1 else None,
-        next=link(page + 1) if page < pages else None,
+        last=pager["first"] - 1 + len(rows),
+        **pager,
     )
 
 
