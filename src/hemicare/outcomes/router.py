@@ -23,6 +23,7 @@ router = APIRouter(tags=["outcomes"])
     openapi_extra=json_input(DiaryCreate, "One diary entry"),
 )
 def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+    """One day's spasm count (per hour or per day), intensity 0-10 and triggers; by the patient or the care team."""
     require_patient_access(user, code)
     data = validate(DiaryCreate, body)
     with request.app.state.sessions.begin() as session:
@@ -43,6 +44,8 @@ def remove_diary(code: str, entry_id: int, request: Request, user: ApiUser) -> R
 
 @router.get("/patients/{code}/diary")
 def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    """The outcome summary: monthly diary trends, questionnaire change against the minimal clinically important
+    change, and each toxin session's recorded effect."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -59,6 +62,7 @@ def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     openapi_extra=json_input(QuestionnaireCreate, "A questionnaire's answers (HFS-7 or HFS-30)"),
 )
 def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+    """HFS-7 or HFS-30 answers (0-4 each); the total is computed and returned."""
     require_patient_access(user, code)
     data = validate(QuestionnaireCreate, body)
     with request.app.state.sessions.begin() as session:

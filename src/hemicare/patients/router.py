@@ -46,6 +46,7 @@ def list_patients(
     openapi_extra=json_input(PatientCreate, "The new patient"),
 )
 def create_patient(request: Request, user: ApiUser, body: JsonBody) -> PatientRead:
+    """A new patient record (the code must be new); its assessment follows with POST .../assessments."""
     require_care_team(user)
     data = validate(PatientCreate, body)
     with request.app.state.sessions.begin() as session:
@@ -54,6 +55,7 @@ def create_patient(request: Request, user: ApiUser, body: JsonBody) -> PatientRe
 
 @router.get("/patients/{code}")
 def read_patient(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    """The patient record with their latest plan in brief (version, statuses, alerts, sign-off)."""
     require_patient_access(user, code)
     audit_read(request, user, entity="patient", entity_id=code)
     with request.app.state.readers.begin() as session:

@@ -47,6 +47,8 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
 
 @router.get("/patients/{code}/plan", response_model=PlanVersionOut)
 def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
+    """The latest version of the patient's plan, signed or not: its `signoff` says which parts a clinician agreed
+    (an app for patients should show only those)."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)

@@ -16,6 +16,8 @@ router = APIRouter(tags=["recalls"])
 
 @router.get("/due", response_model=list[DueItem])
 def due(request: Request, user: ApiUser, horizon: int = 0) -> list[DueItem]:
+    """Everything due today or within `horizon` days (toxin sessions, acupuncture course sessions, post-MVD reviews,
+    questionnaires), overdue ones flagged."""
     require_care_team(user)
     if horizon < 0 or horizon > 3650:
         raise InputError([FieldProblem("horizon", f"{horizon} is outside 0-3650 days")])

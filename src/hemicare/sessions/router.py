@@ -53,6 +53,7 @@ def record_outcome(code: str, session_id: int, request: Request, user: ApiUser, 
 
 @router.get("/patients/{code}/sessions")
 def list_sessions(code: str, request: Request, user: ApiUser) -> list[dict[str, Any]]:
+    """The patient's treatment sessions, oldest first, with their details and recorded outcomes."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
