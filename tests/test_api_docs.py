@@ -72,6 +72,16 @@ def test_every_post_declares_its_json_body(document: dict[str, Any]) -> None:
     assert set(assessment.get("required", [])) == set(model.get("required", []))
 
 
+def test_every_operation_says_what_it_does(document: dict[str, Any]) -> None:
+    undescribed = [
+        f"{method.upper()} {path}"
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if len(operation.get("description", "")) < 20
+    ]
+    assert undescribed == [], "give these routes a docstring: " + ", ".join(undescribed)
+
+
 def test_a_name_two_schemas_share_is_kept_apart(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     assert schemas["Severity"]["enum"] == ["critical", "warning", "info"]  # an alert's severity, in plans
