@@ -39,6 +39,21 @@ def test_plan_text_reads_for_a_clinician() -> None:
     assert "REFERENCES" in text and "certainty" in text
 
 
+def test_plan_text_carries_warnings_and_safety_rules() -> None:
+    """The boxed warning, how to judge MVD, a medicine's dose and safety rules (even when not recommended: it may
+    still be prescribed), taken from the JSON plan of the same patient."""
+    path = str(EXAMPLES / "demo-001.yaml")
+    plan = json.loads(runner.invoke(app, ["plan", path]).stdout)
+    text = " ".join(runner.invoke(app, ["plan", path, "--format", "text"]).stdout.split())
+    details = {rec["id"]: rec["details"] for rec in plan["recommendations"]}
+    assert f"Warning: {details['botulinum_toxin']['warning']}" in text
+    assert f"Judging the result: {details['mvd']['judging_the_result']}" in text
+    carbamazepine = details["medication:carbamazepine"]
+    assert f"Dose: {carbamazepine['dose']}" in text
+    assert all(f"Safety: {line}" in text for line in carbamazepine["safety"])
+    assert "Excluded from the published series: " + ", ".join(details["rf_ablation"]["excluded_in_series"]) in text
+
+
 def test_bad_input_exits_2_naming_each_field(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text((EXAMPLES / "demo-001.yaml").read_text().replace("age: 52", "age: 212") + "\nshoe_size: 9\n")

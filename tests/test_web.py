@@ -1285,3 +1285,47 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
     audit = _PageAudit()
     audit.feed('<html lang="en"><h1>x</h1><input name="lot"><h3>y</h3></html>')
     assert audit.report() == ["input 'lot' has no label", "heading level jumps from h1 to h3"]
+
+
+def _visible_text(markup: str) -> str:
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", markup).split()))
+
+
+def _rec_card(page: str, rec_id: str) -> str:
+    """One recommendation's card on the clinician's page, as text."""
+    found = re.search(rf'<div class="rec" id="rec-{re.escape(rec_id.replace(":", "-"))}">(.*?)\n  </div>', page, re.S)
+    assert found, rec_id
+    return _visible_text(found.group(1))
+
+
+def test_the_clinicians_page_shows_what_the_text_plan_prints(client: TestClient) -> None:
+    """Warnings, safety rules, technique, cautions, disputed figures and the advice itself: everything a clinician
+    acts on, taken from the stored plan rather than written out here."""
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    plan = client.get("/api/v1/patients/demo-001/plan").json()["plan"]
+    details = {rec["id"]: rec["details"] for rec in plan["recommendations"]}
+    toxin = _rec_card(page, "botulinum_toxin")
+    assert f"Warning: {details['botulinum_toxin']['warning']}" in toxin
+    for cap in details["botulinum_toxin"]["programme"]["caps"]:
+        assert f"{cap['label']}: {cap['text']}" in toxin
+    disputed = [
+        f for f in details["botulinum_toxin"]["figures"] if (f["evidence"]["note"] or "").startswith("[DISPUTED]")
+    ]
+    assert disputed and all(f["evidence"]["note"] in toxin for f in disputed)
+    # A medicine the plan does not recommend still shows its safety rules: a clinician may prescribe it anyway.
+    carbamazepine = _rec_card(page, "medication:carbamazepine")
+    assert "HLA-B*15:02" in carbamazepine
+    assert all(line in carbamazepine for line in details["medication:carbamazepine"]["safety"])
+    acupuncture = _rec_card(page, "acupuncture")
+    assert all(line in acupuncture for line in details["acupuncture"]["technique"] + details["acupuncture"]["course"])
+    assert "Ashi Ashi" not in acupuncture and re.search(r"\bAshi\b", acupuncture)
+    herbal = _rec_card(page, "herbal_formula")
+    assert all(f"Caution: {line}" in herbal for line in details["herbal_formula"]["cautions"])
+    assert details["herbal_formula"]["formula_evidence"]["note"] in herbal
+    for rec_id in ("diet", "lifestyle"):
+        card = _rec_card(page, rec_id)
+        for item in details[rec_id]["items"]:
+            assert item["text"] in card
+            assert f"({item['origin']}; {item['evidence']['certainty'].replace('_', ' ')} certainty" in card
+

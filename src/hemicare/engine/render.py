@@ -39,6 +39,18 @@ def _figure_lines(figures: list[dict[str, Any]], indent: str) -> list[str]:
 def _details(rec: Recommendation) -> list[str]:
     out: list[str] = []
     details = rec.details
+    # Safety, dose and exclusions whatever the status: a clinician may still choose the item.
+    if details.get("warning"):
+        out += _wrap(f"Warning: {details['warning']}", "      ", "    ")
+    if details.get("dose"):
+        out += _wrap(f"Dose: {details['dose']}", "      ", "    ")
+    for line in details.get("safety", []):
+        out += _wrap(f"Safety: {line}", "      ", "    ")
+    if details.get("excluded_in_series"):
+        excluded = ", ".join(details["excluded_in_series"])
+        out += _wrap(f"Excluded from the published series: {excluded}", "      ", "    ")
+    if details.get("judging_the_result") and rec.status.value in ("recommended", "option", "deferred"):
+        out += _wrap(f"Judging the result: {details['judging_the_result']}", "      ", "    ")
     programme = details.get("programme")
     if programme and rec.status.value in ("recommended", "option"):
         out.append(f"    Dose plan ({programme['brand']}, {programme['product']}):")
@@ -77,6 +89,8 @@ def _details(rec: Recommendation) -> list[str]:
         for caution in details.get("cautions", []):
             out += _wrap(f"Caution: {caution}", "        ", "      ")
         out += _evidence(EvidenceOut.model_validate(details["formula_evidence"]), "      ")
+        for choice in details.get("other_formulas", []):
+            out += _wrap(f"Also named for this pattern: {choice['name']} ({choice['when']})", "        ", "      ")
     if shown and details.get("items"):
         for item in details["items"]:
             certainty = _CERTAINTY[item["evidence"]["certainty"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -25,6 +25,7 @@ from hemicare import __version__
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
+from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.web.auth import SignInRequired, signed_in_user
 from hemicare.web.openapi import api_document
@@ -79,6 +80,12 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def point_label(point: Mapping[str, Any] | Acupoint) -> str:
+    """An acupoint as its code and pinyin, once where they are the same word (Ashi points have no WHO code)."""
+    code, pinyin = (point["code"], point["pinyin"]) if isinstance(point, Mapping) else (point.code, point.pinyin)
+    return str(code) if code == pinyin else f"{code} {pinyin}"
+
+
 def _api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
@@ -108,6 +115,7 @@ def create_app(
     app.state.plan_turns = Turns(per_pass=4)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
+    app.state.templates.env.globals["point_label"] = point_label
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
