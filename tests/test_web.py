@@ -1329,3 +1329,39 @@ def test_the_clinicians_page_shows_what_the_text_plan_prints(client: TestClient)
             assert item["text"] in card
             assert f"({item['origin']}; {item['evidence']['certainty'].replace('_', ' ')} certainty" in card
 
+
+def test_the_patient_reads_the_diet_and_lifestyle_advice_their_team_agreed(client: TestClient, clinic: Engine) -> None:
+    from hemicare.web.plain import ADVICE_ORIGIN
+
+    sign_in(client, "patient1")
+    plan = client.get("/api/v1/patients/demo-001/plan").json()["plan"]
+    advice = [item for rec in plan["recommendations"] for item in rec["details"].get("items", [])]
+    assert {item["origin"] for item in advice} == {"study", "tradition"}
+    assert not any(item["text"] in _portal_parts(client)["integrative"] for item in advice)  # nobody signed it yet
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        plan_service.sign(s, patient=patient, expected_number=1, edits=[], signer="tcm", role="tcm_practitioner")
+    shown = html.unescape(_portal_parts(client)["integrative"])
+    printed = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
+    for item in advice:
+        told = item["text"] + ADVICE_ORIGIN[item["origin"]]
+        assert told in shown
+        assert f"- {' '.join(told.split())}" in printed
+    tradition = next(item["text"] for item in advice if item["origin"] == "tradition")
+    assert f"{tradition} (TCM tradition; not tested in trials)" in shown
+    study = next(item["text"] for item in advice if item["origin"] == "study")
+    assert f"{study} (" not in shown
+
+
+def test_advice_from_an_unknown_source_is_never_shown_as_established() -> None:
+    from hemicare.web.plain import plain_items
+
+    rec = {
+        "id": "diet",
+        "category": "integrative",
+        "status": "option",
+        "summary": "s",
+        "details": {"items": [{"text": "Eat well.", "origin": "hearsay"}, {"text": "Sleep.", "origin": "study"}]},
+    }
+    (item,) = plain_items({"recommendations": [rec]}, load_default())
+    assert item.advice == ["Eat well. (not tested in trials)", "Sleep."]

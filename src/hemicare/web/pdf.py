@@ -88,6 +88,8 @@ def patient_plan_pdf(
             doc.para("No treatment of this kind is suggested for now.")
         for item in part.items:
             doc.para(f"{item.label}: {item.name}. {item.text}")
+            for line in item.advice:
+                doc.para(f"- {line}", 9)
     if not parts:
         doc.para("Nothing yet: your care team will talk the options through with you.")
     if warnings:

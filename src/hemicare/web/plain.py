@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 # What a patient is told of an item's status; items with other statuses are not listed for the patient.
 PATIENT_STATUS = {"recommended": "Suggested", "option": "To discuss"}
 PART_TITLES = {"conventional": "Medical treatment", "integrative": "Traditional Chinese medicine"}
+# How a piece of diet or lifestyle advice is labelled for the patient, by its origin (knowledge/tcm/advice.yaml).
+# Anything else is labelled as untested, never shown as established.
+ADVICE_ORIGIN = {
+    "study": "",
+    "tradition": " (TCM tradition; not tested in trials)",
+    "expert_opinion": " (expert opinion; not tested in trials)",
+}
+UNTESTED = " (not tested in trials)"
 ROLE_WORDS = {
     "neurologist": "your neurologist",
     "neurosurgeon": "your neurosurgeon",
@@ -32,6 +40,7 @@ class PlainItem:
     status: str
     label: str
     text: str
+    advice: list[str]  # the diet or lifestyle advice itself, each labelled with where it comes from
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,10 @@ def plain_items(plan: dict[str, Any], kb: KnowledgeBase, *, part: str | None = N
                 status=rec["status"],
                 label=PATIENT_STATUS[rec["status"]],
                 text=record.plain if record and record.plain else rec["summary"],
+                advice=[
+                    item["text"] + ADVICE_ORIGIN.get(item["origin"], UNTESTED)
+                    for item in (rec.get("details") or {}).get("items", [])
+                ],
             )
         )
     return items
