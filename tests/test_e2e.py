@@ -222,6 +222,9 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.reload()
     expect(page.locator("#save-diary")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The diary's Remove button is on screen, not hidden behind a sideways scroll of its table.
+    remove = page.locator("table.diary button").first.bounding_box()
+    assert remove is not None and remove["x"] + remove["width"] <= 390, remove
     # ... except the chart, which keeps a readable width and scrolls sideways inside its own box.
     chart = page.locator("svg.chart").bounding_box()
     assert chart is not None and chart["width"] >= 500, chart
