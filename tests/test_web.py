@@ -766,7 +766,7 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
         }
         assert client.post(f"/api/v1/patients/{code}/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
     page = client.get("/due?days=30").text
-    rows = re.findall(r'<td><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)</td><td>([^<]+)</td>', page)
+    rows = re.findall(r'<td[^>]*><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)</td><td>([^<]+)</td>', page)
     toxin = [(code, name) for code, name, what in rows if what == "botulinum toxin session"]
     assert toxin == [("demo-001", "Mei Lin"), ("demo-002", "Arjun Patel")]  # 14 weeks overdue, then due in a week
     late = (dt.timedelta(weeks=40) - dt.timedelta(weeks=26)).days
@@ -1365,3 +1365,23 @@ def test_advice_from_an_unknown_source_is_never_shown_as_established() -> None:
     }
     (item,) = plain_items({"recommendations": [rec]}, load_default())
     assert item.advice == ["Eat well. (not tested in trials)", "Sleep."]
+
+
+def test_each_list_of_what_is_due_says_how_late(client: TestClient) -> None:
+    """A recall a week late (within the clinic's grace period, so not yet "overdue") says so on the worklist, the
+    patient list and the patient's page alike; the API gives the same count."""
+    csrf = sign_in(client, "neuro")
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    usual_weeks = load_default().toxin_programme().limits["usual_interval_max_weeks"].value  # without an effect
+    session = {
+        "date": (dt.date.today() - dt.timedelta(weeks=usual_weeks + 1)).isoformat(),
+        "clinician": "N",
+        "details": {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]},
+    }
+    assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+    (toxin,) = [i for i in client.get("/api/v1/due?horizon=0").json() if i["what"] == "botulinum toxin session"]
+    late = (dt.date.today() - dt.date.fromisoformat(toxin["due"])).days
+    assert toxin["days_late"] == late and late > 0 and not toxin["overdue"]
+    said = f'{toxin["due"]} <span class="small late">({late} day{"s" if late != 1 else ""} ago)</span>'
+    for url in ("/due?days=14", "/patients", "/patients/demo-001"):
+        assert said in client.get(url).text, url

@@ -25,6 +25,7 @@ class DueItem(BaseModel):
     what: str
     due: dt.date
     overdue: bool
+    days_late: int  # days past the due date on the day asked; 0 when due that day, negative while still to come
     detail: str
 
 
@@ -63,7 +64,14 @@ def due(
     def add(patient_id: int, what: str, when: dt.date, detail: str) -> None:
         if when <= limit:
             items.append(
-                DueItem(patient=codes[patient_id], what=what, due=when, overdue=today > when + grace, detail=detail)
+                DueItem(
+                    patient=codes[patient_id],
+                    what=what,
+                    due=when,
+                    overdue=today > when + grace,
+                    days_late=(today - when).days,
+                    detail=detail,
+                )
             )
 
     toxin: dict[int, list[tuple[dt.date, Any]]] = defaultdict(list)

@@ -393,7 +393,7 @@ def due_page(request: Request, user: PageUser) -> HTMLResponse:
         names = {code: name for _, code, name in patient_service.find(session)}
     audit_read(request, user, entity="due_list", entity_id=str(horizon))
     items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
-    rows = [{"item": item, "name": names.get(item.patient, ""), "late": (today - item.due).days} for item in items]
+    rows = [{"item": item, "name": names.get(item.patient, "")} for item in items]
     return _page(request, "due.html", user, rows=rows, days=horizon, horizons=DUE_HORIZONS, today=today.isoformat())
 
 
