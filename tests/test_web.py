@@ -558,6 +558,13 @@ def test_security_headers_and_openapi(client: TestClient) -> None:
     assert response.status_code == 200 and "/api/v1/plans" in response.json()["paths"]
     assert response.headers["x-frame-options"] == "DENY"
     assert "default-src 'self'" in response.headers["content-security-policy"]
+    # Pages and API answers hold patient data: never cached. Only the static files may be.
+    sign_in(client, "neuro")
+    for path in ("/patients/demo-001", "/api/v1/patients/demo-001", "/login"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+    static = client.get("/static/style.css")
+    assert static.status_code == 200 and "cache-control" not in static.headers
+    assert static.headers["x-frame-options"] == "DENY"
 
 
 def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engine) -> None:

@@ -55,12 +55,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 _HEADER_BYTES = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+# Everything but the static files holds patient data or a password handed over once: no browser or proxy keeps it.
+_NO_STORE = [*_HEADER_BYTES, (b"cache-control", b"no-store")]
 
 
 class SecurityHeaders:
     """Security headers on every response; the log line names no patient (method and status only).
 
-    A plain ASGI middleware: it adds headers to the response start message without buffering the body.
+    A plain ASGI middleware: it adds headers to the response start message without buffering the body. Only the
+    static files may be cached.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -71,9 +74,11 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        added = _HEADER_BYTES if scope["path"].startswith("/static/") else _NO_STORE
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_HEADER_BYTES]
+                message["headers"] = [*message.get("headers", []), *added]
                 LOG.info("%s %s", scope["method"], message["status"])
             await send(message)
 
