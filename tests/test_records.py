@@ -67,7 +67,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -75,7 +75,29 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
+    engine.dispose()
+
+
+def test_accounts_made_before_temporary_passwords_keep_their_own(db_url: str) -> None:
+    """Upgrading a clinic's database from 0002: existing users are not asked to change their password."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (username, full_name, role, password_hash, active, created_at, created_by) "
+                "VALUES ('dr.old', 'Dr Old', 'neurologist', 'x', :yes, :now, 'setup')"
+            ),
+            {"yes": True, "now": dt.datetime.now(dt.UTC)},
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        flag = connection.execute(text("SELECT must_change_password FROM users WHERE username = 'dr.old'")).scalar()
+    assert flag in (False, 0)
+    downgrade(engine, "base")
     engine.dispose()
 
 

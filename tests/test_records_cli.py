@@ -52,8 +52,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0002" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0002"
+    assert "revision 0003" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0003"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 
@@ -186,6 +186,7 @@ def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> Non
             "patient_code": None,
             "active": True,
             "tokens": 1,
+            "must_change_password": False,
         }
     ]
     before = _audit_count(engine)

@@ -103,7 +103,10 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Sign in and return the CSRF token of the session."""
     response = client.post("/login", data={"username": username, "password": password, "next": "/"})
     assert response.status_code == 303, response.text
-    landing = {"patient": "/me", "admin": "/admin"}.get(USERS[username], "/patients")
+    # An account made in the test itself may hold a temporary password: its account page carries the token too.
+    landing = (
+        {"patient": "/me", "admin": "/admin"}.get(USERS[username], "/patients") if username in USERS else "/account"
+    )
     page = client.get(landing)
     found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert found, page.text[:500]
@@ -1392,3 +1395,78 @@ def test_each_list_of_what_is_due_says_how_late(client: TestClient) -> None:
     said = f'{toxin["due"]} <span class="small late">({late} day{"s" if late != 1 else ""} ago)</span>'
     for url in ("/due?days=14", "/patients", "/patients/demo-001"):
         assert said in client.get(url).text, url
+
+
+def test_an_admin_adds_an_account_whose_owner_chooses_their_own_password(client: TestClient, app: Any) -> None:
+    # Only an admin adds accounts or hands out new passwords.
+    csrf = sign_in(client, "neuro")
+    form = {"csrf_token": csrf, "username": "dr.new", "full_name": "Dr New", "role": "neurologist"}
+    assert client.post("/admin/users", data=form).status_code == 403
+    assert client.post("/admin/users/tcm/password", data={"csrf_token": csrf}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "admin")
+    assert client.post("/admin/users", data={**form, "csrf_token": "forged"}).status_code == 403
+
+    # Bad input: each problem beside its field, the values kept, nothing written.
+    before = _audit_count(app.state.sessions.kw["bind"], action="create")
+    for changes, field, said in (
+        ({"username": "Dr New!"}, "username", "String should match pattern"),
+        ({"username": "neuro"}, "username", "'neuro' is taken"),
+        ({"full_name": ""}, "full_name", "at least 1 character"),
+        ({"role": "surgeon-in-chief"}, "role", "Input should be"),
+        ({"role": "patient"}, "patient_code", "a patient user needs patient_code"),
+        ({"role": "patient", "patient_code": "demo-999"}, "patient_code", "demo-999"),
+        ({"patient_code": "demo-001"}, "patient_code", "only a patient user is linked"),
+    ):
+        refused = client.post("/admin/users", data={**form, "csrf_token": csrf, **changes})
+        assert refused.status_code == 422, (changes, refused.status_code)
+        beside = refused.text.split(f'id="new-{field}"')[1].split("<label")[0]
+        assert 'class="invalid"' in beside and said in html.unescape(beside), (changes, beside)
+        assert "Temporary password" not in refused.text
+    assert _audit_count(app.state.sessions.kw["bind"], action="create") == before
+
+    added = client.post("/admin/users", data={**form, "csrf_token": csrf})
+    assert added.status_code == 200 and added.headers["cache-control"] == "no-store"
+    temporary = re.search(r'<code class="password">([^<]+)</code>', added.text)
+    assert temporary and len(temporary.group(1)) >= 10
+    assert client.get("/admin").text.count(temporary.group(1)) == 0  # shown once only
+
+    # The new user signs in with it and can do nothing but choose their own.
+    newcomer = TestClient(app, base_url="https://testserver", follow_redirects=False)
+    new_csrf = sign_in(newcomer, "dr.new", temporary.group(1))
+    for path in ("/patients", "/patients/demo-001", "/due"):
+        sent = newcomer.get(path)
+        assert sent.status_code == 303 and sent.headers["location"] == "/account", path
+    assert newcomer.get("/api/v1/due").status_code == 403
+    assert "temporary password from your administrator" in newcomer.get("/account").text
+    own = "my own good passphrase"
+    change = {"csrf_token": new_csrf, "current_password": temporary.group(1), "new_password": own}
+    assert newcomer.post("/account/password", data={**change, "repeat_password": own}).status_code == 303
+    assert newcomer.get("/patients").status_code == 200
+    assert "temporary password from your administrator" not in newcomer.get("/account").text
+
+    # Forgotten: the admin sets a new temporary one; the open session ends, the old password stops working.
+    assert client.post("/admin/users/admin/password", data={"csrf_token": csrf}).status_code == 403  # not one's own
+    assert client.post("/admin/users/nobody/password", data={"csrf_token": csrf}).status_code == 404
+    reset = client.post("/admin/users/dr.new/password", data={"csrf_token": csrf})
+    assert reset.status_code == 200 and "every browser signed in to the account has been signed out" in reset.text
+    again = re.search(r'<code class="password">([^<]+)</code>', reset.text)
+    assert again and again.group(1) != temporary.group(1)
+    assert newcomer.get("/patients").status_code == 303  # signed out
+    assert newcomer.post("/login", data={"username": "dr.new", "password": own, "next": "/"}).status_code == 401
+    sign_in(newcomer, "dr.new", again.group(1))
+    assert newcomer.get("/patients").headers["location"] == "/account"
+    newcomer.close()
+    engine = app.state.sessions.kw["bind"]
+    assert _audit_count(engine, action="create", entity_id="dr.new") == 1
+    assert _audit_count(engine, action="password", entity_id="dr.new") == 2  # their own, then the reset
+
+
+def test_temporary_passwords_are_random_and_long_enough() -> None:
+    from hemicare.users.schemas import PasswordChange
+
+    passwords = {user_service.temporary_password() for _ in range(200)}
+    assert len(passwords) == 200
+    for password in passwords:
+        PasswordChange(password=password)  # passes the same rule as a chosen one
+        assert not set(password) & set("01ilo")

@@ -787,7 +787,7 @@ def users_list(database: DbOption = None, as_json: JsonOption = False) -> None:
             _print([account._asdict() for account in found])
             return
         for a in found:
-            state = "active" if a.active else "DISABLED"
+            state = ("active" if a.active else "DISABLED") + (" (temporary password)" if a.must_change_password else "")
             typer.echo(f"{a.username:<20} {a.role:<17} {state:<9} tokens {a.tokens:<3} {a.full_name}")
 
     run(body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base, Created
@@ -28,6 +28,8 @@ class User(Created, Base):
     patient_code: Mapped[str | None] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(default=True)
+    # Set when an admin gave the account a temporary password: it must choose its own before anything else.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class WebSession(Base):

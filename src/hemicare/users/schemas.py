@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Role = Literal["admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient"]
+ROLES: tuple[str, ...] = get_args(Role)
 CARE_TEAM: tuple[str, ...] = ("neurologist", "neurosurgeon", "tcm_practitioner")
 
 

@@ -33,8 +33,19 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(session: Session, *, data: UserCreate, actor: str) -> User:
-    """Add a user; a patient user must point at an existing patient."""
+# Temporary passwords avoid look-alike characters (0/o, 1/l/i), since they are read out or copied by hand.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def temporary_password() -> str:
+    """A random password an admin hands over once, in four groups of four (about 79 bits)."""
+    groups = ("".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(4)) for _ in range(4))
+    return "-".join(groups)
+
+
+def create(session: Session, *, data: UserCreate, actor: str, temporary: bool = False) -> User:
+    """Add a user; a patient user must point at an existing patient. A ``temporary`` password (one an admin chose)
+    must be replaced by the user's own before they can do anything else."""
     if session.scalar(select(User.id).where(User.username == data.username)) is not None:
         raise InputError([FieldProblem("username", f"{data.username!r} is taken")])
     if data.patient_code is not None:
@@ -48,12 +59,18 @@ def create(session: Session, *, data: UserCreate, actor: str) -> User:
         role=data.role,
         patient_code=data.patient_code,
         password_hash=HASHER.hash(data.password),
+        must_change_password=temporary,
         created_by=actor,
     )
     session.add(user)
     session.flush()
     audit.record(
-        session, actor=actor, action="create", entity="user", entity_id=data.username, detail={"role": data.role}
+        session,
+        actor=actor,
+        action="create",
+        entity="user",
+        entity_id=data.username,
+        detail={"role": data.role, "temporary_password": temporary},
     )
     return user
 
@@ -73,6 +90,7 @@ class Account(NamedTuple):
     patient_code: str | None
     active: bool
     tokens: int  # API tokens not revoked
+    must_change_password: bool
 
 
 def accounts(session: Session) -> list[Account]:
@@ -84,13 +102,21 @@ def accounts(session: Session) -> list[Account]:
         .subquery()
     )
     rows = session.execute(
-        select(User.username, User.full_name, User.role, User.patient_code, User.active, live.c.tokens)
+        select(
+            User.username,
+            User.full_name,
+            User.role,
+            User.patient_code,
+            User.active,
+            live.c.tokens,
+            User.must_change_password,
+        )
         .outerjoin(live, live.c.user_id == User.id)
         .order_by(User.username)
     )
     return [
-        Account(username, full_name, role, patient_code, active, int(tokens or 0))
-        for username, full_name, role, patient_code, active, tokens in rows
+        Account(username, full_name, role, patient_code, active, int(tokens or 0), temporary)
+        for username, full_name, role, patient_code, active, tokens, temporary in rows
     ]
 
 
@@ -139,16 +165,34 @@ def set_active(session: Session, *, username: str, active: bool, change: Account
     return user
 
 
-def set_password(session: Session, *, username: str, change: PasswordChange, actor: str) -> User:
-    """A new password for a user; their web sessions end (API tokens stay: revoke them separately)."""
+def set_password(
+    session: Session, *, username: str, change: PasswordChange, actor: str, temporary: bool = False
+) -> User:
+    """A new password for a user; their web sessions end (API tokens stay: revoke them separately). A ``temporary``
+    one (set by an admin for someone else) must be replaced by the user's own at their next sign-in."""
     user = get(session, username=username)
     user.password_hash = HASHER.hash(change.password)
+    user.must_change_password = temporary
     ended = _end_sessions(session, user)
     session.execute(delete(SignInFailure).where(SignInFailure.username == username))
     audit.record(
-        session, actor=actor, action="password", entity="user", entity_id=username, detail={"sessions_ended": ended}
+        session,
+        actor=actor,
+        action="password",
+        entity="user",
+        entity_id=username,
+        detail={"sessions_ended": ended, "temporary": temporary},
     )
     return user
+
+
+def reset_password(session: Session, *, username: str, actor: str) -> str:
+    """Give someone else's account a new temporary password and return it (for the admin to hand over once)."""
+    if username == actor:
+        raise ForbiddenError("change your own password on your account page")
+    password = temporary_password()
+    set_password(session, username=username, change=PasswordChange(password=password), actor=actor, temporary=True)
+    return password
 
 
 def count(session: Session) -> int:

@@ -27,7 +27,7 @@ from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from hemicare.web.auth import SignInRequired, signed_in_user
+from hemicare.web.auth import PasswordChangeRequired, SignInRequired, signed_in_user
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
 
@@ -174,6 +174,10 @@ def create_app(
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def _choose_password(request: Request, exc: PasswordChangeRequired) -> Response:
+        return RedirectResponse("/account", status_code=303)
 
     from hemicare.web import api, pages
 

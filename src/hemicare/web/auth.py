@@ -40,6 +40,7 @@ class Principal:
     patient_code: str | None
     csrf_token: str | None
     via: str
+    must_change_password: bool = False  # a temporary password an admin gave: the user must choose their own first
 
     @property
     def in_care_team(self) -> bool:
@@ -48,6 +49,14 @@ class Principal:
 
 class SignInRequired(Exception):
     """A page needs a signed-in user; the browser is sent to the sign-in page."""
+
+
+class PasswordChangeRequired(Exception):
+    """The user signed in with a temporary password; the browser is sent to the account page to choose their own."""
+
+
+# What a user with a temporary password may reach: the page to change it, and signing out.
+_WHILE_TEMPORARY = ("/account", "/account/password", "/logout")
 
 
 TOKEN_CACHE_SECONDS = 30.0
@@ -91,7 +100,9 @@ def _principal(request: Request) -> Principal | None:
         if found is None:
             return None
         user, csrf = found
-        return Principal(user.username, user.full_name, user.role, user.patient_code, csrf, "cookie")
+        return Principal(
+            user.username, user.full_name, user.role, user.patient_code, csrf, "cookie", user.must_change_password
+        )
 
 
 async def api_user(request: Request) -> Principal:
@@ -105,6 +116,8 @@ async def api_user(request: Request) -> Principal:
         principal = await run_in_threadpool(_principal, request)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in or send a valid API token")
+    if principal.must_change_password:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "choose your own password on your account page first")
     if principal.via == "cookie" and request.method not in ("GET", "HEAD", "OPTIONS"):
         check_csrf(principal, request.headers.get("x-csrf-token"))
     return principal
@@ -121,6 +134,8 @@ def page_user(request: Request) -> Principal:
     principal = _principal(request)
     if principal is None or principal.via != "cookie":
         raise SignInRequired()
+    if principal.must_change_password and request.url.path not in _WHILE_TEMPORARY:
+        raise PasswordChangeRequired()
     return principal
 
 

@@ -35,7 +35,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.users import service as user_service
-from hemicare.users.schemas import AccountChange, PasswordChange
+from hemicare.users.schemas import ROLES, AccountChange, PasswordChange, UserCreate
 from hemicare.web import apidocs, forms
 from hemicare.web.app import template
 from hemicare.web.auth import (
@@ -193,13 +193,49 @@ def home(user: PageUser) -> Response:
     return RedirectResponse("/patients", status_code=303)
 
 
-@router.get("/admin")
-def admin(request: Request, user: PageUser) -> HTMLResponse:
-    require_role(user, ("admin",), "manage users")
+def _admin_page(request: Request, user: Principal, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """The accounts and the audit trail's state, with the add-account form (blank unless ``context`` fills it)."""
     with request.app.state.sessions.begin() as session:
         accounts = user_service.accounts(session)
         chain = audit.verify(session)
-    return _page(request, "admin.html", user, users=accounts, chain=chain, changed=request.query_params.get("changed"))
+    shown: dict[str, Any] = {"changed": None, "issued": None, "errors": {}, "values": {}, "roles": ROLES, **context}
+    return _page(request, "admin.html", user, status_code=status_code, users=accounts, chain=chain, **shown)
+
+
+@router.get("/admin")
+def admin(request: Request, user: PageUser) -> HTMLResponse:
+    require_role(user, ("admin",), "manage users")
+    return _admin_page(request, user, changed=request.query_params.get("changed"))
+
+
+@router.post("/admin/users")
+def admin_add_user(request: Request, user: PageUser, form: PostedForm) -> HTMLResponse:
+    """Add an account with a temporary password, shown to the admin once; its owner chooses their own at first
+    sign-in. A patient's account names their patient code."""
+    require_role(user, ("admin",), "manage users")
+    check_csrf(user, form.get("csrf_token"))
+    values = {name: form.get(name).strip() for name in ("username", "full_name", "role", "patient_code")}
+    password = user_service.temporary_password()
+    data = {**values, "patient_code": values["patient_code"] or None, "password": password}
+    try:
+        with request.app.state.sessions.begin() as session:
+            user_service.create(session, data=validate_model(UserCreate, data), actor=user.username, temporary=True)
+    except InputError as exc:
+        # A problem of the whole form (a patient account without a patient) shows beside the patient code.
+        problems = [FieldProblem(p.path or "patient_code", p.message) for p in exc.problems]
+        return _admin_page(request, user, 422, errors=forms.errors_by_field(problems), values=values)
+    return _admin_page(request, user, issued={"username": values["username"], "password": password, "new": True})
+
+
+@router.post("/admin/users/{username}/password")
+def admin_reset_password(username: str, request: Request, user: PageUser, form: PostedForm) -> HTMLResponse:
+    """A new temporary password for someone who forgot theirs: shown to the admin once; every web session of the
+    account ends and its owner chooses their own password at the next sign-in."""
+    require_role(user, ("admin",), "manage users")
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        password = user_service.reset_password(session, username=username, actor=user.username)
+    return _admin_page(request, user, issued={"username": username, "password": password, "new": False})
 
 
 AUDIT_PAGE = 100
