@@ -93,10 +93,21 @@ def test_accounts_made_before_temporary_passwords_keep_their_own(db_url: str) ->
             ),
             {"yes": True, "now": dt.datetime.now(dt.UTC)},
         )
+        # A signed-in browser refers to the user, as in any clinic's database.
+        connection.execute(
+            text(
+                "INSERT INTO web_sessions (token_hash, user_id, csrf_token, expires_at) "
+                "SELECT 'h', id, 'c', :now FROM users WHERE username = 'dr.old'"
+            ),
+            {"now": dt.datetime.now(dt.UTC)},
+        )
     upgrade(engine)
     with engine.connect() as connection:
         flag = connection.execute(text("SELECT must_change_password FROM users WHERE username = 'dr.old'")).scalar()
     assert flag in (False, 0)
+    downgrade(engine, "0002")  # and back, with the session still there
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM web_sessions"))
     downgrade(engine, "base")
     engine.dispose()
 
