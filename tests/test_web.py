@@ -1414,6 +1414,7 @@ def test_an_admin_adds_an_account_whose_owner_chooses_their_own_password(client:
         ({"username": "neuro"}, "username", "'neuro' is taken"),
         ({"full_name": ""}, "full_name", "at least 1 character"),
         ({"role": "surgeon-in-chief"}, "role", "Input should be"),
+        ({"role": ""}, "role", "Input should be"),  # no role is chosen for the admin, least of all admin
         ({"role": "patient"}, "patient_code", "a patient user needs patient_code"),
         ({"role": "patient", "patient_code": "demo-999"}, "patient_code", "demo-999"),
         ({"patient_code": "demo-001"}, "patient_code", "only a patient user is linked"),
@@ -1429,6 +1430,7 @@ def test_an_admin_adds_an_account_whose_owner_chooses_their_own_password(client:
     assert added.status_code == 200 and added.headers["cache-control"] == "no-store"
     temporary = re.search(r'<code class="password">([^<]+)</code>', added.text)
     assert temporary and len(temporary.group(1)) >= 10
+    assert '<option value="" selected' not in added.text and '<option value="">choose a role</option>' in added.text
     assert client.get("/admin").text.count(temporary.group(1)) == 0  # shown once only
 
     # The new user signs in with it and can do nothing but choose their own.
