@@ -44,8 +44,8 @@ def temporary_password() -> str:
 
 
 def create(session: Session, *, data: UserCreate, actor: str, temporary: bool = False) -> User:
-    """Add a user; a patient user must point at an existing patient. A ``temporary`` password (one an admin chose)
-    must be replaced by the user's own before they can do anything else."""
+    """Add a user; a patient user must point at an existing patient. A ``temporary`` password (one an admin hands
+    over) must be replaced by the user's own before they can do anything else."""
     if session.scalar(select(User.id).where(User.username == data.username)) is not None:
         raise InputError([FieldProblem("username", f"{data.username!r} is taken")])
     if data.patient_code is not None:
@@ -70,7 +70,7 @@ def create(session: Session, *, data: UserCreate, actor: str, temporary: bool = 
         action="create",
         entity="user",
         entity_id=data.username,
-        detail={"role": data.role, "temporary_password": temporary},
+        detail={"role": data.role, "temporary": temporary},
     )
     return user
 
