@@ -1357,6 +1357,10 @@ def test_the_patient_reads_the_diet_and_lifestyle_advice_their_team_agreed(clien
         told = item["text"] + ADVICE_ORIGIN[item["origin"]]
         assert told in shown
         assert f"- {' '.join(told.split())}" in printed
+    kb = load_default()
+    for rec_id in ("diet", "lifestyle"):  # the patient's wording, not the clinician's summary
+        plain = " ".join((kb.treatments[rec_id].plain or "").split())
+        assert plain and plain in shown and kb.treatments[rec_id].summary not in shown
     tradition = next(item["text"] for item in advice if item["origin"] == "tradition")
     assert f"{tradition} (TCM tradition; not tested in trials)" in shown
     study = next(item["text"] for item in advice if item["origin"] == "study")
