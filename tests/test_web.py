@@ -1476,3 +1476,21 @@ def test_temporary_passwords_are_random_and_long_enough() -> None:
     for password in passwords:
         PasswordChange(password=password)  # passes the same rule as a chosen one
         assert not set(password) & set("01ilo")
+
+
+def test_integrative_sessions_are_recorded_on_the_day_they_happened(client: TestClient) -> None:
+    """A TCM practitioner enters Monday's needling or prescription on Wednesday: both forms carry a date."""
+    csrf = sign_in(client, "tcm")
+    page = client.get("/patients/demo-001").text
+    today = dt.date.today().isoformat()
+    for form_id in ("acu-date", "herbal-date"):
+        assert f'id="{form_id}" name="date" type="date" value="{today}"' in page, form_id
+    monday = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+    acupuncture = {"csrf_token": csrf, "date": monday, "points": ["LI4", "LR3"]}
+    assert client.post("/patients/demo-001/sessions/acupuncture", data=acupuncture).status_code == 303
+    herbal = {"csrf_token": csrf, "date": monday, "formula": "tian_ma_gou_teng_yin", "dose.Rhizoma Gastrodiae": "9"}
+    assert client.post("/patients/demo-001/sessions/herbal", data={**herbal, "duration_days": "14"}).status_code == 303
+    recorded = client.get("/api/v1/patients/demo-001/sessions").json()
+    assert sorted((s["details"]["kind"], s["date"]) for s in recorded) == [("acupuncture", monday), ("herbal", monday)]
+    refused = client.post("/patients/demo-001/sessions/acupuncture", data={**acupuncture, "date": "last monday"})
+    assert refused.status_code == 422 and "<strong>date</strong>" in refused.text
