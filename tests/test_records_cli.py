@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,22 @@ def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> Non
     with session_factory(engine)() as s:
         done = set(s.scalars(select(AuditEntry.action).where(AuditEntry.entity_id == "dr.n")))
     assert {"disable", "enable", "password", "revoke"} <= done
+
+    # A temporary password: HemiCare makes it, prints it once, and the account must choose its own.
+    both = runner.invoke(app, ["users", "password", "dr.n", "--temporary", "--password-stdin", "--db", clinic])
+    assert both.exit_code == 2 and "--temporary" in both.stderr
+    temporary = _run(clinic, "users", "password", "dr.n", "--temporary", "--by", "admin")
+    assert temporary.exit_code == 0, temporary.output
+    found = re.search(r"temporary password for dr.n: (\S+)", temporary.stdout)
+    assert found
+    with session_factory(engine)() as s:
+        from hemicare.users import service as user_service
+
+        assert user_service.authenticate(s, username="dr.n", password=found.group(1)) is not None
+        assert user_service.get(s, username="dr.n").must_change_password
+    assert "(temporary password)" in _run(clinic, "users", "list").stdout
+    ownself = _run(clinic, "users", "password", "dr.n", "--temporary", "--by", "dr.n")
+    assert ownself.exit_code == 4 and "your own password" in ownself.stderr  # not allowed, whoever asks
 
 
 def test_bad_session_file_exits_2(clinic: str, tmp_path: Path) -> None:

@@ -822,14 +822,34 @@ def users_enable(username: str, reason: ReasonOption, database: DbOption = None,
 def users_password(
     username: str,
     password_stdin: PasswordStdinOption = False,
+    temporary: Annotated[
+        bool,
+        typer.Option(
+            "--temporary",
+            help="Make a temporary password and print it once; they must choose their own at their next sign-in.",
+        ),
+    ] = False,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
-    """Set a user's password (asked for, or read from standard input); their web sessions end."""
+    """Set a user's password (asked for, or read from standard input), or give them a temporary one; their web
+    sessions end."""
     from hemicare.users import service as user_service
     from hemicare.users.schemas import PasswordChange
 
     def body() -> None:
+        if temporary:
+            if password_stdin:
+                raise InputError(
+                    [FieldProblem("--temporary", "HemiCare makes the password: leave out --password-stdin")]
+                )
+            with unit_of_work(database) as session:
+                password = user_service.reset_password(session, username=username, actor=actor(by))
+            typer.echo(f"temporary password for {username}: {password}")
+            typer.echo(
+                "it is shown only now; they choose their own at their next sign-in; their web sessions have ended"
+            )
+            return
         change = validate(PasswordChange, {"password": _read_password(password_stdin, "New password")})
         with unit_of_work(database) as session:
             user_service.set_password(session, username=username, change=change, actor=actor(by))
