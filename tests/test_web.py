@@ -991,14 +991,20 @@ def test_portal_tells_the_patient_what_is_due_now(client: TestClient, clinic: En
         patient = patient_service.get(s, code="demo-001")
         items = recall_service.due(s, kb=load_default(), today=today, horizon_days=120, patient_id=patient.id)
     assert any(item.due < today for item in items), items
+    assert any(item.overdue for item in items), items  # 40 weeks after a toxin session
+    # The printed plan says it in the same words (its own 90 days ahead).
+    printed = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
     for item in items:
         if item.due < today:
-            assert f"<strong>Due now:</strong> {item.what} (since {item.due})" in page
-            assert ("please book it with the clinic" in page) or not item.overdue
+            book = "; please book it with the clinic" if item.overdue else ""
+            assert f"<strong>Due now:</strong> {item.what} (since {item.due}){book}</div>" in page
+            assert f"- Due now: {item.what} (since {item.due}){book}" in printed
         elif item.due == today:
             assert f"<strong>Due today:</strong> {item.what}</div>" in page
+            assert f"- Due today: {item.what}" in printed
         else:
-            assert f"<div>{item.due}: {item.what}</div>" in page
+            assert f"<strong>{item.due}:</strong> {item.what}</div>" in page
+            assert f"- {item.due}: {item.what}" in printed or item.due > today + dt.timedelta(days=90)
 
 
 JSONISH = st.recursive(

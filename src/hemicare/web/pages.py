@@ -53,7 +53,7 @@ from hemicare.web.auth import (
     signed_in_user,
 )
 from hemicare.web.charts import Point, outcome_chart
-from hemicare.web.plain import plain_parts, things_to_know
+from hemicare.web.plain import due_words, plain_parts, things_to_know
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -866,7 +866,7 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         patient=patient,
         plain=plain,
         entries=entries,
-        due=due,
+        due=[due_words(item) for item in due],
         chart=chart,
         errors={},
         today=dt.date.today().isoformat(),

@@ -12,7 +12,7 @@ from fpdf import FPDF
 from hemicare.engine.plan import diagnosis_label
 from hemicare.plans.schemas import parts_of
 from hemicare.recalls.service import DueItem
-from hemicare.web.plain import PlainPart
+from hemicare.web.plain import PlainPart, due_words
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -99,8 +99,8 @@ def patient_plan_pdf(
     doc.heading("What happens next", 12)
     if not due:
         doc.para("Your care team will arrange your next visit.")
-    for entry in due:
-        doc.para(f"- {entry.due.isoformat()}: {entry.what}")
+    for label, text in map(due_words, due):
+        doc.para(f"- {label}: {text}")
     doc.para(
         "How sure are we? Injections and surgery rest on large studies; acupuncture and herbs rest on weak "
         "evidence and are used beside, not instead of, medical treatment. Ask your team about anything here.",

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hemicare.engine import KnowledgeBase
 from hemicare.plans.schemas import part_of
 
 if TYPE_CHECKING:
     from hemicare.plans.service import ReviewedPart
+    from hemicare.recalls.service import DueItem
 
 # What a patient is told of an item's status; items with other statuses are not listed for the patient.
 PATIENT_STATUS = {"recommended": "Suggested", "option": "To discuss"}
@@ -106,3 +107,20 @@ def things_to_know(reviewed: Mapping[str, ReviewedPart]) -> list[str]:
             if alert["severity"] in ("critical", "warning") and not alert["id"].startswith("unchecked:"):
                 messages[alert["message"]] = None
     return list(messages)
+
+
+class DueWords(NamedTuple):
+    label: str  # "Due now", "Due today" or the date
+    text: str
+
+
+def due_words(item: DueItem) -> DueWords:
+    """A recall as the patient reads it on their page and printed plan: one already past is due now, and once it is
+    overdue (past the clinic's grace period) they are asked to book it."""
+    when = item.due.isoformat()
+    if item.days_late > 0:
+        book = "; please book it with the clinic" if item.overdue else ""
+        return DueWords("Due now", f"{item.what} (since {when}){book}")
+    if item.days_late == 0:
+        return DueWords("Due today", item.what)
+    return DueWords(when, item.what)
