@@ -322,3 +322,24 @@ def test_reads_are_audited_with_the_reader(clinic: str, engine: Engine) -> None:
     with session_factory(engine)() as s:
         last = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).one()
     assert (last.actor, last.action, last.entity_id) == ("dr.reader", "read", "demo-001")
+
+
+@pytest.mark.parametrize(("weeks_ago", "said"), [(27, "7 days ago"), (40, "OVERDUE, 98 DAYS"), (26, "today")])
+def test_due_says_how_late_in_words(clinic: str, tmp_path: Path, weeks_ago: int, said: str) -> None:
+    """A toxin session with no recorded effect is due 26 weeks later; the clinic's grace period is 28 days."""
+    session_file = tmp_path / "toxin.yaml"
+    session = {
+        "date": (dt.date.today() - dt.timedelta(weeks=weeks_ago)).isoformat(),
+        "clinician": "Dr N",
+        "details": {
+            "kind": "toxin",
+            "product": "onabotulinumtoxinA",
+            "lot": "C77",
+            "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+        },
+    }
+    session_file.write_text(yaml.safe_dump(session))
+    assert _run(clinic, "sessions", "add", "demo-001", str(session_file)).exit_code == 0
+    (line,) = [line for line in _run(clinic, "due").stdout.splitlines() if "botulinum toxin session" in line]
+    due = dt.date.today() - dt.timedelta(weeks=weeks_ago - 26)
+    assert re.fullmatch(rf"{due}  {re.escape(said)} +demo-001 +botulinum toxin session \(.*\)", line), line

@@ -573,8 +573,9 @@ def due(
             _print([item.model_dump(mode="json") for item in items])
             return
         for item in items:
-            flag = "OVERDUE " if item.overdue else ""
-            typer.echo(f"{item.due.isoformat()}  {flag}{item.patient:<18} {item.what} ({item.detail})")
+            late = recall_service.lateness(item)
+            late = late.upper() if item.overdue else late
+            typer.echo(f"{item.due.isoformat()}  {late:<18} {item.patient:<18} {item.what} ({item.detail})")
         typer.echo(f"{len(items)} due, {sum(i.overdue for i in items)} overdue")
 
     run(body)

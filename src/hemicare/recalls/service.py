@@ -29,6 +29,17 @@ class DueItem(BaseModel):
     detail: str
 
 
+def lateness(item: DueItem) -> str:
+    """How late a recall is, in words for the clinic's lists: "overdue, 40 days", "11 days ago", "today", or nothing
+    while it is still to come."""
+    late = item.days_late
+    if item.overdue:
+        return f"overdue, {late} days"
+    if late > 0:
+        return f"{late} day{'s' if late != 1 else ''} ago"
+    return "today" if late == 0 else ""
+
+
 def _months(start: dt.date, months: int) -> dt.date:
     year, month = divmod(start.month - 1 + months, 12)
     day = min(start.day, 28)

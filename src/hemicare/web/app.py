@@ -27,6 +27,7 @@ from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from hemicare.recalls.service import lateness
 from hemicare.web.auth import PasswordChangeRequired, SignInRequired, signed_in_user
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
@@ -121,6 +122,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
+    app.state.templates.env.globals["lateness"] = lateness
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
