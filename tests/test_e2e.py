@@ -128,6 +128,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     for finding in ("tonic_spasm", "facial_weakness", "hearing_loss", "facial_numbness", "other_cranial_nerve_deficit"):
         page.select_option(f"#f-findings\\.{finding}", "no")
     page.select_option("#f-findings\\.babinski2_sign", "yes")
+    page.select_option("#f-side", "left")
     page.select_option("#f-imaging\\.mri", "done")
     page.select_option("#f-imaging\\.neurovascular_compression", "yes")
     page.select_option("#f-imaging\\.structural_lesion", "no")

@@ -1500,3 +1500,26 @@ def test_integrative_sessions_are_recorded_on_the_day_they_happened(client: Test
     assert sorted((s["details"]["kind"], s["date"]) for s in recorded) == [("acupuncture", monday), ("herbal", monday)]
     refused = client.post("/patients/demo-001/sessions/acupuncture", data={**acupuncture, "date": "last monday"})
     assert refused.status_code == 422 and "<strong>date</strong>" in refused.text
+
+
+def test_sex_and_side_are_chosen_never_assumed(client: TestClient) -> None:
+    """A new patient's sex and the side of their spasm start blank: a form left as it opened would otherwise record
+    'female' and 'left' (and plan toxin for the left face)."""
+    csrf = sign_in(client, "neuro")
+    blank = client.get("/patients/new").text
+    assert (
+        '<option value="">choose</option>' in blank
+        and "selected" not in blank.split('id="sex"')[1].split("</select>")[0]
+    )
+    refused = client.post("/patients/new", data={"csrf_token": csrf, "code": "new-001", "name": "New One", "sex": ""})
+    assert refused.status_code == 422
+    assert 'id="error-sex">is required</div>' in refused.text
+    made = client.post("/patients/new", data={"csrf_token": csrf, "code": "new-001", "name": "New One", "sex": "male"})
+    assert made.status_code == 303
+    form = client.get("/patients/new-001/assessment").text
+    side = form.split('id="f-side"')[1].split("</select>")[0]
+    assert '<option value="">choose</option>' in side and "selected" not in side
+    assert 'value="male" selected' in form.split('id="f-sex"')[1].split("</select>")[0]  # from the record
+    answers = {"csrf_token": csrf, "age": "60", "sex": "male", "duration_months": "12", "regions": "periocular"}
+    unsided = client.post("/patients/new-001/assessment", data={**answers, "imaging.mri": "not_done"})
+    assert unsided.status_code == 422 and 'id="error-side"' in unsided.text
