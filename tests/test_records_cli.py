@@ -63,26 +63,20 @@ def test_commands_refuse_an_unmigrated_database(db_url: str) -> None:
     assert result.exit_code == 2 and "run `hemicare db upgrade`" in result.stderr
 
 
+def _toxin_file(folder: Path, date: str) -> str:
+    """A session file for one toxin session on ``date``: 2.5 U at one site."""
+    path = folder / "toxin.yaml"
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "C77", "sites": [site]}
+    path.write_text(yaml.safe_dump({"date": date, "clinician": "Dr N", "details": details}))
+    return str(path)
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output
     assert "plan version 1" in result.stderr
-    session_file = tmp_path / "toxin.yaml"
-    session_file.write_text(
-        yaml.safe_dump(
-            {
-                "date": "2026-01-05",
-                "clinician": "Dr N",
-                "details": {
-                    "kind": "toxin",
-                    "product": "onabotulinumtoxinA",
-                    "lot": "C77",
-                    "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
-                },
-            }
-        )
-    )
-    assert _run(clinic, "sessions", "add", "demo-001", str(session_file)).exit_code == 0
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, "2026-01-05")).exit_code == 0
     session_id = str(json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)[0]["id"])
     wrong_kind = _run(clinic, "sessions", "outcome", "demo-001", session_id, "--result", "cured")
     assert wrong_kind.exit_code == 2 and "field `result`: does not apply to a toxin session" in wrong_kind.stderr
@@ -327,19 +321,8 @@ def test_reads_are_audited_with_the_reader(clinic: str, engine: Engine) -> None:
 @pytest.mark.parametrize(("weeks_ago", "said"), [(27, "7 days ago"), (40, "OVERDUE, 98 DAYS"), (26, "today")])
 def test_due_says_how_late_in_words(clinic: str, tmp_path: Path, weeks_ago: int, said: str) -> None:
     """A toxin session with no recorded effect is due 26 weeks later; the clinic's grace period is 28 days."""
-    session_file = tmp_path / "toxin.yaml"
-    session = {
-        "date": (dt.date.today() - dt.timedelta(weeks=weeks_ago)).isoformat(),
-        "clinician": "Dr N",
-        "details": {
-            "kind": "toxin",
-            "product": "onabotulinumtoxinA",
-            "lot": "C77",
-            "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
-        },
-    }
-    session_file.write_text(yaml.safe_dump(session))
-    assert _run(clinic, "sessions", "add", "demo-001", str(session_file)).exit_code == 0
+    given = (dt.date.today() - dt.timedelta(weeks=weeks_ago)).isoformat()
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, given)).exit_code == 0
     (line,) = [line for line in _run(clinic, "due").stdout.splitlines() if "botulinum toxin session" in line]
     due = dt.date.today() - dt.timedelta(weeks=weeks_ago - 26)
     assert re.fullmatch(rf"{due}  {re.escape(said)} +demo-001 +botulinum toxin session \(.*\)", line), line
