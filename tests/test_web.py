@@ -1523,3 +1523,34 @@ def test_sex_and_side_are_chosen_never_assumed(client: TestClient) -> None:
     answers = {"csrf_token": csrf, "age": "60", "sex": "male", "duration_months": "12", "regions": "periocular"}
     unsided = client.post("/patients/new-001/assessment", data={**answers, "imaging.mri": "not_done"})
     assert unsided.status_code == 422 and 'id="error-side"' in unsided.text
+
+
+def _red_flag_page(client: TestClient, clinic: Engine) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The clinician's page of a patient with red flags (the work-up first, treatments deferred), and its plan's
+    details by item."""
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    kb = load_default()
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="rf-002", name="Red Flag", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-002-red-flags.yaml") | {"id": "rf-002"}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan_service.generate(s, patient=patient, kb=kb, actor="t", today=dt.date.today())
+    sign_in(client, "neuro")
+    plan = client.get("/api/v1/patients/rf-002/plan").json()["plan"]
+    return client.get("/patients/rf-002").text, {rec["id"]: rec for rec in plan["recommendations"]}
+
+
+def test_deferred_items_show_their_figures_but_not_how_to_deliver_them(client: TestClient, clinic: Engine) -> None:
+    """As the text plan does: a deferred item is weighed (figures, how to judge it, its safety rules), not delivered
+    (no points, technique or dose plan until the work-up is done)."""
+    page, recs = _red_flag_page(client, clinic)
+    assert recs["mvd"]["status"] == recs["acupuncture"]["status"] == "deferred"
+    mvd = _rec_card(page, "mvd")
+    assert "Figures (" in mvd and recs["mvd"]["details"]["judging_the_result"] in mvd
+    acupuncture = _rec_card(page, "acupuncture")
+    assert "Figures (" in acupuncture and "Technique:" not in acupuncture and "Point choice:" not in acupuncture
+    toxin = _rec_card(page, "botulinum_toxin")
+    assert "Warning: " in toxin and "Dose caps and sites to avoid" not in toxin
+    assert "HLA-B*15:02" in _rec_card(page, "medication:carbamazepine")

@@ -10,6 +10,10 @@ from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_la
 
 _WIDTH = 100
 _CERTAINTY = {"high": "HIGH", "moderate": "MODERATE", "low": "LOW", "very_low": "VERY LOW"}
+# Which details of an item show by its status, here and on the clinician's page (web/templates/_details.html): how to
+# deliver it for items that may be given; the figures and how to judge the result for deferred ones too.
+DELIVERED = ("recommended", "option")
+WEIGHED = (*DELIVERED, "deferred")
 
 
 def _wrap(text: str, indent: str = "  ", first: str | None = None) -> list[str]:
@@ -49,10 +53,11 @@ def _details(rec: Recommendation) -> list[str]:
     if details.get("excluded_in_series"):
         excluded = ", ".join(details["excluded_in_series"])
         out += _wrap(f"Excluded from the published series: {excluded}", "      ", "    ")
-    if details.get("judging_the_result") and rec.status.value in ("recommended", "option", "deferred"):
+    if details.get("judging_the_result") and rec.status.value in WEIGHED:
         out += _wrap(f"Judging the result: {details['judging_the_result']}", "      ", "    ")
     programme = details.get("programme")
-    if programme and rec.status.value in ("recommended", "option"):
+    shown = rec.status.value in DELIVERED
+    if programme and shown:
         out.append(f"    Dose plan ({programme['brand']}, {programme['product']}):")
         for site in programme["sites"]:
             note = f"  ({site['note']})" if site.get("note") else ""
@@ -62,7 +67,6 @@ def _details(rec: Recommendation) -> list[str]:
             out += _wrap(f"Avoid: {zone['label']}. {zone['reason']}", "        ", "      ")
         out.append("    Caps:")
         out += _figure_lines(programme["caps"], "      ")
-    shown = rec.status.value in ("recommended", "option")
     if shown and details.get("points"):
         out.append("    Points (WHO code, pinyin, Chinese, role):")
         for point in details["points"]:
@@ -95,7 +99,7 @@ def _details(rec: Recommendation) -> list[str]:
         for item in details["items"]:
             certainty = _CERTAINTY[item["evidence"]["certainty"]]
             out += _wrap(f"- {item['text']} [{item['origin']}; {certainty}]", "        ", "      ")
-    if rec.status.value in ("recommended", "option", "deferred"):
+    if rec.status.value in WEIGHED:
         if details.get("figures"):
             out.append("    Figures:")
             out += _figure_lines(details["figures"], "      ")

@@ -25,6 +25,7 @@ from hemicare import __version__
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.plan import diagnosis_label
+from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.recalls.service import lateness
@@ -123,6 +124,8 @@ def create_app(
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
     app.state.templates.env.globals["lateness"] = lateness
+    app.state.templates.env.globals["delivered"] = DELIVERED
+    app.state.templates.env.globals["weighed"] = WEIGHED
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
