@@ -41,7 +41,8 @@ def test_plan_text_reads_for_a_clinician() -> None:
 
 def test_plan_text_carries_warnings_and_safety_rules() -> None:
     """The boxed warning, how to judge MVD, a medicine's dose and safety rules (even when not recommended: it may
-    still be prescribed), taken from the JSON plan of the same patient."""
+    still be prescribed) and the MRI work-up's sequences, timing and caution, taken from the JSON plan of the same
+    patient."""
     path = str(EXAMPLES / "demo-001.yaml")
     plan = json.loads(runner.invoke(app, ["plan", path]).stdout)
     text = " ".join(runner.invoke(app, ["plan", path, "--format", "text"]).stdout.split())
@@ -52,6 +53,11 @@ def test_plan_text_carries_warnings_and_safety_rules() -> None:
     assert f"Dose: {carbamazepine['dose']}" in text
     assert all(f"Safety: {line}" in text for line in carbamazepine["safety"])
     assert "Excluded from the published series: " + ", ".join(details["rf_ablation"]["excluded_in_series"]) in text
+    red_flags = str(EXAMPLES / "demo-002-red-flags.yaml")
+    workup = json.loads(runner.invoke(app, ["plan", red_flags]).stdout)["recommendations"][0]["details"]
+    text = " ".join(runner.invoke(app, ["plan", red_flags, "--format", "text"]).stdout.split())
+    assert all(f"- {q['name']}: {q['purpose']}" in text for q in workup["sequences"])
+    assert f"Timing: {workup['timing']}" in text and f"Caution: {workup['caution']}" in text
 
 
 def test_bad_input_exits_2_naming_each_field(tmp_path: Path) -> None:

@@ -1554,3 +1554,11 @@ def test_deferred_items_show_their_figures_but_not_how_to_deliver_them(client: T
     toxin = _rec_card(page, "botulinum_toxin")
     assert "Warning: " in toxin and "Dose caps and sites to avoid" not in toxin
     assert "HLA-B*15:02" in _rec_card(page, "medication:carbamazepine")
+
+
+def test_the_work_up_says_which_sequences_when_and_what_imaging_cannot_tell(client: TestClient, clinic: Engine) -> None:
+    page, recs = _red_flag_page(client, clinic)
+    details = recs["mri_workup"]["details"]
+    card = _rec_card(page, "mri_workup")
+    assert all(f"{q['name']}: {q['purpose']}" in card for q in details["sequences"])
+    assert f"Timing: {details['timing']}" in card and f"Caution: {details['caution']}" in card

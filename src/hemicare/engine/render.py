@@ -57,6 +57,14 @@ def _details(rec: Recommendation) -> list[str]:
         out += _wrap(f"Judging the result: {details['judging_the_result']}", "      ", "    ")
     programme = details.get("programme")
     shown = rec.status.value in DELIVERED
+    if shown and details.get("sequences"):
+        out.append("    Sequences:")
+        for sequence in details["sequences"]:
+            out += _wrap(f"- {sequence['name']}: {sequence['purpose']}", "        ", "      ")
+    if shown and details.get("timing"):
+        out += _wrap(f"Timing: {details['timing']}", "      ", "    ")
+    if details.get("caution") and rec.status.value in WEIGHED:
+        out += _wrap(f"Caution: {details['caution']}", "      ", "    ")
     if programme and shown:
         out.append(f"    Dose plan ({programme['brand']}, {programme['product']}):")
         for site in programme["sites"]:
