@@ -41,7 +41,7 @@ def test_plan_text_reads_for_a_clinician() -> None:
 
 def test_plan_text_carries_warnings_and_safety_rules() -> None:
     """The boxed warning, how to judge MVD, a medicine's dose and safety rules (even when not recommended: it may
-    still be prescribed) and the MRI work-up's sequences, timing and caution, taken from the JSON plan of the same
+    still be prescribed) and the MRI work-up's sequences, timing and caution, each taken from the JSON plan of the same
     patient."""
     path = str(EXAMPLES / "demo-001.yaml")
     plan = json.loads(runner.invoke(app, ["plan", path]).stdout)
@@ -154,3 +154,33 @@ def test_plan_command_starts_without_the_database_layer() -> None:
     assert done.returncode == 0, done.stderr
     assert "RECOMMENDATIONS" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "imported: none"
+
+
+# Every key an item's details can carry, and where a clinician reads it. A key a plan starts to carry fails the test
+# below until someone decides how the text plan and the clinician's page (web/templates/_details.html) show it.
+SHOWN_DETAILS = {
+    "caution", "cautions", "chinese", "course", "dose", "english", "excluded_in_series", "figures", "formula",
+    "formula_evidence", "ingredients", "items", "judging_the_result", "other_formulas", "other_ingredients",
+    "personal_figures", "pinyin", "points", "points_evidence", "preparation", "programme", "review", "safety",
+    "sequences", "source", "stimulation", "technique", "timing", "warning",
+}  # fmt: skip
+# Carried for machines or said in the rationale instead: billing codes; the patient's refusal and the safety rules'
+# removals, each of which adds a rationale line.
+NOT_SHOWN_AS_DETAILS = {"codes", "declined_by_patient", "removed_herbs", "removed_points"}
+
+
+def test_every_detail_a_plan_carries_has_a_decided_place() -> None:
+    import datetime as dt
+
+    from hemicare.engine import build_plan, validate_assessment
+    from hemicare.synthetic import cohort
+
+    kb, today = load_default(), dt.date(2026, 11, 26)
+    seen = {
+        key
+        for raw in cohort(600, kb, today=today)
+        for rec in build_plan(validate_assessment(raw), kb, today=today).recommendations
+        for key in rec.details
+    }
+    assert seen - SHOWN_DETAILS - NOT_SHOWN_AS_DETAILS == set()
+    assert {"sequences", "warning", "safety", "items"} <= seen  # the cohort reaches the kinds of item that carry them
