@@ -165,15 +165,24 @@ PastDate = Annotated[dt.date, AfterValidator(_not_in_future)]
 class Findings(Strict):
     """Examination findings; an omitted finding is unknown, which is not the same as absent."""
 
-    tonic_spasm: bool | None = None
-    facial_weakness: bool | None = None
-    hearing_loss: bool | None = None
-    facial_numbness: bool | None = None
-    other_cranial_nerve_deficit: bool | None = None
-    babinski2_sign: bool | None = None
-    bilateral_synchronous: bool | None = None
-    present_during_sleep: bool | None = None
-    facial_skin_infection: bool | None = None
+    tonic_spasm: bool | None = Field(default=None, title="Tonic spasm")
+    facial_weakness: bool | None = Field(default=None, title="Facial weakness")
+    hearing_loss: bool | None = Field(default=None, title="Hearing loss")
+    facial_numbness: bool | None = Field(default=None, title="Facial numbness")
+    other_cranial_nerve_deficit: bool | None = Field(default=None, title="Other cranial-nerve deficit")
+    babinski2_sign: bool | None = Field(default=None, title="Babinski-2 sign")
+    bilateral_synchronous: bool | None = Field(default=None, title="Bilateral synchronous")
+    present_during_sleep: bool | None = Field(default=None, title="Present during sleep")
+    facial_skin_infection: bool | None = Field(default=None, title="Skin infection on the face")
+
+
+def yes_no_labels(model: type[BaseModel]) -> dict[str, str]:
+    """The yes/no/unknown questions of a part of the assessment by field name, with the label a clinician reads."""
+    return {
+        name: field.title or name.replace("_", " ")
+        for name, field in model.model_fields.items()
+        if field.annotation == (bool | None)
+    }
 
 
 class PriorMvd(Strict):
@@ -204,9 +213,9 @@ class ToxinSession(Strict):
 
 
 class History(Strict):
-    bells_palsy: bool | None = None
-    facial_nerve_injury: bool | None = None
-    multiple_sclerosis: bool | None = None
+    bells_palsy: bool | None = Field(default=None, title="Bell palsy")
+    facial_nerve_injury: bool | None = Field(default=None, title="Facial-nerve injury")
+    multiple_sclerosis: bool | None = Field(default=None, title="Multiple sclerosis")
     prior_mvd: PriorMvd | None = None
     botulinum_sessions: list[ToxinSession] = []
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hemicare import __version__
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
+from hemicare.engine.assessment import Findings, History, yes_no_labels
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
@@ -126,6 +127,8 @@ def create_app(
     app.state.templates.env.globals["lateness"] = lateness
     app.state.templates.env.globals["delivered"] = DELIVERED
     app.state.templates.env.globals["weighed"] = WEIGHED
+    app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
+    app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
