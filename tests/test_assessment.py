@@ -167,3 +167,45 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
 def test_unknown_medication_is_kept(patient: Any) -> None:
     assessment = validate_assessment(patient(medications=["Zorblax 10 mg"]))
     assert assessment.medications == ["Zorblax 10 mg"]
+
+
+def test_the_assessment_in_words_keeps_not_recorded_apart_from_absent() -> None:
+    from hemicare.engine.render import describe_assessment
+
+    base = {"id": "p1", "age": 34, "sex": "female", "side": "right", "duration_months": 5, "regions": ["periocular"]}
+    bare = describe_assessment(validate_assessment(base))
+    assert bare[0] == "34-year-old female: right-sided spasm for 5 months; regions: periocular."
+    assert "Examination findings: none recorded." in bare and "History: none recorded." in bare
+    assert not any("absent" in line or "Preferences" in line or "TCM" in line for line in bare)
+    assert "MRI: not done." in bare and "Pregnant." not in bare
+    full = describe_assessment(
+        validate_assessment(
+            base
+            | {
+                "pregnant": True,
+                "onset_site": "lower_face",
+                "regions": ["periocular", "mouth"],
+                "findings": {"hearing_loss": True, "facial_weakness": False},
+                "history": {
+                    "bells_palsy": False,
+                    "prior_mvd": {"date": "2020-03-01", "result": "recurred"},
+                    "botulinum_sessions": [
+                        {"date": "2025-01-02", "product": "incobotulinumtoxinA", "total_units": 10, "effect_weeks": 9}
+                    ],
+                },
+                "imaging": {"mri": "done", "neurovascular_compression": False},
+                "preferences": {"avoid_needles": True},
+                "tcm": {"tongue": {"coating": "white_greasy"}, "pulse": ["slippery"]},
+            }
+        )
+    )
+    assert full[0].endswith("for 5 months, starting in the lower face; regions: periocular, mouth.")
+    # Only what was answered "no" is absent; tonic spasm, never asked, is in neither list.
+    assert "Examination findings: Hearing loss. Recorded as absent: Facial weakness." in full
+    assert (
+        "History: MVD on 2020-03-01 (recurred), toxin on 2025-01-02 (incobotulinumtoxinA 10 U, effect 9 weeks). "
+        "Recorded as absent: Bell palsy." in full
+    )
+    assert "MRI done: neurovascular compression no; structural lesion not recorded." in full
+    assert "Pregnant." in full and "Preferences: avoids needles." in full
+    assert "TCM findings: coating white greasy; pulse slippery." in full

@@ -181,6 +181,17 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     assert page.evaluate("document.documentElement.scrollWidth") <= 768
     page.set_viewport_size({"width": 1280, "height": 900})
 
+    # A referral letter to neurosurgery with a question: the form opens the PDF beside the patient's page.
+    page.click("#referral summary")
+    page.select_option("#referral-to", "neurosurgery")
+    page.fill("#referral-question", "Would you consider MVD?")
+    letter = page.context.expect_event("response", lambda response: response.url.endswith("/referral.pdf"))
+    with page.expect_popup() as opened, letter as answered:
+        page.click("#make-referral")
+    assert opened.value.url.endswith("/patients/e2e-001/referral.pdf")
+    assert answered.value.status == 200 and answered.value.headers["content-type"] == "application/pdf"
+    opened.value.close()
+
     page.click("text=API")  # the API reference: drawn by the server, no outside files (the console check below)
     expect(page.locator("h1")).to_contain_text("HemiCare API")
     expect(page.locator("#schema-Assessment")).to_be_visible()

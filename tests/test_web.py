@@ -28,6 +28,8 @@ from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls import service as recall_service
+from hemicare.sessions import service as session_service
+from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
 from hemicare.users.schemas import UserCreate
 from hemicare.web import create_app
@@ -509,7 +511,7 @@ def test_pdfs(client: TestClient) -> None:
     assert "Primary HFS likely: " in referral
     assert f"Recommended: {mvd.name} (conventional). Evidence: moderate certainty [" in referral
     assert f"Not recommended: {kb.treatments['medication:carbamazepine'].name} (conventional)." in referral
-    assert "))" not in referral
+    assert "))" not in referral, referral[max(0, referral.find("))") - 200) :][:260]
     assert "TCM pattern Best fit: " in referral
     assert client.get("/patients/demo-001/plan.pdf?kind=poster").status_code == 422
 
@@ -531,6 +533,102 @@ def test_the_referral_prints_chinese_names_when_a_chinese_font_is_installed(
     assert "Liver yang rising" in referral
     assert bool(re.search("[\u4e00-\u9fff]", referral)) == (fonts == "installed")
     assert not re.search(r"\(\s*/?\s*\)", referral), "a bracket emptied of its Chinese names"
+
+
+def _referral(client: TestClient, csrf: str, **form: str) -> Any:
+    return client.post("/patients/demo-001/referral.pdf", data={"csrf_token": csrf, **form})
+
+
+def test_a_referral_goes_to_the_chosen_specialty_with_the_question_and_the_record(
+    client: TestClient, clinic: Engine
+) -> None:
+    csrf = sign_in(client, "neuro")
+    today = dt.date.today()
+    sessions = [
+        {
+            "kind": "toxin",
+            "product": "onabotulinumtoxinA",
+            "lot": "L77",
+            "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+            "effect_weeks": 11,
+            "adverse_effects": ["ptosis"],
+        },
+        {
+            "kind": "herbal",
+            "formula": "tian_ma_gou_teng_yin",
+            "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}],
+            "duration_days": 14,
+        },
+    ]
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        for days_ago, details in zip((120, 30), sessions, strict=True):
+            data = {"date": (today - dt.timedelta(days=days_ago)).isoformat(), "clinician": "N", "details": details}
+            session_service.record(
+                s, patient=patient, data=SessionCreate.model_validate(data), kb=load_default(), actor="setup"
+            )
+    question = "Toxin lasts 11 weeks with ptosis each time; would you consider MVD?"
+    letter = _referral(client, csrf, to="neurosurgery", question=question)
+    assert letter.status_code == 200 and letter.headers["content-type"] == "application/pdf"
+    text = _pdf_text(letter.content)
+    assert text.startswith("Referral to neurosurgery: Mei Lin Patient: Mei Lin (demo-001, female).")
+    assert f"Question {question}" in text
+    # The assessment in words, with what was recorded as absent (not recorded is not absent).
+    assert "52-year-old female: left-sided spasm for 36 months" in text
+    assert "Recorded as absent: Tonic spasm, Facial weakness, Hearing loss" in text
+    assert "MRI done: neurovascular compression yes (aica); structural lesion no." in text
+    # The treatment so far, newest first, in the words of the patient page; the formula by its name.
+    treated = text.index("Treatment so far")
+    herbal = text.index("herbal by N: Tian Ma Gou Teng Yin: Rhizoma Gastrodiae 9 g, 14 days.", treated)
+    toxin = text.index("toxin by N: onabotulinumtoxinA 2.5 U, lot L77. Outcome: effect 11 weeks; ptosis.", treated)
+    assert herbal < toxin
+    assert "Mean toxin effect: 11 weeks." in text
+    # The receiving specialty's part in full (the dose plan of the conventional toxin item); the sender's brief.
+    assert "Dose plan (Botox, onabotulinumtoxinA):" in text and "Points (WHO code" not in text
+    tcm = _pdf_text(_referral(client, csrf, to="tcm").content)
+    assert tcm.startswith("Referral to Traditional Chinese Medicine: Mei Lin")
+    assert "Points (WHO code, pinyin, Chinese, role):" in tcm and "Dose plan (" not in tcm
+    assert "Question" not in tcm.split("Sign-off")[0]  # no question asked, no empty heading
+    assert "acupuncture and herbs for HFS rest on low or very-low certainty evidence" in tcm
+    with session_factory(clinic)() as s:
+        exports = s.scalars(select(AuditEntry).where(AuditEntry.action == "export")).all()
+    assert [entry.detail for entry in exports][-2:] == [
+        {"as": "pdf:referral", "to": "neurosurgery"},
+        {"as": "pdf:referral", "to": "Traditional Chinese Medicine"},
+    ]
+    assert question not in str([entry.detail for entry in exports])  # the question is the letter's, not the trail's
+
+
+@pytest.mark.parametrize(
+    ("user", "form", "status", "field"),
+    [
+        ("neuro", {"to": "neurology"}, 422, "to"),  # a neurologist refers to the other specialties
+        ("tcm", {"to": "tcm"}, 422, "to"),
+        ("neuro", {"to": "cardiology"}, 422, "to"),
+        ("neuro", {"to": "tcm", "question": "x" * 2001}, 422, "question"),
+        ("surgeon", {"to": "neurosurgery"}, 422, "to"),
+        ("patient1", {"to": "tcm"}, 403, None),
+        ("admin", {"to": "tcm"}, 403, None),
+    ],
+)
+def test_a_referral_refuses_what_it_cannot_send(
+    client: TestClient, clinic: Engine, user: str, form: dict[str, str], status: int, field: str | None
+) -> None:
+    csrf = sign_in(client, user)
+    response = _referral(client, csrf, **form)
+    assert response.status_code == status, response.text[:300]
+    if field is not None:
+        assert f"<strong>{field}</strong>" in response.text
+    with session_factory(clinic)() as s:
+        assert not s.scalars(select(AuditEntry).where(AuditEntry.action == "export")).all()
+
+
+def test_a_referral_needs_the_form_token(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    assert _referral(client, "forged", to="tcm").status_code == 403
+    assert client.get("/patients/demo-001/plan.pdf?kind=referral&to=cardiology").status_code == 422
+    plain = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=referral&to=neurosurgery").content)
+    assert plain.startswith("Referral to neurosurgery:")
 
 
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:

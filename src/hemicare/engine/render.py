@@ -6,6 +6,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
+from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, yes_no_labels
 from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label
 
 _WIDTH = 100
@@ -34,13 +35,15 @@ def _figure_lines(figures: list[dict[str, Any]], indent: str) -> list[str]:
     lines: list[str] = []
     for fig in figures:
         refs = ", ".join(fig["evidence"]["references"])
-        lines += _wrap(f"- {fig['label']}: {fig['text']} ({fig['population']}) [{refs}]", indent + "  ", indent)
+        # The population is said after the figure, not in brackets: many carry brackets of their own.
+        lines += _wrap(f"- {fig['label']}: {fig['text']}. Basis: {fig['population']} [{refs}]", indent + "  ", indent)
         if fig["evidence"].get("note"):
             lines += _wrap(f"Note: {fig['evidence']['note']}", indent + "  ")
     return lines
 
 
-def _details(rec: Recommendation) -> list[str]:
+def detail_lines(rec: Recommendation) -> list[str]:
+    """An item's details as indented text lines (the text plan; the referral letter prints them as they are)."""
     out: list[str] = []
     details = rec.details
     # Safety, dose and exclusions whatever the status: a clinician may still choose the item.
@@ -115,6 +118,86 @@ def _details(rec: Recommendation) -> list[str]:
             out.append("    Figures for this patient:")
             out += _figure_lines(details["personal_figures"], "      ")
     return out
+
+
+def _words(values: list[str]) -> str:
+    return ", ".join(value.replace("_", " ") for value in values)
+
+
+def _present_absent(title: str, values: object, labels: dict[str, str], more: list[str] | None = None) -> str:
+    present = [label for name, label in labels.items() if getattr(values, name) is True] + (more or [])
+    absent = [label for name, label in labels.items() if getattr(values, name) is False]
+    return f"{title}: {', '.join(present) or 'none recorded'}." + (
+        f" Recorded as absent: {', '.join(absent)}." if absent else ""
+    )
+
+
+def describe_assessment(assessment: Assessment) -> list[str]:
+    """The assessment in sentences for a colleague (the referral letter): what was found, and what was recorded as
+    absent, so that "not recorded" is never read as "no"."""
+    a = assessment
+    onset = {"periocular": ", starting around the eye", "lower_face": ", starting in the lower face", None: ""}
+    side = "bilateral" if a.side.value == "bilateral" else f"{a.side.value}-sided"
+    lines = [
+        f"{a.age}-year-old {a.sex.value}: {side} spasm for {a.duration_months} months"
+        f"{onset[a.onset_site.value if a.onset_site else None]}; regions: {_words(list(a.regions))}.",
+        _present_absent("Examination findings", a.findings, yes_no_labels(Findings)),
+    ]
+    earlier = []
+    if a.history.prior_mvd:
+        earlier.append(f"MVD on {a.history.prior_mvd.date.isoformat()} ({a.history.prior_mvd.result.value})")
+    for toxin in a.history.botulinum_sessions:
+        effect = f", effect {toxin.effect_weeks:g} weeks" if toxin.effect_weeks is not None else ""
+        harms = f", {', '.join(toxin.adverse_effects)}" if toxin.adverse_effects else ""
+        earlier.append(
+            f"toxin on {toxin.date.isoformat()} ({toxin.product.value} {toxin.total_units:g} U{effect}{harms})"
+        )
+    lines.append(_present_absent("History", a.history, yes_no_labels(History), earlier))
+    imaging = a.imaging
+    if imaging.mri is MriStatus.DONE:
+        said = {True: "yes", False: "no", None: "not recorded"}
+        vessel = f" ({imaging.offending_vessel.value})" if imaging.offending_vessel else ""
+        lines.append(
+            f"MRI done: neurovascular compression {said[imaging.neurovascular_compression]}{vessel}; structural "
+            f"lesion {said[imaging.structural_lesion]}."
+        )
+    else:
+        lines.append(f"MRI: {imaging.mri.value.replace('_', ' ')}.")
+    lines.append(
+        f"Medicines: {', '.join(a.medications) or 'none recorded'}; herbal medicines taken: "
+        f"{', '.join(a.herbs) or 'none recorded'}; allergies: {', '.join(a.allergies) or 'none recorded'}; "
+        f"comorbidities: {', '.join(a.comorbidities) or 'none recorded'}"
+        + (f"; ASA class {a.anaesthesia_risk_asa}" if a.anaesthesia_risk_asa else "")
+        + "."
+    )
+    states = [state for state, on in (("pregnant", a.pregnant), ("breastfeeding", a.breastfeeding)) if on]
+    if states:
+        lines.append(f"{' and '.join(states).capitalize()}.")
+    ancestry = f" (ancestry: {_words(a.ancestry)})" if a.ancestry else ""
+    lines.append(f"HLA-B*15:02: {a.hla_b1502.value}{ancestry}.")
+    wishes = [
+        wish
+        for wish, on in (
+            ("wants a definitive treatment", a.preferences.wants_definitive_treatment),
+            ("wants integrative care", a.preferences.integrative_care),
+            ("avoids surgery", a.preferences.avoid_surgery),
+            ("avoids injections", a.preferences.avoid_injections),
+            ("avoids needles", a.preferences.avoid_needles),
+        )
+        if on
+    ]
+    if wishes:
+        lines.append(f"Preferences: {', '.join(wishes)}.")
+    tongue = a.tcm.tongue
+    tcm = [
+        *([f"tongue {tongue.body.value.replace('_', ' ')}"] if tongue.body else []),
+        *([f"coating {tongue.coating.value.replace('_', ' ')}"] if tongue.coating else []),
+        *([f"pulse {_words(list(a.tcm.pulse))}"] if a.tcm.pulse else []),
+        *([_words(list(a.tcm.findings))] if a.tcm.findings else []),
+    ]
+    if tcm:
+        lines.append(f"TCM findings: {'; '.join(tcm)}.")
+    return lines
 
 
 def render_decision_aid(plan: Plan) -> str:
@@ -229,7 +312,7 @@ def render_text(plan: Plan, *, names: Mapping[str, str] | None = None) -> str:
         for reason in rec.rationale:
             out += _wrap(f"- {reason}", "      ", "    ")
         out += _evidence(rec.evidence, "    ")
-        out += _details(rec)
+        out += detail_lines(rec)
     if plan.schedule:
         out += ["", "SCHEDULE"]
         for item in plan.schedule:

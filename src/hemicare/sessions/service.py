@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -145,3 +147,30 @@ def record_outcome(
         detail={"patient": patient.code, "kind": row.kind, "changes": changes},
     )
     return row
+
+
+def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, str] | None = None) -> str:
+    """What was given in a session, in one line: the treatment history on the patient's page and in the referral.
+
+    ``formula_names`` names a prescription's formula by its id (pinyin); an id without one is shown as it is.
+    """
+    if kind == "toxin":
+        return f"{data['product']} {data['total_units']:g} U, lot {data['lot']}"
+    if kind == "acupuncture":
+        said = ", ".join(data["points"]) + (" (EA)" if data.get("electro") else "")
+        return said + (f"; {data['notes']}" if data.get("notes") else "")
+    if kind == "herbal":
+        herbs = ", ".join(f"{herb['latin']} {herb['dose_g']:g} g" for herb in data["herbs"])
+        formula = f"{(formula_names or {}).get(data['formula'], data['formula'])}: " if data.get("formula") else ""
+        return f"{formula}{herbs}, {data['duration_days']} days"
+    return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "")
+
+
+def outcome_words(kind: str, data: Mapping[str, Any]) -> str:
+    """What came of a session, as far as it has been recorded ("" when nothing has)."""
+    if kind == "toxin":
+        effect = f"effect {data['effect_weeks']:g} weeks" if data.get("effect_weeks") else ""
+        return "; ".join(filter(None, [effect, ", ".join(data.get("adverse_effects") or [])]))
+    if kind == "mvd":
+        return str(data.get("result") or "")
+    return ""

@@ -14,6 +14,7 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
@@ -54,6 +55,7 @@ from hemicare.web.auth import (
 )
 from hemicare.web.charts import Point, outcome_chart
 from hemicare.web.plain import due_words, plain_parts, things_to_know
+from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -540,10 +542,7 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
         except NotFoundError:
             assessment = None
         found = outcome_service.records(session, patient=patient)
-        history = [
-            {"id": row.id, "kind": row.kind, "date": row.date, "clinician": row.clinician, "data": row.data}
-            for row in found.sessions
-        ]
+        history = _history(found, kb)
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
         chart = _chart(found, patient, kb)
@@ -569,9 +568,29 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
+            "referral_targets": referral_targets(user.role),
+            "specialty_names": SPECIALTY_NAMES,
+            "question_max": QUESTION_MAX,
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, **context)
+
+
+def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
+    """The patient's treatment sessions, oldest first, each with what was given and what came of it in words."""
+    formula_names = {formula.id: formula.pinyin for formula in kb.formulas.values()}
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "date": row.date,
+            "clinician": row.clinician,
+            "data": row.data,
+            "what": session_service.describe(row.kind, row.data, formula_names=formula_names),
+            "outcome": session_service.outcome_words(row.kind, row.data),
+        }
+        for row in found.sessions
+    ]
 
 
 @router.get("/patients/{code}/plans/{number}")
@@ -791,24 +810,96 @@ def record_session_outcome(code: str, session_id: int, request: Request, user: P
 
 
 @router.get("/patients/{code}/plan.pdf")
-def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient") -> Response:
-    """The plan as a printable PDF: for the patient, or as a referral letter to the other specialty."""
+def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient", to: str | None = None) -> Response:
+    """The plan as a printable PDF: for the patient, or as a referral letter to another specialty (``to``; the
+    patient page's form also adds the sender's question)."""
     require_patient_access(user, code)
     if kind not in ("patient", "referral"):
         raise InputError([FieldProblem("kind", f"{kind!r} is not patient or referral")])
     if kind == "referral":
-        require_care_team(user)
-    from hemicare.web.pdf import patient_plan_pdf, referral_pdf
+        return _referral(code, request, user, target=to, question="")
+    from hemicare.web.pdf import patient_plan_pdf
 
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
-        plan = plan_service.latest(session, patient=patient)
-        if plan is None:
-            raise NotFoundError(f"patient {code!r} has no plan yet")
-        parts, reviewed = plan_service.reviewed_parts(session, patient=patient) if kind == "patient" else ([], {})
+        plan = _plan_or_404(session, patient)
+        parts, reviewed = plan_service.reviewed_parts(session, patient=patient)
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90, patient_id=patient.id
         )
+    _audit_export(request, user, code, plan, detail={"as": "pdf:patient"})
+    body = patient_plan_pdf(
+        patient_name=patient.name,
+        printed_on=dt.date.today(),
+        parts=plain_parts(parts, reviewed, request.app.state.kb),
+        warnings=things_to_know(reviewed),
+        due=due,
+    )
+    return _pdf(body, f"{code}-patient.pdf")
+
+
+@router.post("/patients/{code}/referral.pdf")
+def referral_letter(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """A referral letter to the specialty chosen on the patient's page, with the sender's question."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    return _referral(code, request, user, target=form.get("to"), question=form.get("question") or "")
+
+
+def _referral(code: str, request: Request, user: Principal, *, target: str | None, question: str) -> Response:
+    from hemicare.web.pdf import Referral, referral_pdf
+
+    require_care_team(user)
+    targets = referral_targets(user.role)
+    problems = []
+    if target is None:
+        target = targets[0]
+    elif target not in targets:
+        allowed = " or ".join(targets)
+        problems.append(FieldProblem("to", f"{target!r} is not a specialty you refer to ({allowed})"))
+    if len(question) > QUESTION_MAX:
+        problems.append(FieldProblem("question", f"{len(question)} characters; at most {QUESTION_MAX}"))
+    if problems:
+        raise InputError(problems)
+    kb = request.app.state.kb
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = _plan_or_404(session, patient)
+        try:
+            assessment = validate_assessment(assessment_service.latest(session, patient=patient).data)
+        except (NotFoundError, InputError):  # none yet, or stored before a change of the assessment's form
+            assessment = None
+        found = outcome_service.records(session, patient=patient)
+        referral = Referral(
+            target=target,
+            question=question,
+            author=user.full_name,
+            role=user.role,
+            printed_on=dt.date.today(),
+            patient_name=patient.name,
+            patient_code=patient.code,
+            sex=patient.sex,
+            birth_year=patient.birth_year,
+            plan=plan.content,
+            plan_number=plan.number,
+            assessment=assessment,
+            history=_history(found, kb),
+            outcomes=outcome_service.summarise(found, patient=patient, kb=kb),
+            names=kb.treatment_names(),
+            scale_names={scale_id: scale.name for scale_id, scale in kb.scales.items()},
+        )
+    _audit_export(request, user, code, plan, detail={"as": "pdf:referral", "to": SPECIALTY_NAMES[target]})
+    return _pdf(referral_pdf(referral), f"{code}-referral.pdf")
+
+
+def _plan_or_404(session: Session, patient: Patient) -> PlanVersion:
+    plan = plan_service.latest(session, patient=patient)
+    if plan is None:
+        raise NotFoundError(f"patient {patient.code!r} has no plan yet")
+    return plan
+
+
+def _audit_export(request: Request, user: Principal, code: str, plan: PlanVersion, *, detail: dict[str, str]) -> None:
     with request.app.state.sessions.begin() as session:
         audit.record(
             session,
@@ -816,24 +907,13 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient")
             action="export",
             entity="plan",
             entity_id=f"{code}/v{plan.number}",
-            detail={"as": f"pdf:{kind}"},
+            detail=detail,
         )
-    kb = request.app.state.kb
-    if kind == "patient":
-        body = patient_plan_pdf(
-            patient_name=patient.name,
-            printed_on=dt.date.today(),
-            parts=plain_parts(parts, reviewed, kb),
-            warnings=things_to_know(reviewed),
-            due=due,
-        )
-    else:
-        names = kb.treatment_names()
-        body = referral_pdf(
-            patient_name=patient.name, plan=plan.content, names=names, author=user.full_name, role=user.role
-        )
+
+
+def _pdf(body: bytes, filename: str) -> Response:
     return Response(
-        body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{code}-{kind}.pdf"'}
+        body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
     )
 
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
 
-from hemicare.engine.plan import diagnosis_label
+from hemicare.engine.assessment import Assessment
+from hemicare.engine.plan import Recommendation, diagnosis_label
+from hemicare.engine.render import describe_assessment, detail_lines
+from hemicare.outcomes.service import Summary
 from hemicare.plans.schemas import parts_of
 from hemicare.recalls.service import DueItem
 from hemicare.web.plain import PlainPart, due_words
+from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 _FONT_BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
+_FONT_MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
 # Chinese names of patterns, points and herbs are printed when one of these fonts is installed (Debian packages
 # fonts-droid-fallback, fonts-wqy-microhei); DejaVu has no Chinese characters.
 CHINESE_FONTS = (
@@ -43,6 +49,10 @@ class _Document(FPDF):
                 self.set_fallback_fonts(["chinese"], exact_match=False)
                 self.chinese = True
         self.family_name = "body" if self.unicode else "helvetica"
+        self.mono_name = "courier"
+        if self.unicode and _FONT_MONO.exists():
+            self.add_font("mono", "", str(_FONT_MONO))
+            self.mono_name = "mono"
         self.set_title(title)
         self.set_auto_page_break(auto=True, margin=15)
         self.add_page()
@@ -123,44 +133,130 @@ def _signoff_line(plan: dict[str, Any]) -> str:
     return "Sign-off: " + ("; ".join(said) if said else "nothing to sign") + "."
 
 
-def referral_pdf(*, patient_name: str, plan: dict[str, Any], names: dict[str, str], author: str, role: str) -> bytes:
-    """A referral letter with the diagnosis, scores, the plan's items and alerts, and the references.
+@dataclass(frozen=True)
+class Referral:
+    """What a referral letter says: who writes to whom and why, and the patient's record as it stands."""
 
-    ``names`` gives each recommendation's name by its id (the knowledge base's treatments); an id without one is
-    printed as it is.
+    target: str  # a key of referrals.SPECIALTIES
+    question: str  # the sender's own words; may be empty
+    author: str
+    role: str
+    printed_on: dt.date
+    patient_name: str
+    patient_code: str
+    sex: str
+    birth_year: int | None
+    plan: dict[str, Any]
+    plan_number: int
+    assessment: Assessment | None
+    history: list[dict[str, Any]]  # date, kind, clinician, what, outcome: as on the patient's page
+    outcomes: Summary
+    names: dict[str, str]  # recommendation names by id (the knowledge base's treatments)
+    scale_names: dict[str, str]
+
+
+def _mono(doc: _Document, lines: list[str]) -> None:
+    """Lines laid out in columns by the text plan (engine/render.py), kept in a fixed-width font."""
+    doc.set_font(doc.mono_name, "", 7)
+    for line in lines:
+        doc.multi_cell(0, 3.5, doc.clean(line) or " ", align="L", new_x="LMARGIN", new_y="NEXT")
+    doc.ln(1)
+
+
+def referral_pdf(referral: Referral) -> bytes:
+    """A referral letter: the sender's question, then the diagnosis, alerts, assessment, treatment so far, outcomes,
+    the plan (the receiving specialty's part in full) and the references.
+
+    An item without a name in ``names`` is printed by its id.
     """
-    doc = _Document(f"Referral for {patient_name}")
-    other = "TCM practitioner" if role != "tcm_practitioner" else "neurology / neurosurgery"
-    doc.heading(f"Referral to {other}: {patient_name}")
+    r = referral
+    plan = r.plan
+    doc = _Document(f"Referral for {r.patient_name}")
+    doc.heading(f"Referral to {SPECIALTY_NAMES[r.target]}: {r.patient_name}")
+    born = f", born {r.birth_year}" if r.birth_year else ""
+    doc.para(f"Patient: {r.patient_name} ({r.patient_code}, {r.sex}{born}).")
     doc.para(
-        f"From {author} ({role.replace('_', ' ')}). HemiCare plan of {plan['generated_on']}, knowledge base "
-        f"{plan['knowledge_version']}."
+        f"From {r.author} ({r.role.replace('_', ' ')}), {r.printed_on.isoformat()}. HemiCare plan version "
+        f"{r.plan_number} of {plan['generated_on']}, knowledge base {plan['knowledge_version']}. HemiCare supports "
+        "clinical decisions; it does not make them."
     )
+    if r.question.strip():
+        doc.heading("Question", 12)
+        doc.para(r.question.strip())
     doc.para(_signoff_line(plan))
     diagnosis = plan["diagnosis"]
     doc.heading("Diagnosis", 12)
     doc.para(f"{diagnosis_label(diagnosis['status'])}: {diagnosis['summary']}")
     for flag in diagnosis["red_flags"]:
         doc.para(f"Red flag: {flag['finding']}. {flag['action']}")
+    if diagnosis.get("unknown_findings"):
+        doc.para(f"Not recorded (needed to rule out secondary HFS): {', '.join(diagnosis['unknown_findings'])}.")
+    for differential in diagnosis.get("differentials", []):
+        doc.para(f"Consider {differential['name']}: {differential['reason']}")
+    if plan.get("tcm", {}).get("summary"):
+        doc.heading("TCM pattern", 12)
+        doc.para(plan["tcm"]["summary"])
+    doc.heading("Alerts", 12)
+    for alert in plan["alerts"]:
+        doc.para(f"[{alert['severity'].upper()}] {alert['message']}")
+    if not plan["alerts"]:
+        doc.para("None.")
+    if r.assessment is not None:
+        doc.heading("Assessment", 12)
+        for line in describe_assessment(r.assessment):
+            doc.para(line)
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():
             doc.para(f"{result['name']}: {result['value']:g}. {result['interpretation']}")
-    doc.heading("Alerts", 12)
-    for alert in plan["alerts"]:
-        doc.para(f"[{alert['severity'].upper()}] {alert['message']}")
+    doc.heading("Treatment so far", 12)
+    for row in reversed(r.history):
+        outcome = f" Outcome: {row['outcome']}." if row["outcome"] else ""
+        doc.para(f"{row['date']} {row['kind']} by {row['clinician']}: {row['what']}.{outcome}", 9)
+    if not r.history:
+        doc.para("No treatment recorded in HemiCare.")
+    doc.heading("Outcomes", 12)
+    doc.para(_outcome_words(r.outcomes, r.scale_names))
     doc.heading("Plan", 12)
+    receiving = SPECIALTIES[r.target]
+    integrative_seen = False
     for rec in plan["recommendations"]:
+        if rec["category"] == "integrative" and not integrative_seen:
+            integrative_seen = True
+            doc.para(
+                "Integrative (TCM) adjuncts: acupuncture and herbs for HFS rest on low or very-low certainty "
+                "evidence. They are offered beside the conventional options, never instead of them.",
+                9,
+            )
         evidence = rec["evidence"]
         status = rec["status"].replace("_", " ")
         doc.para(
-            f"{status[0].upper()}{status[1:]}: {names.get(rec['id'], rec['id'])} ({rec['category']}). Evidence: "
+            f"{status[0].upper()}{status[1:]}: {r.names.get(rec['id'], rec['id'])} ({rec['category']}). Evidence: "
             f"{evidence['certainty'].replace('_', ' ')} certainty [{', '.join(evidence['references'])}]."
         )
-    if plan.get("tcm", {}).get("summary"):
-        doc.heading("TCM pattern", 12)
-        doc.para(plan["tcm"]["summary"])
+        for reason in rec["rationale"]:
+            doc.para(f"- {reason}", 9)
+        if rec["category"] == receiving:
+            _mono(doc, detail_lines(Recommendation.model_validate(rec)))
     doc.heading("References", 12)
     for ref, citation in plan["references"].items():
         doc.para(f"{ref}: {citation}", 8)
     return doc.output_bytes()
+
+
+def _outcome_words(outcomes: Summary, scale_names: dict[str, str]) -> str:
+    said = [
+        f"{scale_names.get(name, name)}: {change.first} -> {change.latest} ({change.response}, MCID {change.mcid:g})."
+        for name, change in outcomes.questionnaires.items()
+    ]
+    if outcomes.mean_toxin_effect_weeks:
+        said.append(f"Mean toxin effect: {outcomes.mean_toxin_effect_weeks:g} weeks.")
+    if outcomes.monthly:
+        month = outcomes.monthly[-1]["month"]
+        means = [
+            f"{bucket['mean_spasms']:g} spasms per {bucket['per']} at intensity {bucket['mean_intensity']:g} of 10"
+            for bucket in outcomes.monthly
+            if bucket["month"] == month
+        ]
+        said.append(f"Diary: {outcomes.diary_entries} entries; mean in {month}: {'; '.join(means)}.")
+    return " ".join(said) or "No outcomes recorded yet."
