@@ -623,6 +623,49 @@ def test_a_referral_refuses_what_it_cannot_send(
         assert not s.scalars(select(AuditEntry).where(AuditEntry.action == "export")).all()
 
 
+@pytest.mark.parametrize(("target", "full"), [("neurology", "Sequences:"), ("tcm", "[tradition; VERY LOW]")])
+def test_a_referral_gives_the_receiving_part_in_full_the_work_up_with_the_conventional(target: str, full: str) -> None:
+    from hemicare.outcomes.service import Summary
+    from hemicare.web.pdf import Referral, referral_pdf
+
+    kb = load_default()
+    assessment = validate_assessment(read_file(EXAMPLES / "demo-002-red-flags.yaml"))
+    plan = build_plan(assessment, kb).model_dump(mode="json")
+    assert plan["recommendations"][0]["category"] == "workup"
+    referral = Referral(
+        target=target,
+        question="",
+        author="L. Zhang" if target == "neurology" else "Dr Neuro",
+        role="tcm_practitioner" if target == "neurology" else "neurologist",
+        printed_on=dt.date(2026, 11, 27),
+        patient_name="P",
+        patient_code=assessment.id,
+        sex="male",
+        birth_year=None,
+        plan=plan,
+        plan_number=1,
+        assessment=assessment,
+        history=[],
+        outcomes=Summary(
+            patient=assessment.id,
+            diary_entries=0,
+            monthly=[],
+            questionnaires={},
+            toxin_sessions=[],
+            mean_toxin_effect_weeks=None,
+        ),
+        names=kb.treatment_names(),
+        scale_names={},
+    )
+    text = _pdf_text(referral_pdf(referral))
+    assert full in text
+    # The MRI work-up goes in full to neurology only; the lifestyle advice items to TCM only.
+    assert ("Sequences:" in text) == (target == "neurology")
+    assert ("[tradition; VERY LOW]" in text) == (target == "tcm")
+    assert "No treatment recorded in HemiCare." in text and "No outcomes recorded yet." in text
+    assert "Red flag: Sensorineural hearing loss" in text
+
+
 def test_a_referral_needs_the_form_token(client: TestClient) -> None:
     sign_in(client, "neuro")
     assert _referral(client, "forged", to="tcm").status_code == 403

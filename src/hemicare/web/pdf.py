@@ -14,7 +14,7 @@ from hemicare.engine.assessment import Assessment
 from hemicare.engine.plan import Recommendation, diagnosis_label
 from hemicare.engine.render import describe_assessment, detail_lines
 from hemicare.outcomes.service import Summary
-from hemicare.plans.schemas import parts_of
+from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
 from hemicare.web.plain import PlainPart, due_words
 from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
@@ -236,7 +236,7 @@ def referral_pdf(referral: Referral) -> bytes:
         )
         for reason in rec["rationale"]:
             doc.para(f"- {reason}", 9)
-        if rec["category"] == receiving:
+        if part_of(rec["category"]) == receiving:
             _mono(doc, detail_lines(Recommendation.model_validate(rec)))
     doc.heading("References", 12)
     for ref, citation in plan["references"].items():

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-# Where a referral letter can go, and the part of the plan that is theirs: that part's details (points, formula,
-# dose plan, cautions) are printed in full, the sender's own part in brief.
+# Where a referral letter can go, and the part of the plan that is theirs (plans.schemas.part_of: the work-up is part
+# of the conventional one): that part's details (MRI sequences, dose plan, points, formula, cautions) are printed in
+# full, the sender's own part in brief.
 SPECIALTIES = {"neurology": "conventional", "neurosurgery": "conventional", "tcm": "integrative"}
 SPECIALTY_NAMES = {"neurology": "neurology", "neurosurgery": "neurosurgery", "tcm": "Traditional Chinese Medicine"}
 _OWN_SPECIALTY = {"neurologist": "neurology", "neurosurgeon": "neurosurgery", "tcm_practitioner": "tcm"}
