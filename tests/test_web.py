@@ -812,6 +812,19 @@ def test_every_plan_version_can_be_read_as_it_was(client: TestClient, clinic: En
     assert client.get("/patients/demo-001/plans/1").status_code == 403
 
 
+def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient) -> None:
+    """Inside a session's details the path is the caller's (details.points), not pydantic's (details.acupuncture...),
+    and an unknown field lists the fields of the kind of session sent."""
+    headers = {"x-csrf-token": sign_in(client, "tcm")}
+    session = {"date": "2026-01-05", "clinician": "L", "details": {"kind": "acupuncture", "points": [], "needle": 1}}
+    answer = client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers)
+    assert answer.status_code == 422
+    assert {e["field"]: e["message"] for e in answer.json()["errors"]} == {
+        "details.points": "needs at least 1 entry, got 0",
+        "details.needle": "unknown field; expected one of: electro, kind, notes, points",
+    }
+
+
 def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     for username in ("neuro", "tcm"):
         client.cookies.clear()
@@ -824,7 +837,7 @@ def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     assert 'id="mvd-form"' in client.get("/patients/demo-001").text
     future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
     for form, said in (
-        ({"result": "maybe"}, "<strong>details.mvd.result</strong>: Input should be &#39;cured&#39;"),
+        ({"result": "maybe"}, "<strong>details.result</strong>: Input should be &#39;cured&#39;"),
         ({"date": future}, f"<strong>date</strong>: {future} is in the future"),
     ):
         bad = client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, **form})

@@ -60,24 +60,36 @@ def read_file(path: Path) -> dict[str, Any]:
     return parse_text(text, source=str(path), json_only=path.suffix.lower() == ".json")
 
 
-def _allowed_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    """The field names allowed at ``loc`` inside ``model`` (for 'unknown field' messages)."""
+def _walk(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], type[BaseModel] | None]:
+    """The location as the caller wrote it, and the model found there (None where it is not one model).
+
+    Pydantic puts labels of its own into locations: union branches (``list[...]``, model names) and, inside a tagged
+    union such as a session's ``details``, the tag (``details.mvd.result`` for the caller's ``details.result``).
+    """
+    cleaned: list[str | int] = []
     current: type[BaseModel] | None = model
+    tags: dict[Any, type[BaseModel]] = {}  # the members of the tagged union just entered, by tag
     for part in loc:
+        if isinstance(part, str) and ("[" in part or part[:1].isupper()):
+            continue
+        if tags:
+            member, tags = tags.get(part), {}
+            if member is not None:
+                current = member
+                continue
+        cleaned.append(part)
         if current is None or isinstance(part, int) or part not in current.model_fields:
             continue
-        annotation = current.model_fields[part].annotation
-        inner = model_of(annotation)
+        field = current.model_fields[part]
+        args = getattr(field.annotation, "__args__", ())
+        if isinstance(field.discriminator, str):
+            members = [member for member in map(model_of, args) if member is not None]
+            tags = {member.model_fields[field.discriminator].default: member for member in members}
+        inner = model_of(field.annotation)
         if inner is None:
-            args = getattr(annotation, "__args__", ())
             inner = next((model_of(arg) for arg in args if model_of(arg) is not None), None)
         current = inner
-    return sorted(current.model_fields) if current is not None else []
-
-
-def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """Drop the union-branch labels pydantic puts into locations (``list[...]``, model names)."""
-    return tuple(p for p in loc if isinstance(p, int) or not (("[" in p) or p[:1].isupper()))
+    return tuple(cleaned), current
 
 
 def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProblem]:
@@ -85,14 +97,20 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
     problems: list[FieldProblem] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors():
-        loc = _clean_loc(tuple(err["loc"]))
+        loc, _ = _walk(model, tuple(err["loc"]))
         path = ".".join(str(part) for part in loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            allowed = _allowed_fields(model, loc[:-1])
+            _, inside = _walk(model, tuple(err["loc"])[:-1])
+            allowed = sorted(inside.model_fields) if inside is not None else []
             message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         elif kind == "missing":
             message = "is required"
+        elif kind in ("too_short", "too_long"):  # a list ("List should have at least 1 item after validation...")
+            ctx = err["ctx"]
+            bound = ctx["min_length"] if kind == "too_short" else ctx["max_length"]
+            said = "needs at least" if kind == "too_short" else "takes at most"
+            message = f"{said} {bound} {'entry' if bound == 1 else 'entries'}, got {ctx['actual_length']}"
         else:
             if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == CODE_PATTERN:
                 message = CODE_WORDS  # the words a clinician can act on, not the regular expression
