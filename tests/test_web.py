@@ -812,6 +812,71 @@ def test_every_plan_version_can_be_read_as_it_was(client: TestClient, clinic: En
     assert client.get("/patients/demo-001/plans/1").status_code == 403
 
 
+def _history_rows(page: str) -> str:
+    return page[page.index('id="history"') : page.index('id="outcomes"')]
+
+
+def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: TestClient) -> None:
+    csrf = sign_in(client, "neuro")
+    before = _history_rows(client.get("/patients/demo-001").text)
+    typed = {
+        "csrf_token": csrf,
+        "product": "incobotulinumtoxinA",
+        "lot": "",
+        "date": "2026-01-10",
+        "units.upper_lid_medial.left": "3.5",
+        "units.zygomaticus.left": "200",
+        "adverse_effects": "mild ptosis",
+    }
+    refused = client.post("/patients/demo-001/sessions/toxin", data=typed)
+    assert refused.status_code == 422
+    page = refused.text
+    assert 'id="form-errors"' in page and "The toxin session was not recorded" in page
+    problems = page[page.index('id="toxin-problems"') :]
+    problems = problems[: problems.index("</div></div>")]
+    # Each problem under the label the clinician sees; the dose box at fault is marked.
+    assert "<strong>Lot</strong>: String should have at least 1 character" in problems
+    assert (
+        "<strong>Units, Zygomaticus major (cheek), left</strong>: Input should be less than or equal to 100" in problems
+    )
+    assert 'name="units.zygomaticus.left" value="200" aria-label="units zygomaticus left" aria-invalid=true>' in page
+    assert 'name="units.upper_lid_medial.left" value="3.5" aria-label="units upper_lid_medial left">' in page
+    assert page.count("aria-invalid") == 2  # the box and the lot
+    # What was typed is there again, not the plan's defaults.
+    assert "<option selected>incobotulinumtoxinA</option>" in page
+    assert 'name="date" type="date" value="2026-01-10"' in page and 'value="mild ptosis"' in page
+    # The other forms are as usual, and nothing was saved.
+    assert 'id="acupuncture-problems"' not in page
+    assert _history_rows(client.get("/patients/demo-001").text) == before
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    needles = {"csrf_token": csrf, "date": "2026-01-11", "notes": "patient anxious", "electro": "on"}
+    refused = client.post("/patients/demo-001/sessions/acupuncture", data=needles)
+    assert refused.status_code == 422
+    assert "<strong>Points</strong>: needs at least 1 entry, got 0" in refused.text
+    assert 'value="patient anxious"' in refused.text and 'name="electro" checked' in refused.text
+    assert 'name="points" value="LI4" checked' not in refused.text  # none chosen, none ticked back
+    kept = {"csrf_token": csrf, "date": "2026-01-11", "points": ["LI4", "ZZ9"]}
+    refused = client.post("/patients/demo-001/sessions/acupuncture", data=kept)
+    assert refused.status_code == 422 and "<strong>Point ZZ9</strong>: unknown WHO point code" in refused.text
+    assert 'name="points" value="LI4" checked' in refused.text
+    herbs = {
+        "csrf_token": csrf,
+        "formula": "tian_ma_gou_teng_yin",
+        "dose.Rhizoma Gastrodiae": "7.5",
+        "duration_days": "0",
+    }
+    refused = client.post("/patients/demo-001/sessions/herbal", data=herbs)
+    assert (
+        refused.status_code == 422
+        and "<strong>Days</strong>: Input should be greater than or equal to 1" in refused.text
+    )
+    assert (
+        'name="dose.Rhizoma Gastrodiae" value="7.5"' in refused.text
+        and 'name="duration_days" type="number" value="0"' in refused.text
+    )
+
+
 def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient) -> None:
     """Inside a session's details the path is the caller's (details.points), not pydantic's (details.acupuncture...),
     and an unknown field lists the fields of the kind of session sent."""
@@ -837,8 +902,8 @@ def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     assert 'id="mvd-form"' in client.get("/patients/demo-001").text
     future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
     for form, said in (
-        ({"result": "maybe"}, "<strong>details.result</strong>: Input should be &#39;cured&#39;"),
-        ({"date": future}, f"<strong>date</strong>: {future} is in the future"),
+        ({"result": "maybe"}, "<strong>Result</strong>: Input should be &#39;cured&#39;"),
+        ({"date": future}, f"<strong>Date</strong>: {future} is in the future"),
     ):
         bad = client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, **form})
         assert bad.status_code == 422 and said in bad.text, bad.text
@@ -1653,7 +1718,8 @@ def test_integrative_sessions_are_recorded_on_the_day_they_happened(client: Test
     recorded = client.get("/api/v1/patients/demo-001/sessions").json()
     assert sorted((s["details"]["kind"], s["date"]) for s in recorded) == [("acupuncture", monday), ("herbal", monday)]
     refused = client.post("/patients/demo-001/sessions/acupuncture", data={**acupuncture, "date": "last monday"})
-    assert refused.status_code == 422 and "<strong>date</strong>" in refused.text
+    assert refused.status_code == 422 and "<strong>Date</strong>" in refused.text
+    assert 'id="acu-date" name="date" type="date" value="last monday" aria-invalid=true>' in refused.text
 
 
 def test_sex_and_side_are_chosen_never_assumed(client: TestClient) -> None:

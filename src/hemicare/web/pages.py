@@ -533,6 +533,14 @@ def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]
 @router.get("/patients/{code}")
 def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
+    return _patient_page(request, user, code)
+
+
+def _patient_page(
+    request: Request, user: Principal, code: str, *, posted: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    """The patient's page; ``posted`` brings back a session form that was refused, with what was typed in it and the
+    problems (form: the kind of session, typed: the form, problems: the field problems)."""
     kb = request.app.state.kb
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -571,9 +579,10 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
+            "posted": posted,
         }
     audit_read(request, user, entity="patient", entity_id=code)
-    return _page(request, "patient.html", user, **context)
+    return _page(request, "patient.html", user, status_code=status_code, **context)
 
 
 def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
@@ -711,15 +720,43 @@ def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], w
     check_csrf(user, form.get("csrf_token"))
 
 
+# A session form's problems by path: the form's input and the words its label uses.
+FieldNames = dict[str, tuple[str, str]]
+_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
+
+
+def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
+    """A refused session form for the patient page: what was typed, each problem under its label, and the inputs
+    to mark (a dose box named by its site, not "details.sites.4.units")."""
+    shown, invalid = [], set()
+    for problem in problems:
+        name, label = names.get(problem.path) or _COMMON.get(problem.path) or ("", problem.path or "form")
+        if name:
+            invalid.add(name)
+        shown.append({"label": label, "message": problem.message})
+    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
+
+
 def _record_session(
-    request: Request, user: Principal, code: str, form: forms.FormData, details: dict[str, Any]
+    request: Request,
+    user: Principal,
+    code: str,
+    form: forms.FormData,
+    details: dict[str, Any],
+    names: FieldNames,
 ) -> Response:
-    """Validate and store a session from one of the session forms, then show the history."""
+    """Validate and store a session from one of the session forms, then show the history; a refused one comes back
+    on the patient's page (``names``: the form's inputs and labels by problem path)."""
     payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
-    data = validate_model(SessionCreate, payload)
-    with request.app.state.sessions.begin() as session:
-        patient = patient_service.get(session, code=code)
-        session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    try:
+        data = validate_model(SessionCreate, payload)
+        with request.app.state.sessions.begin() as session:
+            patient = patient_service.get(session, code=code)
+            session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    except InputError as exc:
+        # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it.
+        posted = _refused(details["kind"], form, exc.problems, names)
+        return _patient_page(request, user, code, posted=posted, status_code=422)
     return RedirectResponse(f"/patients/{code}#history", status_code=303)
 
 
@@ -727,10 +764,21 @@ def _record_session(
 def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a toxin session from the face-map form: units per site and side."""
     _may_record(form, user, CONVENTIONAL_SIGNERS, "record a toxin session")
-    sites = []
+    labels = {site.id: site.label for site in request.app.state.kb.toxin_programme().sites}
+    sites: list[dict[str, str]] = []
+    names: FieldNames = {
+        "details.product": ("product", "Product"),
+        "details.lot": ("lot", "Lot"),
+        "details.sites": ("", "Units"),
+        "details.override_reason": ("override_reason", "Reason"),
+    }
     for name, value in form.single.items():
         if name.startswith("units.") and value.strip():
             _, site, side = name.split(".", 2)
+            label = f"Units, {labels.get(site, site)}, {side}"
+            names[f"details.sites.{len(sites)}.units"] = (name, label)
+            names[f"details.sites.{len(sites)}.side"] = (name, label)
+            names[f"details.sites.{len(sites)}.site"] = (name, label)
             sites.append({"site": site, "side": side, "units": value.strip()})
     details: dict[str, Any] = {
         "kind": "toxin",
@@ -741,7 +789,7 @@ def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) 
     }
     if form.get("override_reason"):
         details["override_reason"] = form.get("override_reason")
-    return _record_session(request, user, code, form, details)
+    return _record_session(request, user, code, form, details, names)
 
 
 @router.post("/patients/{code}/sessions/acupuncture")
@@ -753,24 +801,30 @@ def record_acupuncture(code: str, request: Request, user: PageUser, form: Posted
         "electro": form.get("electro") == "on",
         "notes": form.get("notes") or None,
     }
-    return _record_session(request, user, code, form, details)
+    names: FieldNames = {"details.points": ("", "Points")}
+    names |= {f"details.points.{index}": ("", f"Point {point}") for index, point in enumerate(form.all("points"))}
+    return _record_session(request, user, code, form, details, names)
 
 
 @router.post("/patients/{code}/sessions/herbal")
 def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record the plan's formula (as shown, after safety removals) as a prescription."""
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
-    herbs = []
+    herbs: list[dict[str, str]] = []
+    names: FieldNames = {"details.herbs": ("", "Doses"), "details.duration_days": ("duration_days", "Days")}
     for name, value in form.single.items():
         if name.startswith("dose.") and value.strip():
-            herbs.append({"latin": name.removeprefix("dose."), "dose_g": value.strip()})
+            latin = name.removeprefix("dose.")
+            names[f"details.herbs.{len(herbs)}.dose_g"] = (name, f"Dose of {latin}")
+            names[f"details.herbs.{len(herbs)}.latin"] = (name, f"Dose of {latin}")
+            herbs.append({"latin": latin, "dose_g": value.strip()})
     details = {
         "kind": "herbal",
         "formula": form.get("formula") or None,
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
     }
-    return _record_session(request, user, code, form, details)
+    return _record_session(request, user, code, form, details, names)
 
 
 @router.post("/patients/{code}/sessions/mvd")
@@ -783,7 +837,7 @@ def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) ->
         "result": form.get("result") or None,
         "notes": form.get("notes") or None,
     }
-    return _record_session(request, user, code, form, details)
+    return _record_session(request, user, code, form, details, {"details.result": ("result", "Result")})
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
