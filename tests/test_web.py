@@ -1338,12 +1338,46 @@ def test_a_bad_patient_code_is_explained_in_words_not_as_a_pattern(client: TestC
     assert words in html.unescape(page.text) and "A-Za-z" not in page.text
 
 
-def test_patient_list_counts_open_alerts_by_severity(client: TestClient) -> None:
+def test_patient_list_counts_open_alerts_by_severity_and_names_the_critical_ones(
+    client: TestClient, clinic: Engine
+) -> None:
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="rf-1", name="R F", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-002-red-flags.yaml") | {"id": "rf-1"}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan_service.generate(s, patient=patient, kb=load_default(), actor="t", today=dt.date.today())
     sign_in(client, "neuro")
     page = client.get("/patients").text
     row = page[page.index("/patients/demo-001") : page.index("/patients/demo-002")]
-    assert "1 warning</span>" in row and "critical</span>" not in row
+    # What each warning is, on hover; no critical alert, so no critical line.
+    assert '<span class="badge warning" title="Not checked: amlodipine">1 warning</span>' in row
+    assert "critical" not in row
     assert "v1<" in row and 'conventional: <span class="awaiting">awaiting sign-off' in row
+    flagged = page[page.index("/patients/rf-1") :]
+    flagged = flagged[: flagged.index("</tr>")]
+    assert (
+        "1 critical</span>" in flagged
+        and '<div class="small critical-titles">Red flags for secondary HFS</div>' in flagged
+    )
+
+
+@pytest.mark.parametrize(
+    ("alert", "title"),
+    [
+        ("carbamazepine_hla_positive", "Carbamazepine with HLA-B*15:02"),
+        ("secondary_hfs_suspected", "Red flags for secondary HFS"),
+        ("unchecked:herb:Radix Rehmanniae Praeparata", "Not checked: Radix Rehmanniae Praeparata"),
+        ("unchecked:herb_drug_interactions", "Not checked: herb drug interactions"),
+        ("formula_conflict:tian_ma_gou_teng_yin:p7", "The formula conflicts with the secondary TCM pattern"),
+    ],
+)
+def test_every_kind_of_alert_has_a_title_for_lists(alert: str, title: str) -> None:
+    from hemicare.engine.planner import alert_title
+
+    assert alert_title(alert, load_default()) == title
 
 
 def _listed(client: TestClient, query: str) -> list[str]:

@@ -68,6 +68,24 @@ def _workup(diagnosis: Diagnosis, kb: KnowledgeBase) -> list[Recommendation]:
     ]
 
 
+SECONDARY_ALERT = "secondary_hfs_suspected"
+
+
+def alert_title(alert_id: str, kb: KnowledgeBase) -> str:
+    """A few words for an alert, where a list names alerts without their messages (the patient list): the safety
+    rule's title, or words made from the id of an alert the engine raises itself."""
+    if alert_id in kb.safety:
+        return kb.safety[alert_id].title
+    if alert_id == SECONDARY_ALERT:
+        return "Red flags for secondary HFS"
+    kind, _, rest = alert_id.partition(":")
+    if kind == "unchecked":  # unchecked:drug:warfarin, unchecked:herb_drug_interactions
+        return "Not checked: " + (rest.partition(":")[2] or rest.replace("_", " "))
+    if kind == "formula_conflict":
+        return "The formula conflicts with the secondary TCM pattern"
+    return alert_id.replace("_", " ")
+
+
 def _diagnosis_alerts(diagnosis: Diagnosis, recommendations: list[Recommendation]) -> list[Alert]:
     if diagnosis.status is not DiagnosisStatus.SECONDARY_SUSPECTED:
         return []
@@ -75,7 +93,7 @@ def _diagnosis_alerts(diagnosis: Diagnosis, recommendations: list[Recommendation
     deferred = [r.id for r in recommendations if r.category is not Category.WORKUP and r.status is Status.DEFERRED]
     return [
         Alert(
-            id="secondary_hfs_suspected",
+            id=SECONDARY_ALERT,
             severity=Severity.CRITICAL,
             message="Red flags for secondary HFS: "
             + "; ".join(flag.finding for flag in diagnosis.red_flags if flag.kind == "secondary_sign")

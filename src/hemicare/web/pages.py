@@ -22,6 +22,7 @@ from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.assessment import MvdResult
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
+from hemicare.engine.planner import alert_title
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.outcomes import service as outcome_service
@@ -387,15 +388,19 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         rows = []
         for patient_id, code, name in shown:
             plan = plans.get(patient_id)
-            severities = list(plan.summary.get("severities", {}).values()) if plan else []
+            severities = plan.summary.get("severities", {}) if plan else {}
+            titles = {
+                level: [alert_title(alert, kb) for alert, severity in severities.items() if severity == level]
+                for level in ("critical", "warning")
+            }
             rows.append(
                 {
                     "code": code,
                     "name": name,
                     "plan": plan,
                     "parts": _signoff(plan) if plan else [],
-                    "critical": severities.count("critical"),
-                    "warnings": severities.count("warning"),
+                    "critical": titles["critical"],
+                    "warnings": titles["warning"],
                     "due": by_patient.get(code, []),
                 }
             )
