@@ -408,6 +408,34 @@ def test_signing_from_the_page_creates_a_new_version(client: TestClient, clinic:
     assert numbers == [1, 2]
 
 
+def test_a_sign_off_without_a_reason_comes_back_with_the_choices_made(client: TestClient, clinic: Engine) -> None:
+    csrf = sign_in(client, "neuro")
+    mvd = load_default().treatments["mvd"].name
+    form = {
+        "csrf_token": csrf,
+        "version": "1",
+        "status.mvd": "deferred",
+        "reason.mvd": "",
+        "status.botulinum_toxin": "option",
+        "reason.botulinum_toxin": "wants to wait until after the wedding",
+        "sign_reason": "discussed with the patient",
+    }
+    refused = client.post("/patients/demo-001/sign", data=form)
+    assert refused.status_code == 422
+    page = refused.text
+    assert "Your sign-off was not recorded" in page
+    assert f"<strong>Reason for {mvd}</strong>: say why the status changes" in page
+    sign_form = page[page.index('id="sign-form"') : page.index("</form>", page.index('id="sign-form"'))]
+    assert re.search(r'name="status.mvd"[^>]*>(<option value="\w+" >[^<]*</option>)*<option value="deferred" selected>', sign_form)
+    assert re.search(r'name="reason.mvd" value=""[^>]*aria-invalid=true>', sign_form)
+    assert 'value="wants to wait until after the wedding"' in sign_form
+    assert 'value="discussed with the patient"' in sign_form
+    with session_factory(clinic)() as s:
+        assert list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1))) == [1]
+    form["reason.mvd"] = "prefers toxin first"
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+
+
 def test_assessment_form_shows_errors_beside_fields_and_saves_nothing(client: TestClient, clinic: Engine) -> None:
     csrf = sign_in(client, "neuro")
     form = {

@@ -679,6 +679,23 @@ def assessment_submit(code: str, request: Request, user: PageUser, form: PostedF
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
+# A form's problems by path: the form's input and the words its label uses (session forms and sign-off).
+FieldNames = dict[str, tuple[str, str]]
+_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
+
+
+def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
+    """A refused form of the patient page: what was typed, each problem under its label, and the inputs
+    to mark (a dose box named by its site, not "details.sites.4.units")."""
+    shown, invalid = [], set()
+    for problem in problems:
+        name, label = names.get(problem.path) or _COMMON.get(problem.path) or ("", problem.path or "form")
+        if name:
+            invalid.add(name)
+        shown.append({"label": label, "message": problem.message})
+    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
+
+
 @router.post("/patients/{code}/sign")
 def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
@@ -690,8 +707,13 @@ def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Respo
             raise NotFoundError(f"patient {code!r} has no plan to sign")
         edits = []
         problems = []
+        names: FieldNames = {}
+        treatment_names = request.app.state.kb.treatment_names()
         for rec in _signable(user, current):
             chosen = form.get(f"status.{rec['id']}")
+            label = treatment_names.get(rec["id"], rec["id"])
+            names[f"reason.{rec['id']}"] = (f"reason.{rec['id']}", f"Reason for {label}")
+            names[f"status.{rec['id']}"] = (f"status.{rec['id']}", f"Status of {label}")
             if chosen and chosen != rec["status"]:
                 reason = form.get(f"reason.{rec['id']}")
                 if len(reason) < 3:
@@ -699,23 +721,27 @@ def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Respo
                         FieldProblem(f"reason.{rec['id']}", "say why the status changes (3 characters or more)")
                     )
                     continue
-                edits.append(
-                    validate_model(PlanEdit, {"recommendation": rec["id"], "status": chosen, "reason": reason})
-                )
-        if problems:
-            raise InputError(problems)
+                try:
+                    edits.append(
+                        validate_model(PlanEdit, {"recommendation": rec["id"], "status": chosen, "reason": reason})
+                    )
+                except InputError as exc:  # named by the item's own field on the form
+                    problems += [FieldProblem(f"{p.path}.{rec['id']}", p.message) for p in exc.problems]
         version = form.get("version")
         if not version.isdigit():
             raise InputError([FieldProblem("version", "missing: reload the page")])
-        plan_service.sign(
-            session,
-            patient=patient,
-            expected_number=int(version),
-            edits=edits,
-            signer=user.username,
-            role=user.role,
-            reason=form.get("sign_reason") or None,
-        )
+        if not problems:
+            plan_service.sign(
+                session,
+                patient=patient,
+                expected_number=int(version),
+                edits=edits,
+                signer=user.username,
+                role=user.role,
+                reason=form.get("sign_reason") or None,
+            )
+    if problems:  # the page again, with the choices made and the reasons typed (outside the write transaction)
+        return _patient_page(request, user, code, posted=_refused("sign", form, problems, names), status_code=422)
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
@@ -723,23 +749,6 @@ def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], w
     """Check the role and the CSRF token of a session-recording form."""
     require_role(user, roles, what)
     check_csrf(user, form.get("csrf_token"))
-
-
-# A session form's problems by path: the form's input and the words its label uses.
-FieldNames = dict[str, tuple[str, str]]
-_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
-
-
-def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
-    """A refused session form for the patient page: what was typed, each problem under its label, and the inputs
-    to mark (a dose box named by its site, not "details.sites.4.units")."""
-    shown, invalid = [], set()
-    for problem in problems:
-        name, label = names.get(problem.path) or _COMMON.get(problem.path) or ("", problem.path or "form")
-        if name:
-            invalid.add(name)
-        shown.append({"label": label, "message": problem.message})
-    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
 
 
 def _record_session(
