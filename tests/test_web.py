@@ -1393,6 +1393,30 @@ def test_patient_list_counts_open_alerts_by_severity_and_names_the_critical_ones
     )
 
 
+def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine) -> None:
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="rf-2", name="R F", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-002-red-flags.yaml") | {"id": "rf-2"}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan_service.generate(s, patient=patient, kb=load_default(), actor="t", today=dt.date.today())
+    sign_in(client, "neuro")
+    names = load_default().treatment_names()
+    flagged = client.get("/patients/rf-2").text
+    alerts = flagged[flagged.index('id="alerts"') :]
+    alerts = alerts[: alerts.index('<div class="rec"')]
+    # The treatments held back by the red flags, by name, not by id.
+    assert f"(affects: {names['mvd']}, {names['botulinum_toxin']}," in html.unescape(alerts)
+    assert "(mvd," not in alerts
+    # A herb or medicine the message already names is not repeated after it.
+    plain = client.get("/patients/demo-001").text
+    plain = plain[plain.index('id="alerts"') : plain.index('<div class="rec"')]
+    assert "Amlodipine is recognised" in plain and "drug:amlodipine" not in plain
+    assert "No interaction rule covers these herbs" in plain and "herb:" not in plain
+
+
 @pytest.mark.parametrize(
     ("alert", "title"),
     [
