@@ -1,0 +1,79 @@
+"""What the page modules share: rendering a page, reading a posted form, paging, the outcome chart."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from markupsafe import Markup
+
+from hemicare.engine import KnowledgeBase
+from hemicare.errors import FieldProblem, InputError
+from hemicare.outcomes import service as outcome_service
+from hemicare.patients.models import Patient
+from hemicare.web import forms
+from hemicare.web.app import template
+from hemicare.web.auth import Principal
+from hemicare.web.charts import Point, outcome_chart
+
+
+def _page(request: Request, name: str, user: Principal | None, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return template(request, name, {"user": user, **context}, status_code=status_code)
+
+
+async def _form(request: Request) -> forms.FormData:
+    raw = await request.form()
+    single = {key: str(value) for key, value in raw.items()}
+    multi = {key: [str(v) for v in raw.getlist(key)] for key in raw}
+    return forms.FormData(single, multi)
+
+
+# The posted form as a route parameter: read on the event loop, so that the route can be a plain function run in the
+# thread pool (a route that waits on the database must not hold up the event loop).
+PostedForm = Annotated[forms.FormData, Depends(_form)]
+
+
+def _page_number(text: str) -> int:
+    """The ``page`` query parameter: 1, 2, ..."""
+    if not text.isdigit() or int(text) < 1:
+        raise InputError([FieldProblem("page", f"{text!r} is not a page number (1, 2, ...)")])
+    return int(text)
+
+
+def _pager(path: str, query: dict[str, str], page: int, total: int, size: int) -> dict[str, Any]:
+    """A list's page (its last one if asked past the end: the list got shorter), how many there are, the number of
+    the page's first row, and links to the pages before and after that keep the rest of the query."""
+    pages = max(1, -(-total // size))
+    page = min(page, pages)
+
+    def link(to_page: int) -> str:
+        return f"{path}?" + urlencode({**query, "page": to_page})
+
+    return {
+        "page": page,
+        "pages": pages,
+        "first": (page - 1) * size + 1,
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }
+
+
+def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) -> Markup:
+    hours = kb.policy("chart_waking_hours_per_day")
+    svg = outcome_chart(
+        spasms=[
+            Point(d.date, d.spasms)
+            if d.per == "day"
+            else Point(d.date, d.spasms * hours, f"{d.spasms:g} per hour x {hours:g} waking hours, a clinic setting")
+            for d in found.diary
+        ],
+        intensity=[Point(d.date, d.intensity) for d in found.diary],
+        hfs7=[Point(q.date, q.total) for q in found.scores.get("hfs7", [])],
+        toxin=[s.date for s in found.sessions if s.kind == "toxin"],
+        acupuncture=[s.date for s in found.sessions if s.kind == "acupuncture"],
+        hfs7_max=kb.scales["hfs7"].max,
+        title=f"Outcomes over time for {patient.code}",
+    )
+    return Markup(svg)

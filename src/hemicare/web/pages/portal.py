@@ -1,0 +1,108 @@
+"""The patient's own pages: their diary, the HFS-7, their plan in plain words and what is next."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from hemicare.engine.intake import validate_model
+from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
+from hemicare.plans import service as plan_service
+from hemicare.recalls import service as recall_service
+from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
+from hemicare.web.pages._shared import PostedForm, _chart, _page
+from hemicare.web.plain import due_words, plain_parts
+
+router = APIRouter(include_in_schema=False)
+
+
+def _own_code(user: Principal) -> str:
+    require_role(user, ("patient",), "use the patient pages")
+    assert user.patient_code is not None
+    return user.patient_code
+
+
+@router.get("/me")
+def my_page(request: Request, user: PageUser) -> HTMLResponse:
+    code = _own_code(user)
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        parts, reviewed = plan_service.reviewed_parts(session, patient=patient)
+        due = recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
+        )
+        chart = _chart(outcome_service.records(session, patient=patient), patient, request.app.state.kb)
+        plain = plain_parts(parts, reviewed, request.app.state.kb)
+        entries = outcome_service.recent_diary(session, patient=patient)
+    audit_read(request, user, entity="patient", entity_id=code)
+    return _page(
+        request,
+        "me.html",
+        user,
+        patient=patient,
+        plain=plain,
+        entries=entries,
+        due=[due_words(item) for item in due],
+        chart=chart,
+        errors={},
+        today=dt.date.today().isoformat(),
+        saved=request.query_params.get("saved"),
+    )
+
+
+@router.post("/me/diary")
+def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
+    code = _own_code(user)
+    check_csrf(user, form.get("csrf_token"))
+    payload = {
+        "date": form.get("date") or dt.date.today().isoformat(),
+        "spasms": form.get("spasms"),
+        "per": form.get("per") or "day",
+        "intensity": form.get("intensity"),
+        "triggers": form.all("triggers"),
+        "note": form.get("note") or None,
+    }
+    data = validate_model(DiaryCreate, payload)
+    with request.app.state.sessions.begin() as session:
+        outcome_service.add_diary(
+            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
+        )
+    return RedirectResponse("/me?saved=diary", status_code=303)
+
+
+@router.post("/me/diary/{entry_id}/remove")
+def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """The patient removes one of their diary entries entered by mistake."""
+    code = _own_code(user)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.remove_diary(
+            session, patient=patient, entry_id=entry_id, actor=user.username, reason="removed by the patient"
+        )
+    return RedirectResponse("/me?saved=removed#entries", status_code=303)
+
+
+@router.get("/me/hfs7")
+def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
+    _own_code(user)
+    return _page(request, "hfs7.html", user, errors={})
+
+
+@router.post("/me/hfs7")
+def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
+    code = _own_code(user)
+    check_csrf(user, form.get("csrf_token"))
+    answers = [form.get(f"item.{index}") for index in range(7)]
+    data = validate_model(
+        QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": answers}
+    )
+    with request.app.state.sessions.begin() as session:
+        outcome_service.add_questionnaire(
+            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
+        )
+    return RedirectResponse("/me?saved=hfs7", status_code=303)

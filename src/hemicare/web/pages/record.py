@@ -1,0 +1,517 @@
+"""One patient's record for the care team: the plan, decision aid, face map, history and chart; the assessment
+form, sign-off, session forms and the printed plan and referral letter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from hemicare.assessments import service as assessment_service
+from hemicare.audit import service as audit
+from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.assessment import MvdResult
+from hemicare.engine.facemap import face_map_svg
+from hemicare.engine.intake import validate_model
+from hemicare.engine.toxin import ToxinPlan
+from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.outcomes import service as outcome_service
+from hemicare.patients import service as patient_service
+from hemicare.patients.models import Patient
+from hemicare.plans import service as plan_service
+from hemicare.plans.models import PlanVersion
+from hemicare.plans.schemas import PlanEdit, parts_of
+from hemicare.recalls import service as recall_service
+from hemicare.sessions import service as session_service
+from hemicare.sessions.schemas import SessionCreate, SessionOutcome
+from hemicare.web import forms
+from hemicare.web.auth import (
+    CONVENTIONAL_SIGNERS,
+    INTEGRATIVE_SIGNERS,
+    SESSION_ROLES,
+    PageUser,
+    Principal,
+    audit_read,
+    check_csrf,
+    require_care_team,
+    require_patient_access,
+    require_role,
+)
+from hemicare.web.pages._shared import PostedForm, _chart, _page
+from hemicare.web.plain import plain_parts, things_to_know
+from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
+
+router = APIRouter(include_in_schema=False)
+
+
+STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
+
+
+def _face_map(plan: PlanVersion | None, code: str) -> Markup | None:
+    if plan is None:
+        return None
+    toxin = next((r for r in plan.content["recommendations"] if r["id"] == "botulinum_toxin"), None)
+    if toxin is None:
+        return None
+    return Markup(face_map_svg(ToxinPlan.model_validate(toxin["details"]["programme"]), patient_id=code))
+
+
+def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]:
+    if plan is None or user.role not in CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS:
+        return []
+    mine = "integrative" if user.role in INTEGRATIVE_SIGNERS else "conventional"
+    return [r for r in plan.content["recommendations"] if (r["category"] == "integrative") == (mine == "integrative")]
+
+
+@router.get("/patients/{code}")
+def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    return _patient_page(request, user, code)
+
+
+def _patient_page(
+    request: Request, user: Principal, code: str, *, posted: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    """The patient's page; ``posted`` brings back a session form that was refused, with what was typed in it and the
+    problems (form: the kind of session, typed: the form, problems: the field problems)."""
+    kb = request.app.state.kb
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = plan_service.latest(session, patient=patient)
+        try:
+            assessment = assessment_service.latest(session, patient=patient).data
+        except NotFoundError:
+            assessment = None
+        found = outcome_service.records(session, patient=patient)
+        history = _history(found, kb)
+        outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
+        due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
+        chart = _chart(found, patient, kb)
+        context = {
+            "patient": patient,
+            "plan": plan,
+            "content": plan.content if plan else None,
+            "since": plan_service.since_review(session, current=plan) if plan else None,
+            "versions": plan_service.versions(session, patient=patient),
+            "parts": parts_of(plan.content) if plan else [],
+            "assessment": assessment,
+            "history": history,
+            "outcomes": outcomes,
+            "due": due,
+            "chart": chart,
+            "face_map": _face_map(plan, code),
+            "signable": _signable(user, plan),
+            "statuses": STATUSES,
+            "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
+            "treatment_names": kb.treatment_names(),
+            "scale_names": {scale_id: scale.name for scale_id, scale in kb.scales.items()},
+            "mvd_results": [result.value for result in MvdResult],
+            "today": dt.date.today().isoformat(),
+            "toxin_sites": kb.toxin_programme().sites,
+            "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
+            "referral_targets": referral_targets(user.role),
+            "specialty_names": SPECIALTY_NAMES,
+            "question_max": QUESTION_MAX,
+            "posted": posted,
+        }
+    audit_read(request, user, entity="patient", entity_id=code)
+    return _page(request, "patient.html", user, status_code=status_code, **context)
+
+
+def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
+    """The patient's treatment sessions, oldest first, each with what was given and what came of it in words."""
+    formula_names = {formula.id: formula.pinyin for formula in kb.formulas.values()}
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "date": row.date,
+            "clinician": row.clinician,
+            "data": row.data,
+            "what": session_service.describe(row.kind, row.data, formula_names=formula_names),
+            "outcome": session_service.outcome_words(row.kind, row.data),
+        }
+        for row in found.sessions
+    ]
+
+
+@router.get("/patients/{code}/plans/{number}")
+def plan_version_page(code: str, number: int, request: Request, user: PageUser) -> HTMLResponse:
+    """One stored version of a patient's plan, as it was: who made or signed it, the changes made at sign-off and
+    their reasons, and the plan itself. Nothing can be changed here; sign-off is on the patient's page."""
+    require_care_team(user)
+    kb = request.app.state.kb
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        shown = plan_service.version(session, patient=patient, number=number)
+        newest = plan_service.latest(session, patient=patient)
+    audit_read(request, user, entity="plan", entity_id=f"{code}/v{number}")
+    return _page(
+        request,
+        "plan_version.html",
+        user,
+        patient=patient,
+        version=shown,
+        content=shown.content,
+        latest_number=newest.number if newest else number,
+        parts=parts_of(shown.content),
+        reference_urls={ref.id: ref.link for ref in kb.references.values()},
+        treatment_names=kb.treatment_names(),
+    )
+
+
+@router.get("/patients/{code}/assessment")
+def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+    require_care_team(user)
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        try:
+            values = forms.form_from_assessment(assessment_service.latest(session, patient=patient).data)
+        except NotFoundError:
+            values = forms.form_from_assessment({"sex": patient.sex})
+    return _page(request, "assessment.html", user, patient_code=code, values=values, errors={})
+
+
+@router.post("/patients/{code}/assessment")
+def assessment_submit(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    data = forms.assessment_from_form(code, form)
+    try:
+        assessment = validate_assessment(data)
+    except InputError as exc:
+        values = {**forms.form_from_assessment({}), **{k: v for k, v in form.single.items()}}
+        for name in ("regions", "tcm.pulse", "tcm.findings"):
+            values[name] = form.all(name)
+        for name in ("pregnant", "breastfeeding", *(f"preferences.{p}" for p in forms.PREFERENCES)):
+            values[name] = form.get(name) == "on"
+        return _page(
+            request,
+            "assessment.html",
+            user,
+            status_code=422,
+            patient_code=code,
+            values=values,
+            errors=forms.errors_by_field(exc.problems),
+        )
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan_service.assess(
+            session,
+            patient=patient,
+            assessment=assessment,
+            kb=request.app.state.kb,
+            actor=user.username,
+            today=dt.date.today(),
+        )
+    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+
+
+# A form's problems by path: the form's input and the words its label uses (session forms and sign-off).
+FieldNames = dict[str, tuple[str, str]]
+_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
+
+
+def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
+    """A refused form of the patient page: what was typed, each problem under its label, and the inputs
+    to mark (a dose box named by its site, not "details.sites.4.units")."""
+    shown, invalid = [], set()
+    for problem in problems:
+        name, label = names.get(problem.path) or _COMMON.get(problem.path) or ("", problem.path or "form")
+        if name:
+            invalid.add(name)
+        shown.append({"label": label, "message": problem.message})
+    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
+
+
+@router.post("/patients/{code}/sign")
+def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        current = plan_service.latest(session, patient=patient)
+        if current is None:
+            raise NotFoundError(f"patient {code!r} has no plan to sign")
+        edits = []
+        problems = []
+        names: FieldNames = {}
+        treatment_names = request.app.state.kb.treatment_names()
+        for rec in _signable(user, current):
+            chosen = form.get(f"status.{rec['id']}")
+            label = treatment_names.get(rec["id"], rec["id"])
+            names[f"reason.{rec['id']}"] = (f"reason.{rec['id']}", f"Reason for {label}")
+            names[f"status.{rec['id']}"] = (f"status.{rec['id']}", f"Status of {label}")
+            if chosen and chosen != rec["status"]:
+                reason = form.get(f"reason.{rec['id']}")
+                if len(reason) < 3:
+                    problems.append(
+                        FieldProblem(f"reason.{rec['id']}", "say why the status changes (3 characters or more)")
+                    )
+                    continue
+                try:
+                    edits.append(
+                        validate_model(PlanEdit, {"recommendation": rec["id"], "status": chosen, "reason": reason})
+                    )
+                except InputError as exc:  # named by the item's own field on the form
+                    problems += [FieldProblem(f"{p.path}.{rec['id']}", p.message) for p in exc.problems]
+        version = form.get("version")
+        if not version.isdigit():
+            raise InputError([FieldProblem("version", "missing: reload the page")])
+        if not problems:
+            plan_service.sign(
+                session,
+                patient=patient,
+                expected_number=int(version),
+                edits=edits,
+                signer=user.username,
+                role=user.role,
+                reason=form.get("sign_reason") or None,
+            )
+    if problems:  # the page again, with the choices made and the reasons typed (outside the write transaction)
+        return _patient_page(request, user, code, posted=_refused("sign", form, problems, names), status_code=422)
+    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+
+
+def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], what: str) -> None:
+    """Check the role and the CSRF token of a session-recording form."""
+    require_role(user, roles, what)
+    check_csrf(user, form.get("csrf_token"))
+
+
+def _record_session(
+    request: Request,
+    user: Principal,
+    code: str,
+    form: forms.FormData,
+    details: dict[str, Any],
+    names: FieldNames,
+) -> Response:
+    """Validate and store a session from one of the session forms, then show the history; a refused one comes back
+    on the patient's page (``names``: the form's inputs and labels by problem path)."""
+    payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
+    try:
+        data = validate_model(SessionCreate, payload)
+        with request.app.state.sessions.begin() as session:
+            patient = patient_service.get(session, code=code)
+            session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+    except InputError as exc:
+        # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it.
+        posted = _refused(details["kind"], form, exc.problems, names)
+        return _patient_page(request, user, code, posted=posted, status_code=422)
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
+@router.post("/patients/{code}/sessions/toxin")
+def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record a toxin session from the face-map form: units per site and side."""
+    _may_record(form, user, CONVENTIONAL_SIGNERS, "record a toxin session")
+    labels = {site.id: site.label for site in request.app.state.kb.toxin_programme().sites}
+    sites: list[dict[str, str]] = []
+    names: FieldNames = {
+        "details.product": ("product", "Product"),
+        "details.lot": ("lot", "Lot"),
+        "details.sites": ("", "Units"),
+        "details.override_reason": ("override_reason", "Reason"),
+    }
+    for name, value in form.single.items():
+        if name.startswith("units.") and value.strip():
+            _, site, side = name.split(".", 2)
+            label = f"Units, {labels.get(site, site)}, {side}"
+            names[f"details.sites.{len(sites)}.units"] = (name, label)
+            names[f"details.sites.{len(sites)}.side"] = (name, label)
+            names[f"details.sites.{len(sites)}.site"] = (name, label)
+            sites.append({"site": site, "side": side, "units": value.strip()})
+    details: dict[str, Any] = {
+        "kind": "toxin",
+        "product": form.get("product"),
+        "lot": form.get("lot"),
+        "sites": sites,
+        "adverse_effects": [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()],
+    }
+    if form.get("override_reason"):
+        details["override_reason"] = form.get("override_reason")
+    return _record_session(request, user, code, form, details, names)
+
+
+@router.post("/patients/{code}/sessions/acupuncture")
+def record_acupuncture(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    _may_record(form, user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
+    details = {
+        "kind": "acupuncture",
+        "points": form.all("points"),
+        "electro": form.get("electro") == "on",
+        "notes": form.get("notes") or None,
+    }
+    names: FieldNames = {"details.points": ("", "Points")}
+    names |= {f"details.points.{index}": ("", f"Point {point}") for index, point in enumerate(form.all("points"))}
+    return _record_session(request, user, code, form, details, names)
+
+
+@router.post("/patients/{code}/sessions/herbal")
+def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record the plan's formula (as shown, after safety removals) as a prescription."""
+    _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
+    herbs: list[dict[str, str]] = []
+    names: FieldNames = {"details.herbs": ("", "Doses"), "details.duration_days": ("duration_days", "Days")}
+    for name, value in form.single.items():
+        if name.startswith("dose.") and value.strip():
+            latin = name.removeprefix("dose.")
+            names[f"details.herbs.{len(herbs)}.dose_g"] = (name, f"Dose of {latin}")
+            names[f"details.herbs.{len(herbs)}.latin"] = (name, f"Dose of {latin}")
+            herbs.append({"latin": latin, "dose_g": value.strip()})
+    details = {
+        "kind": "herbal",
+        "formula": form.get("formula") or None,
+        "herbs": herbs,
+        "duration_days": form.get("duration_days"),
+    }
+    return _record_session(request, user, code, form, details, names)
+
+
+@router.post("/patients/{code}/sessions/mvd")
+def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record a microvascular decompression: the neurosurgeon signed in is the surgeon; the result may follow later."""
+    _may_record(form, user, SESSION_ROLES["mvd"], "record an operation")
+    details = {
+        "kind": "mvd",
+        "surgeon": user.full_name,
+        "result": form.get("result") or None,
+        "notes": form.get("notes") or None,
+    }
+    return _record_session(request, user, code, form, details, {"details.result": ("result", "Result")})
+
+
+@router.post("/patients/{code}/sessions/{session_id}/outcome")
+def record_session_outcome(code: str, session_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Add a toxin session's effect and side effects, or an operation's result, from the treatment history."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    payload: dict[str, Any] = {"reason": form.get("reason") or None}
+    if form.get("effect_weeks"):
+        payload["effect_weeks"] = form.get("effect_weeks")
+    if form.get("adverse_effects"):
+        payload["adverse_effects"] = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
+    if form.get("result"):
+        payload["result"] = form.get("result")
+    outcome = validate_model(SessionOutcome, payload)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = session_service.get(session, patient=patient, session_id=session_id)
+        require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
+        session_service.record_outcome(
+            session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
+        )
+    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+
+
+@router.get("/patients/{code}/plan.pdf")
+def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient", to: str | None = None) -> Response:
+    """The plan as a printable PDF: for the patient, or as a referral letter to another specialty (``to``; the
+    patient page's form also adds the sender's question)."""
+    require_patient_access(user, code)
+    if kind not in ("patient", "referral"):
+        raise InputError([FieldProblem("kind", f"{kind!r} is not patient or referral")])
+    if kind == "referral":
+        return _referral(code, request, user, target=to, question="")
+    from hemicare.web.pdf import patient_plan_pdf
+
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = _plan_or_404(session, patient)
+        parts, reviewed = plan_service.reviewed_parts(session, patient=patient)
+        due = recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=90, patient_id=patient.id
+        )
+    _audit_export(request, user, code, plan, detail={"as": "pdf:patient"})
+    body = patient_plan_pdf(
+        patient_name=patient.name,
+        printed_on=dt.date.today(),
+        parts=plain_parts(parts, reviewed, request.app.state.kb),
+        warnings=things_to_know(reviewed),
+        due=due,
+    )
+    return _pdf(body, f"{code}-patient.pdf")
+
+
+@router.post("/patients/{code}/referral.pdf")
+def referral_letter(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """A referral letter to the specialty chosen on the patient's page, with the sender's question."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    return _referral(code, request, user, target=form.get("to"), question=form.get("question") or "")
+
+
+def _referral(code: str, request: Request, user: Principal, *, target: str | None, question: str) -> Response:
+    from hemicare.web.pdf import Referral, referral_pdf
+
+    require_care_team(user)
+    targets = referral_targets(user.role)
+    problems = []
+    if target is None:
+        target = targets[0]
+    elif target not in targets:
+        allowed = " or ".join(targets)
+        problems.append(FieldProblem("to", f"{target!r} is not a specialty you refer to ({allowed})"))
+    if len(question) > QUESTION_MAX:
+        problems.append(FieldProblem("question", f"{len(question)} characters; at most {QUESTION_MAX}"))
+    if problems:
+        raise InputError(problems)
+    kb = request.app.state.kb
+    with request.app.state.readers.begin() as session:
+        patient = patient_service.get(session, code=code)
+        plan = _plan_or_404(session, patient)
+        try:
+            assessment = validate_assessment(assessment_service.latest(session, patient=patient).data)
+        except (NotFoundError, InputError):  # none yet, or stored before a change of the assessment's form
+            assessment = None
+        found = outcome_service.records(session, patient=patient)
+        referral = Referral(
+            target=target,
+            question=question,
+            author=user.full_name,
+            role=user.role,
+            printed_on=dt.date.today(),
+            patient_name=patient.name,
+            patient_code=patient.code,
+            sex=patient.sex,
+            birth_year=patient.birth_year,
+            plan=plan.content,
+            plan_number=plan.number,
+            assessment=assessment,
+            history=_history(found, kb),
+            outcomes=outcome_service.summarise(found, patient=patient, kb=kb),
+            names=kb.treatment_names(),
+            scale_names={scale_id: scale.name for scale_id, scale in kb.scales.items()},
+        )
+    _audit_export(request, user, code, plan, detail={"as": "pdf:referral", "to": SPECIALTY_NAMES[target]})
+    return _pdf(referral_pdf(referral), f"{code}-referral.pdf")
+
+
+def _plan_or_404(session: Session, patient: Patient) -> PlanVersion:
+    plan = plan_service.latest(session, patient=patient)
+    if plan is None:
+        raise NotFoundError(f"patient {patient.code!r} has no plan yet")
+    return plan
+
+
+def _audit_export(request: Request, user: Principal, code: str, plan: PlanVersion, *, detail: dict[str, str]) -> None:
+    with request.app.state.sessions.begin() as session:
+        audit.record(
+            session,
+            actor=user.username,
+            action="export",
+            entity="plan",
+            entity_id=f"{code}/v{plan.number}",
+            detail=detail,
+        )
+
+
+def _pdf(body: bytes, filename: str) -> Response:
+    return Response(
+        body, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{filename}"'}
+    )
