@@ -1393,6 +1393,18 @@ def test_patient_list_counts_open_alerts_by_severity_and_names_the_critical_ones
     )
 
 
+def test_the_patient_page_gives_the_whole_assessment_in_words(client: TestClient, clinic: Engine) -> None:
+    sign_in(client, "surgeon")
+    page = client.get("/patients/demo-001").text
+    assert f"<strong>Latest assessment ({dt.date.today().isoformat()}):</strong>" in page
+    words = page[page.index('id="assessment-words"') : page.index("</details>", page.index('id="assessment-words"'))]
+    assessment = validate_assessment(read_file(EXAMPLES / "demo-001.yaml"))
+    from hemicare.engine.render import describe_assessment
+
+    assert [html.unescape(line) for line in re.findall(r"<li>(.*?)</li>", words)] == describe_assessment(assessment)
+    assert "MRI done: neurovascular compression yes (aica)" in words
+
+
 def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine) -> None:
     from hemicare.assessments import service as assessments
     from hemicare.patients.schemas import PatientCreate

@@ -12,11 +12,13 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
+from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase, validate_assessment
-from hemicare.engine.assessment import MvdResult
+from hemicare.engine.assessment import Assessment, MvdResult
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
+from hemicare.engine.render import describe_assessment
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.outcomes import service as outcome_service
@@ -82,10 +84,7 @@ def _patient_page(
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = plan_service.latest(session, patient=patient)
-        try:
-            assessment = assessment_service.latest(session, patient=patient).data
-        except NotFoundError:
-            assessment = None
+        stored, assessment = _latest_assessment(session, patient)
         found = outcome_service.records(session, patient=patient)
         history = _history(found, kb)
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
@@ -98,7 +97,9 @@ def _patient_page(
             "since": plan_service.since_review(session, current=plan) if plan else None,
             "versions": plan_service.versions(session, patient=patient),
             "parts": parts_of(plan.content) if plan else [],
-            "assessment": assessment,
+            "assessment": stored.data if stored else None,
+            "assessed_on": stored.assessed_on if stored else None,
+            "assessment_words": describe_assessment(assessment) if assessment else [],
             "history": history,
             "outcomes": outcomes,
             "due": due,
@@ -120,6 +121,19 @@ def _patient_page(
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, status_code=status_code, **context)
+
+
+def _latest_assessment(session: Session, patient: Patient) -> tuple[StoredAssessment | None, Assessment | None]:
+    """The patient's latest assessment as stored, and as the model reads it (None if none yet, or if it was stored
+    before a change of the assessment's form: the page still shows what was stored)."""
+    try:
+        stored = assessment_service.latest(session, patient=patient)
+    except NotFoundError:
+        return None, None
+    try:
+        return stored, validate_assessment(stored.data)
+    except InputError:
+        return stored, None
 
 
 def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
@@ -465,10 +479,7 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = _plan_or_404(session, patient)
-        try:
-            assessment = validate_assessment(assessment_service.latest(session, patient=patient).data)
-        except (NotFoundError, InputError):  # none yet, or stored before a change of the assessment's form
-            assessment = None
+        _, assessment = _latest_assessment(session, patient)
         found = outcome_service.records(session, patient=patient)
         referral = Referral(
             target=target,
