@@ -199,6 +199,44 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.click("text=Sign out")
     expect(page.locator("h1")).to_have_text("Sign in")
 
+    # The TCM practitioner: a session sent without a point comes back with the notes kept; then it is recorded, is in
+    # the history and on the chart's time axis, and the practitioner signs the integrative part.
+    _hemicare(
+        "users",
+        "add",
+        "--username",
+        "li.tcm",
+        "--full-name",
+        "L. Li",
+        "--role",
+        "tcm_practitioner",
+        "--password-stdin",
+        db=db,
+        stdin=PASSWORD + "\n",
+    )
+    page.fill("#username", "li.tcm")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    page.goto(f"{server_url}/patients/e2e-001")
+    acupuncture = page.locator("form[action$='/sessions/acupuncture']")
+    for box in acupuncture.locator("input[name=points]").all():
+        box.uncheck()
+    page.fill("#acu-notes", "tolerated well")
+    page.fill("#acu-date", "2026-01-12")
+    acupuncture.locator("button[type=submit]").click()
+    expect(page.locator("#form-errors")).to_contain_text("The acupuncture session was not recorded")
+    expect(page.locator("#acupuncture-problems")).to_contain_text("Points: needs at least 1 entry")
+    expect(page.locator("#acu-notes")).to_have_value("tolerated well")
+    page.check("input[name=points][value=LI4]")
+    page.locator("form[action$='/sessions/acupuncture'] button[type=submit]").click()
+    expect(page.locator("#history")).to_be_visible()
+    expect(page.locator("table tr").filter(has_text="2026-01-12").filter(has_text="acupuncture")).to_contain_text("LI4")
+    expect(page.locator("svg.chart g.marker.acupuncture")).to_have_count(1)
+    page.click("#sign")
+    expect(page.locator("text=integrative: signed by li.tcm")).to_be_visible()
+    page.click("text=Sign out")
+    expect(page.locator("h1")).to_have_text("Sign in")
+
     _hemicare(
         "users",
         "add",
@@ -241,6 +279,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     chart = page.locator("svg.chart").bounding_box()
     assert chart is not None and chart["width"] >= 500, chart
     page.close()
-    # The one error is the assessment sent with an age of 250 on purpose, answered 422.
+    # The two errors are the assessment sent with an age of 250 and the acupuncture session without a point, on
+    # purpose, each answered 422.
     expected = "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
-    assert console_errors == [expected]
+    assert console_errors == [expected, expected]
