@@ -24,6 +24,7 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
+from hemicare.outcomes import service as outcome_service
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
@@ -743,8 +744,20 @@ def test_security_headers_and_openapi(client: TestClient) -> None:
 def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engine) -> None:
     csrf = sign_in(client, "patient1")
     assert client.post("/me/diary", data={"csrf_token": csrf, "spasms": "12", "intensity": "3"}).status_code == 303
-    bad = client.post("/me/diary", data={"csrf_token": csrf, "spasms": "12", "intensity": "30"})
-    assert bad.status_code == 422 and "intensity" in bad.text
+    future = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+    typed = {"csrf_token": csrf, "spasms": "17", "per": "hour", "intensity": "30", "triggers": ["talking"]}
+    bad = client.post("/me/diary", data={**typed, "date": future})
+    # The patient's page again, the entry as typed and each problem under the words of its label.
+    assert bad.status_code == 422 and 'id="diary-problems"' in bad.text and "Saved. Thank you." not in bad.text
+    problems = bad.text[bad.text.index('id="diary-problems"') : bad.text.index("</div></div>")]
+    assert "<strong>How strong</strong>: Input should be less than or equal to 10" in problems
+    assert f"<strong>Date</strong>: {future} is in the future" in problems
+    assert 'name="spasms" type="number" min="0" max="10000" required value="17">' in bad.text
+    assert 'value="30" aria-invalid=true>' in bad.text and '<option value="hour" selected>' in bad.text
+    assert 'value="talking" checked>' in bad.text and 'value="stress" >' in bad.text
+    with session_factory(clinic)() as s:
+        patient = patient_service.get(s, code="demo-001")
+        assert len(outcome_service.recent_diary(s, patient=patient)) == 1  # only the first entry was saved
     answers = {f"item.{i}": "2" for i in range(7)}
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
@@ -1818,7 +1831,8 @@ def test_integrative_sessions_are_recorded_on_the_day_they_happened(client: Test
     assert sorted((s["details"]["kind"], s["date"]) for s in recorded) == [("acupuncture", monday), ("herbal", monday)]
     refused = client.post("/patients/demo-001/sessions/acupuncture", data={**acupuncture, "date": "last monday"})
     assert refused.status_code == 422 and "<strong>Date</strong>" in refused.text
-    assert 'id="acu-date" name="date" type="date" value="last monday" aria-invalid=true>' in refused.text
+    assert 'id="acu-date" name="date" type="date" value="last monday" max="' in refused.text
+    assert re.search(r'id="acu-date"[^>]*aria-invalid=true>', refused.text)
 
 
 def test_sex_and_side_are_chosen_never_assumed(client: TestClient) -> None:

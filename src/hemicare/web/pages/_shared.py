@@ -77,3 +77,19 @@ def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) 
         title=f"Outcomes over time for {patient.code}",
     )
     return Markup(svg)
+
+
+# A form's problems by path: the form's input and the words its label uses.
+FieldNames = dict[str, tuple[str, str]]
+
+
+def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
+    """A refused form for the page it came from: what was typed, each problem under the label on screen, and the
+    inputs to mark (a dose box named by its site, not "details.sites.4.units")."""
+    shown, invalid = [], set()
+    for problem in problems:
+        name, label = names.get(problem.path) or ("", problem.path or "form")
+        if name:
+            invalid.add(name)
+        shown.append({"label": label, "message": problem.message})
+    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}

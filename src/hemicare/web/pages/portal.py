@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hemicare.engine.intake import validate_model
+from hemicare.errors import InputError
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
-from hemicare.web.pages._shared import PostedForm, _chart, _page
+from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused
 from hemicare.web.plain import due_words, plain_parts
 
 router = APIRouter(include_in_schema=False)
@@ -28,6 +30,13 @@ def _own_code(user: Principal) -> str:
 
 @router.get("/me")
 def my_page(request: Request, user: PageUser) -> HTMLResponse:
+    return _my_page(request, user)
+
+
+def _my_page(
+    request: Request, user: Principal, *, posted: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    """The patient's page; ``posted`` brings back a diary entry that was refused, as typed, with its problems."""
     code = _own_code(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -48,10 +57,21 @@ def my_page(request: Request, user: PageUser) -> HTMLResponse:
         entries=entries,
         due=[due_words(item) for item in due],
         chart=chart,
-        errors={},
+        posted=posted,
         today=dt.date.today().isoformat(),
-        saved=request.query_params.get("saved"),
+        saved=None if posted else request.query_params.get("saved"),
+        status_code=status_code,
     )
+
+
+# The diary form's inputs by problem path, with the words of their labels.
+_DIARY_FIELDS: FieldNames = {
+    "date": ("date", "Date"),
+    "spasms": ("spasms", "How many spasms"),
+    "per": ("per", "Counted per"),
+    "intensity": ("intensity", "How strong"),
+    "triggers": ("", "What made it worse"),
+}
 
 
 @router.post("/me/diary")
@@ -66,7 +86,11 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
         "triggers": form.all("triggers"),
         "note": form.get("note") or None,
     }
-    data = validate_model(DiaryCreate, payload)
+    try:
+        data = validate_model(DiaryCreate, payload)
+    except InputError as exc:  # the page again with the entry as typed: nothing to type twice
+        posted = _refused("diary", form, exc.problems, _DIARY_FIELDS)
+        return _my_page(request, user, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
         outcome_service.add_diary(
             session, patient=patient_service.get(session, code=code), data=data, actor=user.username

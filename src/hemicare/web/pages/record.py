@@ -43,7 +43,7 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.pages._shared import PostedForm, _chart, _page
+from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused
 from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
@@ -225,21 +225,8 @@ def assessment_submit(code: str, request: Request, user: PageUser, form: PostedF
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
-# A form's problems by path: the form's input and the words its label uses (session forms and sign-off).
-FieldNames = dict[str, tuple[str, str]]
+# The session forms' inputs that every kind has.
 _COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
-
-
-def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], names: FieldNames) -> dict[str, Any]:
-    """A refused form of the patient page: what was typed, each problem under its label, and the inputs
-    to mark (a dose box named by its site, not "details.sites.4.units")."""
-    shown, invalid = [], set()
-    for problem in problems:
-        name, label = names.get(problem.path) or _COMMON.get(problem.path) or ("", problem.path or "form")
-        if name:
-            invalid.add(name)
-        shown.append({"label": label, "message": problem.message})
-    return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
 
 
 @router.post("/patients/{code}/sign")
@@ -315,7 +302,7 @@ def _record_session(
             session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
     except InputError as exc:
         # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it.
-        posted = _refused(details["kind"], form, exc.problems, names)
+        posted = _refused(details["kind"], form, exc.problems, {**_COMMON, **names})
         return _patient_page(request, user, code, posted=posted, status_code=422)
     return RedirectResponse(f"/patients/{code}#history", status_code=303)
 
