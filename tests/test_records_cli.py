@@ -118,6 +118,12 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert (current["number"], current["kind"], current["edits"][0]["to"]) == (2, "reviewed", "option")
     text = _run(clinic, "patients", "show", "demo-001").stdout
     assert f"plan: version 2 (reviewed)\n  conventional: signed by dr.n (neurologist) on {dt.date.today()}\n" in text
+    # The latest assessment in words, as on the patient page and in the referral letter.
+    assert shown["assessment"]["assessed_on"] == dt.date.today().isoformat()
+    assert "  MRI done: neurovascular compression yes (aica); structural lesion no.\n" in text
+    assert [f"  {line}" for line in shown["assessment"]["in_words"]] == text.split("\n")[
+        2 : 2 + len(shown["assessment"]["in_words"])
+    ]
     due = json.loads(_run(clinic, "due", "--horizon", "400", "--json").stdout)
     assert any(item["what"] == "botulinum toxin session" for item in due)
     out = tmp_path / "export.json"
@@ -235,6 +241,13 @@ def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> Non
     assert "(temporary password)" in _run(clinic, "users", "list").stdout
     ownself = _run(clinic, "users", "password", "dr.n", "--temporary", "--by", "dr.n")
     assert ownself.exit_code == 4 and "your own password" in ownself.stderr  # not allowed, whoever asks
+
+
+def test_a_patient_without_an_assessment_says_so(clinic: str) -> None:
+    assert _run(clinic, "patients", "add", "--code", "new-1", "--name", "N", "--sex", "male").exit_code == 0
+    shown = _run(clinic, "patients", "show", "new-1")
+    assert shown.exit_code == 0 and "assessment: none yet\nplan: none yet\n" in shown.stdout
+    assert json.loads(_run(clinic, "patients", "show", "new-1", "--json").stdout)["assessment"] is None
 
 
 def test_bad_session_file_exits_2(clinic: str, tmp_path: Path) -> None:

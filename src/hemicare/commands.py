@@ -224,8 +224,10 @@ def patients_list(database: DbOption = None, as_json: JsonOption = False) -> Non
 
 @patients_app.command("show")
 def patients_show(code: str, database: DbOption = None, as_json: JsonOption = False, by: ByOption = None) -> None:
-    """Show a patient with the latest plan, outcomes and what is due."""
+    """Show a patient with the latest assessment, plan, outcomes and what is due."""
+    from hemicare.assessments import service as assessment_service
     from hemicare.audit import service as audit_service
+    from hemicare.engine.render import describe_assessment
     from hemicare.outcomes import service as outcome_service
     from hemicare.patients import service as patient_service
     from hemicare.plans import service as plan_service
@@ -236,11 +238,18 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             plan = plan_service.latest(session, patient=patient)
+            stored, assessment = assessment_service.latest_read(session, patient=patient)
             outcomes = outcome_service.summary(session, patient=patient, kb=kb)
             due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
             audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
+                "assessment": None
+                if stored is None
+                else {
+                    "assessed_on": stored.assessed_on.isoformat(),
+                    "in_words": describe_assessment(assessment) if assessment else [],
+                },
                 "plan": None
                 if plan is None
                 else {"version": plan.number, "kind": plan.kind, "signed_by": plan.signed_by, **plan.summary},
@@ -254,6 +263,12 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
         typer.echo(
             f"{info['code']}: {info['name']} ({info['sex']}, born {info['birth_year']}), record v{info['version']}"
         )
+        if data["assessment"] is None:
+            typer.echo("assessment: none yet")
+        else:
+            typer.echo(f"assessment of {data['assessment']['assessed_on']}:")
+            for line in data["assessment"]["in_words"]:
+                typer.echo(f"  {line}")
         if plan is None:
             typer.echo("plan: none yet")
         else:

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine.assessment import SCHEMA_VERSION, Assessment
-from hemicare.errors import NotFoundError
+from hemicare.engine.intake import validate_assessment
+from hemicare.errors import InputError, NotFoundError
 from hemicare.patients.models import Patient
 
 
@@ -36,3 +37,16 @@ def latest(session: Session, *, patient: Patient) -> StoredAssessment:
     if found is None:
         raise NotFoundError(f"patient {patient.code!r} has no assessment yet")
     return found
+
+
+def latest_read(session: Session, *, patient: Patient) -> tuple[StoredAssessment | None, Assessment | None]:
+    """The latest assessment as stored, and as the model reads it: (None, None) before the first one; the model is
+    None for one stored before a change of the assessment's form (what was stored can still be shown)."""
+    try:
+        stored = latest(session, patient=patient)
+    except NotFoundError:
+        return None, None
+    try:
+        return stored, validate_assessment(stored.data)
+    except InputError:
+        return stored, None

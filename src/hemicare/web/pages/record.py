@@ -12,10 +12,9 @@ from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
-from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase, validate_assessment
-from hemicare.engine.assessment import Assessment, MvdResult
+from hemicare.engine.assessment import MvdResult
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.render import describe_assessment
@@ -84,7 +83,7 @@ def _patient_page(
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = plan_service.latest(session, patient=patient)
-        stored, assessment = _latest_assessment(session, patient)
+        stored, assessment = assessment_service.latest_read(session, patient=patient)
         found = outcome_service.records(session, patient=patient)
         history = _history(found, kb)
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
@@ -121,19 +120,6 @@ def _patient_page(
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, status_code=status_code, **context)
-
-
-def _latest_assessment(session: Session, patient: Patient) -> tuple[StoredAssessment | None, Assessment | None]:
-    """The patient's latest assessment as stored, and as the model reads it (None if none yet, or if it was stored
-    before a change of the assessment's form: the page still shows what was stored)."""
-    try:
-        stored = assessment_service.latest(session, patient=patient)
-    except NotFoundError:
-        return None, None
-    try:
-        return stored, validate_assessment(stored.data)
-    except InputError:
-        return stored, None
 
 
 def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
@@ -466,7 +452,7 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = _plan_or_404(session, patient)
-        _, assessment = _latest_assessment(session, patient)
+        _, assessment = assessment_service.latest_read(session, patient=patient)
         found = outcome_service.records(session, patient=patient)
         referral = Referral(
             target=target,
