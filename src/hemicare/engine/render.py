@@ -13,6 +13,12 @@ _WIDTH = 100
 _CERTAINTY = {"high": "HIGH", "moderate": "MODERATE", "low": "LOW", "very_low": "VERY LOW"}
 # Which details of an item show by its status, here and on the clinician's page (web/templates/_details.html): how to
 # deliver it for items that may be given; the figures and how to judge the result for deferred ones too.
+# Said once before the first integrative item, in the text plan and the referral letter (the page says it too, with
+# emphasis: web/templates/_plan.html).
+INTEGRATIVE_NOTE = (
+    "Integrative (TCM) adjuncts: acupuncture and herbs for HFS rest on low or very-low certainty evidence. They are "
+    "offered beside the conventional options above, never instead of them."
+)
 DELIVERED = ("recommended", "option")
 WEIGHED = (*DELIVERED, "deferred")
 
@@ -301,11 +307,8 @@ def render_text(plan: Plan, *, names: Mapping[str, str] | None = None) -> str:
     for rec in plan.recommendations:
         if rec.category.value == "integrative" and not integrative_seen:
             integrative_seen = True
-            out += [
-                "",
-                "  INTEGRATIVE (TCM) ADJUNCTS: acupuncture and herbs for HFS rest on low or very-low certainty",
-                "  evidence. They are offered beside the conventional options above, never instead of them.",
-            ]
+            head, _, rest = INTEGRATIVE_NOTE.partition(":")
+            out += ["", *_wrap(f"{head.upper()}:{rest}")]
         name = (names or {}).get(rec.id, rec.id)
         out += ["", f"  [{rec.status.value.upper().replace('_', ' ')}] {name} ({rec.category.value})"]
         out += _wrap(rec.summary, "    ")

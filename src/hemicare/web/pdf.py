@@ -12,7 +12,7 @@ from fpdf import FPDF
 
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.plan import Recommendation, diagnosis_label
-from hemicare.engine.render import describe_assessment, detail_lines
+from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
 from hemicare.outcomes.service import Summary
 from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
@@ -223,11 +223,7 @@ def referral_pdf(referral: Referral) -> bytes:
     for rec in plan["recommendations"]:
         if rec["category"] == "integrative" and not integrative_seen:
             integrative_seen = True
-            doc.para(
-                "Integrative (TCM) adjuncts: acupuncture and herbs for HFS rest on low or very-low certainty "
-                "evidence. They are offered beside the conventional options, never instead of them.",
-                9,
-            )
+            doc.para(INTEGRATIVE_NOTE, 9)
         evidence = rec["evidence"]
         status = rec["status"].replace("_", " ")
         doc.para(
