@@ -99,6 +99,10 @@ class Change(BaseModel):
     mcid: float
     response: str
 
+    def words(self, scale: str) -> str:
+        """The change as the patient page and the referral letter say it, after the scale's name."""
+        return f"{scale}: {self.first} → {self.latest} ({self.response}, MCID {self.mcid:g})."
+
 
 class Summary(BaseModel):
     """A patient's outcomes over time."""

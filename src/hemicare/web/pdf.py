@@ -241,10 +241,7 @@ def referral_pdf(referral: Referral) -> bytes:
 
 
 def _outcome_words(outcomes: Summary, scale_names: dict[str, str]) -> str:
-    said = [
-        f"{scale_names.get(name, name)}: {change.first} -> {change.latest} ({change.response}, MCID {change.mcid:g})."
-        for name, change in outcomes.questionnaires.items()
-    ]
+    said = [change.words(scale_names.get(name, name)) for name, change in outcomes.questionnaires.items()]
     if outcomes.mean_toxin_effect_weeks:
         said.append(f"Mean toxin effect: {outcomes.mean_toxin_effect_weeks:g} weeks.")
     if outcomes.monthly:
