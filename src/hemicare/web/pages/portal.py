@@ -114,7 +114,7 @@ def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: Poste
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    return _page(request, "hfs7.html", user, errors={})
+    return _page(request, "hfs7.html", user)
 
 
 @router.post("/me/hfs7")
