@@ -1418,6 +1418,41 @@ def test_the_patient_page_gives_the_whole_assessment_in_words(client: TestClient
     assert "MRI done: neurovascular compression yes (aica)" in words
 
 
+def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: TestClient, clinic: Engine) -> None:
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    kb = load_default()
+    wind = {
+        "tongue": {"body": "pale", "coating": "thin_white"},
+        "pulse": ["floating", "thin"],
+        "findings": ["worse_with_wind_cold", "acute_onset", "aversion_to_cold", "blurred_vision", "dizziness"],
+    }
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="qz-1", name="Q Z", sex="female"), actor="t")
+        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "qz-1", "tcm": wind}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan = plan_service.generate(s, patient=patient, kb=kb, actor="t", today=dt.date.today())
+        formula = next(r for r in plan.content["recommendations"] if r["id"] == "herbal_formula")["details"]
+    assert formula["formula"] == "qian_zheng_san"
+    toxic = [h["latin"] for h in formula["ingredients"] if h["toxic"]]
+    assert "Scorpio" in toxic
+    sign_in(client, "tcm")
+    page = html.unescape(client.get("/patients/qz-1").text)
+    prescription = page[page.index('action="/patients/qz-1/sessions/herbal"') :]
+    prescription = prescription[: prescription.index("</form>")]
+    for latin in toxic:
+        row = prescription[prescription.index(f"<td>{latin} (") :]
+        row = row[: row.index("</tr>")]
+        herb = kb.herbs[latin]
+        assert '<span class="badge critical">toxic</span>' in row and "; ".join(herb.cautions) in row
+        assert herb.dose_note is None or f"reference dose: {herb.dose_note}." in row
+    untouched = prescription[prescription.index("<td>Bombyx Batryticatus (") :]
+    assert "toxic" not in untouched[: untouched.index("</tr>")]
+    # The plan's formula table says the reference dose too.
+    assert f"reference dose: {kb.herbs['Scorpio'].dose_note}." in page
+
+
 def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine) -> None:
     from hemicare.assessments import service as assessments
     from hemicare.patients.schemas import PatientCreate

@@ -113,6 +113,7 @@ def _patient_page(
             "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
+            "herbs": kb.herbs,
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
@@ -161,6 +162,7 @@ def plan_version_page(code: str, number: int, request: Request, user: PageUser) 
         parts=parts_of(shown.content),
         reference_urls={ref.id: ref.link for ref in kb.references.values()},
         treatment_names=kb.treatment_names(),
+        herbs=kb.herbs,
     )
 
 
