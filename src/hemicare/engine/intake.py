@@ -97,11 +97,11 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
     problems: list[FieldProblem] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors():
-        loc, _ = _walk(model, tuple(err["loc"]))
+        # For an unknown field the walk stops at the model it was sent to: the fields that model allows.
+        loc, inside = _walk(model, tuple(err["loc"]))
         path = ".".join(str(part) for part in loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            _, inside = _walk(model, tuple(err["loc"])[:-1])
             allowed = sorted(inside.model_fields) if inside is not None else []
             message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         elif kind == "missing":
