@@ -77,8 +77,8 @@ def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
 def _patient_page(
     request: Request, user: Principal, code: str, *, posted: dict[str, Any] | None = None, status_code: int = 200
 ) -> HTMLResponse:
-    """The patient's page; ``posted`` brings back a session form that was refused, with what was typed in it and the
-    problems (form: the kind of session, typed: the form, problems: the field problems)."""
+    """The patient's page; ``posted`` brings back a form that was refused (a session form or the sign-off), as
+    _shared._refused describes it: what was typed, the problems under their labels, the inputs to mark."""
     kb = request.app.state.kb
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -213,10 +213,6 @@ def assessment_submit(code: str, request: Request, user: PageUser, form: PostedF
     return RedirectResponse(f"/patients/{code}#plan", status_code=303)
 
 
-# The session forms' inputs that every kind has.
-_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
-
-
 @router.post("/patients/{code}/sign")
 def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
@@ -272,6 +268,10 @@ def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], w
     check_csrf(user, form.get("csrf_token"))
 
 
+# The session forms' inputs that every kind has.
+_COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
+
+
 def _record_session(
     request: Request,
     user: Principal,
@@ -311,9 +311,8 @@ def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) 
         if name.startswith("units.") and value.strip():
             _, site, side = name.split(".", 2)
             label = f"Units, {labels.get(site, site)}, {side}"
-            names[f"details.sites.{len(sites)}.units"] = (name, label)
-            names[f"details.sites.{len(sites)}.side"] = (name, label)
-            names[f"details.sites.{len(sites)}.site"] = (name, label)
+            for field in ("units", "side", "site"):  # any problem with this row is the dose box's
+                names[f"details.sites.{len(sites)}.{field}"] = (name, label)
             sites.append({"site": site, "side": side, "units": value.strip()})
     details: dict[str, Any] = {
         "kind": "toxin",
