@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
-from hemicare.errors import ConflictError, ForbiddenError, InputError
+from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.outcomes import service as outcomes
 from hemicare.outcomes.models import DiaryEntry
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
@@ -28,7 +31,7 @@ from hemicare.plans import service as plans
 from hemicare.plans.schemas import PlanEdit
 from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
-from hemicare.sessions.schemas import SessionCreate
+from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 
 TODAY = dt.date.today()
 
@@ -301,6 +304,123 @@ def test_toxin_history_entered_late_is_checked_against_both_neighbours(engine: E
     assert [str(d) for d in dates] == [
         str(TODAY - dt.timedelta(days=ago)) for ago in (200, 110, 20)
     ]  # nothing half-written
+
+
+def _meanwhile(engine: Engine, first: Callable[[Session], object], second: Callable[[Session], object]) -> object:
+    """Run ``first`` in a transaction and, while it is still open, ``second`` in another from a second thread; commit
+    the first once the second waits for a lock (on SQLite, after a moment) and return what the second returned or
+    raised. Both do the same check-then-write on one patient's record, as two clinicians (or a double click) do."""
+    result: dict[str, object] = {}
+
+    def run_second() -> None:
+        try:
+            with _session(engine) as s, s.begin():
+                result["second"] = second(s)
+        except Exception as exc:  # returned for the test to judge
+            result["second"] = exc
+
+    with _session(engine) as s, s.begin():
+        first(s)
+        s.flush()
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 20
+        while thread.is_alive() and time.monotonic() < deadline:
+            if engine.dialect.name != "postgresql":
+                time.sleep(0.3)  # SQLite's second writer waits in BEGIN IMMEDIATE; nothing shows it
+                break
+            with engine.connect() as probe:
+                if probe.scalar(text(waiting)):
+                    break
+            time.sleep(0.02)
+    thread.join(60)
+    assert not thread.is_alive()
+    return result["second"]
+
+
+def test_two_toxin_sessions_entered_at_once_cannot_both_pass_the_interval_check(
+    engine: Engine, kb: KnowledgeBase
+) -> None:
+    _add_patient(engine)
+
+    def record(days_ago: int) -> Callable[[Session], object]:
+        return lambda s: sessions.record(
+            s, patient=patients.get(s, code="p-001"), data=_toxin(days_ago), kb=kb, actor="N"
+        )
+
+    second = _meanwhile(engine, record(10), record(9))
+    assert isinstance(second, InputError), second
+    assert "less than 12 weeks after the toxin session of" in second.problems[0].message
+    with _session(engine) as s:
+        assert len(sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="toxin")) == 1
+
+
+def test_an_outcome_entered_twice_at_once_is_not_overwritten_without_a_reason(
+    engine: Engine, kb: KnowledgeBase
+) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        row = sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(100), kb=kb, actor="Dr N")
+        s.flush()
+        session_id = row.id
+
+    def outcome(weeks: int) -> Callable[[Session], object]:
+        return lambda s: sessions.record_outcome(
+            s,
+            patient=patients.get(s, code="p-001"),
+            session_id=session_id,
+            outcome=SessionOutcome(effect_weeks=weeks),
+            actor="Dr N",
+        )
+
+    second = _meanwhile(engine, outcome(12), outcome(14))
+    assert isinstance(second, InputError), second
+    assert [(p.path, p.message) for p in second.problems] == [
+        ("reason", "say why effect_weeks already recorded changes")
+    ]
+    with _session(engine) as s:
+        assert sessions.get(s, patient=patients.get(s, code="p-001"), session_id=session_id).data["effect_weeks"] == 12
+
+
+def test_a_diary_entry_removed_twice_at_once_is_removed_once(engine: Engine) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        entry = outcomes.add_diary(
+            s, patient=patients.get(s, code="p-001"), data=DiaryCreate(date=TODAY, spasms=5, intensity=3), actor="p"
+        )
+        s.flush()
+        entry_id = entry.id
+
+    def remove(s: Session) -> None:
+        outcomes.remove_diary(s, patient=patients.get(s, code="p-001"), entry_id=entry_id, actor="p")
+
+    second = _meanwhile(engine, remove, remove)
+    assert isinstance(second, NotFoundError), second
+    with _session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "delete")) == 1
+        assert audit.verify(s).ok
+
+
+def test_two_assessments_entered_at_once_become_consecutive_plan_versions(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    _add_patient(engine)
+
+    def assess(months: int) -> Callable[[Session], object]:
+        assessment = validate_assessment({**baseline, "id": "p-001", "duration_months": months})
+        return lambda s: (
+            plans.assess(
+                s, patient=patients.get(s, code="p-001"), assessment=assessment, kb=kb, actor="N", today=TODAY
+            ).number
+        )
+
+    # Not refused as a conflict: neither clinician's work is lost (storing the assessment takes the audit trail's
+    # lock before the next version number is read).
+    assert _meanwhile(engine, assess(24), assess(36)) == 2
+    with _session(engine) as s:
+        versions = plans.history(s, patient=patients.get(s, code="p-001"))
+        assert [(v.number, v.assessment_id) for v in versions] == [(1, 1), (2, 2)]
 
 
 def test_session_details_are_checked_against_the_knowledge_base(engine: Engine, kb: KnowledgeBase) -> None:

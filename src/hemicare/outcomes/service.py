@@ -16,6 +16,7 @@ from hemicare.engine import KnowledgeBase
 from hemicare.errors import NotFoundError
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
@@ -52,6 +53,7 @@ def recent_diary(session: Session, *, patient: Patient, limit: int = 10) -> list
 
 def remove_diary(session: Session, *, patient: Patient, entry_id: int, actor: str, reason: str | None = None) -> None:
     """Remove a diary entry entered by mistake. The audit trail keeps what it said."""
+    patient_service.lock(session, patient=patient)
     entry = session.get(DiaryEntry, entry_id)
     if entry is None or entry.patient_id != patient.id:
         raise NotFoundError(f"patient {patient.code!r} has no diary entry {entry_id}")

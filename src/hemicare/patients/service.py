@@ -35,6 +35,15 @@ def get(session: Session, *, code: str) -> Patient:
     return patient
 
 
+def lock(session: Session, *, patient: Patient) -> None:
+    """Hold the patient's record until the transaction ends, for a write that checks the record before it changes it
+    (the toxin interval, an outcome already recorded, an entry still there): a second such write waits here and then
+    sees the first. On PostgreSQL this locks the patient's row, and what the transaction had read is read again;
+    SQLite's BEGIN IMMEDIATE already lets one writer in at a time."""
+    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    session.expire_all()  # changes made so far were flushed by the query above; nothing is lost
+
+
 def list_all(session: Session, *, limit: int | None = None) -> list[Patient]:
     """Patients by code."""
     query = select(Patient).order_by(Patient.code)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
 from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import AcupunctureDetails, HerbalDetails, SessionCreate, SessionOutcome, ToxinDetails
@@ -59,6 +60,7 @@ def record(
     session: Session, *, patient: Patient, data: SessionCreate, kb: KnowledgeBase, actor: str
 ) -> TreatmentSession:
     """Store a session. A toxin session sooner than the minimum interval needs an override reason."""
+    patient_service.lock(session, patient=patient)
     problems = _check_against_knowledge(data, kb)
     details = data.details
     if isinstance(details, ToxinDetails) and not details.override_reason:
@@ -122,6 +124,7 @@ def record_outcome(
 ) -> TreatmentSession:
     """Add what was learnt after a session (a toxin session's effect and side effects, an operation's result). A
     value already recorded is changed only with a reason; the audit trail keeps the old and the new."""
+    patient_service.lock(session, patient=patient)
     row = get(session, patient=patient, session_id=session_id)
     allowed = OUTCOME_FIELDS.get(row.kind, ())
     given = outcome.model_dump(mode="json", exclude_none=True, exclude={"reason"})
