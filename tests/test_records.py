@@ -26,6 +26,7 @@ from hemicare.outcomes import service as outcomes
 from hemicare.outcomes.models import DiaryEntry
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patients
+from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plans
 from hemicare.plans.schemas import PlanEdit
@@ -337,6 +338,16 @@ def _meanwhile(engine: Engine, first: Callable[[Session], object], second: Calla
     thread.join(60)
     assert not thread.is_alive()
     return result["second"]
+
+
+def test_a_database_error_does_not_quote_the_values_it_was_writing(engine: Engine) -> None:
+    """Its message may reach a log or a terminal; names and notes must not go with it."""
+    _add_patient(engine)
+    with pytest.raises(DBAPIError) as info, _session(engine) as s, s.begin():
+        s.add(Patient(code="p-001", name="Lucia Okafor", sex="female", created_by="tester"))  # a code already used
+    assert "Lucia" not in str(info.value) and "hidden due to hide_parameters" in str(info.value)
+    # PostgreSQL's own detail still names a duplicated key ("Key (code)=(p-001) already exists"): that is why the
+    # server's log never carries an error's message (test_web, test_serve).
 
 
 def test_two_toxin_sessions_entered_at_once_cannot_both_pass_the_interval_check(

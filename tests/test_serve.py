@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +90,27 @@ def test_an_address_this_machine_cannot_listen_on_is_refused_naming_the_host(
     assert "in use" not in err
 
 
+def test_a_fault_reaches_the_server_log_without_its_message(tmp_path: Path) -> None:
+    """The server's own log (uvicorn's, not only the app's) gets no traceback of a fault: its last line quotes the
+    exception's message, and a database's message may quote what it was writing."""
+    port = _free_port()
+    server = _serve(tmp_path, port)
+    try:
+        _wait_until_up(port, server)
+        with sqlite3.connect(tmp_path / "s.db") as database:  # the database refuses to note a failed sign-in
+            database.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON sign_in_failures BEGIN SELECT RAISE(ABORT, 'no'); END"
+            )
+        answer = httpx.post(f"http://127.0.0.1:{port}/login", data={"username": "Lucia.Okafor", "password": "x" * 12})
+        assert answer.status_code == 500 and "(reference " in answer.text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert re.search(r"hemicare.web POST /login failed, reference [0-9a-f]{8}: sqlalchemy.exc.IntegrityError", err), err
+    assert "hemicare.web POST /login 500" in err
+    assert "Traceback" not in err and "Lucia" not in err and "INSERT" not in err, err
+
+
 class Running:
     """A `hemicare serve --workers 2` on a free port, up and answering; ``stop`` sends SIGTERM and returns stderr."""
 
@@ -136,7 +159,7 @@ def test_server_processes_share_connections_and_stop_together(tmp_path: Path) ->
         for connection in connections:
             connection.close()
         err = running.stop()
-    assert err.count("hemicare.web GET 200") >= 32, "every server process logs its requests"
+    assert err.count("hemicare.web GET /api/v1/health 200") >= 32, "every server process logs its requests"
     assert not any(map(_alive, shares))
 
 

@@ -25,6 +25,7 @@ from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
 from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.models import DiaryEntry
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
@@ -504,8 +505,56 @@ def test_no_patient_data_in_logs(client: TestClient, caplog: pytest.LogCaptureFi
         client.get("/api/v1/patients/demo-002")
     # The server's own log lines (the test client logs its requests under its own name).
     text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
-    assert "GET 200" in text
+    assert re.search(r"^GET /patients/\{code\} 200 \d+\.\d ms$", text, re.MULTILINE), text
+    assert re.search(r"^GET /api/v1/patients/\{code\} 200 \d+\.\d ms$", text, re.MULTILINE), text
     assert "demo-00" not in text and "Mei Lin" not in text and "Arjun" not in text
+    with caplog.at_level(logging.INFO):
+        client.get("/patients/Mei-Lin/no-such-page")
+    [unmatched] = [r.getMessage() for r in caplog.records if r.name == "hemicare.web" and " 404 " in r.getMessage()]
+    assert unmatched.startswith("GET - 404 ")  # no route matched: the path asked for may say anything
+
+
+def _refuse_diary_entries(engine: Engine) -> None:
+    """Make the database fail every new diary entry, as a full disk or a broken constraint would."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON diary_entries BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+
+
+def test_a_server_fault_is_answered_with_a_reference_and_logged_without_patient_data(
+    client: TestClient, clinic: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    _refuse_diary_entries(clinic)
+    csrf = sign_in(client, "patient1")
+    entry = {"date": dt.date.today().isoformat(), "spasms": 12, "intensity": 4, "note": "worse at Mei Lin's bakery"}
+    with caplog.at_level(logging.INFO):
+        api = client.post("/api/v1/patients/demo-001/diary", json=entry, headers={"x-csrf-token": csrf})
+        page = client.post("/me/diary", data={**entry, "csrf_token": csrf})
+    assert api.status_code == 500 and page.status_code == 500
+    [error] = api.json()["errors"]
+    reference = re.search(r"\(reference ([0-9a-f]{8})\)", error["message"])
+    assert reference and error["field"] == "", error
+    assert "Something went wrong on the server" in page.text and "open the page again" in page.text
+    assert page.headers["cache-control"] == "no-store" and "HemiCare" in page.text  # the app's page, its headers
+    assert 'href="/me"' in page.text  # signed in: the page keeps the patient's menu
+    server = [r for r in caplog.records if r.name == "hemicare.web"]
+    text = "\n".join(r.getMessage() for r in server)
+    # What failed and where, for the maintainer: the types, HemiCare's lines it passed, the last line it reached.
+    assert re.search(
+        rf"^POST /api/v1/patients/\{{code\}}/diary failed, reference {reference.group(1)}: "
+        r"sqlalchemy.exc.IntegrityError from sqlite3.IntegrityError at hemicare/outcomes/router.py:\d+ add_diary > "
+        r"hemicare/outcomes/service.py:\d+ add_diary > .* > sqlalchemy/engine/default.py:\d+ do_execute$",
+        text,
+        re.MULTILINE,
+    ), text
+    assert re.search(r"^POST /me/diary failed, reference [0-9a-f]{8}: .* at hemicare/web/pages/portal", text, re.M)
+    assert re.search(r"^POST /me/diary 500 \d+\.\d ms$", text, re.MULTILINE), text
+    for secret in ("bakery", "Mei Lin", "demo-001", "refused", "INSERT"):
+        assert secret not in text
+    assert all(r.exc_info is None for r in caplog.records)  # no traceback, whose last line quotes the message
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count()).select_from(DiaryEntry)) == 0
 
 
 def _pdf_text(body: bytes) -> str:

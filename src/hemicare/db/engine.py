@@ -49,7 +49,8 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     resolved = database_url(url)
     if resolved.startswith("postgresql://"):
         resolved = "postgresql+psycopg://" + resolved.removeprefix("postgresql://")
-    engine = create_engine(resolved, **kwargs)
+    # A database error's message leaves out the values it was writing (names, notes): it may reach a log.
+    engine = create_engine(resolved, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     return engine

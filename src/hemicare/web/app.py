@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+import os
+import secrets
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -14,7 +18,7 @@ from urllib.parse import quote, urlparse
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,15 +66,58 @@ _HEADER_BYTES = [(name.lower().encode(), value.encode()) for name, value in SECU
 _NO_STORE = [*_HEADER_BYTES, (b"cache-control", b"no-store")]
 
 
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised: its type and what caused it, and the lines of HemiCare it passed with the last
+    line it reached, newest last. What a maintainer needs, without the message, which may quote the patient's data."""
+    types: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        types.append(kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}")
+        current = current.__cause__ or current.__context__
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # the first is the middleware that caught it
+    passed = [
+        f"{_source(frame.filename)}:{frame.lineno} {frame.name}"
+        for index, frame in enumerate(frames)
+        if f"{os.sep}hemicare{os.sep}" in frame.filename or index == len(frames) - 1
+    ]
+    return f"{' from '.join(types)} at {' > '.join(passed)}"
+
+
+def _source(filename: str) -> str:
+    """A source file named from its package down (hemicare/web/app.py, sqlalchemy/engine/base.py)."""
+    for anchor in (f"{os.sep}site-packages{os.sep}", f"{os.sep}src{os.sep}"):
+        if anchor in filename:
+            return filename.rsplit(anchor, 1)[1]
+    return Path(filename).name
+
+
+Failed = Callable[[Request, str], Awaitable[Response]]
+
+
 class SecurityHeaders:
-    """Security headers on every response; the log line names no patient (method and status only).
+    """Security headers on every response, one log line per request, and the answer to a request the app failed.
 
     A plain ASGI middleware: it adds headers to the response start message without buffering the body. Only the
-    static files may be cached.
+    static files may be cached. The log line names no patient: the method, the route's template, the status and the
+    time to the answer. A request the app failed to answer (a fault, not the caller's mistake) gets the ``failed``
+    answer with a reference, and the log line gives the reference and where the fault was but not its message; the
+    fault goes no further, so that the server does not log it again with its message and the values in it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, failed: Failed, prefixes: Mapping[int, str]) -> None:
         self.app = app
+        self.failed = failed
+        self.prefixes = prefixes  # the prefix each included route is served under, by the route's id
+
+    def route(self, scope: Scope) -> str:
+        """The route a request matched, its parameters as names (``/patients/{code}``), never their values; ``-``
+        when no route matched (the path asked for may say anything)."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        return self.prefixes.get(id(route), "") + path if isinstance(path, str) else "-"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,14 +125,29 @@ class SecurityHeaders:
             return
 
         added = _HEADER_BYTES if scope["path"].startswith("/static/") else _NO_STORE
+        started = time.perf_counter()
+        answered = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
+                answered = True
                 message["headers"] = [*message.get("headers", []), *added]
-                LOG.info("%s %s", scope["method"], message["status"])
+                elapsed = (time.perf_counter() - started) * 1000
+                LOG.info("%s %s %s %.1f ms", scope["method"], self.route(scope), message["status"], elapsed)
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception as exc:
+            reference = secrets.token_hex(4)
+            LOG.error("%s %s failed, reference %s: %s", scope["method"], self.route(scope), reference, _where(exc))
+            if not answered:  # otherwise the answer is cut short and the client sees the connection close
+                try:
+                    response = await self.failed(Request(scope, receive), reference)
+                except Exception:
+                    response = PlainTextResponse(f"The server failed to answer (reference {reference}).", 500)
+                await response(scope, receive, with_headers)
 
 
 def point_label(point: Mapping[str, Any] | Acupoint) -> str:
@@ -129,7 +191,6 @@ def create_app(
     app.state.templates.env.globals["weighed"] = WEIGHED
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
-    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     async def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
@@ -147,6 +208,20 @@ def create_app(
         templates: Jinja2Templates = app.state.templates
         context = {"code": code, "errors": errors, "user": user, "back": back}
         return templates.TemplateResponse(request, "error.html", context, status_code=code)
+
+    async def failed(request: Request, reference: str) -> Response:
+        message = (
+            f"The server failed to answer this request (reference {reference}). If you were saving something, open "
+            "the page again to see whether it was saved. Give the reference to whoever runs HemiCare: the server's "
+            "log says where it failed."
+        )
+        return await problem(request, 500, [{"field": "", "message": message}])
+
+    from hemicare.web import api, pages
+
+    mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
+    prefixes = {id(route): prefix for prefix, router in mounted for route in router.routes}
+    app.add_middleware(SecurityHeaders, failed=failed, prefixes=prefixes)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> Response:
@@ -187,9 +262,6 @@ def create_app(
     async def _choose_password(request: Request, exc: PasswordChangeRequired) -> Response:
         return RedirectResponse("/account", status_code=303)
 
-    from hemicare.web import api, pages
-
-    mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
     for prefix, router in mounted:
         app.include_router(router, prefix=prefix)
     app.include_router(pages.router)
@@ -211,7 +283,7 @@ def template(request: Request, name: str, context: dict[str, Any], status_code: 
 
 
 def log_requests() -> None:
-    """Send the server's log (one line per request: method and status, never a patient) to standard error."""
+    """Send the server's log (a line per request: method, route, status and time, never a patient) to standard error."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
