@@ -670,7 +670,7 @@ def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> Non
     with _session(engine) as s:
 
         def codes(text: str | None) -> list[str]:
-            return [code for _, code, _ in patients.find(s, text=text)]
+            return [row.code for row in patients.find(s, text=text)]
 
         assert codes(None) == ["hf-001", "hf-002", "hf_100", "x-1"]
         assert codes("LIN") == ["hf-001", "hf_100"]  # any case, code or name
@@ -678,5 +678,5 @@ def test_patients_are_found_by_part_of_their_code_or_name(engine: Engine) -> Non
         assert codes("_") == ["hf_100"] and codes("%") == ["x-1"]  # wildcards are taken as they are
         assert codes("nobody") == []
         # A page of them, counted in the database.
-        assert [code for _, code, _ in patients.find(s, text="hf", offset=1, limit=1)] == ["hf-002"]
+        assert [row.code for row in patients.find(s, text="hf", offset=1, limit=1)] == ["hf-002"]
         assert patients.count(s, text="lin") == 2 and patients.count(s) == 4

@@ -247,6 +247,14 @@ def test_a_patient_without_an_assessment_says_so(clinic: str) -> None:
     assert _run(clinic, "patients", "add", "--code", "new-1", "--name", "N", "--sex", "male").exit_code == 0
     shown = _run(clinic, "patients", "show", "new-1")
     assert shown.exit_code == 0 and "assessment: none yet\nplan: none yet\n" in shown.stdout
+    assert shown.stdout.startswith("new-1: N (male), record v1\n")  # no birth year recorded: none shown
+    added = _run(clinic, "patients", "add", "--code", "new-2", "--name", "N", "--sex", "female", "--birth-year", "1961")
+    assert added.exit_code == 0
+    assert _run(clinic, "patients", "show", "new-2").stdout.startswith("new-2: N (born 1961, female), record v1\n")
+    listed = _run(clinic, "patients", "list").stdout.splitlines()
+    assert re.search(r"^new-1 +N +male +record v1$", listed[-2]) and re.search(
+        r"^new-2 +N +born 1961, female +record v1$", listed[-1]
+    ), listed  # two patients of one name told apart
     assert json.loads(_run(clinic, "patients", "show", "new-1", "--json").stdout)["assessment"] is None
 
 

@@ -1075,6 +1075,21 @@ def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClie
     assert client.post(url, data={"csrf_token": tcm_csrf, "effect_weeks": "12", "reason": "x y z"}).status_code == 403
 
 
+def test_patients_of_the_same_name_are_told_apart_in_the_list(client: TestClient, clinic: Engine) -> None:
+    from hemicare.patients.schemas import PatientCreate
+
+    with session_factory(clinic)() as s, s.begin():
+        for code, year, sex in (("hf-101", 1961, "female"), ("hf-102", 1988, "male")):
+            data = PatientCreate(code=code, name="Wei Okafor", sex=sex, birth_year=year)
+            patient_service.create(s, data=data, actor="setup")
+    sign_in(client, "neuro")
+    page = client.get("/patients", params={"q": "Wei Okafor"}).text
+    rows = re.findall(
+        r'<a href="/patients/([^"]+)">[^<]+</a></td>\s*<td>([^<]+)<div class="small muted">([^<]+)</div>', page
+    )
+    assert rows == [("hf-101", "Wei Okafor", "born 1961, female"), ("hf-102", "Wei Okafor", "born 1988, male")]
+
+
 def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
@@ -1086,9 +1101,14 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
         }
         assert client.post(f"/api/v1/patients/{code}/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
     page = client.get("/due?days=30").text
-    rows = re.findall(r'<td[^>]*><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)</td><td>([^<]+)</td>', page)
-    toxin = [(code, name) for code, name, what in rows if what == "botulinum toxin session"]
-    assert toxin == [("demo-001", "Mei Lin"), ("demo-002", "Arjun Patel")]  # 14 weeks overdue, then due in a week
+    rows = re.findall(
+        r'<td[^>]*><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)<div class="small muted">([^<]*)</div></td>'
+        r"<td>([^<]+)</td>",
+        page,
+    )
+    toxin = [(code, name, who) for code, name, who, what in rows if what == "botulinum toxin session"]
+    # 14 weeks overdue, then due in a week; each with their sex (and birth year, where recorded) beside the name.
+    assert toxin == [("demo-001", "Mei Lin", "female"), ("demo-002", "Arjun Patel", "female")]
     late = (dt.timedelta(weeks=40) - dt.timedelta(weeks=26)).days
     assert f'<strong class="overdue">(overdue, {late} days)</strong>' in page
     assert page.index("demo-001") < page.index("demo-002")

@@ -217,7 +217,8 @@ def patients_list(database: DbOption = None, as_json: JsonOption = False) -> Non
         if as_json:
             _print(rows)
         for row in [] if as_json else rows:
-            typer.echo(f"{row['code']:<20} {row['name']:<30} {row['sex']:<7} v{row['version']}")
+            who = patient_service.who(birth_year=row["birth_year"], sex=row["sex"])
+            typer.echo(f"{row['code']:<20} {row['name']:<30} {who:<24} record v{row['version']}")
 
     run(body)
 
@@ -260,9 +261,8 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             _print(data)
             return
         info = data["patient"]
-        typer.echo(
-            f"{info['code']}: {info['name']} ({info['sex']}, born {info['birth_year']}), record v{info['version']}"
-        )
+        who = patient_service.who(birth_year=info["birth_year"], sex=info["sex"])
+        typer.echo(f"{info['code']}: {info['name']} ({who}), record v{info['version']}")
         if data["assessment"] is None:
             typer.echo("assessment: none yet")
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -60,15 +62,38 @@ def _matching(text: str | None) -> ColumnElement[bool]:
     return or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\"))
 
 
-def find(
-    session: Session, *, text: str | None = None, offset: int = 0, limit: int | None = None
-) -> list[tuple[int, str, str]]:
-    """Id, code and name of the patients whose code or name contains ``text`` (all if none), by code; ``limit`` of
-    them from ``offset`` if given."""
-    query = select(Patient.id, Patient.code, Patient.name).where(_matching(text)).order_by(Patient.code)
+class Listed(NamedTuple):
+    """A patient as lists show them: the code, and the name with the birth year and sex that tell apart two patients
+    of the same name."""
+
+    id: int
+    code: str
+    name: str
+    birth_year: int | None
+    sex: str
+
+    def who(self) -> str:
+        """The birth year and sex in words ("born 1974, female")."""
+        return who(birth_year=self.birth_year, sex=self.sex)
+
+
+def who(*, birth_year: int | None, sex: str) -> str:
+    """A patient's birth year and sex in words, as lists give them beside the name: "born 1974, female", or just
+    "female" when the year is not recorded."""
+    return ", ".join(([f"born {birth_year}"] if birth_year else []) + [sex])
+
+
+def find(session: Session, *, text: str | None = None, offset: int = 0, limit: int | None = None) -> list[Listed]:
+    """The patients whose code or name contains ``text`` (all if none), by code; ``limit`` of them from ``offset`` if
+    given."""
+    query = (
+        select(Patient.id, Patient.code, Patient.name, Patient.birth_year, Patient.sex)
+        .where(_matching(text))
+        .order_by(Patient.code)
+    )
     if limit is not None:
         query = query.offset(offset).limit(limit)
-    return [(patient_id, code, name) for patient_id, code, name in session.execute(query)]
+    return [Listed(*row) for row in session.execute(query)]
 
 
 def count(session: Session, *, text: str | None = None) -> int:

@@ -78,7 +78,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
             if show == "due":
                 due = recall_service.due(session, kb=kb, today=today, horizon_days=14)
                 due_codes = {item.patient for item in due}
-                found = [row for row in found if row[1] in due_codes]
+                found = [row for row in found if row.code in due_codes]
             else:
                 summaries = plan_service.latest_summaries(session)
                 if show == "unsigned":
@@ -89,18 +89,18 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                         for pid, plan in summaries.items()
                         if "critical" in plan.summary.get("severities", {}).values()
                     }
-                found = [row for row in found if row[0] in keep]
+                found = [row for row in found if row.id in keep]
             total = len(found)
             pager = _pager("/patients", query, page, total, PAGE_SIZE)
             shown = found[pager["first"] - 1 : pager["first"] - 1 + PAGE_SIZE]
-        ids = [row[0] for row in shown]
+        ids = [row.id for row in shown]
         by_patient: dict[str, list[Any]] = {}
         for item in recall_service.due(session, kb=kb, today=today, horizon_days=14, patient_ids=ids):
             by_patient.setdefault(item.patient, []).append(item)
         plans = plan_service.latest_summaries(session, patient_ids=ids)
         rows = []
-        for patient_id, code, name in shown:
-            plan = plans.get(patient_id)
+        for listed in shown:
+            plan = plans.get(listed.id)
             severities = plan.summary.get("severities", {}) if plan else {}
             titles = {
                 level: [alert_title(alert, kb) for alert, severity in severities.items() if severity == level]
@@ -108,13 +108,14 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
             }
             rows.append(
                 {
-                    "code": code,
-                    "name": name,
+                    "code": listed.code,
+                    "name": listed.name,
+                    "who": listed.who(),
                     "plan": plan,
                     "parts": _signoff(plan) if plan else [],
                     "critical": titles["critical"],
                     "warnings": titles["warning"],
-                    "due": by_patient.get(code, []),
+                    "due": by_patient.get(listed.code, []),
                 }
             )
     audit_read(request, user, entity="patient_list", entity_id=show)
@@ -146,10 +147,10 @@ def due_page(request: Request, user: PageUser) -> HTMLResponse:
     today = dt.date.today()
     with request.app.state.readers.begin() as session:
         items = recall_service.due(session, kb=request.app.state.kb, today=today, horizon_days=horizon)
-        names = {code: name for _, code, name in patient_service.find(session)}
+        listed = {row.code: row for row in patient_service.find(session)}
     audit_read(request, user, entity="due_list", entity_id=str(horizon))
     items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
-    rows = [{"item": item, "name": names.get(item.patient, "")} for item in items]
+    rows = [{"item": item, "patient": listed.get(item.patient)} for item in items]
     return _page(request, "due.html", user, rows=rows, days=horizon, horizons=DUE_HORIZONS, today=today.isoformat())
 
 
