@@ -105,7 +105,12 @@ def test_a_fault_reaches_the_server_log_without_its_message(tmp_path: Path) -> N
         assert answer.status_code == 500 and "(reference " in answer.text
     finally:
         server.send_signal(signal.SIGTERM)
-        _, err = server.communicate(timeout=60)
+        out, err = server.communicate(timeout=60)
+    # How to add the first account to this database, not to hemicare.db in whatever folder the command is typed in.
+    first_user = f"hemicare users add --username dr.neuro --full-name 'Dr Neuro' --role neurologist --db sqlite:///{tmp_path}/s.db"
+    assert (
+        f"No users yet. In another terminal, from this folder, create one and sign in with it:\n  {first_user}\n" in out
+    )
     assert re.search(r"hemicare.web POST /login failed, reference [0-9a-f]{8}: sqlalchemy.exc.IntegrityError", err), err
     assert "hemicare.web POST /login 500" in err
     assert "Traceback" not in err and "Lucia" not in err and "INSERT" not in err, err

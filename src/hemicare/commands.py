@@ -14,6 +14,8 @@ import datetime as dt
 import getpass
 import json
 import os
+import shlex
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -887,6 +889,17 @@ def users_revoke_tokens(username: str, database: DbOption = None, by: ByOption =
     run(body)
 
 
+def first_user_command(database: str | None) -> str:
+    """The command that adds a first account to the database being served, as it is typed in another terminal: the
+    program as it was started (``.venv/bin/hemicare`` from ``make run``), and the database if ``--db`` named one
+    (a database named by $HEMICARE_DATABASE_URL is found the same way by the other command)."""
+    program = sys.argv[0] if Path(sys.argv[0]).name == "hemicare" else "hemicare"
+    words = [program, "users", "add", "--username", "dr.neuro", "--full-name", "Dr Neuro", "--role", "neurologist"]
+    if database:
+        words += ["--db", database]
+    return shlex.join(words)
+
+
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
@@ -926,8 +939,8 @@ def serve(
     typer.echo(f"HemiCare is running at http://{host}:{port}/ (stop with Ctrl-C)")
     if users == 0:
         typer.echo(
-            "No users yet. In another terminal, create one and sign in with it:\n"
-            "  .venv/bin/hemicare users add --username dr.neuro --full-name 'Dr Neuro' --role neurologist\n"
+            "No users yet. In another terminal, from this folder, create one and sign in with it:\n"
+            f"  {first_user_command(database)}\n"
             "(roles: admin, neurologist, neurosurgeon, tcm_practitioner, patient --patient CODE)"
         )
     log_requests()
