@@ -116,6 +116,27 @@ def test_a_fault_reaches_the_server_log_without_its_message(tmp_path: Path) -> N
     assert "Traceback" not in err and "Lucia" not in err and "INSERT" not in err, err
 
 
+def test_the_server_log_holds_hemicare_lines_only(tmp_path: Path) -> None:
+    """A printed plan is set in subsets of its fonts; the subsetter's informational log listed every letter it set,
+    a patient's name among them, and thirty lines a PDF."""
+    port, password = _free_port(), "a long enough password"
+    server = _serve(tmp_path, port, "--demo")
+    try:
+        _wait_until_up(port, server)
+        add = ["users", "add", "--username", "dr.n", "--full-name", "Dr N", "--role", "neurologist"]
+        command = [sys.executable, "-m", "hemicare.cli", *add, "--db", f"sqlite:///{tmp_path}/s.db"]
+        subprocess.run(command, input=f"{password}\n{password}\n", text=True, capture_output=True, check=True)
+        signed_in = httpx.post(f"http://127.0.0.1:{port}/login", data={"username": "dr.n", "password": password})
+        cookie = {"cookie": f"hemicare_session={signed_in.cookies['hemicare_session']}"}
+        printed = httpx.get(f"http://127.0.0.1:{port}/patients/demo-001/plan.pdf", headers=cookie, timeout=60)
+        assert printed.status_code == 200 and printed.content.startswith(b"%PDF")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=60)
+    assert "hemicare.web GET /patients/{code}/plan.pdf 200" in err
+    assert [line for line in err.splitlines() if " hemicare.web " not in line] == []
+
+
 class Running:
     """A `hemicare serve --workers 2` on a free port, up and answering; ``stop`` sends SIGTERM and returns stderr."""
 

@@ -283,8 +283,12 @@ def template(request: Request, name: str, context: dict[str, Any], status_code: 
 
 
 def log_requests() -> None:
-    """Send the server's log (a line per request: method, route, status and time, never a patient) to standard error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    """Send the server's log to standard error: HemiCare's own lines (a line per request: method, route, status and
+    time, never a patient) and the warnings and errors of the libraries it uses. Their informational lines are left
+    out: they are not for a clinic's log, and some carry what a request handled (the font subsetter behind the PDFs
+    listed the letters it set, the patient's name among them)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("hemicare").setLevel(logging.INFO)
 
 
 def serving_app(*, database_url: str | None = None, cookie_secure: bool = True) -> FastAPI:
