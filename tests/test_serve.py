@@ -73,6 +73,25 @@ def test_a_port_in_use_is_refused_naming_the_option(tmp_path: Path, workers: str
     assert not (tmp_path / "s.db").exists(), "nothing is set up for a server that cannot start"
 
 
+def test_a_port_whose_last_server_just_stopped_is_free() -> None:
+    """A server that closes its connections leaves them closing on its port for up to a minute (TIME_WAIT): a
+    restart then was refused as 'in use'."""
+    from hemicare.web import workers
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server closes first, as a stopping server does
+        with pytest.raises(workers.AddressError, match="is in use"):
+            workers.check_free("127.0.0.1", port)  # still listening: taken
+    client.close()
+    workers.check_free("127.0.0.1", port)  # only the closing connection is left
+
+
 @pytest.mark.parametrize(
     ("host", "message"),
     [

@@ -58,6 +58,9 @@ def check_free(host: str, port: int) -> None:
     holds it), needs privileges, or the host is not an address of this machine."""
     family, address = _address(host, port)
     probe = socket.socket(family, socket.SOCK_STREAM)
+    # As the server's own sockets do: connections of a server just stopped, closing (TIME_WAIT, up to a minute), do
+    # not hold the port; a socket listening on it still does.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind(address)
     except OSError as exc:
