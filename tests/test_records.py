@@ -21,7 +21,9 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.intake import validate_model
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from hemicare.limits import CODE_MAX, REASON_MAX, TOKEN_NAME_MAX
 from hemicare.outcomes import service as outcomes
 from hemicare.outcomes.models import DiaryEntry
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
@@ -29,7 +31,7 @@ from hemicare.patients import service as patients
 from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plans
-from hemicare.plans.schemas import PlanEdit
+from hemicare.plans.schemas import PlanEdit, SignRequest
 from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
@@ -348,6 +350,70 @@ def test_a_database_error_does_not_quote_the_values_it_was_writing(engine: Engin
     assert "Lucia" not in str(info.value) and "hidden due to hide_parameters" in str(info.value)
     # PostgreSQL's own detail still names a duplicated key ("Key (code)=(p-001) already exists"): that is why the
     # server's log never carries an error's message (test_web, test_serve).
+
+
+def test_text_longer_than_the_records_keep_is_refused_naming_the_field(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """PostgreSQL refuses text longer than its column with a server error (SQLite keeps it): each input is checked
+    first, and text at the limit is kept."""
+    from hemicare.users import service as users
+    from hemicare.users.schemas import UserCreate
+
+    code = "c" * CODE_MAX  # the longest code: the audit trail still names its plan versions ("CODE/v2")
+    _add_patient(engine, code=code)
+    _assess(engine, kb, baseline, code=code)
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code=code), kb=kb, actor="tester", today=TODAY)
+        users.create(
+            s, data=UserCreate(username="dr.n", full_name="N", role="neurologist", password="p" * 12), actor="t"
+        )
+
+    def update(reason: str) -> Callable[[Session], object]:
+        return lambda s: patients.update(
+            s, code=code, expected_version=1, changes=PatientUpdate(name="B"), actor="t", reason=reason
+        )
+
+    def sign(reason: str) -> Callable[[Session], object]:
+        return lambda s: plans.sign(
+            s,
+            patient=patients.get(s, code=code),
+            expected_number=1,
+            edits=[],
+            signer="N",
+            role="neurologist",
+            reason=reason,
+        )
+
+    def token(name: str) -> Callable[[Session], object]:
+        return lambda s: users.issue_token(s, username="dr.n", name=name, actor="t")
+
+    too_long = [
+        (update("x" * (REASON_MAX + 1)), "reason", f"at most {REASON_MAX} characters, got {REASON_MAX + 1}"),
+        (sign("x" * (REASON_MAX + 1)), "reason", f"at most {REASON_MAX} characters, got {REASON_MAX + 1}"),
+        (token("x" * (TOKEN_NAME_MAX + 1)), "name", f"say what the token is for in 1 to {TOKEN_NAME_MAX} characters"),
+    ]
+    for write, field, message in too_long:
+        with pytest.raises(InputError) as info, _session(engine) as s, s.begin():
+            write(s)
+        assert [(p.path, p.message) for p in info.value.problems] == [(field, message)]
+    for write in (update("x" * REASON_MAX), sign("x" * REASON_MAX), token("x" * TOKEN_NAME_MAX)):
+        with _session(engine) as s, s.begin():
+            write(s)
+    with _session(engine) as s:
+        assert plans.latest(s, patient=patients.get(s, code=code)).number == 2
+        assert audit.verify(s).ok
+    # The inputs say their limits before anything is written.
+    too_soon = _toxin(1).model_dump(mode="json")
+    too_soon["details"]["override_reason"] = "x" * (REASON_MAX + 1)
+    for model, data, field in (
+        (PatientCreate, {"code": "c" * (CODE_MAX + 1), "name": "N", "sex": "male"}, "code"),
+        (SignRequest, {"version": 1, "reason": "x" * (REASON_MAX + 1)}, "reason"),
+        (SessionCreate, too_soon, "details.override_reason"),
+    ):
+        with pytest.raises(InputError) as refused:
+            validate_model(model, data)
+        assert refused.value.problems[0].path.startswith(field), refused.value.problems
 
 
 def test_two_toxin_sessions_entered_at_once_cannot_both_pass_the_interval_check(

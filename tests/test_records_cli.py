@@ -243,6 +243,16 @@ def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> Non
     assert ownself.exit_code == 4 and "your own password" in ownself.stderr  # not allowed, whoever asks
 
 
+def test_who_is_acting_is_named_within_what_the_records_keep(clinic: str) -> None:
+    add = ["patients", "add", "--code", "new-1", "--name", "N", "--sex", "male"]
+    refused = _run(clinic, *add, "--by", "x" * 121)
+    assert refused.exit_code == 2 and "field `--by`: name who is acting in 1 to 120 characters" in refused.stderr
+    assert "no patient with code 'new-1'" in _run(clinic, "patients", "show", "new-1").stderr  # nothing written
+    assert _run(clinic, *add, "--by", "x" * 120).exit_code == 0
+    token = _run(clinic, "users", "token", "--username", "nobody", "--name", "x" * 121)
+    assert token.exit_code == 2 and "field `name`: say what the token is for in 1 to 120 characters" in token.stderr
+
+
 def test_a_patient_without_an_assessment_says_so(clinic: str) -> None:
     assert _run(clinic, "patients", "add", "--code", "new-1", "--name", "N", "--sex", "male").exit_code == 0
     shown = _run(clinic, "patients", "show", "new-1")
@@ -256,6 +266,17 @@ def test_a_patient_without_an_assessment_says_so(clinic: str) -> None:
         r"^new-2 +N +born 1961, female +record v1$", listed[-1]
     ), listed  # two patients of one name told apart
     assert json.loads(_run(clinic, "patients", "show", "new-1", "--json").stdout)["assessment"] is None
+
+
+def test_a_file_holding_a_nul_character_is_refused_naming_where(clinic: str, tmp_path: Path) -> None:
+    session = tmp_path / "session.yaml"
+    session.write_text(
+        'date: 2026-01-05\nclinician: "Dr\\0 N"\ndetails: {kind: acupuncture, points: [LI4], notes: "a\\x00b"}\n'
+    )
+    refused = _run(clinic, "sessions", "add", "demo-001", str(session))
+    assert refused.exit_code == 2
+    nul = "holds a NUL character (\\u0000 or %00), which is not text"
+    assert f"field `clinician`: {nul}" in refused.stderr and f"field `details.notes`: {nul}" in refused.stderr
 
 
 def test_bad_session_file_exits_2(clinic: str, tmp_path: Path) -> None:

@@ -309,6 +309,8 @@ def test_a_patients_name_and_phone_are_corrected_with_a_reason(client: TestClien
     for field in ("name", "reason"):
         assert f'id="error-{field}"' in refused.text, field
     assert 'value="+44 20 7946 0000"' in refused.text  # what was typed stays
+    too_long = client.post("/patients/demo-001/edit", data=form | {"reason": "x" * 501})
+    assert too_long.status_code == 422 and "say why the record changes in 3 to 500 characters" in too_long.text
     saved = client.post("/patients/demo-001/edit", data=form | {"reason": "married name"})
     assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001"
     assert "Mei Lin-Okafor" in client.get("/patients/demo-001").text
@@ -436,6 +438,9 @@ def test_a_sign_off_without_a_reason_comes_back_with_the_choices_made(client: Te
     with session_factory(clinic)() as s:
         assert list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1))) == [1]
     form["reason.mvd"] = "prefers toxin first"
+    long_note = client.post("/patients/demo-001/sign", data=form | {"sign_reason": "x" * 501})
+    assert long_note.status_code == 422  # the audit trail keeps 500 characters of a note: said, not a server error
+    assert "<strong>Note with the signature</strong>: at most 500 characters, got 501" in long_note.text
     assert client.post("/patients/demo-001/sign", data=form).status_code == 303
 
 
@@ -512,6 +517,39 @@ def test_no_patient_data_in_logs(client: TestClient, caplog: pytest.LogCaptureFi
         client.get("/patients/Mei-Lin/no-such-page")
     [unmatched] = [r.getMessage() for r in caplog.records if r.name == "hemicare.web" and " 404 " in r.getMessage()]
     assert unmatched.startswith("GET - 404 ")  # no route matched: the path asked for may say anything
+
+
+def test_text_holding_a_nul_character_is_refused_naming_where(client: TestClient, clinic: Engine) -> None:
+    """PostgreSQL can neither store nor compare with a NUL character: a search, a code, a form or a JSON body holding
+    one failed there with a server error."""
+    csrf = sign_in(client, "neuro")
+    headers = {"x-csrf-token": csrf}
+    nul = "holds a NUL character (\\u0000 or %00), which is not text"
+    for address, field in (
+        ("/patients?q=Mei%00", "q"),
+        ("/api/v1/patients?q=Mei%00&limit=5", "q"),
+        ("/patients/demo-001%00", ""),
+        ("/api/v1/patients/demo%00-001", ""),
+    ):
+        answer = client.get(address)
+        assert answer.status_code == 422, (address, answer.text)
+        if address.startswith("/api/"):
+            assert answer.json()["errors"][0]["field"] == field
+            assert nul in answer.json()["errors"][0]["message"]
+        else:
+            assert nul in html.unescape(answer.text) and "HemiCare" in answer.text
+    entry = {"date": dt.date.today().isoformat(), "spasms": 3, "intensity": 2, "note": "worse\u0000"}
+    body = client.post("/api/v1/patients/demo-001/diary", json=entry, headers=headers)  # sent as the escape \\u0000
+    assert body.status_code == 422 and body.json()["errors"] == [{"field": "note", "message": nul}]
+    assessment = read_file(EXAMPLES / "demo-001.yaml") | {"medications": ["amlodipine\x00"]}
+    plan = client.post("/api/v1/plans", json=assessment, headers=headers)  # valid but for it: the fast path too
+    assert plan.status_code == 422 and plan.json()["errors"] == [{"field": "medications.0", "message": nul}]
+    form = {"csrf_token": csrf, "version": "1", "name": "Mei\x00Lin", "phone": "", "reason": "typo"}
+    page = client.post("/patients/demo-001/edit", data=form)
+    assert page.status_code == 422 and f"<strong>name</strong>: {nul}" in html.unescape(page.text)
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count()).select_from(DiaryEntry)) == 0
+        assert patient_service.get(s, code="demo-001").name == "Mei Lin"
 
 
 def _refuse_diary_entries(engine: Engine) -> None:

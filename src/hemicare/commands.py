@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from hemicare.engine import load_default
 from hemicare.engine.intake import read_file, validate_assessment, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
+from hemicare.limits import ACTOR_MAX
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
 from hemicare.plans.schemas import PlanEdit, parts_of
@@ -53,6 +54,8 @@ EXIT_INPUT, EXIT_CONFLICT, EXIT_FORBIDDEN = 2, 3, 4
 
 def actor(by: str | None) -> str:
     """The acting user: --by, $HEMICARE_USER, or the operating-system user."""
+    if by is not None and not 1 <= len(by.strip()) <= ACTOR_MAX:
+        raise InputError([FieldProblem("--by", f"name who is acting in 1 to {ACTOR_MAX} characters")])
     return by or f"cli:{getpass.getuser()}"
 
 

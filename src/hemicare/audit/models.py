@@ -9,6 +9,7 @@ from sqlalchemy import JSON, DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base
+from hemicare.limits import ACTOR_MAX, REASON_MAX
 
 
 class AuditEntry(Base):
@@ -18,11 +19,11 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    actor: Mapped[str] = mapped_column(String(120))
+    actor: Mapped[str] = mapped_column(String(ACTOR_MAX))
     action: Mapped[str] = mapped_column(String(16))
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(String(REASON_MAX))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit.models import AuditEntry
 from hemicare.db.base import utcnow
+from hemicare.errors import FieldProblem, InputError
+from hemicare.limits import REASON_MAX
 
 GENESIS = "0" * 64
 _HASHED = ("prev_hash", "at", "actor", "action", "entity", "entity_id", "reason", "detail")
@@ -62,7 +64,11 @@ def record(
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append an entry in the caller's transaction: it commits with the change it records, or not at all."""
+    """Append an entry in the caller's transaction: it commits with the change it records, or not at all. A reason
+    longer than the trail keeps is the caller's mistake (each input that takes one says its limit; this is the last
+    check, so that no database refuses it with a server error instead)."""
+    if reason is not None and len(reason) > REASON_MAX:
+        raise InputError([FieldProblem("reason", f"at most {REASON_MAX} characters, got {len(reason)}")])
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))

@@ -7,6 +7,8 @@ import datetime as dt
 from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from hemicare.limits import ACTOR_MAX
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -31,4 +33,4 @@ class Created:
     """A creation timestamp and author on every record."""
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    created_by: Mapped[str] = mapped_column(String(120))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_MAX))

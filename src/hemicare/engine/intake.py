@@ -34,6 +34,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+NUL_WORDS = "holds a NUL character (\\u0000 or %00), which is not text"
+
+
+def nul_problems(data: Any, path: str = "") -> list[FieldProblem]:
+    """A problem for each text in ``data`` (keys too) holding a NUL character: nothing means it in an assessment or a
+    record, and PostgreSQL cannot store it (it failed the request with a server error)."""
+    if isinstance(data, str):
+        return [FieldProblem(path, NUL_WORDS)] if "\x00" in data else []
+    problems: list[FieldProblem] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            inner = f"{path}.{key}" if path else str(key)
+            problems += [FieldProblem(inner, NUL_WORDS)] if "\x00" in str(key) else nul_problems(value, inner)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            problems += nul_problems(value, f"{path}.{index}" if path else str(index))
+    return problems
+
+
 def parse_text(text: str, *, source: str = "input", json_only: bool = False) -> dict[str, Any]:
     """Parse JSON or YAML text into a mapping; a syntax error names the line."""
     if not text.strip():
@@ -46,6 +65,8 @@ def parse_text(text: str, *, source: str = "input", json_only: bool = False) -> 
         raise InputError([FieldProblem("", f"{source} is not valid YAML or JSON: {exc}")]) from exc
     if not isinstance(data, dict):
         raise InputError([FieldProblem("", f"{source} must hold a mapping of fields, not {type(data).__name__}")])
+    if problems := nul_problems(data):
+        raise InputError(problems)
     return data
 
 
@@ -136,6 +157,8 @@ def validate_model(model: type[M], data: Any) -> M:
 
 def validate_assessment(data: dict[str, Any]) -> Assessment:
     """Validate a mapping into an :class:`Assessment`; raises :class:`InputError` with every problem."""
+    if nul := nul_problems(data):
+        raise InputError(nul)
     try:
         assessment = Assessment.model_validate(data)
     except ValidationError as exc:
@@ -149,9 +172,12 @@ def validate_assessment(data: dict[str, Any]) -> Assessment:
 def validate_assessment_json(raw: bytes, *, parse: Callable[[bytes], Any]) -> Assessment:
     """Validate a JSON document into an :class:`Assessment` in one pass (pydantic-core parses and validates).
 
-    The API's hot path. A document that does not validate is read again with ``parse`` and
-    :func:`validate_assessment`, so every problem is reported exactly as for any other input.
+    The API's hot path. A document that does not validate, or holds a NUL character (only as the escape ``\\u0000``
+    in JSON), is read again with ``parse`` and :func:`validate_assessment`, so every problem is reported exactly as
+    for any other input.
     """
+    if b"\\u0000" in raw:
+        return validate_assessment(parse(raw))
     try:
         assessment = Assessment.model_validate_json(raw)
     except ValidationError:

@@ -7,8 +7,9 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hemicare.engine.assessment import CODE_PATTERN
+from hemicare.limits import CODE_MAX
 
-Code = Field(min_length=1, max_length=64, pattern=CODE_PATTERN)
+Code = Field(min_length=1, max_length=CODE_MAX, pattern=CODE_PATTERN)
 
 
 class PatientCreate(BaseModel):

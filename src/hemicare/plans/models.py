@@ -9,6 +9,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base, Created
+from hemicare.limits import ACTOR_MAX
 
 
 class PlanVersion(Created, Base):
@@ -29,6 +30,6 @@ class PlanVersion(Created, Base):
         JSON, doc="Statuses by recommendation and alert ids: what a recheck compares"
     )
     edits: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    signed_by: Mapped[str | None] = mapped_column(String(120))
+    signed_by: Mapped[str | None] = mapped_column(String(ACTOR_MAX))
     signed_role: Mapped[str | None] = mapped_column(String(32))
     signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hemicare.engine.plan import Status
+from hemicare.limits import REASON_MAX
 
 ROLES = ("admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient")
 CONVENTIONAL_ROLES = ("neurologist", "neurosurgeon")
@@ -32,7 +33,7 @@ class PlanEdit(BaseModel):
 
     recommendation: str = Field(min_length=1)
     status: Status
-    reason: str = Field(min_length=3, max_length=500)
+    reason: str = Field(min_length=3, max_length=REASON_MAX)
 
 
 class SignRequest(BaseModel):
@@ -42,7 +43,7 @@ class SignRequest(BaseModel):
 
     version: int = Field(ge=1)
     edits: list[PlanEdit] = []
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=REASON_MAX, description="A note kept with the signature")
 
 
 class PlanVersionOut(BaseModel):

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hemicare.engine.assessment import MvdResult, ToxinProduct
+from hemicare.limits import REASON_MAX
 
 
 def _not_future(value: dt.date) -> dt.date:
@@ -37,7 +38,10 @@ class ToxinDetails(Strict):
     adverse_effects: list[str] = []
     effect_weeks: float | None = Field(default=None, ge=0, le=104)
     override_reason: str | None = Field(
-        default=None, min_length=3, description="Why a session sooner than the minimum interval is recorded"
+        default=None,
+        min_length=3,
+        max_length=REASON_MAX,
+        description="Why a session sooner than the minimum interval is recorded",
     )
 
     @property
@@ -97,7 +101,7 @@ class SessionOutcome(Strict):
     effect_weeks: float | None = Field(default=None, gt=0, le=104, description="toxin: weeks the benefit lasted")
     adverse_effects: list[str] | None = Field(default=None, description="toxin: side effects after the session")
     result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
-    reason: str | None = Field(default=None, min_length=3, max_length=500)
+    reason: str | None = Field(default=None, min_length=3, max_length=REASON_MAX)
 
     @model_validator(mode="after")
     def _something(self) -> SessionOutcome:

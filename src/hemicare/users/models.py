@@ -8,6 +8,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base, Created
+from hemicare.limits import TOKEN_NAME_MAX
 
 ROLE_CHECK = "role IN ('admin', 'neurologist', 'neurosurgeon', 'tcm_practitioner', 'patient')"
 
@@ -52,7 +53,7 @@ class ApiToken(Created, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(TOKEN_NAME_MAX))
     revoked: Mapped[bool] = mapped_column(default=False)
 
 

@@ -6,6 +6,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hemicare.limits import REASON_MAX
+
 Role = Literal["admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient"]
 ROLES: tuple[str, ...] = get_args(Role)
 CARE_TEAM: tuple[str, ...] = ("neurologist", "neurosurgeon", "tcm_practitioner")
@@ -25,7 +27,7 @@ class AccountChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=500)
+    reason: str = Field(min_length=3, max_length=REASON_MAX)
 
 
 class UserCreate(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.errors import FieldProblem, ForbiddenError, InputError, NotFoundError
+from hemicare.limits import TOKEN_NAME_MAX
 from hemicare.patients import service as patient_service
 from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
 from hemicare.users.schemas import AccountChange, PasswordChange, UserCreate
@@ -256,6 +257,8 @@ def end_session(session: Session, *, token: str) -> None:
 
 def issue_token(session: Session, *, username: str, name: str, actor: str) -> str:
     """A new API token for a user; the token itself is shown once and never stored."""
+    if not 1 <= len(name.strip()) <= TOKEN_NAME_MAX:
+        raise InputError([FieldProblem("name", f"say what the token is for in 1 to {TOKEN_NAME_MAX} characters")])
     user = get(session, username=username)
     token = "hc_" + secrets.token_urlsafe(32)
     session.add(ApiToken(token_hash=_digest(token), user_id=user.id, name=name, created_by=actor))

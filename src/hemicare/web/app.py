@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import parse_qsl, quote, urlparse
 
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
@@ -29,6 +29,7 @@ from hemicare import __version__
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
+from hemicare.engine.intake import NUL_WORDS
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
@@ -94,22 +95,25 @@ def _source(filename: str) -> str:
     return Path(filename).name
 
 
-Failed = Callable[[Request, str], Awaitable[Response]]
+Answer = Callable[[Request, int, list[dict[str, str]]], Awaitable[Response]]
 
 
 class SecurityHeaders:
-    """Security headers on every response, one log line per request, and the answer to a request the app failed.
+    """Security headers on every response, one log line per request, and the answers to an address no text can be
+    and to a request the app failed.
 
     A plain ASGI middleware: it adds headers to the response start message without buffering the body. Only the
     static files may be cached. The log line names no patient: the method, the route's template, the status and the
-    time to the answer. A request the app failed to answer (a fault, not the caller's mistake) gets the ``failed``
-    answer with a reference, and the log line gives the reference and where the fault was but not its message; the
-    fault goes no further, so that the server does not log it again with its message and the values in it.
+    time to the answer. An address holding a NUL character is refused (422) before any route sees it (PostgreSQL
+    cannot compare with it; a search or a patient code holding one failed with a server error). A request the app
+    failed to answer (a fault, not the caller's mistake) is answered with a reference, and the log line gives the
+    reference and where the fault was but not its message; the fault goes no further, so that the server does not
+    log it again with its message and the values in it.
     """
 
-    def __init__(self, app: ASGIApp, failed: Failed, prefixes: Mapping[int, str]) -> None:
+    def __init__(self, app: ASGIApp, answer: Answer, prefixes: Mapping[int, str]) -> None:
         self.app = app
-        self.failed = failed
+        self.answer = answer  # the app's answer to a request it refuses: its error page, or JSON for the API
         self.prefixes = prefixes  # the prefix each included route is served under, by the route's id
 
     def route(self, scope: Scope) -> str:
@@ -137,17 +141,34 @@ class SecurityHeaders:
                 LOG.info("%s %s %s %.1f ms", scope["method"], self.route(scope), message["status"], elapsed)
             await send(message)
 
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            problems = _nul_in_address(scope)
+            await (await self.answer(Request(scope, receive), 422, problems))(scope, receive, with_headers)
+            return
         try:
             await self.app(scope, receive, with_headers)
         except Exception as exc:
             reference = secrets.token_hex(4)
             LOG.error("%s %s failed, reference %s: %s", scope["method"], self.route(scope), reference, _where(exc))
             if not answered:  # otherwise the answer is cut short and the client sees the connection close
+                message = (
+                    f"The server failed to answer this request (reference {reference}). If you were saving something, "
+                    "open the page again to see whether it was saved. Give the reference to whoever runs HemiCare: "
+                    "the server's log says where it failed."
+                )
                 try:
-                    response = await self.failed(Request(scope, receive), reference)
+                    response = await self.answer(Request(scope, receive), 500, [{"field": "", "message": message}])
                 except Exception:
                     response = PlainTextResponse(f"The server failed to answer (reference {reference}).", 500)
                 await response(scope, receive, with_headers)
+
+
+def _nul_in_address(scope: Scope) -> list[dict[str, str]]:
+    """The address's parts holding a NUL character: the path, or the query parameters by name."""
+    found = [{"field": "", "message": f"the address {NUL_WORDS}"}] if "\x00" in scope["path"] else []
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    named = sorted({name for name, value in query if "\x00" in name + value})
+    return found + [{"field": name, "message": NUL_WORDS} for name in named]
 
 
 def point_label(point: Mapping[str, Any] | Acupoint) -> str:
@@ -209,19 +230,11 @@ def create_app(
         context = {"code": code, "errors": errors, "user": user, "back": back}
         return templates.TemplateResponse(request, "error.html", context, status_code=code)
 
-    async def failed(request: Request, reference: str) -> Response:
-        message = (
-            f"The server failed to answer this request (reference {reference}). If you were saving something, open "
-            "the page again to see whether it was saved. Give the reference to whoever runs HemiCare: the server's "
-            "log says where it failed."
-        )
-        return await problem(request, 500, [{"field": "", "message": message}])
-
     from hemicare.web import api, pages
 
     mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
     prefixes = {id(route): prefix for prefix, router in mounted for route in router.routes}
-    app.add_middleware(SecurityHeaders, failed=failed, prefixes=prefixes)
+    app.add_middleware(SecurityHeaders, answer=problem, prefixes=prefixes)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> Response:

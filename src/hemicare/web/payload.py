@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
 
 
@@ -30,9 +31,12 @@ def decoded(raw: bytes) -> Any:
     if not raw:
         raise InputError([FieldProblem("body", "is empty; send a JSON object")])
     try:
-        return json.loads(raw)
+        parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError([FieldProblem("body", f"is not valid JSON: {exc.msg} at line {exc.lineno}")]) from exc
+    if b"\\u0000" in raw and (problems := nul_problems(parsed)):  # JSON has NUL only as this escape
+        raise InputError(problems)
+    return parsed
 
 
 # The models routes take as JSON input, by name, for the OpenAPI document's components.

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
 from hemicare.outcomes import service as outcome_service
 from hemicare.patients.models import Patient
@@ -27,6 +28,8 @@ async def _form(request: Request) -> forms.FormData:
     raw = await request.form()
     single = {key: str(value) for key, value in raw.items()}
     multi = {key: [str(v) for v in raw.getlist(key)] for key in raw}
+    if problems := nul_problems(multi):
+        raise InputError([FieldProblem(problem.path.rsplit(".", 1)[0], problem.message) for problem in problems])
     return forms.FormData(single, multi)
 
 

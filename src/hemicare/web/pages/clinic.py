@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
 from hemicare.errors import FieldProblem, InputError
+from hemicare.limits import REASON_MAX
 from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plan_service
@@ -191,8 +192,8 @@ def edit_patient(code: str, request: Request, user: PageUser, form: PostedForm) 
     check_csrf(user, form.get("csrf_token"))
     values = {name: form.get(name) for name in ("name", "phone", "version", "reason")}
     problems = []
-    if len(values["reason"].strip()) < 3:
-        problems.append(FieldProblem("reason", "say why the record changes (3 characters or more)"))
+    if not 3 <= len(values["reason"].strip()) <= REASON_MAX:
+        problems.append(FieldProblem("reason", f"say why the record changes in 3 to {REASON_MAX} characters"))
     if not values["version"].isdigit():
         problems.append(FieldProblem("version", "missing: reload the page"))
     try:

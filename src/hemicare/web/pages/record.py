@@ -20,6 +20,7 @@ from hemicare.engine.intake import validate_model
 from hemicare.engine.render import describe_assessment
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -244,6 +245,11 @@ def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Respo
                     )
                 except InputError as exc:  # named by the item's own field on the form
                     problems += [FieldProblem(f"{p.path}.{rec['id']}", p.message) for p in exc.problems]
+        names["sign_reason"] = ("sign_reason", "Note with the signature")
+        if len(form.get("sign_reason")) > REASON_MAX:
+            problems.append(
+                FieldProblem("sign_reason", f"at most {REASON_MAX} characters, got {len(form.get('sign_reason'))}")
+            )
         version = form.get("version")
         if not version.isdigit():
             raise InputError([FieldProblem("version", "missing: reload the page")])

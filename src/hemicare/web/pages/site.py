@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model
 from hemicare.errors import FieldProblem, InputError
+from hemicare.limits import ACTOR_MAX, CODE_MAX
 from hemicare.users import service as user_service
 from hemicare.users.schemas import ROLES, AccountChange, PasswordChange, UserCreate
 from hemicare.web import apidocs, forms
@@ -190,10 +191,10 @@ def audit_page(request: Request, user: PageUser) -> HTMLResponse:
     params = request.query_params
     actor, patient = params.get("actor", "").strip(), params.get("patient", "").strip()
     problems = []
-    if len(actor) > 120:
-        problems.append(FieldProblem("actor", "a username of at most 120 characters"))
-    if len(patient) > 64:
-        problems.append(FieldProblem("patient", "a patient code of at most 64 characters"))
+    if len(actor) > ACTOR_MAX:
+        problems.append(FieldProblem("actor", f"a username of at most {ACTOR_MAX} characters"))
+    if len(patient) > CODE_MAX:
+        problems.append(FieldProblem("patient", f"a patient code of at most {CODE_MAX} characters"))
     if problems:
         raise InputError(problems)
     page = _page_number(params.get("page", "1"))
