@@ -36,7 +36,7 @@ from hemicare.users import service as user_service
 from hemicare.users.schemas import UserCreate
 from hemicare.web import create_app
 
-from .conftest import EXAMPLES
+from .conftest import DATABASES, EXAMPLES, empty_database
 
 PASSWORD = "correct horse battery"
 USERS = {
@@ -58,9 +58,14 @@ def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_url(tmp_path: Any) -> str:
-    """The web routes run on SQLite; the storage layer is tested on PostgreSQL too (test_records)."""
-    return f"sqlite:///{tmp_path / 'web.db'}"
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """The web routes run on SQLite (the storage layer is tested on PostgreSQL too, in test_records); a test that
+    takes ``db_url`` as a parameter (``ON_EVERY_DATABASE``) runs on each database the suite has."""
+    with empty_database(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
+
+
+ON_EVERY_DATABASE = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 
 
 @pytest.fixture
@@ -93,8 +98,10 @@ def clinic(engine: Engine) -> Engine:
 
 
 @pytest.fixture
-def app(clinic: Engine, db_url: str) -> Any:
-    return create_app(database_url=db_url)
+def app(clinic: Engine, db_url: str) -> Iterator[Any]:
+    made = create_app(database_url=db_url)
+    yield made
+    made.state.engine.dispose()
 
 
 @pytest.fixture
@@ -1386,6 +1393,7 @@ JSONISH = st.recursive(
 )
 
 
+@ON_EVERY_DATABASE  # PostgreSQL refuses what SQLite stores (a NUL character, text longer than its column)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(JSONISH, st.fixed_dictionaries({"age": JSONISH, "sex": JSONISH, "regions": JSONISH})))
 def test_api_never_answers_bad_input_with_a_server_error(client: TestClient, body: Any) -> None:
@@ -1402,6 +1410,55 @@ def test_api_never_answers_bad_input_with_a_server_error(client: TestClient, bod
         assert response.status_code < 500, (path, body, response.text)
         if response.status_code == 422:
             assert all("field" in e and e["message"] for e in response.json()["errors"])
+
+
+# Text a person or a program may send: short, about as long as a column holds, or holding a NUL character.
+ANY_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.text(min_size=100, max_size=130),
+    st.text(min_size=490, max_size=520),
+    st.builds(lambda before, after: f"{before}\x00{after}", st.text(max_size=5), st.text(max_size=5)),
+)
+
+
+def _valid_requests() -> list[tuple[str, dict[str, Any]]]:
+    """A valid body for each API route that stores what it is sent."""
+    today = dt.date.today().isoformat()
+    toxin = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "override_reason": "severe spasm"}
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    edit = {"recommendation": "mvd", "status": "deferred", "reason": "wants to wait"}
+    return [
+        ("/api/v1/patients", {"code": "fz-1", "name": "N", "sex": "female", "phone": "0"}),
+        (
+            "/api/v1/patients/demo-001/diary",
+            {"date": today, "spasms": 3, "intensity": 2, "note": "n", "triggers": ["x"]},
+        ),
+        ("/api/v1/patients/demo-001/sessions", {"date": today, "clinician": "N", "details": toxin | {"sites": [site]}}),
+        ("/api/v1/patients/demo-001/plan/sign", {"version": 1, "edits": [edit], "reason": "note"}),
+        ("/api/v1/patients/demo-002/assessments", read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-002"}),
+    ]
+
+
+def _text_places(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(data, str):
+        return [path]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else []
+    return [place for key, value in items for place in _text_places(value, (*path, key))]
+
+
+@ON_EVERY_DATABASE  # what PostgreSQL cannot store must be refused before it gets there
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_api_stores_or_refuses_any_text_in_a_valid_request(client: TestClient, data: st.DataObject) -> None:
+    token = _token_for(client)
+    path, body = data.draw(st.sampled_from(_valid_requests()))
+    *outer, last = data.draw(st.sampled_from(_text_places(body)))
+    target = body
+    for key in outer:
+        target = target[key]
+    target[last] = data.draw(ANY_TEXT)
+    response = client.post(path, json=body, headers={"authorization": f"Bearer {token}"})
+    assert response.status_code < 500, (path, body, response.text)
 
 
 _TOKENS: dict[int, str] = {}
