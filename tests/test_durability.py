@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select
 
 from hemicare.audit import service as audit
@@ -83,3 +85,64 @@ def test_concurrent_writers_keep_the_chain_whole(engine: Engine, db_url: str) ->
         assert s.scalar(select(func.count(DiaryEntry.id))) == 75
         result = audit.verify(s)
         assert result.ok and result.checked == 78
+
+
+def test_a_backup_taken_while_a_writer_runs_holds_what_was_committed(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hemicare.cli import app
+    from hemicare.db.engine import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'clinic.db'}"
+    made = make_engine(url)
+    upgrade(made)
+    made.dispose()
+    writer = _writer(url, "busy", 100_000)
+    assert writer.stdout is not None
+    acked: list[int] = []
+    try:
+        for line in writer.stdout:
+            if line.startswith("ack"):
+                acked.append(int(line.split()[1]))
+                if len(acked) == 30:
+                    break
+        backup = CliRunner().invoke(app, ["db", "backup", str(tmp_path / "copy.db"), "--db", url])
+        assert backup.exit_code == 0, backup.output
+    finally:
+        writer.kill()
+        writer.communicate(timeout=60)
+    assert "backed up to" in backup.output and "audit trail intact" in backup.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clinic.db", "clinic.db-shm", "clinic.db-wal", "copy.db"]
+    copy = make_engine(f"sqlite:///{tmp_path / 'copy.db'}")
+    with session_factory(copy)() as s:
+        stored = set(s.scalars(select(DiaryEntry.id)))
+        assert set(acked) <= stored  # committed before the backup began: in it (many only in the WAL then)
+        diary_audit = s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.entity == "diary"))
+        assert diary_audit == len(stored) and audit.verify(s).ok
+    copy.dispose()
+
+
+@pytest.mark.parametrize(
+    ("target", "database", "message"),
+    [
+        ("copy.db", "sqlite:///{tmp}/missing.db", "field `--db`: no database at"),
+        ("existing.db", "sqlite:///{tmp}/clinic.db", "field `TARGET`: {tmp}/existing.db exists already"),
+        ("no-folder/copy.db", "sqlite:///{tmp}/clinic.db", "field `TARGET`: no folder {tmp}/no-folder"),
+        ("copy.db", "postgresql://u@h/db", "field `--db`: only a SQLite database is copied this way; use pg_dump"),
+    ],
+)
+def test_a_backup_that_cannot_be_made_says_why(tmp_path: Path, target: str, database: str, message: str) -> None:
+    from typer.testing import CliRunner
+
+    from hemicare.cli import app
+    from hemicare.db.engine import make_engine, upgrade
+
+    made = make_engine(f"sqlite:///{tmp_path / 'clinic.db'}")
+    upgrade(made)
+    made.dispose()
+    (tmp_path / "existing.db").write_text("not to be overwritten")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = CliRunner().invoke(app, ["db", "backup", str(tmp_path / target), "--db", database.format(tmp=tmp_path)])
+    assert result.exit_code == 2 and message.format(tmp=tmp_path) in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "existing.db").read_text() == "not to be overwritten"

@@ -125,7 +125,7 @@ def _print(data: Any) -> None:
 
 # --- db ---------------------------------------------------------------------------------------------------------
 
-db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+db_app = typer.Typer(help="Create, migrate and back up the database.", no_args_is_help=True)
 
 
 @contextmanager
@@ -180,6 +180,38 @@ def db_current(database: DbOption = None) -> None:
 
     with _engine_for(database) as engine:
         typer.echo(db.current_revision(engine) or "base (empty)")
+
+
+@db_app.command("backup")
+def db_backup(target: Annotated[Path, typer.Argument(help="The new file to write")], database: DbOption = None) -> None:
+    """Copy the SQLite database to a new file while HemiCare runs, then check the copy (PostgreSQL: use pg_dump)."""
+    from sqlalchemy import func, select, text
+
+    from hemicare.audit import service as audit_service
+    from hemicare.db import engine as db
+    from hemicare.patients.models import Patient
+
+    url = db.database_url(database)
+    if not url.startswith("sqlite:///"):
+        raise fail(InputError([FieldProblem("--db", "only a SQLite database is copied this way; use pg_dump")]))
+    source = Path(url.removeprefix("sqlite:///"))
+    if not source.is_file():
+        raise fail(InputError([FieldProblem("--db", f"no database at {source}")]))
+    if target.exists():
+        raise fail(InputError([FieldProblem("TARGET", f"{target} exists already; a backup is written to a new file")]))
+    if not target.parent.is_dir():
+        raise fail(InputError([FieldProblem("TARGET", f"no folder {target.parent}")]))
+    with _engine_for(database) as engine:
+        db.backup_sqlite(engine, target)
+    with _engine_for(f"sqlite:///{target}") as copy, db.session_factory(copy)() as session:
+        integrity = session.execute(text("PRAGMA integrity_check")).scalar()
+        patients = session.scalar(select(func.count(Patient.id)))
+        trail = audit_service.verify(session)
+    if integrity != "ok" or not trail.ok:
+        found = "; ".join([*([] if integrity == "ok" else [str(integrity)]), *trail.problems])
+        typer.echo(f"error: the copy at {target} failed its check ({found}); do not rely on it", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"backed up to {target}: {patients} patients; audit trail intact ({trail.checked} entries)")
 
 
 # --- patients ---------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the schema is made.
 from __future__ import annotations
 
 import os
+import sqlite3
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,21 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def backup_sqlite(engine: Engine, target: Path) -> None:
+    """Copy a SQLite database to ``target``, consistent while other processes write to it (SQLite's online backup:
+    committed transactions only, including those still in the write-ahead log, which a copy of the file misses).
+    The copy is one self-contained file; it is written beside ``target`` and renamed, so a backup that fails leaves
+    nothing that looks like one."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    with engine.connect() as connection:
+        source = connection.connection.driver_connection
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy)  # type: ignore[union-attr]
+            copy.execute("PRAGMA journal_mode=DELETE")  # no -wal file beside the copy
+        finally:
+            copy.close()
+    os.replace(partial, target)
