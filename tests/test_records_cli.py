@@ -53,8 +53,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0003" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0003"
+    assert "revision 0004" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0004"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 

@@ -18,9 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from hemicare.audit.models import AuditEntry
+from hemicare.db.base import utcnow
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
@@ -137,6 +138,37 @@ def test_pages_need_sign_in_and_api_needs_credentials(client: TestClient) -> Non
     assert page.status_code == 303 and page.headers["location"] == "/login?next=/patients/demo-001"
     api = client.get("/api/v1/patients")
     assert api.status_code == 401 and api.json()["errors"][0]["message"].startswith("sign in")
+
+
+def test_a_session_left_unused_ends_and_the_sign_in_page_says_why(client: TestClient, clinic: Engine) -> None:
+    from hemicare.users.models import WebSession
+
+    def last_seen(ago: dt.timedelta | None) -> None:
+        with session_factory(clinic)() as s, s.begin():
+            s.execute(update(WebSession).values(last_seen_at=None if ago is None else utcnow() - ago))
+
+    def written() -> dt.datetime:
+        with session_factory(clinic)() as s:
+            moment = s.scalar(select(WebSession.last_seen_at))
+            assert moment is not None
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+    sign_in(client, "neuro")
+    last_seen(dt.timedelta(minutes=29))  # used within the last half hour: still signed in, and the use is written
+    assert client.get("/patients").status_code == 200
+    assert utcnow() - written() < dt.timedelta(seconds=30)
+    last_seen(dt.timedelta(seconds=20))  # written less than a minute ago: not written again on every request
+    before = written()
+    assert client.get("/patients").status_code == 200 and written() == before
+    last_seen(None)  # a session from before idle sign-out: counts as used now
+    assert client.get("/patients").status_code == 200 and utcnow() - written() < dt.timedelta(seconds=30)
+    last_seen(dt.timedelta(minutes=31))
+    ended = client.get("/patients/demo-001")
+    assert ended.status_code == 303 and ended.headers["location"] == "/login?next=/patients/demo-001&ended=1"
+    assert client.get("/api/v1/patients").status_code == 401
+    notice = client.get(ended.headers["location"]).text
+    assert "You were signed out: 30 minutes passed without use, or 12 hours since you signed in." in notice
+    assert "You were signed out" not in client.get("/login?next=/patients").text  # a first visit says nothing
 
 
 def test_session_cookie_is_secure_httponly_samesite(client: TestClient) -> None:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
@@ -21,7 +21,10 @@ from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
 from hemicare.users.schemas import AccountChange, PasswordChange, UserCreate
 
 HASHER = PasswordHasher()
-SESSION_HOURS = 12
+SESSION_HOURS = 12  # a web session ends this long after sign-in,
+IDLE_MINUTES = 30  # or this long after its last request: a screen left signed in does not stay open to anyone
+SEEN_EVERY = dt.timedelta(minutes=1)  # a session's last use is written at most this often (a write per request
+# would make every page view queue for the database's write lock)
 MAX_FAILURES = 5
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 
@@ -230,24 +233,43 @@ def start_session(session: Session, *, user: User) -> tuple[str, str]:
             user_id=user.id,
             csrf_token=csrf,
             expires_at=utcnow() + dt.timedelta(hours=SESSION_HOURS),
+            last_seen_at=utcnow(),
         )
     )
     audit.record(session, actor=user.username, action="sign_in", entity="user", entity_id=user.username)
     return token, csrf
 
 
-def from_session(session: Session, *, token: str) -> tuple[User, str] | None:
-    """The user and CSRF token of a live web session."""
+class LiveSession(NamedTuple):
+    user: User
+    csrf: str
+    stale: bool  # its last use was written more than SEEN_EVERY ago: write this one (``seen``)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
+
+
+def from_session(session: Session, *, token: str) -> LiveSession | None:
+    """The user of a live web session: one signed in less than SESSION_HOURS ago and used in the last IDLE_MINUTES."""
     row = session.scalar(select(WebSession).where(WebSession.token_hash == _digest(token)))
     if row is None:
         return None
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
-    if expires < utcnow():
+    now = utcnow()
+    if _aware(row.expires_at) < now:
+        return None
+    last = _aware(row.last_seen_at) if row.last_seen_at is not None else None
+    if last is not None and last + dt.timedelta(minutes=IDLE_MINUTES) < now:
         return None
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         return None
-    return user, row.csrf_token
+    return LiveSession(user, row.csrf_token, last is None or last + SEEN_EVERY < now)
+
+
+def seen(session: Session, *, token: str) -> None:
+    """Write that a web session was used just now."""
+    session.execute(update(WebSession).where(WebSession.token_hash == _digest(token)).values(last_seen_at=utcnow()))
 
 
 def end_session(session: Session, *, token: str) -> None:

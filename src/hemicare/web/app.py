@@ -35,7 +35,7 @@ from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.recalls.service import lateness
-from hemicare.web.auth import PasswordChangeRequired, SignInRequired, signed_in_user
+from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, signed_in_user
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
 
@@ -269,7 +269,9 @@ def create_app(
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
-        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+        # A browser that still sends a session cookie had a session that ended: the sign-in page says so.
+        ended = "&ended=1" if request.cookies.get(COOKIE) else ""
+        return RedirectResponse(f"/login?next={quote(request.url.path)}{ended}", status_code=303)
 
     @app.exception_handler(PasswordChangeRequired)
     async def _choose_password(request: Request, exc: PasswordChangeRequired) -> Response:

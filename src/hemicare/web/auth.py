@@ -92,17 +92,21 @@ def _principal(request: Request) -> Principal | None:
             principal = Principal(user.username, user.full_name, user.role, user.patient_code, None, "token")
         _TOKENS[token] = (time.monotonic() + TOKEN_CACHE_SECONDS, principal)
         return principal
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
     with factory.begin() as session:
-        cookie = request.cookies.get(COOKIE)
-        if not cookie:
-            return None
         found = user_service.from_session(session, token=cookie)
         if found is None:
             return None
-        user, csrf = found
-        return Principal(
-            user.username, user.full_name, user.role, user.patient_code, csrf, "cookie", user.must_change_password
+        user = found.user
+        principal = Principal(
+            user.username, user.full_name, user.role, user.patient_code, found.csrf, "cookie", user.must_change_password
         )
+    if found.stale:  # a short write of its own, once a minute at most, after the read
+        with request.app.state.sessions.begin() as session:
+            user_service.seen(session, token=cookie)
+    return principal
 
 
 async def api_user(request: Request) -> Principal:

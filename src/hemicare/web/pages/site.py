@@ -44,8 +44,14 @@ def api_reference(request: Request) -> HTMLResponse:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/") -> HTMLResponse:
-    return _page(request, "login.html", None, next=_safe_next(next), error=None)
+def login_page(request: Request, next: str = "/", ended: str = "") -> HTMLResponse:
+    notice = None
+    if ended:
+        notice = (
+            f"You were signed out: {user_service.IDLE_MINUTES} minutes passed without use, or "
+            f"{user_service.SESSION_HOURS} hours since you signed in. Sign in again to go on."
+        )
+    return _page(request, "login.html", None, next=_safe_next(next), error=None, notice=notice)
 
 
 @router.post("/login")
