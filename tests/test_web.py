@@ -591,6 +591,39 @@ def test_text_holding_a_nul_character_is_refused_naming_where(client: TestClient
         assert patient_service.get(s, code="demo-001").name == "Mei Lin"
 
 
+def test_a_body_too_large_is_refused_as_it_arrives(client: TestClient) -> None:
+    csrf = sign_in(client, "neuro")
+    huge = {"id": "x", "medications": ["m" * 300_000]}
+    api = client.post("/api/v1/plans", json=huge, headers={"x-csrf-token": csrf})
+    assert api.status_code == 413, api.text
+    assert api.json() == {"errors": [{"field": "body", "message": "is larger than the 256 KiB a request may carry"}]}
+    page = client.post("/patients/demo-001/edit", data={"csrf_token": csrf, "name": "n" * 300_000})
+    assert page.status_code == 413 and "256 KiB" in page.text and page.headers["cache-control"] == "no-store"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the body is counted as it arrives
+        yield b'{"id": "x", "medications": ["'
+        for _ in range(40):
+            yield b"m" * 8192
+        yield b'"]}'
+
+    streamed = client.post(
+        "/api/v1/plans", content=chunks(), headers={"x-csrf-token": csrf, "content-type": "application/json"}
+    )
+    assert streamed.status_code == 413 and streamed.json()["errors"][0]["field"] == "body"
+    small = client.post("/api/v1/plans", json=read_file(EXAMPLES / "demo-001.yaml"), headers={"x-csrf-token": csrf})
+    assert small.status_code == 200
+
+
+def test_an_address_or_method_the_app_does_not_have_is_answered_in_its_own_words(client: TestClient) -> None:
+    sign_in(client, "neuro")
+    api = client.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api.json() == {"errors": [{"field": "", "message": "Not Found"}]}
+    method = client.delete("/api/v1/plans")
+    assert method.status_code == 405 and method.json() == {"errors": [{"field": "", "message": "Method Not Allowed"}]}
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and "<h1>Not found</h1>" in page.text and 'href="/patients"' in page.text
+
+
 def _refuse_diary_entries(engine: Engine) -> None:
     """Make the database fail every new diary entry, as a full disk or a broken constraint would."""
     with engine.begin() as connection:

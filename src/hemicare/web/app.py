@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlparse
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hemicare import __version__
@@ -54,6 +55,11 @@ SECURITY_HEADERS = {
 # pages got 97 pages a second at 11 ms of CPU each, p99 1.4 s against p50 0.4 s; with 4, 132 a second at 8 ms, p99
 # 0.44 s (bench/web_load.py). Four still let a thread compute while others wait on the database.
 SYNC_THREADS = 4
+
+# The largest request body read: an assessment or a session is a few kilobytes, a full toxin form less than ten. A
+# larger body is refused (413) before it is held in memory or parsed (SecurityHeaders).
+MAX_BODY_BYTES = 256 * 1024
+TOO_LARGE = f"is larger than the {MAX_BODY_BYTES // 1024} KiB a request may carry"
 
 
 @asynccontextmanager
@@ -145,6 +151,13 @@ class SecurityHeaders:
             problems = _nul_in_address(scope)
             await (await self.answer(Request(scope, receive), 422, problems))(scope, receive, with_headers)
             return
+        length = _declared_length(scope)
+        if length is not None and length > MAX_BODY_BYTES:  # said up front: refused before a byte is read
+            problems = [{"field": "body", "message": TOO_LARGE}]
+            await (await self.answer(Request(scope, receive), 413, problems))(scope, receive, with_headers)
+            return
+        if length is None and scope["method"] not in ("GET", "HEAD"):  # sent in chunks: counted as it arrives
+            receive = _limited(receive)
         try:
             await self.app(scope, receive, with_headers)
         except Exception as exc:
@@ -161,6 +174,29 @@ class SecurityHeaders:
                 except Exception:
                     response = PlainTextResponse(f"The server failed to answer (reference {reference}).", 500)
                 await response(scope, receive, with_headers)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length, if it gives one (an unreadable one counts as none: the body is then counted)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _limited(receive: Receive) -> Receive:
+    """``receive`` that raises 413 (answered by the app's handler) once the body outgrows MAX_BODY_BYTES."""
+    received = 0
+
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > MAX_BODY_BYTES:
+            raise StarletteHTTPException(status.HTTP_413_CONTENT_TOO_LARGE)
+        return message
+
+    return counting
 
 
 def _nul_in_address(scope: Scope) -> list[dict[str, str]]:
@@ -263,8 +299,10 @@ def create_app(
     async def _forbidden(request: Request, exc: ForbiddenError) -> Response:
         return await problem(request, 403, [{"field": "", "message": str(exc)}])
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's own and the router's (no such address, method)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
+            return await problem(request, exc.status_code, [{"field": "body", "message": TOO_LARGE}])
         return await problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
 
     @app.exception_handler(SignInRequired)
