@@ -617,11 +617,16 @@ def test_a_body_too_large_is_refused_as_it_arrives(client: TestClient) -> None:
 def test_an_address_or_method_the_app_does_not_have_is_answered_in_its_own_words(client: TestClient) -> None:
     sign_in(client, "neuro")
     api = client.get("/api/v1/no-such-thing")
-    assert api.status_code == 404 and api.json() == {"errors": [{"field": "", "message": "Not Found"}]}
+    nothing = {"errors": [{"field": "", "message": "there is nothing at this address"}]}
+    assert api.status_code == 404 and api.json() == nothing
     method = client.delete("/api/v1/plans")
-    assert method.status_code == 405 and method.json() == {"errors": [{"field": "", "message": "Method Not Allowed"}]}
+    refused = {"errors": [{"field": "", "message": "this address does not take DELETE"}]}
+    assert method.status_code == 405 and method.json() == refused
     page = client.get("/no-such-page")
     assert page.status_code == 404 and "<h1>Not found</h1>" in page.text and 'href="/patients"' in page.text
+    assert "there is nothing at this address" in page.text
+    missing = client.get("/patients/nobody")  # a route's own 404 keeps its words
+    assert missing.status_code == 404 and "no patient with code &#39;nobody&#39;" in missing.text
 
 
 def _refuse_diary_entries(engine: Engine) -> None:

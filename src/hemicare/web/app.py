@@ -303,7 +303,12 @@ def create_app(
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
             return await problem(request, exc.status_code, [{"field": "body", "message": TOO_LARGE}])
-        return await problem(request, exc.status_code, [{"field": "", "message": str(exc.detail)}])
+        # The router's own (no route has this address, or this method) say only their status's name.
+        message = {
+            (status.HTTP_404_NOT_FOUND, "Not Found"): "there is nothing at this address",
+            (status.HTTP_405_METHOD_NOT_ALLOWED, "Method Not Allowed"): f"this address does not take {request.method}",
+        }.get((exc.status_code, str(exc.detail)), str(exc.detail))
+        return await problem(request, exc.status_code, [{"field": "", "message": message}])
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
