@@ -591,6 +591,21 @@ def test_text_holding_a_nul_character_is_refused_naming_where(client: TestClient
         assert patient_service.get(s, code="demo-001").name == "Mei Lin"
 
 
+def test_a_database_that_does_not_answer_gets_503_and_a_try_again(caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = create_app(database_url="postgresql://hemicare@127.0.0.1:9/nowhere")  # port 9: nothing listens
+    with TestClient(unreachable, base_url="https://testserver") as client, caplog.at_level(logging.INFO):
+        client.cookies.set("hemicare_session", "a-session")
+        page = client.get("/patients")
+        api = client.get("/api/v1/patients", headers={"authorization": "Bearer hc_token"})
+    unreachable.state.engine.dispose()
+    assert page.status_code == 503 and page.headers["retry-after"] == "60"
+    assert "the database did not answer; nothing was saved. Try again in a minute." in page.text
+    assert api.status_code == 503 and api.json()["errors"][0]["message"].startswith("the database did not answer")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "hemicare.web")
+    assert "the database did not answer: sqlalchemy.exc.OperationalError from psycopg.OperationalError at" in text
+    assert "GET /patients 503" in text and "nowhere" not in text and "failed, reference" not in text
+
+
 def test_a_body_too_large_is_refused_as_it_arrives(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     huge = {"id": "x", "medications": ["m" * 300_000]}

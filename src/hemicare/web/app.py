@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -309,6 +309,16 @@ def create_app(
             (status.HTTP_405_METHOD_NOT_ALLOWED, "Method Not Allowed"): f"this address does not take {request.method}",
         }.get((exc.status_code, str(exc.detail)), str(exc.detail))
         return await problem(request, exc.status_code, [{"field": "", "message": message}])
+
+    @app.exception_handler(OperationalError)
+    async def _database_away(request: Request, exc: OperationalError) -> Response:
+        # The database did not answer (a server down or restarting; SQLite's write lock held past its ten seconds by
+        # a long import): nothing was done, and trying again later is all there is to do. Logged without the message.
+        LOG.warning("the database did not answer: %s", _where(exc))  # the request's own line follows, with 503
+        message = "the database did not answer; nothing was saved. Try again in a minute."
+        response = await problem(request, status.HTTP_503_SERVICE_UNAVAILABLE, [{"field": "", "message": message}])
+        response.headers["retry-after"] = "60"
+        return response
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
