@@ -156,6 +156,18 @@ def test_the_server_log_holds_hemicare_lines_only(tmp_path: Path) -> None:
     assert [line for line in err.splitlines() if " hemicare.web " not in line] == []
 
 
+def test_serving_other_machines_says_the_sign_in_needs_https(tmp_path: Path) -> None:
+    port = _free_port()
+    server = _serve(tmp_path, port, "--host", "0.0.0.0")
+    try:
+        _wait_until_up(port, server)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=60)
+    assert f"HemiCare is running at http://0.0.0.0:{port}/" in out
+    assert "Browsers keep the sign-in over HTTPS only, except on this machine" in out
+
+
 class Running:
     """A `hemicare serve --workers 2` on a free port, up and answering; ``stop`` sends SIGTERM and returns stderr."""
 

@@ -34,6 +34,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
+from hemicare.users.models import WebSession
 from hemicare.users.schemas import UserCreate
 from hemicare.web import create_app
 
@@ -141,8 +142,6 @@ def test_pages_need_sign_in_and_api_needs_credentials(client: TestClient) -> Non
 
 
 def test_a_session_left_unused_ends_and_the_sign_in_page_says_why(client: TestClient, clinic: Engine) -> None:
-    from hemicare.users.models import WebSession
-
     def last_seen(ago: dt.timedelta | None) -> None:
         with session_factory(clinic)() as s, s.begin():
             s.execute(update(WebSession).values(last_seen_at=None if ago is None else utcnow() - ago))
@@ -169,6 +168,34 @@ def test_a_session_left_unused_ends_and_the_sign_in_page_says_why(client: TestCl
     notice = client.get(ended.headers["location"]).text
     assert "You were signed out: 30 minutes passed without use, or 12 hours since you signed in." in notice
     assert "You were signed out" not in client.get("/login?next=/patients").text  # a first visit says nothing
+
+
+@pytest.mark.parametrize(
+    ("address", "secure", "kept"),
+    [
+        ("http://clinic.example", True, False),  # the browser would drop the Secure cookie: said, not looped
+        ("http://127.0.0.1:8000", True, True),  # this machine: browsers keep Secure cookies over HTTP
+        ("http://localhost:8000", True, True),
+        ("https://clinic.example", True, True),
+        ("http://clinic.example", False, True),  # --insecure-cookies
+    ],
+)
+def test_signing_in_where_the_browser_would_drop_the_cookie_says_so(
+    clinic: Engine, db_url: str, address: str, secure: bool, kept: bool
+) -> None:
+    made = create_app(database_url=db_url, cookie_secure=secure)
+    with TestClient(made, base_url=address, follow_redirects=False) as browser:
+        form_page = browser.get("/login").text
+        signed = browser.post("/login", data={"username": "neuro", "password": PASSWORD})
+    made.state.engine.dispose()
+    words = "Signing in here needs HTTPS"
+    if kept:
+        assert signed.status_code == 303 and words not in form_page
+    else:
+        assert words in form_page and signed.status_code == 400 and words in signed.text
+        assert "set-cookie" not in signed.headers
+        with session_factory(clinic)() as s:
+            assert s.scalar(select(func.count()).select_from(WebSession)) == 0  # no session started in vain
 
 
 def test_session_cookie_is_secure_httponly_samesite(client: TestClient) -> None:

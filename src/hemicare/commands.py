@@ -971,7 +971,13 @@ def serve(
                 count = load_demo(session, kb=load_default(), examples=examples, patients=24, today=dt.date.today())
                 typer.echo(f"loaded the demo clinic: {count} patients")
             users = user_service.count(session)
-    typer.echo(f"HemiCare is running at http://{host}:{port}/ (stop with Ctrl-C)")
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"HemiCare is running at http://{shown}:{port}/ (stop with Ctrl-C)")
+    if not insecure_cookies and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            "Browsers keep the sign-in over HTTPS only, except on this machine: serve HemiCare to other machines "
+            "through an HTTPS proxy (or, on a trusted network, restart with --insecure-cookies)."
+        )
     if users == 0:
         typer.echo(
             "No users yet. In another terminal, from this folder, create one and sign in with it:\n"

@@ -51,7 +51,22 @@ def login_page(request: Request, next: str = "/", ended: str = "") -> HTMLRespon
             f"You were signed out: {user_service.IDLE_MINUTES} minutes passed without use, or "
             f"{user_service.SESSION_HOURS} hours since you signed in. Sign in again to go on."
         )
-    return _page(request, "login.html", None, next=_safe_next(next), error=None, notice=notice)
+    error = PLAIN_HTTP if _cookie_would_be_dropped(request) else None
+    return _page(request, "login.html", None, next=_safe_next(next), error=error, notice=notice)
+
+
+PLAIN_HTTP = (
+    "Signing in here needs HTTPS: over plain HTTP at this address the browser would not keep the sign-in, and this "
+    "page would only come back. Ask whoever runs HemiCare to serve it over HTTPS (or, on a trusted network, to start "
+    "it with --insecure-cookies)."
+)
+
+
+def _cookie_would_be_dropped(request: Request) -> bool:
+    """A Secure cookie sent over plain HTTP to an address that is not this machine: browsers drop it."""
+    host = request.url.hostname or ""
+    loopback = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+    return bool(request.app.state.cookie_secure) and request.url.scheme != "https" and not loopback
 
 
 @router.post("/login")
@@ -62,6 +77,8 @@ def login(
     next: str = Form("/"),
 ) -> Response:
     target = _safe_next(next)
+    if _cookie_would_be_dropped(request):  # said before the password is checked: no session is started in vain
+        return _page(request, "login.html", None, status_code=400, next=target, error=PLAIN_HTTP)
     with request.app.state.sessions.begin() as session:
         try:
             user = user_service.authenticate(session, username=username.strip(), password=password)
