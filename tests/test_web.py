@@ -178,13 +178,16 @@ def test_a_session_left_unused_ends_and_the_sign_in_page_says_why(client: TestCl
         ("http://localhost:8000", True, True),
         ("https://clinic.example", True, True),
         ("http://clinic.example", False, True),  # --insecure-cookies
+        ("http://clinic.example|https", True, True),  # behind an HTTPS proxy the server was not told to trust
     ],
 )
 def test_signing_in_where_the_browser_would_drop_the_cookie_says_so(
     clinic: Engine, db_url: str, address: str, secure: bool, kept: bool
 ) -> None:
     made = create_app(database_url=db_url, cookie_secure=secure)
-    with TestClient(made, base_url=address, follow_redirects=False) as browser:
+    address, _, proxied = address.partition("|")
+    headers = {"x-forwarded-proto": proxied} if proxied else {}
+    with TestClient(made, base_url=address, follow_redirects=False, headers=headers) as browser:
         form_page = browser.get("/login").text
         signed = browser.post("/login", data={"username": "neuro", "password": PASSWORD})
     made.state.engine.dispose()

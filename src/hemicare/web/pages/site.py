@@ -63,10 +63,17 @@ PLAIN_HTTP = (
 
 
 def _cookie_would_be_dropped(request: Request) -> bool:
-    """A Secure cookie sent over plain HTTP to an address that is not this machine: browsers drop it."""
+    """A Secure cookie sent over plain HTTP to an address that is not this machine: browsers drop it. A request that
+    came through an HTTPS proxy says so (X-Forwarded-Proto, or the browser's Origin) even where the server was not
+    told to trust that proxy's headers (uvicorn's FORWARDED_ALLOW_IPS)."""
     host = request.url.hostname or ""
     loopback = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
-    return bool(request.app.state.cookie_secure) and request.url.scheme != "https" and not loopback
+    https = (
+        request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https"
+        or request.headers.get("origin", "").startswith("https://")
+    )
+    return bool(request.app.state.cookie_secure) and not https and not loopback
 
 
 @router.post("/login")
