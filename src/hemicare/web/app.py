@@ -57,7 +57,7 @@ SECURITY_HEADERS = {
 SYNC_THREADS = 4
 
 # The largest request body read: an assessment or a session is a few kilobytes, a full toxin form less than ten. A
-# larger body is refused (413) before it is held in memory or parsed (SecurityHeaders).
+# larger body is refused (413) before it is held in memory or parsed (Perimeter).
 MAX_BODY_BYTES = 256 * 1024
 TOO_LARGE = f"is larger than the {MAX_BODY_BYTES // 1024} KiB a request may carry"
 
@@ -104,17 +104,18 @@ def _source(filename: str) -> str:
 Answer = Callable[[Request, int, list[dict[str, str]]], Awaitable[Response]]
 
 
-class SecurityHeaders:
-    """Security headers on every response, one log line per request, and the answers to an address no text can be
-    and to a request the app failed.
+class Perimeter:
+    """Every request's way in and out of the app: what no route should see is refused here, and every answer leaves
+    with the security headers and a log line.
 
     A plain ASGI middleware: it adds headers to the response start message without buffering the body. Only the
     static files may be cached. The log line names no patient: the method, the route's template, the status and the
-    time to the answer. An address holding a NUL character is refused (422) before any route sees it (PostgreSQL
-    cannot compare with it; a search or a patient code holding one failed with a server error). A request the app
-    failed to answer (a fault, not the caller's mistake) is answered with a reference, and the log line gives the
-    reference and where the fault was but not its message; the fault goes no further, so that the server does not
-    log it again with its message and the values in it.
+    time to the answer. Refused before any route sees them: an address holding a NUL character (422; PostgreSQL
+    cannot compare with it, and a search or a patient code holding one failed with a server error) and a body larger
+    than MAX_BODY_BYTES (413; counted as it arrives when its length is not declared). A request the app failed to
+    answer (a fault, not the caller's mistake) is answered with a reference, and the log line gives the reference
+    and where the fault was but not its message; the fault goes no further, so that the server does not log it
+    again with its message and the values in it.
     """
 
     def __init__(self, app: ASGIApp, answer: Answer, prefixes: Mapping[int, str]) -> None:
@@ -270,7 +271,7 @@ def create_app(
 
     mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
     prefixes = {id(route): prefix for prefix, router in mounted for route in router.routes}
-    app.add_middleware(SecurityHeaders, answer=problem, prefixes=prefixes)
+    app.add_middleware(Perimeter, answer=problem, prefixes=prefixes)
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> Response:
