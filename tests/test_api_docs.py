@@ -96,8 +96,12 @@ def test_errors_and_sign_in_are_declared(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["token"]["scheme"] == "bearer" and schemes["session"]["in"] == "cookie"
     for path, _method, operation in _operations(document):
-        if path == "/api/v1/health":
+        if path in ("/api/v1/health", "/api/v1/ready"):  # for monitors: no sign-in
             assert "security" not in operation
+            if path == "/api/v1/ready":
+                assert operation["responses"]["503"]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Problems"
+                }
             continue
         assert operation["security"] == [{"token": []}, {"session": []}], path
         problems = operation["responses"]["4XX"]["content"]["application/json"]["schema"]

@@ -636,6 +636,24 @@ def test_a_database_that_does_not_answer_gets_503_and_a_try_again(caplog: pytest
     assert "GET /patients 503" in text and "nowhere" not in text and "failed, reference" not in text
 
 
+def test_ready_says_whether_the_database_answers_at_the_schema_this_version_needs(
+    client: TestClient, clinic: Engine
+) -> None:
+    from hemicare.db.engine import downgrade, head_revision
+
+    head = head_revision()
+    assert client.get("/api/v1/ready").json() == {"status": "ok", "database": head}  # no sign-in: a monitor's call
+    downgrade(clinic, "0003")
+    behind = client.get("/api/v1/ready")
+    assert behind.status_code == 503
+    message = f"the database is at revision 0003; this HemiCare needs {head}: run `hemicare db upgrade`"
+    assert behind.json() == {"errors": [{"field": "", "message": message}]}
+    away = create_app(database_url="postgresql://hemicare@127.0.0.1:9/nowhere")
+    with TestClient(away, base_url="https://testserver") as monitor:
+        assert monitor.get("/api/v1/ready").status_code == 503
+    away.state.engine.dispose()
+
+
 def test_a_body_too_large_is_refused_as_it_arrives(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     huge = {"id": "x", "medications": ["m" * 300_000]}

@@ -67,7 +67,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def _config(engine: Engine) -> Config:
+def _config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(str(resources.files("hemicare.db") / "migrations"))))
     config.attributes["engine"] = engine
@@ -90,6 +90,15 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    """The revision the migrations of this version of HemiCare end at."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
 
 
 def backup_sqlite(engine: Engine, target: Path) -> None:

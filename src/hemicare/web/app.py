@@ -233,6 +233,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.engine = engine
+    app.state.schema_head = db.head_revision()
     app.state.sessions = db.session_factory(engine)
     # Page views read in transactions that take no write lock; their audit entries are short separate writes.
     app.state.readers = db.session_factory(db.read_only(engine))
