@@ -201,6 +201,23 @@ def test_signing_in_where_the_browser_would_drop_the_cookie_says_so(
             assert s.scalar(select(func.count()).select_from(WebSession)) == 0  # no session started in vain
 
 
+@pytest.mark.parametrize(
+    ("sent_from", "signed_in"),
+    [("cross-site", False), ("same-site", False), ("same-origin", True), ("none", True), (None, True)],
+)
+def test_a_sign_in_form_sent_from_another_site_is_refused(
+    client: TestClient, sent_from: str | None, signed_in: bool
+) -> None:
+    """Login CSRF: another site's page posting our sign-in form would sign the browser in to the attacker's account."""
+    headers = {"sec-fetch-site": sent_from} if sent_from else {}
+    answer = client.post("/login", data={"username": "neuro", "password": PASSWORD}, headers=headers)
+    if signed_in:
+        assert answer.status_code == 303 and "set-cookie" in answer.headers
+    else:
+        assert answer.status_code == 403 and "set-cookie" not in answer.headers
+        assert "a sign-in form sent from another site is refused" in answer.text
+
+
 def test_session_cookie_is_secure_httponly_samesite(client: TestClient) -> None:
     response = client.post("/login", data={"username": "neuro", "password": PASSWORD})
     cookie = response.headers["set-cookie"].lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hemicare.audit import service as audit
@@ -62,6 +62,14 @@ PLAIN_HTTP = (
 )
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether the sign-in form was sent from one of HemiCare's own pages. The form has no CSRF token (there is no
+    session yet to hold one), so another site could sign a browser in to an account of its choosing and read what
+    the clinician then types. Browsers say whether a request comes from another site (Sec-Fetch-Site), whatever a
+    proxy does to the Host header; a client that does not say (a script, an old browser) is let through."""
+    return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
+
+
 def _cookie_would_be_dropped(request: Request) -> bool:
     """A Secure cookie sent over plain HTTP to an address that is not this machine: browsers drop it. A request that
     came through an HTTPS proxy says so (X-Forwarded-Proto, or the browser's Origin) even where the server was not
@@ -84,6 +92,8 @@ def login(
     next: str = Form("/"),
 ) -> Response:
     target = _safe_next(next)
+    if not _same_origin(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a sign-in form sent from another site is refused")
     if _cookie_would_be_dropped(request):  # said before the password is checked: no session is started in vain
         return _page(request, "login.html", None, status_code=400, next=target, error=PLAIN_HTTP)
     with request.app.state.sessions.begin() as session:
