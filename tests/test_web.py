@@ -473,6 +473,25 @@ def test_tcm_practitioner_cannot_sign_or_record_toxin(client: TestClient, clinic
         data={"csrf_token": csrf, "product": "onabotulinumtoxinA", "lot": "L1", "units.upper_lid_medial.left": "2.5"},
     )
     assert page.status_code == 403
+    # Each refusal is in the audit trail: who asked for what of which patient.
+    with session_factory(clinic)() as s:
+        denied = s.scalars(select(AuditEntry).where(AuditEntry.action == "denied").order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.entity, e.entity_id, e.detail["method"], e.detail["path"]) for e in denied] == [
+        ("tcm", "patient", "demo-001", "POST", "/api/v1/patients/demo-001/plan/sign"),
+        ("tcm", "patient", "demo-001", "POST", "/api/v1/patients/demo-001/sessions"),
+        ("tcm", "patient", "demo-001", "POST", "/patients/demo-001/sessions/toxin"),
+    ]
+
+
+def test_a_patient_refused_another_patients_record_is_in_the_audit_trail(client: TestClient, clinic: Engine) -> None:
+    sign_in(client, "patient2")
+    assert client.get("/patients/demo-001").status_code == 403
+    assert client.get("/api/v1/patients/demo-001/plan").status_code == 403
+    assert client.get("/admin").status_code == 403  # no patient named: not a patient record
+    client.cookies.clear()
+    assert client.get("/api/v1/patients/demo-001").status_code == 401  # nobody known: nobody's attempt
+    assert _audit_count(clinic, action="denied", entity_id="demo-001", actor="patient2") == 2
+    assert _audit_count(clinic, action="denied") == 2
 
 
 def test_patient_page_names_each_treatment_and_the_diagnosis(client: TestClient) -> None:

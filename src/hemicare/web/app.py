@@ -36,7 +36,7 @@ from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.recalls.service import lateness
-from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, signed_in_user
+from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
 
@@ -253,6 +253,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     async def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
+        if code == status.HTTP_403_FORBIDDEN:
+            await run_in_threadpool(audit_refusal, request)
         if _api(request):
             return JSONResponse({"errors": errors}, status_code=code)
         try:

@@ -159,6 +159,24 @@ def audit_read(request: Request, principal: Principal, *, entity: str, entity_id
         audit.record(session, actor=principal.username, action="read", entity=entity, entity_id=entity_id)
 
 
+def audit_refusal(request: Request) -> None:
+    """Record that someone was refused a patient's record (403 on an address naming a patient): who, and what they
+    asked for. A refusal before anyone is known (no credentials) is not a person's attempt and is not recorded."""
+    from hemicare.audit import service as audit
+
+    code = request.path_params.get("code")
+    if code is None:
+        return
+    principal = _principal(request)
+    if principal is None:
+        return
+    with request.app.state.sessions.begin() as session:
+        detail = {"method": request.method, "path": request.url.path}
+        audit.record(
+            session, actor=principal.username, action="denied", entity="patient", entity_id=code, detail=detail
+        )
+
+
 def require_care_team(principal: Principal) -> None:
     """Only the care team reads and changes clinical records."""
     if not principal.in_care_team:
