@@ -43,6 +43,13 @@ def api_reference(request: Request) -> HTMLResponse:
     )
 
 
+PLAIN_HTTP = (
+    "Signing in here needs HTTPS: over plain HTTP at this address the browser would not keep the sign-in, and this "
+    "page would only come back. Ask whoever runs HemiCare to serve it over HTTPS (or, on a trusted network, to start "
+    "it with --insecure-cookies)."
+)
+
+
 @router.get("/login")
 def login_page(request: Request, next: str = "/", ended: str = "") -> HTMLResponse:
     notice = None
@@ -55,14 +62,7 @@ def login_page(request: Request, next: str = "/", ended: str = "") -> HTMLRespon
     return _page(request, "login.html", None, next=_safe_next(next), error=error, notice=notice)
 
 
-PLAIN_HTTP = (
-    "Signing in here needs HTTPS: over plain HTTP at this address the browser would not keep the sign-in, and this "
-    "page would only come back. Ask whoever runs HemiCare to serve it over HTTPS (or, on a trusted network, to start "
-    "it with --insecure-cookies)."
-)
-
-
-def _same_origin(request: Request) -> bool:
+def _sent_from_our_pages(request: Request) -> bool:
     """Whether the sign-in form was sent from one of HemiCare's own pages. The form has no CSRF token (there is no
     session yet to hold one), so another site could sign a browser in to an account of its choosing and read what
     the clinician then types. Browsers say whether a request comes from another site (Sec-Fetch-Site), whatever a
@@ -92,7 +92,7 @@ def login(
     next: str = Form("/"),
 ) -> Response:
     target = _safe_next(next)
-    if not _same_origin(request):
+    if not _sent_from_our_pages(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a sign-in form sent from another site is refused")
     if _cookie_would_be_dropped(request):  # said before the password is checked: no session is started in vain
         return _page(request, "login.html", None, status_code=400, next=target, error=PLAIN_HTTP)
