@@ -994,7 +994,11 @@ def test_security_headers_and_openapi(client: TestClient) -> None:
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200 and "/api/v1/plans" in response.json()["paths"]
     assert response.headers["x-frame-options"] == "DENY"
-    assert "default-src 'self'" in response.headers["content-security-policy"]
+    policy = response.headers["content-security-policy"]
+    for directive in ("default-src 'self'", "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'"):
+        assert directive in policy, directive  # forms post only here; no page is framed elsewhere
+    assert "camera=()" in response.headers["permissions-policy"]
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"
     # Pages and API answers hold patient data: never cached. Only the static files may be.
     sign_in(client, "neuro")
     for path in ("/patients/demo-001", "/api/v1/patients/demo-001", "/login"):
