@@ -283,3 +283,25 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     # purpose, each answered 422.
     expected = "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
     assert console_errors == [expected, expected]
+
+
+def test_typing_in_a_long_form_keeps_the_session_alive(server: tuple[str, str], browser: object) -> None:
+    """The sign-out after 30 minutes without a request would lose an assessment typed slowly: typing tells the server
+    the session is in use, at most every few minutes (here the page is told to tell at once)."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    base, _ = server
+    page = browser.new_page()
+    page.goto(f"{base}/login")
+    page.fill("#username", "dr.neuro")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    page.goto(f"{base}/patients/new")
+    assert page.evaluate("document.body.dataset.aliveEvery") == str(5 * 60 * 1000)
+    with page.expect_request(lambda request: request.url == f"{base}/session/alive", timeout=1000) as told:
+        page.evaluate("document.body.dataset.aliveEvery = '0'")
+        page.fill("#name", "Someone typing slowly")
+    answer = told.value.response()
+    assert answer is not None and answer.status == 204
+    page.close()

@@ -161,10 +161,13 @@ def test_a_session_left_unused_ends_and_the_sign_in_page_says_why(client: TestCl
     assert client.get("/patients").status_code == 200 and written() == before
     last_seen(None)  # a session from before idle sign-out: counts as used now
     assert client.get("/patients").status_code == 200 and utcnow() - written() < dt.timedelta(seconds=30)
+    last_seen(dt.timedelta(minutes=20))  # typing in a form (app.js) tells the server, with nothing else to do
+    assert client.get("/session/alive").status_code == 204 and utcnow() - written() < dt.timedelta(seconds=30)
     last_seen(dt.timedelta(minutes=31))
     ended = client.get("/patients/demo-001")
     assert ended.status_code == 303 and ended.headers["location"] == "/login?next=/patients/demo-001&ended=1"
     assert client.get("/api/v1/patients").status_code == 401
+    assert client.get("/session/alive").status_code == 303  # too late to keep alive
     notice = client.get(ended.headers["location"]).text
     assert "You were signed out: 30 minutes passed without use, or 12 hours since you signed in." in notice
     assert "You were signed out" not in client.get("/login?next=/patients").text  # a first visit says nothing

@@ -254,6 +254,8 @@ def create_app(
     app.state.templates.env.globals["weighed"] = WEIGHED
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
+    # How often a page being typed in tells the server it is in use (app.js): well inside the idle sign-out.
+    app.state.templates.env.globals["alive_every_ms"] = 5 * 60 * 1000
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     async def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:

@@ -123,6 +123,12 @@ def _signed_in(request: Request, response: Response, token: str) -> Response:
     return response
 
 
+@router.get("/session/alive", status_code=204)
+def session_alive(user: PageUser) -> Response:
+    """Nothing but a use of the session (see app.js: typing in a form counts as use); an ended one goes to sign-in."""
+    return Response(status_code=204)
+
+
 @router.get("/account")
 def account_page(request: Request, user: PageUser) -> HTMLResponse:
     return _page(request, "account.html", user, errors={}, changed=request.query_params.get("changed") == "1")

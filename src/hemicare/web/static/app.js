@@ -55,7 +55,21 @@ function enhanceToxinForm(form) {
   recount();
 }
 
+// Typing counts as use: a signed-in page that is being filled in tells the server so, at most every few minutes,
+// so that a long form (an assessment, HFS-30) is not lost to the sign-out after 30 minutes without a request.
+function keepAliveWhileTyping() {
+  let told = Date.now();
+  const tell = () => {
+    if (Date.now() - told < Number(document.body.dataset.aliveEvery)) return;
+    told = Date.now();
+    fetch("/session/alive", { credentials: "same-origin", cache: "no-store" });
+  };
+  document.addEventListener("input", tell, true);
+  document.addEventListener("keydown", tell, true);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  if (document.body.dataset.aliveEvery) keepAliveWhileTyping();
   const signOff = document.querySelector("form#sign-form");
   if (signOff) enhanceSignOff(signOff);
   const toxin = document.querySelector("form#toxin-form");
