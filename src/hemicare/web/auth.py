@@ -95,6 +95,9 @@ def _principal(request: Request) -> Principal | None:
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         return None
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # looked up once a request: the error page and the audit of a refusal ask again
+        return known
     with factory.begin() as session:
         found = user_service.from_session(session, token=cookie)
         if found is None:
@@ -106,6 +109,7 @@ def _principal(request: Request) -> Principal | None:
     if found.stale:  # a short write of its own, once a minute at most, after the read
         with request.app.state.sessions.begin() as session:
             user_service.seen(session, token=cookie)
+    request.state.principal = principal
     return principal
 
 
