@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     process.communicate(timeout=10)
 
 
+def _sign_in(page: Any, username: str) -> None:
+    """Fill in and send the sign-in form on the page the browser is at."""
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
@@ -108,9 +116,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.on("pageerror", lambda error: console_errors.append(str(error)))
 
     page.goto(f"{server_url}/login")
-    page.fill("#username", "dr.neuro")
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
+    _sign_in(page, "dr.neuro")
     expect(page.locator("h1")).to_have_text("Patients")
 
     page.click("text=New patient")
@@ -214,9 +220,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
         db=db,
         stdin=PASSWORD + "\n",
     )
-    page.fill("#username", "li.tcm")
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
+    _sign_in(page, "li.tcm")
     page.goto(f"{server_url}/patients/e2e-001")
     acupuncture = page.locator("form[action$='/sessions/acupuncture']")
     for box in acupuncture.locator("input[name=points]").all():
@@ -252,9 +256,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
         db=db,
         stdin=PASSWORD + "\n",
     )
-    page.fill("#username", "lena")
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
+    _sign_in(page, "lena")
     expect(page.locator("h1")).to_contain_text("Hello Lena Test")
     expect(page.locator("text=Your plan in plain words")).to_be_visible()
     expect(page.locator("#part-conventional")).to_contain_text("Agreed by your neurologist")
@@ -294,9 +296,7 @@ def test_typing_in_a_long_form_keeps_the_session_alive(server: tuple[str, str], 
     base, _ = server
     page = browser.new_page()
     page.goto(f"{base}/login")
-    page.fill("#username", "dr.neuro")
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
+    _sign_in(page, "dr.neuro")
     page.goto(f"{base}/patients/new")
     assert page.evaluate("document.body.dataset.aliveEvery") == str(5 * 60 * 1000)
     with page.expect_request(lambda request: request.url == f"{base}/session/alive", timeout=1000) as told:
