@@ -243,6 +243,47 @@ def test_user_accounts_from_the_command_line(clinic: str, engine: Engine) -> Non
     assert ownself.exit_code == 4 and "your own password" in ownself.stderr  # not allowed, whoever asks
 
 
+def test_the_audit_trail_is_listed_by_patient_and_by_user(clinic: str) -> None:
+    assert (
+        _run(
+            clinic,
+            "patients",
+            "update",
+            "demo-001",
+            "--version",
+            "1",
+            "--name",
+            "N. Other",
+            "--reason",
+            "married name",
+            "--by",
+            "dr.n",
+        ).exit_code
+        == 0
+    )
+    listed = _run(clinic, "audit", "list", "--patient", "demo-001", "--limit", "1").stdout.splitlines()
+    assert len(listed) == 1 and re.fullmatch(
+        r"[\d-]+ [\d:]+  dr\.n  update  patient demo-001  reason: married name  name: N\. Other", listed[0]
+    ), listed
+    rows = json.loads(_run(clinic, "audit", "list", "--user", "dr.n", "--json").stdout)
+    assert rows and {row["user"] for row in rows} == {"dr.n"}
+    assert rows[0] | {"at": None} == {
+        "at": None,
+        "user": "dr.n",
+        "action": "update",
+        "record": "patient demo-001",
+        "reason": "married name",
+        "detail": {"name": "N. Other"},
+    }
+    assert _run(clinic, "audit", "list", "--user", "nobody").stdout == "no entries match\n"
+    for args, message in (
+        (["--limit", "0"], "field `--limit`: 0 is not between 1 and 1000"),
+        (["--patient", "c" * 49], "field `--patient`: a patient code of 1 to 48 characters"),
+    ):
+        refused = _run(clinic, "audit", "list", *args)
+        assert refused.exit_code == 2 and message in refused.stderr
+
+
 def test_who_is_acting_is_named_within_what_the_records_keep(clinic: str) -> None:
     add = ["patients", "add", "--code", "new-1", "--name", "N", "--sex", "male"]
     refused = _run(clinic, *add, "--by", "x" * 121)

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from hemicare.engine import load_default
 from hemicare.engine.intake import read_file, validate_assessment, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
-from hemicare.limits import ACTOR_MAX
+from hemicare.limits import ACTOR_MAX, CODE_MAX
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
 from hemicare.plans.schemas import PlanEdit, parts_of
@@ -751,6 +751,53 @@ def audit_verify(database: DbOption = None) -> None:
         typer.echo(f"audit trail: {result.checked} entries checked, {'intact' if result.ok else 'NOT intact'}")
         if not result.ok:
             raise typer.Exit(1)
+
+    run(body)
+
+
+@audit_app.command("list")
+def audit_list(
+    patient: Annotated[str | None, typer.Option(help="Only entries about this patient")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only entries by this user")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first (1-1000)")] = 50,
+    database: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Who read or changed what, when and why: the newest entries, by one user and/or about one patient."""
+    from hemicare.audit import service as audit_service
+
+    def body() -> None:
+        problems = []
+        if not 1 <= limit <= 1000:
+            problems.append(FieldProblem("--limit", f"{limit} is not between 1 and 1000"))
+        if patient is not None and not 1 <= len(patient) <= CODE_MAX:
+            problems.append(FieldProblem("--patient", f"a patient code of 1 to {CODE_MAX} characters"))
+        if user is not None and not 1 <= len(user) <= ACTOR_MAX:
+            problems.append(FieldProblem("--user", f"a username of 1 to {ACTOR_MAX} characters"))
+        if problems:
+            raise InputError(problems)
+        with unit_of_work(database) as session:
+            entries = audit_service.search(session, actor=user, patient=patient, limit=limit)
+            rows: list[dict[str, Any]] = [
+                {
+                    "at": entry.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    "user": entry.actor,
+                    "action": entry.action,
+                    "record": f"{entry.entity} {entry.entity_id}",
+                    "reason": entry.reason,
+                    "detail": entry.detail or {},
+                }
+                for entry in entries
+            ]
+        if as_json:
+            _print(rows)
+            return
+        for entry, row in zip(entries, rows, strict=True):
+            said = [f"reason: {entry.reason}"] if entry.reason else []
+            said += [audit_service.detail_words(entry.detail)] if entry.detail else []
+            typer.echo("  ".join([row["at"], entry.actor, entry.action, row["record"], *said]))
+        if not rows:
+            typer.echo("no entries match")
 
     run(body)
 

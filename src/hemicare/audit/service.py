@@ -165,6 +165,11 @@ def count(session: Session, *, actor: str | None = None, patient: str | None = N
     return int(session.scalar(select(func.count()).select_from(_matching(actor, patient).subquery())) or 0)
 
 
+def detail_words(detail: dict[str, Any] | None) -> str:
+    """An entry's detail as the audit page and `hemicare audit list` show it: "key: value; key: value"."""
+    return "; ".join(f"{key}: {value}" for key, value in (detail or {}).items())
+
+
 def search(
     session: Session, *, actor: str | None = None, patient: str | None = None, offset: int = 0, limit: int = 100
 ) -> list[AuditEntry]:

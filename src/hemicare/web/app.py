@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hemicare import __version__
+from hemicare.audit import service as audit_service
 from hemicare.db import engine as db
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
@@ -254,6 +255,7 @@ def create_app(
     app.state.templates.env.globals["weighed"] = WEIGHED
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
+    app.state.templates.env.globals["detail_words"] = audit_service.detail_words
     # How often a page being typed in tells the server it is in use (app.js): well inside the idle sign-out.
     app.state.templates.env.globals["alive_every_ms"] = 5 * 60 * 1000
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
