@@ -623,8 +623,11 @@ def test_no_patient_data_in_logs(client: TestClient, caplog: pytest.LogCaptureFi
     assert "demo-00" not in text and "Mei Lin" not in text and "Arjun" not in text
     with caplog.at_level(logging.INFO):
         client.get("/patients/Mei-Lin/no-such-page")
+        client.get("/static/style.css")
     [unmatched] = [r.getMessage() for r in caplog.records if r.name == "hemicare.web" and " 404 " in r.getMessage()]
     assert unmatched.startswith("GET - 404 ")  # no route matched: the path asked for may say anything
+    server = [r.getMessage() for r in caplog.records if r.name == "hemicare.web"]
+    assert server[-1].startswith("GET /static/{path} 200 "), server
 
 
 def test_text_holding_a_nul_character_is_refused_naming_where(client: TestClient, clinic: Engine) -> None:

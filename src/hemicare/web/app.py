@@ -133,7 +133,9 @@ class Perimeter:
         when no route matched (the path asked for may say anything)."""
         route = scope.get("route")
         path = getattr(route, "path", None)
-        return self.prefixes.get(id(route), "") + path if isinstance(path, str) else "-"
+        if isinstance(path, str):
+            return self.prefixes.get(id(route), "") + path
+        return "/static/{path}" if scope["path"].startswith("/static/") else "-"  # the mount sets no route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
