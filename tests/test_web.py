@@ -221,6 +221,25 @@ def test_a_sign_in_form_sent_from_another_site_is_refused(
         assert "a sign-in form sent from another site is refused" in answer.text
 
 
+def test_signing_out_everywhere_ends_the_sessions_on_other_computers(app: Any, clinic: Engine) -> None:
+    with (
+        TestClient(app, base_url="https://testserver", follow_redirects=False) as here,
+        TestClient(app, base_url="https://testserver", follow_redirects=False) as elsewhere,
+    ):
+        csrf = sign_in(here, "neuro")
+        sign_in(elsewhere, "neuro")
+        assert here.post("/account/sign-out-everywhere", data={"csrf_token": "wrong"}).status_code == 403
+        assert elsewhere.get("/patients").status_code == 200  # a refused request ends nothing
+        assert 'id="sign-out-everywhere"' in here.get("/account").text
+        done = here.post("/account/sign-out-everywhere", data={"csrf_token": csrf})
+        assert done.status_code == 303 and done.headers["location"] == "/login"
+        for browser in (here, elsewhere):
+            assert browser.get("/patients").status_code == 303
+    with session_factory(clinic)() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "sign_out")).one()
+        assert (entry.actor, entry.entity_id, entry.detail) == ("neuro", "neuro", {"ended": 2})
+
+
 def test_session_cookie_is_secure_httponly_samesite(client: TestClient) -> None:
     response = client.post("/login", data={"username": "neuro", "password": PASSWORD})
     cookie = response.headers["set-cookie"].lower()

@@ -131,6 +131,15 @@ def _end_sessions(session: Session, user: User) -> int:
     return live
 
 
+def sign_out_everywhere(session: Session, *, username: str) -> int:
+    """End every web session of a user (a browser left signed in elsewhere), recorded in the audit trail; returns how
+    many there were."""
+    user = get(session, username=username)
+    ended = _end_sessions(session, user)
+    audit.record(session, actor=username, action="sign_out", entity="user", entity_id=username, detail={"ended": ended})
+    return ended
+
+
 def revoke_tokens(session: Session, *, username: str, actor: str) -> int:
     """Revoke every API token of a user; returns how many were live."""
     user = get(session, username=username)

@@ -173,6 +173,17 @@ def logout(request: Request, user: PageUser, csrf_token: str = Form("")) -> Resp
     return response
 
 
+@router.post("/account/sign-out-everywhere")
+def sign_out_everywhere(request: Request, user: PageUser, csrf_token: str = Form("")) -> Response:
+    """End every session of one's account, this one too: for a browser left signed in on another computer."""
+    check_csrf(user, csrf_token)
+    with request.app.state.sessions.begin() as session:
+        user_service.sign_out_everywhere(session, username=user.username)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
 @router.get("/")
 def home(user: PageUser) -> Response:
     if user.role == "patient":
