@@ -156,9 +156,8 @@ def validate_model(model: type[M], data: Any) -> M:
 
 
 def validate_assessment(data: dict[str, Any]) -> Assessment:
-    """Validate a mapping into an :class:`Assessment`; raises :class:`InputError` with every problem."""
-    if nul := nul_problems(data):
-        raise InputError(nul)
+    """Validate a mapping into an :class:`Assessment`; raises :class:`InputError` with every problem. (A NUL character
+    is refused where the text is read: files, JSON bodies and forms; a stored assessment passed that check.)"""
     try:
         assessment = Assessment.model_validate(data)
     except ValidationError as exc:
@@ -177,7 +176,10 @@ def validate_assessment_json(raw: bytes, *, parse: Callable[[bytes], Any]) -> As
     for any other input.
     """
     if b"\\u0000" in raw:
-        return validate_assessment(parse(raw))
+        data = parse(raw)
+        if problems := nul_problems(data):
+            raise InputError(problems)
+        return validate_assessment(data)
     try:
         assessment = Assessment.model_validate_json(raw)
     except ValidationError:
