@@ -99,3 +99,17 @@ def engine(db_url: str) -> Iterator[Engine]:
     upgrade(made)
     yield made
     made.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, started once for the browser tests (tests.browser says how)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import ARGS, CHROMIUM
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()

@@ -6,101 +6,24 @@ session on the face map, then, as the patient, add a diary entry and see it on t
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PASSWORD = "correct horse battery"
-REQUIRED = os.environ.get("HEMICARE_REQUIRE_BROWSER") == "1"
+from .browser import add_user, hemicare, needs_chromium, served, sign_in
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not REQUIRED, reason="Debian's chromium is not installed (CI installs it)"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _hemicare(*args: str, db: str, stdin: str | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "hemicare.cli", *args, "--db", db],
-        input=stdin,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     db = f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'e2e.db'}"
-    _hemicare("db", "upgrade", db=db)
-    _hemicare(
-        "users",
-        "add",
-        "--username",
-        "dr.neuro",
-        "--full-name",
-        "Dr Ana Neuro",
-        "--role",
-        "neurologist",
-        "--password-stdin",
-        db=db,
-        stdin=PASSWORD + "\n",
-    )
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hemicare.cli", "serve", "--port", str(port), "--db", db],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError("the server did not start: " + (process.stdout.read() if process.stdout else ""))
-    yield base, db
-    process.terminate()
-    process.communicate(timeout=10)
-
-
-def _sign_in(page: Any, username: str) -> None:
-    """Fill in and send the sign-in form on the page the browser is at."""
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "install Debian's chromium"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
+    hemicare("db", "upgrade", db=db)
+    add_user(db, "dr.neuro", "neurologist")
+    with served(db) as base:
+        yield base, db
 
 
 def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: object, tmp_path: Path) -> None:
@@ -116,7 +39,7 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.on("pageerror", lambda error: console_errors.append(str(error)))
 
     page.goto(f"{server_url}/login")
-    _sign_in(page, "dr.neuro")
+    sign_in(page, "dr.neuro")
     expect(page.locator("h1")).to_have_text("Patients")
 
     page.click("text=New patient")
@@ -207,20 +130,8 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
 
     # The TCM practitioner: a session sent without a point comes back with the notes kept; then it is recorded, is in
     # the history and on the chart's time axis, and the practitioner signs the integrative part.
-    _hemicare(
-        "users",
-        "add",
-        "--username",
-        "li.tcm",
-        "--full-name",
-        "L. Li",
-        "--role",
-        "tcm_practitioner",
-        "--password-stdin",
-        db=db,
-        stdin=PASSWORD + "\n",
-    )
-    _sign_in(page, "li.tcm")
+    add_user(db, "li.tcm", "tcm_practitioner")
+    sign_in(page, "li.tcm")
     page.goto(f"{server_url}/patients/e2e-001")
     acupuncture = page.locator("form[action$='/sessions/acupuncture']")
     for box in acupuncture.locator("input[name=points]").all():
@@ -241,22 +152,8 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     page.click("text=Sign out")
     expect(page.locator("h1")).to_have_text("Sign in")
 
-    _hemicare(
-        "users",
-        "add",
-        "--username",
-        "lena",
-        "--full-name",
-        "Lena Test",
-        "--role",
-        "patient",
-        "--patient",
-        "e2e-001",
-        "--password-stdin",
-        db=db,
-        stdin=PASSWORD + "\n",
-    )
-    _sign_in(page, "lena")
+    add_user(db, "lena", "patient", patient="e2e-001")
+    sign_in(page, "lena")
     expect(page.locator("h1")).to_contain_text("Hello Lena Test")
     expect(page.locator("text=Your plan in plain words")).to_be_visible()
     expect(page.locator("#part-conventional")).to_contain_text("Agreed by your neurologist")
@@ -296,7 +193,7 @@ def test_typing_in_a_long_form_keeps_the_session_alive(server: tuple[str, str], 
     base, _ = server
     page = browser.new_page()
     page.goto(f"{base}/login")
-    _sign_in(page, "dr.neuro")
+    sign_in(page, "dr.neuro")
     page.goto(f"{base}/patients/new")
     assert page.evaluate("document.body.dataset.aliveEvery") == str(5 * 60 * 1000)
     with page.expect_request(lambda request: request.url == f"{base}/session/alive", timeout=1000) as told:
