@@ -1056,6 +1056,29 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
 
 
+def test_an_unfinished_hfs7_comes_back_with_its_answers_and_what_is_missing(client: TestClient, clinic: Engine) -> None:
+    def answered() -> int:
+        with session_factory(clinic)() as s:
+            found = outcome_service.records(s, patient=patient_service.get(s, code="demo-001"))
+            return len(found.scores.get("hfs7", []))
+
+    before = answered()
+    csrf = sign_in(client, "patient1")
+    answers = {f"item.{i}": "3" for i in range(7)} | {"item.2": "", "item.5": "9"}
+    refused = client.post("/me/hfs7", data={"csrf_token": csrf, **answers})
+    assert refused.status_code == 422 and 'id="hfs7-problems"' in refused.text, refused.text
+    problems = refused.text[refused.text.index('id="hfs7-problems"') : refused.text.index("</div></div>")]
+    said = re.findall(r"<strong>(Item \d)</strong>: choose an answer from 0 \(never\) to 4 \(always\)", problems)
+    assert said == ["Item 3", "Item 6"], problems
+    for index, marked in ((2, True), (5, True), (0, False)):
+        box = re.search(rf'<select id="item-{index}"[^>]*>', refused.text)
+        assert box and ("aria-invalid=true" in box.group(0)) is marked, (index, box)
+    assert len(re.findall(r"<option selected>3</option>", refused.text)) == 5  # the answers given stay chosen
+    assert answered() == before
+    assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers, "item.2": "0", "item.5": "4"}).is_redirect
+    assert answered() == before + 1
+
+
 def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: TestClient) -> None:
     csrf = sign_in(client, "patient1")
     for score in ("3", "1"):  # a change needs two answers

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hemicare.engine.intake import validate_model
-from hemicare.errors import InputError
+from hemicare.errors import FieldProblem, InputError
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
@@ -114,7 +114,11 @@ def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: Poste
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    return _page(request, "hfs7.html", user)
+    return _page(request, "hfs7.html", user, posted=None)
+
+
+_HFS7_ANSWERS = ("0", "1", "2", "3", "4")
+_HFS7_FIELDS: FieldNames = {f"item.{index}": (f"item.{index}", f"Item {index + 1}") for index in range(7)}
 
 
 @router.post("/me/hfs7")
@@ -122,8 +126,18 @@ def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
     answers = [form.get(f"item.{index}") for index in range(7)]
+    # Said in the form's words, item by item, and the answers given come back chosen (not the API's "answers.2").
+    unanswered = [
+        FieldProblem(f"item.{index}", "choose an answer from 0 (never) to 4 (always)")
+        for index, answer in enumerate(answers)
+        if answer not in _HFS7_ANSWERS
+    ]
+    if unanswered:
+        posted = _refused("hfs7", form, unanswered, _HFS7_FIELDS)
+        return _page(request, "hfs7.html", user, posted=posted, status_code=422)
     data = validate_model(
-        QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": answers}
+        QuestionnaireCreate,
+        {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": [int(answer) for answer in answers]},
     )
     with request.app.state.sessions.begin() as session:
         outcome_service.add_questionnaire(
