@@ -559,7 +559,7 @@ def test_a_sign_off_without_a_reason_comes_back_with_the_choices_made(client: Te
     sign_form = page[page.index('id="sign-form"') : page.index("</form>", page.index('id="sign-form"'))]
     chosen = r'name="status.mvd"[^>]*>(<option value="\w+" >[^<]*</option>)*<option value="deferred" selected>'
     assert re.search(chosen, sign_form)
-    assert re.search(r'name="reason.mvd" value=""[^>]*aria-invalid=true>', sign_form)
+    assert re.search(r'name="reason.mvd" value=""[^>]*aria-invalid=true aria-describedby=sign-problems>', sign_form)
     assert 'value="wants to wait until after the wedding"' in sign_form
     assert 'value="discussed with the patient"' in sign_form
     with session_factory(clinic)() as s:
@@ -1045,7 +1045,10 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert "<strong>How strong</strong>: Input should be less than or equal to 10" in problems
     assert f"<strong>Date</strong>: {future} is in the future" in problems
     assert 'name="spasms" type="number" min="0" max="10000" required value="17">' in bad.text
-    assert 'value="30" aria-invalid=true>' in bad.text and '<option value="hour" selected>' in bad.text
+    assert (
+        'value="30" aria-invalid=true aria-describedby=diary-problems>' in bad.text
+        and '<option value="hour" selected>' in bad.text
+    )
     assert 'value="talking" checked>' in bad.text and 'value="stress" >' in bad.text
     with session_factory(clinic)() as s:
         patient = patient_service.get(s, code="demo-001")
@@ -1196,8 +1199,11 @@ def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: Te
     assert (
         "<strong>Units, Zygomaticus major (cheek), left</strong>: Input should be less than or equal to 100" in problems
     )
-    assert 'name="units.zygomaticus.left" value="200" aria-label="units zygomaticus left" aria-invalid=true>' in page
-    assert 'name="units.upper_lid_medial.left" value="3.5" aria-label="units upper_lid_medial left">' in page
+    zygomaticus = 'name="units.zygomaticus.left" value="200" aria-label="Zygomaticus major (cheek), left: units"'
+    assert zygomaticus + " aria-invalid=true aria-describedby=toxin-problems>" in page
+    assert (
+        'name="units.upper_lid_medial.left" value="3.5" aria-label="Upper lid, medial pretarsal, left: units">' in page
+    )
     assert page.count("aria-invalid") == 2  # the box and the lot
     # What was typed is there again, not the plan's defaults.
     assert "<option selected>incobotulinumtoxinA</option>" in page
@@ -2252,7 +2258,7 @@ def test_integrative_sessions_are_recorded_on_the_day_they_happened(client: Test
     refused = client.post("/patients/demo-001/sessions/acupuncture", data={**acupuncture, "date": "last monday"})
     assert refused.status_code == 422 and "<strong>Date</strong>" in refused.text
     assert 'id="acu-date" name="date" type="date" value="last monday" max="' in refused.text
-    assert re.search(r'id="acu-date"[^>]*aria-invalid=true>', refused.text)
+    assert re.search(r'id="acu-date"[^>]*aria-invalid=true aria-describedby=acupuncture-problems>', refused.text)
 
 
 def test_sex_and_side_are_chosen_never_assumed(client: TestClient) -> None:

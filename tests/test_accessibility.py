@@ -1,0 +1,221 @@
+"""Accessibility, checked in a real browser: every page of every role, and every form as the server gives it back
+refused, run through axe-core (the WCAG 2 A/AA rules and its best practices) in Chromium against a real server with
+the demo clinic. Clinicians work on shared screens and patients with HFS read with one eye often closing: text must
+keep its contrast, and a screen reader must say what each field is and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from .browser import add_user, hemicare, needs_chromium, served, sign_in
+
+pytestmark = needs_chromium
+
+PHONE = {"width": 390, "height": 844}
+DESK = {"width": 1280, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db = f"sqlite:///{tmp_path_factory.mktemp('a11y') / 'a11y.db'}"
+    hemicare("demo", "--patients", "0", db=db)
+    for username, role in (
+        ("dr.neuro", "neurologist"),
+        ("dr.surg", "neurosurgeon"),
+        ("tcm.li", "tcm_practitioner"),
+        ("admin", "admin"),
+    ):
+        add_user(db, username, role)
+    add_user(db, "pat", "patient", patient="demo-001")
+    with served(db) as base:
+        yield base
+
+
+def _axe_source() -> str:
+    return (resources.files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+
+
+def _violations(page: Any) -> list[str]:
+    """axe-core's violations on the page as it is now, a line each (rule, impact, first places)."""
+    page.evaluate(_axe_source())  # through the debugging protocol: the page's CSP stays as served
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[node['target'] for node in v['nodes'][:3]]}"
+        + (f": {v['nodes'][0].get('failureSummary', '')}" if v["nodes"] else "")
+        for v in found
+    ]
+
+
+def _refuse(form: str, fill: Callable[[Any], None], submit: str) -> Callable[[Any], None]:
+    """Fill ``form`` wrongly and send it past the browser's own checks, so the server's answer is what is checked."""
+
+    def act(page: Any) -> None:
+        page.eval_on_selector(form, "form => { form.noValidate = true }")
+        fill(page)
+        page.click(submit)
+        page.wait_for_load_state()
+
+    return act
+
+
+def _first_dose(page: Any) -> None:
+    page.locator("input[name^='units.']").first.fill("999")
+
+
+# (who, viewport, address, what is done there first)
+PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | None]] = {
+    "sign-in": (None, DESK, "/login", None),
+    "patient list": ("dr.neuro", DESK, "/patients", None),
+    "patient list, nobody found": ("dr.neuro", DESK, "/patients?q=nobody-of-this-name", None),
+    "due list": ("dr.neuro", DESK, "/due", None),
+    "patient page (neurologist)": ("dr.neuro", DESK, "/patients/demo-001", None),
+    "patient page (neurosurgeon)": ("dr.surg", DESK, "/patients/demo-001", None),
+    "patient page (TCM practitioner)": ("tcm.li", DESK, "/patients/demo-001", None),
+    "patient page on a tablet": ("dr.neuro", {"width": 768, "height": 1024}, "/patients/demo-002", None),
+    "plan version": ("dr.neuro", DESK, "/patients/demo-001/plans/1", None),
+    "assessment form": ("dr.neuro", DESK, "/patients/demo-001/assessment", None),
+    "new patient form": ("dr.neuro", DESK, "/patients/new", None),
+    "patient edit form": ("dr.neuro", DESK, "/patients/demo-001/edit", None),
+    "account": ("dr.neuro", DESK, "/account", None),
+    "API reference": ("dr.neuro", DESK, "/api/v1/docs", None),
+    "not found": ("dr.neuro", DESK, "/patients/nobody", None),
+    "patient's own page on a phone": ("pat", PHONE, "/me", None),
+    "HFS-7 on a phone": ("pat", PHONE, "/me/hfs7", None),
+    "users (admin)": ("admin", DESK, "/admin", None),
+    "audit trail (admin)": ("admin", DESK, "/admin/audit", None),
+    "sign-in refused": (
+        None, DESK, "/login", _refuse("form[action='/login']", lambda p: p.fill("#username", "nobody"), "#sign-in"),
+    ),
+    "new patient refused": ("dr.neuro", DESK, "/patients/new", _refuse("form.card", lambda p: None, "#add-patient")),
+    "assessment refused": (
+        "dr.neuro", DESK, "/patients/demo-001/assessment",
+        _refuse("form[action$='/assessment']", lambda p: p.fill("#f-age", "250"), "#save-assessment"),
+    ),
+    "patient edit refused": (
+        "dr.neuro", DESK, "/patients/demo-001/edit",
+        _refuse("form.card", lambda p: p.fill("#name", ""), "#save-patient"),
+    ),
+    "toxin session refused": (
+        "dr.neuro", DESK, "/patients/demo-001", _refuse("#toxin-form", _first_dose, "#record-toxin"),
+    ),
+    "operation refused": (
+        "dr.surg", DESK, "/patients/demo-001",
+        _refuse("#mvd-form", lambda p: p.fill("#mvd-date", "2999-01-01"), "#record-mvd"),
+    ),
+    "acupuncture session refused": (
+        "tcm.li", DESK, "/patients/demo-001",
+        _refuse(
+            "form[action$='/sessions/acupuncture']",
+            lambda p: [box.uncheck() for box in p.locator("input[name=points]").all()],
+            "form[action$='/sessions/acupuncture'] button[type=submit]",
+        ),
+    ),
+    "diary entry refused on a phone": (
+        "pat", PHONE, "/me", _refuse("#diary-form", lambda p: p.fill("#spasms", "-3"), "#save-diary"),
+    ),
+    "HFS-7 refused on a phone": (
+        "pat", PHONE, "/me/hfs7", _refuse("form[action='/me/hfs7']", lambda p: None, "#save-hfs7"),
+    ),
+    "password change refused": (
+        "dr.neuro", DESK, "/account",
+        _refuse("#password-form", lambda p: p.fill("#current_password", "not it"), "#change-password"),
+    ),
+    "account refused (admin)": ("admin", DESK, "/admin", _refuse("#add-user", lambda p: None, "#add-account")),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_passes_axe(clinic: str, browser: object, name: str) -> None:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    user, viewport, address, act = PAGES[name]
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    try:
+        if user:
+            page.goto(f"{clinic}/login")
+            sign_in(page, user)
+            page.wait_for_load_state()
+        page.goto(clinic + address)
+        if act:
+            act(page)
+            # The server refused it: the page says so, and the check below runs on that answer.
+            assert page.locator("[role=alert]").count() >= 1, page.content()[:2000]
+        assert _violations(page) == []
+    finally:
+        context.close()
+
+
+def _described(page: Any) -> dict[str, str]:
+    """Each input marked invalid, by name, with the text of what its aria-describedby points to."""
+    described: dict[str, str] = page.eval_on_selector_all(
+        "[aria-invalid=true]",
+        """marked => Object.fromEntries(marked.map(field => [
+            field.getAttribute('name') || field.id || field.getAttribute('aria-labelledby'),
+            (field.getAttribute('aria-describedby') || '').split(' ').filter(Boolean)
+                .map(id => document.getElementById(id)?.textContent.trim() || '').join(' ')]))""",
+    )
+    return described
+
+
+def test_a_refused_field_says_what_is_wrong_to_a_screen_reader(clinic: str, browser: object) -> None:
+    """A field in error is marked invalid and described by its message: a screen reader says the problem on reaching
+    the field, not only in the alert at the top of the form."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport=DESK)
+    page.goto(f"{clinic}/login")
+    sign_in(page, "dr.neuro")
+    page.goto(f"{clinic}/patients/new")
+    page.fill("#code", "a11y-001")
+    page.fill("#birth_year", "1800")
+    page.click("#add-patient")
+    marked = _described(page)
+    assert set(marked) == {"name", "sex", "birth_year"}, marked
+    assert "required" in marked["name"] and "required" in marked["sex"], marked
+    expect(page.locator("#birth_year")).to_have_accessible_description(re.compile(r"\S"))
+    assert "code" not in marked  # a field the server took is not marked
+
+    page.goto(f"{clinic}/patients/demo-001/assessment")
+    page.fill("#f-age", "250")
+    page.click("#save-assessment")
+    expect(page.locator("#f-age")).to_have_accessible_description(re.compile("less than or equal to 120"))
+    assert _described(page)["age"] == page.locator("#error-age").text_content()
+    # Groups of boxes are named by their heading, which is not a label of any one box.
+    expect(page.get_by_role("group", name="Regions involved")).to_have_count(1)
+    expect(page.get_by_role("group", name="Pulse")).to_have_count(1)
+
+    page.goto(f"{clinic}/patients/demo-001")
+    dose = page.locator("input[name^='units.']").first
+    expect(dose).to_have_accessible_name(re.compile(r"^[A-Z][a-z].*, (left|right): units$"))
+    page.eval_on_selector("#toxin-form", "form => { form.noValidate = true }")
+    dose.fill("999")
+    page.click("#record-toxin")
+    expect(page.locator("#toxin-problems")).to_be_visible()
+    problems = page.locator("#toxin-problems").text_content() or ""
+    toxin = _described(page)
+    assert toxin and all(text == problems.strip() for text in toxin.values()), toxin
+    page.close()
+
+
+def test_the_accessibility_check_finds_what_it_is_for(clinic: str, browser: object) -> None:
+    """The axe check above can fail: a page made worse on purpose (a field without a label, pale text) is caught."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport=DESK)
+    page.goto(f"{clinic}/login")
+    assert _violations(page) == []
+    page.eval_on_selector("#username", "box => { box.labels.forEach(label => label.remove()) }")
+    page.eval_on_selector("h1", "h => { h.style.color = '#cccccc' }")
+    found = " ".join(_violations(page))
+    assert "label" in found and "color-contrast" in found, found
+    page.close()
