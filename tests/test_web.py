@@ -804,6 +804,74 @@ def _pdf_text(body: bytes) -> str:
     return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages).split())
 
 
+def _pdf_type_sizes(body: bytes) -> set[float]:
+    """The sizes, in points, of the type of every piece of text in the PDF."""
+    from pypdf import PdfReader
+
+    sizes: set[float] = set()
+
+    def seen(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+        if text.strip():
+            sizes.add(round(size * tm[3] * cm[3], 1))
+
+    for page in PdfReader(io.BytesIO(body)).pages:
+        page.extract_text(visitor_text=seen)
+    return sizes
+
+
+def test_the_patients_pdf_is_set_in_type_large_enough_to_read(client: TestClient) -> None:
+    """Read at home, often by older people with one eye closing in a spasm: nothing smaller than 12 pt. The referral
+    letter, for clinicians, may be smaller."""
+    from hemicare.web.pdf import PATIENT_TEXT_PT
+
+    for version, username in enumerate(("neuro", "tcm"), start=1):  # both parts signed: the advice lines are in
+        client.cookies.clear()
+        csrf = sign_in(client, username)
+        signed = client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": str(version)})
+        assert signed.status_code == 303, signed.text
+    patient = client.get("/patients/demo-001/plan.pdf?kind=patient").content
+    assert "Suggested:" in _pdf_text(patient) and "- Stress and fatigue" in _pdf_text(patient)
+    assert min(_pdf_type_sizes(patient)) >= PATIENT_TEXT_PT == 12
+    assert min(_pdf_type_sizes(client.get("/patients/demo-001/plan.pdf?kind=referral").content)) < 12
+
+
+def _text_runs(page: Any) -> list[tuple[str, str]]:
+    """A PDF page's pieces of text, in order, each with the name of its font."""
+    runs: list[tuple[str, str]] = []
+
+    def seen(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+        if text.strip():
+            runs.append((text, str(font.get("/BaseFont"))))
+
+    page.extract_text(visitor_text=seen)
+    return runs
+
+
+def test_no_page_of_the_patients_pdf_ends_on_a_heading_or_an_items_name() -> None:
+    """A heading or a treatment's name at the foot of a page, its text on the next, reads as a heading with nothing to
+    say; whatever the number of items, each stays with its first lines."""
+    from pypdf import PdfReader
+
+    from hemicare.web.pdf import patient_plan_pdf
+    from hemicare.web.plain import PlainItem, PlainPart
+
+    text = "Words a patient reads about this treatment, long enough to run over two lines of the page at this size."
+    seen_breaks = 0
+    for count in range(8, 18):
+        items = [
+            PlainItem(f"Treatment {n}", "option", "To discuss", text, ["- advice"] * (n % 3)) for n in range(count)
+        ]
+        parts = [PlainPart("conventional", "Medical treatment", "Agreed by your neurologist", False, items)] * 2
+        body = patient_plan_pdf(patient_name="A B", printed_on=dt.date(2026, 11, 27), parts=parts, warnings=[], due=[])
+        pages = PdfReader(io.BytesIO(body)).pages
+        seen_breaks += len(pages) - 1
+        for number, page in enumerate(pages[:-1], start=1):
+            runs = _text_runs(page)
+            last_text, last_font = runs[-1]
+            assert "Bold" not in last_font, (count, number, last_text)
+    assert seen_breaks >= 10  # the loop did put items at the foot of pages
+
+
 def test_pdfs(client: TestClient) -> None:
     sign_in(client, "neuro")
     kb = load_default()
@@ -818,7 +886,7 @@ def test_pdfs(client: TestClient) -> None:
     assert client.post("/api/v1/patients/demo-001/plan/sign", json={"version": 1}, headers=headers).is_success
     patient = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
     # The patient's words, as on their own page: names and plain text, not ids and clinical summaries.
-    assert f"Suggested: {mvd.name}. {' '.join((mvd.plain or '').split())}" in patient
+    assert f"Suggested: {mvd.name} {' '.join((mvd.plain or '').split())}" in patient
     assert f"Agreed by your neurosurgeon on {dt.date.today()}." in patient
     # The TCM part waits for a TCM practitioner.
     assert "Traditional Chinese medicine Your care team has not reviewed" in patient and "Acupuncture" not in patient

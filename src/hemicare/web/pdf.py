@@ -63,19 +63,31 @@ class _Document(FPDF):
             text = _CJK.sub("", _CJK_BRACKET.sub("", text))
         return text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
 
+    def keep_room(self, height: float) -> None:
+        """Start a new page unless ``height`` mm fit on this one: a heading is not left alone at the foot of a page."""
+        if self.will_page_break(height):
+            self.add_page()
+
     def heading(self, text: str, size: int = 14) -> None:
+        self.keep_room(8 + 3 * 5)  # the heading and three lines of text
         self.set_font(self.family_name, "B", size)
         self.multi_cell(0, 8, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
-    def para(self, text: str, size: int = 10) -> None:
-        self.set_font(self.family_name, "", size)
-        # Left-aligned: justified lines full of references and codes open wide gaps between words.
-        self.multi_cell(0, 5, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
+    def para(self, text: str, size: int = 10, style: str = "") -> None:
+        self.set_font(self.family_name, style, size)
+        # Left-aligned: justified lines full of references and codes open wide gaps between words. Lines are half a
+        # millimetre apart per point of type (5 mm at 10 pt).
+        self.multi_cell(0, size / 2, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
 
     def output_bytes(self) -> bytes:
         return bytes(self.output())
+
+
+# The patient's sheet is read at home, often by older people and with one eye closing in a spasm: no text on it is
+# smaller than 12 pt.
+PATIENT_TEXT_PT = 12
 
 
 def patient_plan_pdf(
@@ -84,37 +96,43 @@ def patient_plan_pdf(
     """The plan in plain language for the patient to take home: the same words as the patient's own page, and only
     what a clinician has agreed."""
     doc = _Document(f"HemiCare plan for {patient_name}")
-    doc.heading(f"Your hemifacial spasm plan, {patient_name}")
-    doc.para(f"Printed {printed_on.isoformat()} from HemiCare. It reminds you of what your care team agreed with you.")
+
+    def say(text: str, style: str = "") -> None:
+        if style == "B":  # an item's name stays with its first lines
+            doc.keep_room(4 * PATIENT_TEXT_PT / 2)
+        doc.para(text, PATIENT_TEXT_PT, style)
+
+    doc.heading(f"Your hemifacial spasm plan, {patient_name}", 16)
+    say(f"Printed {printed_on.isoformat()} from HemiCare. It reminds you of what your care team agreed with you.")
     for part in parts:
-        doc.heading(part.title, 12)
+        doc.heading(part.title, 14)
         if part.reviewed is None:
-            doc.para("Your care team has not reviewed this part of your plan yet; they will go through it with you.")
+            say("Your care team has not reviewed this part of your plan yet; they will go through it with you.")
             continue
-        doc.para(f"{part.reviewed}.", 9)
+        say(f"{part.reviewed}.")
         if part.update_pending:
-            doc.para("Your care team is reviewing an update to this part; ask them about it at your next visit.", 9)
+            say("Your care team is reviewing an update to this part; ask them about it at your next visit.")
         if not part.items:
-            doc.para("No treatment of this kind is suggested for now.")
+            say("No treatment of this kind is suggested for now.")
         for item in part.items:
-            doc.para(f"{item.label}: {item.name}. {item.text}")
+            say(f"{item.label}: {item.name}", "B")
+            say(item.text)
             for line in item.advice:
-                doc.para(f"- {line}", 9)
+                say(f"- {line}")
     if not parts:
-        doc.para("Nothing yet: your care team will talk the options through with you.")
+        say("Nothing yet: your care team will talk the options through with you.")
     if warnings:
-        doc.heading("Things to know", 12)
+        doc.heading("Things to know", 14)
         for message in warnings:
-            doc.para(f"- {message}")
-    doc.heading("What happens next", 12)
+            say(f"- {message}")
+    doc.heading("What happens next", 14)
     if not due:
-        doc.para("Your care team will arrange your next visit.")
+        say("Your care team will arrange your next visit.")
     for label, text in map(due_words, due):
-        doc.para(f"- {label}: {text}")
-    doc.para(
+        say(f"- {label}: {text}")
+    say(
         "How sure are we? Injections and surgery rest on large studies; acupuncture and herbs rest on weak "
-        "evidence and are used beside, not instead of, medical treatment. Ask your team about anything here.",
-        9,
+        "evidence and are used beside, not instead of, medical treatment. Ask your team about anything here."
     )
     return doc.output_bytes()
 
