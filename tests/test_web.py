@@ -1162,6 +1162,41 @@ def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: Tes
     assert f'name="date" type="date" value="{dt.date.today().isoformat()}"' in page
 
 
+@pytest.mark.parametrize("example", sorted(path.name for path in EXAMPLES.iterdir()))
+def test_what_is_not_recommended_is_folded_under_a_line_naming_it(
+    client: TestClient, clinic: Engine, example: str
+) -> None:
+    """The options to weigh come first; each category's not-recommended items are folded away under one line that
+    names them all, their reasons one click away. Nothing else is folded."""
+    from hemicare.assessments import service as assessments
+    from hemicare.engine import validate_assessment
+    from hemicare.patients.schemas import PatientCreate
+    from hemicare.plans import service as plans
+
+    code = "ex-" + example.split(".")[0]
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code=code, name="Example", sex="female"), actor="t")
+        data = validate_assessment(read_file(EXAMPLES / example) | {"id": code})
+        assessments.record(s, patient=patient, assessment=data, actor="t", today=dt.date.today())
+        plans.generate(s, patient=patient, kb=load_default(), actor="t", today=dt.date.today())
+    sign_in(client, "neuro")
+    page = client.get(f"/patients/{code}").text
+    folds = [(m.start(), m.end()) for m in re.finditer(r'<details class="set-aside".*?</details>', page, flags=re.S)]
+    cards = re.finditer(r'<div class="rec" id="rec-([\w-]+)">\s*<h3><span class="badge (\w+)">', page)
+    seen = {"folded": 0, "open": 0}
+    for card in cards:
+        folded = any(start < card.start() < end for start, end in folds)
+        assert folded == (card.group(2) == "not_recommended"), (card.group(1), card.group(2))
+        seen["folded" if folded else "open"] += 1
+    assert seen["open"] > 0
+    for start, end in folds:
+        block = page[start:end]
+        count = int(re.search(r"Not recommended for this patient \((\d+)\)", block).group(1))  # type: ignore[union-attr]
+        assert count == block.count('<div class="rec"') > 0
+    if example == "demo-001.yaml":
+        assert seen["folded"] >= 6 and "Baclofen" in page[folds[0][0] : folds[0][0] + 600]
+
+
 @pytest.mark.parametrize("username", ["neuro", "surgeon", "tcm"])
 def test_the_patient_pages_contents_lead_to_its_sections(client: TestClient, username: str) -> None:
     sign_in(client, username)
