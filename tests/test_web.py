@@ -2251,6 +2251,7 @@ def test_each_list_of_what_is_due_says_how_late(client: TestClient) -> None:
     """A recall a week late (within the clinic's grace period, so not yet "overdue") says so on the worklist, the
     patient list and the patient's page alike; the API gives the same count."""
     csrf = sign_in(client, "neuro")
+    assert 'id="due-now"' not in client.get("/patients/demo-001").text  # nothing is due yet
     site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
     usual_weeks = load_default().toxin_programme().limits["usual_interval_max_weeks"].value  # without an effect
     session = {
@@ -2265,6 +2266,11 @@ def test_each_list_of_what_is_due_says_how_late(client: TestClient) -> None:
     said = f'{toxin["due"]} <span class="small late">({late} day{"s" if late != 1 else ""} ago)</span>'
     for url in ("/due?days=14", "/patients", "/patients/demo-001"):
         assert said in client.get(url).text, url
+    # On the patient's page it is said at the top too, before the plan, not only in the Due section at its foot.
+    page = client.get("/patients/demo-001").text
+    top = re.search(r'<p class="due-now" id="due-now">(.*?)</p>', page, flags=re.S)
+    assert top and f"botulinum toxin session {said}" in top.group(1), top
+    assert page.index('id="due-now"') < page.index('id="plan"')
 
 
 def test_an_admin_adds_an_account_whose_owner_chooses_their_own_password(client: TestClient, app: Any) -> None:
