@@ -101,9 +101,10 @@ def engine(db_url: str) -> Iterator[Engine]:
     made.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium, started once for the browser tests (tests.browser says how)."""
+    """Debian's Chromium, started once per browser test module (tests.browser says how). Not once per run: Playwright
+    keeps an event loop running in this thread while it is open, and the tests that call asyncio.run would fail."""
     from playwright.sync_api import sync_playwright
 
     from .browser import ARGS, CHROMIUM
