@@ -219,3 +219,28 @@ def test_the_accessibility_check_finds_what_it_is_for(clinic: str, browser: obje
     found = " ".join(_violations(page))
     assert "label" in found and "color-contrast" in found, found
     page.close()
+
+
+def test_the_keyboard_skips_the_header_and_shows_where_it_is(clinic: str, browser: object) -> None:
+    """With the keyboard only: the first Tab offers to skip the header's links (shown while focused); taking it, the
+    next Tab lands in the page's content; and a focused link or field is visibly marked."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport=DESK)
+    page.goto(f"{clinic}/login")
+    sign_in(page, "pat")
+    expect(page.locator("h1")).to_contain_text("Hello")
+    skip = page.locator("a.skip")
+    assert (skip.bounding_box() or {"x": -1})["x"] < 0  # out of sight until the keyboard reaches it
+    page.keyboard.press("Tab")
+    expect(skip).to_be_focused()
+    box = skip.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["y"] >= 0, box
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    inside = page.evaluate("document.querySelector('main').contains(document.activeElement)")
+    assert inside, page.evaluate("document.activeElement.outerHTML")
+    focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert focused not in ("", "none"), focused
+    page.close()
