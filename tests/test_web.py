@@ -2088,9 +2088,15 @@ class _PageAudit(HTMLParser):
         self.controls: list[tuple[str, dict[str, str | None], bool]] = []
         self.headings: list[int] = []
         self.open_labels = 0
+        self.referred: set[str] = set()  # ids named by aria-describedby or aria-labelledby
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = dict(attrs)
+        names = [name for name, _ in attrs]
+        for twice in sorted({name for name in names if names.count(name) > 1}):  # the browser keeps the first only
+            self.problems.append(f"<{tag}> has {twice} twice")
+        for refers in ("aria-describedby", "aria-labelledby"):
+            self.referred.update((attr.get(refers) or "").split())
         ident = attr.get("id")
         if ident:
             if ident in self.ids:
@@ -2119,6 +2125,8 @@ class _PageAudit(HTMLParser):
         problems = list(self.problems)
         if not self.lang:
             problems.append("no language on <html>")
+        for ident in sorted(self.referred - self.ids):
+            problems.append(f"aria refers to id {ident!r}, which is not on the page")
         for tag, attr, inside_label in self.controls:
             named = inside_label or attr.get("id") in self.labelled or attr.get("aria-label") or attr.get("title")
             if not named:
@@ -2156,11 +2164,32 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
             audit = _PageAudit()
             audit.feed(response.text)
             found[f"{username} {path}"] = audit.report()
+    # ... and so do the forms the server sends back refused, their fields marked and pointing at their messages.
+    refused = {
+        ("neuro", "/patients/new"): {"code": "x"},
+        ("neuro", "/patients/demo-001/assessment"): {"age": "250"},
+        ("neuro", "/patients/demo-001/edit"): {"name": "", "version": "1"},
+        ("neuro", "/patients/demo-001/sessions/toxin"): {"lot": "", "units.zygomaticus.left": "200"},
+        ("neuro", "/account/password"): {"current_password": "not it", "new_password": "x", "repeat_password": "y"},
+        ("patient1", "/me/diary"): {"spasms": "-1", "intensity": "30"},
+        ("patient1", "/me/hfs7"): {"item.0": "2"},
+        ("admin", "/admin/users"): {"username": "Not A Name!", "full_name": "", "role": ""},
+    }
+    for (username, path), form in refused.items():
+        client.cookies.clear()
+        response = client.post(path, data={"csrf_token": sign_in(client, username), **form})
+        assert response.status_code in (400, 422) and re.search('aria-invalid="?true', response.text), (path, response)
+        audit = _PageAudit()
+        audit.feed(response.text)
+        found[f"{username} POST {path}"] = audit.report()
     assert {page: problems for page, problems in found.items() if problems} == {}
     # The audit itself must see what it checks: a field without a label is reported.
     audit = _PageAudit()
     audit.feed('<html lang="en"><h1>x</h1><input name="lot"><h3>y</h3></html>')
     assert audit.report() == ["input 'lot' has no label", "heading level jumps from h1 to h3"]
+    audit = _PageAudit()
+    audit.feed('<html lang="en"><h1>x</h1><input name="a" class="x" class="y" aria-describedby="gone" aria-label="a">')
+    assert audit.report() == ["<input> has class twice", "aria refers to id 'gone', which is not on the page"]
 
 
 def _visible_text(markup: str) -> str:
