@@ -1675,6 +1675,34 @@ def test_the_chart_draws_an_hourly_count_per_day_and_says_so(client: TestClient,
     assert f"spasms {today}: {3 * hours:g} (3 per hour x {hours:g} waking hours, a clinic setting)" in page.text
 
 
+def test_the_chart_is_also_given_in_figures_month_by_month(client: TestClient, clinic: Engine) -> None:
+    """A screen reader meets the chart as one picture; below it the same records are given as figures: each month's
+    diary means (a count per hour apart from one per day) and each questionnaire total, newest first."""
+    sign_in(client, "neuro")
+    assert 'id="chart-figures"' not in client.get("/patients/demo-001").text  # no records, no table
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    entries = [
+        ("2026-03-02", "day", 10, 2),
+        ("2026-03-20", "day", 21, 5),
+        ("2026-03-21", "hour", 3, 4),
+        ("2026-04-05", "day", 7, 1),
+    ]
+    for date, per, spasms, intensity in entries:
+        entry = {"date": date, "per": per, "spasms": spasms, "intensity": intensity}
+        assert client.post("/api/v1/patients/demo-001/diary", json=entry, headers=headers).status_code == 201
+    for date, answers in (("2026-03-01", [3] * 7), ("2026-04-01", [1] * 7)):
+        answered = {"date": date, "instrument": "hfs7", "answers": answers}
+        assert client.post("/api/v1/patients/demo-001/questionnaires", json=answered, headers=headers).is_success
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    figures = re.search(r'<details id="chart-figures".*?</details>', page, flags=re.S)
+    assert figures, "the figures are under the chart"
+    rows = [_visible_text(row) for row in re.findall(r"<tr><td>.*?</tr>", figures.group(0), flags=re.S)]
+    assert rows == ["2026-04 1 7.0 per day 1.0", "2026-03 2 15.5 per day 3.5", "2026-03 1 3.0 per hour 4.0"], rows
+    hfs7 = load_default().scales["hfs7"].name
+    assert f"{hfs7}, total by date: 2026-04-01: 7; 2026-03-01: 21." in _visible_text(figures.group(0))
+
+
 def test_portal_tells_the_patient_what_is_due_now(client: TestClient, clinic: Engine) -> None:
     today = dt.date.today()
     csrf = sign_in(client, "neuro")

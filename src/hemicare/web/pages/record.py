@@ -102,6 +102,7 @@ def _patient_page(
             "assessment_words": describe_assessment(assessment) if assessment else [],
             "history": history,
             "outcomes": outcomes,
+            "scores": found.scores,
             "due": due,
             "chart": chart,
             "face_map": _face_map(plan, code),
