@@ -244,3 +244,34 @@ def test_the_keyboard_skips_the_header_and_shows_where_it_is(clinic: str, browse
     focused = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert focused not in ("", "none"), focused
     page.close()
+
+
+REFLOW = {
+    "dr.neuro": ["/patients", "/due", "/patients/demo-001", "/patients/demo-001/assessment", "/patients/new"],
+    "pat": ["/me", "/me/hfs7"],
+    "admin": ["/admin", "/admin/audit"],
+}
+
+
+@pytest.mark.parametrize("user", list(REFLOW))
+def test_pages_fit_320_css_pixels_without_scrolling_sideways(clinic: str, browser: object, user: str) -> None:
+    """Text enlarged to 400 % on a desktop screen leaves 320 CSS pixels: every page reflows into that width (wide
+    tables and the chart scroll inside their own box, which is allowed), so nobody reads a line by scrolling
+    sideways (WCAG 2.1, 1.4.10 Reflow)."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    page = context.new_page()
+    page.goto(f"{clinic}/login")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    sign_in(page, user)
+    page.wait_for_load_state()
+    wide = {}
+    for address in REFLOW[user]:
+        page.goto(clinic + address)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 320:
+            wide[address] = width
+    context.close()
+    assert wide == {}
