@@ -323,6 +323,7 @@ def test_an_admin_disables_and_enables_an_account(client: TestClient, app: Any) 
     csrf = sign_in(client, "admin")
     page = client.get("/admin").text
     assert "admin</td><td>" in page and "active (you)" in page and 'action="/admin/users/neuro/active"' in page
+    assert "<td>tcm practitioner</td>" in page and "tcm_practitioner</td>" not in page  # roles in words, as elsewhere
     for form, said in (
         ({"active": "0"}, "<strong>reason</strong>: String should have at least 3 characters"),
         ({"active": "maybe", "reason": "left"}, "<strong>active</strong>: say 1 to enable the account or 0"),
