@@ -1678,7 +1678,8 @@ def test_the_chart_draws_an_hourly_count_per_day_and_says_so(client: TestClient,
 
 def test_the_chart_is_also_given_in_figures_month_by_month(client: TestClient, clinic: Engine) -> None:
     """A screen reader meets the chart as one picture; below it the same records are given as figures: each month's
-    diary means (a count per hour apart from one per day) and each questionnaire total, newest first."""
+    diary means (a count per hour apart from one per day) and each questionnaire total, newest first, on the
+    clinician's page and the patient's own."""
     sign_in(client, "neuro")
     assert 'id="chart-figures"' not in client.get("/patients/demo-001").text  # no records, no table
     headers = {"authorization": f"Bearer {_token_for(client)}"}
@@ -1702,6 +1703,11 @@ def test_the_chart_is_also_given_in_figures_month_by_month(client: TestClient, c
     assert rows == ["2026-04 1 7.0 per day 1.0", "2026-03 2 15.5 per day 3.5", "2026-03 1 3.0 per hour 4.0"], rows
     hfs7 = load_default().scales["hfs7"].name
     assert f"{hfs7}, total by date: 2026-04-01: 7; 2026-03-01: 21." in _visible_text(figures.group(0))
+    # The patient's own page gives the same figures under their chart.
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    own = re.search(r'<details id="chart-figures".*?</details>', client.get("/me").text, flags=re.S)
+    assert own and own.group(0) == figures.group(0)
 
 
 def test_portal_tells_the_patient_what_is_due_now(client: TestClient, clinic: Engine) -> None:

@@ -44,7 +44,9 @@ def _my_page(
         due = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
-        chart = _chart(outcome_service.records(session, patient=patient), patient, request.app.state.kb)
+        found = outcome_service.records(session, patient=patient)
+        chart = _chart(found, patient, request.app.state.kb)
+        monthly = outcome_service.summarise(found, patient=patient, kb=request.app.state.kb).monthly
         plain = plain_parts(parts, reviewed, request.app.state.kb)
         entries = outcome_service.recent_diary(session, patient=patient)
     audit_read(request, user, entity="patient", entity_id=code)
@@ -57,6 +59,9 @@ def _my_page(
         entries=entries,
         due=[due_words(item) for item in due],
         chart=chart,
+        monthly=monthly,
+        scores=found.scores,
+        scale_names=request.app.state.kb.scale_names(),
         posted=posted,
         today=dt.date.today().isoformat(),
         saved=None if posted else request.query_params.get("saved"),

@@ -110,7 +110,7 @@ def _patient_page(
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
             "treatment_names": kb.treatment_names(),
-            "scale_names": {scale_id: scale.name for scale_id, scale in kb.scales.items()},
+            "scale_names": kb.scale_names(),
             "mvd_results": [result.value for result in MvdResult],
             "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
@@ -478,7 +478,7 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
             history=_history(found, kb),
             outcomes=outcome_service.summarise(found, patient=patient, kb=kb),
             names=kb.treatment_names(),
-            scale_names={scale_id: scale.name for scale_id, scale in kb.scales.items()},
+            scale_names=kb.scale_names(),
         )
     _audit_export(request, user, code, plan, detail={"as": "pdf:referral", "to": SPECIALTY_NAMES[target]})
     return _pdf(referral_pdf(referral), f"{code}-referral.pdf")
