@@ -116,33 +116,39 @@ def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: Poste
     return RedirectResponse("/me?saved=removed#entries", status_code=303)
 
 
+def _hfs7_items(request: Request) -> tuple[int, list[str]]:
+    """The HFS-7's number of items and the answers each item takes, as the knowledge base's scale says."""
+    scale = request.app.state.kb.scales["hfs7"]
+    assert scale.items and scale.item_min is not None and scale.item_max is not None, "the HFS-7 is itemised"
+    return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
+
+
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    return _page(request, "hfs7.html", user, posted=None)
-
-
-_HFS7_ANSWERS = ("0", "1", "2", "3", "4")
-_HFS7_FIELDS: FieldNames = {f"item.{index}": (f"item.{index}", f"Item {index + 1}") for index in range(7)}
+    items, answers = _hfs7_items(request)
+    return _page(request, "hfs7.html", user, items=items, answers=answers, posted=None)
 
 
 @router.post("/me/hfs7")
 def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
-    answers = [form.get(f"item.{index}") for index in range(7)]
+    items, answers = _hfs7_items(request)
+    given = [form.get(f"item.{index}") for index in range(items)]
     # Said in the form's words, item by item, and the answers given come back chosen (not the API's "answers.2").
     unanswered = [
-        FieldProblem(f"item.{index}", "choose an answer from 0 (never) to 4 (always)")
-        for index, answer in enumerate(answers)
-        if answer not in _HFS7_ANSWERS
+        FieldProblem(f"item.{index}", f"choose an answer from {answers[0]} (never) to {answers[-1]} (always)")
+        for index, answer in enumerate(given)
+        if answer not in answers
     ]
     if unanswered:
-        posted = _refused("hfs7", form, unanswered, _HFS7_FIELDS)
-        return _page(request, "hfs7.html", user, posted=posted, status_code=422)
+        names: FieldNames = {f"item.{index}": (f"item.{index}", f"Item {index + 1}") for index in range(items)}
+        posted = _refused("hfs7", form, unanswered, names)
+        return _page(request, "hfs7.html", user, items=items, answers=answers, posted=posted, status_code=422)
     data = validate_model(
         QuestionnaireCreate,
-        {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": [int(answer) for answer in answers]},
+        {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": [int(answer) for answer in given]},
     )
     with request.app.state.sessions.begin() as session:
         outcome_service.add_questionnaire(
