@@ -275,3 +275,36 @@ def test_pages_fit_320_css_pixels_without_scrolling_sideways(clinic: str, browse
             wide[address] = width
     context.close()
     assert wide == {}
+
+
+def _chinese_outside_chinese(page: Any) -> list[str]:
+    """Each piece of text on the page holding Chinese characters that no element marks as Chinese."""
+    found: list[str] = page.evaluate(
+        """() => { const out = []; const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+          while (walk.nextNode()) { const text = walk.currentNode;
+            const lang = text.parentElement.closest('[lang]')?.getAttribute('lang') || '';
+            if (/[\\u2e80-\\u9fff\\uf900-\\ufaff]/.test(text.data) && !lang.startsWith('zh'))
+              out.push(text.data.trim()); }
+          return out; }"""
+    )
+    return found
+
+
+def test_chinese_names_are_marked_as_chinese(clinic: str, browser: object) -> None:
+    """The pages are in English; the TCM names in Chinese characters (patterns, points, formulas, herbs) are marked
+    as Chinese, so a screen reader reads them in Chinese rather than spelling them out (WCAG 2.1, 3.1.2)."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport=DESK)
+    page.goto(f"{clinic}/login")
+    sign_in(page, "tcm.li")
+    page.goto(f"{clinic}/patients/demo-001")
+    marked = page.locator("[lang=zh-Hans]").count()
+    assert marked >= 10, "the TCM practitioner's page names points and herbs in Chinese"
+    assert _chinese_outside_chinese(page) == []
+    page.goto(f"{clinic}/patients/demo-001/plans/1")
+    assert _chinese_outside_chinese(page) == []
+    page.evaluate("document.querySelector('[lang=zh-Hans]').removeAttribute('lang')")  # the check can fail
+    assert _chinese_outside_chinese(page) != []
+    page.close()

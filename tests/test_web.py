@@ -2494,3 +2494,14 @@ def test_the_work_up_says_which_sequences_when_and_what_imaging_cannot_tell(clie
     card = _rec_card(page, "mri_workup")
     assert all(f"{q['name']}: {q['purpose']}" in card for q in details["sequences"])
     assert f"Timing: {details['timing']}" in card and f"Caution: {details['caution']}" in card
+
+
+def test_chinese_runs_are_marked_and_the_rest_escaped() -> None:
+    from hemicare.web.chinese import mark_chinese
+
+    marked = mark_chinese("Liver yang rising (肝阳上亢 / 肝风内动) & <b>, 天麻 9 g")
+    assert marked == (
+        'Liver yang rising (<span lang="zh-Hans">肝阳上亢 / 肝风内动</span>) &amp; &lt;b&gt;, '
+        '<span lang="zh-Hans">天麻</span> 9 g'
+    )
+    assert mark_chinese("no Chinese here") == "no Chinese here" and mark_chinese("") == ""

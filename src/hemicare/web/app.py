@@ -38,6 +38,7 @@ from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.recalls.service import lateness
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
+from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
 
@@ -252,6 +253,7 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
+    app.state.templates.env.filters["zh"] = mark_chinese
     app.state.templates.env.globals["lateness"] = lateness
     app.state.templates.env.globals["delivered"] = DELIVERED
     app.state.templates.env.globals["weighed"] = WEIGHED

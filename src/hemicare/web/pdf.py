@@ -16,6 +16,7 @@ from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail
 from hemicare.outcomes.service import Summary
 from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
+from hemicare.web.chinese import HAN as _HAN
 from hemicare.web.plain import PlainPart, due_words
 from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
 
@@ -28,7 +29,6 @@ CHINESE_FONTS = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
 )
-_HAN = "[\u2e80-\u9fff\uf900-\ufaff]+"  # a run of Chinese characters
 _CJK = re.compile(rf"\s*{_HAN}")
 # A bracket holding only Chinese names, e.g. "(肝阳上亢 / 肝风内动)", goes with them rather than staying empty.
 _CJK_BRACKET = re.compile(rf"\s*\(\s*{_HAN}(?:\s*/\s*{_HAN})*\s*\)")
