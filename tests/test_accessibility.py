@@ -116,6 +116,10 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
             "form[action$='/sessions/acupuncture'] button[type=submit]",
         ),
     ),
+    "paper HFS-7 refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse("#hfs7-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs7"),
+    ),
     "diary entry refused on a phone": (
         "pat", PHONE, "/me", _refuse("#diary-form", lambda p: p.fill("#spasms", "-3"), "#save-diary"),
     ),

@@ -26,7 +26,7 @@ from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.models import DiaryEntry
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
@@ -1151,6 +1151,48 @@ def test_an_unfinished_hfs7_comes_back_with_its_answers_and_what_is_missing(clie
     assert answered() == before + 1
 
 
+def test_the_care_team_records_an_hfs7_answered_on_paper(client: TestClient, clinic: Engine) -> None:
+    """Many patients answer the HFS-7 on paper in the waiting room, or have no portal account: a clinician enters it
+    on the patient's page, and it joins the chart and the recalls. Refused answers come back as chosen."""
+
+    def answered() -> list[tuple[str, int, str]]:
+        with session_factory(clinic)() as s:
+            patient = patient_service.get(s, code="demo-001")
+            rows = s.scalars(select(QuestionnaireAnswer).where(QuestionnaireAnswer.patient_id == patient.id))
+            return [(row.date.isoformat(), row.total, row.created_by) for row in rows]
+
+    csrf = sign_in(client, "tcm")
+    page = client.get("/patients/demo-001").text
+    assert 'action="/patients/demo-001/questionnaires/hfs7"' in page
+    items = {f"item.{i}": "2" for i in range(7)}
+    last_week = (dt.date.today() - dt.timedelta(days=7)).isoformat()
+
+    missing = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": csrf, **items, "item.4": ""})
+    assert missing.status_code == 422 and "The HFS-7 was not recorded" in missing.text
+    problems = missing.text[missing.text.index('id="hfs7-problems"') :].split("</div></div>")[0]
+    assert "<strong>Item 5</strong>: choose an answer from 0 (never) to 4 (always)" in problems
+    assert '<details class="card" id="hfs7-paper" open>' in missing.text
+    assert len(re.findall(r"<option selected>2</option>", missing.text)) == 6  # the answers chosen stay chosen
+    future = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    ahead = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": csrf, **items, "date": future})
+    assert ahead.status_code == 422 and f"<strong>Date answered</strong>: {future} is in the future" in ahead.text
+    assert client.post("/patients/demo-001/questionnaires/hfs7", data=items | {"date": last_week}).status_code == 403
+    assert answered() == []  # nothing refused was stored
+
+    saved = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": csrf, **items, "date": last_week})
+    assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001#outcomes"
+    assert answered() == [(last_week, 14, "tcm")]
+    figures = re.search(r'<details id="chart-figures".*?</details>', client.get("/patients/demo-001").text, re.S)
+    assert figures and f"total by date: {last_week}: 14." in figures.group(0)
+
+    for username in ("patient1", "admin"):
+        client.cookies.clear()
+        token = sign_in(client, username)
+        refused = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": token, **items})
+        assert refused.status_code == 403, username
+    assert len(answered()) == 1
+
+
 def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: TestClient) -> None:
     csrf = sign_in(client, "patient1")
     for score in ("3", "1"):  # a change needs two answers
@@ -2208,6 +2250,7 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
         ("neuro", "/account/password"): {"current_password": "not it", "new_password": "x", "repeat_password": "y"},
         ("patient1", "/me/diary"): {"spasms": "-1", "intensity": "30"},
         ("patient1", "/me/hfs7"): {"item.0": "2"},
+        ("neuro", "/patients/demo-001/questionnaires/hfs7"): {"item.0": "2"},
         ("admin", "/admin/users"): {"username": "Not A Name!", "full_name": "", "role": ""},
     }
     for (username, path), form in refused.items():

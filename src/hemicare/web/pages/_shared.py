@@ -96,3 +96,24 @@ def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], name
             invalid.add(name)
         shown.append({"label": label, "message": problem.message})
     return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
+
+
+def hfs7_items(kb: KnowledgeBase) -> tuple[int, list[str]]:
+    """The HFS-7's number of items and the answers each item takes, as the knowledge base's scale says."""
+    scale = kb.scales["hfs7"]
+    assert scale.items and scale.item_min is not None and scale.item_max is not None, "the HFS-7 is itemised"
+    return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
+
+
+def hfs7_answers(kb: KnowledgeBase, form: forms.FormData) -> tuple[list[int], list[FieldProblem], FieldNames]:
+    """An HFS-7 form's items (`item.0`, ...): the answers, or each unanswered item said in the form's words (not the
+    API's "answers.2"), with the form's labels by problem path."""
+    items, answers = hfs7_items(kb)
+    given = [form.get(f"item.{index}") for index in range(items)]
+    problems = [
+        FieldProblem(f"item.{index}", f"choose an answer from {answers[0]} (never) to {answers[-1]} (always)")
+        for index, answer in enumerate(given)
+        if answer not in answers
+    ]
+    names: FieldNames = {f"item.{index}": (f"item.{index}", f"Item {index + 1}") for index in range(items)}
+    return ([] if problems else [int(answer) for answer in given]), problems, names

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hemicare.engine.intake import validate_model
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import InputError
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
-from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused
+from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
 from hemicare.web.plain import due_words, plain_parts
 
 router = APIRouter(include_in_schema=False)
@@ -116,17 +116,10 @@ def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: Poste
     return RedirectResponse("/me?saved=removed#entries", status_code=303)
 
 
-def _hfs7_items(request: Request) -> tuple[int, list[str]]:
-    """The HFS-7's number of items and the answers each item takes, as the knowledge base's scale says."""
-    scale = request.app.state.kb.scales["hfs7"]
-    assert scale.items and scale.item_min is not None and scale.item_max is not None, "the HFS-7 is itemised"
-    return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
-
-
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    items, answers = _hfs7_items(request)
+    items, answers = hfs7_items(request.app.state.kb)
     return _page(request, "hfs7.html", user, items=items, answers=answers, posted=None)
 
 
@@ -134,21 +127,13 @@ def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
 def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
-    items, answers = _hfs7_items(request)
-    given = [form.get(f"item.{index}") for index in range(items)]
-    # Said in the form's words, item by item, and the answers given come back chosen (not the API's "answers.2").
-    unanswered = [
-        FieldProblem(f"item.{index}", f"choose an answer from {answers[0]} (never) to {answers[-1]} (always)")
-        for index, answer in enumerate(given)
-        if answer not in answers
-    ]
-    if unanswered:
-        names: FieldNames = {f"item.{index}": (f"item.{index}", f"Item {index + 1}") for index in range(items)}
-        posted = _refused("hfs7", form, unanswered, names)
+    given, problems, names = hfs7_answers(request.app.state.kb, form)
+    if problems:  # the answers given come back chosen
+        items, answers = hfs7_items(request.app.state.kb)
+        posted = _refused("hfs7", form, problems, names)
         return _page(request, "hfs7.html", user, items=items, answers=answers, posted=posted, status_code=422)
     data = validate_model(
-        QuestionnaireCreate,
-        {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": [int(answer) for answer in given]},
+        QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": given}
     )
     with request.app.state.sessions.begin() as session:
         outcome_service.add_questionnaire(

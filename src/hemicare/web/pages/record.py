@@ -22,6 +22,7 @@ from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.schemas import QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
@@ -43,7 +44,7 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused
+from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
 from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
@@ -119,6 +120,7 @@ def _patient_page(
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
+            "hfs7": hfs7_items(kb),
             "posted": posted,
         }
     audit_read(request, user, entity="patient", entity_id=code)
@@ -379,6 +381,29 @@ def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) ->
         "notes": form.get("notes") or None,
     }
     return _record_session(request, user, code, form, details, {"details.result": ("result", "Result")})
+
+
+@router.post("/patients/{code}/questionnaires/hfs7")
+def record_hfs7(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """An HFS-7 the patient answered on paper or in the clinic, entered by the care team: it joins the patient's own
+    answers on the chart and in the recalls (no portal account needed)."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    given, problems, names = hfs7_answers(request.app.state.kb, form)
+    data = None
+    if not problems:
+        payload = {"date": form.get("date") or dt.date.today().isoformat(), "instrument": "hfs7", "answers": given}
+        try:
+            data = validate_model(QuestionnaireCreate, payload)
+        except InputError as exc:
+            problems = exc.problems
+    if data is None:  # the page again, the answers as chosen and each problem beside its label
+        posted = _refused("hfs7", form, problems, {**names, "date": ("date", "Date answered")})
+        return _patient_page(request, user, code, posted=posted, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
