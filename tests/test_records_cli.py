@@ -150,6 +150,7 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
         (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--date", "yesterday"], "field `date`"),
         (["diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2"], "has 7 items"),
         (["diary", "grades", "demo-001", "--smc", "9"], "field `smc_grade`"),
+        (["diary", "grades", "demo-001", "--date", "2026-01-05"], "record at least one grade"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
         (["plans", "show", "demo-001"], "patient 'demo-001' has no plan yet"),
         (["plans", "show", "demo-001", "--version", "9"], "patient 'demo-001' has no plan version 9"),

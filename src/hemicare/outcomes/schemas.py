@@ -54,3 +54,13 @@ class GradesCreate(BaseModel):
     jankovic_severity: int | None = Field(default=None, ge=0, le=4)
     jankovic_frequency: int | None = Field(default=None, ge=0, le=4)
     cohen_albert: int | None = Field(default=None, ge=0, le=4)
+
+    @model_validator(mode="after")
+    def _some_grade(self) -> GradesCreate:
+        # A visit with no grade recorded would still clear the post-MVD review recall (recalls.service.due).
+        if all(
+            grade is None
+            for grade in (self.smc_grade, self.jankovic_severity, self.jankovic_frequency, self.cohen_albert)
+        ):
+            raise ValueError("record at least one grade (SMC, Jankovic severity or frequency, Cohen-Albert)")
+        return self
