@@ -120,6 +120,10 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
         "dr.neuro", DESK, "/patients/demo-001",
         _refuse("#hfs7-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs7"),
     ),
+    "grades refused": (
+        "dr.surg", DESK, "/patients/demo-001",
+        _refuse("#grades-form", lambda p: p.click("#grades > summary"), "#record-grades"),
+    ),
     "diary entry refused on a phone": (
         "pat", PHONE, "/me", _refuse("#diary-form", lambda p: p.fill("#spasms", "-3"), "#save-diary"),
     ),

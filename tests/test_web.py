@@ -1433,6 +1433,47 @@ def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     assert "post-MVD review at 3 months" in page[page.index('id="due"') :]
 
 
+def test_grades_from_a_post_mvd_review_are_recorded_on_the_page_and_answer_its_recall(
+    client: TestClient, clinic: Engine
+) -> None:
+    """The post-MVD review recall is answered by grades recorded at the review; without a page to record them the
+    recall stayed due for ever in the web app. A visit with no grade at all is refused."""
+    csrf = sign_in(client, "surgeon")
+    operated = (dt.date.today() - dt.timedelta(days=100)).isoformat()  # the 3-month review is now
+    assert client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, "date": operated}).is_redirect
+    due = client.get("/patients/demo-001").text
+    assert "post-MVD review at 3 months" in due[due.index('id="due"') :]
+    assert 'action="/patients/demo-001/grades"' in due
+
+    future = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+    for form, said in (
+        ({}, "<strong>Grades</strong>: record at least one grade (SMC, Jankovic severity or frequency, Cohen-Albert)"),
+        ({"smc_grade": "9"}, "<strong>SMC grade</strong>: Input should be less than or equal to 4"),
+        ({"smc_grade": "2", "date": future}, f"<strong>Date of the visit</strong>: {future} is in the future"),
+    ):
+        refused = client.post("/patients/demo-001/grades", data={"csrf_token": csrf, **form})
+        assert refused.status_code == 422 and "The grading was not recorded" in refused.text, form
+        assert said in refused.text, refused.text[refused.text.index('id="grades-problems"') :][:400]
+        assert '<details class="card" id="grades" open>' in refused.text
+    assert client.post("/patients/demo-001/grades", data={"smc_grade": "2"}).status_code == 403  # no CSRF token
+
+    form = {"csrf_token": csrf, "smc_grade": "2", "jankovic_severity": "1"}
+    saved = client.post("/patients/demo-001/grades", data=form)
+    assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001#outcomes"
+    page = client.get("/patients/demo-001").text
+    assert "post-MVD review at 3 months" not in page[page.index('id="due"') :]
+    assert f"<li>{dt.date.today().isoformat()}: SMC 2, Jankovic severity 1 <span" in page
+    for username in ("patient1", "admin"):
+        client.cookies.clear()
+        token = sign_in(client, username)
+        assert client.post("/patients/demo-001/grades", data={**form, "csrf_token": token}).status_code == 403
+    with session_factory(clinic)() as s:
+        patient = patient_service.get(s, code="demo-001")
+        assert [(g.smc_grade, g.created_by) for g in outcome_service.recent_grades(s, patient=patient)] == [
+            (2, "surgeon")
+        ]
+
+
 def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClient, clinic: Engine) -> None:
     kb = load_default()
     csrf = sign_in(client, "neuro")
@@ -2251,6 +2292,7 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
         ("patient1", "/me/diary"): {"spasms": "-1", "intensity": "30"},
         ("patient1", "/me/hfs7"): {"item.0": "2"},
         ("neuro", "/patients/demo-001/questionnaires/hfs7"): {"item.0": "2"},
+        ("neuro", "/patients/demo-001/grades"): {"smc_grade": "9"},
         ("admin", "/admin/users"): {"username": "Not A Name!", "full_name": "", "role": ""},
     }
     for (username, path), form in refused.items():

@@ -87,6 +87,17 @@ def add_questionnaire(
     return row
 
 
+def recent_grades(session: Session, *, patient: Patient, limit: int = 5) -> list[ScaleGrade]:
+    """The grades of the patient's latest graded visits, newest first."""
+    query = (
+        select(ScaleGrade)
+        .where(ScaleGrade.patient_id == patient.id)
+        .order_by(ScaleGrade.date.desc(), ScaleGrade.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
 def add_grades(session: Session, *, patient: Patient, data: GradesCreate, actor: str) -> ScaleGrade:
     """Store the grades recorded at a visit."""
     row = ScaleGrade(patient_id=patient.id, created_by=actor, **data.model_dump())

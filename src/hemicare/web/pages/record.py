@@ -22,7 +22,7 @@ from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import QuestionnaireCreate
+from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
@@ -121,6 +121,7 @@ def _patient_page(
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
             "hfs7": hfs7_items(kb),
+            "grades": outcome_service.recent_grades(session, patient=patient),
             "posted": posted,
         }
     audit_read(request, user, entity="patient", entity_id=code)
@@ -403,6 +404,34 @@ def record_hfs7(code: str, request: Request, user: PageUser, form: PostedForm) -
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
+    return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
+
+
+# The grades form's inputs and labels by problem path ("" is a problem of the whole form: no grade at all).
+_GRADES: FieldNames = {
+    "": ("", "Grades"),
+    "date": ("date", "Date of the visit"),
+    "smc_grade": ("smc_grade", "SMC grade"),
+    "jankovic_severity": ("jankovic_severity", "Jankovic severity"),
+    "jankovic_frequency": ("jankovic_frequency", "Jankovic frequency"),
+    "cohen_albert": ("cohen_albert", "Cohen-Albert grade"),
+}
+
+
+@router.post("/patients/{code}/grades")
+def record_grades(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Severity grades from a visit, entered by the care team; grades at a post-MVD review clear that recall."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    payload = {name: form.get(name) or None for name in _GRADES if name not in ("", "date")}
+    try:
+        data = validate_model(GradesCreate, {"date": form.get("date") or dt.date.today().isoformat(), **payload})
+    except InputError as exc:
+        posted = _refused("grades", form, exc.problems, _GRADES)
+        return _patient_page(request, user, code, posted=posted, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
     return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
 
 
