@@ -1463,14 +1463,26 @@ def test_grades_from_a_post_mvd_review_are_recorded_on_the_page_and_answer_its_r
     page = client.get("/patients/demo-001").text
     assert "post-MVD review at 3 months" not in page[page.index('id="due"') :]
     assert f"<li>{dt.date.today().isoformat()}: SMC 2, Jankovic severity 1 <span" in page
+    # The same through the API, for a machine client; refused input names its field.
+    today, headers = dt.date.today().isoformat(), {"x-csrf-token": csrf}
+    api = client.post("/api/v1/patients/demo-001/grades", json={"date": today, "cohen_albert": 1}, headers=headers)
+    assert api.status_code == 201 and api.json()["date"] == today
+    for body, field in (({"date": today}, ""), ({"date": today, "smc_grade": 0}, "smc_grade"), ({}, "date")):
+        refused = client.post("/api/v1/patients/demo-001/grades", json=body, headers=headers)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == field, refused.json()
     for username in ("patient1", "admin"):
         client.cookies.clear()
         token = sign_in(client, username)
         assert client.post("/patients/demo-001/grades", data={**form, "csrf_token": token}).status_code == 403
+        api = client.post(
+            "/api/v1/patients/demo-001/grades", json={"date": today, "smc_grade": 1}, headers={"x-csrf-token": token}
+        )
+        assert api.status_code == 403, username
     with session_factory(clinic)() as s:
         patient = patient_service.get(s, code="demo-001")
         assert [(g.smc_grade, g.created_by) for g in outcome_service.recent_grades(s, patient=patient)] == [
-            (2, "surgeon")
+            (None, "surgeon"),
+            (2, "surgeon"),
         ]
 
 

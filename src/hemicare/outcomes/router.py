@@ -1,4 +1,4 @@
-"""Outcomes in the JSON API: the symptom diary, questionnaires, and the outcome summary."""
+"""Outcomes in the JSON API: the symptom diary, questionnaires, a visit's grades, and the outcome summary."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, Response, status
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
-from hemicare.web.auth import ApiUser, require_patient_access
+from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
 from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["outcomes"])
@@ -69,3 +69,20 @@ def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
         return {"id": row.id, "total": row.total}
+
+
+@router.post(
+    "/patients/{code}/grades",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(GradesCreate, "A visit's severity grades (at least one)"),
+)
+def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+    """The severity grades of a visit, by the care team (SMC 1-4; Jankovic severity and frequency, Cohen-Albert 0-4;
+    at least one). Grades at a post-MVD review answer that review's recall."""
+    require_care_team(user)
+    require_patient_access(user, code)
+    data = validate(GradesCreate, body)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
+        return {"id": row.id, "date": row.date.isoformat()}
