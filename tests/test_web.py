@@ -1896,6 +1896,8 @@ def _valid_requests() -> list[tuple[str, dict[str, Any]]]:
         ("/api/v1/patients/demo-001/sessions", {"date": today, "clinician": "N", "details": toxin | {"sites": [site]}}),
         ("/api/v1/patients/demo-001/plan/sign", {"version": 1, "edits": [edit], "reason": "note"}),
         ("/api/v1/patients/demo-002/assessments", read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-002"}),
+        ("/api/v1/patients/demo-001/questionnaires", {"date": today, "instrument": "hfs7", "answers": [1] * 7}),
+        ("/api/v1/patients/demo-001/grades", {"date": today, "smc_grade": 2}),
     ]
 
 
