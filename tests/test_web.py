@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from fastapi.testclient import TestClient
@@ -805,19 +805,29 @@ def _pdf_text(body: bytes) -> str:
     return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages).split())
 
 
+class _TextRun(NamedTuple):
+    text: str
+    font: str  # the font's name, e.g. "...DejaVuSans-Bold"
+    points: float  # the type's size
+
+
+def _text_runs(page: Any) -> list[_TextRun]:
+    """A PDF page's pieces of text, in order, each with its font and type size."""
+    runs: list[_TextRun] = []
+
+    def seen(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+        if text.strip():
+            runs.append(_TextRun(text, str(font.get("/BaseFont")), round(size * tm[3] * cm[3], 1)))
+
+    page.extract_text(visitor_text=seen)
+    return runs
+
+
 def _pdf_type_sizes(body: bytes) -> set[float]:
     """The sizes, in points, of the type of every piece of text in the PDF."""
     from pypdf import PdfReader
 
-    sizes: set[float] = set()
-
-    def seen(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
-        if text.strip():
-            sizes.add(round(size * tm[3] * cm[3], 1))
-
-    for page in PdfReader(io.BytesIO(body)).pages:
-        page.extract_text(visitor_text=seen)
-    return sizes
+    return {run.points for page in PdfReader(io.BytesIO(body)).pages for run in _text_runs(page)}
 
 
 def test_the_patients_pdf_is_set_in_type_large_enough_to_read(client: TestClient) -> None:
@@ -834,18 +844,6 @@ def test_the_patients_pdf_is_set_in_type_large_enough_to_read(client: TestClient
     assert "Suggested:" in _pdf_text(patient) and "- Stress and fatigue" in _pdf_text(patient)
     assert min(_pdf_type_sizes(patient)) >= PATIENT_TEXT_PT == 12
     assert min(_pdf_type_sizes(client.get("/patients/demo-001/plan.pdf?kind=referral").content)) < 12
-
-
-def _text_runs(page: Any) -> list[tuple[str, str]]:
-    """A PDF page's pieces of text, in order, each with the name of its font."""
-    runs: list[tuple[str, str]] = []
-
-    def seen(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
-        if text.strip():
-            runs.append((text, str(font.get("/BaseFont"))))
-
-    page.extract_text(visitor_text=seen)
-    return runs
 
 
 def test_no_page_of_the_patients_pdf_ends_on_a_heading_or_an_items_name() -> None:
@@ -868,7 +866,7 @@ def test_no_page_of_the_patients_pdf_ends_on_a_heading_or_an_items_name() -> Non
         seen_breaks += len(pages) - 1
         for number, page in enumerate(pages[:-1], start=1):
             runs = _text_runs(page)
-            last_text, last_font = runs[-1]
+            last_text, last_font, _ = runs[-1]
             assert "Bold" not in last_font, (count, number, last_text)
     assert seen_breaks >= 10  # the loop did put items at the foot of pages
 
