@@ -21,6 +21,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from .browser import free_port
 from .conftest import ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses SO_REUSEPORT")
@@ -34,12 +35,6 @@ def _bench() -> Any:
     sys.modules.setdefault("web_load", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
@@ -102,7 +97,7 @@ def test_a_port_whose_last_server_just_stopped_is_free() -> None:
 def test_an_address_this_machine_cannot_listen_on_is_refused_naming_the_host(
     tmp_path: Path, host: str, message: str
 ) -> None:
-    server = _serve(tmp_path, _free_port(), "--host", host, "--workers", "2")
+    server = _serve(tmp_path, free_port(), "--host", host, "--workers", "2")
     out, err = server.communicate(timeout=60)
     assert server.returncode == 2, (out, err)
     assert message in err
@@ -112,7 +107,7 @@ def test_an_address_this_machine_cannot_listen_on_is_refused_naming_the_host(
 def test_a_fault_reaches_the_server_log_without_its_message(tmp_path: Path) -> None:
     """The server's own log (uvicorn's, not only the app's) gets no traceback of a fault: its last line quotes the
     exception's message, and a database's message may quote what it was writing."""
-    port = _free_port()
+    port = free_port()
     server = _serve(tmp_path, port)
     try:
         _wait_until_up(port, server)
@@ -138,7 +133,7 @@ def test_a_fault_reaches_the_server_log_without_its_message(tmp_path: Path) -> N
 def test_the_server_log_holds_hemicare_lines_only(tmp_path: Path) -> None:
     """A printed plan is set in subsets of its fonts; the subsetter's informational log listed every letter it set,
     a patient's name among them, and thirty lines a PDF."""
-    port, password = _free_port(), "a long enough password"
+    port, password = free_port(), "a long enough password"
     server = _serve(tmp_path, port, "--demo")
     try:
         _wait_until_up(port, server)
@@ -157,7 +152,7 @@ def test_the_server_log_holds_hemicare_lines_only(tmp_path: Path) -> None:
 
 
 def test_serving_other_machines_says_the_sign_in_needs_https(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = _serve(tmp_path, port, "--host", "0.0.0.0")
     try:
         _wait_until_up(port, server)
@@ -188,7 +183,7 @@ class Running:
 
 @contextmanager
 def two_server_processes(tmp_path: Path, host: str = "127.0.0.1") -> Iterator[Running]:
-    port = _free_port()
+    port = free_port()
     server = _serve(tmp_path, port, "--host", host.strip("[]"), "--workers", "2")
     try:
         _wait_until_up(port, server, host)
