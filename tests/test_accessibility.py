@@ -68,6 +68,17 @@ def _first_dose(page: Any) -> None:
     page.locator("input[name^='units.']").first.fill("999")
 
 
+def _open_removal(section: str) -> Callable[[Any], None]:
+    """Unfold ``section`` and its first record's removal form, and give a reason too short to keep."""
+
+    def fill(page: Any) -> None:
+        page.click(f"{section} > summary")
+        page.locator(f"{section} details.remove > summary").first.click()
+        page.locator(f"{section} details.remove input[name=reason]").first.fill("x")
+
+    return fill
+
+
 # (who, viewport, address, what is done there first)
 PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | None]] = {
     "sign-in": (None, DESK, "/login", None),
@@ -123,6 +134,17 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
     "grades refused": (
         "dr.surg", DESK, "/patients/demo-001",
         _refuse("#grades-form", lambda p: p.click("#grades > summary"), "#record-grades"),
+    ),
+    "grades removal refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse("#grades details.remove form", _open_removal("#grades"), "#grades details.remove button[type=submit]"),
+    ),
+    "answers removal refused on a tablet": (
+        "tcm.li", {"width": 768, "height": 1024}, "/patients/demo-001",
+        _refuse(
+            "#hfs7-paper details.remove form", _open_removal("#hfs7-paper"),
+            "#hfs7-paper details.remove button[type=submit]",
+        ),
     ),
     "diary entry refused on a phone": (
         "pat", PHONE, "/me", _refuse("#diary-form", lambda p: p.fill("#spasms", "-3"), "#save-diary"),

@@ -470,7 +470,9 @@ def test_a_diary_entry_removed_twice_at_once_is_removed_once(engine: Engine) -> 
         entry_id = entry.id
 
     def remove(s: Session) -> None:
-        outcomes.remove_diary(s, patient=patients.get(s, code="p-001"), entry_id=entry_id, actor="p")
+        outcomes.remove(
+            s, patient=patients.get(s, code="p-001"), entity="diary", row_id=entry_id, actor="p", reason=None
+        )
 
     second = _meanwhile(engine, remove, remove)
     assert isinstance(second, NotFoundError), second
@@ -708,7 +710,7 @@ def test_the_audit_trail_is_searched_by_patient_and_by_user(
         plans.generate(s, patient=patient, kb=kb, actor="dr.n", today=TODAY)
         sessions.record(s, patient=patient, data=_toxin(100), kb=kb, actor="dr.n")
         entry = outcomes.add_diary(s, patient=patient, data=DiaryCreate(date=TODAY, spasms=5, intensity=2), actor="pt")
-        outcomes.remove_diary(s, patient=patient, entry_id=entry.id, actor="pt")
+        outcomes.remove(s, patient=patient, entity="diary", row_id=entry.id, actor="pt", reason=None)
         audit.record(s, actor="dr.n", action="read", entity="plan", entity_id="p-001/v1")
         audit.record(s, actor="dr.m", action="read", entity="patient", entity_id="p-0011")
     with _session(engine) as s:

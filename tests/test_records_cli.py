@@ -136,6 +136,36 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert recheck.exit_code == 0 and "0 of 1 patients' plans changed" in recheck.stdout
 
 
+def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic: str, engine: Engine) -> None:
+    added = _run(clinic, "diary", "grades", "demo-001", "--smc", "2", "--date", "2026-03-02", "--by", "dr.s")
+    assert added.exit_code == 0 and added.stdout == "grades 1 recorded for patient demo-001 on 2026-03-02\n"
+    answers = "1,2,1,2,1,2,1"
+    added = _run(clinic, "diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", answers)
+    assert added.exit_code == 0 and added.stdout == "hfs7 answers 1 for patient demo-001: total 10\n"
+    assert (
+        _run(clinic, "diary", "add", "demo-001", "--spasms", "20", "--intensity", "5", "--trigger", "stress").exit_code
+        == 0
+    )
+    text = _run(clinic, "diary", "list", "demo-001").stdout
+    assert "  smc grade 2; created by dr.s\n" in text and "instrument hfs7; total 10;" in text
+    assert "spasms 20; per day; intensity 5; triggers stress;" in text
+    listed = json.loads(_run(clinic, "diary", "list", "demo-001", "--json").stdout)
+    assert [row["id"] for row in listed["grades"]] == [1] and listed["grades"][0]["cohen_albert"] is None
+
+    removed = _run(clinic, "diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", "wrong patient")
+    assert removed.exit_code == 0 and removed.stdout == "removed graded visit 1 of patient demo-001\n"
+    listed = json.loads(_run(clinic, "diary", "list", "demo-001", "--json").stdout)
+    assert listed["grades"] == [] and len(listed["questionnaire"]) == len(listed["diary"]) == 1
+    assert "grades: none\n" in _run(clinic, "diary", "list", "demo-001").stdout
+    again = _run(clinic, "diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", "wrong patient")
+    assert again.exit_code != 0 and "patient 'demo-001' has no graded visit 1" in again.stderr
+    trail = json.loads(_run(clinic, "audit", "list", "--patient", "demo-001", "--json").stdout)
+    deleted = [entry for entry in trail if entry["action"] == "delete"]
+    assert [(e["record"], e["reason"], e["detail"]["entry"]["smc_grade"]) for e in deleted] == [
+        ("grades 1", "wrong patient", 2)
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -151,6 +181,11 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
         (["diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2"], "has 7 items"),
         (["diary", "grades", "demo-001", "--smc", "9"], "field `smc_grade`"),
         (["diary", "grades", "demo-001", "--date", "2026-01-05"], "record at least one grade"),
+        (["diary", "remove", "demo-001", "--kind", "grade", "--id", "1", "--reason", "wrong"], "field `--kind`"),
+        (["diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", " x "], "field `reason`"),
+        (["diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", "wrong"], "no graded visit 1"),
+        (["diary", "list", "nobody"], "no patient with code 'nobody'"),
+        (["diary", "list", "demo-001", "--limit", "0"], "--limit"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
         (["plans", "show", "demo-001"], "patient 'demo-001' has no plan yet"),
         (["plans", "show", "demo-001", "--version", "9"], "patient 'demo-001' has no plan version 9"),

@@ -1623,6 +1623,143 @@ def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic:
     assert client.delete(f"/api/v1/patients/demo-001/diary/{remaining}", headers=headers).status_code == 204
 
 
+def _deleted(clinic: Engine, entity: str) -> list[AuditEntry]:
+    with session_factory(clinic)() as s:
+        query = select(AuditEntry).where(AuditEntry.action == "delete", AuditEntry.entity == entity)
+        return list(s.scalars(query.order_by(AuditEntry.id)))
+
+
+def test_grades_entered_by_mistake_are_removed_with_a_reason_and_their_recall_falls_due_again(
+    client: TestClient, clinic: Engine
+) -> None:
+    """Grades typed on the wrong patient, or with a wrong date, used to stay for ever and clear a post-MVD review
+    recall that never happened. The care team removes them saying why; the audit trail keeps the values."""
+    csrf = sign_in(client, "surgeon")
+    operated = (dt.date.today() - dt.timedelta(days=100)).isoformat()  # the 3-month review is now
+    assert client.post("/patients/demo-001/sessions/mvd", data={"csrf_token": csrf, "date": operated}).is_redirect
+    form = {"csrf_token": csrf, "smc_grade": "2", "cohen_albert": "1"}
+    assert client.post("/patients/demo-001/grades", data=form).is_redirect
+    page = client.get("/patients/demo-001").text
+    assert "post-MVD review at 3 months" not in page[page.index('id="due"') :]
+    (grades_id,) = re.findall(r'action="/patients/demo-001/grades/(\d+)/remove"', page)
+    remove = f"/patients/demo-001/grades/{grades_id}/remove"
+
+    for reason, said in (("", "say why it is removed"), ("  x ", "say why it is removed"), ("y" * 501, "at most 500")):
+        refused = client.post(remove, data={"csrf_token": csrf, "reason": reason} if reason else {"csrf_token": csrf})
+        assert refused.status_code == 422 and "The grades were not removed" in refused.text, reason
+        problems = refused.text[refused.text.index('id="remove-grades-problems"') :].split("</div></div>")[0]
+        assert "<strong>Why remove it</strong>" in problems and said in problems, problems
+        assert '<details class="card" id="grades" open>' in refused.text
+        assert '<details class="remove" open>' in refused.text and "Nothing was removed." in refused.text
+    assert client.post(remove, data={"reason": "typed on the wrong patient"}).status_code == 403  # no CSRF token
+    not_an_id = client.post("/patients/demo-001/grades/first/remove", data={"csrf_token": csrf, "reason": "wrong"})
+    assert not_an_id.status_code == 422 and "grades_id" in not_an_id.text, not_an_id.text[:300]
+    assert (
+        client.post(f"/patients/demo-002/grades/{grades_id}/remove", data={**form, "reason": "wrong"}).status_code
+        == 404
+    )
+    for username in ("patient1", "admin"):
+        client.cookies.clear()
+        token = sign_in(client, username)
+        assert client.post(remove, data={"csrf_token": token, "reason": "not mine"}).status_code == 403, username
+    assert _deleted(clinic, "grades") == []
+
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    removed = client.post(remove, data={"csrf_token": csrf, "reason": " typed on the wrong patient "})
+    assert removed.status_code == 303 and removed.headers["location"] == "/patients/demo-001?removed=grades#outcomes"
+    page = client.get(removed.headers["location"]).text
+    assert "The grades were removed; the audit trail keeps them with your reason." in page
+    assert "post-MVD review at 3 months" in page[page.index('id="due"') :]  # due again
+    assert f"/grades/{grades_id}/remove" not in page
+    (entry,) = _deleted(clinic, "grades")
+    assert (entry.actor, entry.entity_id, entry.reason) == ("neuro", grades_id, "typed on the wrong patient")
+    assert entry.detail["patient"] == "demo-001"
+    assert entry.detail["entry"] | {"smc_grade": 2, "cohen_albert": 1, "created_by": "surgeon"} == entry.detail["entry"]
+    assert client.post(remove, data={"csrf_token": csrf, "reason": "once more"}).status_code == 404
+
+    # Through the API: the reason is required there too, and named when it is missing.
+    today, headers = dt.date.today().isoformat(), {"x-csrf-token": csrf}
+    made = client.post("/api/v1/patients/demo-001/grades", json={"date": today, "smc_grade": 3}, headers=headers)
+    address = f"/api/v1/patients/demo-001/grades/{made.json()['id']}"
+    for query, message in (("", "is required"), ("?reason=ab", "at least 3 characters")):
+        refused = client.delete(address + query, headers=headers)
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "reason", refused.json()
+        assert message in refused.json()["errors"][0]["message"]
+    assert (
+        client.delete(
+            f"/api/v1/patients/demo-002/grades/{made.json()['id']}?reason=wrong patient", headers=headers
+        ).status_code
+        == 404
+    )
+    assert client.delete(address + "?reason=wrong patient").status_code == 403  # a cookie needs the token
+    client.cookies.clear()
+    token = sign_in(client, "patient1")
+    assert client.delete(address + "?reason=not mine", headers={"x-csrf-token": token}).status_code == 403
+    client.cookies.clear()
+    bearer = {"authorization": f"Bearer {_token_for(client)}"}
+    assert client.delete(address + "?reason=entered twice", headers=bearer).status_code == 204
+    assert [e.reason for e in _deleted(clinic, "grades")] == ["typed on the wrong patient", "entered twice"]
+
+
+def test_questionnaire_answers_sent_by_mistake_are_removed(client: TestClient, clinic: Engine) -> None:
+    """A patient who sends the HFS-7 twice removes the extra one from their page; what the care team entered from
+    paper only the care team removes, with a reason. The chart and the audit trail follow."""
+    csrf = sign_in(client, "patient1")
+    for score in ("1", "3"):  # the second one by mistake
+        assert client.post("/me/hfs7", data={"csrf_token": csrf, **{f"item.{i}": score for i in range(7)}}).is_redirect
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    paper = {"csrf_token": csrf, **{f"item.{i}": "2" for i in range(7)}, "date": "2026-01-05"}
+    assert client.post("/patients/demo-001/questionnaires/hfs7", data=paper).is_redirect
+    page = client.get("/patients/demo-001").text
+    listed = page[page.index('id="hfs7-paper"') :].split("</details>\n")[0]
+    assert (
+        listed.count("HFS-7, total") == 3 and '2026-01-05: HFS-7, total 14 <span class="muted">(tcm)</span>' in listed
+    )
+    ids = re.findall(r'action="/patients/demo-001/questionnaires/(\d+)/remove"', page)
+    twice, first, on_paper = ids  # newest first: today's two, then January's
+
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")
+    mine = client.get("/me").text
+    answers = mine[mine.index('id="answers"') :]
+    assert re.findall(r'action="/me/questionnaires/(\d+)/remove"', answers) == [twice, first]
+    assert '<td>14</td>\n<td><span class="small muted">from your care team</span>' in answers
+    assert client.post(f"/me/questionnaires/{on_paper}/remove", data={"csrf_token": csrf}).status_code == 403
+    assert client.post(f"/me/questionnaires/{twice}/remove", data={}).status_code == 403  # no CSRF token
+    client.cookies.clear()
+    other = sign_in(client, "patient2")
+    assert client.post(f"/me/questionnaires/{twice}/remove", data={"csrf_token": other}).status_code == 404
+    assert _deleted(clinic, "questionnaire") == []
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")
+    removed = client.post(f"/me/questionnaires/{twice}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 303 and removed.headers["location"] == "/me?saved=removed-questionnaire#answers"
+    mine = client.get(removed.headers["location"]).text
+    assert "The answers were removed." in mine
+    assert re.findall(r'action="/me/questionnaires/(\d+)/remove"', mine) == [first]
+    figures = re.search(r'<details id="chart-figures".*?</details>', mine, re.S)
+    assert figures and f"total by date: {dt.date.today()}: 7; 2026-01-05: 14." in figures.group(0)  # 3 x 7 is gone
+
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    remove = f"/patients/demo-001/questionnaires/{on_paper}/remove"
+    refused = client.post(remove, data={"csrf_token": csrf, "reason": "no"})
+    assert refused.status_code == 422 and "The answers were not removed" in refused.text
+    assert '<details class="card" id="hfs7-paper" open>' in refused.text and 'value="no"' in refused.text
+    assert client.post(remove, data={"csrf_token": csrf, "reason": "another patient's paper form"}).is_redirect
+    deleted = _deleted(clinic, "questionnaire")
+    assert [(e.actor, e.reason) for e in deleted] == [
+        ("patient1", "removed by the patient"),
+        ("neuro", "another patient's paper form"),
+    ]
+    assert deleted[0].detail["entry"]["answers"] == [3] * 7 and deleted[1].detail["entry"]["date"] == "2026-01-05"
+    with session_factory(clinic)() as s:
+        left = s.scalars(select(QuestionnaireAnswer.total)).all()
+    assert left == [7]
+
+
 def _portal_parts(client: TestClient) -> dict[str, str]:
     """The patient's page, each part of the plan as its own text."""
     page = client.get("/me").text

@@ -566,7 +566,7 @@ def diary_questionnaire(
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=actor(by))
-        typer.echo(f"{row.instrument} total {row.total} for patient {code}")
+        typer.echo(f"{row.instrument} answers {row.id} for patient {code}: total {row.total}")
 
     run(body)
 
@@ -599,8 +599,90 @@ def diary_grades(
         )
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
-            outcome_service.add_grades(session, patient=patient, data=data, actor=actor(by))
-        typer.echo(f"grades recorded for patient {code}")
+            row = outcome_service.add_grades(session, patient=patient, data=data, actor=actor(by))
+        typer.echo(f"grades {row.id} recorded for patient {code} on {row.date.isoformat()}")
+
+    run(body)
+
+
+@diary_app.command("list")
+def diary_list(
+    code: str,
+    limit: Annotated[int, typer.Option(help="How many of each, newest first.", min=1, max=100)] = 10,
+    database: DbOption = None,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest diary entries, questionnaire answers and graded visits, with the ids `diary remove` takes."""
+    from hemicare.audit import service as audit_service
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.patients import service as patient_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            data = {
+                "diary": [row._asdict() for row in outcome_service.recent_diary(session, patient=patient, limit=limit)],
+                "questionnaire": [
+                    row._asdict()
+                    for row in outcome_service.recent_questionnaires(session, patient=patient, limit=limit)
+                ],
+                "grades": [
+                    {
+                        "id": row.id,
+                        "date": row.date,
+                        "smc_grade": row.smc_grade,
+                        "jankovic_severity": row.jankovic_severity,
+                        "jankovic_frequency": row.jankovic_frequency,
+                        "cohen_albert": row.cohen_albert,
+                        "created_by": row.created_by,
+                    }
+                    for row in outcome_service.recent_grades(session, patient=patient, limit=limit)
+                ],
+            }
+            audit_service.record(session, actor=actor(by), action="read", entity="outcomes", entity_id=code)
+        if as_json:
+            _print(data)
+            return
+        for kind, rows in data.items():
+            typer.echo(f"{kind}:" + ("" if rows else " none"))
+            for row in rows:
+                values = "; ".join(
+                    f"{key.replace('_', ' ')} {', '.join(value) if isinstance(value, list) else value}"
+                    for key, value in row.items()
+                    if key not in ("id", "date") and value not in (None, [])
+                )
+                typer.echo(f"  {row['id']:>6}  {row['date']}  {values}")
+
+    run(body)
+
+
+@diary_app.command("remove")
+def diary_remove(
+    code: str,
+    kind: Annotated[str, typer.Option(help="diary, questionnaire or grades")],
+    record_id: Annotated[int, typer.Option("--id", help="The record's id (`hemicare diary list` shows them)")],
+    reason: Annotated[str, typer.Option(help="Why it is removed (3 characters or more); kept in the audit trail")],
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Remove a diary entry, questionnaire answers or a visit's grades entered by mistake (the audit trail keeps
+    every value). A recall they answered falls due again."""
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.outcomes.schemas import Removal
+    from hemicare.patients import service as patient_service
+
+    def body() -> None:
+        if kind not in outcome_service.REMOVABLE:
+            known = ", ".join(outcome_service.REMOVABLE)
+            raise InputError([FieldProblem("--kind", f"{kind!r} is not one of {known}")])
+        data = validate(Removal, {"reason": reason})
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            outcome_service.remove(
+                session, patient=patient, entity=kind, row_id=record_id, actor=actor(by), reason=data.reason
+            )
+        typer.echo(f"removed {outcome_service.REMOVABLE[kind][1]} {record_id} of patient {code}")
 
     run(body)
 

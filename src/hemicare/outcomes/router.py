@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response, status
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
 from hemicare.web.payload import JsonBody, json_input
@@ -38,7 +38,14 @@ def remove_diary(code: str, entry_id: int, request: Request, user: ApiUser) -> R
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
-        outcome_service.remove_diary(session, patient=patient, entry_id=entry_id, actor=user.username)
+        outcome_service.remove(
+            session,
+            patient=patient,
+            entity="diary",
+            row_id=entry_id,
+            actor=user.username,
+            reason=None,
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -71,6 +78,16 @@ def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody
         return {"id": row.id, "total": row.total}
 
 
+@router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_questionnaire(
+    code: str, answer_id: int, request: Request, user: ApiUser, reason: str | None = None
+) -> Response:
+    """Remove questionnaire answers entered by mistake (the patient, or the care team), saying why in ``reason`` (3
+    characters or more); the audit trail keeps the answers and the reason. A recall they answered falls due again."""
+    require_patient_access(user, code)
+    return _remove(request, user, code, "questionnaire", answer_id, reason)
+
+
 @router.post(
     "/patients/{code}/grades",
     status_code=status.HTTP_201_CREATED,
@@ -86,3 +103,28 @@ def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> di
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
         return {"id": row.id, "date": row.date.isoformat()}
+
+
+@router.delete("/patients/{code}/grades/{grades_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, reason: str | None = None) -> Response:
+    """Remove a visit's grades entered by mistake (the care team), saying why in ``reason`` (3 characters or more);
+    the audit trail keeps the grades and the reason. A post-MVD review recall they answered falls due again."""
+    require_care_team(user)
+    require_patient_access(user, code)
+    return _remove(request, user, code, "grades", grades_id, reason)
+
+
+def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int, reason: str | None) -> Response:
+    data = validate(Removal, {} if reason is None else {"reason": reason})
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.remove(
+            session,
+            patient=patient,
+            entity=entity,
+            row_id=row_id,
+            actor=user.username,
+            reason=data.reason,
+            own_only=not user.in_care_team,
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from hemicare.engine.assessment import Hfs30ByDomain, Item04
+from hemicare.limits import REASON_MAX
 from hemicare.sessions.schemas import PastDate
 
 
@@ -64,3 +65,11 @@ class GradesCreate(BaseModel):
         ):
             raise ValueError("record at least one grade (SMC, Jankovic severity or frequency, Cohen-Albert)")
         return self
+
+
+class Removal(BaseModel):
+    """Why a questionnaire answer or a visit's grades is removed: the audit trail keeps it with the values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=REASON_MAX)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
-from hemicare.errors import NotFoundError
+from hemicare.errors import ForbiddenError, NotFoundError
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
@@ -36,13 +36,20 @@ class DiaryRow(NamedTuple):
     per: str
     intensity: int
     triggers: list[str]
+    created_by: str
 
 
 def recent_diary(session: Session, *, patient: Patient, limit: int = 10) -> list[DiaryRow]:
     """The patient's latest diary entries, newest first (for them to check, and remove one entered by mistake)."""
     query = (
         select(
-            DiaryEntry.id, DiaryEntry.date, DiaryEntry.spasms, DiaryEntry.per, DiaryEntry.intensity, DiaryEntry.triggers
+            DiaryEntry.id,
+            DiaryEntry.date,
+            DiaryEntry.spasms,
+            DiaryEntry.per,
+            DiaryEntry.intensity,
+            DiaryEntry.triggers,
+            DiaryEntry.created_by,
         )
         .where(DiaryEntry.patient_id == patient.id)
         .order_by(DiaryEntry.date.desc(), DiaryEntry.id.desc())
@@ -51,20 +58,49 @@ def recent_diary(session: Session, *, patient: Patient, limit: int = 10) -> list
     return [DiaryRow(*row) for row in session.execute(query)]
 
 
-def remove_diary(session: Session, *, patient: Patient, entry_id: int, actor: str, reason: str | None = None) -> None:
-    """Remove a diary entry entered by mistake. The audit trail keeps what it said."""
+# What a patient's outcome record may be removed as, by the audit trail's name for it, and its name in words.
+Outcome = DiaryEntry | QuestionnaireAnswer | ScaleGrade
+REMOVABLE: dict[str, tuple[type[Outcome], str]] = {
+    "diary": (DiaryEntry, "diary entry"),
+    "questionnaire": (QuestionnaireAnswer, "questionnaire answer"),
+    "grades": (ScaleGrade, "graded visit"),
+}
+
+
+def remove(
+    session: Session,
+    *,
+    patient: Patient,
+    entity: str,
+    row_id: int,
+    actor: str,
+    reason: str | None,
+    own_only: bool = False,
+) -> None:
+    """Remove a diary entry, a questionnaire answer or a visit's grades entered by mistake; the audit trail keeps
+    every value it held. The recalls it answered fall due again (they are read from what is recorded). With
+    ``own_only`` (a patient's questionnaires), only what ``actor`` entered: the patient's diary is theirs to keep
+    straight, but answers the care team entered from paper are the care team's to remove."""
+    model, words = REMOVABLE[entity]
     patient_service.lock(session, patient=patient)
-    entry = session.get(DiaryEntry, entry_id)
-    if entry is None or entry.patient_id != patient.id:
-        raise NotFoundError(f"patient {patient.code!r} has no diary entry {entry_id}")
-    said = {"date": entry.date.isoformat(), "spasms": entry.spasms, "per": entry.per, "intensity": entry.intensity}
-    session.delete(entry)
+    row = cast("Outcome | None", session.get(model, row_id))  # mypy reads a union of classes as their base
+    if row is None or row.patient_id != patient.id:
+        raise NotFoundError(f"patient {patient.code!r} has no {words} {row_id}")
+    if own_only and row.created_by != actor:
+        raise ForbiddenError(f"the care team entered this {words}: ask them to remove it")
+    said = {
+        column.key: value.isoformat() if isinstance(value, dt.date) else value
+        for column in model.__table__.columns
+        if column.key not in ("id", "patient_id", "created_at")
+        for value in [getattr(row, column.key)]
+    }
+    session.delete(row)
     audit.record(
         session,
         actor=actor,
         action="delete",
-        entity="diary",
-        entity_id=entry_id,
+        entity=entity,
+        entity_id=row_id,
         reason=reason,
         detail={"patient": patient.code, "entry": said},
     )
@@ -85,6 +121,31 @@ def add_questionnaire(
     )
     audit.add_created(session, row, actor=actor, entity="questionnaire", detail={"patient": patient.code})
     return row
+
+
+class AnswerRow(NamedTuple):
+    id: int
+    date: dt.date
+    instrument: str
+    total: int
+    created_by: str
+
+
+def recent_questionnaires(session: Session, *, patient: Patient, limit: int = 5) -> list[AnswerRow]:
+    """The patient's latest questionnaire answers (every instrument), newest first, with who entered them."""
+    query = (
+        select(
+            QuestionnaireAnswer.id,
+            QuestionnaireAnswer.date,
+            QuestionnaireAnswer.instrument,
+            QuestionnaireAnswer.total,
+            QuestionnaireAnswer.created_by,
+        )
+        .where(QuestionnaireAnswer.patient_id == patient.id)
+        .order_by(QuestionnaireAnswer.date.desc(), QuestionnaireAnswer.id.desc())
+        .limit(limit)
+    )
+    return [AnswerRow(*row) for row in session.execute(query)]
 
 
 def recent_grades(session: Session, *, patient: Patient, limit: int = 5) -> list[ScaleGrade]:

@@ -36,6 +36,7 @@ from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from hemicare.limits import REASON_MAX
 from hemicare.recalls.service import lateness
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.chinese import mark_chinese
@@ -260,6 +261,7 @@ def create_app(
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
     app.state.templates.env.globals["detail_words"] = audit_service.detail_words
+    app.state.templates.env.globals["reason_max"] = REASON_MAX
     # How often a page being typed in tells the server it is in use (app.js): well inside the idle sign-out.
     app.state.templates.env.globals["alive_every_ms"] = 5 * 60 * 1000
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

@@ -15,6 +15,7 @@ from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
+from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
 from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
 from hemicare.web.plain import due_words, plain_parts
@@ -49,6 +50,7 @@ def _my_page(
         monthly = outcome_service.summarise(found, patient=patient, kb=request.app.state.kb).monthly
         plain = plain_parts(parts, reviewed, request.app.state.kb)
         entries = outcome_service.recent_diary(session, patient=patient)
+        answers = outcome_service.recent_questionnaires(session, patient=patient)
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
         request,
@@ -57,6 +59,7 @@ def _my_page(
         patient=patient,
         plain=plain,
         entries=entries,
+        answers=answers,
         due=[due_words(item) for item in due],
         chart=chart,
         monthly=monthly,
@@ -106,14 +109,32 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
 @router.post("/me/diary/{entry_id}/remove")
 def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
     """The patient removes one of their diary entries entered by mistake."""
+    return _remove_mine(request, user, form, "diary", entry_id, "#entries")
+
+
+@router.post("/me/questionnaires/{answer_id}/remove")
+def my_questionnaire_remove(answer_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """The patient removes questionnaire answers of theirs sent by mistake (twice, say)."""
+    return _remove_mine(request, user, form, "questionnaire", answer_id, "#answers")
+
+
+def _remove_mine(
+    request: Request, user: Principal, form: forms.FormData, entity: str, row_id: int, anchor: str
+) -> Response:
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
-        outcome_service.remove_diary(
-            session, patient=patient, entry_id=entry_id, actor=user.username, reason="removed by the patient"
+        outcome_service.remove(
+            session,
+            patient=patient,
+            entity=entity,
+            row_id=row_id,
+            actor=user.username,
+            reason="removed by the patient",
+            own_only=entity == "questionnaire",
         )
-    return RedirectResponse("/me?saved=removed#entries", status_code=303)
+    return RedirectResponse(f"/me?saved=removed-{entity}{anchor}", status_code=303)
 
 
 @router.get("/me/hfs7")

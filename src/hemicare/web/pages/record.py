@@ -22,7 +22,7 @@ from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate
+from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
@@ -122,7 +122,9 @@ def _patient_page(
             "question_max": QUESTION_MAX,
             "hfs7": hfs7_items(kb),
             "grades": outcome_service.recent_grades(session, patient=patient),
+            "answers": outcome_service.recent_questionnaires(session, patient=patient),
             "posted": posted,
+            "removed": None if posted else request.query_params.get("removed"),
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, status_code=status_code, **context)
@@ -433,6 +435,39 @@ def record_grades(code: str, request: Request, user: PageUser, form: PostedForm)
         patient = patient_service.get(session, code=code)
         outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
     return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
+
+
+@router.post("/patients/{code}/questionnaires/{answer_id}/remove")
+def remove_questionnaire(code: str, answer_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Questionnaire answers entered by mistake (the wrong patient, a wrong date), removed by the care team with a
+    reason; the audit trail keeps them."""
+    return _remove_outcome(request, user, code, form, "questionnaire", answer_id)
+
+
+@router.post("/patients/{code}/grades/{grades_id}/remove")
+def remove_grades(code: str, grades_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """A visit's grades entered by mistake, removed by the care team with a reason; the audit trail keeps them."""
+    return _remove_outcome(request, user, code, form, "grades", grades_id)
+
+
+def _remove_outcome(
+    request: Request, user: Principal, code: str, form: forms.FormData, entity: str, row_id: int
+) -> Response:
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    try:
+        if len(form.get("reason").strip()) < 3:
+            raise InputError([FieldProblem("reason", "say why it is removed (3 characters or more)")])
+        data = validate_model(Removal, {"reason": form.get("reason")})
+    except InputError as exc:  # the page again, this row's form open with its problem
+        posted = _refused(f"remove-{entity}", form, exc.problems, {"reason": ("reason", "Why remove it")})
+        return _patient_page(request, user, code, posted={**posted, "row": row_id}, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        outcome_service.remove(
+            session, patient=patient, entity=entity, row_id=row_id, actor=user.username, reason=data.reason
+        )
+    return RedirectResponse(f"/patients/{code}?removed={entity}#outcomes", status_code=303)
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
