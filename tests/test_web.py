@@ -2058,6 +2058,32 @@ def test_api_stores_or_refuses_any_text_in_a_valid_request(client: TestClient, d
     assert response.status_code < 500, (path, body, response.text)
 
 
+@ON_EVERY_DATABASE
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reason=ANY_TEXT, kind=st.sampled_from(["grades", "questionnaires"]))
+def test_a_removal_keeps_or_refuses_any_reason(client: TestClient, reason: str, kind: str) -> None:
+    """The reason travels in the address of a DELETE: whatever it holds, the record is removed with it in the audit
+    trail, or refused naming ``reason`` with the record still there."""
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    body = dict(_valid_requests())[f"/api/v1/patients/demo-001/{kind}"]
+    made = client.post(f"/api/v1/patients/demo-001/{kind}", json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    address = f"/api/v1/patients/demo-001/{kind}/{made.json()['id']}"
+    response = client.delete(address, params={"reason": reason}, headers=headers)
+    assert response.status_code in (204, 422), (reason, response.text)
+    again = client.delete(address, params={"reason": "entered twice"}, headers=headers)
+    if response.status_code == 422:
+        assert [error["field"] for error in response.json()["errors"]] == ["reason"], response.text
+        assert again.status_code == 204  # the refused removal left it in place
+    else:
+        assert again.status_code == 404
+        with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+            kept = session.scalars(
+                select(AuditEntry.reason).where(AuditEntry.action == "delete").order_by(AuditEntry.id.desc())
+            ).first()
+        assert kept == reason.strip()
+
+
 _TOKENS: dict[int, str] = {}
 
 
