@@ -73,10 +73,16 @@ def _open_removal(section: str) -> Callable[[Any], None]:
 
     def fill(page: Any) -> None:
         page.click(f"{section} > summary")
-        page.locator(f"{section} details.remove > summary").first.click()
-        page.locator(f"{section} details.remove input[name=reason]").first.fill("x")
+        page.locator(f"{section} details.why > summary").first.click()
+        page.locator(f"{section} details.why input[name=reason]").first.fill("x")
 
     return fill
+
+
+def _open_closing(page: Any) -> None:
+    """Unfold the first due recall's closing form and give a reason too short to keep."""
+    page.locator(".due-item details.why > summary").first.click()
+    page.locator(".due-item details.why input[name=reason]").first.fill("x")
 
 
 # (who, viewport, address, what is done there first)
@@ -137,14 +143,18 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
     ),
     "grades removal refused": (
         "dr.neuro", DESK, "/patients/demo-001",
-        _refuse("#grades details.remove form", _open_removal("#grades"), "#grades details.remove button[type=submit]"),
+        _refuse("#grades details.why form", _open_removal("#grades"), "#grades details.why button[type=submit]"),
     ),
     "answers removal refused on a tablet": (
         "tcm.li", {"width": 768, "height": 1024}, "/patients/demo-001",
         _refuse(
-            "#hfs7-paper details.remove form", _open_removal("#hfs7-paper"),
-            "#hfs7-paper details.remove button[type=submit]",
+            "#hfs7-paper details.why form", _open_removal("#hfs7-paper"),
+            "#hfs7-paper details.why button[type=submit]",
         ),
+    ),
+    "recall closing refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse(".due-item details.why form", _open_closing, ".due-item details.why button[type=submit]"),
     ),
     "diary entry refused on a phone": (
         "pat", PHONE, "/me", _refuse("#diary-form", lambda p: p.fill("#spasms", "-3"), "#save-diary"),
@@ -178,6 +188,26 @@ def test_every_page_passes_axe(clinic: str, browser: object, name: str) -> None:
             act(page)
             # The server refused it: the page says so, and the check below runs on that answer.
             assert page.locator("[role=alert]").count() >= 1, page.content()[:2000]
+        assert _violations(page) == []
+    finally:
+        context.close()
+
+
+def test_a_closed_recall_and_its_reopen_button_pass_axe(clinic: str, browser: object) -> None:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport=DESK)
+    page = context.new_page()
+    try:
+        page.goto(f"{clinic}/login")
+        sign_in(page, "dr.neuro")
+        page.goto(f"{clinic}/patients/demo-003")
+        page.locator(".due-item details.why > summary").first.click()
+        page.locator(".due-item details.why input[name=reason]").first.fill("followed up at another clinic")
+        page.locator(".due-item details.why button[type=submit]").first.click()
+        page.wait_for_load_state()
+        assert page.locator("#closed-recalls").count() == 1 and page.get_by_text("The recall was closed").count() == 1
         assert _violations(page) == []
     finally:
         context.close()

@@ -73,7 +73,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -81,7 +81,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     engine.dispose()
 
 
@@ -555,6 +555,82 @@ def test_recalls(engine: Engine, kb: KnowledgeBase) -> None:
     assert ("course", "HFS-7 questionnaire") in by_patient
     due_toxin = next(i for i in items if i.patient == "toxin-due" and i.what.startswith("botulinum"))
     assert due_toxin.due == TODAY - dt.timedelta(days=120) + dt.timedelta(weeks=14)
+
+
+def _mvd(days_ago: int) -> SessionCreate:
+    details = {"kind": "mvd", "surgeon": "Dr S", "result": "cured"}
+    date = (TODAY - dt.timedelta(days=days_ago)).isoformat()
+    return SessionCreate.model_validate({"date": date, "clinician": "Dr S", "details": details})
+
+
+def test_a_closed_recall_is_held_back_until_its_treatment_happens_again(engine: Engine, kb: KnowledgeBase) -> None:
+    """A patient who stops toxin, or never answers questionnaires, stayed overdue on the clinic's list for ever. A
+    closure holds that recall back until its treatment happens again; an operation after the last injection ends the
+    toxin recall by itself (the post-MVD reviews follow the patient)."""
+    for code in ("stopped", "operated", "declines"):
+        _add_patient(engine, code=code)
+    yesterday = TODAY - dt.timedelta(days=1)
+    with _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="stopped"), data=_toxin(120, effect_weeks=14), kb=kb, actor="N")
+        sessions.record(s, patient=patients.get(s, code="operated"), data=_toxin(300), kb=kb, actor="N")
+        sessions.record(s, patient=patients.get(s, code="operated"), data=_mvd(100), kb=kb, actor="S")
+        sessions.record(s, patient=patients.get(s, code="declines"), data=_toxin(30), kb=kb, actor="N")
+
+    def due(horizon: int = 0) -> set[tuple[str, str]]:
+        with _session(engine) as s:
+            return {(i.patient, i.recall) for i in recalls.due(s, kb=kb, today=TODAY, horizon_days=horizon)}
+
+    before = due()
+    assert {("stopped", "toxin"), ("declines", "hfs7"), ("operated", "mvd_review")} <= before
+    assert ("operated", "toxin") not in before  # operated since the last injection
+
+    with _session(engine) as s, s.begin():
+        for code, recall in (("stopped", "toxin"), ("declines", "hfs7")):
+            reason = f"{code}: no more"
+            recalls.close(
+                s, patient=patients.get(s, code=code), recall=recall, reason=reason, actor="dr.n", today=yesterday
+            )
+    assert due() == before - {("stopped", "toxin"), ("declines", "hfs7")}
+    with _session(engine) as s:
+        (held,) = recalls.closed(s, kb=kb, today=TODAY, patient_id=patients.get(s, code="stopped").id)
+        assert (held.item.recall, held.closed_on, held.closed_by, held.reason) == (
+            "toxin",
+            yesterday,
+            "dr.n",
+            "stopped: no more",
+        )
+        assert held.item.due == TODAY - dt.timedelta(days=120) + dt.timedelta(weeks=14)  # when it would have been
+
+    # The treatment again, after the closure: the recalls come back, counted from it.
+    with _session(engine) as s, s.begin():
+        sessions.record(s, patient=patients.get(s, code="stopped"), data=_toxin(0), kb=kb, actor="N")
+        sessions.record(s, patient=patients.get(s, code="operated"), data=_toxin(0), kb=kb, actor="N")
+        data = QuestionnaireCreate(date=TODAY, instrument="hfs7", answers=[1] * 7)
+        outcomes.add_questionnaire(s, patient=patients.get(s, code="declines"), data=data, actor="p")
+    later = due(horizon=400)
+    assert {("stopped", "toxin"), ("operated", "toxin"), ("declines", "hfs7")} <= later
+    with _session(engine) as s:
+        assert recalls.closed(s, kb=kb, today=TODAY, patient_id=patients.get(s, code="stopped").id) == []
+
+    # Closed today, reopened: the audit trail keeps both, and the closure is gone.
+    with _session(engine) as s, s.begin():
+        stopped = patients.get(s, code="stopped")
+        closure = recalls.close(s, patient=stopped, recall="toxin", reason="moved away", actor="dr.n", today=TODAY)
+        s.flush()
+        closure_id = closure.id
+    assert ("stopped", "toxin") not in due(horizon=400)
+    with _session(engine) as s, s.begin(), pytest.raises(NotFoundError, match="no recall closure"):
+        recalls.closure(s, patient=patients.get(s, code="declines"), closure_id=closure_id)
+    with _session(engine) as s, s.begin():
+        stopped = patients.get(s, code="stopped")
+        recalls.reopen(
+            s, patient=stopped, closure=recalls.closure(s, patient=stopped, closure_id=closure_id), actor="dr.m"
+        )
+    assert ("stopped", "toxin") in due(horizon=400)
+    with _session(engine) as s:
+        trail = [(e.action, e.actor) for e in audit.search(s, patient="stopped") if e.entity == "recall_closure"]
+        assert trail == [("delete", "dr.m"), ("create", "dr.n"), ("create", "dr.n")]
+        assert audit.verify(s).ok
 
 
 def test_outcome_summary_against_mcid(engine: Engine, kb: KnowledgeBase) -> None:

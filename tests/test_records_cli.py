@@ -53,8 +53,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0004" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0004"
+    assert "revision 0005" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0005"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 
@@ -166,6 +166,34 @@ def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic
     ]
 
 
+def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_path: Path) -> None:
+    injected = (dt.date.today() - dt.timedelta(days=200)).isoformat()
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, injected)).exit_code == 0
+    assert "demo-001           botulinum toxin session" in _run(clinic, "due").stdout
+    closed = _run(
+        clinic, "recalls", "close", "demo-001", "--recall", "toxin", "--reason", " chose MVD ", "--by", "dr.n"
+    )
+    assert closed.exit_code == 0, closed.output
+    assert closed.stdout == "closed toxin recalls of patient demo-001 (closure 1) until the next toxin session\n"
+    assert "botulinum toxin session" not in _run(clinic, "due").stdout
+    (held,) = json.loads(_run(clinic, "recalls", "closed", "demo-001", "--json").stdout)
+    assert (held["closure"], held["reason"], held["closed_by"], held["item"]["recall"]) == (
+        1,
+        "chose MVD",
+        "dr.n",
+        "toxin",
+    )
+    assert "     1  botulinum toxin session (would be due " in _run(clinic, "recalls", "closed", "demo-001").stdout
+    reopened = _run(clinic, "recalls", "reopen", "demo-001", "--id", "1", "--by", "dr.m")
+    assert reopened.exit_code == 0 and "botulinum toxin session" in _run(clinic, "due").stdout
+    assert _run(clinic, "recalls", "closed", "demo-001").stdout == "0 closed\n"
+    trail = json.loads(_run(clinic, "audit", "list", "--patient", "demo-001", "--json").stdout)
+    assert [(e["action"], e["user"]) for e in trail if e["record"].startswith("recall_closure")] == [
+        ("delete", "dr.m"),
+        ("create", "dr.n"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -185,6 +213,11 @@ def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic
         (["diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", " x "], "field `reason`"),
         (["diary", "remove", "demo-001", "--kind", "grades", "--id", "1", "--reason", "wrong"], "no graded visit 1"),
         (["diary", "list", "nobody"], "no patient with code 'nobody'"),
+        (["recalls", "close", "demo-001", "--recall", "laser", "--reason", "stopped"], "field `recall`"),
+        (["recalls", "close", "demo-001", "--recall", "toxin", "--reason", "no"], "field `reason`"),
+        (["recalls", "close", "nobody", "--recall", "toxin", "--reason", "stopped"], "no patient with code 'nobody'"),
+        (["recalls", "reopen", "demo-001", "--id", "1"], "patient 'demo-001' has no recall closure 1"),
+        (["recalls", "closed", "nobody"], "no patient with code 'nobody'"),
         (["diary", "list", "demo-001", "--limit", "0"], "--limit"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
         (["plans", "show", "demo-001"], "patient 'demo-001' has no plan yet"),

@@ -1644,13 +1644,13 @@ def test_grades_entered_by_mistake_are_removed_with_a_reason_and_their_recall_fa
     (grades_id,) = re.findall(r'action="/patients/demo-001/grades/(\d+)/remove"', page)
     remove = f"/patients/demo-001/grades/{grades_id}/remove"
 
-    for reason, said in (("", "say why it is removed"), ("  x ", "say why it is removed"), ("y" * 501, "at most 500")):
+    for reason, said in (("", "say why (3 characters or more)"), ("  x ", "say why ("), ("y" * 501, "at most 500")):
         refused = client.post(remove, data={"csrf_token": csrf, "reason": reason} if reason else {"csrf_token": csrf})
         assert refused.status_code == 422 and "The grades were not removed" in refused.text, reason
         problems = refused.text[refused.text.index('id="remove-grades-problems"') :].split("</div></div>")[0]
         assert "<strong>Why remove it</strong>" in problems and said in problems, problems
         assert '<details class="card" id="grades" open>' in refused.text
-        assert '<details class="remove" open>' in refused.text and "Nothing was removed." in refused.text
+        assert '<details class="why" open>' in refused.text and "Nothing was removed." in refused.text
     assert client.post(remove, data={"reason": "typed on the wrong patient"}).status_code == 403  # no CSRF token
     not_an_id = client.post("/patients/demo-001/grades/first/remove", data={"csrf_token": csrf, "reason": "wrong"})
     assert not_an_id.status_code == 422 and "grades_id" in not_an_id.text, not_an_id.text[:300]
@@ -1758,6 +1758,113 @@ def test_questionnaire_answers_sent_by_mistake_are_removed(client: TestClient, c
     with session_factory(clinic)() as s:
         left = s.scalars(select(QuestionnaireAnswer.total)).all()
     assert left == [7]
+
+
+def _due_part(page: str) -> str:
+    return page[page.index('<h2 id="due">') :]
+
+
+def test_a_recall_that_no_longer_applies_is_closed_with_a_reason_and_reopened(client: TestClient) -> None:
+    """A patient who stopped toxin stayed overdue on the clinic's list for ever. Whoever gives the treatment closes
+    its recall, saying why; it comes back with the next session, or when reopened."""
+    csrf = sign_in(client, "neuro")
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    toxin = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]}
+    injected = (dt.date.today() - dt.timedelta(days=200)).isoformat()
+    made = client.post(
+        "/api/v1/patients/demo-001/sessions",
+        json={"date": injected, "clinician": "N", "details": toxin},
+        headers={"x-csrf-token": csrf},
+    )
+    assert made.status_code == 201, made.text
+    due = _due_part(client.get("/patients/demo-001").text)
+    assert "botulinum toxin session" in due and 'action="/patients/demo-001/recalls/toxin/close"' in due
+    assert 'action="/patients/demo-001/recalls/hfs7/close"' in due and "Closed recalls" not in due
+    close = "/patients/demo-001/recalls/toxin/close"
+
+    client.cookies.clear()
+    tcm = sign_in(client, "tcm")
+    due = _due_part(client.get("/patients/demo-001").text)
+    assert "/recalls/toxin/close" not in due and "/recalls/hfs7/close" in due  # only what they give, and the HFS-7
+    assert client.post(close, data={"csrf_token": tcm, "reason": "stopped"}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    for form, status, said in (
+        ({"reason": ""}, 422, "<strong>Why close it</strong>: say why (3 characters or more)"),
+        ({"reason": "z" * 501}, 422, "<strong>Why close it</strong>: String should have at most 500 characters"),
+    ):
+        refused = client.post(close, data={"csrf_token": csrf, **form})
+        assert refused.status_code == status and "The recall was not closed" in refused.text
+        assert said in refused.text and "Nothing was changed." in refused.text
+        assert _due_part(refused.text).count('<details class="why" open>') == 1
+    assert (
+        client.post("/patients/demo-001/recalls/laser/close", data={"csrf_token": csrf, "reason": "x" * 5}).status_code
+        == 404
+    )
+    assert client.post(close, data={"reason": "stopped"}).status_code == 403  # no CSRF token
+    closed = client.post(close, data={"csrf_token": csrf, "reason": "chose MVD instead"})
+    assert closed.status_code == 303 and closed.headers["location"] == "/patients/demo-001?recalls=closed#due"
+    due = _due_part(client.get(closed.headers["location"]).text)
+    assert "The recall was closed; the audit trail keeps your reason." in due
+    listed, held = due.split("Closed recalls")
+    assert "botulinum toxin session" not in listed and "HFS-7 questionnaire" in listed
+    assert "by neuro, “chose MVD instead”; open again with the next toxin session." in held
+    assert "demo-001" not in [row for row in client.get("/due").text.split("<tr>") if "botulinum toxin" in row]
+    (closure_id,) = re.findall(r'action="/patients/demo-001/recall-closures/(\d+)/reopen"', held)
+
+    api = client.get("/api/v1/patients/demo-001/recall-closures").json()
+    assert [(c["item"]["recall"], c["reason"], c["closure"]) for c in api] == [
+        ("toxin", "chose MVD instead", int(closure_id))
+    ]
+    reopen = f"/patients/demo-001/recall-closures/{closure_id}/reopen"
+    client.cookies.clear()
+    tcm = sign_in(client, "tcm")
+    assert client.post(reopen, data={"csrf_token": tcm}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "surgeon")
+    assert (
+        client.post(f"/patients/demo-002/recall-closures/{closure_id}/reopen", data={"csrf_token": csrf}).status_code
+        == 404
+    )
+    reopened = client.post(reopen, data={"csrf_token": csrf})
+    assert reopened.is_redirect and reopened.headers["location"] == "/patients/demo-001?recalls=reopened#due"
+    due = _due_part(client.get(reopened.headers["location"]).text)
+    assert "The recall was reopened." in due and "botulinum toxin session" in due and "Closed recalls" not in due
+
+    # The API: the same rules, each refusal naming its field.
+    headers = {"x-csrf-token": csrf}
+    address = "/api/v1/patients/demo-001/recall-closures"
+    for body, fields in (
+        ({"recall": "laser", "reason": "x"}, ["recall", "reason"]),
+        ({"recall": "toxin"}, ["reason"]),
+        ({"recall": "toxin", "reason": "stopped", "until": "2027"}, ["until"]),
+    ):
+        refused = client.post(address, json=body, headers=headers)
+        assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == fields, refused.text
+    made = client.post(address, json={"recall": "toxin", "reason": "followed up elsewhere"}, headers=headers)
+    assert made.status_code == 201 and made.json()["closed_on"] == dt.date.today().isoformat(), made.text
+    assert (
+        client.delete(f"/api/v1/patients/demo-002/recall-closures/{made.json()['id']}", headers=headers).status_code
+        == 404
+    )
+    client.cookies.clear()
+    tcm = sign_in(client, "tcm")
+    assert (
+        client.post(address, json={"recall": "toxin", "reason": "stopped"}, headers={"x-csrf-token": tcm}).status_code
+        == 403
+    )
+    acupuncture = client.post(
+        address, json={"recall": "acupuncture", "reason": "course stopped"}, headers={"x-csrf-token": tcm}
+    )
+    assert acupuncture.status_code == 201
+    client.cookies.clear()
+    patient = sign_in(client, "patient1")
+    assert client.get(address).status_code == 403
+    assert client.delete(f"{address}/{made.json()['id']}", headers={"x-csrf-token": patient}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    assert client.delete(f"{address}/{made.json()['id']}", headers={"x-csrf-token": csrf}).status_code == 204
+    assert client.delete(f"{address}/{made.json()['id']}", headers={"x-csrf-token": csrf}).status_code == 404
 
 
 def _portal_parts(client: TestClient) -> dict[str, str]:

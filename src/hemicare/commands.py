@@ -715,6 +715,80 @@ def due(
     run(body)
 
 
+recalls_app = typer.Typer(help="Close a patient's recall that no longer applies, or reopen it.", no_args_is_help=True)
+
+
+@recalls_app.command("close")
+def recalls_close(
+    code: str,
+    recall: Annotated[str, typer.Option(help="toxin, acupuncture, mvd_review or hfs7")],
+    reason: Annotated[str, typer.Option(help="Why (3 characters or more); kept with it and in the audit trail")],
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Close a kind of recall (the patient stopped that treatment, chose another, is followed elsewhere); it is due
+    again once its treatment happens again, or when reopened."""
+    from hemicare.patients import service as patient_service
+    from hemicare.recalls import service as recall_service
+    from hemicare.recalls.schemas import RecallClose
+
+    def body() -> None:
+        data = validate(RecallClose, {"recall": recall, "reason": reason})
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            row = recall_service.close(
+                session, patient=patient, recall=data.recall, reason=data.reason, actor=actor(by), today=dt.date.today()
+            )
+        until = recall_service.RECALLS[data.recall].until
+        typer.echo(f"closed {data.recall} recalls of patient {code} (closure {row.id}) until {until}")
+
+    run(body)
+
+
+@recalls_app.command("closed")
+def recalls_closed(code: str, database: DbOption = None, as_json: JsonOption = False) -> None:
+    """The patient's recalls held back by a closure, with the closure's id (for `recalls reopen`)."""
+    from hemicare.patients import service as patient_service
+    from hemicare.recalls import service as recall_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            held = recall_service.closed(session, kb=load_default(), today=dt.date.today(), patient_id=patient.id)
+        if as_json:
+            _print([item.model_dump(mode="json") for item in held])
+            return
+        for item in held:
+            typer.echo(
+                f"{item.closure:>6}  {item.item.what} (would be due {item.item.due.isoformat()}): closed on "
+                f"{item.closed_on.isoformat()} by {item.closed_by}: {item.reason}"
+            )
+        typer.echo(f"{len(held)} closed")
+
+    run(body)
+
+
+@recalls_app.command("reopen")
+def recalls_reopen(
+    code: str,
+    closure_id: Annotated[int, typer.Option("--id", help="The closure's id (`hemicare recalls closed` shows them)")],
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Reopen a closed recall; the audit trail keeps the closure."""
+    from hemicare.patients import service as patient_service
+    from hemicare.recalls import service as recall_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            closure = recall_service.closure(session, patient=patient, closure_id=closure_id)
+            recall_service.reopen(session, patient=patient, closure=closure, actor=actor(by))
+        typer.echo(f"reopened closure {closure_id} of patient {code}")
+
+    run(body)
+
+
 def export(
     patient: Annotated[str, typer.Option("--patient", help="Patient code")],
     output: Annotated[Path | None, typer.Option(help="File to write (default: print)")] = None,
@@ -751,6 +825,7 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
     from hemicare.audit import service as audit_service
     from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
     from hemicare.plans import service as plan_service
+    from hemicare.recalls.models import RecallClosure
     from hemicare.sessions.models import TreatmentSession
 
     def rows(model: Any) -> list[dict[str, Any]]:
@@ -768,6 +843,7 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
         "diary": rows(DiaryEntry),
         "questionnaires": rows(QuestionnaireAnswer),
         "grades": rows(ScaleGrade),
+        "recall_closures": rows(RecallClosure),
         "audit": [
             {"at": e.at, "actor": e.actor, "action": e.action, "entity": e.entity, "entity_id": e.entity_id}
             for e in audit_service.for_entity(session, entity="patient", entity_id=patient.code)
@@ -892,6 +968,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(sessions_app, name="sessions")
     app.add_typer(diary_app, name="diary")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(recalls_app, name="recalls")
     app.command("due")(due)
     app.command("export")(export)
     app.command("recheck")(recheck)

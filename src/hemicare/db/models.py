@@ -8,6 +8,7 @@ from hemicare.db.base import Base
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion
+from hemicare.recalls.models import RecallClosure
 from hemicare.sessions.models import TreatmentSession
 from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
 
@@ -20,6 +21,7 @@ __all__ = [
     "Patient",
     "PlanVersion",
     "QuestionnaireAnswer",
+    "RecallClosure",
     "ScaleGrade",
     "SignInFailure",
     "StoredAssessment",

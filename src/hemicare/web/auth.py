@@ -15,12 +15,20 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
+from hemicare.recalls.service import RECALLS
 from hemicare.users import service as user_service
 from hemicare.users.schemas import CARE_TEAM
 
 COOKIE = "hemicare_session"
 CONVENTIONAL_SIGNERS = ("neurologist", "neurosurgeon")
 INTEGRATIVE_SIGNERS = ("tcm_practitioner",)
+# Who closes (and reopens) each kind of recall: those who give that treatment; the HFS-7 is the whole care team's.
+RECALL_CLOSERS = {
+    "toxin": CONVENTIONAL_SIGNERS,
+    "mvd_review": CONVENTIONAL_SIGNERS,
+    "acupuncture": INTEGRATIVE_SIGNERS,
+    "hfs7": CARE_TEAM,
+}
 # Who records (and adds the outcome of) each kind of treatment session.
 SESSION_ROLES = {
     "toxin": CONVENTIONAL_SIGNERS,
@@ -194,6 +202,11 @@ def require_patient_access(principal: Principal, code: str) -> None:
     if principal.role == "patient" and principal.patient_code == code:
         return
     raise HTTPException(status.HTTP_403_FORBIDDEN, "you may not see this patient's records")
+
+
+def may_close_recall(principal: Principal, recall: str) -> None:
+    """Those who give a treatment close and reopen its recalls (RECALL_CLOSERS)."""
+    require_role(principal, RECALL_CLOSERS[recall], f"close or reopen {RECALLS[recall].name}")
 
 
 def require_role(principal: Principal, roles: tuple[str, ...], what: str) -> None:

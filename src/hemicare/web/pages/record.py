@@ -4,11 +4,12 @@ form, sign-off, session forms and the printed plan and referral letter."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
@@ -29,17 +30,21 @@ from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import PlanEdit, parts_of
 from hemicare.recalls import service as recall_service
+from hemicare.recalls.schemas import RecallClose
+from hemicare.recalls.service import RECALLS
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.web import forms
 from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
     INTEGRATIVE_SIGNERS,
+    RECALL_CLOSERS,
     SESSION_ROLES,
     PageUser,
     Principal,
     audit_read,
     check_csrf,
+    may_close_recall,
     require_care_team,
     require_patient_access,
     require_role,
@@ -49,6 +54,7 @@ from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
+M = TypeVar("M", bound=BaseModel)
 
 
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
@@ -90,6 +96,7 @@ def _patient_page(
         history = _history(found, kb)
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
         due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
+        closed = recall_service.closed(session, kb=kb, today=dt.date.today(), patient_id=patient.id)
         chart = _chart(found, patient, kb)
         context = {
             "patient": patient,
@@ -105,6 +112,9 @@ def _patient_page(
             "outcomes": outcomes,
             "scores": found.scores,
             "due": due,
+            "closed": closed,
+            "recalls": RECALLS,
+            "recall_closers": RECALL_CLOSERS,
             "chart": chart,
             "face_map": _face_map(plan, code),
             "signable": _signable(user, plan),
@@ -125,6 +135,7 @@ def _patient_page(
             "answers": outcome_service.recent_questionnaires(session, patient=patient),
             "posted": posted,
             "removed": None if posted else request.query_params.get("removed"),
+            "recalls_changed": None if posted else request.query_params.get("recalls"),
         }
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(request, "patient.html", user, status_code=status_code, **context)
@@ -456,9 +467,7 @@ def _remove_outcome(
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     try:
-        if len(form.get("reason").strip()) < 3:
-            raise InputError([FieldProblem("reason", "say why it is removed (3 characters or more)")])
-        data = validate_model(Removal, {"reason": form.get("reason")})
+        data = _why(form, Removal, {})
     except InputError as exc:  # the page again, this row's form open with its problem
         posted = _refused(f"remove-{entity}", form, exc.problems, {"reason": ("reason", "Why remove it")})
         return _patient_page(request, user, code, posted={**posted, "row": row_id}, status_code=422)
@@ -468,6 +477,48 @@ def _remove_outcome(
             session, patient=patient, entity=entity, row_id=row_id, actor=user.username, reason=data.reason
         )
     return RedirectResponse(f"/patients/{code}?removed={entity}#outcomes", status_code=303)
+
+
+def _why(form: forms.FormData, model: type[M], values: dict[str, Any]) -> M:
+    """A form asking why (_why.html) as ``model``: a reason too short is said in the page's words."""
+    if len(form.get("reason").strip()) < 3:
+        raise InputError([FieldProblem("reason", "say why (3 characters or more)")])
+    return validate_model(model, {**values, "reason": form.get("reason")})
+
+
+@router.post("/patients/{code}/recalls/{recall}/close")
+def close_recall(code: str, recall: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Close a kind of recall that no longer applies (the patient stopped that treatment, chose another, or is
+    followed elsewhere), with a reason; it is due again once its treatment happens again."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    if recall not in RECALLS:
+        raise NotFoundError(f"there is no recall {recall!r} (one of {', '.join(RECALLS)})")
+    may_close_recall(user, recall)
+    try:
+        data = _why(form, RecallClose, {"recall": recall})
+    except InputError as exc:
+        posted = _refused("close-recall", form, exc.problems, {"reason": ("reason", "Why close it")})
+        return _patient_page(request, user, code, posted={**posted, "row": recall}, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        recall_service.close(
+            session, patient=patient, recall=recall, reason=data.reason, actor=user.username, today=dt.date.today()
+        )
+    return RedirectResponse(f"/patients/{code}?recalls=closed#due", status_code=303)
+
+
+@router.post("/patients/{code}/recall-closures/{closure_id}/reopen")
+def reopen_recall(code: str, closure_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Reopen a recall closed by mistake, or when the patient changes their mind."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        closure = recall_service.closure(session, patient=patient, closure_id=closure_id)
+        may_close_recall(user, closure.recall)
+        recall_service.reopen(session, patient=patient, closure=closure, actor=user.username)
+    return RedirectResponse(f"/patients/{code}?recalls=reopened#due", status_code=303)
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")

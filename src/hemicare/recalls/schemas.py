@@ -1,0 +1,19 @@
+"""Closing a recall: which kind, and why."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from hemicare.limits import REASON_MAX
+
+
+class RecallClose(BaseModel):
+    """The care team closes a kind of recall that no longer applies (the patient stopped that treatment, chose
+    another, or is followed elsewhere); the reason is kept with it and in the audit trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recall: Literal["toxin", "acupuncture", "mvd_review", "hfs7"]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=REASON_MAX)]
