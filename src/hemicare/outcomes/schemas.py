@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hemicare.engine.assessment import Hfs30ByDomain, Item04
-from hemicare.limits import REASON_MAX
+from hemicare.limits import Reason
 from hemicare.sessions.schemas import PastDate
 
 
@@ -72,4 +72,4 @@ class Removal(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=REASON_MAX)]
+    reason: Reason

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict
 
-from hemicare.limits import REASON_MAX
+from hemicare.limits import Reason
 
 
 class RecallClose(BaseModel):
@@ -16,4 +16,4 @@ class RecallClose(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recall: Literal["toxin", "acupuncture", "mvd_review", "hfs7"]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=REASON_MAX)]
+    reason: Reason
