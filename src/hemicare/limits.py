@@ -19,4 +19,5 @@ def _stripped(value: Any) -> Any:
 
 # A reason a user gives for a change that needs one (removing a record, closing a recall): 3 characters or more once
 # blanks at either end are taken off.
-Reason = Annotated[str, BeforeValidator(_stripped), StringConstraints(min_length=3, max_length=REASON_MAX)]
+# (The constraints before the validator, so that a refusal speaks of characters, not of "items".)
+Reason = Annotated[str, StringConstraints(min_length=3, max_length=REASON_MAX), BeforeValidator(_stripped)]
