@@ -675,6 +675,15 @@ def _drop_audit_triggers(engine: Engine) -> None:
             connection.execute(text("DROP TRIGGER audit_log_append_only ON audit_log"))
 
 
+def test_an_entrys_detail_reads_as_words_with_what_a_removed_record_held() -> None:
+    removed = {
+        "patient": "p-001",
+        "entry": {"date": "2026-08-30", "smc_grade": 2, "cohen_albert": None, "answers": [1, 0, 2], "triggers": []},
+    }
+    assert audit.detail_words(removed) == "patient: p-001; entry: (date 2026-08-30, smc grade 2, answers 1/0/2)"
+    assert audit.detail_words({"ended": 2}) == "ended: 2" and audit.detail_words(None) == ""
+
+
 def test_audit_verify_catches_an_edited_entry(engine: Engine) -> None:
     for code in ("p-001", "p-002", "p-003"):
         _add_patient(engine, code=code)

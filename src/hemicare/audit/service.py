@@ -166,8 +166,19 @@ def count(session: Session, *, actor: str | None = None, patient: str | None = N
 
 
 def detail_words(detail: dict[str, Any] | None) -> str:
-    """An entry's detail as the audit page and `hemicare audit list` show it: "key: value; key: value"."""
-    return "; ".join(f"{key}: {value}" for key, value in (detail or {}).items())
+    """An entry's detail as the audit page and `hemicare audit list` show it: "key: value; key: value", a record
+    kept whole (a removed diary entry, say) in brackets without its empty fields: "entry: (date 2026-08-30, smc
+    grade 2, created by dr.n)", a list's items joined by slashes ("answers 1/2/1/0/1/2/1")."""
+    return "; ".join(f"{key}: {_said(value)}" for key, value in (detail or {}).items())
+
+
+def _said(value: Any) -> str:
+    if isinstance(value, dict):
+        kept = (f"{key.replace('_', ' ')} {_said(item)}" for key, item in value.items() if item not in (None, [], {}))
+        return f"({', '.join(kept)})"
+    if isinstance(value, list):
+        return "/".join(_said(item) for item in value)
+    return str(value)
 
 
 def search(
