@@ -633,6 +633,28 @@ def test_a_closed_recall_is_held_back_until_its_treatment_happens_again(engine: 
         assert audit.verify(s).ok
 
 
+def test_a_recall_reopened_twice_at_once_is_reopened_once(engine: Engine) -> None:
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        closure = recalls.close(
+            s, patient=patients.get(s, code="p-001"), recall="hfs7", reason="declines", actor="n", today=TODAY
+        )
+        s.flush()
+        closure_id = closure.id
+
+    def reopen(s: Session) -> None:
+        patient = patients.get(s, code="p-001")
+        recalls.reopen(
+            s, patient=patient, closure=recalls.closure(s, patient=patient, closure_id=closure_id), actor="n"
+        )
+
+    second = _meanwhile(engine, reopen, reopen)
+    assert isinstance(second, NotFoundError), second
+    with _session(engine) as s:
+        deleted = select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "delete")
+        assert s.scalar(deleted) == 1 and audit.verify(s).ok
+
+
 def test_outcome_summary_against_mcid(engine: Engine, kb: KnowledgeBase) -> None:
     _add_patient(engine)
     with _session(engine) as s, s.begin():
