@@ -1727,6 +1727,8 @@ def test_questionnaire_answers_sent_by_mistake_are_removed(client: TestClient, c
     assert re.findall(r'action="/me/questionnaires/(\d+)/remove"', answers) == [twice, first]
     assert '<td>14</td>\n<td><span class="small muted">from your care team</span>' in answers
     assert client.post(f"/me/questionnaires/{on_paper}/remove", data={"csrf_token": csrf}).status_code == 403
+    api = f"/api/v1/patients/demo-001/questionnaires/{on_paper}?reason=not mine"
+    assert client.delete(api, headers={"x-csrf-token": csrf}).status_code == 403  # nor through the API
     assert client.post(f"/me/questionnaires/{twice}/remove", data={}).status_code == 403  # no CSRF token
     client.cookies.clear()
     other = sign_in(client, "patient2")

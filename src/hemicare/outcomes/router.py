@@ -45,6 +45,7 @@ def remove_diary(code: str, entry_id: int, request: Request, user: ApiUser) -> R
             row_id=entry_id,
             actor=user.username,
             reason=None,
+            by_patient=not user.in_care_team,
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -125,6 +126,6 @@ def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int
             row_id=row_id,
             actor=user.username,
             reason=data.reason,
-            own_only=not user.in_care_team,
+            by_patient=not user.in_care_team,
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -75,18 +75,18 @@ def remove(
     row_id: int,
     actor: str,
     reason: str | None,
-    own_only: bool = False,
+    by_patient: bool = False,
 ) -> None:
     """Remove a diary entry, a questionnaire answer or a visit's grades entered by mistake; the audit trail keeps
-    every value it held. The recalls it answered fall due again (they are read from what is recorded). With
-    ``own_only`` (a patient's questionnaires), only what ``actor`` entered: the patient's diary is theirs to keep
-    straight, but answers the care team entered from paper are the care team's to remove."""
+    every value it held. The recalls it answered fall due again (they are read from what is recorded). A patient
+    (``by_patient``) removes any entry of their diary, which is theirs to keep straight, but only the questionnaire
+    answers they sent themselves: answers the care team entered from paper are the care team's to remove."""
     model, words = REMOVABLE[entity]
     patient_service.lock(session, patient=patient)
     row = cast("Outcome | None", session.get(model, row_id))  # mypy reads a union of classes as their base
     if row is None or row.patient_id != patient.id:
         raise NotFoundError(f"patient {patient.code!r} has no {words} {row_id}")
-    if own_only and row.created_by != actor:
+    if by_patient and entity == "questionnaire" and row.created_by != actor:
         raise ForbiddenError(f"the care team entered this {words}: ask them to remove it")
     said = {
         column.key: value.isoformat() if isinstance(value, dt.date) else value

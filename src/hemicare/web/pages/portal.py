@@ -132,7 +132,7 @@ def _remove_mine(
             row_id=row_id,
             actor=user.username,
             reason="removed by the patient",
-            own_only=entity == "questionnaire",
+            by_patient=True,
         )
     return RedirectResponse(f"/me?saved=removed-{entity}{anchor}", status_code=303)
 
