@@ -170,6 +170,8 @@ def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_
     injected = (dt.date.today() - dt.timedelta(days=200)).isoformat()
     assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, injected)).exit_code == 0
     assert "demo-001           botulinum toxin session" in _run(clinic, "due").stdout
+    only = _run(clinic, "due", "--recall", "hfs7").stdout
+    assert "botulinum toxin session" not in only and "demo-001           HFS-7 questionnaire" in only
     closed = _run(
         clinic, "recalls", "close", "demo-001", "--recall", "toxin", "--reason", " chose MVD ", "--by", "dr.n"
     )
@@ -225,6 +227,7 @@ def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist", "--edit", "mvd"], "--edit[0]"),
         (["patients", "update", "demo-001", "--version", "7", "--reason", "x", "--name", "Y"], "not 7"),
         (["due", "--horizon", "-3"], "field `--horizon`"),
+        (["due", "--recall", "laser"], "field `--recall`: 'laser' is not one of toxin"),
         (["export", "--patient", "nobody"], "no patient"),
     ],
 )

@@ -1588,6 +1588,21 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
     )
     assert 'href="/due"' in client.get("/patients").text
 
+    # One kind of recall only: a TCM practitioner's acupuncture, a neurologist's toxin sessions.
+    whats = {what for *_, what in rows}
+    assert whats == {"botulinum toxin session", "HFS-7 questionnaire"}, whats
+    only = client.get("/due?days=30&recall=toxin").text
+    assert '<option value="toxin" selected>botulinum toxin sessions</option>' in only
+    assert "HFS-7 questionnaire</td>" not in only and only.count("botulinum toxin session</td>") == 2
+    none = client.get("/due?days=30&recall=acupuncture").text
+    assert "No acupuncture sessions due within 30 days." in none
+    wrong = client.get("/due?days=30&recall=laser")
+    assert wrong.status_code == 422 and "<strong>recall</strong>: &#39;laser&#39; is not one of toxin" in wrong.text
+    api = client.get("/api/v1/due?horizon=30&recall=hfs7").json()
+    assert {item["recall"] for item in api} == {"hfs7"} and len(api) == 2, api
+    wrong = client.get("/api/v1/due?horizon=-1&recall=laser")
+    assert wrong.status_code == 422 and [e["field"] for e in wrong.json()["errors"]] == ["horizon", "recall"]
+
 
 def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic: Engine) -> None:
     csrf = sign_in(client, "patient1")

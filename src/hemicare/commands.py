@@ -692,17 +692,22 @@ def diary_remove(
 
 def due(
     horizon: Annotated[int, typer.Option(help="Also list what falls due in the next N days.")] = 0,
+    recall: Annotated[str | None, typer.Option(help="Only toxin, acupuncture, mvd_review or hfs7.")] = None,
     database: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Who is due for what (overdue first in each day)."""
+    """Who is due for what (overdue first in each day); recalls closed on a patient's record are left out."""
     from hemicare.recalls import service as recall_service
 
     def body() -> None:
-        if horizon < 0:
-            raise InputError([FieldProblem("--horizon", f"{horizon} is negative")])
+        problems = [FieldProblem("--horizon", f"{horizon} is negative")] if horizon < 0 else []
+        if recall is not None and recall not in recall_service.RECALLS:
+            problems.append(FieldProblem("--recall", f"{recall!r} is not one of {', '.join(recall_service.RECALLS)}"))
+        if problems:
+            raise InputError(problems)
         with unit_of_work(database) as session:
             items = recall_service.due(session, kb=load_default(), today=dt.date.today(), horizon_days=horizon)
+        items = [item for item in items if recall is None or item.recall == recall]
         if as_json:
             _print([item.model_dump(mode="json") for item in items])
             return

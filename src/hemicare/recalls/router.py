@@ -12,7 +12,7 @@ from hemicare.errors import FieldProblem, InputError
 from hemicare.patients import service as patient_service
 from hemicare.recalls import service as recall_service
 from hemicare.recalls.schemas import RecallClose
-from hemicare.recalls.service import ClosedItem, DueItem
+from hemicare.recalls.service import RECALLS, ClosedItem, DueItem
 from hemicare.web.auth import ApiUser, may_close_recall, require_care_team
 from hemicare.web.payload import JsonBody, json_input
 
@@ -20,14 +20,21 @@ router = APIRouter(tags=["recalls"])
 
 
 @router.get("/due", response_model=list[DueItem])
-def due(request: Request, user: ApiUser, horizon: int = 0) -> list[DueItem]:
+def due(request: Request, user: ApiUser, horizon: int = 0, recall: str | None = None) -> list[DueItem]:
     """Everything due today or within `horizon` days (toxin sessions, acupuncture course sessions, post-MVD reviews,
-    questionnaires), overdue ones flagged."""
+    questionnaires), overdue ones flagged; with `recall` (`toxin`, `acupuncture`, `mvd_review`, `hfs7`) only that
+    kind. Recalls closed on a patient's record are left out."""
     require_care_team(user)
+    problems = []
     if horizon < 0 or horizon > 3650:
-        raise InputError([FieldProblem("horizon", f"{horizon} is outside 0-3650 days")])
+        problems.append(FieldProblem("horizon", f"{horizon} is outside 0-3650 days"))
+    if recall is not None and recall not in RECALLS:
+        problems.append(FieldProblem("recall", f"{recall!r} is not one of {', '.join(RECALLS)}"))
+    if problems:
+        raise InputError(problems)
     with request.app.state.sessions.begin() as session:
-        return recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon)
+        items = recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon)
+    return [item for item in items if recall is None or item.recall == recall]
 
 
 @router.get("/patients/{code}/recall-closures", response_model=list[ClosedItem])

@@ -16,6 +16,7 @@ from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
+from hemicare.recalls.service import RECALLS
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, audit_read, check_csrf, require_care_team
 from hemicare.web.pages._shared import PostedForm, _page, _page_number, _pager
@@ -145,14 +146,27 @@ def due_page(request: Request, user: PageUser) -> HTMLResponse:
     if not horizon_text.isdigit() or int(horizon_text) not in DUE_HORIZONS:
         raise InputError([FieldProblem("days", f"{horizon_text!r} is not one of {', '.join(map(str, DUE_HORIZONS))}")])
     horizon = int(horizon_text)
+    kind = request.query_params.get("recall", "")
+    if kind and kind not in RECALLS:
+        raise InputError([FieldProblem("recall", f"{kind!r} is not one of {', '.join(RECALLS)} (or empty for all)")])
     today = dt.date.today()
     with request.app.state.readers.begin() as session:
         items = recall_service.due(session, kb=request.app.state.kb, today=today, horizon_days=horizon)
         listed = {row.code: row for row in patient_service.find(session)}
-    audit_read(request, user, entity="due_list", entity_id=str(horizon))
+    audit_read(request, user, entity="due_list", entity_id=f"{horizon} {kind}".strip())
     items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
-    rows = [{"item": item, "patient": listed.get(item.patient)} for item in items]
-    return _page(request, "due.html", user, rows=rows, days=horizon, horizons=DUE_HORIZONS, today=today.isoformat())
+    rows = [{"item": item, "patient": listed.get(item.patient)} for item in items if not kind or item.recall == kind]
+    return _page(
+        request,
+        "due.html",
+        user,
+        rows=rows,
+        days=horizon,
+        horizons=DUE_HORIZONS,
+        recall=kind,
+        recalls=RECALLS,
+        today=today.isoformat(),
+    )
 
 
 @router.get("/patients/new")
