@@ -431,6 +431,8 @@ def test_demo_clinic_loads(db_url: str) -> None:
     for patient in listed:  # the invented names agree with each record's sex
         first = patient["name"].split()[0]
         assert first in {"female": female, "male": male}.get(patient["sex"], female | male), patient
+        # A number to call for the due list, from the range kept for drama: never a real line.
+        assert re.fullmatch(r"\+44 20 7946 0\d{3}", patient["phone"] or ""), patient
     # Plans in every stage of review, as in a running clinic: fully signed, medical part only, not yet.
     from hemicare.db.engine import make_engine, session_factory
     from hemicare.patients import service as patients

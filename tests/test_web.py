@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import html
 import io
@@ -28,6 +29,7 @@ from hemicare.engine.intake import read_file
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
 from hemicare.patients import service as patient_service
+from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls import service as recall_service
@@ -1559,7 +1561,7 @@ def test_patients_of_the_same_name_are_told_apart_in_the_list(client: TestClient
     assert rows == [("hf-101", "Wei Okafor", "born 1961, female"), ("hf-102", "Wei Okafor", "born 1988, male")]
 
 
-def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
+def test_the_due_worklist_puts_overdue_first(client: TestClient, clinic: Engine) -> None:
     csrf = sign_in(client, "neuro")
     site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
     for code, weeks in (("demo-001", 40), ("demo-002", 25)):
@@ -1569,15 +1571,18 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
             "details": {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site]},
         }
         assert client.post(f"/api/v1/patients/{code}/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+    with session_factory(clinic)() as s, s.begin():
+        s.execute(update(Patient).where(Patient.code == "demo-001").values(phone="+44 20 7946 0000"))
     page = client.get("/due?days=30").text
     rows = re.findall(
         r'<td[^>]*><a href="/patients/([^"]+)">[^<]+</a></td><td>([^<]*)<div class="small muted">([^<]*)</div></td>'
-        r"<td>([^<]+)</td>",
+        r'<td class="nowrap">([^<]*)</td><td>([^<]+)</td>',
         page,
     )
-    toxin = [(code, name, who) for code, name, who, what in rows if what == "botulinum toxin session"]
-    # 14 weeks overdue, then due in a week; each with their sex (and birth year, where recorded) beside the name.
-    assert toxin == [("demo-001", "Mei Lin", "female"), ("demo-002", "Arjun Patel", "female")]
+    toxin = [(code, name, who, phone) for code, name, who, phone, what in rows if what == "botulinum toxin session"]
+    # 14 weeks overdue, then due in a week; each with their sex (and birth year, where recorded) beside the name, and
+    # the phone number to call them on.
+    assert toxin == [("demo-001", "Mei Lin", "female", "+44 20 7946 0000"), ("demo-002", "Arjun Patel", "female", "–")]
     late = (dt.timedelta(weeks=40) - dt.timedelta(weeks=26)).days
     assert f'<strong class="overdue">(overdue, {late} days)</strong>' in page
     assert page.index("demo-001") < page.index("demo-002")
@@ -1602,6 +1607,50 @@ def test_the_due_worklist_puts_overdue_first(client: TestClient) -> None:
     assert {item["recall"] for item in api} == {"hfs7"} and len(api) == 2, api
     wrong = client.get("/api/v1/due?horizon=-1&recall=laser")
     assert wrong.status_code == 422 and [e["field"] for e in wrong.json()["errors"]] == ["horizon", "recall"]
+
+
+def test_the_due_worklist_downloads_as_a_call_list(client: TestClient, clinic: Engine) -> None:
+    """Whoever phones patients to book them works from a spreadsheet: the same list, with phone numbers, and no cell
+    a spreadsheet would run as a formula (a name typed as one, or a phone number starting with +)."""
+    csrf = sign_in(client, "tcm")
+    acupuncture = {"kind": "acupuncture", "points": ["LI4"]}
+    session = {"date": dt.date.today().isoformat(), "clinician": "L", "details": acupuncture}
+    assert client.post("/api/v1/patients/demo-002/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+    with session_factory(clinic)() as s, s.begin():
+        s.execute(
+            update(Patient)
+            .where(Patient.code == "demo-002")
+            .values(name='=HYPERLINK("http://evil.example","call")', phone="+44 161 496 0000")
+        )
+    page = client.get("/due?days=7&recall=acupuncture").text
+    assert 'href="/due.csv?days=7&amp;recall=acupuncture"' in page
+    answer = client.get("/due.csv?days=7&recall=acupuncture")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "text/csv; charset=utf-8"
+    today = dt.date.today().isoformat()
+    assert (
+        answer.headers["content-disposition"] == f'attachment; filename="hemicare-due-{today}-7-days-acupuncture.csv"'
+    )
+    header, *rows = list(csv.reader(io.StringIO(answer.text)))
+    assert header == ["due", "how late", "patient", "name", "born, sex", "phone", "what", "why"]
+    assert rows == [
+        [
+            (dt.date.today() + dt.timedelta(days=3)).isoformat(),
+            "",
+            "demo-002",
+            '\'=HYPERLINK("http://evil.example","call")',
+            "female",
+            "'+44 161 496 0000",
+            "acupuncture session",
+            "session 2 of 10 in the current course",
+        ]
+    ]
+    assert len(list(csv.reader(io.StringIO(client.get("/due.csv?days=90").text)))) > 2  # everything, the HFS-7 too
+    for query, field in (("days=15", "days"), ("days=7&recall=laser", "recall")):
+        refused = client.get(f"/due.csv?{query}")
+        assert refused.status_code == 422 and f"<strong>{field}</strong>" in refused.text
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert client.get("/due.csv").status_code == 403
 
 
 def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic: Engine) -> None:

@@ -183,6 +183,8 @@ def load_demo(
                 name=f"{rng.choice(_first_names(assessment.sex.value))} {rng.choice(LAST_NAMES)}",
                 birth_year=today.year - assessment.age,
                 sex=assessment.sex.value,
+                # From the London numbers Ofcom keeps for drama (020 7946 0000-0999): no real line is ever called.
+                phone=f"+44 20 7946 0{index % 1000:03d}",
             ),
             actor=actor,
         )

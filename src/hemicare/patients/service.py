@@ -71,6 +71,7 @@ class Listed(NamedTuple):
     name: str
     birth_year: int | None
     sex: str
+    phone: str | None  # for the clinic's call list of who is due
 
     def who(self) -> str:
         """The birth year and sex in words ("born 1974, female")."""
@@ -87,7 +88,7 @@ def find(session: Session, *, text: str | None = None, offset: int = 0, limit: i
     """The patients whose code or name contains ``text`` (all if none), by code; ``limit`` of them from ``offset`` if
     given."""
     query = (
-        select(Patient.id, Patient.code, Patient.name, Patient.birth_year, Patient.sex)
+        select(Patient.id, Patient.code, Patient.name, Patient.birth_year, Patient.sex, Patient.phone)
         .where(_matching(text))
         .order_by(Patient.code)
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
-from typing import Any
+import io
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -16,9 +18,9 @@ from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
-from hemicare.recalls.service import RECALLS
+from hemicare.recalls.service import RECALLS, lateness
 from hemicare.web import forms
-from hemicare.web.auth import PageUser, audit_read, check_csrf, require_care_team
+from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_care_team
 from hemicare.web.pages._shared import PostedForm, _page, _page_number, _pager
 
 router = APIRouter(include_in_schema=False)
@@ -138,9 +140,13 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
 DUE_HORIZONS = (7, 14, 30, 60, 90)
 
 
-@router.get("/due")
-def due_page(request: Request, user: PageUser) -> HTMLResponse:
-    """The clinic's worklist: everything due by a horizon, overdue first, then by date, each with its patient."""
+class DueRow(NamedTuple):
+    item: recall_service.DueItem
+    patient: patient_service.Listed | None
+
+
+def _due_rows(request: Request, user: Principal, *, also: str = "") -> tuple[int, str, list[DueRow]]:
+    """The worklist the query asks for (``days``, ``recall``): overdue first, then by date, each with its patient."""
     require_care_team(user)
     horizon_text = request.query_params.get("days", "14")
     if not horizon_text.isdigit() or int(horizon_text) not in DUE_HORIZONS:
@@ -149,13 +155,18 @@ def due_page(request: Request, user: PageUser) -> HTMLResponse:
     kind = request.query_params.get("recall", "")
     if kind and kind not in RECALLS:
         raise InputError([FieldProblem("recall", f"{kind!r} is not one of {', '.join(RECALLS)} (or empty for all)")])
-    today = dt.date.today()
     with request.app.state.readers.begin() as session:
-        items = recall_service.due(session, kb=request.app.state.kb, today=today, horizon_days=horizon)
+        items = recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon)
         listed = {row.code: row for row in patient_service.find(session)}
-    audit_read(request, user, entity="due_list", entity_id=f"{horizon} {kind}".strip())
+    audit_read(request, user, entity="due_list", entity_id=f"{horizon} {kind} {also}".strip())
     items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
-    rows = [{"item": item, "patient": listed.get(item.patient)} for item in items if not kind or item.recall == kind]
+    return horizon, kind, [DueRow(item, listed.get(item.patient)) for item in items if not kind or item.recall == kind]
+
+
+@router.get("/due")
+def due_page(request: Request, user: PageUser) -> HTMLResponse:
+    """The clinic's worklist: everything due by a horizon, overdue first, then by date, each with its patient."""
+    horizon, kind, rows = _due_rows(request, user)
     return _page(
         request,
         "due.html",
@@ -165,7 +176,38 @@ def due_page(request: Request, user: PageUser) -> HTMLResponse:
         horizons=DUE_HORIZONS,
         recall=kind,
         recalls=RECALLS,
-        today=today.isoformat(),
+        today=dt.date.today().isoformat(),
+    )
+
+
+def _inert(text: str) -> str:
+    """A cell a spreadsheet will not run: text that would start a formula (a name typed as "=HYPERLINK(...)", or a
+    phone number as "+44 ...") is kept as text behind an apostrophe (OWASP, CSV injection)."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@router.get("/due.csv")
+def due_csv(request: Request, user: PageUser) -> Response:
+    """The same worklist as a spreadsheet, for whoever phones the patients to book them."""
+    horizon, kind, rows = _due_rows(request, user, also="csv")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["due", "how late", "patient", "name", "born, sex", "phone", "what", "why"])
+    for item, patient in rows:
+        values = [
+            item.due.isoformat(),
+            lateness(item),
+            item.patient,
+            *((patient.name, patient.who(), patient.phone or "") if patient else ("", "", "")),
+            item.what,
+            item.detail,
+        ]
+        writer.writerow([_inert(value) for value in values])
+    name = f"hemicare-due-{dt.date.today().isoformat()}-{horizon}-days{'-' + kind if kind else ''}.csv"
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
