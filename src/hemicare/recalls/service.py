@@ -86,27 +86,28 @@ def due(
 ) -> list[DueItem]:
     """Everything due by ``today + horizon_days`` (for the whole clinic, one patient or some), overdue items flagged,
     sorted by date. Recalls the care team closed are left out (``closed`` lists them)."""
-    return _recalls(
+    return due_and_closed(
         session, kb=kb, today=today, horizon_days=horizon_days, patient_id=patient_id, patient_ids=patient_ids
     )[0]
 
 
 def closed(session: Session, *, kb: KnowledgeBase, today: dt.date, patient_id: int) -> list[ClosedItem]:
     """A patient's recalls that a closure in force holds back, whenever they would fall due."""
-    return _recalls(session, kb=kb, today=today, horizon_days=None, patient_id=patient_id)[1]
+    return due_and_closed(session, kb=kb, today=today, patient_id=patient_id)[1]
 
 
-def _recalls(
+def due_and_closed(
     session: Session,
     *,
     kb: KnowledgeBase,
     today: dt.date,
-    horizon_days: int | None,
+    horizon_days: int = 0,
     patient_id: int | None = None,
     patient_ids: Collection[int] | None = None,
 ) -> tuple[list[DueItem], list[ClosedItem]]:
-    """Each recall counts from a date (its basis: the last toxin or acupuncture session, the operation, the last
-    HFS-7); a closure made on or after that date holds it back. ``horizon_days`` None: every date."""
+    """What ``due`` lists and what ``closed`` lists, read once (the patient page shows both). Each recall counts from
+    a date (its basis: the last toxin or acupuncture session, the operation, the last HFS-7); a closure made on or
+    after that date holds it back, whenever it would fall due (the horizon limits only what is due)."""
 
     # The loops below reuse the name patient_id for each row.
     wanted = [patient_id] if patient_id is not None else None if patient_ids is None else list(patient_ids)
@@ -114,7 +115,7 @@ def _recalls(
     def only(query: Any, column: Any) -> Any:
         return query if wanted is None else query.where(column.in_(wanted))
 
-    limit = dt.date.max if horizon_days is None else today + dt.timedelta(days=horizon_days)
+    limit = today + dt.timedelta(days=horizon_days)
     grace = dt.timedelta(days=kb.policy("recall_grace_days"))
     limits = kb.toxin_programme().limits
     min_weeks = limits["min_interval_weeks"].value
@@ -129,7 +130,8 @@ def _recalls(
         closures[(closure.patient_id, closure.recall)] = closure  # the latest of each kind
 
     def add(patient_id: int, recall: str, what: str, when: dt.date, detail: str, basis: dt.date) -> None:
-        if when > limit:
+        closure = closures.get((patient_id, recall))
+        if when > limit and closure is None:
             return
         item = DueItem(
             patient=codes[patient_id],
@@ -140,9 +142,9 @@ def _recalls(
             days_late=(today - when).days,
             detail=detail,
         )
-        closure = closures.get((patient_id, recall))
         if closure is None or closure.closed_on < basis:
-            items.append(item)
+            if when <= limit:
+                items.append(item)
         else:
             held.append(
                 ClosedItem(

@@ -95,8 +95,9 @@ def _patient_page(
         found = outcome_service.records(session, patient=patient)
         history = _history(found, kb)
         outcomes = outcome_service.summarise(found, patient=patient, kb=kb)
-        due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
-        closed = recall_service.closed(session, kb=kb, today=dt.date.today(), patient_id=patient.id)
+        due, closed = recall_service.due_and_closed(
+            session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id
+        )
         chart = _chart(found, patient, kb)
         context = {
             "patient": patient,
