@@ -178,6 +178,12 @@ def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_
     assert closed.exit_code == 0, closed.output
     assert closed.stdout == "closed toxin recalls of patient demo-001 (closure 1) until the next toxin session\n"
     assert "botulinum toxin session" not in _run(clinic, "due").stdout
+    shown = _run(clinic, "patients", "show", "demo-001").stdout
+    assert f"closed {dt.date.today()} by dr.n: botulinum toxin session (chose MVD); " in shown
+    assert "`hemicare recalls reopen demo-001 --id 1` to reopen" in shown
+    assert not [line for line in shown.splitlines() if line.startswith("due ") and "botulinum" in line], shown
+    shown_json = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+    assert [c["item"]["recall"] for c in shown_json["closed_recalls"]] == ["toxin"]
     (held,) = json.loads(_run(clinic, "recalls", "closed", "demo-001", "--json").stdout)
     assert (held["closure"], held["reason"], held["closed_by"], held["item"]["recall"]) == (
         1,

@@ -278,7 +278,9 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             plan = plan_service.latest(session, patient=patient)
             stored, assessment = assessment_service.latest_read(session, patient=patient)
             outcomes = outcome_service.summary(session, patient=patient, kb=kb)
-            due = recall_service.due(session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id)
+            due, closed = recall_service.due_and_closed(
+                session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id
+            )
             audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
@@ -293,6 +295,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 else {"version": plan.number, "kind": plan.kind, "signed_by": plan.signed_by, **plan.summary},
                 "outcomes": outcomes.model_dump(mode="json"),
                 "due": [d.model_dump(mode="json") for d in due],
+                "closed_recalls": [c.model_dump(mode="json") for c in closed],
             }
         if as_json:
             _print(data)
@@ -323,6 +326,11 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             typer.echo(f"{name}: {change.first} -> {change.latest} ({change.response})")
         for item in due:
             typer.echo(f"due {item.due.isoformat()}{' OVERDUE' if item.overdue else ''}: {item.what}")
+        for held in closed:
+            typer.echo(
+                f"closed {held.closed_on.isoformat()} by {held.closed_by}: {held.item.what} ({held.reason}); "
+                f"`hemicare recalls reopen {info['code']} --id {held.closure}` to reopen"
+            )
 
     run(body)
 
