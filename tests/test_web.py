@@ -1743,6 +1743,9 @@ def test_grades_entered_by_mistake_are_removed_with_a_reason_and_their_recall_fa
     assert client.post(remove, data={"csrf_token": csrf, "reason": "once more"}).status_code == 404
 
     # Through the API: the reason is required there too, and named when it is missing.
+    document = client.get("/api/v1/openapi.json").json()["paths"]["/api/v1/patients/{code}/grades/{grades_id}"]
+    (said,) = [p for p in document["delete"]["parameters"] if p["name"] == "reason"]
+    assert said["required"] and (said["schema"]["minLength"], said["schema"]["maxLength"]) == (3, 500)
     today, headers = dt.date.today().isoformat(), {"x-csrf-token": csrf}
     made = client.post("/api/v1/patients/demo-001/grades", json={"date": today, "smc_grade": 3}, headers=headers)
     address = f"/api/v1/patients/demo-001/grades/{made.json()['id']}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
+from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
@@ -15,6 +16,16 @@ from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
 from hemicare.web.payload import JsonBody, json_input
 
 router = APIRouter(tags=["outcomes"])
+
+# Why a record is removed, in the address of the DELETE; its length and blanks are checked by Removal, as for the
+# web form and the command line.
+Why = Annotated[
+    str,
+    Query(
+        description="Why it is removed (3-500 characters); required, kept in the audit trail",
+        json_schema_extra={"minLength": 3, "maxLength": REASON_MAX},
+    ),
+]
 
 
 @router.post(
@@ -80,9 +91,7 @@ def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody
 
 
 @router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_questionnaire(
-    code: str, answer_id: int, request: Request, user: ApiUser, reason: str | None = None
-) -> Response:
+def remove_questionnaire(code: str, answer_id: int, request: Request, user: ApiUser, reason: Why) -> Response:
     """Remove questionnaire answers entered by mistake (the patient, or the care team), saying why in ``reason`` (3
     characters or more); the audit trail keeps the answers and the reason. A recall they answered falls due again."""
     require_patient_access(user, code)
@@ -107,7 +116,7 @@ def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> di
 
 
 @router.delete("/patients/{code}/grades/{grades_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, reason: str | None = None) -> Response:
+def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, reason: Why) -> Response:
     """Remove a visit's grades entered by mistake (the care team), saying why in ``reason`` (3 characters or more);
     the audit trail keeps the grades and the reason. A post-MVD review recall they answered falls due again."""
     require_care_team(user)
@@ -115,8 +124,8 @@ def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, re
     return _remove(request, user, code, "grades", grades_id, reason)
 
 
-def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int, reason: str | None) -> Response:
-    data = validate(Removal, {} if reason is None else {"reason": reason})
+def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int, reason: str) -> Response:
+    data = validate(Removal, {"reason": reason})
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         outcome_service.remove(

@@ -299,7 +299,7 @@ def create_app(
         errors = [
             {
                 "field": ".".join(str(part) for part in err["loc"] if part not in ("body", "query", "path")),
-                "message": str(err["msg"]),
+                "message": "is required" if err["type"] == "missing" else str(err["msg"]),  # as a body's field says
             }
             for err in exc.errors()
         ]
