@@ -73,7 +73,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -81,7 +81,48 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0005"
+    assert current_revision(engine) == "0006"
+    engine.dispose()
+
+
+def test_outcomes_recorded_before_ids_were_never_reused_are_kept(db_url: str) -> None:
+    """Upgrading a clinic's database from 0005 rebuilds four tables on SQLite: every row, id and check stays."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0005")
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO patients (code, name, sex, version, created_at, created_by, updated_at) "
+                "VALUES ('p-old', 'Old', 'female', 1, :now, 'setup', :now)"
+            ),
+            {"now": now},
+        )
+        for spasms in (12, 30):
+            connection.execute(
+                text(
+                    "INSERT INTO diary_entries (patient_id, date, spasms, per, intensity, triggers, created_at, "
+                    "created_by) SELECT id, :today, :spasms, 'day', 4, '[]', :now, 'p' FROM patients"
+                ),
+                {"today": TODAY, "now": now, "spasms": spasms},
+            )
+        before = connection.execute(text("SELECT id, spasms FROM diary_entries ORDER BY id")).all()
+    upgrade(engine)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT id, spasms FROM diary_entries ORDER BY id")).all() == before
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-old")
+        outcomes.remove(s, patient=patient, entity="diary", row_id=before[-1][0], actor="p", reason=None)
+    with _session(engine) as s, s.begin():
+        added = outcomes.add_diary(
+            s, patient=patients.get(s, code="p-old"), data=DiaryCreate(date=TODAY, spasms=5, intensity=2), actor="p"
+        )
+        s.flush()
+        assert added.id > before[-1][0]
+    with pytest.raises(DBAPIError), engine.begin() as connection:
+        connection.execute(text("UPDATE diary_entries SET intensity = 11"))
     engine.dispose()
 
 
@@ -671,11 +712,71 @@ def test_outcome_summary_against_mcid(engine: Engine, kb: KnowledgeBase) -> None
     assert summary.diary_entries == 1 and summary.monthly[0]["mean_spasms"] == 30
 
 
-def test_diary_constraints_hold_in_the_database(engine: Engine) -> None:
+@pytest.mark.parametrize("wrong", [{"per": "week"}, {"intensity": 11}, {"spasms": -1}])
+def test_diary_constraints_hold_in_the_database(engine: Engine, wrong: dict[str, Any]) -> None:
+    """Each check the diary's table makes, one at a time (migration 0006 rebuilt the table on SQLite)."""
     _add_patient(engine)
-    with pytest.raises(DBAPIError), _session(engine) as s, s.begin():
-        s.add(DiaryEntry(patient_id=1, date=TODAY, spasms=5, per="week", intensity=11, triggers=[], created_by="x"))
+    entry = {
+        "patient_id": 1,
+        "date": TODAY,
+        "spasms": 5,
+        "per": "day",
+        "intensity": 3,
+        "triggers": [],
+        "created_by": "x",
+    }
+    with pytest.raises(DBAPIError, match=r"(?i)check"), _session(engine) as s, s.begin():
+        s.add(DiaryEntry(**entry | wrong))
         s.flush()
+    with _session(engine) as s, s.begin():
+        s.add(DiaryEntry(**entry))  # the same entry, right, is stored
+
+
+def test_a_removed_records_id_is_never_given_to_a_new_one(engine: Engine) -> None:
+    """SQLite gave a new row the largest id plus one: removing the newest grades and recording others gave them the
+    removed record's id, and the audit trail named two records "grades 1"."""
+    _add_patient(engine)
+    for entity, make in (
+        (
+            "grades",
+            lambda s, p: outcomes.add_grades(s, patient=p, data=GradesCreate(date=TODAY, smc_grade=2), actor="n"),
+        ),
+        (
+            "diary",
+            lambda s, p: outcomes.add_diary(
+                s, patient=p, data=DiaryCreate(date=TODAY, spasms=3, intensity=2), actor="p"
+            ),
+        ),
+        (
+            "questionnaire",
+            lambda s, p: outcomes.add_questionnaire(
+                s, patient=p, data=QuestionnaireCreate(date=TODAY, instrument="hfs7", answers=[1] * 7), actor="p"
+            ),
+        ),
+    ):
+        with _session(engine) as s, s.begin():
+            row = make(s, patients.get(s, code="p-001"))
+            s.flush()
+            first = row.id
+            outcomes.remove(
+                s, patient=patients.get(s, code="p-001"), entity=entity, row_id=first, actor="n", reason="x1"
+            )
+        with _session(engine) as s, s.begin():
+            row = make(s, patients.get(s, code="p-001"))
+            s.flush()
+            assert row.id > first, entity
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        closure = recalls.close(s, patient=patient, recall="hfs7", reason="declines", actor="n", today=TODAY)
+        s.flush()
+        first = closure.id
+        recalls.reopen(s, patient=patient, closure=closure, actor="n")
+    with _session(engine) as s, s.begin():
+        again = recalls.close(
+            s, patient=patients.get(s, code="p-001"), recall="hfs7", reason="again", actor="n", today=TODAY
+        )
+        s.flush()
+        assert again.id > first
 
 
 def test_audit_trail_is_append_only_and_verifiable(engine: Engine) -> None:

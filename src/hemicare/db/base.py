@@ -29,6 +29,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# Table options for records that can be removed: SQLite numbers their rows with AUTOINCREMENT, so that a removed
+# record's id is never given to a new one and the audit trail's "grades 7" stays one record (migration 0006).
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class Created:
     """A creation timestamp and author on every record."""
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hemicare.db.base import Base, Created
+from hemicare.db.base import NEVER_REUSED, Base, Created
 
 
 class DiaryEntry(Created, Base):
@@ -20,6 +20,7 @@ class DiaryEntry(Created, Base):
         CheckConstraint("intensity BETWEEN 0 AND 10", name="intensity_range"),
         CheckConstraint("spasms >= 0", name="spasms_not_negative"),
         CheckConstraint("per IN ('hour', 'day')", name="per_unit"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -36,7 +37,7 @@ class QuestionnaireAnswer(Created, Base):
     """HFS-7 or HFS-30 answers with their total."""
 
     __tablename__ = "questionnaires"
-    __table_args__ = (Index("ix_questionnaires_patient_date", "patient_id", "date"),)
+    __table_args__ = (Index("ix_questionnaires_patient_date", "patient_id", "date"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
@@ -50,7 +51,7 @@ class ScaleGrade(Created, Base):
     """Severity grades recorded at a visit."""
 
     __tablename__ = "scale_grades"
-    __table_args__ = (Index("ix_scale_grades_patient_date", "patient_id", "date"),)
+    __table_args__ = (Index("ix_scale_grades_patient_date", "patient_id", "date"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))

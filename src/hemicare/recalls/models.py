@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hemicare.db.base import Base, Created
+from hemicare.db.base import NEVER_REUSED, Base, Created
 from hemicare.limits import REASON_MAX
 
 
@@ -19,6 +19,7 @@ class RecallClosure(Created, Base):
     __table_args__ = (
         Index("ix_recall_closures_patient", "patient_id"),
         CheckConstraint("recall IN ('toxin', 'acupuncture', 'mvd_review', 'hfs7')", name="recall_kind"),
+        NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
