@@ -1693,6 +1693,39 @@ def _deleted(clinic: Engine, entity: str) -> list[AuditEntry]:
         return list(s.scalars(query.order_by(AuditEntry.id)))
 
 
+def test_the_care_team_removes_a_diary_entry_that_distorts_the_chart(client: TestClient, clinic: Engine) -> None:
+    """2,000 spasms typed for 20 makes the chart useless, and a patient without a portal account cannot remove it:
+    the care team removes it from the patient page, saying why."""
+    csrf = sign_in(client, "patient1")
+    for spasms in ("20", "2000"):
+        assert client.post("/me/diary", data={"csrf_token": csrf, "spasms": spasms, "intensity": "4"}).is_redirect
+    mine = client.get("/me").text
+    wrong = re.findall(r'action="/me/diary/(\d+)/remove"', mine)[0]  # newest first
+    remove = f"/patients/demo-001/diary/{wrong}/remove"
+    assert client.post(remove, data={"csrf_token": csrf, "reason": "typed 2000"}).status_code == 403  # not this way
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    page = client.get("/patients/demo-001").text
+    listed = page[page.index('<details class="card" id="diary">') :].split("</ul>")[0]
+    assert f'{dt.date.today()}: 2000 spasms a day, strength 4 of 10 <span class="muted">(patient1)</span>' in listed
+    assert f'action="{remove}"' in listed
+    refused = client.post(remove, data={"csrf_token": csrf, "reason": ""})
+    assert refused.status_code == 422 and "The diary entry was not removed" in refused.text
+    assert '<details class="card" id="diary" open>' in refused.text and "Nothing was removed." in refused.text
+    assert _deleted(clinic, "diary") == []
+    removed = client.post(remove, data={"csrf_token": csrf, "reason": "typed 2000 for 20, the patient says"})
+    assert removed.status_code == 303 and removed.headers["location"] == "/patients/demo-001?removed=diary#outcomes"
+    page = client.get(removed.headers["location"]).text
+    assert "The diary entry was removed; the audit trail keeps it with your reason." in page
+    assert "2000 spasms" not in page and "20 spasms a day" in page
+    (entry,) = _deleted(clinic, "diary")
+    assert (entry.actor, entry.reason, entry.detail["entry"]["spasms"]) == (
+        "tcm",
+        "typed 2000 for 20, the patient says",
+        2000,
+    )
+
+
 def test_grades_entered_by_mistake_are_removed_with_a_reason_and_their_recall_falls_due_again(
     client: TestClient, clinic: Engine
 ) -> None:

@@ -134,6 +134,7 @@ def _patient_page(
             "hfs7": hfs7_items(kb),
             "grades": outcome_service.recent_grades(session, patient=patient),
             "answers": outcome_service.recent_questionnaires(session, patient=patient),
+            "diary": outcome_service.recent_diary(session, patient=patient),
             "posted": posted,
             "removed": None if posted else request.query_params.get("removed"),
             "recalls_changed": None if posted else request.query_params.get("recalls"),
@@ -454,6 +455,13 @@ def remove_questionnaire(code: str, answer_id: int, request: Request, user: Page
     """Questionnaire answers entered by mistake (the wrong patient, a wrong date), removed by the care team with a
     reason; the audit trail keeps them."""
     return _remove_outcome(request, user, code, form, "questionnaire", answer_id)
+
+
+@router.post("/patients/{code}/diary/{entry_id}/remove")
+def remove_diary(code: str, entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """A diary entry that distorts the chart (2,000 spasms for 20, another patient's day), removed by the care team
+    with a reason; the audit trail keeps it."""
+    return _remove_outcome(request, user, code, form, "diary", entry_id)
 
 
 @router.post("/patients/{code}/grades/{grades_id}/remove")
