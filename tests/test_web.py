@@ -1679,12 +1679,22 @@ def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic:
     with session_factory(clinic)() as s:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "delete", AuditEntry.entity == "diary")).one()
     assert entry.detail["entry"]["spasms"] == 200 and entry.actor == "patient1"
-    # Through the API: the care team may remove one too; a wrong id is 404.
+    # Through the API: the care team may remove one too, saying why; a wrong id is 404.
     headers = {"authorization": f"Bearer {_token_for(client)}"}
     remaining = re.findall(r'action="/me/diary/(\d+)/remove"', entries)[0]
-    assert client.delete(f"/api/v1/patients/demo-001/diary/{mistake}", headers=headers).status_code == 404
-    assert client.delete(f"/api/v1/patients/demo-002/diary/{remaining}", headers=headers).status_code == 404
-    assert client.delete(f"/api/v1/patients/demo-001/diary/{remaining}", headers=headers).status_code == 204
+    unsaid = client.delete(f"/api/v1/patients/demo-001/diary/{remaining}", headers=headers)
+    assert unsaid.status_code == 422 and unsaid.json()["errors"] == [{"field": "reason", "message": "is required"}]
+    why = {"reason": "the patient phoned: another day's count"}
+    assert client.delete(f"/api/v1/patients/demo-001/diary/{mistake}", params=why, headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/patients/demo-002/diary/{remaining}", params=why, headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/patients/demo-001/diary/{remaining}", params=why, headers=headers).status_code == 204
+    # The patient through the API needs no reason: their removal says who made it.
+    assert client.post("/me/diary", data={"csrf_token": csrf, "spasms": "7", "intensity": "1"}).is_redirect
+    (own,) = re.findall(r'action="/me/diary/(\d+)/remove"', client.get("/me").text)
+    gone = client.delete(f"/api/v1/patients/demo-001/diary/{own}", headers={"x-csrf-token": csrf})
+    assert gone.status_code == 204
+    reasons = [entry.reason for entry in _deleted(clinic, "diary")]
+    assert reasons == ["removed by the patient", "the patient phoned: another day's count", "removed by the patient"]
 
 
 def _deleted(clinic: Engine, entity: str) -> list[AuditEntry]:

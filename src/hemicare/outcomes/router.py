@@ -44,21 +44,26 @@ def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dic
 
 
 @router.delete("/patients/{code}/diary/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_diary(code: str, entry_id: int, request: Request, user: ApiUser) -> Response:
-    """Remove a diary entry entered by mistake (the patient, or the care team); the audit trail keeps its values."""
+def remove_diary(
+    code: str,
+    entry_id: int,
+    request: Request,
+    user: ApiUser,
+    reason: Annotated[
+        str | None,
+        Query(
+            description="Why it is removed (3-500 characters): required from the care team; without one, a "
+            "patient's own removal is kept as 'removed by the patient'",
+            json_schema_extra={"minLength": 3, "maxLength": REASON_MAX},
+        ),
+    ] = None,
+) -> Response:
+    """Remove a diary entry entered by mistake (the patient, or the care team saying why); the audit trail keeps its
+    values and the reason."""
     require_patient_access(user, code)
-    with request.app.state.sessions.begin() as session:
-        patient = patient_service.get(session, code=code)
-        outcome_service.remove(
-            session,
-            patient=patient,
-            entity="diary",
-            row_id=entry_id,
-            actor=user.username,
-            reason=None,
-            by_patient=not user.in_care_team,
-        )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    if reason is None and not user.in_care_team:
+        reason = "removed by the patient"
+    return _remove(request, user, code, "diary", entry_id, reason)
 
 
 @router.get("/patients/{code}/diary")
@@ -124,8 +129,8 @@ def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, re
     return _remove(request, user, code, "grades", grades_id, reason)
 
 
-def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int, reason: str) -> Response:
-    data = validate(Removal, {"reason": reason})
+def _remove(request: Request, user: ApiUser, code: str, entity: str, row_id: int, reason: str | None) -> Response:
+    data = validate(Removal, {} if reason is None else {"reason": reason})
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         outcome_service.remove(
