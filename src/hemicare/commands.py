@@ -714,8 +714,9 @@ def due(
         if problems:
             raise InputError(problems)
         with unit_of_work(database) as session:
-            items = recall_service.due(session, kb=load_default(), today=dt.date.today(), horizon_days=horizon)
-        items = [item for item in items if recall is None or item.recall == recall]
+            items = recall_service.due(
+                session, kb=load_default(), today=dt.date.today(), horizon_days=horizon, recall=recall
+            )
         if as_json:
             _print([item.model_dump(mode="json") for item in items])
             return

@@ -33,8 +33,9 @@ def due(request: Request, user: ApiUser, horizon: int = 0, recall: str | None = 
     if problems:
         raise InputError(problems)
     with request.app.state.sessions.begin() as session:
-        items = recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon)
-    return [item for item in items if recall is None or item.recall == recall]
+        return recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon, recall=recall
+        )
 
 
 @router.get("/patients/{code}/recall-closures", response_model=list[ClosedItem])

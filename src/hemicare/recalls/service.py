@@ -83,12 +83,15 @@ def due(
     horizon_days: int = 0,
     patient_id: int | None = None,
     patient_ids: Collection[int] | None = None,
+    recall: str | None = None,
 ) -> list[DueItem]:
     """Everything due by ``today + horizon_days`` (for the whole clinic, one patient or some), overdue items flagged,
-    sorted by date. Recalls the care team closed are left out (``closed`` lists them)."""
-    return due_and_closed(
+    sorted by date; only one kind of recall (RECALLS) if ``recall`` names one. Recalls the care team closed are left
+    out (``closed`` lists them)."""
+    items = due_and_closed(
         session, kb=kb, today=today, horizon_days=horizon_days, patient_id=patient_id, patient_ids=patient_ids
     )[0]
+    return items if recall is None else [item for item in items if item.recall == recall]
 
 
 def closed(session: Session, *, kb: KnowledgeBase, today: dt.date, patient_id: int) -> list[ClosedItem]:

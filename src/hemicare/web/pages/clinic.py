@@ -156,11 +156,13 @@ def _due_rows(request: Request, user: Principal, *, also: str = "") -> tuple[int
     if kind and kind not in RECALLS:
         raise InputError([FieldProblem("recall", f"{kind!r} is not one of {', '.join(RECALLS)} (or empty for all)")])
     with request.app.state.readers.begin() as session:
-        items = recall_service.due(session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon)
+        items = recall_service.due(
+            session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon, recall=kind or None
+        )
         listed = {row.code: row for row in patient_service.find(session)}
     audit_read(request, user, entity="due_list", entity_id=f"{horizon} {kind} {also}".strip())
     items.sort(key=lambda item: (not item.overdue, item.due, item.patient))
-    return horizon, kind, [DueRow(item, listed.get(item.patient)) for item in items if not kind or item.recall == kind]
+    return horizon, kind, [DueRow(item, listed.get(item.patient)) for item in items]
 
 
 @router.get("/due")
