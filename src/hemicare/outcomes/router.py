@@ -62,7 +62,7 @@ def remove_diary(
     values and the reason."""
     require_patient_access(user, code)
     if reason is None and not user.in_care_team:
-        reason = "removed by the patient"
+        reason = outcome_service.BY_THE_PATIENT
     return _remove(request, user, code, "diary", entry_id, reason)
 
 

@@ -58,6 +58,9 @@ def recent_diary(session: Session, *, patient: Patient, limit: int = 10) -> list
     return [DiaryRow(*row) for row in session.execute(query)]
 
 
+# The reason kept when a patient removes a record of their own (they are not asked for one).
+BY_THE_PATIENT = "removed by the patient"
+
 # What a patient's outcome record may be removed as, by the audit trail's name for it, and its name in words.
 Outcome = DiaryEntry | QuestionnaireAnswer | ScaleGrade
 REMOVABLE: dict[str, tuple[type[Outcome], str]] = {

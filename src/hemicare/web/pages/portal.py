@@ -131,7 +131,7 @@ def _remove_mine(
             entity=entity,
             row_id=row_id,
             actor=user.username,
-            reason="removed by the patient",
+            reason=outcome_service.BY_THE_PATIENT,
             by_patient=True,
         )
     return RedirectResponse(f"/me?saved=removed-{entity}{anchor}", status_code=303)
