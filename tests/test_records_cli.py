@@ -469,9 +469,40 @@ def test_db_commands_refuse_bad_revisions(db_url: str, args: list[str], fragment
     assert result.exit_code == 2 and fragment in result.stderr
 
 
-def test_db_command_refuses_a_bad_url() -> None:
-    result = runner.invoke(app, ["db", "current", "--db", "nosuchdriver://x"])
-    assert result.exit_code == 2 and "field `--db`" in result.stderr
+EVERY_KIND_OF_COMMAND = [
+    ["db", "current"],
+    ["demo", "--patients", "0"],
+    ["due"],
+    ["patients", "list"],
+    ["recheck"],
+    ["audit", "verify"],
+    ["users", "list"],
+    ["serve", "--port", "8765"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_KIND_OF_COMMAND, ids=" ".join)
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [
+        ("{tmp}/plain.db", "not a database URL: write a SQLite file as sqlite:///path/to/hemicare.db"),
+        ("nosuchdriver://x", "HemiCare keeps its records in SQLite or PostgreSQL, not nosuchdriver"),
+        ("mysql://clinic@db/hemicare", "HemiCare keeps its records in SQLite or PostgreSQL, not mysql"),
+        ("sqlite:///{tmp}/no/such/folder/h.db", "cannot open the database: unable to open database file"),
+        ("postgresql://clinic:s3cret@127.0.0.1:1/h", "cannot open the database: connection failed"),
+        (" ", "is empty; leave it out to use sqlite:///hemicare.db"),
+    ],
+    ids=["a path", "unknown scheme", "another database", "no such folder", "no server", "empty"],
+)
+def test_commands_refuse_a_database_they_cannot_use(
+    tmp_path: Path, command: list[str], database: str, said: str
+) -> None:
+    """A mistyped --db is bad input named as such (exit 2), never a traceback, and its password is not repeated."""
+    result = runner.invoke(app, [*command, "--db", database.format(tmp=tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: field `--db`: {said}")
+    assert "s3cret" not in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reads_are_audited_with_the_reader(clinic: str, engine: Engine) -> None:

@@ -168,28 +168,26 @@ def demo(
     if patients < 0 or patients > 100_000:
         typer.echo("error: option `--patients`: must be between 0 and 100000", err=True)
         raise typer.Exit(commands.EXIT_INPUT)
-    engine = db.make_engine(database)
-    db.upgrade(engine)
     examples = Path(__file__).resolve().parent.parent.parent / "examples"
-    try:
-        total = patients + len(list(examples.glob("*.*")))
-        with (
-            db.session_factory(engine)() as session,
-            session.begin(),
-            typer.progressbar(length=total, label="demo clinic") as bar,
-        ):
-            count = load_demo(
-                session,
-                kb=load_default(),
-                examples=examples,
-                patients=patients,
-                today=dt.date.today(),
-                progress=bar.update,
-            )
-    except HemiCareError as exc:
-        raise commands.fail(exc) from exc
-    finally:
-        engine.dispose()
+    total = patients + len(list(examples.glob("*.*")))
+    with commands.engine_for(database) as engine:
+        db.upgrade(engine)
+        try:
+            with (
+                db.session_factory(engine)() as session,
+                session.begin(),
+                typer.progressbar(length=total, label="demo clinic") as bar,
+            ):
+                count = load_demo(
+                    session,
+                    kb=load_default(),
+                    examples=examples,
+                    patients=patients,
+                    today=dt.date.today(),
+                    progress=bar.update,
+                )
+        except HemiCareError as exc:
+            raise commands.fail(exc) from exc
     typer.echo(f"demo clinic loaded: {count} patients")
 
 

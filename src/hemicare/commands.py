@@ -35,6 +35,7 @@ from hemicare.sessions.schemas import SessionCreate
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+    from sqlalchemy.exc import OperationalError
     from sqlalchemy.orm import Session
 
 M = TypeVar("M", bound=BaseModel)
@@ -78,14 +79,35 @@ def fail(exc: HemiCareError) -> typer.Exit:
 validate = validate_model
 
 
+def open_engine(url: str | None) -> Engine:
+    """An engine for ``--db``; a value HemiCare cannot use as a database URL is bad input, not a crash."""
+    from hemicare.db import engine as db
+
+    if url is not None and not url.strip():
+        raise InputError([FieldProblem("--db", f"is empty; leave it out to use {db.DEFAULT_URL}")])
+    try:
+        return db.make_engine(url)
+    except db.DatabaseUrlError as exc:
+        raise InputError([FieldProblem("--db", str(exc))]) from exc
+
+
+def _cannot_open(exc: OperationalError) -> InputError:
+    return InputError([FieldProblem("--db", f"cannot open the database: {exc.orig}")])
+
+
 def _engine(url: str | None) -> Engine:
     from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import OperationalError
 
     from hemicare.db import engine as db
 
-    engine = db.make_engine(url)
+    engine = open_engine(url)
     head = ScriptDirectory.from_config(db._config(engine)).get_current_head()
-    current = db.current_revision(engine)
+    try:
+        current = db.current_revision(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise _cannot_open(exc) from exc
     if current != head:
         engine.dispose()
         raise InputError(
@@ -129,23 +151,21 @@ db_app = typer.Typer(help="Create, migrate and back up the database.", no_args_i
 
 
 @contextmanager
-def _engine_for(url: str | None) -> Iterator[Engine]:
+def engine_for(url: str | None) -> Iterator[Engine]:
     """An engine for a db command; an unknown revision or a bad URL is bad input, not a crash."""
     from alembic.util import CommandError
-    from sqlalchemy.exc import ArgumentError, OperationalError
-
-    from hemicare.db import engine as db
+    from sqlalchemy.exc import OperationalError
 
     try:
-        engine = db.make_engine(url)
-    except ArgumentError as exc:
-        raise fail(InputError([FieldProblem("--db", f"not a database URL: {exc}")])) from exc
+        engine = open_engine(url)
+    except InputError as exc:
+        raise fail(exc) from exc
     try:
         yield engine
     except CommandError as exc:
         raise fail(InputError([FieldProblem("--revision", str(exc))])) from exc
     except OperationalError as exc:
-        raise fail(InputError([FieldProblem("--db", f"cannot open the database: {exc.orig}")])) from exc
+        raise fail(_cannot_open(exc)) from exc
     finally:
         engine.dispose()
 
@@ -155,7 +175,7 @@ def db_upgrade(database: DbOption = None, revision: str = "head") -> None:
     """Migrate the database up (creating it if needed)."""
     from hemicare.db import engine as db
 
-    with _engine_for(database) as engine:
+    with engine_for(database) as engine:
         db.upgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine)}")
 
@@ -168,7 +188,7 @@ def db_downgrade(
     """Migrate the database down."""
     from hemicare.db import engine as db
 
-    with _engine_for(database) as engine:
+    with engine_for(database) as engine:
         db.downgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine) or 'base'}")
 
@@ -178,7 +198,7 @@ def db_current(database: DbOption = None) -> None:
     """Print the database's revision."""
     from hemicare.db import engine as db
 
-    with _engine_for(database) as engine:
+    with engine_for(database) as engine:
         typer.echo(db.current_revision(engine) or "base (empty)")
 
 
@@ -201,9 +221,9 @@ def db_backup(target: Annotated[Path, typer.Argument(help="The new file to write
         raise fail(InputError([FieldProblem("TARGET", f"{target} exists already; a backup is written to a new file")]))
     if not target.parent.is_dir():
         raise fail(InputError([FieldProblem("TARGET", f"no folder {target.parent}")]))
-    with _engine_for(database) as engine:
+    with engine_for(database) as engine:
         db.backup_sqlite(engine, target)
-    with _engine_for(f"sqlite:///{target}") as copy, db.session_factory(copy)() as session:
+    with engine_for(f"sqlite:///{target}") as copy, db.session_factory(copy)() as session:
         integrity = session.execute(text("PRAGMA integrity_check")).scalar()
         patients = session.scalar(select(func.count(Patient.id)))
         trail = audit_service.verify(session)
@@ -1183,7 +1203,7 @@ def serve(
         server_processes.check_free(host, port)
     except server_processes.AddressError as exc:
         raise fail(InputError([FieldProblem(exc.option, str(exc))])) from exc
-    with _engine_for(database) as engine:
+    with engine_for(database) as engine:
         db.upgrade(engine)
         with db.session_factory(engine)() as session, session.begin():
             if demo and session.query(Patient).count() == 0:

@@ -16,10 +16,17 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///hemicare.db"
 URL_VARIABLE = "HEMICARE_DATABASE_URL"
+BACKENDS = ("sqlite", "postgresql")
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL HemiCare cannot use. The message never repeats the URL: it may hold a password."""
 
 
 def database_url(explicit: str | None = None) -> str:
@@ -48,6 +55,15 @@ def _sqlite_setup(engine: Engine) -> None:
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for the URL, configured for safe concurrent writes on SQLite."""
     resolved = database_url(url)
+    try:
+        backend = make_url(resolved).get_backend_name()
+    except ArgumentError as exc:
+        raise DatabaseUrlError(
+            "not a database URL: write a SQLite file as sqlite:///path/to/hemicare.db "
+            "and a PostgreSQL database as postgresql://user@host:5432/name"
+        ) from exc
+    if backend not in BACKENDS:
+        raise DatabaseUrlError(f"HemiCare keeps its records in SQLite or PostgreSQL, not {backend}")
     if resolved.startswith("postgresql://"):
         resolved = "postgresql+psycopg://" + resolved.removeprefix("postgresql://")
     # A database error's message leaves out the values it was writing (names, notes): it may reach a log.
