@@ -317,6 +317,121 @@ def test_toxin_sooner_than_12_weeks_needs_a_reason(engine: Engine, kb: Knowledge
         sessions.record(s, patient=patients.get(s, code="p-001"), data=override, kb=kb, actor="Dr N")
 
 
+def _record_toxin(engine: Engine, kb: KnowledgeBase, data: SessionCreate) -> list[tuple[str, str]]:
+    """Record a toxin session: the problems that refused it (path, message), or none and the session stored."""
+    try:
+        with _session(engine) as s, s.begin():
+            sessions.record(s, patient=patients.get(s, code="p-001"), data=data, kb=kb, actor="Dr N")
+    except InputError as exc:
+        return [(problem.path, problem.message) for problem in exc.problems]
+    return []
+
+
+def _sites(*units: float) -> list[dict[str, Any]]:
+    """One dose per site, on the left, in the programme's order of sites."""
+    names = ["upper_lid_medial", "upper_lid_lateral", "lower_lid_lateral", "lateral_canthus", "zygomaticus_major"]
+    return [{"site": names[index], "side": "left", "units": dose} for index, dose in enumerate(units)]
+
+
+@pytest.mark.parametrize(
+    ("product", "units", "refused"),
+    [
+        ("onabotulinumtoxinA", [2.5, 5], None),
+        ("onabotulinumtoxinA", [2.5, 25], ("details.sites.1.units", "25 U is above the per-site ceiling of 5 U")),
+        ("onabotulinumtoxinA", [5.25], ("details.sites.0.units", "5.25 U is above the per-site ceiling of 5 U")),
+        ("abobotulinumtoxinA", [12.5], None),  # 2.5 Dysport units to one onabotulinumtoxinA unit
+        ("abobotulinumtoxinA", [13], ("details.sites.0.units", "13 U is above the per-site ceiling of 12.5 U")),
+        ("incobotulinumtoxinA", [50], ("details.sites.0.units", "50 U is above the per-site ceiling of 5 U")),
+    ],
+)
+def test_toxin_doses_above_the_per_site_ceiling_need_a_reason(
+    engine: Engine, kb: KnowledgeBase, product: str, units: list[float], refused: tuple[str, str] | None
+) -> None:
+    _add_patient(engine)
+    data = _toxin(1, product=product, sites=_sites(*units))
+    problems = _record_toxin(engine, kb, data)
+    if refused is None:
+        assert problems == []
+        return
+    ((path, message),) = problems
+    in_reference_units = " (5 U onabotulinumtoxinA)" if product == "abobotulinumtoxinA" else ""
+    assert path == refused[0]
+    assert message == f"{refused[1]} {product}{in_reference_units}; give details.override_reason to record it anyway"
+    with _session(engine) as s:
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001")) == []  # nothing half-written
+    reason = "dose agreed with the patient after two short-lived sessions"
+    assert _record_toxin(engine, kb, _toxin(1, product=product, sites=_sites(*units), override_reason=reason)) == []
+    with _session(engine) as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "session")).one()
+    assert entry.reason == reason
+
+
+def test_a_toxin_session_above_the_session_cap_needs_a_reason(engine: Engine, kb: KnowledgeBase) -> None:
+    """Twenty sites at the ceiling make the cap exactly; one dose above it is above both."""
+    _add_patient(engine)
+    sites = [
+        {"site": site.id, "side": side, "units": 5} for site in kb.toxin_programme().sites for side in ("left", "right")
+    ]
+    assert len(sites) * 5 == 100
+    sites[-1]["units"] = 6
+    problems = _record_toxin(engine, kb, _toxin(1, sites=sites))
+    assert [path for path, _ in problems] == [f"details.sites.{len(sites) - 1}.units", "details.sites"]
+    assert problems[1][1] == (
+        "101 U in all is above the session cap, 100 U onabotulinumtoxinA: Most per 12 weeks (EU-style text, "
+        "blepharospasm); give details.override_reason to record it anyway"
+    )
+    sites[-1]["units"] = 5
+    assert _record_toxin(engine, kb, _toxin(1, sites=sites)) == []
+
+
+def test_toxin_against_the_latest_plan_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Red flags defer toxin until the work-up; a session on or after the plan's day must say why."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(findings={"hearing_loss": True}))
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        assert version.summary["statuses"]["botulinum_toxin"] == "deferred"
+    problems = _record_toxin(engine, kb, _toxin(0))
+    assert problems == [
+        (
+            "details.override_reason",
+            "plan version 1 has Botulinum toxin injections deferred (Deferred: red flags for secondary HFS; complete "
+            "the work-up first); give details.override_reason to record it anyway",
+        )
+    ]
+    assert _record_toxin(engine, kb, _toxin(400)) == []  # given before the plan was made: entered from old records
+    assert _record_toxin(engine, kb, _toxin(0, override_reason="MRI done elsewhere last week: normal")) == []
+
+
+def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    with _session(engine) as s, s.begin():
+        edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
+        plans.sign(
+            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[edit], signer="N", role="neurologist"
+        )
+    assert _record_toxin(engine, kb, _toxin(0)) == [
+        (
+            "details.override_reason",
+            "plan version 2 has Botulinum toxin injections not recommended (patient declines needles); "
+            "give details.override_reason to record it anyway",
+        )
+    ]
+    with _session(engine) as s, s.begin():
+        back = PlanEdit(recommendation="botulinum_toxin", status="recommended", reason="patient changed her mind")
+        plans.sign(
+            s, patient=patients.get(s, code="p-001"), expected_number=2, edits=[back], signer="N", role="neurologist"
+        )
+    assert _record_toxin(engine, kb, _toxin(0)) == []
+
+
 def test_toxin_history_entered_late_is_checked_against_both_neighbours(engine: Engine, kb: KnowledgeBase) -> None:
     _add_patient(engine)
     with _session(engine) as s, s.begin():

@@ -1322,6 +1322,55 @@ def _history_rows(page: str) -> str:
     return page[page.index('id="history"') : page.index('id="outcomes"')]
 
 
+def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: TestClient, clinic: Engine) -> None:
+    """A slipped decimal point (25 for 2.5) and a plan that holds toxin back are both said on the form, in its words;
+    the session is recorded once a reason is given, and the audit trail keeps the reason."""
+    csrf = sign_in(client, "neuro")
+    assert 'id="toxin-held-back"' not in client.get("/patients/demo-002").text  # toxin recommended
+    sign = {
+        "csrf_token": csrf,
+        "version": "1",
+        "status.botulinum_toxin": "deferred",
+        "reason.botulinum_toxin": "MRI first",
+    }
+    assert client.post("/patients/demo-002/sign", data=sign).status_code == 303
+    page = client.get("/patients/demo-002").text
+    assert (
+        "Plan version 2 has toxin <strong>deferred</strong>: a session given now is recorded only with a reason" in page
+    )
+    before = _history_rows(page)
+    typed = {
+        "csrf_token": csrf,
+        "product": "onabotulinumtoxinA",
+        "lot": "C77",
+        "date": dt.date.today().isoformat(),
+        "units.upper_lid_medial.left": "2.5",
+        "units.lower_lid_lateral.left": "25",
+    }
+    refused = client.post("/patients/demo-002/sessions/toxin", data=typed)
+    assert refused.status_code == 422
+    problems = refused.text[refused.text.index('id="toxin-problems"') :]
+    problems = html.unescape(problems[: problems.index("</div></div>")])
+    assert (
+        "<strong>Units, Lower lid, lateral, left</strong>: 25 U is above the per-site ceiling of 5 U "
+        "onabotulinumtoxinA; give the reason below to record it anyway" in problems
+    )
+    assert (
+        "<strong>Reason</strong>: plan version 2 has Botulinum toxin injections deferred (MRI first); "
+        "give the reason below to record it anyway" in problems
+    )
+    assert "details.override_reason" not in problems
+    assert 'id="override" name="override_reason" type="text" value="" aria-invalid=true' in refused.text
+    assert _history_rows(client.get("/patients/demo-002").text) == before
+    reason = "MRI normal at the referring hospital; 25 U agreed for the lower lid"
+    recorded = client.post("/patients/demo-002/sessions/toxin", data={**typed, "override_reason": reason})
+    assert recorded.status_code == 303
+    assert "onabotulinumtoxinA 27.5 U, lot C77" in _history_rows(client.get("/patients/demo-002").text)
+    with session_factory(clinic)() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "session")).one()
+    assert entry.reason == reason
+
+
 def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     before = _history_rows(client.get("/patients/demo-001").text)
@@ -1397,6 +1446,27 @@ def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient
         "details.points": "needs at least 1 entry, got 0",
         "details.needle": "unknown field; expected one of: electro, kind, notes, points",
     }
+
+
+def test_the_api_names_a_dose_above_the_ceiling_and_takes_the_reason(client: TestClient) -> None:
+    headers = {"x-csrf-token": sign_in(client, "neuro")}
+    sites = [
+        {"site": "upper_lid_medial", "side": "left", "units": 2.5},
+        {"site": "zygomaticus", "side": "left", "units": 12.5},
+    ]
+    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": sites}
+    session = {"date": dt.date.today().isoformat(), "clinician": "N", "details": details}
+    answer = client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {
+            "field": "details.sites.1.units",
+            "message": "12.5 U is above the per-site ceiling of 5 U onabotulinumtoxinA; "
+            "give details.override_reason to record it anyway",
+        }
+    ]
+    session["details"] |= {"override_reason": "dose doubled after two sessions that lasted six weeks"}
+    assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
 
 
 def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:

@@ -41,7 +41,11 @@ class ToxinDetails(Strict):
         default=None,
         min_length=3,
         max_length=REASON_MAX,
-        description="Why a session sooner than the minimum interval is recorded",
+        description=(
+            "Why the session is recorded beyond a limit: sooner than the minimum interval after (or before) another "
+            "toxin session, a dose above the per-site ceiling or the session cap, or while the latest plan holds "
+            "toxin back (deferred, not recommended, contraindicated)"
+        ),
     )
 
     @property

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.schema import Figure
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
+from hemicare.plans.models import PlanVersion  # the model only: the plans service imports this module
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import AcupunctureDetails, HerbalDetails, SessionCreate, SessionOutcome, ToxinDetails
 
@@ -41,6 +43,64 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
             if kb.resolve_herb(herb.latin) is None:
                 problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {herb.latin!r}"))
     return problems
+
+
+OVERRIDE = "give details.override_reason to record it anyway"
+TOXIN_ITEM = "botulinum_toxin"  # the plan's item a toxin session delivers
+HELD_BACK = ("deferred", "not_recommended", "contraindicated")
+_STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
+
+
+def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldProblem]:
+    """Doses above the programme's per-site ceiling or session cap, counted in onabotulinumtoxinA units through the
+    product's conversion: most often a slipped decimal point (25 for 2.5), sometimes a deliberate choice to explain."""
+    programme = kb.toxin_programme()
+    per_ona = next(p.conversion.value for p in programme.products if p.id == details.product)
+    site_cap, session_cap = (programme.limits[name] for name in ("per_site_max_units", "session_max_units"))
+
+    def cap(limit: Figure) -> str:
+        reference = "" if per_ona == 1 else f" ({limit.value:g} U onabotulinumtoxinA)"
+        return f"{limit.value * per_ona:g} U {details.product}{reference}"
+
+    problems = [
+        FieldProblem(
+            f"details.sites.{index}.units",
+            f"{site.units:g} U is above the per-site ceiling of {cap(site_cap)}; {OVERRIDE}",
+        )
+        for index, site in enumerate(details.sites)
+        if site.units > site_cap.value * per_ona
+    ]
+    if details.total_units > session_cap.value * per_ona:
+        problems.append(
+            FieldProblem(
+                "details.sites",
+                f"{details.total_units:g} U in all is above the session cap, {cap(session_cap)}: {session_cap.label}; "
+                f"{OVERRIDE}",
+            )
+        )
+    return problems
+
+
+def _toxin_against_plan(session: Session, *, patient: Patient, date: dt.date, kb: KnowledgeBase) -> FieldProblem | None:
+    """A toxin session given on or after the day of the patient's latest plan while that plan holds toxin back
+    (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
+    from earlier records) did not go against it."""
+    item = TOXIN_ITEM
+    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
+    latest = session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+    if latest is None or date < latest.created_at.date():
+        return None
+    status = latest.summary["statuses"].get(item)
+    if status not in HELD_BACK:
+        return None
+    said = status.replace("_", " ")
+    rationale = next(rec["rationale"] for rec in latest.content["recommendations"] if rec["id"] == item)
+    why = [edit["reason"] for edit in latest.edits if edit["recommendation"] == item and edit["to"] == status]
+    why = why or [line for line in rationale if line.lower().startswith(_STATUS_WORDS)]
+    name = kb.treatment_names().get(item, item)
+    because = f" ({'; '.join(line.rstrip('.') for line in why)})" if why else ""
+    message = f"plan version {latest.number} has {name} {said}{because}; {OVERRIDE}"
+    return FieldProblem("details.override_reason", message)
 
 
 def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
@@ -72,9 +132,12 @@ def record(
                 FieldProblem(
                     "date",
                     f"{data.date.isoformat()} is less than {weeks:g} weeks {side} the toxin session of "
-                    f"{near.date.isoformat()}; give details.override_reason to record it anyway",
+                    f"{near.date.isoformat()}; {OVERRIDE}",
                 )
             )
+        problems += _toxin_above_caps(details, kb)
+        against = _toxin_against_plan(session, patient=patient, date=data.date, kb=kb)
+        problems += [against] if against else []
     if problems:
         raise InputError(problems)
     payload = details.model_dump(mode="json")

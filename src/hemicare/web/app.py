@@ -38,6 +38,7 @@ from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
 from hemicare.recalls.service import lateness
+from hemicare.sessions.service import HELD_BACK
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
@@ -258,6 +259,7 @@ def create_app(
     app.state.templates.env.globals["lateness"] = lateness
     app.state.templates.env.globals["delivered"] = DELIVERED
     app.state.templates.env.globals["weighed"] = WEIGHED
+    app.state.templates.env.globals["held_back"] = HELD_BACK
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
     app.state.templates.env.globals["detail_words"] = audit_service.detail_words

@@ -293,6 +293,7 @@ def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], w
     check_csrf(user, form.get("csrf_token"))
 
 
+_OVERRIDE_HERE = "give the reason below to record it anyway"
 # The session forms' inputs that every kind has.
 _COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
 
@@ -314,8 +315,10 @@ def _record_session(
             patient = patient_service.get(session, code=code)
             session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
     except InputError as exc:
-        # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it.
-        posted = _refused(details["kind"], form, exc.problems, {**_COMMON, **names})
+        # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it,
+        # in the form's words: the reason is the box below, not the API's details.override_reason.
+        said = [FieldProblem(p.path, p.message.replace(session_service.OVERRIDE, _OVERRIDE_HERE)) for p in exc.problems]
+        posted = _refused(details["kind"], form, said, {**_COMMON, **names})
         return _patient_page(request, user, code, posted=posted, status_code=422)
     return RedirectResponse(f"/patients/{code}#history", status_code=303)
 
