@@ -432,6 +432,77 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
     assert _record_toxin(engine, kb, _toxin(0)) == []
 
 
+def _record(engine: Engine, kb: KnowledgeBase, details: dict[str, Any], days_ago: int = 0) -> list[tuple[str, str]]:
+    """Record a session with these details: the problems that refused it (path, message), or none and it is stored."""
+    date = (TODAY - dt.timedelta(days=days_ago)).isoformat()
+    try:
+        data = validate_model(SessionCreate, {"date": date, "clinician": "L. Zhang", "details": details})
+        with _session(engine) as s, s.begin():
+            sessions.record(s, patient=patients.get(s, code="p-001"), data=data, kb=kb, actor="l.zhang")
+    except InputError as exc:
+        return [(problem.path, problem.message) for problem in exc.problems]
+    return []
+
+
+def test_a_point_a_safety_rule_takes_out_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """LI4 ticked for a pregnant patient: the plan never offers it, and a session that gives it must say why."""
+    _add_patient(engine)
+    needles = {"kind": "acupuncture", "points": ["ST4", "LI4", "ST6"]}
+    assert _record(engine, kb, needles, days_ago=30) == []  # no assessment yet: nothing to check against
+    _assess(engine, kb, patient(pregnant=True))
+    assert _record(engine, kb, needles) == [
+        (
+            "details.points.1",
+            "LI4 is taken out of this patient's plans: Traditionally forbidden acupoints in pregnancy "
+            "(tradition-based); give details.override_reason to record it anyway",
+        )
+    ]
+    assert _record(engine, kb, {**needles, "points": ["ST4", "ST6"]}) == []
+    assert _record(engine, kb, {**needles, "override_reason": "   "}) == [
+        ("details.override_reason", "String should have at least 3 characters (got '')")
+    ]  # a blank reason is no reason
+    assert _record(engine, kb, {**needles, "override_reason": "postpartum since the assessment"}) == []
+    with _session(engine) as s:
+        kinds = [row.kind for row in sessions.list_for(s, patient=patients.get(s, code="p-001"))]
+    assert kinds == ["acupuncture"] * 3
+
+
+def test_a_herb_a_safety_rule_takes_out_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Dang Gui written (by its pinyin) for a patient on warfarin."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(medications=["warfarin"]))
+    herbs = [{"latin": "Radix Paeoniae Alba", "dose_g": 9}, {"latin": "Dang Gui", "dose_g": 9}]
+    prescription = {"kind": "herbal", "herbs": herbs, "duration_days": 14}
+    ((path, message),) = _record(engine, kb, prescription)
+    assert path == "details.herbs.1.latin"
+    assert message.startswith("Radix Angelicae Sinensis is taken out of this patient's plans: ")
+    assert message.endswith("; give details.override_reason to record it anyway")
+    assert _record(engine, kb, {**prescription, "override_reason": "INR monitored weekly by the GP"}) == []
+
+
+def test_electroacupuncture_the_plan_defers_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, patient(comorbidities=["pacemaker"]))
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    statuses = version.summary["statuses"]
+    assert (statuses["acupuncture"], statuses["electroacupuncture"]) == ("option", "deferred")
+    needles = {"kind": "acupuncture", "points": ["ST4", "ST6"]}
+    assert _record(engine, kb, needles) == []
+    ((path, message),) = _record(engine, kb, {**needles, "electro": True})
+    assert path == "details.override_reason"
+    assert message.startswith(
+        "plan version 1 has Electroacupuncture (distal, hand) deferred (Deferred. Electroacupuncture with a pacemaker"
+    )
+    assert _record(engine, kb, {**needles, "electro": True, "override_reason": "cardiology agreed: distal only"}) == []
+
+
 def test_toxin_history_entered_late_is_checked_against_both_neighbours(engine: Engine, kb: KnowledgeBase) -> None:
     _add_patient(engine)
     with _session(engine) as s, s.begin():

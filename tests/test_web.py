@@ -1371,6 +1371,37 @@ def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: T
     assert entry.reason == reason
 
 
+def test_needling_against_a_safety_rule_or_the_plan_is_recorded_only_with_a_reason(
+    client: TestClient, clinic: Engine
+) -> None:
+    """A pregnant patient with a pacemaker: LI4 is never in her plan and electroacupuncture is deferred; the form
+    says so before, the refusal names the point in the form's words, and a reason records the session."""
+    headers = {"x-csrf-token": sign_in(client, "neuro")}
+    assessment = read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-002", "pregnant": True}
+    assessment["comorbidities"] = [*assessment.get("comorbidities", []), "pacemaker"]
+    assert client.post("/api/v1/patients/demo-002/assessments", json=assessment, headers=headers).status_code == 201
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    page = client.get("/patients/demo-002").text
+    assert 'id="electroacupuncture-held-back"' in page and 'id="acupuncture-held-back"' not in page
+    assert 'name="points" value="LI4" checked' not in page
+    typed = {"csrf_token": csrf, "date": dt.date.today().isoformat(), "points": ["ST4", "LI4"], "electro": "on"}
+    refused = client.post("/patients/demo-002/sessions/acupuncture", data=typed)
+    assert refused.status_code == 422
+    problems = refused.text[refused.text.index('id="acupuncture-problems"') :]
+    problems = html.unescape(problems[: problems.index("</div></div>")])
+    assert (
+        "<strong>Point LI4</strong>: LI4 is taken out of this patient's plans: Traditionally forbidden acupoints in "
+        "pregnancy (tradition-based); give the reason below to record it anyway" in problems
+    )
+    assert "<strong>Reason</strong>: plan version 2 has Electroacupuncture (distal, hand) deferred" in problems
+    assert 'id="acu-override" name="override_reason" type="text" value="" aria-invalid=true' in refused.text
+    reason = "obstetrician and cardiologist agreed; LI4 at the patient's request"
+    recorded = client.post("/patients/demo-002/sessions/acupuncture", data={**typed, "override_reason": reason})
+    assert recorded.status_code == 303
+    assert "ST4, LI4 (EA)" in _history_rows(client.get("/patients/demo-002").text)
+
+
 def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     before = _history_rows(client.get("/patients/demo-001").text)
@@ -1444,7 +1475,7 @@ def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient
     assert answer.status_code == 422
     assert {e["field"]: e["message"] for e in answer.json()["errors"]} == {
         "details.points": "needs at least 1 entry, got 0",
-        "details.needle": "unknown field; expected one of: electro, kind, notes, points",
+        "details.needle": "unknown field; expected one of: electro, kind, notes, override_reason, points",
     }
 
 

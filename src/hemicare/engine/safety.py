@@ -7,6 +7,7 @@ closed: a medicine, herb or comorbidity that no rule covers is reported as unche
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from hemicare.engine.loader import KnowledgeBase
@@ -122,6 +123,21 @@ def _remove(rule: SafetyRule, hits: dict[str, Any], recs: dict[str, Recommendati
                 Status.CONTRAINDICATED,
                 "The formula lost half or more of its herbs to safety rules: the practitioner must choose another.",
             )
+
+
+def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, SafetyRule]:
+    """Which of these acupoints (WHO codes) and herbs (Latin names) a removal rule that holds for the patient takes
+    out of any plan of theirs (LI4 in pregnancy, Dang Gui with warfarin), each with the first such rule: what
+    recording a session given outside the plan is checked against."""
+    found: dict[str, SafetyRule] = {}
+    for rule, condition in _in_action_order(kb):
+        if rule.action != "remove" or (condition is not None and not condition(facts)):
+            continue
+        targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id)
+        for item in items:
+            if item in targets:
+                found.setdefault(item, rule)
+    return found
 
 
 def _affects(hits: dict[str, Any]) -> list[str]:

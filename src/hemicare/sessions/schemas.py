@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from hemicare.engine.assessment import MvdResult, ToxinProduct
-from hemicare.limits import REASON_MAX
+from hemicare.limits import Reason
 
 
 def _not_future(value: dt.date) -> dt.date:
@@ -18,6 +18,15 @@ def _not_future(value: dt.date) -> dt.date:
 
 
 PastDate = Annotated[dt.date, AfterValidator(_not_future)]
+
+
+# Why a session is recorded although a check stopped it: a toxin session sooner than the minimum interval after (or
+# before) another, a toxin dose above the per-site ceiling or the session cap, a treatment the latest plan holds back
+# (deferred, not recommended, contraindicated), a point or herb a safety rule takes out of this patient's plans.
+OverrideReason = Annotated[
+    Reason | None,
+    Field(description="Why the session is recorded although a check stopped it (the error said which)"),
+]
 
 
 class Strict(BaseModel):
@@ -37,16 +46,7 @@ class ToxinDetails(Strict):
     sites: list[ToxinSite] = Field(min_length=1)
     adverse_effects: list[str] = []
     effect_weeks: float | None = Field(default=None, ge=0, le=104)
-    override_reason: str | None = Field(
-        default=None,
-        min_length=3,
-        max_length=REASON_MAX,
-        description=(
-            "Why the session is recorded beyond a limit: sooner than the minimum interval after (or before) another "
-            "toxin session, a dose above the per-site ceiling or the session cap, or while the latest plan holds "
-            "toxin back (deferred, not recommended, contraindicated)"
-        ),
-    )
+    override_reason: OverrideReason = None
 
     @property
     def total_units(self) -> float:
@@ -58,6 +58,7 @@ class AcupunctureDetails(Strict):
     points: list[str] = Field(min_length=1, description="WHO codes")
     electro: bool = False
     notes: str | None = Field(default=None, max_length=500)
+    override_reason: OverrideReason = None
 
 
 class HerbDose(Strict):
@@ -70,6 +71,7 @@ class HerbalDetails(Strict):
     formula: str | None = Field(default=None, description="A formula id, when a classical formula is prescribed")
     herbs: list[HerbDose] = Field(min_length=1)
     duration_days: int = Field(ge=1, le=365)
+    override_reason: OverrideReason = None
 
 
 class MvdDetails(Strict):
@@ -105,7 +107,7 @@ class SessionOutcome(Strict):
     effect_weeks: float | None = Field(default=None, gt=0, le=104, description="toxin: weeks the benefit lasted")
     adverse_effects: list[str] | None = Field(default=None, description="toxin: side effects after the session")
     result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
-    reason: str | None = Field(default=None, min_length=3, max_length=REASON_MAX)
+    reason: Reason | None = None
 
     @model_validator(mode="after")
     def _something(self) -> SessionOutcome:

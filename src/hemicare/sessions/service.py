@@ -9,15 +9,27 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.rules import facts_of
+from hemicare.engine.safety import removed_for
 from hemicare.engine.schema import Figure
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion  # the model only: the plans service imports this module
 from hemicare.sessions.models import TreatmentSession
-from hemicare.sessions.schemas import AcupunctureDetails, HerbalDetails, SessionCreate, SessionOutcome, ToxinDetails
+from hemicare.sessions.schemas import (
+    AcupunctureDetails,
+    HerbalDetails,
+    MvdDetails,
+    SessionCreate,
+    SessionOutcome,
+    ToxinDetails,
+)
+
+Details = ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails
 
 
 def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[FieldProblem]:
@@ -81,26 +93,95 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
     return problems
 
 
-def _toxin_against_plan(session: Session, *, patient: Patient, date: dt.date, kb: KnowledgeBase) -> FieldProblem | None:
-    """A toxin session given on or after the day of the patient's latest plan while that plan holds toxin back
+def _plan_items(details: Details) -> list[str]:
+    """The items of a plan that a session delivers."""
+    if isinstance(details, ToxinDetails):
+        return [TOXIN_ITEM]
+    if isinstance(details, AcupunctureDetails):
+        return ["acupuncture", *(["electroacupuncture"] if details.electro else [])]
+    if isinstance(details, HerbalDetails):
+        return ["herbal_formula"]
+    return []  # an operation is recorded after the fact, by the surgeon who did it
+
+
+def _against_plan(
+    session: Session, *, patient: Patient, date: dt.date, items: list[str], kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """A session given on or after the day of the patient's latest plan while that plan holds its treatment back
     (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
     from earlier records) did not go against it."""
-    item = TOXIN_ITEM
     query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
     latest = session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
-    if latest is None or date < latest.created_at.date():
-        return None
-    status = latest.summary["statuses"].get(item)
-    if status not in HELD_BACK:
-        return None
-    said = status.replace("_", " ")
-    rationale = next(rec["rationale"] for rec in latest.content["recommendations"] if rec["id"] == item)
-    why = [edit["reason"] for edit in latest.edits if edit["recommendation"] == item and edit["to"] == status]
-    why = why or [line for line in rationale if line.lower().startswith(_STATUS_WORDS)]
-    name = kb.treatment_names().get(item, item)
-    because = f" ({'; '.join(line.rstrip('.') for line in why)})" if why else ""
-    message = f"plan version {latest.number} has {name} {said}{because}; {OVERRIDE}"
-    return FieldProblem("details.override_reason", message)
+    if not items or latest is None or date < latest.created_at.date():
+        return []
+    problems = []
+    for item in items:
+        status = latest.summary["statuses"].get(item)
+        if status not in HELD_BACK:
+            continue
+        rationale = next(rec["rationale"] for rec in latest.content["recommendations"] if rec["id"] == item)
+        why = [edit["reason"] for edit in latest.edits if edit["recommendation"] == item and edit["to"] == status]
+        why = why or [line for line in rationale if line.lower().startswith(_STATUS_WORDS)]
+        name = kb.treatment_names().get(item, item)
+        because = f" ({'; '.join(line.rstrip('.') for line in why)})" if why else ""
+        said = status.replace("_", " ")
+        problems.append(
+            FieldProblem(
+                "details.override_reason", f"plan version {latest.number} has {name} {said}{because}; {OVERRIDE}"
+            )
+        )
+    return problems
+
+
+def _taken_out(
+    session: Session, *, patient: Patient, details: AcupunctureDetails | HerbalDetails, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """Points or herbs that a safety rule holding for the patient (by their latest assessment) takes out of their
+    plans: LI4 ticked for a pregnant patient, Dang Gui written for one on warfarin."""
+    _, assessment = assessment_service.latest_read(session, patient=patient)
+    if assessment is None:
+        return []
+    if isinstance(details, AcupunctureDetails):
+        given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
+    else:
+        resolved = [
+            (f"details.herbs.{index}.latin", kb.resolve_herb(herb.latin)) for index, herb in enumerate(details.herbs)
+        ]
+        given = [(path, herb.latin) for path, herb in resolved if herb is not None]
+    removed = removed_for(facts_of(assessment, kb), kb, items={item for _, item in given})
+    return [
+        FieldProblem(
+            path,
+            f"{item} is taken out of this patient's plans: {removed[item].title}"
+            f"{' (tradition-based)' if removed[item].basis == 'tradition' else ''}; {OVERRIDE}",
+        )
+        for path, item in given
+        if item in removed
+    ]
+
+
+def _needs_a_reason(
+    session: Session, *, patient: Patient, data: SessionCreate, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """What stops a session unless its override reason says why (the reason covers them all)."""
+    details = data.details
+    problems: list[FieldProblem] = []
+    if isinstance(details, ToxinDetails):
+        weeks = kb.toxin_programme().limits["min_interval_weeks"].value
+        near = _toxin_within(session, patient=patient, date=data.date, weeks=weeks)
+        if near is not None:
+            side = "after" if near.date <= data.date else "before"
+            problems.append(
+                FieldProblem(
+                    "date",
+                    f"{data.date.isoformat()} is less than {weeks:g} weeks {side} the toxin session of "
+                    f"{near.date.isoformat()}; {OVERRIDE}",
+                )
+            )
+        problems += _toxin_above_caps(details, kb)
+    if isinstance(details, (AcupunctureDetails, HerbalDetails)):
+        problems += _taken_out(session, patient=patient, details=details, kb=kb)
+    return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
 def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
@@ -123,21 +204,8 @@ def record(
     patient_service.lock(session, patient=patient)
     problems = _check_against_knowledge(data, kb)
     details = data.details
-    if isinstance(details, ToxinDetails) and not details.override_reason:
-        weeks = kb.toxin_programme().limits["min_interval_weeks"].value
-        near = _toxin_within(session, patient=patient, date=data.date, weeks=weeks)
-        if near is not None:
-            side = "after" if near.date <= data.date else "before"
-            problems.append(
-                FieldProblem(
-                    "date",
-                    f"{data.date.isoformat()} is less than {weeks:g} weeks {side} the toxin session of "
-                    f"{near.date.isoformat()}; {OVERRIDE}",
-                )
-            )
-        problems += _toxin_above_caps(details, kb)
-        against = _toxin_against_plan(session, patient=patient, date=data.date, kb=kb)
-        problems += [against] if against else []
+    if not isinstance(details, MvdDetails) and not details.override_reason:
+        problems += _needs_a_reason(session, patient=patient, data=data, kb=kb)
     if problems:
         raise InputError(problems)
     payload = details.model_dump(mode="json")

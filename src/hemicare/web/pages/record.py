@@ -294,6 +294,7 @@ def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], w
 
 
 _OVERRIDE_HERE = "give the reason below to record it anyway"
+_OVERRIDE_BOX: FieldNames = {"details.override_reason": ("override_reason", "Reason")}
 # The session forms' inputs that every kind has.
 _COMMON: FieldNames = {"date": ("date", "Date"), "details.notes": ("notes", "Notes")}
 
@@ -333,7 +334,7 @@ def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) 
         "details.product": ("product", "Product"),
         "details.lot": ("lot", "Lot"),
         "details.sites": ("", "Units"),
-        "details.override_reason": ("override_reason", "Reason"),
+        **_OVERRIDE_BOX,
     }
     for name, value in form.single.items():
         if name.startswith("units.") and value.strip():
@@ -349,8 +350,7 @@ def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) 
         "sites": sites,
         "adverse_effects": [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()],
     }
-    if form.get("override_reason"):
-        details["override_reason"] = form.get("override_reason")
+    details["override_reason"] = form.get("override_reason") or None
     return _record_session(request, user, code, form, details, names)
 
 
@@ -362,8 +362,9 @@ def record_acupuncture(code: str, request: Request, user: PageUser, form: Posted
         "points": form.all("points"),
         "electro": form.get("electro") == "on",
         "notes": form.get("notes") or None,
+        "override_reason": form.get("override_reason") or None,
     }
-    names: FieldNames = {"details.points": ("", "Points")}
+    names: FieldNames = {"details.points": ("", "Points"), **_OVERRIDE_BOX}
     names |= {f"details.points.{index}": ("", f"Point {point}") for index, point in enumerate(form.all("points"))}
     return _record_session(request, user, code, form, details, names)
 
@@ -373,7 +374,11 @@ def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm)
     """Record the plan's formula (as shown, after safety removals) as a prescription."""
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs: list[dict[str, str]] = []
-    names: FieldNames = {"details.herbs": ("", "Doses"), "details.duration_days": ("duration_days", "Days")}
+    names: FieldNames = {
+        "details.herbs": ("", "Doses"),
+        "details.duration_days": ("duration_days", "Days"),
+        **_OVERRIDE_BOX,
+    }
     for name, value in form.single.items():
         if name.startswith("dose.") and value.strip():
             latin = name.removeprefix("dose.")
@@ -385,6 +390,7 @@ def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm)
         "formula": form.get("formula") or None,
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
+        "override_reason": form.get("override_reason") or None,
     }
     return _record_session(request, user, code, form, details, names)
 
