@@ -728,7 +728,9 @@ def due(
     from hemicare.recalls import service as recall_service
 
     def body() -> None:
-        problems = [FieldProblem("--horizon", f"{horizon} is negative")] if horizon < 0 else []
+        problems = []
+        if not 0 <= horizon <= recall_service.HORIZON_MAX_DAYS:
+            problems.append(FieldProblem("--horizon", f"{horizon} is outside 0-{recall_service.HORIZON_MAX_DAYS} days"))
         if recall is not None and recall not in recall_service.RECALLS:
             problems.append(FieldProblem("--recall", f"{recall!r} is not one of {', '.join(recall_service.RECALLS)}"))
         if problems:
@@ -885,6 +887,9 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
     }
 
 
+RECHECK_WORKERS_MAX = 64  # processes; each holds the knowledge base and its share of patients
+
+
 def recheck(
     save: Annotated[bool, typer.Option(help="Store the new plans as new versions.")] = False,
     workers: Annotated[int, typer.Option(help="Processes to compute plans in (default: one per core).")] = 0,
@@ -896,8 +901,10 @@ def recheck(
     from hemicare.plans import service as plan_service
 
     def body() -> None:
-        if workers < 0:
-            raise InputError([FieldProblem("--workers", f"{workers} is negative")])
+        if not 0 <= workers <= RECHECK_WORKERS_MAX:
+            raise InputError(
+                [FieldProblem("--workers", f"{workers} is not between 0 (one per core) and {RECHECK_WORKERS_MAX}")]
+            )
         kb = load_default()
         with unit_of_work(database) as session:
             from hemicare.patients.models import Patient

@@ -26,8 +26,8 @@ def due(request: Request, user: ApiUser, horizon: int = 0, recall: str | None = 
     kind. Recalls closed on a patient's record are left out."""
     require_care_team(user)
     problems = []
-    if horizon < 0 or horizon > 3650:
-        problems.append(FieldProblem("horizon", f"{horizon} is outside 0-3650 days"))
+    if not 0 <= horizon <= recall_service.HORIZON_MAX_DAYS:
+        problems.append(FieldProblem("horizon", f"{horizon} is outside 0-{recall_service.HORIZON_MAX_DAYS} days"))
     if recall is not None and recall not in RECALLS:
         problems.append(FieldProblem("recall", f"{recall!r} is not one of {', '.join(RECALLS)}"))
     if problems:

@@ -30,6 +30,7 @@ class Recall(NamedTuple):
     until: str  # what makes it due again once closed
 
 
+HORIZON_MAX_DAYS = 3650  # how far ahead a due list looks at most: ten years
 RECALLS = {
     "toxin": Recall("botulinum toxin sessions", "the next toxin session"),
     "acupuncture": Recall("acupuncture sessions", "the next acupuncture session"),
