@@ -515,6 +515,19 @@ def test_reads_are_audited_with_the_reader(clinic: str, engine: Engine) -> None:
     assert (last.actor, last.action, last.entity_id) == ("dr.reader", "read", "demo-001")
 
 
+def test_due_marks_a_recall_the_plan_holds_back(clinic: str, tmp_path: Path) -> None:
+    """Red flags defer toxin: the recall still counts from the last session, marked so that nobody books it blindly."""
+    given = (dt.date.today() - dt.timedelta(weeks=40)).isoformat()
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, given)).exit_code == 0
+    (line,) = [line for line in _run(clinic, "due").stdout.splitlines() if "botulinum toxin session" in line]
+    assert "[plan:" not in line
+    flagged = yaml.safe_load((EXAMPLES / "demo-002-red-flags.yaml").read_text()) | {"id": "demo-001"}
+    (tmp_path / "flagged.yaml").write_text(yaml.safe_dump(flagged))
+    assert _run(clinic, "plan", str(tmp_path / "flagged.yaml"), "--save").exit_code == 0
+    (line,) = [line for line in _run(clinic, "due").stdout.splitlines() if "botulinum toxin session" in line]
+    assert "demo-001           botulinum toxin session [plan: deferred] (last session" in line
+
+
 @pytest.mark.parametrize(("weeks_ago", "said"), [(27, "7 days ago"), (40, "OVERDUE, 98 DAYS"), (26, "today")])
 def test_due_says_how_late_in_words(clinic: str, tmp_path: Path, weeks_ago: int, said: str) -> None:
     """A toxin session with no recorded effect is due 26 weeks later; the clinic's grace period is 28 days."""

@@ -1732,7 +1732,7 @@ def test_the_due_worklist_downloads_as_a_call_list(client: TestClient, clinic: E
         answer.headers["content-disposition"] == f'attachment; filename="hemicare-due-{today}-7-days-acupuncture.csv"'
     )
     header, *rows = list(csv.reader(io.StringIO(answer.text)))
-    assert header == ["due", "how late", "patient", "name", "born, sex", "phone", "what", "why"]
+    assert header == ["due", "how late", "patient", "name", "born, sex", "phone", "what", "why", "plan"]
     assert rows == [
         [
             (dt.date.today() + dt.timedelta(days=3)).isoformat(),
@@ -1743,6 +1743,7 @@ def test_the_due_worklist_downloads_as_a_call_list(client: TestClient, clinic: E
             "'+44 161 496 0000",
             "acupuncture session",
             "session 2 of 10 in the current course",
+            "",
         ]
     ]
     assert len(list(csv.reader(io.StringIO(client.get("/due.csv?days=90").text)))) > 2  # everything, the HFS-7 too
@@ -1752,6 +1753,52 @@ def test_the_due_worklist_downloads_as_a_call_list(client: TestClient, clinic: E
     client.cookies.clear()
     sign_in(client, "patient1")
     assert client.get("/due.csv").status_code == 403
+
+
+def test_a_recall_the_plan_holds_back_is_marked_wherever_it_is_listed(client: TestClient, clinic: Engine) -> None:
+    """Toxin falls due from the last session, but the signed plan now defers it: the worklist, the call list, the API
+    and the patient page say so, and the patient is not asked to book it."""
+    csrf = sign_in(client, "neuro")
+    given = (dt.date.today() - dt.timedelta(weeks=40)).isoformat()
+    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1"}
+    session = {
+        "date": given,
+        "clinician": "N",
+        "details": details | {"sites": [{"site": "zygomaticus", "side": "left", "units": 2.5}]},
+    }
+    assert client.post("/api/v1/patients/demo-002/sessions", json=session, headers={"x-csrf-token": csrf}).is_success
+
+    def toxin_row(text: str) -> str:
+        return next(line for line in text.splitlines() if "demo-002" in line and "botulinum toxin" in line)
+
+    assert "plan:" not in toxin_row(client.get("/due.csv?days=7").text)
+    sign = {"csrf_token": csrf, "version": "1", "status.botulinum_toxin": "deferred", "reason.botulinum_toxin": "MRI"}
+    assert client.post("/patients/demo-002/sign", data=sign).status_code == 303
+    page = client.get("/due?days=7").text
+    badge = '<span class="badge deferred" title="the latest plan holds this treatment back: decide before booking">'
+    assert badge + "plan: deferred</span>" in page
+    assert toxin_row(client.get("/due.csv?days=7").text).endswith(",deferred: ask the care team before booking")
+    (item,) = [i for i in client.get("/api/v1/due?recall=toxin").json() if i["patient"] == "demo-002"]
+    assert item["plan"] == "deferred" and item["overdue"]
+    patient_page = client.get("/patients/demo-002").text
+    assert badge in patient_page[patient_page.index('id="due-now"') :]
+    assert "plan: deferred" not in client.get("/patients/demo-001").text  # the other patient is not held back
+    client.cookies.clear()
+    sign_in(client, "patient2")
+    own = html.unescape(client.get("/me").text)
+    assert "botulinum toxin session: your care team will tell you whether and when it goes ahead" in own
+    assert "please book it" not in own
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    back = {
+        "csrf_token": csrf,
+        "version": "2",
+        "status.botulinum_toxin": "recommended",
+        "reason.botulinum_toxin": "MRI clear",
+    }
+    assert client.post("/patients/demo-002/sign", data=back).status_code == 303
+    (item,) = [i for i in client.get("/api/v1/due?recall=toxin").json() if i["patient"] == "demo-002"]
+    assert item["plan"] is None
 
 
 def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic: Engine) -> None:

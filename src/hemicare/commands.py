@@ -745,7 +745,8 @@ def due(
         for item in items:
             late = recall_service.lateness(item)
             late = late.upper() if item.overdue else late
-            typer.echo(f"{item.due.isoformat()}  {late:<18} {item.patient:<18} {item.what} ({item.detail})")
+            plan = f" [plan: {item.plan.replace('_', ' ')}]" if item.plan else ""
+            typer.echo(f"{item.due.isoformat()}  {late:<18} {item.patient:<18} {item.what}{plan} ({item.detail})")
         typer.echo(f"{len(items)} due, {sum(i.overdue for i in items)} overdue")
 
     run(body)

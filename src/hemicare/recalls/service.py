@@ -21,8 +21,10 @@ from hemicare.errors import NotFoundError
 from hemicare.outcomes.models import QuestionnaireAnswer, ScaleGrade
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
+from hemicare.plans import service as plan_service
 from hemicare.recalls.models import RecallClosure
 from hemicare.sessions.models import TreatmentSession
+from hemicare.sessions.service import HELD_BACK
 
 
 class Recall(NamedTuple):
@@ -37,6 +39,8 @@ RECALLS = {
     "mvd_review": Recall("post-MVD reviews", "the next operation"),
     "hfs7": Recall("HFS-7 questionnaires", "the next HFS-7 answered"),
 }
+# The plan's item a recall books: a recall that the patient's latest plan holds back is listed with the plan's word.
+PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture"}
 
 
 class DueItem(BaseModel):
@@ -47,6 +51,9 @@ class DueItem(BaseModel):
     overdue: bool
     days_late: int  # days past the due date on the day asked; 0 when due that day, negative while still to come
     detail: str
+    # The patient's latest plan holds the treatment back (deferred, not_recommended, contraindicated): the session
+    # counts from the last one, but the care team decides whether it goes ahead before anyone books it.
+    plan: str | None = None
 
 
 def lateness(item: DueItem) -> str:
@@ -281,9 +288,25 @@ def due_and_closed(
                 f"last answered {answered.isoformat()}",
                 answered,
             )
+    _mark_held_back(session, [*items, *(closed.item for closed in held)], codes=codes)
     items.sort(key=lambda item: (item.due, item.patient, item.what))
     held.sort(key=lambda closed: (closed.item.due, closed.item.what))
     return items, held
+
+
+def _mark_held_back(session: Session, items: list[DueItem], *, codes: dict[int, str]) -> None:
+    """Give each toxin or acupuncture recall the status of the patient's latest plan where that plan holds the
+    treatment back. Only those patients' plans are read, a thousand at a time (a query's list of ids stays short)."""
+    ids = {code: patient_id for patient_id, code in codes.items()}
+    booked = [item for item in items if item.recall in PLAN_ITEMS]
+    patients = sorted({ids[item.patient] for item in booked})
+    statuses: dict[int, dict[str, str]] = {}
+    for start in range(0, len(patients), 1000):
+        latest = plan_service.latest_summaries(session, patient_ids=patients[start : start + 1000])
+        statuses |= {patient_id: plan.summary["statuses"] for patient_id, plan in latest.items()}
+    for item in booked:
+        status = statuses.get(ids[item.patient], {}).get(PLAN_ITEMS[item.recall])
+        item.plan = status if status in HELD_BACK else None
 
 
 def close(session: Session, *, patient: Patient, recall: str, reason: str, actor: str, today: dt.date) -> RecallClosure:

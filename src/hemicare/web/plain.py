@@ -118,6 +118,9 @@ def due_words(item: DueItem) -> DueWords:
     """A recall as the patient reads it on their page and printed plan: one already past is due now, and once it is
     overdue (past the clinic's grace period) they are asked to book it."""
     when = item.due.isoformat()
+    if item.plan:  # the plan holds it back: not the patient's to book
+        label = when if item.days_late < 0 else "To be decided"
+        return DueWords(label, f"{item.what}: your care team will tell you whether and when it goes ahead")
     if item.days_late > 0:
         book = "; please book it with the clinic" if item.overdue else ""
         return DueWords("Due now", f"{item.what} (since {when}){book}")

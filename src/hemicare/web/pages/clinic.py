@@ -194,7 +194,7 @@ def due_csv(request: Request, user: PageUser) -> Response:
     horizon, kind, rows = _due_rows(request, user, also="csv")
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["due", "how late", "patient", "name", "born, sex", "phone", "what", "why"])
+    writer.writerow(["due", "how late", "patient", "name", "born, sex", "phone", "what", "why", "plan"])
     for item, patient in rows:
         values = [
             item.due.isoformat(),
@@ -203,6 +203,7 @@ def due_csv(request: Request, user: PageUser) -> Response:
             *((patient.name, patient.who(), patient.phone or "") if patient else ("", "", "")),
             item.what,
             item.detail,
+            f"{item.plan.replace('_', ' ')}: ask the care team before booking" if item.plan else "",
         ]
         writer.writerow([_inert(value) for value in values])
     name = f"hemicare-due-{dt.date.today().isoformat()}-{horizon}-days{'-' + kind if kind else ''}.csv"
