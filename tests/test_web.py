@@ -1322,18 +1322,29 @@ def _history_rows(page: str) -> str:
     return page[page.index('id="history"') : page.index('id="outcomes"')]
 
 
+def _problems_of(page: str, form: str) -> str:
+    """The problems listed under a refused form, as text."""
+    problems = page[page.index(f'id="{form}-problems"') :]
+    return html.unescape(problems[: problems.index("</div></div>")])
+
+
+def _set_toxin_status(client: TestClient, csrf: str, *, version: int, status: str, reason: str) -> None:
+    """Sign demo-002's plan as a neurologist with toxin set to ``status``."""
+    form = {
+        "csrf_token": csrf,
+        "version": str(version),
+        "status.botulinum_toxin": status,
+        "reason.botulinum_toxin": reason,
+    }
+    assert client.post("/patients/demo-002/sign", data=form).status_code == 303
+
+
 def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: TestClient, clinic: Engine) -> None:
     """A slipped decimal point (25 for 2.5) and a plan that holds toxin back are both said on the form, in its words;
     the session is recorded once a reason is given, and the audit trail keeps the reason."""
     csrf = sign_in(client, "neuro")
     assert 'id="toxin-held-back"' not in client.get("/patients/demo-002").text  # toxin recommended
-    sign = {
-        "csrf_token": csrf,
-        "version": "1",
-        "status.botulinum_toxin": "deferred",
-        "reason.botulinum_toxin": "MRI first",
-    }
-    assert client.post("/patients/demo-002/sign", data=sign).status_code == 303
+    _set_toxin_status(client, csrf, version=1, status="deferred", reason="MRI first")
     page = client.get("/patients/demo-002").text
     assert (
         "Plan version 2 has toxin <strong>deferred</strong>: a session given now is recorded only with a reason" in page
@@ -1349,8 +1360,7 @@ def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: T
     }
     refused = client.post("/patients/demo-002/sessions/toxin", data=typed)
     assert refused.status_code == 422
-    problems = refused.text[refused.text.index('id="toxin-problems"') :]
-    problems = html.unescape(problems[: problems.index("</div></div>")])
+    problems = _problems_of(refused.text, "toxin")
     assert (
         "<strong>Units, Lower lid, lateral, left</strong>: 25 U is above the per-site ceiling of 5 U "
         "onabotulinumtoxinA; give the reason below to record it anyway" in problems
@@ -1388,8 +1398,7 @@ def test_needling_against_a_safety_rule_or_the_plan_is_recorded_only_with_a_reas
     typed = {"csrf_token": csrf, "date": dt.date.today().isoformat(), "points": ["ST4", "LI4"], "electro": "on"}
     refused = client.post("/patients/demo-002/sessions/acupuncture", data=typed)
     assert refused.status_code == 422
-    problems = refused.text[refused.text.index('id="acupuncture-problems"') :]
-    problems = html.unescape(problems[: problems.index("</div></div>")])
+    problems = _problems_of(refused.text, "acupuncture")
     assert (
         "<strong>Point LI4</strong>: LI4 is taken out of this patient's plans: Traditionally forbidden acupoints in "
         "pregnancy (tradition-based); give the reason below to record it anyway" in problems
@@ -1772,8 +1781,7 @@ def test_a_recall_the_plan_holds_back_is_marked_wherever_it_is_listed(client: Te
         return next(line for line in text.splitlines() if "demo-002" in line and "botulinum toxin" in line)
 
     assert "plan:" not in toxin_row(client.get("/due.csv?days=7").text)
-    sign = {"csrf_token": csrf, "version": "1", "status.botulinum_toxin": "deferred", "reason.botulinum_toxin": "MRI"}
-    assert client.post("/patients/demo-002/sign", data=sign).status_code == 303
+    _set_toxin_status(client, csrf, version=1, status="deferred", reason="MRI")
     page = client.get("/due?days=7").text
     badge = '<span class="badge deferred" title="the latest plan holds this treatment back: decide before booking">'
     assert badge + "plan: deferred</span>" in page
@@ -1790,13 +1798,7 @@ def test_a_recall_the_plan_holds_back_is_marked_wherever_it_is_listed(client: Te
     assert "please book it" not in own
     client.cookies.clear()
     csrf = sign_in(client, "neuro")
-    back = {
-        "csrf_token": csrf,
-        "version": "2",
-        "status.botulinum_toxin": "recommended",
-        "reason.botulinum_toxin": "MRI clear",
-    }
-    assert client.post("/patients/demo-002/sign", data=back).status_code == 303
+    _set_toxin_status(client, csrf, version=2, status="recommended", reason="MRI clear")
     (item,) = [i for i in client.get("/api/v1/due?recall=toxin").json() if i["patient"] == "demo-002"]
     assert item["plan"] is None
 
