@@ -137,10 +137,16 @@ def _taken_out(
     session: Session, *, patient: Patient, details: AcupunctureDetails | HerbalDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
     """Points or herbs that a safety rule holding for the patient (by their latest assessment) takes out of their
-    plans: LI4 ticked for a pregnant patient, Dang Gui written for one on warfarin."""
-    _, assessment = assessment_service.latest_read(session, patient=patient)
-    if assessment is None:
-        return []
+    plans: LI4 ticked for a pregnant patient, Dang Gui written for one on warfarin. Without an assessment to read
+    they are unchecked, and the session needs a reason like one that breaks a rule."""
+    stored, assessment = assessment_service.latest_read(session, patient=patient)
+    what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
+    if assessment is None:  # fail closed: nothing to check them against is not "nothing found"
+        why = "no assessment is recorded" if stored is None else "the latest assessment cannot be read by this version"
+        message = (
+            f"{why}, so the {what} are unchecked against the safety rules; record an assessment first, or {OVERRIDE}"
+        )
+        return [FieldProblem("details.override_reason", message)]
     if isinstance(details, AcupunctureDetails):
         given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
     else:
