@@ -655,16 +655,9 @@ def diary_list(
                     row._asdict()
                     for row in outcome_service.recent_questionnaires(session, patient=patient, limit=limit)
                 ],
-                "grades": [
-                    {
-                        "id": row.id,
-                        "date": row.date,
-                        "smc_grade": row.smc_grade,
-                        "jankovic_severity": row.jankovic_severity,
-                        "jankovic_frequency": row.jankovic_frequency,
-                        "cohen_albert": row.cohen_albert,
-                        "created_by": row.created_by,
-                    }
+                "grades": [  # a visit's fields as entered (GradesCreate), between its id and who entered it
+                    {"id": row.id, **{field: getattr(row, field) for field in GradesCreate.model_fields}}
+                    | {"created_by": row.created_by}
                     for row in outcome_service.recent_grades(session, patient=patient, limit=limit)
                 ],
             }
