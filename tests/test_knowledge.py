@@ -157,3 +157,17 @@ def test_every_pmid_doi_and_pmc_reference_can_be_opened(kb: KnowledgeBase) -> No
         else:
             assert ref.link is None  # no address is made up for a web page or a book
     assert counted > 20
+
+
+def test_no_formula_gives_a_herb_more_than_its_reference_maximum(kb: KnowledgeBase) -> None:
+    """A plan's formula is prescribed as shown: its doses must not trip the prescription's own dose check."""
+    above = [
+        (formula.id, ingredient.herb, ingredient.dose_max_g or ingredient.dose_min_g)
+        for formula in kb.formulas.values()
+        for ingredient in formula.ingredients
+        if (herb := kb.resolve_herb(ingredient.herb)) is not None
+        and herb.decoction_max_g is not None
+        and (ingredient.dose_max_g or ingredient.dose_min_g or 0) > herb.decoction_max_g
+    ]
+    assert above == []
+    assert {h.latin for h in kb.herbs.values() if h.decoction_max_g} >= {"Scorpio", "Scolopendra", "Rhizoma Typhonii"}

@@ -490,6 +490,36 @@ def test_a_herb_a_safety_rule_takes_out_needs_a_reason(
     assert _record(engine, kb, {**prescription, "override_reason": "INR monitored weekly by the GP"}) == []
 
 
+@pytest.mark.parametrize(
+    ("herb", "dose", "refused"),
+    [
+        ("Scorpio", 6, None),
+        ("Quan Xie", 60, "60 g of Scorpio (Quan Xie) is above its reference daily decoction dose of 6 g (Decoction"),
+        ("Scolopendra", 5.5, "5.5 g of Scolopendra (Wu Gong) is above its reference daily decoction dose of 5 g"),
+        ("Rhizoma Typhonii", 7, "7 g of Rhizoma Typhonii (Bai Fu Zi) is above its reference daily decoction dose"),
+        ("Rhizoma Gastrodiae", 90, None),  # no reference maximum in the knowledge base: nothing to hold it to
+    ],
+)
+def test_a_herb_above_its_reference_dose_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], herb: str, dose: float, refused: str | None
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    prescription = {
+        "kind": "herbal",
+        "herbs": [{"latin": "Bombyx Batryticatus", "dose_g": 6}, {"latin": herb, "dose_g": dose}],
+        "duration_days": 7,
+    }
+    problems = _record(engine, kb, prescription)
+    if refused is None:
+        assert problems == []
+        return
+    ((path, message),) = problems
+    assert path == "details.herbs.1.dose_g"
+    assert message.startswith(refused) and message.endswith("; give details.override_reason to record it anyway")
+    assert _record(engine, kb, {**prescription, "override_reason": "powder changed to decoction, dose checked"}) == []
+
+
 def test_electroacupuncture_the_plan_defers_needs_a_reason(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:

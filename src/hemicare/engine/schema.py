@@ -214,6 +214,12 @@ class Herb(Record):
     toxic: bool = False
     pregnancy: Literal["forbidden", "caution", "unverified", "no_known_restriction"] = "unverified"
     dose_note: str | None = None
+    decoction_max_g: float | None = Field(
+        default=None,
+        gt=0,
+        description="The top of the reference daily decoction dose (dose_note gives the sources, and any that "
+        "disagree); a prescription above it needs a reason. Only where the TCM sheet gives a dose.",
+    )
     cautions: list[str] = []
     evidence: Evidence | None = None
 

@@ -166,6 +166,23 @@ def _taken_out(
     ]
 
 
+def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[FieldProblem]:
+    """Doses above the top of a herb's reference daily decoction dose, where the knowledge base gives one (the toxic
+    herbs of the HFS formulas): most often a slipped decimal point, 60 g of Quan Xie typed for 6."""
+    problems = []
+    for index, given in enumerate(details.herbs):
+        herb = kb.resolve_herb(given.latin)
+        if herb is not None and herb.decoction_max_g is not None and given.dose_g > herb.decoction_max_g:
+            problems.append(
+                FieldProblem(
+                    f"details.herbs.{index}.dose_g",
+                    f"{given.dose_g:g} g of {herb.latin} ({herb.pinyin}) is above its reference daily decoction dose "
+                    f"of {herb.decoction_max_g:g} g ({herb.dose_note}); {OVERRIDE}",
+                )
+            )
+    return problems
+
+
 def _needs_a_reason(
     session: Session, *, patient: Patient, data: SessionCreate, kb: KnowledgeBase
 ) -> list[FieldProblem]:
@@ -185,6 +202,8 @@ def _needs_a_reason(
                 )
             )
         problems += _toxin_above_caps(details, kb)
+    if isinstance(details, HerbalDetails):
+        problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, details=details, kb=kb)
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
