@@ -1375,7 +1375,8 @@ def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: T
     reason = "MRI normal at the referring hospital; 25 U agreed for the lower lid"
     recorded = client.post("/patients/demo-002/sessions/toxin", data={**typed, "override_reason": reason})
     assert recorded.status_code == 303
-    assert "onabotulinumtoxinA 27.5 U, lot C77" in _history_rows(client.get("/patients/demo-002").text)
+    said = html.unescape(_history_rows(client.get("/patients/demo-002").text))
+    assert f"onabotulinumtoxinA 27.5 U, lot C77; override reason: {reason}" in said
     with session_factory(clinic)() as s:
         entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "session")).one()
     assert entry.reason == reason
@@ -1408,7 +1409,8 @@ def test_needling_against_a_safety_rule_or_the_plan_is_recorded_only_with_a_reas
     reason = "obstetrician and cardiologist agreed; LI4 at the patient's request"
     recorded = client.post("/patients/demo-002/sessions/acupuncture", data={**typed, "override_reason": reason})
     assert recorded.status_code == 303
-    assert "ST4, LI4 (EA)" in _history_rows(client.get("/patients/demo-002").text)
+    said = html.unescape(_history_rows(client.get("/patients/demo-002").text))
+    assert f"ST4, LI4 (EA); override reason: {reason}" in said
 
 
 def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: TestClient) -> None:

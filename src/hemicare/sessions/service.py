@@ -313,15 +313,17 @@ def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, 
 
     ``formula_names`` names a prescription's formula by its id (pinyin); an id without one is shown as it is.
     """
+    # Why it was recorded although a check stopped it, for whoever reads the history next.
+    override = f"; override reason: {data['override_reason']}" if data.get("override_reason") else ""
     if kind == "toxin":
-        return f"{data['product']} {data['total_units']:g} U, lot {data['lot']}"
+        return f"{data['product']} {data['total_units']:g} U, lot {data['lot']}{override}"
     if kind == "acupuncture":
         said = ", ".join(data["points"]) + (" (EA)" if data.get("electro") else "")
-        return said + (f"; {data['notes']}" if data.get("notes") else "")
+        return said + (f"; {data['notes']}" if data.get("notes") else "") + override
     if kind == "herbal":
         herbs = ", ".join(f"{herb['latin']} {herb['dose_g']:g} g" for herb in data["herbs"])
         formula = f"{(formula_names or {}).get(data['formula'], data['formula'])}: " if data.get("formula") else ""
-        return f"{formula}{herbs}, {data['duration_days']} days"
+        return f"{formula}{herbs}, {data['duration_days']} days{override}"
     return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "")
 
 
