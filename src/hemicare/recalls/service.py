@@ -24,7 +24,7 @@ from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
 from hemicare.recalls.models import RecallClosure
 from hemicare.sessions.models import TreatmentSession
-from hemicare.sessions.service import HELD_BACK
+from hemicare.sessions.service import HELD_BACK, PLAN_ITEMS  # by kind: toxin and acupuncture recalls
 
 
 class Recall(NamedTuple):
@@ -39,8 +39,6 @@ RECALLS = {
     "mvd_review": Recall("post-MVD reviews", "the next operation"),
     "hfs7": Recall("HFS-7 questionnaires", "the next HFS-7 answered"),
 }
-# The plan's item a recall books: a recall that the patient's latest plan holds back is listed with the plan's word.
-PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture"}
 
 
 class DueItem(BaseModel):

@@ -58,7 +58,9 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
 
 
 OVERRIDE = "give details.override_reason to record it anyway"
-TOXIN_ITEM = "botulinum_toxin"  # the plan's item a toxin session delivers
+# The plan's item each kind of session delivers (and the recall of that kind books); an acupuncture session with
+# `electro` delivers electroacupuncture too, and an operation is recorded after the fact by the surgeon who did it.
+PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula"}
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
 
@@ -95,13 +97,10 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
 
 def _plan_items(details: Details) -> list[str]:
     """The items of a plan that a session delivers."""
-    if isinstance(details, ToxinDetails):
-        return [TOXIN_ITEM]
-    if isinstance(details, AcupunctureDetails):
-        return ["acupuncture", *(["electroacupuncture"] if details.electro else [])]
-    if isinstance(details, HerbalDetails):
-        return ["herbal_formula"]
-    return []  # an operation is recorded after the fact, by the surgeon who did it
+    items = [PLAN_ITEMS[details.kind]] if details.kind in PLAN_ITEMS else []
+    if isinstance(details, AcupunctureDetails) and details.electro:
+        items.append("electroacupuncture")
+    return items
 
 
 def _against_plan(
