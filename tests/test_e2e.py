@@ -97,9 +97,16 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(marker).to_have_class(re.compile(r"\bactive\b"))
     box.fill(f"{before + 1:g}")
     expect(page.locator("#toxin-total")).to_contain_text(f"Total: {float(planned.group(1)) + 1:g} U")
-    box.fill(f"{before:g}")
+    # A slipped decimal point (ten times the dose) comes back with the box marked and the form as typed; put right,
+    # the session is recorded.
+    box.fill(f"{before * 10:g}")
     page.fill("#lot", "C9911")
     page.fill("#toxin-date", "2026-01-10")
+    page.click("#record-toxin")
+    expect(page.locator("#toxin-problems")).to_contain_text("is above the per-site ceiling")
+    expect(box).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#lot")).to_have_value("C9911")
+    page.locator(f"input[name='units.{site}.{side}']").fill(f"{before:g}")
     page.click("#record-toxin")
     expect(page.locator("#history")).to_be_visible()
     expect(page.locator("table").filter(has_text="C9911")).to_be_visible()
@@ -178,10 +185,10 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     chart = page.locator("svg.chart").bounding_box()
     assert chart is not None and chart["width"] >= 500, chart
     page.close()
-    # The two errors are the assessment sent with an age of 250 and the acupuncture session without a point, on
-    # purpose, each answered 422.
+    # The three errors are the assessment sent with an age of 250, the toxin dose ten times too high and the
+    # acupuncture session without a point, on purpose, each answered 422.
     expected = "Failed to load resource: the server responded with a status of 422 (Unprocessable Entity)"
-    assert console_errors == [expected, expected]
+    assert console_errors == [expected] * 3
 
 
 def test_typing_in_a_long_form_keeps_the_session_alive(server: tuple[str, str], browser: object) -> None:
