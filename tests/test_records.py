@@ -539,6 +539,43 @@ def test_electroacupuncture_the_plan_defers_needs_a_reason(
     assert _record(engine, kb, {**needles, "electro": True, "override_reason": "cardiology agreed: distal only"}) == []
 
 
+def test_a_record_dated_before_the_patient_was_born_is_refused(engine: Engine, kb: KnowledgeBase) -> None:
+    """1926 typed for 2026 would stretch the patient's chart over a century: every kind of record refuses it."""
+    _add_patient(engine, birth_year=1970)
+    _add_patient(engine, code="p-unknown")
+    typo = dt.date(1926, 5, 4)
+    writers: dict[str, Callable[[Session, Patient], object]] = {
+        "session": lambda s, p: sessions.record(
+            s,
+            patient=p,
+            data=validate_model(
+                SessionCreate, {"date": typo, "clinician": "S", "details": {"kind": "mvd", "surgeon": "S"}}
+            ),
+            kb=kb,
+            actor="S",
+        ),
+        "diary": lambda s, p: outcomes.add_diary(
+            s, patient=p, data=DiaryCreate(date=typo, spasms=3, intensity=2), actor="p"
+        ),
+        "questionnaire": lambda s, p: outcomes.add_questionnaire(
+            s, patient=p, data=QuestionnaireCreate(date=typo, instrument="hfs7", answers=[1] * 7), actor="p"
+        ),
+        "grades": lambda s, p: outcomes.add_grades(s, patient=p, data=GradesCreate(date=typo, smc_grade=2), actor="n"),
+    }
+    for kind, write in writers.items():
+        with pytest.raises(InputError) as info, _session(engine) as s, s.begin():
+            write(s, patients.get(s, code="p-001"))
+        assert [(p.path, p.message) for p in info.value.problems] == [
+            ("date", "1926-05-04 is before the patient was born (1970)")
+        ], kind
+        with _session(engine) as s, s.begin():  # with no year of birth there is nothing to hold the date to
+            write(s, patients.get(s, code="p-unknown"))
+    with _session(engine) as s:
+        kept = outcomes.records(s, patient=patients.get(s, code="p-001"))
+        assert (kept.sessions, kept.diary, kept.scores) == ([], [], {})
+        assert outcomes.recent_grades(s, patient=patients.get(s, code="p-001")) == []
+
+
 def test_toxin_history_entered_late_is_checked_against_both_neighbours(engine: Engine, kb: KnowledgeBase) -> None:
     _add_patient(engine)
     with _session(engine) as s, s.begin():

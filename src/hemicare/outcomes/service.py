@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
-from hemicare.errors import ForbiddenError, NotFoundError
+from hemicare.errors import ForbiddenError, InputError, NotFoundError
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
@@ -22,8 +22,15 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 
 
+def _dated_after_birth(patient: Patient, date: dt.date) -> None:
+    problems = patient_service.before_birth(patient, date)
+    if problems:
+        raise InputError(problems)
+
+
 def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: str) -> DiaryEntry:
     """Store one diary entry."""
+    _dated_after_birth(patient, data.date)
     entry = DiaryEntry(patient_id=patient.id, created_by=actor, **data.model_dump())
     audit.add_created(session, entry, actor=actor, entity="diary", detail={"patient": patient.code})
     return entry
@@ -113,6 +120,7 @@ def add_questionnaire(
     session: Session, *, patient: Patient, data: QuestionnaireCreate, actor: str
 ) -> QuestionnaireAnswer:
     """Store questionnaire answers with their total."""
+    _dated_after_birth(patient, data.date)
     answers: Any = data.answers if isinstance(data.answers, list) else data.answers.model_dump()
     row = QuestionnaireAnswer(
         patient_id=patient.id,
@@ -164,6 +172,7 @@ def recent_grades(session: Session, *, patient: Patient, limit: int = 5) -> list
 
 def add_grades(session: Session, *, patient: Patient, data: GradesCreate, actor: str) -> ScaleGrade:
     """Store the grades recorded at a visit."""
+    _dated_after_birth(patient, data.date)
     row = ScaleGrade(patient_id=patient.id, created_by=actor, **data.model_dump())
     audit.add_created(session, row, actor=actor, entity="grades", detail={"patient": patient.code})
     return row

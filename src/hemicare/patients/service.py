@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, func, or_, select, true
@@ -44,6 +45,14 @@ def lock(session: Session, *, patient: Patient) -> None:
     SQLite's BEGIN IMMEDIATE already lets one writer in at a time."""
     session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     session.expire_all()  # changes made so far were flushed by the query above; nothing is lost
+
+
+def before_birth(patient: Patient, date: dt.date) -> list[FieldProblem]:
+    """A record dated before the patient's year of birth, most often 1926 typed for 2026: refused, for it would stretch
+    every chart of theirs over a century (nothing is checked while the year of birth is unknown)."""
+    if patient.birth_year is None or date.year >= patient.birth_year:
+        return []
+    return [FieldProblem("date", f"{date.isoformat()} is before the patient was born ({patient.birth_year})")]
 
 
 def list_all(session: Session, *, limit: int | None = None) -> list[Patient]:

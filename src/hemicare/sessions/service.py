@@ -226,7 +226,7 @@ def record(
 ) -> TreatmentSession:
     """Store a session. A toxin session sooner than the minimum interval needs an override reason."""
     patient_service.lock(session, patient=patient)
-    problems = _check_against_knowledge(data, kb)
+    problems = patient_service.before_birth(patient, data.date) + _check_against_knowledge(data, kb)
     details = data.details
     if not isinstance(details, MvdDetails) and not details.override_reason:
         problems += _needs_a_reason(session, patient=patient, data=data, kb=kb)
