@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -49,9 +49,12 @@ class DueItem(BaseModel):
     overdue: bool
     days_late: int  # days past the due date on the day asked; 0 when due that day, negative while still to come
     detail: str
-    # The patient's latest plan holds the treatment back (deferred, not_recommended, contraindicated): the session
-    # counts from the last one, but the care team decides whether it goes ahead before anyone books it.
-    plan: str | None = None
+    plan: str | None = Field(
+        default=None,
+        description="The status the patient's latest plan gives this treatment when it holds it back (deferred, "
+        "not_recommended, contraindicated): the recall still counts from the last session, but the care team decides "
+        "whether it goes ahead before anyone books it. Null otherwise, and for post-MVD reviews and questionnaires.",
+    )
 
 
 def lateness(item: DueItem) -> str:
