@@ -142,6 +142,12 @@ def test_several_problems_are_reported_together(patient: Any) -> None:
     assert {"age", "sex", "side"} <= set(problems)
 
 
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
 @pytest.mark.parametrize(
     ("name", "text", "fragment"),
     [
@@ -150,6 +156,10 @@ def test_several_problems_are_reported_together(patient: Any) -> None:
         ("list.yaml", "- 1\n- 2\n", "mapping of fields, not list"),
         ("broken.json", '{"id": "x",}', "not valid JSON"),
         ("dupe.yaml", "id: a\nid: b\n", "key `id` is given twice"),
+        # Aliases to aliases: nine lines made 9**9 values, and `hemicare plan` spun on them for good.
+        ("laughs.yaml", LAUGHS, "line 2 uses the alias *a: write the value out instead"),
+        ("deep.yaml", "id: " + "[" * 5000 + "]" * 5000, "nests lists or mappings too deeply to read"),
+        ("deep.json", '{"id": ' + "[" * 5000 + "]" * 5000 + "}", "nests lists or mappings too deeply to read"),
     ],
 )
 def test_malformed_files_are_rejected(tmp_path: Path, name: str, text: str, fragment: str) -> None:

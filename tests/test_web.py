@@ -613,6 +613,17 @@ def test_api_plans_contract_and_errors(client: TestClient) -> None:
     assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "body"
     wrong_type = client.get("/api/v1/due?horizon=soon")
     assert wrong_type.status_code == 422 and wrong_type.json()["errors"][0]["field"] == "horizon"
+    # Nested a few thousand deep (or cut off inside), a body made Python's parser give up with a server error.
+    json_headers = {**headers, "content-type": "application/json"}
+    for address in ("/api/v1/plans", "/api/v1/patients", "/api/v1/patients/demo-001/diary"):
+        for deep in (b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000):
+            answer = client.post(address, content=deep, headers=json_headers)
+            assert answer.status_code == 422, (address, answer.text)
+            assert answer.json()["errors"] == [
+                {"field": "body", "message": "nests arrays or objects too deeply to read"}
+            ]
+    nested = client.post("/api/v1/plans", content=b"[" * 500 + b"]" * 500, headers=json_headers)  # deep but readable
+    assert nested.status_code == 422 and "valid dictionary" in nested.json()["errors"][0]["message"]
 
 
 def test_api_tokens_work_without_cookies_or_csrf(clinic: Engine, app: Any) -> None:

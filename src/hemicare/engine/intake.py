@@ -17,8 +17,22 @@ from hemicare.engine.rules import model_of
 M = TypeVar("M", bound=BaseModel)
 
 
+class _AliasRefused(yaml.YAMLError):
+    """A YAML alias (``*name``) in a patient file."""
+
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(f"line {line} uses the alias *{anchor}: write the value out instead")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice instead of keeping the last one silently."""
+    """A safe YAML loader that refuses a key given twice instead of keeping the last one silently, and refuses
+    aliases: a few lines of aliases to aliases make billions of values (the plan command spun for good on one)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _AliasRefused(str(event.anchor), event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -61,8 +75,12 @@ def parse_text(text: str, *, source: str = "input", json_only: bool = False) -> 
         data = json.loads(text) if json_only else yaml.load(text, Loader=_UniqueKeyLoader)
     except json.JSONDecodeError as exc:
         raise InputError([FieldProblem("", f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}")]) from exc
+    except _AliasRefused as exc:
+        raise InputError([FieldProblem("", f"{source}: {exc}")]) from exc
     except yaml.YAMLError as exc:
         raise InputError([FieldProblem("", f"{source} is not valid YAML or JSON: {exc}")]) from exc
+    except RecursionError as exc:  # either parser gives up on lists or mappings nested hundreds deep
+        raise InputError([FieldProblem("", f"{source} nests lists or mappings too deeply to read")]) from exc
     if not isinstance(data, dict):
         raise InputError([FieldProblem("", f"{source} must hold a mapping of fields, not {type(data).__name__}")])
     if problems := nul_problems(data):

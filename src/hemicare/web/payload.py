@@ -34,6 +34,8 @@ def decoded(raw: bytes) -> Any:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError([FieldProblem("body", f"is not valid JSON: {exc.msg} at line {exc.lineno}")]) from exc
+    except RecursionError as exc:  # the parser gives up on arrays or objects nested about a thousand deep
+        raise InputError([FieldProblem("body", "nests arrays or objects too deeply to read")]) from exc
     if b"\\u0000" in raw and (problems := nul_problems(parsed)):  # JSON has NUL only as this escape
         raise InputError(problems)
     return parsed
