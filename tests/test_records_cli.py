@@ -166,6 +166,22 @@ def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic
     ]
 
 
+@pytest.mark.parametrize("number", ["0", "2147483648", "99999999999999999999"])
+def test_a_record_number_no_record_can_have_exits_2_naming_the_option(clinic: str, number: str) -> None:
+    """SQLite cannot look up a number beyond 64 bits: these ended in an OverflowError's traceback."""
+    for args, option in (
+        (("plans", "show", "demo-001", "--version", number), "'--version'"),
+        (("diary", "remove", "demo-001", "--kind", "diary", "--id", number, "--reason", "typed twice"), "'--id'"),
+        (("recalls", "reopen", "demo-001", "--id", number), "'--id'"),
+        (("sessions", "outcome", "demo-001", number, "--effect-weeks", "10"), "'session_id'"),
+    ):
+        refused = _run(clinic, *args)
+        assert refused.exit_code == 2 and f"Invalid value for {option}" in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    missing = _run(clinic, "diary", "remove", "demo-001", "--kind", "diary", "--id", "2147483647", "--reason", "typo")
+    assert missing.exit_code != 0 and "patient 'demo-001' has no diary entry 2147483647" in missing.stderr
+
+
 def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_path: Path) -> None:
     injected = (dt.date.today() - dt.timedelta(days=200)).isoformat()
     assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, injected)).exit_code == 0

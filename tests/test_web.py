@@ -696,6 +696,48 @@ def test_text_holding_a_nul_character_is_refused_naming_where(client: TestClient
         assert patient_service.get(s, code="demo-001").name == "Mei Lin"
 
 
+@pytest.mark.parametrize("number", ["0", "2147483648", "99999999999999999999"])
+def test_a_record_number_no_record_can_have_is_refused_naming_it(
+    client: TestClient, clinic: Engine, number: str
+) -> None:
+    """A number beyond 64 bits in an address (a diary entry's, a plan version's...) failed with a server error, as
+    SQLite cannot even look it up; a number no record can have is now refused naming that part of the address."""
+    csrf = sign_in(client, "neuro")
+    headers = {"x-csrf-token": csrf}
+    patient = "/api/v1/patients/demo-001"
+    for method, address, field in (
+        ("GET", f"{patient}/plans/{number}", "number"),
+        ("DELETE", f"{patient}/diary/{number}?reason=typed+twice", "entry_id"),
+        ("DELETE", f"{patient}/questionnaires/{number}?reason=typed+twice", "answer_id"),
+        ("DELETE", f"{patient}/grades/{number}?reason=typed+twice", "grades_id"),
+        ("DELETE", f"{patient}/recall-closures/{number}", "closure_id"),
+        ("PATCH", f"{patient}/sessions/{number}", "session_id"),
+    ):
+        body = {"effect_weeks": 10} if method == "PATCH" else None
+        answer = client.request(method, address, json=body, headers=headers)
+        assert answer.status_code == 422, (address, answer.text)
+        assert [error["field"] for error in answer.json()["errors"]] == [field]
+    form = {"csrf_token": csrf, "reason": "typed twice", "effect_weeks": "10"}
+    for address in (
+        f"/patients/demo-001/diary/{number}/remove",
+        f"/patients/demo-001/questionnaires/{number}/remove",
+        f"/patients/demo-001/grades/{number}/remove",
+        f"/patients/demo-001/recall-closures/{number}/reopen",
+        f"/patients/demo-001/sessions/{number}/outcome",
+    ):
+        page = client.post(address, data=form)
+        assert page.status_code == 422 and "Please check your input" in page.text, (address, page.text[:300])
+    assert client.get(f"/patients/demo-001/plans/{number}").status_code == 422
+    own = {"csrf_token": sign_in(client, "patient1")}
+    for address in (f"/me/diary/{number}/remove", f"/me/questionnaires/{number}/remove"):
+        assert client.post(address, data=own).status_code == 422, address
+    sign_in(client, "neuro")
+    missing = client.get(f"{patient}/plans/{2**31 - 1}")  # a number a record can have, but none has
+    assert missing.status_code == 404 and "has no plan version 2147483647" in missing.json()["errors"][0]["message"]
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count()).select_from(PlanVersion)) == 2  # nothing was written
+
+
 def test_a_database_that_does_not_answer_gets_503_and_a_try_again(caplog: pytest.LogCaptureFixture) -> None:
     unreachable = create_app(database_url="postgresql://hemicare@127.0.0.1:9/nowhere")  # port 9: nothing listens
     with TestClient(unreachable, base_url="https://testserver") as client, caplog.at_level(logging.INFO):

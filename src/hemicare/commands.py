@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from hemicare.engine import load_default
 from hemicare.engine.intake import read_file, validate_assessment, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
-from hemicare.limits import ACTOR_MAX, CODE_MAX
+from hemicare.limits import ACTOR_MAX, CODE_MAX, RECORD_NUMBER_MAX
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
 from hemicare.plans.schemas import PlanEdit, parts_of
@@ -442,7 +442,10 @@ def plans_sign(
 
 @plans_app.command("show")
 def plans_show(
-    code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None
+    code: str,
+    version: Annotated[int | None, typer.Option(min=1, max=RECORD_NUMBER_MAX)] = None,
+    database: DbOption = None,
+    by: ByOption = None,
 ) -> None:
     """Print a stored plan version (the latest by default) as JSON."""
     from hemicare.audit import service as audit_service
@@ -505,7 +508,7 @@ def sessions_list(code: str, database: DbOption = None) -> None:
 @sessions_app.command("outcome")
 def sessions_outcome(
     code: str,
-    session_id: int,
+    session_id: Annotated[int, typer.Argument(min=1, max=RECORD_NUMBER_MAX)],
     effect_weeks: Annotated[float | None, typer.Option(help="toxin: weeks the benefit lasted")] = None,
     adverse_effect: Annotated[list[str] | None, typer.Option(help="toxin: a side effect (repeatable)")] = None,
     result: Annotated[str | None, typer.Option(help="mvd: cured, improved, unchanged or recurred")] = None,
@@ -682,7 +685,10 @@ def diary_list(
 def diary_remove(
     code: str,
     kind: Annotated[str, typer.Option(help="diary, questionnaire or grades")],
-    record_id: Annotated[int, typer.Option("--id", help="The record's id (`hemicare diary list` shows them)")],
+    record_id: Annotated[
+        int,
+        typer.Option("--id", min=1, max=RECORD_NUMBER_MAX, help="The record's id (`hemicare diary list` shows them)"),
+    ],
     reason: Annotated[str, typer.Option(help="Why it is removed (3 characters or more); kept in the audit trail")],
     database: DbOption = None,
     by: ByOption = None,
@@ -801,7 +807,12 @@ def recalls_closed(code: str, database: DbOption = None, as_json: JsonOption = F
 @recalls_app.command("reopen")
 def recalls_reopen(
     code: str,
-    closure_id: Annotated[int, typer.Option("--id", help="The closure's id (`hemicare recalls closed` shows them)")],
+    closure_id: Annotated[
+        int,
+        typer.Option(
+            "--id", min=1, max=RECORD_NUMBER_MAX, help="The closure's id (`hemicare recalls closed` shows them)"
+        ),
+    ],
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:

@@ -9,6 +9,9 @@ CODE_MAX = 48  # characters in a patient's code: the audit trail names a plan ve
 REASON_MAX = 500  # characters in a reason: every reason a user gives is kept in the audit trail
 ACTOR_MAX = 120  # characters in the name of who acted (a username, the CLI's --by)
 TOKEN_NAME_MAX = 120  # characters in what an API token is for
+# HemiCare numbers its records (diary entries, sessions, plan versions...) from 1, and they fit in 32 bits; SQLite
+# cannot even look up a number beyond 64 (an OverflowError), so a number asked for outside this range is refused.
+RECORD_NUMBER_MAX = 2**31 - 1
 
 
 def _stripped(value: Any) -> Any:

@@ -13,7 +13,7 @@ from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
-from hemicare.web.payload import JsonBody, json_input
+from hemicare.web.payload import JsonBody, RecordNumber, json_input
 
 router = APIRouter(tags=["outcomes"])
 
@@ -46,7 +46,7 @@ def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dic
 @router.delete("/patients/{code}/diary/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_diary(
     code: str,
-    entry_id: int,
+    entry_id: RecordNumber,
     request: Request,
     user: ApiUser,
     reason: Annotated[
@@ -96,7 +96,7 @@ def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody
 
 
 @router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_questionnaire(code: str, answer_id: int, request: Request, user: ApiUser, reason: Why) -> Response:
+def remove_questionnaire(code: str, answer_id: RecordNumber, request: Request, user: ApiUser, reason: Why) -> Response:
     """Remove questionnaire answers entered by mistake (the patient, or the care team), saying why in ``reason`` (3
     characters or more); the audit trail keeps the answers and the reason. A recall they answered falls due again."""
     require_patient_access(user, code)
@@ -121,7 +121,7 @@ def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> di
 
 
 @router.delete("/patients/{code}/grades/{grades_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_grades(code: str, grades_id: int, request: Request, user: ApiUser, reason: Why) -> Response:
+def remove_grades(code: str, grades_id: RecordNumber, request: Request, user: ApiUser, reason: Why) -> Response:
     """Remove a visit's grades entered by mistake (the care team), saying why in ``reason`` (3 characters or more);
     the audit trail keeps the grades and the reason. A post-MVD review recall they answered falls due again."""
     require_care_team(user)

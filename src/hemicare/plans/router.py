@@ -21,7 +21,7 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.payload import JsonBody, decoded, json_input
+from hemicare.web.payload import JsonBody, RecordNumber, decoded, json_input
 from hemicare.web.turns import Turns
 
 router = APIRouter(tags=["plans"])
@@ -71,7 +71,7 @@ def list_plan_versions(code: str, request: Request, user: ApiUser) -> list[PlanV
 
 
 @router.get("/patients/{code}/plans/{number}", response_model=PlanVersionOut)
-def read_plan_version(code: str, number: int, request: Request, user: ApiUser) -> PlanVersionOut:
+def read_plan_version(code: str, number: RecordNumber, request: Request, user: ApiUser) -> PlanVersionOut:
     """One stored version of the patient's plan, as it was."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:

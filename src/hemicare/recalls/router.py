@@ -14,7 +14,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.recalls.schemas import RecallClose
 from hemicare.recalls.service import RECALLS, ClosedItem, DueItem
 from hemicare.web.auth import ApiUser, may_close_recall, require_care_team
-from hemicare.web.payload import JsonBody, json_input
+from hemicare.web.payload import JsonBody, RecordNumber, json_input
 
 router = APIRouter(tags=["recalls"])
 
@@ -69,7 +69,7 @@ def close(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[st
 
 
 @router.delete("/patients/{code}/recall-closures/{closure_id}", status_code=status.HTTP_204_NO_CONTENT)
-def reopen(code: str, closure_id: int, request: Request, user: ApiUser) -> Response:
+def reopen(code: str, closure_id: RecordNumber, request: Request, user: ApiUser) -> Response:
     """Reopen a closed recall (closed by mistake, or the patient changed their mind); the audit trail keeps the
     closure."""
     require_care_team(user)

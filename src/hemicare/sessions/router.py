@@ -12,7 +12,7 @@ from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.web.auth import SESSION_ROLES, ApiUser, require_patient_access, require_role
-from hemicare.web.payload import JsonBody, json_input
+from hemicare.web.payload import JsonBody, RecordNumber, json_input
 
 router = APIRouter(tags=["sessions"])
 
@@ -37,7 +37,9 @@ def add_session(code: str, request: Request, user: ApiUser, body: JsonBody) -> d
     "/patients/{code}/sessions/{session_id}",
     openapi_extra=json_input(SessionOutcome, "What was learnt after the session; a reason to change a recorded value"),
 )
-def record_outcome(code: str, session_id: int, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def record_outcome(
+    code: str, session_id: RecordNumber, request: Request, user: ApiUser, body: JsonBody
+) -> dict[str, Any]:
     """Add a session's outcome: a toxin session's effect in weeks and side effects, an operation's result (by the
     roles that may record that kind of session)."""
     outcome = validate(SessionOutcome, body)

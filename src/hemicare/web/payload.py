@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from pydantic import BaseModel
 
 from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
+from hemicare.limits import RECORD_NUMBER_MAX
 
 
 async def json_body(request: Request) -> Any:
@@ -39,6 +40,11 @@ def decoded(raw: bytes) -> Any:
     if b"\\u0000" in raw and (problems := nul_problems(parsed)):  # JSON has NUL only as this escape
         raise InputError(problems)
     return parsed
+
+
+# A record's number in an address (a diary entry, a session, a plan version): one outside the numbers HemiCare gives
+# is refused naming the part of the address, before the database is asked (SQLite failed with a server error).
+RecordNumber = Annotated[int, Path(ge=1, le=RECORD_NUMBER_MAX)]
 
 
 # The models routes take as JSON input, by name, for the OpenAPI document's components.

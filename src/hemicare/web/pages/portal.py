@@ -18,6 +18,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
 from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
+from hemicare.web.payload import RecordNumber
 from hemicare.web.plain import due_words, plain_parts
 
 router = APIRouter(include_in_schema=False)
@@ -107,13 +108,13 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
 
 
 @router.post("/me/diary/{entry_id}/remove")
-def my_diary_remove(entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def my_diary_remove(entry_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
     """The patient removes one of their diary entries entered by mistake."""
     return _remove_mine(request, user, form, "diary", entry_id, "#entries")
 
 
 @router.post("/me/questionnaires/{answer_id}/remove")
-def my_questionnaire_remove(answer_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def my_questionnaire_remove(answer_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
     """The patient removes questionnaire answers of theirs sent by mistake (twice, say)."""
     return _remove_mine(request, user, form, "questionnaire", answer_id, "#answers")
 

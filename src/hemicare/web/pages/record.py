@@ -50,6 +50,7 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
+from hemicare.web.payload import RecordNumber
 from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
@@ -161,7 +162,7 @@ def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str
 
 
 @router.get("/patients/{code}/plans/{number}")
-def plan_version_page(code: str, number: int, request: Request, user: PageUser) -> HTMLResponse:
+def plan_version_page(code: str, number: RecordNumber, request: Request, user: PageUser) -> HTMLResponse:
     """One stored version of a patient's plan, as it was: who made or signed it, the changes made at sign-off and
     their reasons, and the plan itself. Nothing can be changed here; sign-off is on the patient's page."""
     require_care_team(user)
@@ -460,21 +461,23 @@ def record_grades(code: str, request: Request, user: PageUser, form: PostedForm)
 
 
 @router.post("/patients/{code}/questionnaires/{answer_id}/remove")
-def remove_questionnaire(code: str, answer_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def remove_questionnaire(
+    code: str, answer_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
     """Questionnaire answers entered by mistake (the wrong patient, a wrong date), removed by the care team with a
     reason; the audit trail keeps them."""
     return _remove_outcome(request, user, code, form, "questionnaire", answer_id)
 
 
 @router.post("/patients/{code}/diary/{entry_id}/remove")
-def remove_diary(code: str, entry_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def remove_diary(code: str, entry_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
     """A diary entry that distorts the chart (2,000 spasms for 20, another patient's day), removed by the care team
     with a reason; the audit trail keeps it."""
     return _remove_outcome(request, user, code, form, "diary", entry_id)
 
 
 @router.post("/patients/{code}/grades/{grades_id}/remove")
-def remove_grades(code: str, grades_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def remove_grades(code: str, grades_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
     """A visit's grades entered by mistake, removed by the care team with a reason; the audit trail keeps them."""
     return _remove_outcome(request, user, code, form, "grades", grades_id)
 
@@ -527,7 +530,7 @@ def close_recall(code: str, recall: str, request: Request, user: PageUser, form:
 
 
 @router.post("/patients/{code}/recall-closures/{closure_id}/reopen")
-def reopen_recall(code: str, closure_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def reopen_recall(code: str, closure_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Reopen a recall closed by mistake, or when the patient changes their mind."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
@@ -540,7 +543,9 @@ def reopen_recall(code: str, closure_id: int, request: Request, user: PageUser, 
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
-def record_session_outcome(code: str, session_id: int, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_session_outcome(
+    code: str, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
     """Add a toxin session's effect and side effects, or an operation's result, from the treatment history."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
