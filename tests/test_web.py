@@ -422,6 +422,9 @@ def test_a_patients_name_and_phone_are_corrected_with_a_reason(client: TestClien
     assert 'value="+44 20 7946 0000"' in refused.text  # what was typed stays
     too_long = client.post("/patients/demo-001/edit", data=form | {"reason": "x" * 501})
     assert too_long.status_code == 422 and "say why the record changes in 3 to 500 characters" in too_long.text
+    for version in ("", "0", "²", "9" * 5000):  # int() refuses the last two: they were server errors
+        garbled = client.post("/patients/demo-001/edit", data=form | {"version": version, "reason": "typo"})
+        assert garbled.status_code == 422 and "missing: reload the page" in garbled.text, version
     saved = client.post("/patients/demo-001/edit", data=form | {"reason": "married name"})
     assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001"
     assert "Mei Lin-Okafor" in client.get("/patients/demo-001").text
@@ -537,6 +540,9 @@ def test_signing_from_the_page_creates_a_new_version(client: TestClient, clinic:
     assert client.post("/patients/demo-001/sign", data=form).status_code == 303
     stale = client.post("/patients/demo-001/sign", data=form)
     assert stale.status_code == 409
+    for version in ("", "²", "9" * 5000):
+        garbled = client.post("/patients/demo-001/sign", data=form | {"version": version})
+        assert garbled.status_code == 422 and "missing: reload the page" in garbled.text, version
     with session_factory(clinic)() as s:
         numbers = list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1)))
     assert numbers == [1, 2]
@@ -1811,7 +1817,12 @@ def test_the_due_worklist_downloads_as_a_call_list(client: TestClient, clinic: E
         ]
     ]
     assert len(list(csv.reader(io.StringIO(client.get("/due.csv?days=90").text)))) > 2  # everything, the HFS-7 too
-    for query, field in (("days=15", "days"), ("days=7&recall=laser", "recall")):
+    for query, field in (
+        ("days=15", "days"),
+        ("days=%C2%B2", "days"),
+        ("days=" + "9" * 5000, "days"),
+        ("days=7&recall=laser", "recall"),
+    ):
         refused = client.get(f"/due.csv?{query}")
         assert refused.status_code == 422 and f"<strong>{field}</strong>" in refused.text
     client.cookies.clear()
@@ -2541,6 +2552,7 @@ def test_api_patient_list_searches_and_pages(client: TestClient, clinic: Engine)
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("offset=-1", "offset"),
+        ("offset=9223372036854775808", "offset"),  # beyond 64 bits, which SQLite cannot take: a server error
         ("q=" + "x" * 101, "q"),
     ):
         refused = client.get(f"/api/v1/patients?{query}", headers=headers)
@@ -2751,6 +2763,8 @@ def test_patient_list_searches_filters_and_pages(client: TestClient, clinic: Eng
     for query, said in (
         ("page=0", "<strong>page</strong>: &#39;0&#39; is not a page number"),
         ("page=two", "<strong>page</strong>: &#39;two&#39; is not a page number"),
+        ("page=%C2%B2", "<strong>page</strong>: &#39;²&#39; is not a page number"),  # a digit to isdigit(), not int()
+        ("page=" + "9" * 5000, "<strong>page</strong>: &#39;99999"),  # more digits than int() reads
         ("show=everyone", "<strong>show</strong>: &#39;everyone&#39; is not one of all, due, unsigned, critical"),
         ("q=" + "x" * 101, "<strong>q</strong>: a search of at most 100 characters"),
     ):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from hemicare.engine.intake import validate_model as validate
+from hemicare.limits import RECORD_NUMBER_MAX
 from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientRead
 from hemicare.plans import service as plan_service
@@ -22,7 +23,7 @@ def list_patients(
     response: Response,
     user: ApiUser,
     q: Annotated[str | None, Query(max_length=100, description="Part of a code or name, any case")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=RECORD_NUMBER_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[PatientRead]:
     """Patients by code, a page at a time. `X-Total-Count` says how many match; while more follow, a `Link` header

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hemicare.engine.errors import FieldProblem
+from hemicare.limits import RECORD_NUMBER_MAX
 
 TRISTATE = {"yes": True, "no": False}
 FINDINGS = (
@@ -22,6 +23,15 @@ FINDINGS = (
 HISTORY = ("bells_palsy", "facial_nerve_injury", "multiple_sclerosis")
 PREFERENCES = ("avoid_surgery", "avoid_needles", "avoid_injections", "wants_definitive_treatment", "integrative_care")
 LISTS = ("ancestry", "comorbidities", "medications", "herbs", "allergies")
+
+
+def counting_number(text: str, most: int = RECORD_NUMBER_MAX) -> int | None:
+    """``text`` as a number from 1 to ``most`` written in ASCII digits, or None. (``str.isdigit`` takes "²", which
+    ``int`` refuses, and ``int`` refuses more than 4,300 digits: either was a server error.)"""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    number = int(text)
+    return number if 1 <= number <= most else None
 
 
 class FormData:

@@ -40,9 +40,9 @@ PostedForm = Annotated[forms.FormData, Depends(_form)]
 
 def _page_number(text: str) -> int:
     """The ``page`` query parameter: 1, 2, ..."""
-    if not text.isdigit() or int(text) < 1:
+    if (number := forms.counting_number(text)) is None:
         raise InputError([FieldProblem("page", f"{text!r} is not a page number (1, 2, ...)")])
-    return int(text)
+    return number
 
 
 def _pager(path: str, query: dict[str, str], page: int, total: int, size: int) -> dict[str, Any]:

@@ -149,9 +149,9 @@ def _due_rows(request: Request, user: Principal, *, also: str = "") -> tuple[int
     """The worklist the query asks for (``days``, ``recall``): overdue first, then by date, each with its patient."""
     require_care_team(user)
     horizon_text = request.query_params.get("days", "14")
-    if not horizon_text.isdigit() or int(horizon_text) not in DUE_HORIZONS:
+    horizon = forms.counting_number(horizon_text)
+    if horizon not in DUE_HORIZONS:
         raise InputError([FieldProblem("days", f"{horizon_text!r} is not one of {', '.join(map(str, DUE_HORIZONS))}")])
-    horizon = int(horizon_text)
     kind = request.query_params.get("recall", "")
     if kind and kind not in RECALLS:
         raise InputError([FieldProblem("recall", f"{kind!r} is not one of {', '.join(RECALLS)} (or empty for all)")])
@@ -253,20 +253,21 @@ def edit_patient(code: str, request: Request, user: PageUser, form: PostedForm) 
     problems = []
     if not 3 <= len(values["reason"].strip()) <= REASON_MAX:
         problems.append(FieldProblem("reason", f"say why the record changes in 3 to {REASON_MAX} characters"))
-    if not values["version"].isdigit():
+    version = forms.counting_number(values["version"])
+    if version is None:
         problems.append(FieldProblem("version", "missing: reload the page"))
     try:
         changes = validate_model(PatientUpdate, {"name": values["name"], "phone": values["phone"] or None})
     except InputError as exc:
         problems += exc.problems
-    if problems:
+    if problems or version is None:
         errors = forms.errors_by_field(problems)
         return _page(request, "patient_edit.html", user, status_code=422, code=code, values=values, errors=errors)
     with request.app.state.sessions.begin() as session:
         patient_service.update(
             session,
             code=code,
-            expected_version=int(values["version"]),
+            expected_version=version,
             changes=changes,
             actor=user.username,
             reason=values["reason"].strip(),

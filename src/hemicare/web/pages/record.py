@@ -270,14 +270,14 @@ def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Respo
             problems.append(
                 FieldProblem("sign_reason", f"at most {REASON_MAX} characters, got {len(form.get('sign_reason'))}")
             )
-        version = form.get("version")
-        if not version.isdigit():
+        version = forms.counting_number(form.get("version"))
+        if version is None:
             raise InputError([FieldProblem("version", "missing: reload the page")])
         if not problems:
             plan_service.sign(
                 session,
                 patient=patient,
-                expected_number=int(version),
+                expected_number=version,
                 edits=edits,
                 signer=user.username,
                 role=user.role,
