@@ -31,6 +31,7 @@ from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputEr
 from hemicare.patients.models import Patient
 from hemicare.patients.service import get as get_patient
 from hemicare.plans.models import PlanVersion
+from hemicare.plans.queries import latest as latest  # callers ask the plans service for it
 from hemicare.plans.schemas import CONVENTIONAL_ROLES, INTEGRATIVE_ROLES, PARTS, PlanEdit, part_of, parts_of
 from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
@@ -83,12 +84,6 @@ def latest_summaries(session: Session, *, patient_ids: Collection[int] | None = 
         )
     )
     return {patient_id: LatestPlan(number, signed_by, summary) for patient_id, number, signed_by, summary in rows}
-
-
-def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
-    """The patient's newest plan version, if any."""
-    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
-    return session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
 
 
 class ReviewedPart(NamedTuple):

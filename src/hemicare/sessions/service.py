@@ -18,7 +18,7 @@ from hemicare.engine.schema import Figure
 from hemicare.errors import FieldProblem, InputError, NotFoundError
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
-from hemicare.plans.models import PlanVersion  # the model only: the plans service imports this module
+from hemicare.plans import queries as plan_queries  # not the service, which imports this module
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import (
     AcupunctureDetails,
@@ -109,8 +109,7 @@ def _against_plan(
     """A session given on or after the day of the patient's latest plan while that plan holds its treatment back
     (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
     from earlier records) did not go against it."""
-    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
-    latest = session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
+    latest = plan_queries.latest(session, patient=patient)
     if not items or latest is None or date < latest.created_at.date():
         return []
     problems = []

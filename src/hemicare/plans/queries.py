@@ -1,0 +1,16 @@
+"""Plan versions as other services read them. The sessions service checks a session against the latest plan, and
+the plans service imports the sessions service, so the query both need lives here, importing neither."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hemicare.patients.models import Patient
+from hemicare.plans.models import PlanVersion
+
+
+def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
+    """The patient's newest plan version, if any."""
+    query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
+    return session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))
