@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from typing import Any, NamedTuple
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
+from hemicare.limits import CODE_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
 from hemicare.patients import service as patient_service
@@ -38,7 +40,7 @@ from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
 from hemicare.users.models import WebSession
 from hemicare.users.schemas import UserCreate
-from hemicare.web import create_app
+from hemicare.web import api, create_app, pages
 
 from .conftest import DATABASES, EXAMPLES, empty_database
 
@@ -258,6 +260,19 @@ def test_wrong_password_and_throttling(client: TestClient) -> None:
 def test_open_redirect_is_refused(client: TestClient) -> None:
     response = client.post("/login", data={"username": "neuro", "password": PASSWORD, "next": "//evil.example/x"})
     assert response.headers["location"] == "/"
+
+
+def app_routes() -> list[tuple[str, str]]:
+    """Every method and address template the app answers, read from its routers."""
+    mounted = [("" if router is api.router else api.PREFIX, router) for router in api.ROUTERS]
+    mounted += [("", router) for router in pages.ROUTERS]
+    return sorted(
+        (method, prefix + route.path)
+        for prefix, router in mounted
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    )
 
 
 ROUTES = [
@@ -2440,6 +2455,27 @@ def test_api_never_answers_bad_input_with_a_server_error(client: TestClient, bod
         assert response.status_code < 500, (path, body, response.text)
         if response.status_code == 422:
             assert all("field" in e and e["message"] for e in response.json()["errors"])
+
+
+@ON_EVERY_DATABASE  # PostgreSQL refused to put a code too long for its column into the audit trail
+@pytest.mark.parametrize("username", ["neuro", "patient2"])
+def test_every_address_naming_a_patient_refuses_a_code_no_patient_can_have(client: TestClient, username: str) -> None:
+    """Asked for by the care team (the access is audited) or by another patient (the refusal is audited), a code
+    longer than any code was a server error on PostgreSQL. Every route whose address names a patient is tried."""
+    csrf = sign_in(client, username)
+    routes = [(method, path) for method, path in app_routes() if "{code}" in path]
+    assert len(routes) >= 40
+    too_long = "x" * (CODE_MAX + 1)
+    for method, path in routes:
+        address = re.sub(r"\{[a-z_]+\}", "1", path.replace("{code}", too_long))
+        if address.startswith("/api/"):
+            answer = client.request(method, address, json={}, headers={"x-csrf-token": csrf})
+            assert answer.status_code == 422, (method, path, answer.text)
+            assert "code" in [e["field"] for e in answer.json()["errors"]], (method, path, answer.text)
+        else:
+            answer = client.request(method, address, data={"csrf_token": csrf} if method == "POST" else None)
+            assert answer.status_code == 422 and "<strong>code</strong>" in answer.text, (method, path)
+    assert client.get(f"/api/v1/patients/{'x' * CODE_MAX}").status_code in (403, 404)  # a code's length: looked up
 
 
 # Text a person or a program may send: short, about as long as a column holds, or holding a NUL character.

@@ -13,7 +13,7 @@ from hemicare.errors import FieldProblem, InputError
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, require_care_team
-from hemicare.web.payload import JsonBody, json_input
+from hemicare.web.payload import JsonBody, PatientCode, json_input
 
 router = APIRouter(tags=["assessments"])
 
@@ -23,7 +23,7 @@ router = APIRouter(tags=["assessments"])
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(Assessment, "The assessment (its id, when given, must be the patient code)"),
 )
-def add_assessment(code: str, request: Request, user: ApiUser, data: JsonBody) -> dict[str, Any]:
+def add_assessment(code: PatientCode, request: Request, user: ApiUser, data: JsonBody) -> dict[str, Any]:
     """Store an assessment for the patient and generate the next plan version from it."""
     require_care_team(user)
     if isinstance(data, dict) and data.get("id") not in (None, code):

@@ -13,7 +13,7 @@ from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
-from hemicare.web.payload import JsonBody, RecordNumber, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
 router = APIRouter(tags=["outcomes"])
 
@@ -33,7 +33,7 @@ Why = Annotated[
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(DiaryCreate, "One diary entry"),
 )
-def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_diary(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """One day's spasm count (per hour or per day), intensity 0-10 and triggers; by the patient or the care team."""
     require_patient_access(user, code)
     data = validate(DiaryCreate, body)
@@ -45,7 +45,7 @@ def add_diary(code: str, request: Request, user: ApiUser, body: JsonBody) -> dic
 
 @router.delete("/patients/{code}/diary/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_diary(
-    code: str,
+    code: PatientCode,
     entry_id: RecordNumber,
     request: Request,
     user: ApiUser,
@@ -67,7 +67,7 @@ def remove_diary(
 
 
 @router.get("/patients/{code}/diary")
-def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def read_outcomes(code: PatientCode, request: Request, user: ApiUser) -> dict[str, Any]:
     """The outcome summary: monthly diary trends, questionnaire change against the minimal clinically important
     change, and each toxin session's recorded effect."""
     require_patient_access(user, code)
@@ -85,7 +85,7 @@ def read_outcomes(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(QuestionnaireCreate, "A questionnaire's answers (HFS-7 or HFS-30)"),
 )
-def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_questionnaire(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """HFS-7 or HFS-30 answers (0-4 each); the total is computed and returned."""
     require_patient_access(user, code)
     data = validate(QuestionnaireCreate, body)
@@ -96,7 +96,9 @@ def add_questionnaire(code: str, request: Request, user: ApiUser, body: JsonBody
 
 
 @router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_questionnaire(code: str, answer_id: RecordNumber, request: Request, user: ApiUser, reason: Why) -> Response:
+def remove_questionnaire(
+    code: PatientCode, answer_id: RecordNumber, request: Request, user: ApiUser, reason: Why
+) -> Response:
     """Remove questionnaire answers entered by mistake (the patient, or the care team), saying why in ``reason`` (3
     characters or more); the audit trail keeps the answers and the reason. A recall they answered falls due again."""
     require_patient_access(user, code)
@@ -108,7 +110,7 @@ def remove_questionnaire(code: str, answer_id: RecordNumber, request: Request, u
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(GradesCreate, "A visit's severity grades (at least one)"),
 )
-def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_grades(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """The severity grades of a visit, by the care team (SMC 1-4; Jankovic severity and frequency, Cohen-Albert 0-4;
     at least one). Grades at a post-MVD review answer that review's recall."""
     require_care_team(user)
@@ -121,7 +123,7 @@ def add_grades(code: str, request: Request, user: ApiUser, body: JsonBody) -> di
 
 
 @router.delete("/patients/{code}/grades/{grades_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_grades(code: str, grades_id: RecordNumber, request: Request, user: ApiUser, reason: Why) -> Response:
+def remove_grades(code: PatientCode, grades_id: RecordNumber, request: Request, user: ApiUser, reason: Why) -> Response:
     """Remove a visit's grades entered by mistake (the care team), saying why in ``reason`` (3 characters or more);
     the audit trail keeps the grades and the reason. A post-MVD review recall they answered falls due again."""
     require_care_team(user)

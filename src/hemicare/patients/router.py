@@ -12,7 +12,7 @@ from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientRead
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, audit_read, require_care_team, require_patient_access
-from hemicare.web.payload import JsonBody, json_input
+from hemicare.web.payload import JsonBody, PatientCode, json_input
 
 router = APIRouter(tags=["patients"])
 
@@ -55,7 +55,7 @@ def create_patient(request: Request, user: ApiUser, body: JsonBody) -> PatientRe
 
 
 @router.get("/patients/{code}")
-def read_patient(code: str, request: Request, user: ApiUser) -> dict[str, Any]:
+def read_patient(code: PatientCode, request: Request, user: ApiUser) -> dict[str, Any]:
     """The patient record with their latest plan in brief (version, statuses, alerts, sign-off)."""
     require_patient_access(user, code)
     audit_read(request, user, entity="patient", entity_id=code)

@@ -21,7 +21,7 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.payload import JsonBody, RecordNumber, decoded, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, decoded, json_input
 from hemicare.web.turns import Turns
 
 router = APIRouter(tags=["plans"])
@@ -46,7 +46,7 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
 
 
 @router.get("/patients/{code}/plan", response_model=PlanVersionOut)
-def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
+def read_plan(code: PatientCode, request: Request, user: ApiUser) -> PlanVersionOut:
     """The latest version of the patient's plan, signed or not: its `signoff` says which parts a clinician agreed
     (an app for patients should show only those)."""
     require_patient_access(user, code)
@@ -60,7 +60,7 @@ def read_plan(code: str, request: Request, user: ApiUser) -> PlanVersionOut:
 
 
 @router.get("/patients/{code}/plans", response_model=list[PlanVersionBrief])
-def list_plan_versions(code: str, request: Request, user: ApiUser) -> list[PlanVersionBrief]:
+def list_plan_versions(code: PatientCode, request: Request, user: ApiUser) -> list[PlanVersionBrief]:
     """Every version of the patient's plan, newest first: who made or signed it, and the changes made at sign-off."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
@@ -71,7 +71,7 @@ def list_plan_versions(code: str, request: Request, user: ApiUser) -> list[PlanV
 
 
 @router.get("/patients/{code}/plans/{number}", response_model=PlanVersionOut)
-def read_plan_version(code: str, number: RecordNumber, request: Request, user: ApiUser) -> PlanVersionOut:
+def read_plan_version(code: PatientCode, number: RecordNumber, request: Request, user: ApiUser) -> PlanVersionOut:
     """One stored version of the patient's plan, as it was."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
@@ -86,7 +86,7 @@ def read_plan_version(code: str, number: RecordNumber, request: Request, user: A
     response_model=PlanVersionOut,
     openapi_extra=json_input(SignRequest, "Status changes with their reasons, and the version being signed"),
 )
-def sign_plan(code: str, request: Request, user: ApiUser, body: JsonBody) -> PlanVersionOut:
+def sign_plan(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> PlanVersionOut:
     """Change statuses (with reasons) and sign the caller's part; conventional for neurologists and
     neurosurgeons, integrative for TCM practitioners."""
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")

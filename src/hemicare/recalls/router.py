@@ -14,7 +14,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.recalls.schemas import RecallClose
 from hemicare.recalls.service import RECALLS, ClosedItem, DueItem
 from hemicare.web.auth import ApiUser, may_close_recall, require_care_team
-from hemicare.web.payload import JsonBody, RecordNumber, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
 router = APIRouter(tags=["recalls"])
 
@@ -39,7 +39,7 @@ def due(request: Request, user: ApiUser, horizon: int = 0, recall: str | None = 
 
 
 @router.get("/patients/{code}/recall-closures", response_model=list[ClosedItem])
-def closed(code: str, request: Request, user: ApiUser) -> list[ClosedItem]:
+def closed(code: PatientCode, request: Request, user: ApiUser) -> list[ClosedItem]:
     """The patient's recalls held back by a closure in force, each with when it would be due, who closed it and why."""
     require_care_team(user)
     with request.app.state.sessions.begin() as session:
@@ -52,7 +52,7 @@ def closed(code: str, request: Request, user: ApiUser) -> list[ClosedItem]:
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(RecallClose, "The kind of recall to close and why"),
 )
-def close(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def close(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """Close a kind of recall (`toxin`, `acupuncture`, `mvd_review`, `hfs7`) that no longer applies, with a reason
     (3 characters or more). It is due again once its treatment happens again (the next toxin or acupuncture session,
     operation, or HFS-7 answered), or when the closure is deleted. Toxin and post-MVD recalls by neurologists and
@@ -69,7 +69,7 @@ def close(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[st
 
 
 @router.delete("/patients/{code}/recall-closures/{closure_id}", status_code=status.HTTP_204_NO_CONTENT)
-def reopen(code: str, closure_id: RecordNumber, request: Request, user: ApiUser) -> Response:
+def reopen(code: PatientCode, closure_id: RecordNumber, request: Request, user: ApiUser) -> Response:
     """Reopen a closed recall (closed by mistake, or the patient changed their mind); the audit trail keeps the
     closure."""
     require_care_team(user)

@@ -12,7 +12,7 @@ from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.web.auth import SESSION_ROLES, ApiUser, require_patient_access, require_role
-from hemicare.web.payload import JsonBody, RecordNumber, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
 router = APIRouter(tags=["sessions"])
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["sessions"])
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(SessionCreate, "The treatment session: toxin, acupuncture or herbal prescription"),
 )
-def add_session(code: str, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_session(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
     """Record a treatment session; toxin by neurologists and neurosurgeons, MVD by neurosurgeons, acupuncture and
     herbal prescriptions by TCM practitioners."""
     data = validate(SessionCreate, body)
@@ -38,7 +38,7 @@ def add_session(code: str, request: Request, user: ApiUser, body: JsonBody) -> d
     openapi_extra=json_input(SessionOutcome, "What was learnt after the session; a reason to change a recorded value"),
 )
 def record_outcome(
-    code: str, session_id: RecordNumber, request: Request, user: ApiUser, body: JsonBody
+    code: PatientCode, session_id: RecordNumber, request: Request, user: ApiUser, body: JsonBody
 ) -> dict[str, Any]:
     """Add a session's outcome: a toxin session's effect in weeks and side effects, an operation's result (by the
     roles that may record that kind of session)."""
@@ -54,7 +54,7 @@ def record_outcome(
 
 
 @router.get("/patients/{code}/sessions")
-def list_sessions(code: str, request: Request, user: ApiUser) -> list[dict[str, Any]]:
+def list_sessions(code: PatientCode, request: Request, user: ApiUser) -> list[dict[str, Any]]:
     """The patient's treatment sessions, oldest first, with their details and recorded outcomes."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:

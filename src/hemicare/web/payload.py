@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
-from hemicare.limits import RECORD_NUMBER_MAX
+from hemicare.limits import CODE_MAX, RECORD_NUMBER_MAX
 
 
 async def json_body(request: Request) -> Any:
@@ -45,6 +45,9 @@ def decoded(raw: bytes) -> Any:
 # A record's number in an address (a diary entry, a session, a plan version): one outside the numbers HemiCare gives
 # is refused naming the part of the address, before the database is asked (SQLite failed with a server error).
 RecordNumber = Annotated[int, Path(ge=1, le=RECORD_NUMBER_MAX)]
+# A patient's code in an address: one longer than a code can be is refused the same way (PostgreSQL refused it with
+# a server error where the audit trail records who asked for what).
+PatientCode = Annotated[str, Path(max_length=CODE_MAX)]
 
 
 # The models routes take as JSON input, by name, for the OpenAPI document's components.

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 
 from hemicare.web.pages import clinic, portal, record, site
 
-router = APIRouter(include_in_schema=False)
 # In this order: /patients/new (clinic) must be matched before /patients/{code} (record).
-for module in (site, clinic, record, portal):
-    router.include_router(module.router)
+ROUTERS = [module.router for module in (site, clinic, record, portal)]
+router = APIRouter(include_in_schema=False)
+for part in ROUTERS:
+    router.include_router(part)

@@ -22,6 +22,7 @@ from hemicare.recalls.service import RECALLS, lateness
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_care_team
 from hemicare.web.pages._shared import PostedForm, _page, _page_number, _pager
+from hemicare.web.payload import PatientCode
 
 router = APIRouter(include_in_schema=False)
 
@@ -236,7 +237,7 @@ def new_patient(request: Request, user: PageUser, form: PostedForm) -> Response:
 
 
 @router.get("/patients/{code}/edit")
-def edit_patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+def edit_patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -245,7 +246,7 @@ def edit_patient_page(code: str, request: Request, user: PageUser) -> HTMLRespon
 
 
 @router.post("/patients/{code}/edit")
-def edit_patient(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def edit_patient(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Correct a patient's name or phone, with a reason; an edit of a record someone changed meanwhile is refused."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))

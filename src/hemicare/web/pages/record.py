@@ -50,7 +50,7 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
-from hemicare.web.payload import RecordNumber
+from hemicare.web.payload import PatientCode, RecordNumber
 from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
@@ -78,7 +78,7 @@ def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]
 
 
 @router.get("/patients/{code}")
-def patient_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
     return _patient_page(request, user, code)
 
@@ -162,7 +162,7 @@ def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str
 
 
 @router.get("/patients/{code}/plans/{number}")
-def plan_version_page(code: str, number: RecordNumber, request: Request, user: PageUser) -> HTMLResponse:
+def plan_version_page(code: PatientCode, number: RecordNumber, request: Request, user: PageUser) -> HTMLResponse:
     """One stored version of a patient's plan, as it was: who made or signed it, the changes made at sign-off and
     their reasons, and the plan itself. Nothing can be changed here; sign-off is on the patient's page."""
     require_care_team(user)
@@ -188,7 +188,7 @@ def plan_version_page(code: str, number: RecordNumber, request: Request, user: P
 
 
 @router.get("/patients/{code}/assessment")
-def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse:
+def assessment_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -200,7 +200,7 @@ def assessment_page(code: str, request: Request, user: PageUser) -> HTMLResponse
 
 
 @router.post("/patients/{code}/assessment")
-def assessment_submit(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def assessment_submit(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     data = forms.assessment_from_form(code, form)
@@ -235,7 +235,7 @@ def assessment_submit(code: str, request: Request, user: PageUser, form: PostedF
 
 
 @router.post("/patients/{code}/sign")
-def sign(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def sign(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
@@ -326,7 +326,7 @@ def _record_session(
 
 
 @router.post("/patients/{code}/sessions/toxin")
-def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_toxin(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a toxin session from the face-map form: units per site and side."""
     _may_record(form, user, CONVENTIONAL_SIGNERS, "record a toxin session")
     labels = {site.id: site.label for site in request.app.state.kb.toxin_programme().sites}
@@ -356,7 +356,7 @@ def record_toxin(code: str, request: Request, user: PageUser, form: PostedForm) 
 
 
 @router.post("/patients/{code}/sessions/acupuncture")
-def record_acupuncture(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_acupuncture(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record an acupuncture session")
     details = {
         "kind": "acupuncture",
@@ -371,7 +371,7 @@ def record_acupuncture(code: str, request: Request, user: PageUser, form: Posted
 
 
 @router.post("/patients/{code}/sessions/herbal")
-def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_herbal(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record the plan's formula (as shown, after safety removals) as a prescription."""
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs: list[dict[str, str]] = []
@@ -397,7 +397,7 @@ def record_herbal(code: str, request: Request, user: PageUser, form: PostedForm)
 
 
 @router.post("/patients/{code}/sessions/mvd")
-def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_mvd(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a microvascular decompression: the neurosurgeon signed in is the surgeon; the result may follow later."""
     _may_record(form, user, SESSION_ROLES["mvd"], "record an operation")
     details = {
@@ -410,7 +410,7 @@ def record_mvd(code: str, request: Request, user: PageUser, form: PostedForm) ->
 
 
 @router.post("/patients/{code}/questionnaires/hfs7")
-def record_hfs7(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_hfs7(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """An HFS-7 the patient answered on paper or in the clinic, entered by the care team: it joins the patient's own
     answers on the chart and in the recalls (no portal account needed)."""
     require_care_team(user)
@@ -444,7 +444,7 @@ _GRADES: FieldNames = {
 
 
 @router.post("/patients/{code}/grades")
-def record_grades(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def record_grades(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Severity grades from a visit, entered by the care team; grades at a post-MVD review clear that recall."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
@@ -462,7 +462,7 @@ def record_grades(code: str, request: Request, user: PageUser, form: PostedForm)
 
 @router.post("/patients/{code}/questionnaires/{answer_id}/remove")
 def remove_questionnaire(
-    code: str, answer_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+    code: PatientCode, answer_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
 ) -> Response:
     """Questionnaire answers entered by mistake (the wrong patient, a wrong date), removed by the care team with a
     reason; the audit trail keeps them."""
@@ -470,14 +470,18 @@ def remove_questionnaire(
 
 
 @router.post("/patients/{code}/diary/{entry_id}/remove")
-def remove_diary(code: str, entry_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
+def remove_diary(
+    code: PatientCode, entry_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
     """A diary entry that distorts the chart (2,000 spasms for 20, another patient's day), removed by the care team
     with a reason; the audit trail keeps it."""
     return _remove_outcome(request, user, code, form, "diary", entry_id)
 
 
 @router.post("/patients/{code}/grades/{grades_id}/remove")
-def remove_grades(code: str, grades_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
+def remove_grades(
+    code: PatientCode, grades_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
     """A visit's grades entered by mistake, removed by the care team with a reason; the audit trail keeps them."""
     return _remove_outcome(request, user, code, form, "grades", grades_id)
 
@@ -508,7 +512,7 @@ def _why(form: forms.FormData, model: type[M], values: dict[str, Any]) -> M:
 
 
 @router.post("/patients/{code}/recalls/{recall}/close")
-def close_recall(code: str, recall: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def close_recall(code: PatientCode, recall: str, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Close a kind of recall that no longer applies (the patient stopped that treatment, chose another, or is
     followed elsewhere), with a reason; it is due again once its treatment happens again."""
     require_care_team(user)
@@ -530,7 +534,9 @@ def close_recall(code: str, recall: str, request: Request, user: PageUser, form:
 
 
 @router.post("/patients/{code}/recall-closures/{closure_id}/reopen")
-def reopen_recall(code: str, closure_id: RecordNumber, request: Request, user: PageUser, form: PostedForm) -> Response:
+def reopen_recall(
+    code: PatientCode, closure_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
     """Reopen a recall closed by mistake, or when the patient changes their mind."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
@@ -544,7 +550,7 @@ def reopen_recall(code: str, closure_id: RecordNumber, request: Request, user: P
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
 def record_session_outcome(
-    code: str, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+    code: PatientCode, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
 ) -> Response:
     """Add a toxin session's effect and side effects, or an operation's result, from the treatment history."""
     require_care_team(user)
@@ -568,7 +574,9 @@ def record_session_outcome(
 
 
 @router.get("/patients/{code}/plan.pdf")
-def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient", to: str | None = None) -> Response:
+def plan_pdf(
+    code: PatientCode, request: Request, user: PageUser, kind: str = "patient", to: str | None = None
+) -> Response:
     """The plan as a printable PDF: for the patient, or as a referral letter to another specialty (``to``; the
     patient page's form also adds the sender's question)."""
     require_patient_access(user, code)
@@ -597,7 +605,7 @@ def plan_pdf(code: str, request: Request, user: PageUser, kind: str = "patient",
 
 
 @router.post("/patients/{code}/referral.pdf")
-def referral_letter(code: str, request: Request, user: PageUser, form: PostedForm) -> Response:
+def referral_letter(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """A referral letter to the specialty chosen on the patient's page, with the sender's question."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
