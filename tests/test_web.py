@@ -30,6 +30,7 @@ from hemicare.engine.intake import read_file
 from hemicare.limits import CODE_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
@@ -312,6 +313,185 @@ ALLOWED = {
     "/api/v1/patients/demo-001/plan": CARE | {"patient1"},
     "/api/v1/due": CARE,
 }
+
+
+def _records_to_act_on(engine: Engine) -> None:
+    """Record number 1 of each kind for demo-001, so that a route acting on one finds it (the diary entry and the
+    answers sent by the patient, who may remove only answers of their own)."""
+    today = dt.date.today()
+    kb = load_default()
+    with session_factory(engine)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        diary = DiaryCreate(date=today, spasms=3, intensity=2)
+        outcome_service.add_diary(s, patient=patient, data=diary, actor="patient1")
+        outcome_service.add_grades(s, patient=patient, data=GradesCreate(date=today, smc_grade=2), actor="t")
+        answers = QuestionnaireCreate(date=today, instrument="hfs7", answers=[1] * 7)
+        outcome_service.add_questionnaire(s, patient=patient, data=answers, actor="patient1")  # theirs to remove
+        session_service.record(s, patient=patient, data=SessionCreate.model_validate(_TOXIN), kb=kb, actor="t")
+        recall_service.close(s, patient=patient, recall="hfs7", reason="on paper", actor="t", today=today)
+
+
+_TOXIN = {
+    "date": (dt.date.today() - dt.timedelta(days=200)).isoformat(),
+    "clinician": "N",
+    "details": {
+        "kind": "toxin",
+        "product": "onabotulinumtoxinA",
+        "lot": "L1",
+        "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+        "override_reason": "as planned",
+    },
+}
+
+
+def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
+    """A request each route would carry out for a user allowed to make it (JSON for the API, a form for pages)."""
+    today = dt.date.today().isoformat()
+    json_bodies: dict[str, Any] = {
+        "/api/v1/patients": {"code": "mx-1", "name": "N", "sex": "female"},
+        "/api/v1/plans": read_file(EXAMPLES / "demo-001.yaml"),
+        "/api/v1/patients/{code}/assessments": read_file(EXAMPLES / "demo-001.yaml"),
+        "/api/v1/patients/{code}/diary": {"date": today, "spasms": 3, "intensity": 2},
+        "/api/v1/patients/{code}/grades": {"date": today, "smc_grade": 2},
+        "/api/v1/patients/{code}/plan/sign": {"version": 1, "reason": "reviewed"},
+        "/api/v1/patients/{code}/questionnaires": {"date": today, "instrument": "hfs7", "answers": [1] * 7},
+        "/api/v1/patients/{code}/recall-closures": {"recall": "toxin", "reason": "chose MVD"},
+        "/api/v1/patients/{code}/sessions": _TOXIN | {"date": today},
+        "/api/v1/patients/{code}/sessions/{session_id}": {"effect_weeks": 11},
+    }
+    forms: dict[str, dict[str, str]] = {
+        "/patients/new": {"code": "mx-2", "name": "N", "sex": "female", "birth_year": "1970"},
+        "/patients/{code}/edit": {"version": "1", "name": "Mei Lin", "phone": "", "reason": "typo"},
+        "/patients/{code}/sign": {"version": "1", "sign_reason": "reviewed"},
+        "/patients/{code}/grades": {"date": today, "smc_grade": "2"},
+        "/patients/{code}/questionnaires/hfs7": {"date": today} | {f"item.{i}": "1" for i in range(7)},
+        "/me/hfs7": {f"item.{i}": "1" for i in range(7)},
+        "/me/diary": {"spasms": "3", "intensity": "2"},
+        "/patients/{code}/sessions/toxin": {"product": "onabotulinumtoxinA", "lot": "L1", "date": today}
+        | {"units.upper_lid_medial.left": "2.5", "override_reason": "as planned"},
+        "/patients/{code}/sessions/acupuncture": {"date": today, "points": "LI4"},
+        "/patients/{code}/sessions/herbal": {"date": today, "formula": "qian_zheng_san"},
+        "/patients/{code}/sessions/mvd": {"date": today},
+        "/patients/{code}/sessions/{session_id}/outcome": {"effect_weeks": "11"},
+        "/patients/{code}/referral.pdf": {"question": "please advise"},
+        "/admin/users": {"username": "new.user", "full_name": "N", "role": "neurologist"},
+        "/admin/users/{username}/password": {},
+        "/admin/users/{username}/active": {"active": "0", "reason": "left the clinic"},
+    }
+    if path.startswith("/api/"):
+        if method == "DELETE":
+            return {"params": {"reason": "entered twice"}}
+        return {"json": json_bodies.get(path)} if method in ("POST", "PATCH") else {}
+    form = {"reason": "entered twice"} | forms.get(path, {}) | {"csrf_token": csrf}
+    return {"data": form} if method == "POST" else {}
+
+
+_CONV = {"neuro", "surgeon"}
+_OWN = CARE | {"patient1"}  # the care team, and demo-001's own account
+_PATIENTS = {"patient1", "patient2"}
+_SIGNED_IN = set(USERS)
+_PUBLIC: set[str | None] = {*USERS, None}
+# Who may use each route, acting on demo-001 (the toxin session, the hfs7 recall), for every route the app has.
+PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
+    ("DELETE", "/api/v1/patients/{code}/diary/{entry_id}"): _OWN,
+    ("DELETE", "/api/v1/patients/{code}/grades/{grades_id}"): CARE,
+    ("DELETE", "/api/v1/patients/{code}/questionnaires/{answer_id}"): _OWN,
+    ("DELETE", "/api/v1/patients/{code}/recall-closures/{closure_id}"): CARE,
+    ("GET", "/"): _PUBLIC,
+    ("GET", "/account"): _SIGNED_IN,
+    ("GET", "/admin"): {"admin"},
+    ("GET", "/admin/audit"): {"admin"},
+    ("GET", "/api/v1/docs"): _PUBLIC,
+    ("GET", "/api/v1/due"): CARE,
+    ("GET", "/api/v1/health"): _PUBLIC,
+    ("GET", "/api/v1/patients"): CARE,
+    ("GET", "/api/v1/patients/{code}"): _OWN,
+    ("GET", "/api/v1/patients/{code}/diary"): _OWN,
+    ("GET", "/api/v1/patients/{code}/plan"): _OWN,
+    ("GET", "/api/v1/patients/{code}/plans"): _OWN,
+    ("GET", "/api/v1/patients/{code}/plans/{number}"): _OWN,
+    ("GET", "/api/v1/patients/{code}/recall-closures"): CARE,
+    ("GET", "/api/v1/patients/{code}/sessions"): _OWN,
+    ("GET", "/api/v1/ready"): _PUBLIC,
+    ("GET", "/due"): CARE,
+    ("GET", "/due.csv"): CARE,
+    ("GET", "/login"): _PUBLIC,
+    ("GET", "/me"): _PATIENTS,
+    ("GET", "/me/hfs7"): _PATIENTS,
+    ("GET", "/patients"): CARE,
+    ("GET", "/patients/new"): CARE,
+    ("GET", "/patients/{code}"): CARE,
+    ("GET", "/patients/{code}/assessment"): CARE,
+    ("GET", "/patients/{code}/edit"): CARE,
+    ("GET", "/patients/{code}/plan.pdf"): _OWN,
+    ("GET", "/patients/{code}/plans/{number}"): CARE,
+    ("GET", "/session/alive"): _SIGNED_IN,
+    ("PATCH", "/api/v1/patients/{code}/sessions/{session_id}"): _CONV,
+    ("POST", "/account/password"): _SIGNED_IN,
+    ("POST", "/account/sign-out-everywhere"): _SIGNED_IN,
+    ("POST", "/admin/users"): {"admin"},
+    ("POST", "/admin/users/{username}/active"): {"admin"},
+    ("POST", "/admin/users/{username}/password"): {"admin"},
+    ("POST", "/api/v1/patients"): CARE,
+    ("POST", "/api/v1/patients/{code}/assessments"): CARE,
+    ("POST", "/api/v1/patients/{code}/diary"): _OWN,
+    ("POST", "/api/v1/patients/{code}/grades"): CARE,
+    ("POST", "/api/v1/patients/{code}/plan/sign"): CARE,
+    ("POST", "/api/v1/patients/{code}/questionnaires"): _OWN,
+    ("POST", "/api/v1/patients/{code}/recall-closures"): _CONV,
+    ("POST", "/api/v1/patients/{code}/sessions"): _CONV,
+    ("POST", "/api/v1/plans"): CARE,
+    ("POST", "/login"): _PUBLIC,
+    ("POST", "/logout"): _SIGNED_IN,
+    ("POST", "/me/diary"): _PATIENTS,
+    ("POST", "/me/diary/{entry_id}/remove"): _PATIENTS,
+    ("POST", "/me/hfs7"): _PATIENTS,
+    ("POST", "/me/questionnaires/{answer_id}/remove"): _PATIENTS,
+    ("POST", "/patients/new"): CARE,
+    ("POST", "/patients/{code}/assessment"): CARE,
+    ("POST", "/patients/{code}/diary/{entry_id}/remove"): CARE,
+    ("POST", "/patients/{code}/edit"): CARE,
+    ("POST", "/patients/{code}/grades"): CARE,
+    ("POST", "/patients/{code}/grades/{grades_id}/remove"): CARE,
+    ("POST", "/patients/{code}/questionnaires/hfs7"): CARE,
+    ("POST", "/patients/{code}/questionnaires/{answer_id}/remove"): CARE,
+    ("POST", "/patients/{code}/recall-closures/{closure_id}/reopen"): CARE,
+    ("POST", "/patients/{code}/recalls/{recall}/close"): CARE,
+    ("POST", "/patients/{code}/referral.pdf"): CARE,
+    ("POST", "/patients/{code}/sessions/acupuncture"): {"tcm"},
+    ("POST", "/patients/{code}/sessions/herbal"): {"tcm"},
+    ("POST", "/patients/{code}/sessions/mvd"): {"surgeon"},
+    ("POST", "/patients/{code}/sessions/toxin"): _CONV,
+    ("POST", "/patients/{code}/sessions/{session_id}/outcome"): _CONV,
+    ("POST", "/patients/{code}/sign"): CARE,
+}
+# Routes that end or change the caller's own sign-in: tested where signing in and out is (not in a loop over routes).
+_OWN_SIGN_IN = {"/login", "/logout", "/account/password", "/account/sign-out-everywhere"}
+
+
+@pytest.mark.parametrize("username", [*sorted(USERS), None])
+def test_every_role_against_every_route(client: TestClient, clinic: Engine, username: str | None) -> None:
+    """Every route the routers declare, asked by each role (and by no one) with a request it would carry out: those
+    not permitted get 403 (no one: 401 from the API, the sign-in page from a page), those permitted never do. A new
+    route fails this test until it says who may use it."""
+    assert set(PERMITTED) == set(app_routes()), "declare who may use each new route in PERMITTED"
+    _records_to_act_on(clinic)
+    csrf = sign_in(client, username) if username else ""
+    for method, path in app_routes():
+        if path in _OWN_SIGN_IN:
+            continue
+        address = path.replace("{code}", "demo-001").replace("{username}", "surgeon").replace("{recall}", "hfs7")
+        address = re.sub(r"\{[a-z_]+\}", "1", address)
+        answer = client.request(method, address, headers={"x-csrf-token": csrf}, **_request_for(method, path, csrf))
+        said = (username, method, path, answer.status_code, answer.text[:200])
+        if username in PERMITTED[(method, path)]:
+            assert answer.status_code not in (401, 403), said
+        elif username is None and path.startswith("/api/"):
+            assert answer.status_code == 401, said
+        elif username is None:
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), said
+        else:
+            assert answer.status_code == 403, said
 
 
 @pytest.mark.parametrize("username", sorted(USERS))
