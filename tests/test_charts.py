@@ -103,6 +103,24 @@ def test_an_empty_history_is_a_labelled_empty_chart() -> None:
     assert [t.text for t in root.iter(f"{SVG}text")] == ["No outcomes recorded yet"]
 
 
+def _legend(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{SVG}text") if t.get("class") == "legend"]
+
+
+def test_the_legend_names_only_what_the_chart_shows() -> None:
+    """A patient never needled read "acupuncture" under their chart and asked when they had had it."""
+    everything = _history(1)
+    assert _legend(_chart(**everything)) == [
+        "spasms/day",
+        "intensity (0-10, scaled)",
+        "HFS-7",
+        "toxin session",
+        "acupuncture",
+    ]
+    toxin_only = _chart(**everything | {"acupuncture": [], "hfs7": []})
+    assert _legend(toxin_only) == ["spasms/day", "intensity (0-10, scaled)", "toxin session"]
+
+
 def test_the_title_is_escaped() -> None:
     svg = outcome_chart(spasms=[], intensity=[], hfs7=[], toxin=[], acupuncture=[], hfs7_max=28, title="a <b> & c")
     assert "<title>a &lt;b&gt; &amp; c</title>" in svg
