@@ -278,43 +278,7 @@ def app_routes() -> list[tuple[str, str]]:
     )
 
 
-ROUTES = [
-    ("GET", "/patients"),
-    ("GET", "/patients/demo-001"),
-    ("GET", "/patients/demo-002"),
-    ("GET", "/patients/demo-001/assessment"),
-    ("GET", "/patients/demo-001/plan.pdf?kind=referral"),
-    ("GET", "/patients/demo-001/plan.pdf"),
-    ("GET", "/me"),
-    ("GET", "/admin"),
-    ("GET", "/due"),
-    ("GET", "/account"),
-    ("GET", "/admin/audit"),
-    ("GET", "/api/v1/patients"),
-    ("GET", "/api/v1/patients/demo-001"),
-    ("GET", "/api/v1/patients/demo-002"),
-    ("GET", "/api/v1/patients/demo-001/plan"),
-    ("GET", "/api/v1/due"),
-]
 CARE = {"neuro", "surgeon", "tcm"}
-ALLOWED = {
-    "/patients": CARE,
-    "/patients/demo-001": CARE,
-    "/patients/demo-002": CARE,
-    "/patients/demo-001/assessment": CARE,
-    "/patients/demo-001/plan.pdf?kind=referral": CARE,
-    "/patients/demo-001/plan.pdf": CARE | {"patient1"},
-    "/me": {"patient1", "patient2"},
-    "/admin": {"admin"},
-    "/due": CARE,
-    "/account": set(USERS),
-    "/admin/audit": {"admin"},
-    "/api/v1/patients": CARE,
-    "/api/v1/patients/demo-001": CARE | {"patient1"},
-    "/api/v1/patients/demo-002": CARE | {"patient2"},
-    "/api/v1/patients/demo-001/plan": CARE | {"patient1"},
-    "/api/v1/due": CARE,
-}
 
 
 def _records_to_act_on(engine: Engine) -> None:
@@ -486,7 +450,9 @@ def test_every_role_against_every_route(client: TestClient, clinic: Engine, user
         address = re.sub(r"\{[a-z_]+\}", "1", address)
         answer = client.request(method, address, headers={"x-csrf-token": csrf}, **_request_for(method, path, csrf))
         said = (username, method, path, answer.status_code, answer.text[:200])
-        if username in PERMITTED[(method, path)]:
+        if username in PERMITTED[(method, path)] and method == "GET":  # the page or the data, not a way round it
+            assert answer.status_code in ((303,) if path == "/" else (200, 204)), said
+        elif username in PERMITTED[(method, path)]:
             assert answer.status_code not in (401, 403), said
         elif username is None and path.startswith("/api/"):
             assert answer.status_code == 401, said
@@ -494,15 +460,9 @@ def test_every_role_against_every_route(client: TestClient, clinic: Engine, user
             assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), said
         else:
             assert answer.status_code == 403, said
-
-
-@pytest.mark.parametrize("username", sorted(USERS))
-def test_every_role_against_every_protected_route(client: TestClient, username: str) -> None:
-    sign_in(client, username)
-    for method, path in ROUTES:
-        response = client.request(method, path)
-        expected = 200 if username in ALLOWED[path] else 403
-        assert response.status_code == expected, f"{username} {method} {path}: {response.status_code}"
+    # The printable plan as a referral letter is the care team's, although the patient prints their own plan.
+    referral = client.get("/patients/demo-001/plan.pdf?kind=referral")
+    assert referral.status_code == (200 if username in CARE else 303 if username is None else 403)
 
 
 def test_an_admin_disables_and_enables_an_account(client: TestClient, app: Any) -> None:
