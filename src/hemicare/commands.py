@@ -141,6 +141,13 @@ def run(action: Callable[[], None]) -> None:
         raise fail(exc) from exc
 
 
+def record_number(option: str, number: int | None) -> None:
+    """Refuse a number no record can have (HemiCare numbers its records from 1, in 32 bits): SQLite cannot even look
+    up one beyond 64 bits, which ended the command in a traceback."""
+    if number is not None and not 1 <= number <= RECORD_NUMBER_MAX:
+        raise InputError([FieldProblem(option, f"{number} is not a record number (1 to {RECORD_NUMBER_MAX})")])
+
+
 def _print(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -443,7 +450,7 @@ def plans_sign(
 @plans_app.command("show")
 def plans_show(
     code: str,
-    version: Annotated[int | None, typer.Option(min=1, max=RECORD_NUMBER_MAX)] = None,
+    version: Annotated[int | None, typer.Option()] = None,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
@@ -453,6 +460,7 @@ def plans_show(
     from hemicare.plans import service as plan_service
 
     def body() -> None:
+        record_number("--version", version)
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             if version is None:
@@ -508,7 +516,7 @@ def sessions_list(code: str, database: DbOption = None) -> None:
 @sessions_app.command("outcome")
 def sessions_outcome(
     code: str,
-    session_id: Annotated[int, typer.Argument(min=1, max=RECORD_NUMBER_MAX)],
+    session_id: int,
     effect_weeks: Annotated[float | None, typer.Option(help="toxin: weeks the benefit lasted")] = None,
     adverse_effect: Annotated[list[str] | None, typer.Option(help="toxin: a side effect (repeatable)")] = None,
     result: Annotated[str | None, typer.Option(help="mvd: cured, improved, unchanged or recurred")] = None,
@@ -522,6 +530,7 @@ def sessions_outcome(
     from hemicare.sessions.schemas import SessionOutcome
 
     def body() -> None:
+        record_number("SESSION_ID", session_id)
         outcome = validate(
             SessionOutcome,
             {"effect_weeks": effect_weeks, "adverse_effects": adverse_effect, "result": result, "reason": reason},
@@ -685,10 +694,7 @@ def diary_list(
 def diary_remove(
     code: str,
     kind: Annotated[str, typer.Option(help="diary, questionnaire or grades")],
-    record_id: Annotated[
-        int,
-        typer.Option("--id", min=1, max=RECORD_NUMBER_MAX, help="The record's id (`hemicare diary list` shows them)"),
-    ],
+    record_id: Annotated[int, typer.Option("--id", help="The record's id (`hemicare diary list` shows them)")],
     reason: Annotated[str, typer.Option(help="Why it is removed (3 characters or more); kept in the audit trail")],
     database: DbOption = None,
     by: ByOption = None,
@@ -700,6 +706,7 @@ def diary_remove(
     from hemicare.patients import service as patient_service
 
     def body() -> None:
+        record_number("--id", record_id)
         if kind not in outcome_service.REMOVABLE:
             known = ", ".join(outcome_service.REMOVABLE)
             raise InputError([FieldProblem("--kind", f"{kind!r} is not one of {known}")])
@@ -807,12 +814,7 @@ def recalls_closed(code: str, database: DbOption = None, as_json: JsonOption = F
 @recalls_app.command("reopen")
 def recalls_reopen(
     code: str,
-    closure_id: Annotated[
-        int,
-        typer.Option(
-            "--id", min=1, max=RECORD_NUMBER_MAX, help="The closure's id (`hemicare recalls closed` shows them)"
-        ),
-    ],
+    closure_id: Annotated[int, typer.Option("--id", help="The closure's id (`hemicare recalls closed` shows them)")],
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
@@ -821,6 +823,7 @@ def recalls_reopen(
     from hemicare.recalls import service as recall_service
 
     def body() -> None:
+        record_number("--id", closure_id)
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             closure = recall_service.closure(session, patient=patient, closure_id=closure_id)
