@@ -449,10 +449,7 @@ def plans_sign(
 
 @plans_app.command("show")
 def plans_show(
-    code: str,
-    version: Annotated[int | None, typer.Option()] = None,
-    database: DbOption = None,
-    by: ByOption = None,
+    code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None
 ) -> None:
     """Print a stored plan version (the latest by default) as JSON."""
     from hemicare.audit import service as audit_service

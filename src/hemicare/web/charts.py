@@ -156,7 +156,7 @@ def outcome_chart(
     line(spasms, top_spasms, "#1f618d", "spasms")
     line(intensity, top_spasms, "#e67e22", "intensity", "5 3", scale=top_spasms / 10)
     line(hfs7, hfs7_max, "#7d3c98", "hfs7")
-    legend = [
+    legend = [  # only what the chart draws: a patient never needled is not shown "acupuncture"
         (spasms, "#1f618d", "spasms/day"),
         (intensity, "#e67e22", "intensity (0-10, scaled)"),
         (hfs7, "#7d3c98", "HFS-7"),
@@ -164,7 +164,9 @@ def outcome_chart(
         (acupuncture, "#27ae60", "acupuncture"),
     ]
     at = float(LEFT)
-    for colour, name in ((colour, name) for shown, colour, name in legend if shown):  # a patient never needled: none
+    for drawn, colour, name in legend:
+        if not drawn:
+            continue
         parts.append(f'<rect x="{at:.1f}" y="{HEIGHT - 23}" width="10" height="10" fill="{colour}"/>')
         label(at + 14, HEIGHT - 14, name, "#333", css="legend")
         at += 14 + text_width(name) + 18
