@@ -108,7 +108,7 @@ def _legend(root: ET.Element) -> list[str]:
 
 
 def test_the_legend_names_only_what_the_chart_shows() -> None:
-    """A patient never needled read "acupuncture" under their chart and asked when they had had it."""
+    """A patient never needled read "acupuncture" under their chart: a key to marks that are not there."""
     everything = _history(1)
     assert _legend(_chart(**everything)) == [
         "spasms/day",
