@@ -432,6 +432,35 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
     assert _record_toxin(engine, kb, _toxin(0)) == []
 
 
+def test_an_operation_against_the_latest_plan_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """No MRI yet defers MVD; an operation recorded on or after the plan's day says why, as a toxin session does (an
+    operation recorded without a look at the plan was the one treatment no check reached)."""
+    _add_patient(engine)
+    _assess(
+        engine,
+        kb,
+        patient(
+            imaging={
+                "mri": "not_done",
+                "neurovascular_compression": None,
+                "offending_vessel": None,
+                "structural_lesion": None,
+            }
+        ),
+    )
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        assert version.summary["statuses"]["mvd"] == "deferred"
+    operation = {"kind": "mvd", "surgeon": "Dr S", "result": "cured"}
+    problems = _record(engine, kb, operation)
+    assert [path for path, _ in problems] == ["details.override_reason"]
+    assert problems[0][1].startswith("plan version 1 has Microvascular decompression (MVD) deferred (")
+    assert _record(engine, kb, operation, days_ago=400) == []  # before the plan: entered from old records
+    assert _record(engine, kb, operation | {"override_reason": "MRI at the referring hospital: no tumour"}) == []
+
+
 def _record(engine: Engine, kb: KnowledgeBase, details: dict[str, Any], days_ago: int = 0) -> list[tuple[str, str]]:
     """Record a session with these details: the problems that refused it (path, message), or none and it is stored."""
     date = (TODAY - dt.timedelta(days=days_ago)).isoformat()

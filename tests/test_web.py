@@ -1727,6 +1727,29 @@ def test_the_api_names_a_dose_above_the_ceiling_and_takes_the_reason(client: Tes
     assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
 
 
+def test_an_operation_the_plan_holds_back_is_recorded_only_with_a_reason(client: TestClient) -> None:
+    """Like a toxin session: the form says beforehand that the plan holds MVD back, an operation recorded without a
+    reason is refused with the plan's words, and with one it is kept, the history saying why."""
+    csrf = sign_in(client, "surgeon")
+    assert 'id="mvd-held-back"' not in client.get("/patients/demo-002").text  # MVD recommended
+    form = {"csrf_token": csrf, "version": "1", "status.mvd": "not_recommended", "reason.mvd": "prefers toxin"}
+    assert client.post("/patients/demo-002/sign", data=form).status_code == 303
+    page = client.get("/patients/demo-002").text
+    assert "Plan version 2 has MVD <strong>not recommended</strong>: an operation given now is recorded only" in page
+    typed = {"csrf_token": csrf, "date": dt.date.today().isoformat(), "notes": "AICA moved"}
+    refused = client.post("/patients/demo-002/sessions/mvd", data=typed)
+    assert refused.status_code == 422
+    assert (
+        "<strong>Reason</strong>: plan version 2 has Microvascular decompression (MVD) not recommended (prefers "
+        "toxin); give the reason below to record it anyway" in _problems_of(refused.text, "mvd")
+    )
+    assert 'id="mvd-override" name="override_reason" type="text" value="" aria-invalid=true' in refused.text
+    reason = "changed her mind after two failed toxin sessions"
+    assert client.post("/patients/demo-002/sessions/mvd", data=typed | {"override_reason": reason}).is_redirect
+    history = html.unescape(_history_rows(client.get("/patients/demo-002").text))
+    assert f"override reason: {reason}" in history
+
+
 def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     for username in ("neuro", "tcm"):
         client.cookies.clear()

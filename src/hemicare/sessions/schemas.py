@@ -79,6 +79,7 @@ class MvdDetails(Strict):
     surgeon: str = Field(min_length=1, max_length=120)
     result: MvdResult | None = None
     notes: str | None = Field(default=None, max_length=500)
+    override_reason: OverrideReason = None
 
 
 Details = Annotated[ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails, Field(discriminator="kind")]

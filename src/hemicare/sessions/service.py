@@ -60,7 +60,7 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
 OVERRIDE = "give details.override_reason to record it anyway"
 # The plan's item each kind of session delivers (and the recall of that kind books); an acupuncture session with
 # `electro` delivers electroacupuncture too, and an operation is recorded after the fact by the surgeon who did it.
-PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula"}
+PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula", "mvd": "mvd"}
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
 
@@ -223,11 +223,12 @@ def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: f
 def record(
     session: Session, *, patient: Patient, data: SessionCreate, kb: KnowledgeBase, actor: str
 ) -> TreatmentSession:
-    """Store a session. A toxin session sooner than the minimum interval needs an override reason."""
+    """Store a session. One that goes beyond a check (a toxin interval or cap, a herb's reference dose, a safety rule,
+    the latest plan holding its treatment back) needs an override reason."""
     patient_service.lock(session, patient=patient)
     problems = patient_service.before_birth(patient, data.date) + _check_against_knowledge(data, kb)
     details = data.details
-    if not isinstance(details, MvdDetails) and not details.override_reason:
+    if not details.override_reason:
         problems += _needs_a_reason(session, patient=patient, data=data, kb=kb)
     if problems:
         raise InputError(problems)
@@ -322,7 +323,7 @@ def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, 
         herbs = ", ".join(f"{herb['latin']} {herb['dose_g']:g} g" for herb in data["herbs"])
         formula = f"{(formula_names or {}).get(data['formula'], data['formula'])}: " if data.get("formula") else ""
         return f"{formula}{herbs}, {data['duration_days']} days{override}"
-    return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "")
+    return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "") + override
 
 
 def outcome_words(kind: str, data: Mapping[str, Any]) -> str:

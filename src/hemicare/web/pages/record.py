@@ -405,8 +405,11 @@ def record_mvd(code: PatientCode, request: Request, user: PageUser, form: Posted
         "surgeon": user.full_name,
         "result": form.get("result") or None,
         "notes": form.get("notes") or None,
+        "override_reason": form.get("override_reason") or None,
     }
-    return _record_session(request, user, code, form, details, {"details.result": ("result", "Result")})
+    return _record_session(
+        request, user, code, form, details, {"details.result": ("result", "Result"), **_OVERRIDE_BOX}
+    )
 
 
 @router.post("/patients/{code}/questionnaires/hfs7")
