@@ -1277,6 +1277,30 @@ def test_a_referral_needs_the_form_token(client: TestClient) -> None:
     assert plain.startswith("Referral to neurosurgery:")
 
 
+def test_the_patients_page_says_what_to_know_as_their_printed_plan_does(client: TestClient) -> None:
+    """The printed plan listed the signed plan's warnings (red flags: the work-up first) under "Things to know"; the
+    patient's own page, which they read far more often, left them out."""
+    csrf = sign_in(client, "neuro")
+    assessment = read_file(EXAMPLES / "demo-001.yaml") | {"findings": {"hearing_loss": True}}
+    made = client.post("/api/v1/patients/demo-001/assessments", json=assessment, headers={"x-csrf-token": csrf})
+    assert made.status_code == 201, made.text
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert "Things to know" not in client.get("/me").text  # nobody has signed the new version yet
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    form = {"csrf_token": csrf, "version": "2", "sign_reason": "reviewed"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    page = html.unescape(client.get("/me").text)
+    listed = page[page.index('id="things-to-know"') :]
+    listed = re.findall(r"<li>([^<]+)</li>", listed[: listed.index("</ul>")])
+    assert listed and any("hearing loss" in message for message in listed), listed
+    printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
+    assert all(" ".join(message.split()) in printed for message in listed), (listed, printed)
+
+
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:
     from hemicare.plans.service import ReviewedPart
     from hemicare.web.pdf import patient_plan_pdf

@@ -19,7 +19,7 @@ from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
 from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
 from hemicare.web.payload import RecordNumber
-from hemicare.web.plain import due_words, plain_parts
+from hemicare.web.plain import due_words, plain_parts, things_to_know
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,6 +59,7 @@ def _my_page(
         user,
         patient=patient,
         plain=plain,
+        warnings=things_to_know(reviewed),  # as the printed plan says them
         entries=entries,
         answers=answers,
         due=[due_words(item) for item in due],
