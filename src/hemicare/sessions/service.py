@@ -58,8 +58,8 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
 
 
 OVERRIDE = "give details.override_reason to record it anyway"
-# The plan's item each kind of session delivers (and the recall of that kind books); an acupuncture session with
-# `electro` delivers electroacupuncture too, and an operation is recorded after the fact by the surgeon who did it.
+# The plan's item each kind of session delivers (and, for toxin and acupuncture, the recall of that kind books); an
+# acupuncture session with `electro` delivers electroacupuncture too.
 PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula", "mvd": "mvd"}
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
