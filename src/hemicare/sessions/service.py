@@ -22,14 +22,12 @@ from hemicare.plans import queries as plan_queries  # not the service, which imp
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import (
     AcupunctureDetails,
+    Details,
     HerbalDetails,
-    MvdDetails,
     SessionCreate,
     SessionOutcome,
     ToxinDetails,
 )
-
-Details = ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails
 
 
 def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[FieldProblem]:
@@ -97,7 +95,7 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
 
 def _plan_items(details: Details) -> list[str]:
     """The items of a plan that a session delivers."""
-    items = [PLAN_ITEMS[details.kind]] if details.kind in PLAN_ITEMS else []
+    items = [PLAN_ITEMS[details.kind]]
     if isinstance(details, AcupunctureDetails) and details.electro:
         items.append("electroacupuncture")
     return items
@@ -110,7 +108,7 @@ def _against_plan(
     (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
     from earlier records) did not go against it."""
     latest = plan_queries.latest(session, patient=patient)
-    if not items or latest is None or date < latest.created_at.date():
+    if latest is None or date < latest.created_at.date():
         return []
     problems = []
     for item in items:
