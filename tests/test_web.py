@@ -313,16 +313,11 @@ _TOXIN = {
 def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
     """A request each route would carry out for a user allowed to make it (JSON for the API, a form for pages)."""
     today = dt.date.today().isoformat()
-    json_bodies: dict[str, Any] = {
-        "/api/v1/patients": {"code": "mx-1", "name": "N", "sex": "female"},
+    json_bodies: dict[str, Any] = {  # the bodies the storing routes take for demo-001, and the three others
+        path.replace("demo-001", "{code}"): body for path, body in _valid_requests() if "demo-002" not in path
+    } | {
         "/api/v1/plans": read_file(EXAMPLES / "demo-001.yaml"),
         "/api/v1/patients/{code}/assessments": read_file(EXAMPLES / "demo-001.yaml"),
-        "/api/v1/patients/{code}/diary": {"date": today, "spasms": 3, "intensity": 2},
-        "/api/v1/patients/{code}/grades": {"date": today, "smc_grade": 2},
-        "/api/v1/patients/{code}/plan/sign": {"version": 1, "reason": "reviewed"},
-        "/api/v1/patients/{code}/questionnaires": {"date": today, "instrument": "hfs7", "answers": [1] * 7},
-        "/api/v1/patients/{code}/recall-closures": {"recall": "toxin", "reason": "chose MVD"},
-        "/api/v1/patients/{code}/sessions": _TOXIN | {"date": today},
         "/api/v1/patients/{code}/sessions/{session_id}": {"effect_weeks": 11},
     }
     forms: dict[str, dict[str, str]] = {
