@@ -22,7 +22,7 @@ from hemicare.db.engine import current_revision, downgrade, session_factory, upg
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.intake import validate_model
-from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import CODE_MAX, REASON_MAX, TOKEN_NAME_MAX
 from hemicare.outcomes import service as outcomes
 from hemicare.outcomes.models import DiaryEntry
@@ -73,7 +73,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -81,7 +81,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0006"
+    assert current_revision(engine) == "0007"
     engine.dispose()
 
 
@@ -669,6 +669,29 @@ def _meanwhile(engine: Engine, first: Callable[[Session], object], second: Calla
     thread.join(60)
     assert not thread.is_alive()
     return result["second"]
+
+
+def test_a_form_sent_again_while_the_first_is_written_waits_and_is_not_carried_out_twice(engine: Engine) -> None:
+    """A second click arrives while the first is still being written: it waits for the first (PostgreSQL holds its
+    insert of the same fingerprint, SQLite its whole transaction) and is then told the form was sent already. A
+    first that is rolled back (a check refused it) leaves the form to be carried out when sent again."""
+    from hemicare.web import once
+    from hemicare.web.forms import FormData
+
+    form = FormData({"form_key": "k1", "spasms": "12"}, {"form_key": ["k1"], "spasms": ["12"]})
+
+    def send(s: Session) -> str:
+        once.claim(s, username="patient1", path="/me/diary", form=form, location="/me?saved=diary")
+        return "carried out"
+
+    second = _meanwhile(engine, send, send)
+    assert isinstance(second, once.SentAlready) and second.location == "/me?saved=diary"
+    other = FormData({"form_key": "k2"}, {"form_key": ["k2"]})
+    with pytest.raises(InputError), _session(engine) as s, s.begin():
+        once.claim(s, username="patient1", path="/me/diary", form=other, location="/me")
+        raise InputError([FieldProblem("intensity", "refused after the claim")])
+    with _session(engine) as s, s.begin():
+        once.claim(s, username="patient1", path="/me/diary", form=other, location="/me")  # not SentAlready
 
 
 def test_a_database_error_does_not_quote_the_values_it_was_writing(engine: Engine) -> None:

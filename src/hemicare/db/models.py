@@ -10,7 +10,7 @@ from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls.models import RecallClosure
 from hemicare.sessions.models import TreatmentSession
-from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
+from hemicare.users.models import ApiToken, SentForm, SignInFailure, User, WebSession
 
 metadata = Base.metadata
 
@@ -23,6 +23,7 @@ __all__ = [
     "QuestionnaireAnswer",
     "RecallClosure",
     "ScaleGrade",
+    "SentForm",
     "SignInFailure",
     "StoredAssessment",
     "TreatmentSession",

@@ -1,4 +1,4 @@
-"""Users and their credentials: password hashes, web sessions, API tokens, failed sign-ins."""
+"""Users and their credentials: password hashes, web sessions, API tokens, failed sign-ins, forms sent."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), doc="noted once a minute")
+
+
+class SentForm(Base):
+    """A form sent from a page and carried out, kept for a day (`hemicare.web.once`): the same form sent again, by a
+    second click while the first was on its way, is answered as the first was instead of being carried out twice.
+    Only a fingerprint of who sent what from which page is stored, not the form."""
+
+    __tablename__ = "sent_forms"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class ApiToken(Created, Base):
