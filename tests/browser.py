@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -83,3 +83,13 @@ def sign_in(page: Any, username: str) -> None:
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
+
+
+def click_twice(page: Any, selector: str) -> Callable[[], int]:
+    """Click a form's submit button and click it again at once, as an impatient double click does: the second click
+    sends the form again while the first is on its way. Returns a count of the forms the page sent since, to check
+    after the answer has arrived that the browser did send both."""
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if request.method == "POST" else None)
+    page.evaluate("s => { const b = document.querySelector(s); b.click(); setTimeout(() => b.click(), 0); }", selector)
+    return lambda: len(sent)

@@ -31,7 +31,7 @@ from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
 from hemicare.limits import CODE_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -39,11 +39,12 @@ from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls import service as recall_service
 from hemicare.sessions import service as session_service
+from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
-from hemicare.users.models import WebSession
+from hemicare.users.models import SentForm, WebSession
 from hemicare.users.schemas import UserCreate
-from hemicare.web import api, create_app, pages
+from hemicare.web import api, create_app, once, pages
 
 from .conftest import DATABASES, EXAMPLES, empty_database
 
@@ -1361,6 +1362,214 @@ def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engi
     assert client.post("/me/hfs7", data={"csrf_token": csrf, **answers}).status_code == 303
     page = client.get("/me")
     assert "Your plan in plain words" in page.text and 'class="series spasms"' in page.text
+
+
+class _PostForms(HTMLParser):
+    """A page's forms that post: each one's address and hidden fields."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[tuple[str, dict[str, str]]] = []
+        self.inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        if tag == "form":
+            self.inside = (attr.get("method") or "").lower() == "post"
+            if self.inside:
+                self.forms.append((str(attr.get("action")), {}))
+        elif tag == "input" and self.inside and attr.get("type") == "hidden":
+            self.forms[-1][1][str(attr.get("name"))] = str(attr.get("value") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+
+
+def _post_forms(page: str) -> list[tuple[str, dict[str, str]]]:
+    parser = _PostForms()
+    parser.feed(page)
+    return parser.forms
+
+
+def _hidden_fields(client: TestClient, page: str, action: str) -> dict[str, str]:
+    """The hidden fields (CSRF token, form key, version...) of the form on ``page`` that posts to ``action``."""
+    response = client.get(page)
+    assert response.status_code == 200, page
+    found = [hidden for posted_to, hidden in _post_forms(response.text) if posted_to == action]
+    assert len(found) == 1, (page, action, [posted_to for posted_to, _ in _post_forms(response.text)])
+    return found[0]
+
+
+# Forms carried out as often as they are sent: signing in and out; a password change, which ends the session the
+# second sending comes from (it is answered with the sign-in page, or checked against the new password); the admin's
+# new and reset passwords, shown once in the answer (answered "done" the second time, the password would be lost);
+# the referral letter, which writes nothing but its audit entry.
+SENT_EVERY_TIME = {
+    "/login",
+    "/logout",
+    "/account/password",
+    "/account/sign-out-everywhere",
+    "/admin/users",
+    "/admin/users/{username}/password",
+    "/patients/{code}/referral.pdf",
+}
+
+
+def _route_of(action: str) -> str:
+    """The route template a form's address belongs to."""
+    templates = {path for method, path in app_routes() if method == "POST"}
+    if action in templates:
+        return action
+    (template,) = (t for t in templates if re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", t), action))
+    return template
+
+
+def test_every_form_that_writes_is_sent_once(client: TestClient, clinic: Engine) -> None:
+    """Each page form that writes carries a form key (one per drawing of the page), and every route the pages post
+    to is on a page: a form added without a key, or a route no page shows, fails here."""
+    _records_to_act_on(clinic)
+    pages = {
+        "neuro": ["/patients/demo-001", "/patients/demo-001/assessment", "/patients/new", "/patients/demo-001/edit"],
+        "surgeon": ["/patients/demo-001"],
+        "tcm": ["/patients/demo-001"],
+        "admin": ["/admin", "/account"],
+        "patient1": ["/me", "/me/hfs7"],
+    }
+    keyed: dict[str, bool] = {}
+    seen_keys: list[str] = []
+    for username, paths in pages.items():
+        client.cookies.clear()
+        sign_in(client, username)
+        for path in paths:
+            for action, hidden in _post_forms(client.get(path).text):
+                route = _route_of(action)
+                keyed[route] = keyed.get(route, True) and "form_key" in hidden
+                seen_keys += [hidden["form_key"]] if "form_key" in hidden else []
+    client.cookies.clear()
+    keyed |= {"/login": "form_key" in _post_forms(client.get("/login").text)[0][1]}
+    assert {route for route, has_key in keyed.items() if has_key != (route not in SENT_EVERY_TIME)} == set()
+    page_posts = {path for method, path in app_routes() if method == "POST" and not path.startswith("/api/")}
+    assert page_posts - set(keyed) == set()
+    assert len(seen_keys) == len(set(seen_keys)) > 20  # every form drawn has a key of its own
+
+
+_SENT_ONCE = {
+    "assessment": (
+        "neuro",
+        "/patients/demo-001/assessment",
+        "/patients/demo-001/assessment",
+        {"age": "50", "sex": "female", "side": "left", "duration_months": "12", "regions": "periocular"},
+        PlanVersion,
+    ),
+    "toxin session": (
+        "neuro",
+        "/patients/demo-001",
+        "/patients/demo-001/sessions/toxin",
+        {"product": "onabotulinumtoxinA", "lot": "C9", "units.upper_lid_medial.left": "2.5"},
+        TreatmentSession,
+    ),
+    "acupuncture session": (
+        "tcm",
+        "/patients/demo-001",
+        "/patients/demo-001/sessions/acupuncture",
+        {"points": ["LR3", "GB20"]},
+        TreatmentSession,
+    ),
+    "grades": ("neuro", "/patients/demo-001", "/patients/demo-001/grades", {"smc_grade": "2"}, ScaleGrade),
+    "new patient": (
+        "neuro",
+        "/patients/new",
+        "/patients/new",
+        {"code": "demo-003", "name": "Ana Silva", "sex": "female"},
+        Patient,
+    ),
+    "diary": ("patient1", "/me", "/me/diary", {"spasms": "12", "intensity": "3"}, DiaryEntry),
+    "HFS-7": ("patient1", "/me/hfs7", "/me/hfs7", {f"item.{i}": "2" for i in range(7)}, QuestionnaireAnswer),
+}
+
+
+@pytest.mark.parametrize("form", sorted(_SENT_ONCE))
+def test_a_form_sent_twice_is_carried_out_once(client: TestClient, clinic: Engine, form: str) -> None:
+    """A second click while the first was on its way sends the same form again: it is answered as the first was,
+    and stores nothing more (not a second assessment and plan version, not a toxin session entered twice)."""
+    username, page, action, fields, model = _SENT_ONCE[form]
+    sign_in(client, username)
+
+    def stored() -> int:
+        with session_factory(clinic)() as s:
+            return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+    before = stored()
+    hidden = _hidden_fields(client, page, action)
+    first, second = (client.post(action, data={**hidden, **fields}) for _ in range(2))
+    assert first.status_code == second.status_code == 303, (first.text[:300], second.text[:300])
+    assert first.headers["location"] == second.headers["location"]
+    assert stored() == before + 1
+    again = _hidden_fields(client, page, action)  # the page drawn again: a new form, carried out as new
+    assert again["form_key"] != hidden["form_key"]
+    if form == "new patient":
+        fields = {**fields, "code": "demo-004"}
+    if form == "toxin session":
+        fields = {**fields, "override_reason": "second eye done separately today"}  # within 12 weeks of the first
+    assert client.post(action, data={**again, **fields}).status_code == 303
+    assert stored() == before + 2
+
+
+def test_a_form_refused_or_changed_is_carried_out_again(client: TestClient, clinic: Engine) -> None:
+    """Only the same form, carried out, is answered from memory: one refused is checked again each time it is sent,
+    one changed after going back is a new entry, and one without a key (not from a page) is carried out each time."""
+    sign_in(client, "patient1")
+
+    def entries() -> list[int]:
+        with session_factory(clinic)() as s:
+            return list(s.scalars(select(DiaryEntry.spasms).order_by(DiaryEntry.id)))
+
+    hidden = _hidden_fields(client, "/me", "/me/diary")
+    for _ in range(2):
+        refused = client.post("/me/diary", data={**hidden, "spasms": "12", "intensity": "30"})
+        assert refused.status_code == 422 and "less than or equal to 10" in refused.text
+    assert entries() == []
+    for _ in range(2):
+        assert client.post("/me/diary", data={**hidden, "spasms": "12", "intensity": "3"}).status_code == 303
+    assert entries() == [12]
+    assert client.post("/me/diary", data={**hidden, "spasms": "14", "intensity": "3"}).status_code == 303
+    assert entries() == [12, 14]
+    keyless = {name: value for name, value in hidden.items() if name != "form_key"}
+    for _ in range(2):
+        assert client.post("/me/diary", data={**keyless, "spasms": "9", "intensity": "3"}).status_code == 303
+    assert entries() == [12, 14, 9, 9]
+    # Another account sending the same key is not answered from this one's memory.
+    client.cookies.clear()
+    theirs = {**hidden, "csrf_token": sign_in(client, "patient2"), "spasms": "12", "intensity": "3"}
+    assert client.post("/me/diary", data=theirs).status_code == 303
+    assert len(entries()) == 5
+
+
+def test_a_sign_off_sent_twice_signs_once_and_is_not_refused_as_stale(client: TestClient, clinic: Engine) -> None:
+    """Without the form key the second click reads "plan version 1 is no longer the latest" (409) although the
+    sign-off it repeats went through."""
+    sign_in(client, "neuro")
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/sign")
+    form = {**hidden, "status.mvd": "option", "reason.mvd": "prefers toxin first"}
+    answers = [client.post("/patients/demo-001/sign", data=form) for _ in range(2)]
+    assert [answer.status_code for answer in answers] == [303, 303]
+    with session_factory(clinic)() as s:
+        assert list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1))) == [1, 2]
+    again = client.post("/patients/demo-001/sign", data={**form, "form_key": "another drawing of the page"})
+    assert again.status_code == 409  # a different form for version 1 is still stale
+
+
+def test_remembered_forms_are_forgotten_after_a_day(client: TestClient, clinic: Engine) -> None:
+    sign_in(client, "patient1")
+    hidden = _hidden_fields(client, "/me", "/me/diary")
+    assert client.post("/me/diary", data={**hidden, "spasms": "12", "intensity": "3"}).status_code == 303
+    with session_factory(clinic)() as s, s.begin():
+        s.execute(update(SentForm).values(sent_at=utcnow() - once.KEPT - dt.timedelta(minutes=1)))
+    other = _hidden_fields(client, "/me", "/me/diary")
+    assert client.post("/me/diary", data={**other, "spasms": "12", "intensity": "3"}).status_code == 303
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count()).select_from(SentForm)) == 1  # the old one went as the new one came
 
 
 def test_an_unfinished_hfs7_comes_back_with_its_answers_and_what_is_missing(client: TestClient, clinic: Engine) -> None:

@@ -39,6 +39,7 @@ from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundE
 from hemicare.limits import REASON_MAX
 from hemicare.recalls.service import lateness
 from hemicare.sessions.service import HELD_BACK
+from hemicare.web import once
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
@@ -264,6 +265,7 @@ def create_app(
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
     app.state.templates.env.globals["detail_words"] = audit_service.detail_words
     app.state.templates.env.globals["reason_max"] = REASON_MAX
+    app.state.templates.env.globals["form_key"] = once.form_key
     # How often a page being typed in tells the server it is in use (app.js): well inside the idle sign-out.
     app.state.templates.env.globals["alive_every_ms"] = 5 * 60 * 1000
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -345,6 +347,10 @@ def create_app(
         # A browser that still sends a session cookie had a session that ended: the sign-in page says so.
         ended = "&ended=1" if request.cookies.get(COOKIE) else ""
         return RedirectResponse(f"/login?next={quote(request.url.path)}{ended}", status_code=303)
+
+    @app.exception_handler(once.SentAlready)
+    async def _sent_already(request: Request, exc: once.SentAlready) -> Response:
+        return RedirectResponse(exc.location, status_code=303)
 
     @app.exception_handler(PasswordChangeRequired)
     async def _choose_password(request: Request, exc: PasswordChangeRequired) -> Response:

@@ -6,15 +6,16 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
 from hemicare.outcomes import service as outcome_service
 from hemicare.patients.models import Patient
-from hemicare.web import forms
+from hemicare.web import forms, once
 from hemicare.web.app import template
 from hemicare.web.auth import Principal
 from hemicare.web.charts import Point, outcome_chart
@@ -36,6 +37,13 @@ async def _form(request: Request) -> forms.FormData:
 # The posted form as a route parameter: read on the event loop, so that the route can be a plain function run in the
 # thread pool (a route that waits on the database must not hold up the event loop).
 PostedForm = Annotated[forms.FormData, Depends(_form)]
+
+
+def _once(session: Session, request: Request, user: Principal, form: forms.FormData, location: str) -> RedirectResponse:
+    """Claim the posted form for this write transaction (`hemicare.web.once`; sent already, it is answered with a
+    redirect to ``location`` and nothing is written), and the redirect that answers it: to ``location``."""
+    once.claim(session, username=user.username, path=request.url.path, form=form, location=location)
+    return RedirectResponse(location, status_code=303)
 
 
 def _page_number(text: str) -> int:

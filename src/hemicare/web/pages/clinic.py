@@ -8,7 +8,7 @@ import io
 from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
@@ -21,7 +21,7 @@ from hemicare.recalls import service as recall_service
 from hemicare.recalls.service import RECALLS, lateness
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_care_team
-from hemicare.web.pages._shared import PostedForm, _page, _page_number, _pager
+from hemicare.web.pages._shared import PostedForm, _once, _page, _page_number, _pager
 from hemicare.web.payload import PatientCode
 
 router = APIRouter(include_in_schema=False)
@@ -229,11 +229,12 @@ def new_patient(request: Request, user: PageUser, form: PostedForm) -> Response:
     try:
         data = validate_model(PatientCreate, {k: v for k, v in values.items() if v})
         with request.app.state.sessions.begin() as session:
+            answer = _once(session, request, user, form, f"/patients/{data.code}/assessment")
             patient_service.create(session, data=data, actor=user.username)
     except InputError as exc:
         errors = forms.errors_by_field(exc.problems)
         return _page(request, "patient_new.html", user, status_code=422, values=values, errors=errors)
-    return RedirectResponse(f"/patients/{data.code}/assessment", status_code=303)
+    return answer
 
 
 @router.get("/patients/{code}/edit")
@@ -265,6 +266,7 @@ def edit_patient(code: PatientCode, request: Request, user: PageUser, form: Post
         errors = forms.errors_by_field(problems)
         return _page(request, "patient_edit.html", user, status_code=422, code=code, values=values, errors=errors)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}")
         patient_service.update(
             session,
             code=code,
@@ -273,4 +275,4 @@ def edit_patient(code: PatientCode, request: Request, user: PageUser, form: Post
             actor=user.username,
             reason=values["reason"].strip(),
         )
-    return RedirectResponse(f"/patients/{code}", status_code=303)
+    return answer

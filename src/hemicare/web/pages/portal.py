@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from hemicare.engine.intake import validate_model
 from hemicare.errors import InputError
@@ -17,7 +17,16 @@ from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
-from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
+from hemicare.web.pages._shared import (
+    FieldNames,
+    PostedForm,
+    _chart,
+    _once,
+    _page,
+    _refused,
+    hfs7_answers,
+    hfs7_items,
+)
 from hemicare.web.payload import RecordNumber
 from hemicare.web.plain import due_words, plain_parts, things_to_know
 
@@ -102,10 +111,11 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
         posted = _refused("diary", form, exc.problems, _DIARY_FIELDS)
         return _my_page(request, user, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, "/me?saved=diary")
         outcome_service.add_diary(
             session, patient=patient_service.get(session, code=code), data=data, actor=user.username
         )
-    return RedirectResponse("/me?saved=diary", status_code=303)
+    return answer
 
 
 @router.post("/me/diary/{entry_id}/remove")
@@ -126,6 +136,7 @@ def _remove_mine(
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/me?saved=removed-{entity}{anchor}")
         patient = patient_service.get(session, code=code)
         outcome_service.remove(
             session,
@@ -136,7 +147,7 @@ def _remove_mine(
             reason=outcome_service.BY_THE_PATIENT,
             by_patient=True,
         )
-    return RedirectResponse(f"/me?saved=removed-{entity}{anchor}", status_code=303)
+    return answer
 
 
 @router.get("/me/hfs7")
@@ -159,7 +170,8 @@ def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
         QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": given}
     )
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, "/me?saved=hfs7")
         outcome_service.add_questionnaire(
             session, patient=patient_service.get(session, code=code), data=data, actor=user.username
         )
-    return RedirectResponse("/me?saved=hfs7", status_code=303)
+    return answer

@@ -49,7 +49,16 @@ from hemicare.web.auth import (
     require_patient_access,
     require_role,
 )
-from hemicare.web.pages._shared import FieldNames, PostedForm, _chart, _page, _refused, hfs7_answers, hfs7_items
+from hemicare.web.pages._shared import (
+    FieldNames,
+    PostedForm,
+    _chart,
+    _once,
+    _page,
+    _refused,
+    hfs7_answers,
+    hfs7_items,
+)
 from hemicare.web.payload import PatientCode, RecordNumber
 from hemicare.web.plain import plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
@@ -222,6 +231,7 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
             errors=forms.errors_by_field(exc.problems),
         )
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}#plan")
         patient = patient_service.get(session, code=code)
         plan_service.assess(
             session,
@@ -231,7 +241,7 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
             actor=user.username,
             today=dt.date.today(),
         )
-    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+    return answer
 
 
 @router.post("/patients/{code}/sign")
@@ -274,6 +284,7 @@ def sign(code: PatientCode, request: Request, user: PageUser, form: PostedForm) 
         if version is None:
             raise InputError([FieldProblem("version", "missing: reload the page")])
         if not problems:
+            _once(session, request, user, form, f"/patients/{code}#plan")
             plan_service.sign(
                 session,
                 patient=patient,
@@ -314,6 +325,7 @@ def _record_session(
     try:
         data = validate_model(SessionCreate, payload)
         with request.app.state.sessions.begin() as session:
+            answer = _once(session, request, user, form, f"/patients/{code}#history")
             patient = patient_service.get(session, code=code)
             session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
     except InputError as exc:
@@ -322,7 +334,7 @@ def _record_session(
         said = [FieldProblem(p.path, p.message.replace(session_service.OVERRIDE, _OVERRIDE_HERE)) for p in exc.problems]
         posted = _refused(details["kind"], form, said, {**_COMMON, **names})
         return _patient_page(request, user, code, posted=posted, status_code=422)
-    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+    return answer
 
 
 @router.post("/patients/{code}/sessions/toxin")
@@ -430,9 +442,10 @@ def record_hfs7(code: PatientCode, request: Request, user: PageUser, form: Poste
         posted = _refused("hfs7", form, problems, {**names, "date": ("date", "Date answered")})
         return _patient_page(request, user, code, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}#outcomes")
         patient = patient_service.get(session, code=code)
         outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
-    return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
+    return answer
 
 
 # The grades form's inputs and labels by problem path ("" is a problem of the whole form: no grade at all).
@@ -458,9 +471,10 @@ def record_grades(code: PatientCode, request: Request, user: PageUser, form: Pos
         posted = _refused("grades", form, exc.problems, _GRADES)
         return _patient_page(request, user, code, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}#outcomes")
         patient = patient_service.get(session, code=code)
         outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
-    return RedirectResponse(f"/patients/{code}#outcomes", status_code=303)
+    return answer
 
 
 @router.post("/patients/{code}/questionnaires/{answer_id}/remove")
@@ -500,11 +514,12 @@ def _remove_outcome(
         posted = _refused(f"remove-{entity}", form, exc.problems, {"reason": ("reason", "Why remove it")})
         return _patient_page(request, user, code, posted={**posted, "row": row_id}, status_code=422)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}?removed={entity}#outcomes")
         patient = patient_service.get(session, code=code)
         outcome_service.remove(
             session, patient=patient, entity=entity, row_id=row_id, actor=user.username, reason=data.reason
         )
-    return RedirectResponse(f"/patients/{code}?removed={entity}#outcomes", status_code=303)
+    return answer
 
 
 def _why(form: forms.FormData, model: type[M], values: dict[str, Any]) -> M:
@@ -529,11 +544,12 @@ def close_recall(code: PatientCode, recall: str, request: Request, user: PageUse
         posted = _refused("close-recall", form, exc.problems, {"reason": ("reason", "Why close it")})
         return _patient_page(request, user, code, posted={**posted, "row": recall}, status_code=422)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}?recalls=closed#due")
         patient = patient_service.get(session, code=code)
         recall_service.close(
             session, patient=patient, recall=recall, reason=data.reason, actor=user.username, today=dt.date.today()
         )
-    return RedirectResponse(f"/patients/{code}?recalls=closed#due", status_code=303)
+    return answer
 
 
 @router.post("/patients/{code}/recall-closures/{closure_id}/reopen")
@@ -544,11 +560,12 @@ def reopen_recall(
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}?recalls=reopened#due")
         patient = patient_service.get(session, code=code)
         closure = recall_service.closure(session, patient=patient, closure_id=closure_id)
         may_close_recall(user, closure.recall)
         recall_service.reopen(session, patient=patient, closure=closure, actor=user.username)
-    return RedirectResponse(f"/patients/{code}?recalls=reopened#due", status_code=303)
+    return answer
 
 
 @router.post("/patients/{code}/sessions/{session_id}/outcome")
@@ -567,13 +584,14 @@ def record_session_outcome(
         payload["result"] = form.get("result")
     outcome = validate_model(SessionOutcome, payload)
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}#history")
         patient = patient_service.get(session, code=code)
         row = session_service.get(session, patient=patient, session_id=session_id)
         require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
         session_service.record_outcome(
             session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
         )
-    return RedirectResponse(f"/patients/{code}#history", status_code=303)
+    return answer
 
 
 @router.get("/patients/{code}/plan.pdf")

@@ -16,7 +16,7 @@ from hemicare.users import service as user_service
 from hemicare.users.schemas import ROLES, AccountChange, PasswordChange, UserCreate
 from hemicare.web import apidocs, forms
 from hemicare.web.auth import COOKIE, PageUser, Principal, check_csrf, require_role, signed_in_user
-from hemicare.web.pages._shared import PostedForm, _page, _page_number, _pager
+from hemicare.web.pages._shared import PostedForm, _once, _page, _page_number, _pager
 
 router = APIRouter(include_in_schema=False)
 
@@ -272,7 +272,8 @@ def admin_set_active(username: str, request: Request, user: PageUser, form: Post
         raise InputError([FieldProblem("active", "say 1 to enable the account or 0 to disable it")])
     change = validate_model(AccountChange, {"reason": form.get("reason") or ""})
     with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/admin?{urlencode({'changed': username})}")
         user_service.set_active(
             session, username=username, active=form.get("active") == "1", change=change, actor=user.username
         )
-    return RedirectResponse(f"/admin?{urlencode({'changed': username})}", status_code=303)
+    return answer
