@@ -136,6 +136,26 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert recheck.exit_code == 0 and "0 of 1 patients' plans changed" in recheck.stdout
 
 
+def test_a_plan_version_made_from_the_sessions_recorded_since_the_last(clinic: str, tmp_path: Path) -> None:
+    """`patients show` names the toxin session recorded after the plan was made; `plans new` makes a version that
+    knows it (its programme's last session), after which nothing is left to name."""
+    assert runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic]).exit_code == 0
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, "2026-01-05")).exit_code == 0
+    shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+    assert shown["plan"]["recorded_since"] == ["toxin session of 2026-01-05"]
+    text = _run(clinic, "patients", "show", "demo-001").stdout
+    assert "  recorded since this plan was made: toxin session of 2026-01-05\n" in text
+    assert "`hemicare plans new demo-001` makes a version that does" in text
+    made = _run(clinic, "plans", "new", "demo-001", "--by", "dr.n")
+    assert made.exit_code == 0, made.output
+    assert made.stdout == "made plan version 2 for patient demo-001 from the latest assessment and the records\n"
+    shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+    assert (shown["plan"]["version"], shown["plan"]["kind"], shown["plan"]["recorded_since"]) == (2, "generated", [])
+    toxin = json.loads(_run(clinic, "plans", "show", "demo-001").stdout)["recommendations"][1]
+    assert toxin["id"] == "botulinum_toxin" and toxin["details"]["programme"]["last_session"] == "2026-01-05"
+    assert "recorded since" not in _run(clinic, "patients", "show", "demo-001").stdout
+
+
 def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic: str, engine: Engine) -> None:
     added = _run(clinic, "diary", "grades", "demo-001", "--smc", "2", "--date", "2026-03-02", "--by", "dr.s")
     assert added.exit_code == 0 and added.stdout == "grades 1 recorded for patient demo-001 on 2026-03-02\n"
@@ -245,6 +265,8 @@ def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_
         (["diary", "list", "demo-001", "--limit", "0"], "--limit"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist"], "has no plan"),
         (["plans", "show", "demo-001"], "patient 'demo-001' has no plan yet"),
+        (["plans", "new", "demo-001"], "patient 'demo-001' has no assessment yet"),
+        (["plans", "new", "nobody"], "no patient with code 'nobody'"),
         (["plans", "show", "demo-001", "--version", "9"], "patient 'demo-001' has no plan version 9"),
         (["plans", "sign", "demo-001", "--version", "1", "--role", "neurologist", "--edit", "mvd"], "--edit[0]"),
         (["patients", "update", "demo-001", "--version", "7", "--reason", "x", "--name", "Y"], "not 7"),

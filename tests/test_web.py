@@ -399,6 +399,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/api/v1/patients/{code}/diary"): _OWN,
     ("POST", "/api/v1/patients/{code}/grades"): CARE,
     ("POST", "/api/v1/patients/{code}/plan/sign"): CARE,
+    ("POST", "/api/v1/patients/{code}/plans"): CARE,
     ("POST", "/api/v1/patients/{code}/questionnaires"): _OWN,
     ("POST", "/api/v1/patients/{code}/recall-closures"): _CONV,
     ("POST", "/api/v1/patients/{code}/sessions"): _CONV,
@@ -415,6 +416,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/edit"): CARE,
     ("POST", "/patients/{code}/grades"): CARE,
     ("POST", "/patients/{code}/grades/{grades_id}/remove"): CARE,
+    ("POST", "/patients/{code}/plans"): CARE,
     ("POST", "/patients/{code}/questionnaires/hfs7"): CARE,
     ("POST", "/patients/{code}/questionnaires/{answer_id}/remove"): CARE,
     ("POST", "/patients/{code}/recall-closures/{closure_id}/reopen"): CARE,
@@ -1570,6 +1572,82 @@ def test_remembered_forms_are_forgotten_after_a_day(client: TestClient, clinic: 
     assert client.post("/me/diary", data={**other, "spasms": "12", "intensity": "3"}).status_code == 303
     with session_factory(clinic)() as s:
         assert s.scalar(select(func.count()).select_from(SentForm)) == 1  # the old one went as the new one came
+
+
+def _recorded_since(page: str) -> str | None:
+    """The patient page's notice of sessions recorded since the plan was made, as text."""
+    found = re.search(r'<div class="card since" id="recorded-since">(.*?)</div>', page, re.S)
+    return _visible_text(found.group(1)) if found else None
+
+
+def test_sessions_recorded_after_the_plan_are_named_until_a_version_is_made_from_them(
+    client: TestClient, clinic: Engine
+) -> None:
+    """A toxin session given today and the side effects of the one before change the next plan (its interval, its
+    doses); the page says what the plan does not know yet, and a new version made from the records knows it."""
+    sign_in(client, "neuro")
+    today = dt.date.today().isoformat()
+    assert _recorded_since(client.get("/patients/demo-001").text) is None
+    toxin = {"product": "onabotulinumtoxinA", "lot": "C9", "units.upper_lid_medial.left": "2.5"}
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/sessions/toxin")
+    assert client.post("/patients/demo-001/sessions/toxin", data={**hidden, **toxin}).status_code == 303
+    client.cookies.clear()
+    sign_in(client, "tcm")  # needling is not what a plan is made from: it adds nothing to the notice
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/sessions/acupuncture")
+    assert client.post("/patients/demo-001/sessions/acupuncture", data={**hidden, "points": "LR3"}).status_code == 303
+    notice = _recorded_since(client.get("/patients/demo-001").text)
+    assert notice is not None and notice.startswith(f"Recorded since this plan was made: toxin session of {today}.")
+    assert "Make a new version from the records" in notice
+    # Signing the plan as it is does not make it know the session: the notice stays on the signed version.
+    client.cookies.clear()
+    sign_in(client, "neuro")
+    asked = f'<p class="small" id="last-outcome">How did the session of {today} go?'  # on the next session's form
+    assert asked in client.get("/patients/demo-001").text
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/sign")
+    assert client.post("/patients/demo-001/sign", data=hidden).status_code == 303
+    assert _recorded_since(client.get("/patients/demo-001").text) is not None
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/plans")
+    made = client.post("/patients/demo-001/plans", data=hidden)
+    assert made.status_code == 303 and made.headers["location"] == "/patients/demo-001#plan"
+    page = client.get("/patients/demo-001").text
+    assert _recorded_since(page) is None and "Plan · version 3 (generated)" in page
+    with session_factory(clinic)() as s:
+        version = plan_service.latest(s, patient=patient_service.get(s, code="demo-001"))
+        assert version is not None
+        programme = version.content["recommendations"][1]["details"]["programme"]
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.entity == "plan").order_by(AuditEntry.id.desc())).first()
+        assert entry is not None and entry.detail["via"] == "records"
+        session_id = s.scalars(select(TreatmentSession.id).where(TreatmentSession.kind == "toxin")).one()
+    assert programme["last_session"] == today and programme["too_soon"] is True
+    # The session's outcome, told at the next visit: six weeks and a drooping lid.
+    action = f"/patients/demo-001/sessions/{session_id}/outcome"
+    outcome = {**_hidden_fields(client, "/patients/demo-001", action), "effect_weeks": "6", "adverse_effects": "ptosis"}
+    assert client.post(action, data=outcome).status_code == 303
+    assert 'id="last-outcome"' not in client.get("/patients/demo-001").text
+    notice = _recorded_since(client.get("/patients/demo-001").text)
+    assert notice is not None and notice.startswith(
+        f"Recorded since this plan was made: the outcome of the toxin session of {today}."
+    )
+    hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/plans")
+    assert client.post("/patients/demo-001/plans", data=hidden).status_code == 303
+    with session_factory(clinic)() as s:
+        version = plan_service.latest(s, patient=patient_service.get(s, code="demo-001"))
+        assert version is not None and version.number == 4
+        titration = version.content["recommendations"][1]["details"]["programme"]["titration"]
+    assert any(line.startswith("Last effect lasted only 6 weeks") for line in titration), titration
+    assert any("ptosis" in line.lower() for line in titration), titration
+
+
+def test_a_new_version_from_the_records_through_the_api(client: TestClient, clinic: Engine) -> None:
+    token = _token_for(client)
+    headers = {"authorization": f"Bearer {token}"}
+    made = client.post("/api/v1/patients/demo-001/plans", headers=headers)
+    assert made.status_code == 201 and made.json()["number"] == 2 and made.json()["kind"] == "generated"
+    assert client.post("/api/v1/patients/no-such/plans", headers=headers).status_code == 404
+    with session_factory(clinic)() as s, s.begin():
+        s.add(Patient(code="demo-009", name="New", sex="female", created_by="t"))
+    missing = client.post("/api/v1/patients/demo-009/plans", headers=headers)
+    assert missing.status_code == 404 and "assessment" in missing.text
 
 
 def test_an_unfinished_hfs7_comes_back_with_its_answers_and_what_is_missing(client: TestClient, clinic: Engine) -> None:

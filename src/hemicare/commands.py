@@ -297,12 +297,14 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
     from hemicare.patients import service as patient_service
     from hemicare.plans import service as plan_service
     from hemicare.recalls import service as recall_service
+    from hemicare.sessions import service as session_service
 
     def body() -> None:
         kb = load_default()
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             plan = plan_service.latest(session, patient=patient)
+            since = session_service.recorded_since(session, patient=patient)
             stored, assessment = assessment_service.latest_read(session, patient=patient)
             outcomes = outcome_service.summary(session, patient=patient, kb=kb)
             due, closed = recall_service.due_and_closed(
@@ -319,7 +321,13 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 },
                 "plan": None
                 if plan is None
-                else {"version": plan.number, "kind": plan.kind, "signed_by": plan.signed_by, **plan.summary},
+                else {
+                    "version": plan.number,
+                    "kind": plan.kind,
+                    "signed_by": plan.signed_by,
+                    **plan.summary,
+                    "recorded_since": since,
+                },
                 "outcomes": outcomes.model_dump(mode="json"),
                 "due": [d.model_dump(mode="json") for d in due],
                 "closed_recalls": [c.model_dump(mode="json") for c in closed],
@@ -348,6 +356,9 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                     typer.echo(f"  {part}: signed by {signed['by']} ({signed['role']}) on {signed['at'][:10]}")
             for rec, status in plan.summary["statuses"].items():
                 typer.echo(f"  {status:<16} {rec}")
+            if since:
+                typer.echo(f"  recorded since this plan was made: {'; '.join(since)}")
+                typer.echo(f"  (the plan does not know of it: `hemicare plans new {code}` makes a version that does)")
         typer.echo(f"diary entries: {outcomes.diary_entries}; toxin sessions: {len(outcomes.toxin_sessions)}")
         for name, change in outcomes.questionnaires.items():
             typer.echo(f"{name}: {change.first} -> {change.latest} ({change.response})")
@@ -404,7 +415,7 @@ def save_plan(patient_file: Path, database: str | None, by: str | None) -> str:
     return f"saved assessment and plan version {version.number} for patient {assessment.id}"
 
 
-plans_app = typer.Typer(help="Plan versions: review and sign-off.", no_args_is_help=True)
+plans_app = typer.Typer(help="Plan versions: new versions from the records, review and sign-off.", no_args_is_help=True)
 
 
 def _edit(text: str, index: int) -> PlanEdit:
@@ -443,6 +454,24 @@ def plans_sign(
                 reason=reason,
             )
         typer.echo(f"signed plan version {signed.number} for patient {code} as {role}")
+
+    run(body)
+
+
+@plans_app.command("new")
+def plans_new(code: str, database: DbOption = None, by: ByOption = None) -> None:
+    """Make a new plan version from the latest assessment and the sessions recorded since the last one was made (a
+    toxin session, its effect and side effects, an operation's result; `patients show` lists them), to be signed."""
+    from hemicare.patients import service as patient_service
+    from hemicare.plans import service as plan_service
+
+    def body() -> None:
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            made = plan_service.generate(
+                session, patient=patient, kb=load_default(), actor=actor(by), today=dt.date.today(), via="records"
+            )
+        typer.echo(f"made plan version {made.number} for patient {code} from the latest assessment and the records")
 
     run(body)
 

@@ -10,7 +10,9 @@ from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion
 
 
-def latest(session: Session, *, patient: Patient) -> PlanVersion | None:
-    """The patient's newest plan version, if any."""
+def latest(session: Session, *, patient: Patient, kind: str | None = None) -> PlanVersion | None:
+    """The patient's newest plan version, if any (of ``kind``, "generated" or "reviewed", if given)."""
     query = select(PlanVersion).where(PlanVersion.patient_id == patient.id)
+    if kind is not None:
+        query = query.where(PlanVersion.kind == kind)
     return session.scalar(query.order_by(PlanVersion.number.desc()).limit(1))

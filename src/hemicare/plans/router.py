@@ -1,6 +1,9 @@
-"""Plans in the JSON API: a plan for any assessment (nothing stored), a patient's current plan, and sign-off."""
+"""Plans in the JSON API: a plan for any assessment (nothing stored), a patient's current plan, a new version made
+from the records, and sign-off."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
@@ -79,6 +82,19 @@ def read_plan_version(code: PatientCode, number: RecordNumber, request: Request,
         shown = plan_service.version(session, patient=patient, number=number)
         audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{number}")
         return PlanVersionOut(number=shown.number, kind=shown.kind, signed_by=shown.signed_by, plan=shown.content)
+
+
+@router.post("/patients/{code}/plans", response_model=PlanVersionOut, status_code=status.HTTP_201_CREATED)
+def new_plan_version(code: PatientCode, request: Request, user: ApiUser) -> PlanVersionOut:
+    """A new version of the patient's plan from their latest assessment and the sessions recorded since the last one
+    was made (a toxin session, its effect and side effects, an operation's result), to be signed again."""
+    require_care_team(user)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        made = plan_service.generate(
+            session, patient=patient, kb=request.app.state.kb, actor=user.username, today=dt.date.today(), via="records"
+        )
+        return PlanVersionOut(number=made.number, kind=made.kind, signed_by=made.signed_by, plan=made.content)
 
 
 @router.post(

@@ -211,8 +211,11 @@ def _add_version(session: Session, version: PlanVersion) -> PlanVersion:
     return version
 
 
-def generate(session: Session, *, patient: Patient, kb: KnowledgeBase, actor: str, today: dt.date) -> PlanVersion:
-    """Build the plan from the latest assessment and store it as the next version."""
+def generate(
+    session: Session, *, patient: Patient, kb: KnowledgeBase, actor: str, today: dt.date, via: str = "assessment"
+) -> PlanVersion:
+    """Build the plan from the latest assessment and the sessions recorded, and store it as the next version (made
+    ``via`` a new assessment, or at a clinician's request after sessions or outcomes were recorded: "records")."""
     stored = assessment_service.latest(session, patient=patient)
     recorded = session_service.list_for(session, patient=patient)
     plan = build_plan(with_recorded_history(stored.data, recorded), kb, today=today)
@@ -222,7 +225,7 @@ def generate(session: Session, *, patient: Patient, kb: KnowledgeBase, actor: st
         assessment_id=stored.id,
         content=plan.model_dump(mode="json"),
         actor=actor,
-        via="assessment",
+        via=via,
     )
 
 

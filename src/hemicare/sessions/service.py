@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
+from hemicare.audit.models import AuditEntry
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
@@ -258,6 +259,52 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
     if kind is not None:
         query = query.where(TreatmentSession.kind == kind)
     return list(session.scalars(query.order_by(TreatmentSession.date, TreatmentSession.id)))
+
+
+# The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history),
+# with their names in a sentence.
+READ_BY_PLANS = {"toxin": "toxin session", "mvd": "operation (MVD)"}
+
+
+def recorded_since(session: Session, *, patient: Patient) -> list[str]:
+    """What was recorded of the sessions a plan is made from after the patient's latest generated plan, in words,
+    oldest first: sessions added ("toxin session of 2026-11-27") and outcomes added or changed ("the outcome of the
+    toxin session of 2026-08-20"). The plan knows none of it (doses follow the last effect and side effects, the
+    interval the last session, statuses an operation's result) until a new version is made from the records."""
+    generated = plan_queries.latest(session, patient=patient, kind="generated")
+    if generated is None:
+        return []
+    rows = session.scalars(
+        select(TreatmentSession)
+        .where(TreatmentSession.patient_id == patient.id, TreatmentSession.kind.in_(READ_BY_PLANS))
+        .order_by(TreatmentSession.date, TreatmentSession.id)
+    ).all()
+    by_id = {str(row.id): row for row in rows}
+    amended = set(
+        session.scalars(
+            select(AuditEntry.entity_id).where(
+                AuditEntry.entity == "session",
+                AuditEntry.action == "amend",
+                AuditEntry.entity_id.in_(by_id),
+                AuditEntry.at > generated.created_at,
+            )
+        )
+    )
+    added = set(
+        session.scalars(
+            select(TreatmentSession.id).where(
+                TreatmentSession.id.in_([row.id for row in rows]), TreatmentSession.created_at > generated.created_at
+            )
+        )
+    )
+    said = []
+    for row in rows:
+        name = f"{READ_BY_PLANS[row.kind]} of {row.date.isoformat()}"
+        if row.id in added:
+            said.append(name)
+        elif str(row.id) in amended:
+            said.append(f"the outcome of the {name}")
+    return said
 
 
 # Which outcome fields each kind of session takes.

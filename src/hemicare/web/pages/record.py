@@ -114,6 +114,7 @@ def _patient_page(
             "plan": plan,
             "content": plan.content if plan else None,
             "since": plan_service.since_review(session, current=plan) if plan else None,
+            "recorded_since": session_service.recorded_since(session, patient=patient),
             "versions": plan_service.versions(session, patient=patient),
             "parts": parts_of(plan.content) if plan else [],
             "assessment": stored.data if stored else None,
@@ -240,6 +241,22 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
             kb=request.app.state.kb,
             actor=user.username,
             today=dt.date.today(),
+        )
+    return answer
+
+
+@router.post("/patients/{code}/plans")
+def new_plan_version(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """A new version of the plan from the latest assessment and the sessions recorded since the last one was made
+    (a toxin session, its effect and side effects, an operation's result), for the clinicians to sign again."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}#plan")
+        patient = patient_service.get(session, code=code)
+        today = dt.date.today()
+        plan_service.generate(
+            session, patient=patient, kb=request.app.state.kb, actor=user.username, today=today, via="records"
         )
     return answer
 
