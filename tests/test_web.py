@@ -29,6 +29,7 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
 from hemicare.engine.intake import read_file
+from hemicare.errors import quoted
 from hemicare.limits import CODE_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
@@ -3363,12 +3364,37 @@ def test_patient_list_searches_filters_and_pages(client: TestClient, clinic: Eng
         ("page=0", "<strong>page</strong>: &#39;0&#39; is not a page number"),
         ("page=two", "<strong>page</strong>: &#39;two&#39; is not a page number"),
         ("page=%C2%B2", "<strong>page</strong>: &#39;²&#39; is not a page number"),  # a digit to isdigit(), not int()
-        ("page=" + "9" * 5000, "<strong>page</strong>: &#39;99999"),  # more digits than int() reads
+        ("page=" + "9" * 5000, "<strong>page</strong>: &#39;" + "9" * 39 + "... (5,000 characters) is not a page"),
         ("show=everyone", "<strong>show</strong>: &#39;everyone&#39; is not one of all, due, unsigned, critical"),
         ("q=" + "x" * 101, "<strong>q</strong>: a search of at most 100 characters"),
     ):
         refused = client.get(f"/patients?{query}")
         assert refused.status_code == 422 and said in refused.text, refused.text
+
+
+@pytest.mark.parametrize(
+    ("address", "field"),
+    [
+        ("/patients?page=" + "9" * 5000, "page"),
+        ("/patients?show=" + "x" * 5000, "show"),
+        ("/due?days=" + "9" * 5000, "days"),
+        ("/due?recall=" + "x" * 5000, "recall"),
+        ("/patients/demo-001/plan.pdf?kind=" + "x" * 5000, "kind"),
+        ("/patients/demo-001/plan.pdf?kind=referral&to=" + "x" * 5000, "to"),
+    ],
+)
+def test_a_garbled_value_is_quoted_by_its_start_and_length(client: TestClient, address: str, field: str) -> None:
+    """5,000 characters where a word belongs are said as their start and their length, not echoed whole."""
+    sign_in(client, "neuro")
+    refused = client.get(address)
+    assert refused.status_code == 422 and f"<strong>{field}</strong>: &#39;" in refused.text
+    assert "... (5,000 characters)" in refused.text and "x" * 100 not in refused.text and "9" * 100 not in refused.text
+
+
+def test_quoted_keeps_a_short_value_whole() -> None:
+    assert quoted("laser") == "'laser'" and quoted(None) == "None"
+    assert quoted("x" * 58) == "'" + "x" * 58 + "'"  # 60 with its quotes
+    assert quoted("x" * 59) == "'" + "x" * 39 + "... (59 characters)"
 
 
 def test_patient_list_shows_who_signed_the_latest_plan(client: TestClient) -> None:

@@ -26,7 +26,15 @@ from pydantic import BaseModel
 
 from hemicare.engine import load_default
 from hemicare.engine.intake import read_file, validate_assessment, validate_model
-from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, HemiCareError, InputError, NotFoundError
+from hemicare.errors import (
+    ConflictError,
+    FieldProblem,
+    ForbiddenError,
+    HemiCareError,
+    InputError,
+    NotFoundError,
+    quoted,
+)
 from hemicare.limits import ACTOR_MAX, CODE_MAX, RECORD_NUMBER_MAX
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients.schemas import PatientCreate, PatientRead, PatientUpdate
@@ -422,7 +430,7 @@ def _edit(text: str, index: int) -> PlanEdit:
     target, _, rest = text.partition("=")
     status, _, reason = rest.partition(":")
     if not (target and status and reason):
-        raise InputError([FieldProblem(f"--edit[{index}]", f"{text!r} is not RECOMMENDATION=STATUS:REASON")])
+        raise InputError([FieldProblem(f"--edit[{index}]", f"{quoted(text)} is not RECOMMENDATION=STATUS:REASON")])
     return validate(PlanEdit, {"recommendation": target, "status": status, "reason": reason})
 
 
@@ -735,7 +743,7 @@ def diary_remove(
         record_number("--id", record_id)
         if kind not in outcome_service.REMOVABLE:
             known = ", ".join(outcome_service.REMOVABLE)
-            raise InputError([FieldProblem("--kind", f"{kind!r} is not one of {known}")])
+            raise InputError([FieldProblem("--kind", f"{quoted(kind)} is not one of {known}")])
         data = validate(Removal, {"reason": reason})
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
@@ -764,7 +772,8 @@ def due(
         if not 0 <= horizon <= recall_service.HORIZON_MAX_DAYS:
             problems.append(FieldProblem("--horizon", f"{horizon} is outside 0-{recall_service.HORIZON_MAX_DAYS} days"))
         if recall is not None and recall not in recall_service.RECALLS:
-            problems.append(FieldProblem("--recall", f"{recall!r} is not one of {', '.join(recall_service.RECALLS)}"))
+            known = ", ".join(recall_service.RECALLS)
+            problems.append(FieldProblem("--recall", f"{quoted(recall)} is not one of {known}"))
         if problems:
             raise InputError(problems)
         with unit_of_work(database) as session:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hemicare.engine.errors import FieldProblem, HemiCareError, InputError, KnowledgeError
+from hemicare.engine.errors import FieldProblem, HemiCareError, InputError, KnowledgeError, quoted
 
 __all__ = [
     "ConflictError",
@@ -12,6 +12,7 @@ __all__ = [
     "InputError",
     "KnowledgeError",
     "NotFoundError",
+    "quoted",
 ]
 
 

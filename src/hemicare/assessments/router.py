@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, status
 
 from hemicare.engine import validate_assessment
 from hemicare.engine.assessment import Assessment
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.web.auth import ApiUser, require_care_team
@@ -27,7 +27,7 @@ def add_assessment(code: PatientCode, request: Request, user: ApiUser, data: Jso
     """Store an assessment for the patient and generate the next plan version from it."""
     require_care_team(user)
     if isinstance(data, dict) and data.get("id") not in (None, code):
-        raise InputError([FieldProblem("id", f"{data.get('id')!r} does not match the patient code {code!r}")])
+        raise InputError([FieldProblem("id", f"{quoted(data.get('id'))} does not match the patient code {code!r}")])
     assessment = validate_assessment({**data, "id": code} if isinstance(data, dict) else data)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)

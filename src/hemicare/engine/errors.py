@@ -34,3 +34,15 @@ class KnowledgeError(HemiCareError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+QUOTED_MAX = 60  # the longest value a message quotes in full
+
+
+def quoted(value: object) -> str:
+    """A value as an error message quotes it: whole when short, else its start and its length, so that a garbled
+    value (5,000 digits in an address, a pasted page in a box) does not become the message."""
+    text = repr(value)
+    if len(text) <= QUOTED_MAX:
+        return text
+    return f"{text[: QUOTED_MAX - 20]}... ({len(str(value)):,} characters)"

@@ -27,7 +27,7 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
-from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError
+from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError, quoted
 from hemicare.patients.models import Patient
 from hemicare.patients.service import get as get_patient
 from hemicare.plans.models import PlanVersion
@@ -295,7 +295,8 @@ def sign(
     for index, edit in enumerate(edits):
         rec = recommendations.get(edit.recommendation)
         if rec is None:
-            problems.append(FieldProblem(f"edits.{index}.recommendation", f"no recommendation {edit.recommendation!r}"))
+            said = f"no recommendation {quoted(edit.recommendation)}"
+            problems.append(FieldProblem(f"edits.{index}.recommendation", said))
             continue
         if not _may_edit(role, rec["category"]):
             raise ForbiddenError(f"a {role} cannot change {rec['category']} item {rec['id']!r}")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from hemicare.engine.intake import validate_model as validate
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.recalls import service as recall_service
 from hemicare.recalls.schemas import RecallClose
@@ -29,7 +29,7 @@ def due(request: Request, user: ApiUser, horizon: int = 0, recall: str | None = 
     if not 0 <= horizon <= recall_service.HORIZON_MAX_DAYS:
         problems.append(FieldProblem("horizon", f"{horizon} is outside 0-{recall_service.HORIZON_MAX_DAYS} days"))
     if recall is not None and recall not in RECALLS:
-        problems.append(FieldProblem("recall", f"{recall!r} is not one of {', '.join(RECALLS)}"))
+        problems.append(FieldProblem("recall", f"{quoted(recall)} is not one of {', '.join(RECALLS)}"))
     if problems:
         raise InputError(problems)
     with request.app.state.sessions.begin() as session:

@@ -16,7 +16,7 @@ from hemicare.engine import KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
 from hemicare.engine.schema import Figure
-from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import queries as plan_queries  # not the service, which imports this module
@@ -38,21 +38,18 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
         known = {site.id for site in kb.toxin_programme().sites}
         for index, site in enumerate(details.sites):
             if site.site not in known:
-                problems.append(
-                    FieldProblem(
-                        f"details.sites.{index}.site", f"unknown site {site.site!r}; known: {', '.join(sorted(known))}"
-                    )
-                )
+                said = f"unknown site {quoted(site.site)}; known: {', '.join(sorted(known))}"
+                problems.append(FieldProblem(f"details.sites.{index}.site", said))
     elif isinstance(details, AcupunctureDetails):
         for index, code in enumerate(details.points):
             if code not in kb.acupoints:
-                problems.append(FieldProblem(f"details.points.{index}", f"unknown WHO point code {code!r}"))
+                problems.append(FieldProblem(f"details.points.{index}", f"unknown WHO point code {quoted(code)}"))
     elif isinstance(details, HerbalDetails):
         if details.formula is not None and details.formula not in kb.formulas:
-            problems.append(FieldProblem("details.formula", f"unknown formula {details.formula!r}"))
+            problems.append(FieldProblem("details.formula", f"unknown formula {quoted(details.formula)}"))
         for index, herb in enumerate(details.herbs):
             if kb.resolve_herb(herb.latin) is None:
-                problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {herb.latin!r}"))
+                problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {quoted(herb.latin)}"))
     return problems
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.intake import nul_problems
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.outcomes import service as outcome_service
 from hemicare.patients.models import Patient
 from hemicare.web import forms, once
@@ -49,7 +49,7 @@ def _once(session: Session, request: Request, user: Principal, form: forms.FormD
 def _page_number(text: str) -> int:
     """The ``page`` query parameter: 1, 2, ..."""
     if (number := forms.counting_number(text)) is None:
-        raise InputError([FieldProblem("page", f"{text!r} is not a page number (1, 2, ...)")])
+        raise InputError([FieldProblem("page", f"{quoted(text)} is not a page number (1, 2, ...)")])
     return number
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
-from hemicare.errors import FieldProblem, InputError
+from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.limits import REASON_MAX
 from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
@@ -58,7 +58,7 @@ def _list_query(request: Request) -> tuple[str, str, int]:
     if len(text) > 100:
         problems.append(FieldProblem("q", "a search of at most 100 characters"))
     if show not in LIST_FILTERS:
-        problems.append(FieldProblem("show", f"{show!r} is not one of {', '.join(LIST_FILTERS)}"))
+        problems.append(FieldProblem("show", f"{quoted(show)} is not one of {', '.join(LIST_FILTERS)}"))
     if problems:
         raise InputError(problems)
     return text, show, _page_number(params.get("page", "1"))
@@ -152,10 +152,12 @@ def _due_rows(request: Request, user: Principal, *, also: str = "") -> tuple[int
     horizon_text = request.query_params.get("days", "14")
     horizon = forms.counting_number(horizon_text)
     if horizon not in DUE_HORIZONS:
-        raise InputError([FieldProblem("days", f"{horizon_text!r} is not one of {', '.join(map(str, DUE_HORIZONS))}")])
+        known = ", ".join(map(str, DUE_HORIZONS))
+        raise InputError([FieldProblem("days", f"{quoted(horizon_text)} is not one of {known}")])
     kind = request.query_params.get("recall", "")
     if kind and kind not in RECALLS:
-        raise InputError([FieldProblem("recall", f"{kind!r} is not one of {', '.join(RECALLS)} (or empty for all)")])
+        known = ", ".join(RECALLS)
+        raise InputError([FieldProblem("recall", f"{quoted(kind)} is not one of {known} (or empty for all)")])
     with request.app.state.readers.begin() as session:
         items = recall_service.due(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=horizon, recall=kind or None

@@ -20,7 +20,7 @@ from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.render import describe_assessment
 from hemicare.engine.toxin import ToxinPlan
-from hemicare.errors import FieldProblem, InputError, NotFoundError
+from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate, Removal
@@ -553,7 +553,7 @@ def close_recall(code: PatientCode, recall: str, request: Request, user: PageUse
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     if recall not in RECALLS:
-        raise NotFoundError(f"there is no recall {recall!r} (one of {', '.join(RECALLS)})")
+        raise NotFoundError(f"there is no recall {quoted(recall)} (one of {', '.join(RECALLS)})")
     may_close_recall(user, recall)
     try:
         data = _why(form, RecallClose, {"recall": recall})
@@ -619,7 +619,7 @@ def plan_pdf(
     patient page's form also adds the sender's question)."""
     require_patient_access(user, code)
     if kind not in ("patient", "referral"):
-        raise InputError([FieldProblem("kind", f"{kind!r} is not patient or referral")])
+        raise InputError([FieldProblem("kind", f"{quoted(kind)} is not patient or referral")])
     if kind == "referral":
         return _referral(code, request, user, target=to, question="")
     from hemicare.web.pdf import patient_plan_pdf
@@ -660,7 +660,7 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
         target = targets[0]
     elif target not in targets:
         allowed = " or ".join(targets)
-        problems.append(FieldProblem("to", f"{target!r} is not a specialty you refer to ({allowed})"))
+        problems.append(FieldProblem("to", f"{quoted(target)} is not a specialty you refer to ({allowed})"))
     if len(question) > QUESTION_MAX:
         problems.append(FieldProblem("question", f"{len(question)} characters; at most {QUESTION_MAX}"))
     if problems:
