@@ -73,7 +73,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == "0008"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -81,7 +81,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == "0008"
     engine.dispose()
 
 
@@ -123,6 +123,54 @@ def test_outcomes_recorded_before_ids_were_never_reused_are_kept(db_url: str) ->
         assert added.id > before[-1][0]
     with pytest.raises(DBAPIError), engine.begin() as connection:
         connection.execute(text("UPDATE diary_entries SET intensity = 11"))
+    engine.dispose()
+
+
+def test_sessions_amended_before_0008_take_the_time_of_their_latest_amendment(db_url: str) -> None:
+    """Upgrading from 0007: a session whose outcome was amended (twice) takes its latest amendment's time from the
+    audit trail, so that a plan made before it still names it; a session never amended stays without one."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0007")
+    made = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO patients (code, name, sex, version, created_at, created_by, updated_at) "
+                "VALUES ('p-old', 'Old', 'female', 1, :at, 'setup', :at)"
+            ),
+            {"at": made},
+        )
+        for day in (1, 2):
+            connection.execute(
+                text(
+                    "INSERT INTO treatment_sessions (patient_id, kind, date, clinician, data, created_at, created_by) "
+                    "SELECT id, 'toxin', :date, 'N', '{}', :at, 'n' FROM patients"
+                ),
+                {"date": dt.date(2026, 1, day), "at": made},
+            )
+        first = connection.execute(text("SELECT min(id) FROM treatment_sessions")).scalar_one()
+        for number, (action, hours) in enumerate((("amend", 1), ("amend", 5), ("read", 9))):
+            connection.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor, action, entity, entity_id, detail, prev_hash, hash) "
+                    "VALUES (:at, 'n', :action, 'session', :session, '{}', :prev, :hash)"
+                ),
+                {
+                    "at": made + dt.timedelta(hours=hours),
+                    "action": action,
+                    "session": str(first),
+                    "prev": str(number),
+                    "hash": str(number + 1),
+                },
+            )
+    upgrade(engine)
+    with engine.begin() as connection:
+        latest = connection.execute(text("SELECT max(at) FROM audit_log WHERE action = 'amend'")).scalar_one()
+        amended = connection.execute(text("SELECT amended_at FROM treatment_sessions ORDER BY id")).scalars().all()
+    assert amended == [latest, None]
+    downgrade(engine, "0007")
     engine.dispose()
 
 

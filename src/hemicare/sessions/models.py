@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base, Created
@@ -26,3 +26,6 @@ class TreatmentSession(Created, Base):
     date: Mapped[dt.date]
     clinician: Mapped[str] = mapped_column(String(120))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # When an outcome was last added or changed (the audit trail keeps what and why): a plan made before it does not
+    # know it (sessions.service.recorded_since).
+    amended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

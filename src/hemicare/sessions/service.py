@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
-from hemicare.audit.models import AuditEntry
+from hemicare.db.base import utcnow
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
@@ -271,36 +271,20 @@ def recorded_since(session: Session, *, patient: Patient) -> list[str]:
     generated = plan_queries.latest(session, patient=patient, kind="generated")
     if generated is None:
         return []
-    rows = session.scalars(
-        select(TreatmentSession)
-        .where(TreatmentSession.patient_id == patient.id, TreatmentSession.kind.in_(READ_BY_PLANS))
+    made = generated.created_at
+    query = (
+        select(TreatmentSession.kind, TreatmentSession.date, TreatmentSession.created_at > made)
+        .where(
+            TreatmentSession.patient_id == patient.id,
+            TreatmentSession.kind.in_(READ_BY_PLANS),
+            (TreatmentSession.created_at > made) | (TreatmentSession.amended_at > made),
+        )
         .order_by(TreatmentSession.date, TreatmentSession.id)
-    ).all()
-    by_id = {str(row.id): row for row in rows}
-    amended = set(
-        session.scalars(
-            select(AuditEntry.entity_id).where(
-                AuditEntry.entity == "session",
-                AuditEntry.action == "amend",
-                AuditEntry.entity_id.in_(by_id),
-                AuditEntry.at > generated.created_at,
-            )
-        )
-    )
-    added = set(
-        session.scalars(
-            select(TreatmentSession.id).where(
-                TreatmentSession.id.in_([row.id for row in rows]), TreatmentSession.created_at > generated.created_at
-            )
-        )
     )
     said = []
-    for row in rows:
-        name = f"{READ_BY_PLANS[row.kind]} of {row.date.isoformat()}"
-        if row.id in added:
-            said.append(name)
-        elif str(row.id) in amended:
-            said.append(f"the outcome of the {name}")
+    for kind, date, added in session.execute(query):
+        name = f"{READ_BY_PLANS[kind]} of {date.isoformat()}"
+        said.append(name if added else f"the outcome of the {name}")
     return said
 
 
@@ -337,6 +321,7 @@ def record_outcome(
     if problems:
         raise InputError(problems)
     row.data = {**row.data, **given}  # a new dict, so that the JSON column is written
+    row.amended_at = utcnow()
     audit.record(
         session,
         actor=actor,
