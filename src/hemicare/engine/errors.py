@@ -36,7 +36,7 @@ class KnowledgeError(HemiCareError):
         super().__init__("\n".join(problems))
 
 
-QUOTED_MAX = 60  # the longest value a message quotes in full
+QUOTED_MAX = 60  # the longest value a message quotes in full (intake's "(got ...)" leaves out a longer one)
 
 
 def quoted(value: object) -> str:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from hemicare.engine.assessment import CODE_PATTERN, CODE_WORDS, Assessment, consistency_problems
-from hemicare.engine.errors import FieldProblem, InputError
+from hemicare.engine.errors import QUOTED_MAX, FieldProblem, InputError
 from hemicare.engine.rules import model_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,7 +158,7 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
                 message = str(err["msg"]).removeprefix("Value error, ")
             shown = repr(err.get("input"))
             secret = any("password" in str(part) for part in loc)  # never echoed to a screen, a terminal or a log
-            if len(shown) <= 60 and kind not in ("model_type", "dict_type") and not secret:
+            if len(shown) <= QUOTED_MAX and kind not in ("model_type", "dict_type") and not secret:
                 message = f"{message} (got {shown})"
         if (path, message) not in seen:
             seen.add((path, message))
