@@ -16,6 +16,7 @@ from hemicare.engine.assessment import FaceRegion, Pulse, TcmFinding, TongueBody
 from hemicare.engine.plan import Plan, plan_json
 from hemicare.engine.render import render_decision_aid, render_text
 from hemicare.engine.toxin import ToxinPlan
+from hemicare.plans import service as plans
 
 KB = load_default()
 TODAY = dt.date(2026, 11, 26)
@@ -191,6 +192,10 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
     compact = build_plan(assessment, KB, today=TODAY, compact=True)  # what bulk rechecks compare
     assert [(r.id, r.status) for r in compact.recommendations] == [(r.id, r.status) for r in plan.recommendations]
     assert [a.id for a in compact.alerts] == [a.id for a in plan.alerts]
+    assert (
+        plans.given((r.id, r.details) for r in compact.recommendations)
+        == plans.summarise(plan.model_dump(mode="json"))["given"]
+    ), "a recheck must compare the doses the stored plan gives"
     assert set(plan.references) <= set(KB.references)
     assert set(plan.references) == _cited_anywhere(plan), "the citation list must match what the plan cites"
     for rec in plan.recommendations:

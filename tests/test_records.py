@@ -31,6 +31,7 @@ from hemicare.patients import service as patients
 from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plans
+from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import PlanEdit, SignRequest
 from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
@@ -73,7 +74,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0008"
+    assert current_revision(engine) == "0009"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -81,7 +82,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0008"
+    assert current_revision(engine) == "0009"
     engine.dispose()
 
 
@@ -171,6 +172,36 @@ def test_sessions_amended_before_0008_take_the_time_of_their_latest_amendment(db
         amended = connection.execute(text("SELECT amended_at FROM treatment_sessions ORDER BY id")).scalars().all()
     assert amended == [latest, None]
     downgrade(engine, "0007")
+    engine.dispose()
+
+
+def test_plans_stored_before_0009_are_summarised_with_what_they_give(
+    db_url: str, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Upgrading from 0008: every stored version's summary gains what it gives, read from its own content, so that
+    the first recheck after the upgrade compares doses with the plan's, not with nothing; the rest stays."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0008")
+    for code in ("p-001", "p-002"):
+        _add_patient(engine, code=code)
+        _assess(engine, kb, {**baseline, "pregnant": code == "p-002"}, code=code)
+        with _session(engine) as s, s.begin():
+            plans.generate(s, patient=patients.get(s, code=code), kb=kb, actor="t", today=TODAY)
+    with _session(engine) as s, s.begin():
+        made = {v.id: (v.summary, v.content) for v in s.scalars(select(PlanVersion).order_by(PlanVersion.id))}
+        for version in s.scalars(select(PlanVersion)):
+            version.summary = {key: value for key, value in version.summary.items() if key != "given"}
+    upgrade(engine)
+    with _session(engine) as s:
+        after = {v.id: v.summary for v in s.scalars(select(PlanVersion))}
+    assert after == {version_id: summary for version_id, (summary, _) in made.items()}
+    given = [summary["given"] for summary, _ in made.values()]
+    assert given[0] != given[1] and all(g["botulinum_toxin"] for g in given)  # each from its own plan
+    downgrade(engine, "0008")
+    with _session(engine) as s:
+        assert all("given" not in v.summary and v.summary["statuses"] for v in s.scalars(select(PlanVersion)))
     engine.dispose()
 
 
@@ -1227,6 +1258,51 @@ def test_recheck_lists_changed_plans(engine: Engine, kb: KnowledgeBase, baseline
     with _session(engine) as s:
         assert plans.latest(s, patient=patients.get(s, code="p-001")).number == 2  # type: ignore[union-attr]
         assert plans.recheck(s, kb=updated, today=TODAY, actor="t") == []
+
+
+def test_recheck_lists_doses_changed_by_a_recorded_session(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """A toxin session recorded after the plan, whose effect lasted only six weeks, raises the next session's doses
+    without changing a status or an alert: the recheck names each dose that changed."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    with _session(engine) as s, s.begin():
+        first = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        before = first.summary["given"]["botulinum_toxin"]
+        sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(100, effect_weeks=6), kb=kb, actor="N")
+    with _session(engine) as s, s.begin():
+        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t", save=True)
+    assert not change.new and not change.status_changes and not change.alerts_added and not change.alerts_removed
+    factor = kb.toxin_programme().limits["short_effect_dose_factor"].value
+    site = "Upper lid, medial pretarsal (left)"  # the one site the session recorded, at 2.5 U
+    assert before[site] == "2.5 U"
+    assert {"recommendation": "botulinum_toxin", "item": site, "from": "2.5 U", "to": f"{2.5 * factor:g} U"} in (
+        change.given_changes
+    )
+    assert {c["item"] for c in change.given_changes} >= {site, "total"}
+    assert all(c["recommendation"] == "botulinum_toxin" for c in change.given_changes)
+    with _session(engine) as s:
+        saved = plans.latest(s, patient=patients.get(s, code="p-001"))
+        assert saved is not None and saved.number == 2
+        assert saved.summary["given"] == plans.given((r["id"], r["details"]) for r in saved.content["recommendations"])
+        assert plans.recheck(s, kb=kb, today=TODAY, actor="t") == []
+
+
+def test_given_changes_name_each_item_added_changed_or_gone() -> None:
+    before = {
+        "herbal_formula": {"formula": "A", "Gou Teng": "12 g", "Tian Ma": "9 g"},
+        "acupuncture": {"points": "LI4"},
+    }
+    after = {"herbal_formula": {"formula": "A", "Tian Ma": "6 g", "Zhi Zi": "9 g"}, "diet": {"points": "ST36"}}
+    assert plans.given_changes(before, after) == [
+        {"recommendation": "herbal_formula", "item": "Tian Ma", "from": "9 g", "to": "6 g"},
+        {"recommendation": "herbal_formula", "item": "Zhi Zi", "from": "absent", "to": "9 g"},
+        {"recommendation": "herbal_formula", "item": "Gou Teng", "from": "12 g", "to": "absent"},
+        {"recommendation": "diet", "item": "points", "from": "absent", "to": "ST36"},
+        {"recommendation": "acupuncture", "item": "points", "from": "LI4", "to": "absent"},
+    ]
+    assert plans.given_changes(after, after) == []
 
 
 def test_recheck_in_worker_processes_matches_one_process(

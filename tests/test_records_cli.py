@@ -53,8 +53,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0008" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0008"
+    assert "revision 0009" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0009"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 
@@ -132,8 +132,17 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert len(exported["plans"]) == 2 and len(exported["sessions"]) == 1 and len(exported["diary"]) == 1
     assert [e["action"] for e in exported["audit"]][:1] == ["create"]
     assert "intact" in _run(clinic, "audit", "verify").stdout
+    # The ptosis after the session recorded in January lowers the upper lid's doses in the next plan: a recheck
+    # names each dose that changed (no status or alert did), and finds nothing once the new plan is saved.
     recheck = _run(clinic, "recheck")
-    assert recheck.exit_code == 0 and "0 of 1 patients' plans changed" in recheck.stdout
+    assert recheck.exit_code == 0 and "1 of 1 patients' plans changed" in recheck.stdout, recheck.output
+    assert "demo-001: botulinum_toxin, Upper lid, medial pretarsal (left): 2.5 U -> 1.25 U; " in recheck.stdout
+    assert [c["item"] for c in json.loads(_run(clinic, "recheck", "--json").stdout)[0]["given_changes"]][:2] == [
+        "Upper lid, medial pretarsal (left)",
+        "Upper lid, lateral pretarsal (left)",
+    ]
+    assert _run(clinic, "recheck", "--save").exit_code == 0
+    assert "0 of 1 patients' plans changed" in _run(clinic, "recheck").stdout
 
 
 def test_a_plan_version_made_from_the_sessions_recorded_since_the_last(clinic: str, tmp_path: Path) -> None:

@@ -1634,9 +1634,25 @@ def test_sessions_recorded_after_the_plan_are_named_until_a_version_is_made_from
     with session_factory(clinic)() as s:
         version = plan_service.latest(s, patient=patient_service.get(s, code="demo-001"))
         assert version is not None and version.number == 4
-        titration = version.content["recommendations"][1]["details"]["programme"]["titration"]
+        programme = version.content["recommendations"][1]["details"]["programme"]
+        signed = plan_service.version(s, patient=patient_service.get(s, code="demo-001"), number=2)
+        signed_sites = signed.content["recommendations"][1]["details"]["programme"]["sites"]
+    titration = programme["titration"]
     assert any(line.startswith("Last effect lasted only 6 weeks") for line in titration), titration
     assert any("ptosis" in line.lower() for line in titration), titration
+    # Before signing again, the reviewer sees each dose that changed since the signed version, not only statuses.
+    card = client.get("/patients/demo-001").text
+    card = card[card.index('id="since-review"') : card.index("</div>", card.index('id="since-review"'))]
+    was = {(site["label"], site["side"]): site["units"] for site in signed_sites}
+    changed = [site for site in programme["sites"] if was.get((site["label"], site["side"])) != site["units"]]
+    assert changed, "the outcome changed no dose"
+    for site in changed:
+        before = f"{was[site['label'], site['side']]:g} U" if (site["label"], site["side"]) in was else "absent"
+        item = html.escape(f"{site['label']} ({site['side']})")
+        assert f"Botulinum toxin injections, {item}: {before} → <strong>{site['units']:g} U</strong>" in card, (
+            item,
+            card,
+        )
 
 
 def test_a_new_version_from_the_records_through_the_api(client: TestClient, clinic: Engine) -> None:

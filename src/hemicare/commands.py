@@ -940,7 +940,8 @@ def recheck(
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-run the engine for every patient; list those whose plan changed (alerts, statuses)."""
+    """Re-run the engine for every patient; list those whose plan changed (alerts, statuses, doses and what else
+    each recommendation gives)."""
     from hemicare.plans import service as plan_service
 
     def body() -> None:
@@ -953,7 +954,7 @@ def recheck(
             from hemicare.patients.models import Patient
 
             total = session.query(Patient).count()
-            with typer.progressbar(length=total, label="rechecking", file=None) as bar:
+            with typer.progressbar(length=total, label="rechecking", file=sys.stderr) as bar:  # stdout holds the result
                 changes = plan_service.recheck(
                     session,
                     kb=kb,
@@ -971,6 +972,7 @@ def recheck(
             parts += [f"+alert {a}" for a in change.alerts_added] if not change.new else []
             parts += [f"-alert {a}" for a in change.alerts_removed]
             parts += [f"{c['recommendation']}: {c['from']} -> {c['to']}" for c in change.status_changes]
+            parts += [f"{c['recommendation']}, {c['item']}: {c['from']} -> {c['to']}" for c in change.given_changes]
             typer.echo(f"{change.patient}: {'; '.join(parts)}")
         typer.echo(f"{len(changes)} of {total} patients' plans changed (knowledge base {kb.version})")
 

@@ -208,13 +208,11 @@ def _redo_mvd(assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, t
 
 
 def _toxin(
-    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date, *, compact: bool = False
-) -> tuple[Recommendation, dict[str, Any] | None]:
+    assessment: Assessment, diagnosis: Diagnosis, kb: KnowledgeBase, today: dt.date
+) -> tuple[Recommendation, dict[str, Any]]:
     gate = _diagnosis_gate(diagnosis)
     declined = assessment.preferences.avoid_injections
     status = Status.DEFERRED if gate else Status.OPTION if declined else Status.RECOMMENDED
-    if compact:
-        return recommendation(kb, "botulinum_toxin", status, [gate] if gate else []), None
     plan = plan_toxin(assessment, kb, today=today)
     details: dict[str, Any] = {"programme": plan}
     cites = shared_references([plan["conversion"], *plan["caps"]])
@@ -306,17 +304,15 @@ def conventional_options(
     kb: KnowledgeBase,
     *,
     today: dt.date,
-    compact: bool = False,
-) -> tuple[list[Recommendation], dict[str, Any] | None]:
-    """Every conventional option with its status, and the toxin programme behind the toxin recommendation
-    (none in compact mode, where only statuses matter)."""
+) -> tuple[list[Recommendation], dict[str, Any]]:
+    """Every conventional option with its status, and the toxin programme behind the toxin recommendation."""
     options: list[Recommendation] = []
     redo = _redo_mvd(assessment, diagnosis, kb, today)
     if assessment.history.prior_mvd is None:
         options.append(_mvd(assessment, facts, diagnosis, kb))
     elif redo is not None:
         options.append(redo)
-    toxin, toxin_plan = _toxin(assessment, diagnosis, kb, today, compact=compact)
+    toxin, toxin_plan = _toxin(assessment, diagnosis, kb, today)
     options.append(toxin)
     options += _procedures(assessment, diagnosis, kb)
     options += _medicines(assessment, diagnosis, kb)

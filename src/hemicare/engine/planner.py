@@ -198,13 +198,13 @@ def build_plan(
 ) -> Plan:
     """The plan for one assessment. Pure: same input, knowledge version and date, same plan.
 
-    ``compact`` leaves out the scores, the toxin dose plan, the decision aid, the schedule and the citation list,
-    for bulk rechecks that only compare statuses and alerts.
+    ``compact`` leaves out the scores, the decision aid, the schedule and the citation list, for bulk rechecks,
+    which compare statuses, alerts and what each recommendation gives (the toxin dose plan among it).
     """
     today = today or dt.date.today()
     facts = facts_of(assessment, kb)
     diagnosis = triage(facts, kb)
-    conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today, compact=compact)
+    conventional, toxin = conventional_options(assessment, facts, diagnosis, kb, today=today)
     integrative, tcm_alerts, differentiation = integrative_options(assessment, facts, diagnosis, kb)
     recommendations = _workup(diagnosis, kb) + conventional + integrative
     safety_alerts = apply_safety(recommendations, facts, kb)
@@ -222,7 +222,7 @@ def build_plan(
         recommendations=recommendations,
         alerts=alerts,
         tcm=differentiation,
-        schedule=[] if toxin is None else _schedule(recommendations, toxin, kb),
+        schedule=[] if compact else _schedule(recommendations, toxin, kb),
         decision_aid=None if compact else decision_aid(recommendations, kb),
     )
     if not compact:

@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 import multiprocessing
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NamedTuple
 
@@ -37,12 +37,41 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 
 
+def given(recommendations: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, str]]:
+    """What each recommendation gives, item by item, in the words a reviewer reads: the toxin product, each site's
+    dose and the total; the herbal formula and each herb's dose; a medicine's dose; the acupuncture points. Takes
+    (recommendation id, details) pairs, from a stored plan or from the engine's own.
+
+    A recheck and the review compare it beside statuses and alerts, so that a dose changed by a knowledge update or by
+    a recorded outcome (a ptosis lowers the next session's periocular doses) is shown, not only a changed status."""
+    out: dict[str, dict[str, str]] = {}
+    for rec_id, details in recommendations:
+        items: dict[str, str] = {}
+        programme = details.get("programme")
+        if programme:
+            items["product"] = f"{programme['brand']} ({programme['product']})"
+            for site in programme["sites"]:
+                items[f"{site['label']} ({site['side']})"] = f"{site['units']:g} U"
+            items["total"] = f"{programme['total_units']:g} U"
+        if details.get("formula"):
+            items["formula"] = details["pinyin"]
+            items |= {herb["pinyin"]: herb["dose"] for herb in details["ingredients"]}
+        if isinstance(details.get("dose"), str):
+            items["dose"] = details["dose"]
+        if details.get("points"):
+            items["points"] = ", ".join(point["code"] for point in details["points"])
+        if items:
+            out[rec_id] = items
+    return out
+
+
 def summarise(content: dict[str, Any]) -> dict[str, Any]:
-    """A plan in brief: each recommendation's status and the alerts (what a recheck compares), with the alerts'
-    severities, the parts to be signed and who signed them (what the patient list shows), so that neither needs the
-    whole plan."""
+    """A plan in brief: each recommendation's status, what it gives and the alerts (what a recheck compares), with
+    the alerts' severities, the parts to be signed and who signed them (what the patient list shows), so that neither
+    needs the whole plan."""
     return {
         "statuses": {rec["id"]: rec["status"] for rec in content["recommendations"]},
+        "given": given((rec["id"], rec["details"]) for rec in content["recommendations"]),
         "alerts": sorted(alert["id"] for alert in content["alerts"]),
         "severities": {alert["id"]: alert["severity"] for alert in content["alerts"]},
         "parts": parts_of(content),
@@ -125,6 +154,7 @@ class SinceReview(NamedTuple):
     status_changes: list[dict[str, str]]  # recommendation, from, to, and the clinician's earlier change if any
     alerts_added: list[dict[str, Any]]
     alerts_removed: list[dict[str, Any]]
+    given_changes: list[dict[str, str]]  # recommendation, item, from, to
 
 
 def since_review(session: Session, *, current: PlanVersion) -> SinceReview | None:
@@ -155,6 +185,7 @@ def since_review(session: Session, *, current: PlanVersion) -> SinceReview | Non
         changes,
         [after_alerts[i] for i in diff["alerts_added"] if i in after_alerts],
         [before_alerts[i] for i in diff["alerts_removed"] if i in before_alerts],
+        diff["given_changes"],
     )
 
 
@@ -346,14 +377,24 @@ class PlanChange(BaseModel):
     alerts_added: list[str]
     alerts_removed: list[str]
     status_changes: list[dict[str, str]]
+    given_changes: list[dict[str, str]]
+
+
+ABSENT = "absent"  # what a comparison says of a recommendation, or an item of one, that one side does not have
 
 
 def compare(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
     """Differences between two plan summaries."""
     if before is None:
-        return {"new": True, "alerts_added": after["alerts"], "alerts_removed": [], "status_changes": []}
+        return {
+            "new": True,
+            "alerts_added": after["alerts"],
+            "alerts_removed": [],
+            "status_changes": [],
+            "given_changes": [],
+        }
     changes = [
-        {"recommendation": rec, "from": before["statuses"].get(rec, "absent"), "to": status}
+        {"recommendation": rec, "from": before["statuses"].get(rec, ABSENT), "to": status}
         for rec, status in after["statuses"].items()
         if before["statuses"].get(rec) != status
     ]
@@ -362,7 +403,22 @@ def compare(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, A
         "alerts_added": sorted(set(after["alerts"]) - set(before["alerts"])),
         "alerts_removed": sorted(set(before["alerts"]) - set(after["alerts"])),
         "status_changes": changes,
+        "given_changes": given_changes(before["given"], after["given"]),
     }
+
+
+def given_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """Each item given differently (a dose, a site, the product, a herb, the points), in the order the plans list
+    them: the items of each recommendation in the newer plan first, then those it no longer has."""
+    changes = []
+    for rec in [*after, *(rec for rec in before if rec not in after)]:
+        old, new = before.get(rec, {}), after.get(rec, {})
+        for item in [*new, *(item for item in old if item not in new)]:
+            if old.get(item) != new.get(item):
+                changes.append(
+                    {"recommendation": rec, "item": item, "from": old.get(item, ABSENT), "to": new.get(item, ABSENT)}
+                )
+    return changes
 
 
 _RECHECK_KB: KnowledgeBase | None = None
@@ -379,6 +435,7 @@ def _evaluate(job: tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, An
     plan = build_plan(assessment, _RECHECK_KB, today=today, compact=True)
     after = {
         "statuses": {rec.id: rec.status.value for rec in plan.recommendations},
+        "given": given((rec.id, rec.details) for rec in plan.recommendations),
         "alerts": sorted(alert.id for alert in plan.alerts),
     }
     return {"patient": code, **compare(before, after)}
@@ -425,7 +482,13 @@ def _jobs(session: Session, *, today: dt.date, patients: tuple[int, int] | None 
 
 
 def _changed(result: dict[str, Any]) -> bool:
-    return bool(result["new"] or result["alerts_added"] or result["alerts_removed"] or result["status_changes"])
+    return bool(
+        result["new"]
+        or result["alerts_added"]
+        or result["alerts_removed"]
+        or result["status_changes"]
+        or result["given_changes"]
+    )
 
 
 def _recheck_range(task: tuple[str, int, int, dt.date]) -> list[dict[str, Any]]:
