@@ -36,6 +36,7 @@ from hemicare.plans.schemas import PlanEdit, SignRequest
 from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
+from hemicare.users.models import SentForm
 
 TODAY = dt.date.today()
 
@@ -74,7 +75,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0009"
+    assert current_revision(engine) == "0010"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -82,7 +83,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0009"
+    assert current_revision(engine) == "0010"
     engine.dispose()
 
 
@@ -771,6 +772,52 @@ def test_a_form_sent_again_while_the_first_is_written_waits_and_is_not_carried_o
         raise InputError([FieldProblem("intensity", "refused after the claim")])
     with _session(engine) as s, s.begin():
         once.claim(s, username="patient1", path="/me/diary", form=other, location="/me")  # not SentAlready
+
+
+def test_an_api_request_sent_again_while_the_first_is_written_waits_and_is_given_its_answer(engine: Engine) -> None:
+    """A client retries while its first request is still being written: the retry waits for the first and is then
+    given the first one's answer (not carried out, not refused). A first that is rolled back leaves the key free."""
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from hemicare.web import once
+
+    def request() -> Request:
+        route = SimpleNamespace(status_code=201)
+        return Request(
+            {
+                "type": "http",
+                "method": "POST",
+                "path": "/api/v1/patients/p-001/diary",
+                "query_string": b"",
+                "headers": [],
+                "path_params": {"code": "p-001"},
+                "route": route,
+            }
+        )
+
+    def send(s: Session) -> object:
+        asked = request()
+        once.claim_request(s, asked, username="dr.n", key="k-1", body={"spasms": 12})
+        return once.answered(asked, {"id": 7, "date": "2026-11-27"})
+
+    second = _meanwhile(engine, send, send)
+    assert isinstance(second, once.Replayed), second
+    assert (second.status, second.answer, second.username, second.patient) == (
+        201,
+        {"id": 7, "date": "2026-11-27"},
+        "dr.n",
+        "p-001",
+    )
+    with pytest.raises(InputError), _session(engine) as s, s.begin():
+        once.claim_request(s, request(), username="dr.n", key="k-2", body={"spasms": 12})
+        raise InputError([FieldProblem("intensity", "refused after the claim")])
+    with _session(engine) as s, s.begin():
+        once.claim_request(s, request(), username="dr.n", key="k-2", body={"spasms": 12})  # the refused kept nothing
+        once.claim_request(s, request(), username="dr.n", key=None, body={"spasms": 12})  # no key: nothing kept
+    with _session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(SentForm)) == 2
 
 
 def test_a_database_error_does_not_quote_the_values_it_was_writing(engine: Engine) -> None:

@@ -39,6 +39,7 @@ from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls import service as recall_service
+from hemicare.recalls.models import RecallClosure
 from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import SessionCreate
@@ -1561,6 +1562,159 @@ def test_a_sign_off_sent_twice_signs_once_and_is_not_refused_as_stale(client: Te
         assert list(s.scalars(select(PlanVersion.number).where(PlanVersion.patient_id == 1))) == [1, 2]
     again = client.post("/patients/demo-001/sign", data={**form, "form_key": "another drawing of the page"})
     assert again.status_code == 409  # a different form for version 1 is still stale
+
+
+_TODAY = dt.date.today().isoformat()
+_API_TOXIN = {
+    "date": _TODAY,
+    "clinician": "S",
+    "details": {
+        "kind": "toxin",
+        "product": "onabotulinumtoxinA",
+        "lot": "L1",
+        "sites": [{"site": "upper_lid_medial", "side": "left", "units": 2.5}],
+    },
+}
+# API requests that record something, each with a body and the table it adds a row to.
+_API_SENT_ONCE: dict[str, tuple[str, Any, type[Any]]] = {
+    "patient": ("/api/v1/patients", {"code": "demo-010", "name": "New One", "sex": "female"}, Patient),
+    "assessment": (
+        "/api/v1/patients/demo-001/assessments",
+        read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-001"},
+        PlanVersion,
+    ),
+    "new plan version": ("/api/v1/patients/demo-001/plans", None, PlanVersion),
+    "sign-off": ("/api/v1/patients/demo-001/plan/sign", {"version": 1}, PlanVersion),
+    "toxin session": ("/api/v1/patients/demo-001/sessions", _API_TOXIN, TreatmentSession),
+    "diary": ("/api/v1/patients/demo-001/diary", {"date": _TODAY, "spasms": 5, "intensity": 2}, DiaryEntry),
+    "HFS-7": (
+        "/api/v1/patients/demo-001/questionnaires",
+        {"date": _TODAY, "instrument": "hfs7", "answers": [1] * 7},
+        QuestionnaireAnswer,
+    ),
+    "grades": ("/api/v1/patients/demo-001/grades", {"date": _TODAY, "smc_grade": 2}, ScaleGrade),
+    "recall closure": (
+        "/api/v1/patients/demo-001/recall-closures",
+        {"recall": "hfs7", "reason": "answers at another clinic"},
+        RecallClosure,
+    ),
+}
+
+
+@pytest.mark.parametrize("request_name", sorted(_API_SENT_ONCE))
+def test_an_api_request_sent_again_with_its_key_is_carried_out_once(
+    client: TestClient, clinic: Engine, request_name: str
+) -> None:
+    """A client that retries (its answer was lost, or it timed out) sends the request again under the same
+    Idempotency-Key: it gets the first answer again, status and body, and nothing more is stored. A new key is a new
+    request, carried out as such."""
+    path, body, model = _API_SENT_ONCE[request_name]
+    headers = {"authorization": f"Bearer {_token_for(client)}", once.HEADER: f"retry-{request_name}"}
+
+    def stored() -> int:
+        with session_factory(clinic)() as s:
+            return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+    before = stored()
+    first, second = (client.post(path, json=body, headers=headers) for _ in range(2))
+    assert first.status_code in (200, 201), first.text
+    assert (second.status_code, second.json()) == (first.status_code, first.json())
+    assert second.headers[once.REPLAYED] == "true" and once.REPLAYED not in first.headers
+    assert stored() == before + 1
+    if request_name == "patient":
+        body = {**body, "code": "demo-011"}
+    if request_name == "sign-off":
+        body = {"version": 2}  # the version the first sign-off made
+    if request_name == "toxin session":
+        reason = {"override_reason": "second eye done separately today"}  # within 12 weeks of the first
+        body = {**_API_TOXIN, "details": {**_API_TOXIN["details"], **reason}}
+    other = client.post(path, json=body, headers={**headers, once.HEADER: f"new-{request_name}"})
+    assert other.status_code == first.status_code and once.REPLAYED not in other.headers, other.text
+    assert stored() == before + 2
+
+
+def test_a_session_outcome_sent_again_with_its_key_is_recorded_once(client: TestClient, clinic: Engine) -> None:
+    """The outcome told at the next visit, sent again by a client that retries: one amendment, the same answer."""
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    made = client.post("/api/v1/patients/demo-001/sessions", json=_API_TOXIN, headers=headers).json()
+    path = f"/api/v1/patients/demo-001/sessions/{made['id']}"
+    outcome = {"effect_weeks": 6, "adverse_effects": ["ptosis"]}
+    first, second = (client.patch(path, json=outcome, headers={**headers, once.HEADER: "o-1"}) for _ in range(2))
+    assert first.status_code == second.status_code == 200 and first.json() == second.json()
+    assert second.headers[once.REPLAYED] == "true"
+    with session_factory(clinic)() as s:
+        amended = s.scalars(select(AuditEntry.action).where(AuditEntry.entity == "session")).all()
+    assert sorted(amended) == ["amend", "create"]
+
+
+def test_every_api_request_that_records_something_takes_an_idempotency_key(client: TestClient) -> None:
+    """A route added without the key fails here: every POST and PATCH of the API takes it, but the plan for an
+    assessment, which stores nothing, and the routes that make credentials."""
+    document = client.get("/api/v1/openapi.json").json()["paths"]
+    keyed = {
+        (method.upper(), path): any(p["in"] == "header" and p["name"] == once.HEADER for p in op.get("parameters", []))
+        for path, operations in document.items()
+        for method, op in operations.items()
+        if method in ("post", "patch")
+    }
+    assert {route for route, has_key in keyed.items() if not has_key} == {("POST", "/api/v1/plans")}
+    assert len(keyed) >= 11
+
+
+def test_an_idempotency_key_is_refused_when_garbled_or_used_for_another_request(
+    client: TestClient, clinic: Engine
+) -> None:
+    token = _token_for(client)
+    diary = "/api/v1/patients/demo-001/diary"
+
+    def entries() -> list[int]:
+        with session_factory(clinic)() as s:
+            return list(s.scalars(select(DiaryEntry.spasms).order_by(DiaryEntry.id)))
+
+    for key, problem in (("x" * 256, "(got 256 characters)"), ("", "(got 0 characters)"), ("tab\there", "printable")):
+        refused = client.post(
+            diary,
+            json={"date": _TODAY, "spasms": 5, "intensity": 2},
+            headers={"authorization": f"Bearer {token}", once.HEADER: key},
+        )
+        assert refused.status_code == 422, (key, refused.text)
+        [error] = refused.json()["errors"]
+        assert error["field"] == once.HEADER and problem in error["message"]
+    headers = {"authorization": f"Bearer {token}", once.HEADER: "k-1"}
+    # Refused by a check: the key is not kept, so the corrected request goes through under it.
+    wrong = client.post(diary, json={"date": _TODAY, "spasms": 5, "intensity": 30}, headers=headers)
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "intensity"
+    assert client.post(diary, json={"date": _TODAY, "spasms": 5, "intensity": 3}, headers=headers).status_code == 201
+    # The same key with another body, or at another address: refused, naming the key; nothing written.
+    reused = client.post(diary, json={"date": _TODAY, "spasms": 6, "intensity": 3}, headers=headers)
+    assert reused.status_code == 422 and reused.json()["errors"] == [
+        {"field": once.HEADER, "message": "was sent in the last day with another request; use a new key"}
+    ]
+    elsewhere = client.post(
+        "/api/v1/patients/demo-002/diary", json={"date": _TODAY, "spasms": 5, "intensity": 3}, headers=headers
+    )
+    assert elsewhere.status_code == 422 and elsewhere.json()["errors"][0]["field"] == once.HEADER
+    assert entries() == [5]
+    # Keys are each user's own: the patient's same key is another request.
+    with session_factory(clinic)() as s, s.begin():
+        own = user_service.issue_token(s, username="patient1", name="phone", actor="test")
+    mine = {"authorization": f"Bearer {own}", once.HEADER: "k-1"}
+    assert client.post(diary, json={"date": _TODAY, "spasms": 5, "intensity": 3}, headers=mine).status_code == 201
+    assert entries() == [5, 5]
+
+
+def test_an_answer_given_again_is_in_the_audit_trail(client: TestClient, clinic: Engine) -> None:
+    """The answer given again holds the patient's record, as the first did: who was given it is recorded."""
+    headers = {"authorization": f"Bearer {_token_for(client)}", once.HEADER: "plan-1"}
+    for _ in range(2):
+        assert client.post("/api/v1/patients/demo-001/plans", headers=headers).status_code == 201
+    with session_factory(clinic)() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.actor == "surgeon").order_by(AuditEntry.id)).all()
+    assert [(e.action, e.entity, e.entity_id) for e in entries] == [
+        ("create", "plan", "demo-001/v2"),
+        ("replayed", "patient", "demo-001"),
+    ]
+    assert entries[1].detail == {"method": "POST", "path": "/api/v1/patients/demo-001/plans"}
 
 
 def test_remembered_forms_are_forgotten_after_a_day(client: TestClient, clinic: Engine) -> None:

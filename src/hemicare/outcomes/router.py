@@ -12,6 +12,7 @@ from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
+from hemicare.web import once
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
 from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
@@ -33,14 +34,17 @@ Why = Annotated[
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(DiaryCreate, "One diary entry"),
 )
-def add_diary(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_diary(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
     """One day's spasm count (per hour or per day), intensity 0-10 and triggers; by the patient or the care team."""
     require_patient_access(user, code)
     data = validate(DiaryCreate, body)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         entry = outcome_service.add_diary(session, patient=patient, data=data, actor=user.username)
-        return {"id": entry.id, "date": entry.date.isoformat()}
+        return once.answered(request, {"id": entry.id, "date": entry.date.isoformat()})
 
 
 @router.delete("/patients/{code}/diary/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -85,14 +89,17 @@ def read_outcomes(code: PatientCode, request: Request, user: ApiUser) -> dict[st
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(QuestionnaireCreate, "A questionnaire's answers (HFS-7 or HFS-30)"),
 )
-def add_questionnaire(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_questionnaire(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
     """HFS-7 or HFS-30 answers (0-4 each); the total is computed and returned."""
     require_patient_access(user, code)
     data = validate(QuestionnaireCreate, body)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
-        return {"id": row.id, "total": row.total}
+        return once.answered(request, {"id": row.id, "total": row.total})
 
 
 @router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -110,16 +117,19 @@ def remove_questionnaire(
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(GradesCreate, "A visit's severity grades (at least one)"),
 )
-def add_grades(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_grades(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
     """The severity grades of a visit, by the care team (SMC 1-4; Jankovic severity and frequency, Cohen-Albert 0-4;
     at least one). Grades at a post-MVD review answer that review's recall."""
     require_care_team(user)
     require_patient_access(user, code)
     data = validate(GradesCreate, body)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_grades(session, patient=patient, data=data, actor=user.username)
-        return {"id": row.id, "date": row.date.isoformat()}
+        return once.answered(request, {"id": row.id, "date": row.date.isoformat()})
 
 
 @router.delete("/patients/{code}/grades/{grades_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from hemicare.limits import RECORD_NUMBER_MAX
 from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientRead
 from hemicare.plans import service as plan_service
+from hemicare.web import once
 from hemicare.web.auth import ApiUser, audit_read, require_care_team, require_patient_access
 from hemicare.web.payload import JsonBody, PatientCode, json_input
 
@@ -46,12 +47,14 @@ def list_patients(
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(PatientCreate, "The new patient"),
 )
-def create_patient(request: Request, user: ApiUser, body: JsonBody) -> PatientRead:
+def create_patient(request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey) -> PatientRead:
     """A new patient record (the code must be new); its assessment follows with POST .../assessments."""
     require_care_team(user)
     data = validate(PatientCreate, body)
     with request.app.state.sessions.begin() as session:
-        return PatientRead.model_validate(patient_service.create(session, data=data, actor=user.username))
+        once.claim_request(session, request, username=user.username, key=key, body=body, patient=data.code)
+        created = PatientRead.model_validate(patient_service.create(session, data=data, actor=user.username))
+        return once.answered(request, created)
 
 
 @router.get("/patients/{code}")

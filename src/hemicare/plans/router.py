@@ -16,6 +16,7 @@ from hemicare.engine.plan import Plan, plan_json
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.plans.schemas import PlanVersionBrief, PlanVersionOut, SignRequest
+from hemicare.web import once
 from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
     INTEGRATIVE_SIGNERS,
@@ -85,16 +86,19 @@ def read_plan_version(code: PatientCode, number: RecordNumber, request: Request,
 
 
 @router.post("/patients/{code}/plans", response_model=PlanVersionOut, status_code=status.HTTP_201_CREATED)
-def new_plan_version(code: PatientCode, request: Request, user: ApiUser) -> PlanVersionOut:
+def new_plan_version(code: PatientCode, request: Request, user: ApiUser, key: once.IdempotencyKey) -> PlanVersionOut:
     """A new version of the patient's plan from their latest assessment and the sessions recorded since the last one
     was made (a toxin session, its effect and side effects, an operation's result), to be signed again."""
     require_care_team(user)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=None)
         patient = patient_service.get(session, code=code)
         made = plan_service.generate(
             session, patient=patient, kb=request.app.state.kb, actor=user.username, today=dt.date.today(), via="records"
         )
-        return PlanVersionOut(number=made.number, kind=made.kind, signed_by=made.signed_by, plan=made.content)
+        return once.answered(
+            request, PlanVersionOut(number=made.number, kind=made.kind, signed_by=made.signed_by, plan=made.content)
+        )
 
 
 @router.post(
@@ -102,12 +106,15 @@ def new_plan_version(code: PatientCode, request: Request, user: ApiUser) -> Plan
     response_model=PlanVersionOut,
     openapi_extra=json_input(SignRequest, "Status changes with their reasons, and the version being signed"),
 )
-def sign_plan(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> PlanVersionOut:
+def sign_plan(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> PlanVersionOut:
     """Change statuses (with reasons) and sign the caller's part; conventional for neurologists and
     neurosurgeons, integrative for TCM practitioners."""
     require_role(user, CONVENTIONAL_SIGNERS + INTEGRATIVE_SIGNERS, "sign a plan")
     data = validate(SignRequest, body)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         signed = plan_service.sign(
             session,
@@ -118,4 +125,7 @@ def sign_plan(code: PatientCode, request: Request, user: ApiUser, body: JsonBody
             role=user.role,
             reason=data.reason,
         )
-        return PlanVersionOut(number=signed.number, kind=signed.kind, signed_by=signed.signed_by, plan=signed.content)
+        return once.answered(
+            request,
+            PlanVersionOut(number=signed.number, kind=signed.kind, signed_by=signed.signed_by, plan=signed.content),
+        )

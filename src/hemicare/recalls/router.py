@@ -13,6 +13,7 @@ from hemicare.patients import service as patient_service
 from hemicare.recalls import service as recall_service
 from hemicare.recalls.schemas import RecallClose
 from hemicare.recalls.service import RECALLS, ClosedItem, DueItem
+from hemicare.web import once
 from hemicare.web.auth import ApiUser, may_close_recall, require_care_team
 from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
@@ -52,7 +53,9 @@ def closed(code: PatientCode, request: Request, user: ApiUser) -> list[ClosedIte
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(RecallClose, "The kind of recall to close and why"),
 )
-def close(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def close(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
     """Close a kind of recall (`toxin`, `acupuncture`, `mvd_review`, `hfs7`) that no longer applies, with a reason
     (3 characters or more). It is due again once its treatment happens again (the next toxin or acupuncture session,
     operation, or HFS-7 answered), or when the closure is deleted. Toxin and post-MVD recalls by neurologists and
@@ -61,11 +64,12 @@ def close(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) ->
     data = validate(RecallClose, body)
     may_close_recall(user, data.recall)
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         row = recall_service.close(
             session, patient=patient, recall=data.recall, reason=data.reason, actor=user.username, today=dt.date.today()
         )
-        return {"id": row.id, "recall": row.recall, "closed_on": row.closed_on.isoformat()}
+        return once.answered(request, {"id": row.id, "recall": row.recall, "closed_on": row.closed_on.isoformat()})
 
 
 @router.delete("/patients/{code}/recall-closures/{closure_id}", status_code=status.HTTP_204_NO_CONTENT)

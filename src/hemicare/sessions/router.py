@@ -11,6 +11,7 @@ from hemicare.engine.intake import validate_model as validate
 from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
+from hemicare.web import once
 from hemicare.web.auth import SESSION_ROLES, ApiUser, require_patient_access, require_role
 from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
 
@@ -22,15 +23,18 @@ router = APIRouter(tags=["sessions"])
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(SessionCreate, "The treatment session: toxin, acupuncture or herbal prescription"),
 )
-def add_session(code: PatientCode, request: Request, user: ApiUser, body: JsonBody) -> dict[str, Any]:
+def add_session(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
     """Record a treatment session; toxin by neurologists and neurosurgeons, MVD by neurosurgeons, acupuncture and
     herbal prescriptions by TCM practitioners."""
     data = validate(SessionCreate, body)
     require_role(user, SESSION_ROLES[data.details.kind], f"record a {data.details.kind} session")
     with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         row = session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
-        return {"id": row.id, "kind": row.kind, "date": row.date.isoformat()}
+        return once.answered(request, {"id": row.id, "kind": row.kind, "date": row.date.isoformat()})
 
 
 @router.patch(
@@ -38,7 +42,12 @@ def add_session(code: PatientCode, request: Request, user: ApiUser, body: JsonBo
     openapi_extra=json_input(SessionOutcome, "What was learnt after the session; a reason to change a recorded value"),
 )
 def record_outcome(
-    code: PatientCode, session_id: RecordNumber, request: Request, user: ApiUser, body: JsonBody
+    code: PatientCode,
+    session_id: RecordNumber,
+    request: Request,
+    user: ApiUser,
+    body: JsonBody,
+    key: once.IdempotencyKey,
 ) -> dict[str, Any]:
     """Add a session's outcome: a toxin session's effect in weeks and side effects, an operation's result (by the
     roles that may record that kind of session)."""
@@ -47,10 +56,13 @@ def record_outcome(
         patient = patient_service.get(session, code=code)
         row = session_service.get(session, patient=patient, session_id=session_id)
         require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
+        once.claim_request(session, request, username=user.username, key=key, body=body)
         row = session_service.record_outcome(
             session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
         )
-        return {"id": row.id, "kind": row.kind, "date": row.date.isoformat(), "details": row.data}
+        return once.answered(
+            request, {"id": row.id, "kind": row.kind, "date": row.date.isoformat(), "details": row.data}
+        )
 
 
 @router.get("/patients/{code}/sessions")

@@ -1,10 +1,11 @@
-"""Users and their credentials: password hashes, web sessions, API tokens, failed sign-ins, forms sent."""
+"""Users and their credentials: password hashes, web sessions, API tokens, failed sign-ins, forms and requests sent."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, false
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base, Created
@@ -47,14 +48,21 @@ class WebSession(Base):
 
 
 class SentForm(Base):
-    """A form sent from a page and carried out, kept for a day (`hemicare.web.once`): the same form sent again, by a
-    second click while the first was on its way, is answered as the first was instead of being carried out twice.
-    Only a fingerprint of who sent what from which page is stored, not the form."""
+    """A form sent from a page, or an API request sent with an idempotency key, and carried out, kept for a day
+    (`hemicare.web.once`): the same form or request sent again (a second click while the first was on its way, a
+    client retrying after a lost answer) is answered as the first was instead of being carried out twice.
+
+    For a form only a fingerprint of who sent what from which page is stored, not the form. For an API request the
+    fingerprint is of who sent which key; a hash of what was asked tells a retry from another request under the same
+    key, and the answer is kept to be given again."""
 
     __tablename__ = "sent_forms"
 
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     sent_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request: Mapped[str | None] = mapped_column(String(64), doc="an API request's hash: method, address, body")
+    status: Mapped[int | None] = mapped_column(doc="the API answer's HTTP status")
+    answer: Mapped[Any] = mapped_column(JSON, nullable=True, doc="the API answer's JSON body")
 
 
 class ApiToken(Created, Base):

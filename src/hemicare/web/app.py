@@ -352,6 +352,26 @@ def create_app(
     async def _sent_already(request: Request, exc: once.SentAlready) -> Response:
         return RedirectResponse(exc.location, status_code=303)
 
+    @app.exception_handler(once.Replayed)
+    async def _replayed(request: Request, exc: once.Replayed) -> Response:
+        patient = exc.patient
+        if patient is not None:  # the answer may hold the patient's record: an access, for the audit trail
+
+            def record() -> None:
+                with request.app.state.sessions.begin() as session:
+                    detail = {"method": request.method, "path": request.url.path}
+                    audit_service.record(
+                        session,
+                        actor=exc.username,
+                        action="replayed",
+                        entity="patient",
+                        entity_id=patient,
+                        detail=detail,
+                    )
+
+            await run_in_threadpool(record)
+        return JSONResponse(exc.answer, status_code=exc.status, headers={once.REPLAYED: "true"})
+
     @app.exception_handler(PasswordChangeRequired)
     async def _choose_password(request: Request, exc: PasswordChangeRequired) -> Response:
         return RedirectResponse("/account", status_code=303)
