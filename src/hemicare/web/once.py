@@ -102,6 +102,7 @@ def api_key(
             description="Any new value (a UUID, say) to have the request carried out once: sent again with the same "
             f"key within a day, it is given the first answer again (with `{REPLAYED}: true`) and writes nothing. "
             f"1-{KEY_MAX} printable ASCII characters.",
+            json_schema_extra={"minLength": 1, "maxLength": KEY_MAX},  # checked below, to name the header alone
         ),
     ] = None,
 ) -> str | None:
