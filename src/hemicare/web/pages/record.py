@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -301,7 +301,7 @@ def sign(code: PatientCode, request: Request, user: PageUser, form: PostedForm) 
         if version is None:
             raise InputError([FieldProblem("version", "missing: reload the page")])
         if not problems:
-            _once(session, request, user, form, f"/patients/{code}#plan")
+            done = _once(session, request, user, form, f"/patients/{code}#plan")
             plan_service.sign(
                 session,
                 patient=patient,
@@ -313,7 +313,7 @@ def sign(code: PatientCode, request: Request, user: PageUser, form: PostedForm) 
             )
     if problems:  # the page again, with the choices made and the reasons typed (outside the write transaction)
         return _patient_page(request, user, code, posted=_refused("sign", form, problems, names), status_code=422)
-    return RedirectResponse(f"/patients/{code}#plan", status_code=303)
+    return done
 
 
 def _may_record(form: forms.FormData, user: Principal, roles: tuple[str, ...], what: str) -> None:
