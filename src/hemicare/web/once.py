@@ -57,12 +57,16 @@ def form_key() -> Markup:
     return Markup(f'<input type="hidden" name="{FIELD}" value="{secrets.token_urlsafe(16)}">')
 
 
+def _digest(value: Any) -> str:
+    """A SHA-256 of the value as JSON (keys sorted): what the table keeps instead of the form or request."""
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def fingerprint(username: str, path: str, form: FormData) -> str:
     """Who sent the form, to which address, with what in it (its key included; the CSRF token left out, which the
     key already ties to one drawing of the page)."""
     fields = sorted((name, value) for name, values in form.multi.items() if name != "csrf_token" for value in values)
-    text = json.dumps([username, path, fields], ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _digest([username, path, fields])
 
 
 def _claimed(session: Session, row: SentForm) -> bool:
@@ -124,10 +128,6 @@ class Replayed(Exception):
     def __init__(self, status: int, answer: Any, username: str, patient: str | None) -> None:
         super().__init__(status)
         self.status, self.answer, self.username, self.patient = status, answer, username, patient
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def claim_request(
