@@ -409,7 +409,7 @@ def _record_toxin(engine: Engine, kb: KnowledgeBase, data: SessionCreate) -> lis
 
 def _sites(*units: float) -> list[dict[str, Any]]:
     """One dose per site, on the left, in the programme's order of sites."""
-    names = ["upper_lid_medial", "upper_lid_lateral", "lower_lid_lateral", "lateral_canthus", "zygomaticus_major"]
+    names = ["upper_lid_medial", "upper_lid_lateral", "lower_lid_lateral", "lateral_orbital", "zygomaticus"]
     return [{"site": names[index], "side": "left", "units": dose} for index, dose in enumerate(units)]
 
 
@@ -433,10 +433,12 @@ def test_toxin_doses_above_the_per_site_ceiling_need_a_reason(
     if refused is None:
         assert problems == []
         return
-    ((path, message),) = problems
+    (path, message), *around_the_eye = problems
     in_reference_units = " (5 U onabotulinumtoxinA)" if product == "abobotulinumtoxinA" else ""
     assert path == refused[0]
     assert message == f"{refused[1]} {product}{in_reference_units}; give details.override_reason to record it anyway"
+    # Its first toxin session: above the initial dose per eye too where the upper lids hold more than 25 U.
+    assert [path for path, _ in around_the_eye] == (["details.sites"] if sum(units) > 25 else [])
     with _session(engine) as s:
         assert sessions.list_for(s, patient=patients.get(s, code="p-001")) == []  # nothing half-written
     reason = "dose agreed with the patient after two short-lived sessions"
@@ -462,6 +464,99 @@ def test_a_toxin_session_above_the_session_cap_needs_a_reason(engine: Engine, kb
     )
     sites[-1]["units"] = 5
     assert _record_toxin(engine, kb, _toxin(1, sites=sites)) == []
+
+
+def _periocular(units: float, side: str = "left") -> list[dict[str, Any]]:
+    """The four periocular sites of one side, each at this dose."""
+    return [dict(site, side=side) for site in _sites(units, units, units, units)]
+
+
+@pytest.mark.parametrize(
+    ("product", "units", "above"),
+    [
+        ("onabotulinumtoxinA", 7, "28 U around the left eye at a first toxin session (none is recorded before {date}) "
+         "is above 25 U onabotulinumtoxinA per eye: Initial dose per eye (EU-style label)"),
+        ("abobotulinumtoxinA", 17.5, "70 U around the left eye at a first toxin session (none is recorded before "
+         "{date}) is above 62.5 U abobotulinumtoxinA (25 U onabotulinumtoxinA) per eye"),
+        ("onabotulinumtoxinA", 6.25, None),  # 25 U: at the initial dose, not above it
+    ],
+)  # fmt: skip
+def test_a_first_toxin_session_above_the_initial_dose_per_eye_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, product: str, units: float, above: str | None
+) -> None:
+    """The label's initial dose is at most 25 U per eye: the four periocular sites of one side at a patient's first
+    session, whatever else the session gives. After an earlier session, recorded or in the assessment's history,
+    the same doses need a reason for the per-site ceiling only."""
+    _add_patient(engine)
+    sites = (
+        _periocular(units)
+        + _periocular(units, side="right")[:1]
+        + [{"site": "zygomaticus", "side": "left", "units": 5}]
+    )
+    problems = _record_toxin(engine, kb, _toxin(0, product=product, sites=sites))
+    ceilings = [path for path, _ in problems if path.endswith(".units")]
+    assert [path for path, _ in problems if not path.endswith(".units")] == (["details.sites"] if above else [])
+    if above is not None:
+        message = dict(problems)["details.sites"]
+        assert message.startswith(above.format(date=TODAY.isoformat()))
+        assert message.endswith("; give details.override_reason to record it anyway")
+    with _session(engine) as s:
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001")) == []
+    # Recorded 13 weeks before: not the first session any more.
+    assert _record_toxin(engine, kb, _toxin(91, sites=_sites(2.5))) == []
+    assert [path for path, _ in _record_toxin(engine, kb, _toxin(0, product=product, sites=sites))] == ceilings
+
+
+def test_a_toxin_session_the_assessment_reports_counts_as_an_earlier_one(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Toxin given elsewhere before the patient came, as the assessment's history has it."""
+    _add_patient(engine)
+    given = {"date": (TODAY - dt.timedelta(days=120)).isoformat(), "product": "onabotulinumtoxinA", "total_units": 20}
+    _assess(engine, kb, baseline | {"history": baseline["history"] | {"botulinum_sessions": [given]}})
+    sites = _periocular(7)
+    assert [path for path, _ in _record_toxin(engine, kb, _toxin(0, sites=sites))] == [
+        f"details.sites.{index}.units" for index in range(4)
+    ]
+    _assess(engine, kb, baseline | {"history": baseline["history"] | {"botulinum_sessions": []}})
+    assert "details.sites" in dict(_record_toxin(engine, kb, _toxin(0, sites=sites)))
+
+
+def test_a_site_or_herb_given_twice_in_one_session_is_refused_even_with_a_reason(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Entry by entry, two doses of 5 U at one site and Scorpio beside Quan Xie pass the per-site ceiling and the
+    reference dose; their totals would go unchecked. The same site on the other side is another site."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    twice = [
+        {"site": "upper_lid_medial", "side": "left", "units": 5},
+        {"site": "upper_lid_medial", "side": "right", "units": 5},
+        {"site": "upper_lid_medial", "side": "left", "units": 5},
+    ]
+    reason = "agreed with the patient"
+    assert _record_toxin(engine, kb, _toxin(0, sites=twice, override_reason=reason)) == [
+        (
+            "details.sites.2.site",
+            "upper_lid_medial (left) is given twice (also details.sites.0); give each once, with its whole dose",
+        )
+    ]
+    herbs = [
+        {"latin": "Scorpio", "dose_g": 5},
+        {"latin": "Bombyx Batryticatus", "dose_g": 6},
+        {"latin": "quan xie", "dose_g": 5},
+    ]
+    prescription = {"kind": "herbal", "herbs": herbs, "duration_days": 7, "override_reason": reason}
+    assert _record(engine, kb, prescription) == [
+        (
+            "details.herbs.2.latin",
+            "Scorpio (Quan Xie) is given twice (also details.herbs.0); give each once, with its whole dose",
+        )
+    ]
+    with _session(engine) as s:
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001")) == []
+    assert _record_toxin(engine, kb, _toxin(0, sites=twice[:2])) == []
+    assert _record(engine, kb, {**prescription, "herbs": herbs[:2]}) == []
 
 
 def test_toxin_against_the_latest_plan_needs_a_reason(

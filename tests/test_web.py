@@ -2063,6 +2063,11 @@ def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: T
         "give the reason below to record it anyway" in problems
     )
     assert "details.override_reason" not in problems
+    assert (  # demo-002 has had no toxin session
+        "<strong>Units</strong>: 27.5 U around the left eye at a first toxin session (none is recorded before "
+        f"{dt.date.today().isoformat()}) is above 25 U onabotulinumtoxinA per eye: Initial dose per eye (EU-style "
+        "label); give the reason below to record it anyway" in problems
+    )
     assert 'id="override" name="override_reason" type="text" value="" aria-invalid=true' in refused.text
     assert _history_rows(client.get("/patients/demo-002").text) == before
     reason = "MRI normal at the referring hospital; 25 U agreed for the lower lid"
@@ -2201,6 +2206,24 @@ def test_the_api_names_a_dose_above_the_ceiling_and_takes_the_reason(client: Tes
         }
     ]
     session["details"] |= {"override_reason": "dose doubled after two sessions that lasted six weeks"}
+    assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
+
+
+def test_the_api_names_a_site_given_twice(client: TestClient) -> None:
+    headers = {"x-csrf-token": sign_in(client, "neuro")}
+    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site, site | {"units": 5}]}
+    session = {"date": dt.date.today().isoformat(), "clinician": "N", "details": details}
+    answer = client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {
+            "field": "details.sites.1.site",
+            "message": "upper_lid_medial (left) is given twice (also details.sites.0); "
+            "give each once, with its whole dose",
+        }
+    ]
+    details["sites"] = [site]
     assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
 
 

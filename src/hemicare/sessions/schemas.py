@@ -90,15 +90,7 @@ class SessionCreate(Strict):
 
     date: PastDate
     clinician: str = Field(min_length=1, max_length=120)
-    details: Details
-
-    @model_validator(mode="after")
-    def _sides_unique(self) -> SessionCreate:
-        if isinstance(self.details, ToxinDetails):
-            seen = [(s.site, s.side) for s in self.details.sites]
-            if len(set(seen)) != len(seen):
-                raise ValueError("a toxin site is listed twice for the same side")
-        return self
+    details: Details  # a site or herb given twice is refused when recorded (sessions.service), naming the entry
 
 
 class SessionOutcome(Strict):

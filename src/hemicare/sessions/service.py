@@ -30,15 +30,24 @@ from hemicare.sessions.schemas import (
     ToxinDetails,
 )
 
+# A site or a herb written twice in one session would pass the per-site ceiling or the reference dose entry by entry
+# (two entries of 5 U at one site, Scorpio 5 g beside Quan Xie 5 g) and leave the total unchecked.
+ONCE = "give each once, with its whole dose"
+
 
 def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[FieldProblem]:
     details = data.details
     problems: list[FieldProblem] = []
     if isinstance(details, ToxinDetails):
         known = {site.id for site in kb.toxin_programme().sites}
+        sites_seen: dict[tuple[str, str], int] = {}
         for index, site in enumerate(details.sites):
             if site.site not in known:
                 said = f"unknown site {quoted(site.site)}; known: {', '.join(sorted(known))}"
+                problems.append(FieldProblem(f"details.sites.{index}.site", said))
+            first = sites_seen.setdefault((site.site, site.side), index)
+            if first != index:
+                said = f"{site.site} ({site.side}) is given twice (also details.sites.{first}); {ONCE}"
                 problems.append(FieldProblem(f"details.sites.{index}.site", said))
     elif isinstance(details, AcupunctureDetails):
         for index, code in enumerate(details.points):
@@ -47,9 +56,16 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
     elif isinstance(details, HerbalDetails):
         if details.formula is not None and details.formula not in kb.formulas:
             problems.append(FieldProblem("details.formula", f"unknown formula {quoted(details.formula)}"))
-        for index, herb in enumerate(details.herbs):
-            if kb.resolve_herb(herb.latin) is None:
-                problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {quoted(herb.latin)}"))
+        herbs_seen: dict[str, int] = {}
+        for index, given in enumerate(details.herbs):
+            herb = kb.resolve_herb(given.latin)
+            if herb is None:
+                problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {quoted(given.latin)}"))
+                continue
+            first = herbs_seen.setdefault(herb.latin, index)
+            if first != index:
+                said = f"{herb.latin} ({herb.pinyin}) is given twice (also details.herbs.{first}); {ONCE}"
+                problems.append(FieldProblem(f"details.herbs.{index}.latin", said))
     return problems
 
 
@@ -61,16 +77,27 @@ HELD_BACK = ("deferred", "not_recommended", "contraindicated")
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
 
 
+def _product_units(details: ToxinDetails, kb: KnowledgeBase) -> float:
+    """How many units of the session's product make one onabotulinumtoxinA unit (the programme's limits are in
+    onabotulinumtoxinA units)."""
+    return next(p.conversion.value for p in kb.toxin_programme().products if p.id == details.product)
+
+
+def _limit_in(details: ToxinDetails, limit: Figure, per_ona: float) -> str:
+    """A limit in the session's product, and in onabotulinumtoxinA units when the product is another."""
+    reference = "" if per_ona == 1 else f" ({limit.value:g} U onabotulinumtoxinA)"
+    return f"{limit.value * per_ona:g} U {details.product}{reference}"
+
+
 def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldProblem]:
     """Doses above the programme's per-site ceiling or session cap, counted in onabotulinumtoxinA units through the
     product's conversion: most often a slipped decimal point (25 for 2.5), sometimes a deliberate choice to explain."""
     programme = kb.toxin_programme()
-    per_ona = next(p.conversion.value for p in programme.products if p.id == details.product)
+    per_ona = _product_units(details, kb)
     site_cap, session_cap = (programme.limits[name] for name in ("per_site_max_units", "session_max_units"))
 
     def cap(limit: Figure) -> str:
-        reference = "" if per_ona == 1 else f" ({limit.value:g} U onabotulinumtoxinA)"
-        return f"{limit.value * per_ona:g} U {details.product}{reference}"
+        return _limit_in(details, limit, per_ona)
 
     problems = [
         FieldProblem(
@@ -88,6 +115,39 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
                 f"{OVERRIDE}",
             )
         )
+    return problems
+
+
+def _first_session_above_cap(
+    session: Session, *, patient: Patient, date: dt.date, details: ToxinDetails, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """A patient's first toxin session with more around one eye (its periocular sites on that side) than the label's
+    initial dose per eye. First: no toxin session recorded before it and none in the latest assessment's history; a
+    missing or unreadable assessment counts as none, the stricter reading."""
+    earlier = select(TreatmentSession.id).where(
+        TreatmentSession.patient_id == patient.id, TreatmentSession.kind == "toxin", TreatmentSession.date < date
+    )
+    if session.scalars(earlier.limit(1)).first() is not None:
+        return []
+    _, assessment = assessment_service.latest_read(session, patient=patient)
+    if assessment is not None and any(given.date < date for given in assessment.history.botulinum_sessions):
+        return []
+    programme = kb.toxin_programme()
+    periocular = {site.id for site in programme.sites if site.region == "periocular"}
+    limit = programme.limits["first_session_max_units_per_eye"]
+    per_ona = _product_units(details, kb)
+    problems = []
+    for side in ("left", "right"):
+        eye = round(sum(s.units for s in details.sites if s.side == side and s.site in periocular), 3)
+        if eye > limit.value * per_ona:
+            problems.append(
+                FieldProblem(
+                    "details.sites",
+                    f"{eye:g} U around the {side} eye at a first toxin session (none is recorded before "
+                    f"{date.isoformat()}) is above {_limit_in(details, limit, per_ona)} per eye: {limit.label}; "
+                    f"{OVERRIDE}",
+                )
+            )
     return problems
 
 
@@ -196,6 +256,7 @@ def _needs_a_reason(
                 )
             )
         problems += _toxin_above_caps(details, kb)
+        problems += _first_session_above_cap(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
