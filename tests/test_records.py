@@ -559,6 +559,46 @@ def test_a_site_or_herb_given_twice_in_one_session_is_refused_even_with_a_reason
     assert _record(engine, kb, {**prescription, "herbs": herbs[:2]}) == []
 
 
+def _at_the_ceiling(kb: KnowledgeBase, count: int, per_site: float = 5) -> list[dict[str, Any]]:
+    """``count`` sites at this dose on both sides of the face (20 U per eye at most, within a first session's limit)."""
+    sites = kb.toxin_programme().sites
+    return [{"site": site.id, "side": side, "units": per_site} for site in sites for side in ("left", "right")][:count]
+
+
+@pytest.mark.parametrize(("product", "per_ona"), [("onabotulinumtoxinA", 1), ("abobotulinumtoxinA", 2.5)])
+def test_toxin_sessions_within_12_weeks_count_together_against_the_cap(
+    engine: Engine, kb: KnowledgeBase, product: str, per_ona: float
+) -> None:
+    """The cap is "most per 12 weeks": a session sooner than the interval allows (which needs a reason) that takes
+    the two past 100 U onabotulinumtoxinA is said to, so that the reason given knows it."""
+    _add_patient(engine)
+    assert _record_toxin(engine, kb, _toxin(56, sites=_at_the_ceiling(kb, 12))) == []  # 60 U, 8 weeks ago
+    earlier = (TODAY - dt.timedelta(days=56)).isoformat()
+    fifty = _at_the_ceiling(kb, 10, per_site=5 * per_ona)
+    problems = _record_toxin(engine, kb, _toxin(0, product=product, sites=fifty))
+    assert [path for path, _ in problems] == ["date", "details.sites"]
+    assert problems[1][1] == (
+        f"110 U onabotulinumtoxinA in the 12 weeks from {earlier} with the toxin session of {earlier} is above the "
+        "session cap, 100 U: Most per 12 weeks (EU-style text, blepharospasm); give details.override_reason to "
+        "record it anyway"
+    )
+    forty = _at_the_ceiling(kb, 8, per_site=5 * per_ona)
+    assert [path for path, _ in _record_toxin(engine, kb, _toxin(0, product=product, sites=forty))] == ["date"]
+    reason = "top-up after a short effect, agreed with the patient"
+    assert _record_toxin(engine, kb, _toxin(0, product=product, sites=fifty, override_reason=reason)) == []
+
+
+def test_a_period_of_12_weeks_holds_only_the_sessions_within_it(engine: Engine, kb: KnowledgeBase) -> None:
+    """Sessions of 60 U 13 weeks apart pass. One entered late between the first two, 6 weeks after one and 7 before
+    the other, makes 120 U with either; no period of 12 weeks holds all three (180 U)."""
+    _add_patient(engine)
+    for days_ago in (182, 91, 0):
+        assert _record_toxin(engine, kb, _toxin(days_ago, sites=_at_the_ceiling(kb, 12))) == []
+    problems = _record_toxin(engine, kb, _toxin(140, sites=_at_the_ceiling(kb, 12)))
+    assert [path for path, _ in problems] == ["date", "details.sites"]
+    assert problems[1][1].startswith("120 U onabotulinumtoxinA in the 12 weeks from ")
+
+
 def test_toxin_against_the_latest_plan_needs_a_reason(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:

@@ -118,6 +118,42 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
     return problems
 
 
+def _toxin_in_cap_period(
+    session: Session, *, patient: Patient, date: dt.date, details: ToxinDetails, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """This session and the toxin sessions recorded near it above the session cap in some period of the cap's length
+    (the label's "most per 12 weeks"): a session given sooner than the interval allows, which needs a reason of its
+    own, large enough that the two together pass the cap. Counted in onabotulinumtoxinA units; a stored session of a
+    product the knowledge base no longer knows counts unit for unit, the higher count for the usual conversions."""
+    programme = kb.toxin_programme()
+    limit = programme.limits["session_max_units"]
+    weeks = programme.limits["session_cap_weeks"].value
+    period = dt.timedelta(weeks=weeks)
+    per_ona: dict[str, float] = {product.id: product.conversion.value for product in programme.products}
+    others = [
+        (row.date, row.data["total_units"] / per_ona.get(row.data["product"], 1))
+        for row in _toxin_near(session, patient=patient, date=date, weeks=weeks)
+    ]
+    this = details.total_units / _product_units(details, kb)
+    # The periods that hold this session and the most of the others begin on it or on an earlier session.
+    totals = []
+    for start in {date, *(when for when, _ in others if when < date)}:
+        counted = [(when, units) for when, units in others if start <= when < start + period]
+        totals.append((round(this + sum(units for _, units in counted), 3), start, sorted(when for when, _ in counted)))
+    total, start, dates = max(totals)
+    if not dates or total <= limit.value:
+        return []
+    with_ = ", ".join(when.isoformat() for when in dates)
+    return [
+        FieldProblem(
+            "details.sites",
+            f"{total:g} U onabotulinumtoxinA in the {weeks:g} weeks from {start.isoformat()} with the toxin "
+            f"session{'s' if len(dates) > 1 else ''} of {with_} is above the session cap, {limit.value:g} U: "
+            f"{limit.label}; {OVERRIDE}",
+        )
+    ]
+
+
 def _first_session_above_cap(
     session: Session, *, patient: Patient, date: dt.date, details: ToxinDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
@@ -257,6 +293,7 @@ def _needs_a_reason(
             )
         problems += _toxin_above_caps(details, kb)
         problems += _first_session_above_cap(session, patient=patient, date=data.date, details=details, kb=kb)
+        problems += _toxin_in_cap_period(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
@@ -264,9 +301,9 @@ def _needs_a_reason(
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
-def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
-    """The patient's toxin session nearest to ``date`` if one lies less than ``weeks`` before or after it. Both sides
-    count: a session entered from earlier records may fall between two already recorded."""
+def _toxin_near(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> list[TreatmentSession]:
+    """The patient's toxin sessions less than ``weeks`` before or after ``date``. Both sides count: a session entered
+    from earlier records may fall between two already recorded."""
     window = dt.timedelta(weeks=weeks)
     query = select(TreatmentSession).where(
         TreatmentSession.patient_id == patient.id,
@@ -274,7 +311,13 @@ def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: f
         TreatmentSession.date > date - window,
         TreatmentSession.date < date + window,
     )
-    return min(session.scalars(query), key=lambda near: abs(near.date - date), default=None)
+    return list(session.scalars(query))
+
+
+def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
+    """The patient's toxin session nearest to ``date`` if one lies less than ``weeks`` before or after it."""
+    near = _toxin_near(session, patient=patient, date=date, weeks=weeks)
+    return min(near, key=lambda given: abs(given.date - date), default=None)
 
 
 def record(
