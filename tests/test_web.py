@@ -2188,42 +2188,36 @@ def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient
     }
 
 
-def test_the_api_names_a_dose_above_the_ceiling_and_takes_the_reason(client: TestClient) -> None:
+_LID = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
+
+
+@pytest.mark.parametrize(
+    ("sites", "error", "put_right"),
+    [
+        (
+            [_LID, {"site": "zygomaticus", "side": "left", "units": 12.5}],
+            ("details.sites.1.units", "12.5 U is above the per-site ceiling of 5 U onabotulinumtoxinA; "
+             "give details.override_reason to record it anyway"),
+            {"override_reason": "dose doubled after two sessions that lasted six weeks"},
+        ),
+        (  # no reason records a site twice: the dose is corrected
+            [_LID, _LID | {"units": 5}],
+            ("details.sites.1.site", "upper_lid_medial (left) is given twice (also details.sites.0); "
+             "give each once, with its whole dose"),
+            {"sites": [_LID]},
+        ),
+    ],
+)  # fmt: skip
+def test_the_api_names_the_dose_it_refuses(
+    client: TestClient, sites: list[dict[str, Any]], error: tuple[str, str], put_right: dict[str, Any]
+) -> None:
     headers = {"x-csrf-token": sign_in(client, "neuro")}
-    sites = [
-        {"site": "upper_lid_medial", "side": "left", "units": 2.5},
-        {"site": "zygomaticus", "side": "left", "units": 12.5},
-    ]
     details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": sites}
     session = {"date": dt.date.today().isoformat(), "clinician": "N", "details": details}
     answer = client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers)
     assert answer.status_code == 422
-    assert answer.json()["errors"] == [
-        {
-            "field": "details.sites.1.units",
-            "message": "12.5 U is above the per-site ceiling of 5 U onabotulinumtoxinA; "
-            "give details.override_reason to record it anyway",
-        }
-    ]
-    session["details"] |= {"override_reason": "dose doubled after two sessions that lasted six weeks"}
-    assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
-
-
-def test_the_api_names_a_site_given_twice(client: TestClient) -> None:
-    headers = {"x-csrf-token": sign_in(client, "neuro")}
-    site = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
-    details = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "L1", "sites": [site, site | {"units": 5}]}
-    session = {"date": dt.date.today().isoformat(), "clinician": "N", "details": details}
-    answer = client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers)
-    assert answer.status_code == 422
-    assert answer.json()["errors"] == [
-        {
-            "field": "details.sites.1.site",
-            "message": "upper_lid_medial (left) is given twice (also details.sites.0); "
-            "give each once, with its whole dose",
-        }
-    ]
-    details["sites"] = [site]
+    assert answer.json()["errors"] == [{"field": error[0], "message": error[1]}]
+    session["details"] = details | put_right
     assert client.post("/api/v1/patients/demo-001/sessions", json=session, headers=headers).status_code == 201
 
 
