@@ -75,7 +75,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0010"
+    assert current_revision(engine) == "0011"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -83,7 +83,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0010"
+    assert current_revision(engine) == "0011"
     engine.dispose()
 
 
@@ -597,6 +597,85 @@ def test_a_period_of_12_weeks_holds_only_the_sessions_within_it(engine: Engine, 
     problems = _record_toxin(engine, kb, _toxin(140, sites=_at_the_ceiling(kb, 12)))
     assert [path for path, _ in problems] == ["date", "details.sites"]
     assert problems[1][1].startswith("120 U onabotulinumtoxinA in the 12 weeks from ")
+
+
+def _plan_for(engine: Engine, kb: KnowledgeBase, assessment: dict[str, Any]) -> dict[str, str]:
+    """Assess the patient and make their plan: its statuses by item."""
+    _assess(engine, kb, assessment)
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        statuses: dict[str, str] = version.summary["statuses"]
+    return statuses
+
+
+def test_a_medicine_prescription_is_checked_against_the_plan(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Its safety rules act through the plan: carbamazepine for a carrier of HLA-B*15:02 needs a reason, for a tested
+    non-carrier in mild HFS it does not; before any plan it is unchecked, and needs a reason too."""
+    _add_patient(engine)
+    gabapentin = {"kind": "medicine", "medicine": "gabapentin", "dose": "300 mg at night"}
+    assert _record(engine, kb, gabapentin) == [
+        (
+            "details.override_reason",
+            "no plan is made for this patient, so gabapentin is unchecked against the safety rules; record an "
+            "assessment first, or give details.override_reason to record it anyway",
+        )
+    ]
+    assert _record(engine, kb, {**gabapentin, "medicine": "aspirin", "override_reason": "only one he tolerates"}) == [
+        (
+            "details.medicine",
+            "unknown medicine 'aspirin'; known: baclofen, carbamazepine, clonazepam, gabapentin, levetiracetam, "
+            "oxcarbazepine",
+        )
+    ]
+    carbamazepine = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg twice a day", "duration_days": 30}
+    mild = {"severity": {"smc_grade": 1}, "ancestry": ["Han Chinese"]}
+    assert _plan_for(engine, kb, patient(hla_b1502="positive", **mild))["medication:carbamazepine"] == "contraindicated"
+    ((path, message),) = _record(engine, kb, carbamazepine)
+    assert path == "details.override_reason"
+    assert message.startswith("plan version 1 has Carbamazepine contraindicated (")
+    assert "HLA-B*15:02 positive" in message
+    with _session(engine) as s:
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001")) == []
+    assert _plan_for(engine, kb, patient(hla_b1502="negative", **mild))["medication:carbamazepine"] == "option"
+    assert _record(engine, kb, carbamazepine) == []
+    with _session(engine) as s:
+        (row,) = sessions.list_for(s, patient=patients.get(s, code="p-001"))
+        assert (row.kind, row.clinician) == ("medicine", "L. Zhang")
+        assert sessions.describe(row.kind, row.data) == "carbamazepine 100 mg twice a day, 30 days"
+    reason = "patient prefers tablets; reviewed the risks"
+    assert _record(engine, kb, {**gabapentin, "notes": "titrate", "override_reason": reason}) == []
+    with _session(engine) as s:
+        row = sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="medicine")[-1]
+        assert (
+            sessions.describe(row.kind, row.data) == f"gabapentin 300 mg at night; titrate; override reason: {reason}"
+        )
+
+
+def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    insert = text(
+        "INSERT INTO treatment_sessions (patient_id, kind, date, clinician, data, created_at, created_by) "
+        "SELECT id, :kind, :today, 'Dr N', '{}', :now, 'test' FROM patients"
+    )
+    _add_patient(engine)
+    with engine.begin() as connection:
+        connection.execute(insert, {"kind": "medicine", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+    with pytest.raises(DBAPIError), engine.begin() as connection:  # the check on kinds is still there
+        connection.execute(insert, {"kind": "massage", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+    with pytest.raises(RuntimeError, match="1 medicine prescriptions are recorded"):
+        downgrade(engine, "0010")
+    assert current_revision(engine) == "0011"
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM treatment_sessions"))
+    downgrade(engine, "0010")
+    with pytest.raises(DBAPIError), engine.begin() as connection:
+        connection.execute(insert, {"kind": "medicine", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+    engine.dispose()
 
 
 def test_toxin_against_the_latest_plan_needs_a_reason(

@@ -336,6 +336,8 @@ def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
         "/patients/{code}/sessions/acupuncture": {"date": today, "points": "LI4"},
         "/patients/{code}/sessions/herbal": {"date": today, "formula": "qian_zheng_san"},
         "/patients/{code}/sessions/mvd": {"date": today},
+        "/patients/{code}/sessions/medicine": {"medicine": "gabapentin", "dose": "300 mg at night"}
+        | {"date": today, "override_reason": "declines toxin and surgery"},
         "/patients/{code}/sessions/{session_id}/outcome": {"effect_weeks": "11"},
         "/patients/{code}/referral.pdf": {"question": "please advise"},
         "/admin/users": {"username": "new.user", "full_name": "N", "role": "neurologist"},
@@ -426,6 +428,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/referral.pdf"): CARE,
     ("POST", "/patients/{code}/sessions/acupuncture"): {"tcm"},
     ("POST", "/patients/{code}/sessions/herbal"): {"tcm"},
+    ("POST", "/patients/{code}/sessions/medicine"): _CONV,
     ("POST", "/patients/{code}/sessions/mvd"): {"surgeon"},
     ("POST", "/patients/{code}/sessions/toxin"): _CONV,
     ("POST", "/patients/{code}/sessions/{session_id}/outcome"): _CONV,
@@ -2186,6 +2189,44 @@ def test_session_errors_name_the_field_as_the_caller_wrote_it(client: TestClient
         "details.points": "needs at least 1 entry, got 0",
         "details.needle": "unknown field; expected one of: electro, kind, notes, override_reason, points",
     }
+
+
+def test_a_neurologist_records_a_medicine_the_plan_does_not_recommend_only_with_a_reason(client: TestClient) -> None:
+    """The form names each medicine with the plan's status for it; a prescription without a dose, or of a medicine
+    the plan does not recommend, comes back with the problem beside its box, and with a reason it is kept."""
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert 'href="#medicines"' in page
+    assert '<option value="gabapentin" >Gabapentin (plan version 1: not recommended)</option>' in page
+    before = _history_rows(page)
+    typed = {"csrf_token": csrf, "medicine": "gabapentin", "dose": "", "date": dt.date.today().isoformat()}
+    refused = client.post("/patients/demo-001/sessions/medicine", data=typed)
+    assert refused.status_code == 422
+    problems = _problems_of(refused.text, "medicine")
+    assert "Dose: String should have at least 1 character" in re.sub("<[^>]+>", "", problems)
+    assert (
+        'id="medicine-dose" name="dose" type="text" maxlength="120" placeholder="e.g. 100 mg twice a day" '
+        'value="" aria-invalid=true' in refused.text
+    )
+    typed["dose"] = "300 mg at night"
+    refused = client.post("/patients/demo-001/sessions/medicine", data=typed)
+    assert refused.status_code == 422
+    problems = re.sub("<[^>]+>", "", _problems_of(refused.text, "medicine"))
+    assert problems.endswith(
+        "Reason: plan version 1 has Gabapentin not recommended (Low response rate and almost only anecdotal "
+        "evidence; botulinum toxin and MVD are the evidence-based options for this patient); give the reason below "
+        "to record it anyway"
+    )
+    assert '<option value="gabapentin" selected>' in refused.text  # the form as it was typed
+    assert _history_rows(client.get("/patients/demo-001").text) == before
+    reason = "declines toxin and surgery for now"
+    recorded = client.post("/patients/demo-001/sessions/medicine", data={**typed, "override_reason": reason})
+    assert recorded.status_code == 303
+    said = html.unescape(_history_rows(client.get("/patients/demo-001").text))
+    assert f"gabapentin 300 mg at night; override reason: {reason}" in said
+    client.cookies.clear()
+    sign_in(client, "tcm")
+    assert 'id="medicine-form"' not in client.get("/patients/demo-001").text
 
 
 _LID = {"site": "upper_lid_medial", "side": "left", "units": 2.5}

@@ -1,4 +1,4 @@
-"""Treatment sessions: toxin injections, acupuncture, herbal prescriptions and surgery."""
+"""Treatment sessions: toxin injections, acupuncture, herbal and medicine prescriptions, and surgery."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class TreatmentSession(Created, Base):
     __tablename__ = "treatment_sessions"
     __table_args__ = (
         Index("ix_treatment_sessions_patient_kind_date", "patient_id", "kind", "date"),
-        CheckConstraint("kind IN ('toxin', 'acupuncture', 'herbal', 'mvd')", name="kind_known"),
+        CheckConstraint("kind IN ('toxin', 'acupuncture', 'herbal', 'mvd', 'medicine')", name="kind_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -82,7 +82,24 @@ class MvdDetails(Strict):
     override_reason: OverrideReason = None
 
 
-Details = Annotated[ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails, Field(discriminator="kind")]
+class MedicineDetails(Strict):
+    kind: Literal["medicine"] = "medicine"
+    medicine: str = Field(
+        min_length=1, max_length=60, description="An oral medicine of the knowledge base (e.g. carbamazepine)"
+    )
+    dose: str = Field(
+        min_length=1,
+        max_length=120,
+        description="As prescribed (e.g. 100 mg twice a day); HemiCare holds no verified HFS dose to check it against",
+    )
+    duration_days: int | None = Field(default=None, ge=1, le=365, description="Days prescribed, if a course")
+    notes: str | None = Field(default=None, max_length=500)
+    override_reason: OverrideReason = None
+
+
+Details = Annotated[
+    ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails | MedicineDetails, Field(discriminator="kind")
+]
 
 
 class SessionCreate(Strict):

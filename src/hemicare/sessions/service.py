@@ -25,6 +25,7 @@ from hemicare.sessions.schemas import (
     AcupunctureDetails,
     Details,
     HerbalDetails,
+    MedicineDetails,
     SessionCreate,
     SessionOutcome,
     ToxinDetails,
@@ -53,6 +54,11 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
         for index, code in enumerate(details.points):
             if code not in kb.acupoints:
                 problems.append(FieldProblem(f"details.points.{index}", f"unknown WHO point code {quoted(code)}"))
+    elif isinstance(details, MedicineDetails):
+        medicines = sorted(t.removeprefix(MEDICINE) for t in kb.treatments if t.startswith(MEDICINE))
+        if details.medicine not in medicines:
+            said = f"unknown medicine {quoted(details.medicine)}; known: {', '.join(medicines)}"
+            problems.append(FieldProblem("details.medicine", said))
     elif isinstance(details, HerbalDetails):
         if details.formula is not None and details.formula not in kb.formulas:
             problems.append(FieldProblem("details.formula", f"unknown formula {quoted(details.formula)}"))
@@ -73,6 +79,7 @@ OVERRIDE = "give details.override_reason to record it anyway"
 # The plan's item each kind of session delivers (and, for toxin and acupuncture, the recall of that kind books); an
 # acupuncture session with `electro` delivers electroacupuncture too.
 PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula", "mvd": "mvd"}
+MEDICINE = "medication:"  # a medicine's item in a plan: its id in the knowledge base, e.g. medication:carbamazepine
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
 
@@ -189,6 +196,8 @@ def _first_session_above_cap(
 
 def _plan_items(details: Details) -> list[str]:
     """The items of a plan that a session delivers."""
+    if isinstance(details, MedicineDetails):
+        return [f"{MEDICINE}{details.medicine}"]
     items = [PLAN_ITEMS[details.kind]]
     if isinstance(details, AcupunctureDetails) and details.electro:
         items.append("electroacupuncture")
@@ -212,6 +221,7 @@ def _against_plan(
         rationale = next(rec["rationale"] for rec in latest.content["recommendations"] if rec["id"] == item)
         why = [edit["reason"] for edit in latest.edits if edit["recommendation"] == item and edit["to"] == status]
         why = why or [line for line in rationale if line.lower().startswith(_STATUS_WORDS)]
+        why = why or rationale  # a medicine's one line ("Low response rate ..."), not headed by its status
         name = kb.treatment_names().get(item, item)
         because = f" ({'; '.join(line.rstrip('.') for line in why)})" if why else ""
         said = status.replace("_", " ")
@@ -298,6 +308,13 @@ def _needs_a_reason(
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, details=details, kb=kb)
+    if isinstance(details, MedicineDetails) and plan_queries.latest(session, patient=patient) is None:
+        # Its safety rules (HLA-B*15:02, pregnancy, sodium...) act through the plan: with none, it is unchecked.
+        message = (
+            f"no plan is made for this patient, so {details.medicine} is unchecked against the safety rules; "
+            f"record an assessment first, or {OVERRIDE}"
+        )
+        problems.append(FieldProblem("details.override_reason", message))
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
@@ -454,6 +471,10 @@ def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, 
         herbs = ", ".join(f"{herb['latin']} {herb['dose_g']:g} g" for herb in data["herbs"])
         formula = f"{(formula_names or {}).get(data['formula'], data['formula'])}: " if data.get("formula") else ""
         return f"{formula}{herbs}, {data['duration_days']} days{override}"
+    if kind == "medicine":
+        course = f", {data['duration_days']} days" if data.get("duration_days") else ""
+        notes = f"; {data['notes']}" if data.get("notes") else ""
+        return f"{data['medicine']} {data['dose']}{course}{notes}{override}"
     return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "") + override
 
 

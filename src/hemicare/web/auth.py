@@ -35,6 +35,7 @@ SESSION_ROLES = {
     "mvd": ("neurosurgeon",),
     "acupuncture": INTEGRATIVE_SIGNERS,
     "herbal": INTEGRATIVE_SIGNERS,
+    "medicine": CONVENTIONAL_SIGNERS,
 }
 
 

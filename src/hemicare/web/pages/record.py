@@ -139,6 +139,11 @@ def _patient_page(
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
             "herbs": kb.herbs,
+            "medicines": [
+                {"id": rec_id.removeprefix(session_service.MEDICINE), "name": name}
+                for rec_id, name in sorted(kb.treatment_names().items())
+                if rec_id.startswith(session_service.MEDICINE)
+            ],
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
@@ -421,6 +426,27 @@ def record_herbal(code: PatientCode, request: Request, user: PageUser, form: Pos
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
         "override_reason": form.get("override_reason") or None,
+    }
+    return _record_session(request, user, code, form, details, names)
+
+
+@router.post("/patients/{code}/sessions/medicine")
+def record_medicine(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record an oral medicine prescribed: the medicine, the dose as written, the course's days if any."""
+    _may_record(form, user, SESSION_ROLES["medicine"], "record a prescription")
+    details = {
+        "kind": "medicine",
+        "medicine": form.get("medicine"),
+        "dose": form.get("dose"),
+        "duration_days": form.get("duration_days") or None,
+        "notes": form.get("notes") or None,
+        "override_reason": form.get("override_reason") or None,
+    }
+    names: FieldNames = {
+        "details.medicine": ("medicine", "Medicine"),
+        "details.dose": ("dose", "Dose"),
+        "details.duration_days": ("duration_days", "Days"),
+        **_OVERRIDE_BOX,
     }
     return _record_session(request, user, code, form, details, names)
 
