@@ -645,12 +645,21 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
         assert (row.kind, row.clinician) == ("medicine", "L. Zhang")
         assert sessions.describe(row.kind, row.data) == "carbamazepine 100 mg twice a day, 30 days"
     reason = "patient prefers tablets; reviewed the risks"
-    assert _record(engine, kb, {**gabapentin, "notes": "titrate", "override_reason": reason}) == []
+    neurontin = {**gabapentin, "medicine": "Neurontin", "notes": "titrate", "override_reason": reason}
+    assert _record(engine, kb, neurontin) == []  # a brand the knowledge base knows: kept under its generic name
     with _session(engine) as s:
         row = sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="medicine")[-1]
         assert (
             sessions.describe(row.kind, row.data) == f"gabapentin 300 mg at night; titrate; override reason: {reason}"
         )
+    # Checked as its generic: Tegretol for a carrier of HLA-B*15:02 is carbamazepine.
+    _plan_for(engine, kb, patient(hla_b1502="positive", **mild))
+    ((path, message),) = _record(engine, kb, {**carbamazepine, "medicine": "TEGRETOL"})
+    assert message.startswith("plan version 3 has Carbamazepine contraindicated (")
+    known = sorted(t.removeprefix("medication:") for t in kb.treatments if t.startswith("medication:"))
+    assert _record(engine, kb, {**gabapentin, "medicine": "warfarin", "override_reason": reason}) == [
+        ("details.medicine", f"unknown medicine 'warfarin'; known: {', '.join(known)}")  # a drug, not an HFS one
+    ]
 
 
 def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:

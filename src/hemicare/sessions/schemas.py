@@ -85,7 +85,10 @@ class MvdDetails(Strict):
 class MedicineDetails(Strict):
     kind: Literal["medicine"] = "medicine"
     medicine: str = Field(
-        min_length=1, max_length=60, description="An oral medicine of the knowledge base (e.g. carbamazepine)"
+        min_length=1,
+        max_length=60,
+        description="An oral medicine of the knowledge base, by its generic name or a brand it knows (e.g. "
+        "carbamazepine, Tegretol); kept under its generic name",
     )
     dose: str = Field(
         min_length=1,

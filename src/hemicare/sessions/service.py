@@ -343,6 +343,10 @@ def record(
     """Store a session. One that goes beyond a check (a toxin interval or cap, a herb's reference dose, a safety rule,
     the latest plan holding its treatment back) needs an override reason."""
     patient_service.lock(session, patient=patient)
+    if isinstance(data.details, MedicineDetails):  # a brand or synonym is kept under the generic name, as plans use
+        drug = kb.resolve_drug(data.details.medicine)
+        if drug is not None:
+            data = data.model_copy(update={"details": data.details.model_copy(update={"medicine": drug.id})})
     problems = patient_service.before_birth(patient, data.date) + _check_against_knowledge(data, kb)
     details = data.details
     if not details.override_reason:
