@@ -21,7 +21,7 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
-from hemicare.engine.intake import validate_model
+from hemicare.engine.intake import read_file, validate_model
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import CODE_MAX, REASON_MAX, TOKEN_NAME_MAX
 from hemicare.outcomes import service as outcomes
@@ -37,6 +37,8 @@ from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.users.models import SentForm
+
+from .conftest import EXAMPLES
 
 TODAY = dt.date.today()
 
@@ -660,6 +662,81 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
     assert _record(engine, kb, {**gabapentin, "medicine": "warfarin", "override_reason": reason}) == [
         ("details.medicine", f"unknown medicine 'warfarin'; known: {', '.join(known)}")  # a drug, not an HFS one
     ]
+
+
+def test_a_medicine_the_patient_still_takes_is_read_by_the_next_plan(engine: Engine, kb: KnowledgeBase) -> None:
+    """Carbamazepine prescribed in the records: the patient page and the recheck say the plan does not know it; the
+    next version warns about herbs with it (as it would with carbamazepine in the assessment); once stopped, or
+    once its course is over, it is not read any more."""
+    _add_patient(engine)
+    demo = read_file(EXAMPLES / "demo-001.yaml")  # wants integrative care, with the findings a formula is chosen on
+    assert _plan_for(engine, kb, demo | {"medications": []})["herbal_formula"] in ("recommended", "option")
+    reason = "declines toxin for now"
+    prescribed = (TODAY - dt.timedelta(days=5)).isoformat()
+    course = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg bd", "override_reason": reason}
+    assert _record(engine, kb, {**course, "duration_days": 30}, days_ago=5) == []
+    assert _record(engine, kb, {**course, "duration_days": 30}, days_ago=40) == []  # over 10 days ago
+    with _session(engine) as s:
+        patient = patients.get(s, code="p-001")
+        assert sessions.recorded_since(s, patient=patient) == [
+            f"prescription of {(TODAY - dt.timedelta(days=40)).isoformat()}",
+            f"prescription of {prescribed}",
+        ]
+        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t")
+        assert "carbamazepine_herbs" in change.alerts_added
+
+    def alerts() -> dict[str, list[str]]:
+        with _session(engine) as s, s.begin():
+            version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="t", today=TODAY)
+            return {alert["id"]: alert["affects"] for alert in version.content["alerts"]}
+
+    assert "herbal_formula" in alerts()["carbamazepine_herbs"]
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = [r for r in sessions.list_for(s, patient=patient, kind="medicine") if r.date.isoformat() == prescribed]
+        too_soon = SessionOutcome(stopped=TODAY - dt.timedelta(days=6))
+        with pytest.raises(InputError) as refused:
+            sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=too_soon, actor="t")
+        assert [(p.path, p.message) for p in refused.value.problems] == [
+            ("stopped", f"{(TODAY - dt.timedelta(days=6)).isoformat()} is before the prescription of {prescribed}")
+        ]
+        stopped = SessionOutcome(stopped=TODAY)
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=stopped, actor="t")
+        assert sessions.outcome_words(row.kind, row.data) == f"stopped {TODAY.isoformat()}"
+    with _session(engine) as s:
+        assert sessions.recorded_since(s, patient=patients.get(s, code="p-001")) == [
+            f"the outcome of the prescription of {prescribed}"
+        ]
+    assert "carbamazepine_herbs" not in alerts()
+
+
+def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
+    engine: Engine, baseline: dict[str, Any], kb_tree: Any
+) -> None:
+    """A knowledge base in which sedation takes Jiang Can out of the plans (in the packaged one it is a caution): a
+    prescription of Jiang Can for a patient the records show taking clonazepam needs a reason, as it would if the
+    assessment listed clonazepam; after clonazepam is stopped it does not."""
+    import yaml
+
+    from hemicare.engine import load
+
+    rule = kb_tree / "rules/safety/sedative_combination.yaml"
+    rule.write_text(yaml.safe_dump(yaml.safe_load(rule.read_text()) | {"action": "remove"}, sort_keys=False))
+    kb = load(kb_tree)
+    _add_patient(engine)
+    _assess(engine, kb, baseline | {"medications": []})
+    clonazepam = {"kind": "medicine", "medicine": "clonazepam", "dose": "0.5 mg at night", "override_reason": "tried"}
+    assert _record(engine, kb, clonazepam, days_ago=3) == []
+    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 7}
+    ((path, message),) = _record(engine, kb, jiang_can)
+    assert path == "details.herbs.0.latin"
+    assert message.startswith("Bombyx Batryticatus is taken out of this patient's plans: Additive sedation")
+    assert _record(engine, kb, jiang_can, days_ago=4) == []  # before clonazepam was started
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = sessions.list_for(s, patient=patient, kind="medicine")
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
+    assert _record(engine, kb, jiang_can) == []
 
 
 def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:

@@ -72,6 +72,25 @@ def _toxin_file(folder: Path, date: str) -> str:
     return str(path)
 
 
+def test_a_medicine_prescribed_and_stopped(clinic: str, tmp_path: Path) -> None:
+    """By a brand name, kept under its generic one; its stop is refused before its date, with the field named."""
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
+    assert result.exit_code == 0, result.output
+    medicine = tmp_path / "medicine.yaml"
+    details = {"kind": "medicine", "medicine": "Neurontin", "dose": "300 mg at night", "override_reason": "declines"}
+    medicine.write_text(yaml.safe_dump({"date": "2026-01-06", "clinician": "Dr N", "details": details}))
+    assert _run(clinic, "sessions", "add", "demo-001", str(medicine)).exit_code == 0
+    prescribed = json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)[-1]
+    assert (prescribed["kind"], prescribed["medicine"]) == ("medicine", "gabapentin")
+    early = _run(clinic, "sessions", "outcome", "demo-001", str(prescribed["id"]), "--stopped", "2026-01-01")
+    assert (
+        early.exit_code == 2 and "field `stopped`: 2026-01-01 is before the prescription of 2026-01-06" in early.stderr
+    )
+    assert (
+        _run(clinic, "sessions", "outcome", "demo-001", str(prescribed["id"]), "--stopped", "2026-02-01").exit_code == 0
+    )
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output

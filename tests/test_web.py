@@ -2222,8 +2222,18 @@ def test_a_neurologist_records_a_medicine_the_plan_does_not_recommend_only_with_
     reason = "declines toxin and surgery for now"
     recorded = client.post("/patients/demo-001/sessions/medicine", data={**typed, "override_reason": reason})
     assert recorded.status_code == 303
-    said = html.unescape(_history_rows(client.get("/patients/demo-001").text))
+    page = client.get("/patients/demo-001").text
+    said = html.unescape(_history_rows(page))
     assert f"gabapentin 300 mg at night; override reason: {reason}" in said
+    # The plan does not know it yet; stopped from its history row, it is said to have been stopped.
+    assert "prescription of " in (_recorded_since(page) or "")
+    form = re.search(r'action="([^"]+/outcome)"((?!</form>).)*name="stopped"', _history_rows(page), re.S)
+    assert form is not None
+    action = form.group(1)
+    stopped = {"csrf_token": csrf, "stopped": dt.date.today().isoformat()}
+    assert client.post(action, data=stopped).status_code == 303
+    history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
+    assert f"stopped {dt.date.today().isoformat()}" in history and action not in history
     client.cookies.clear()
     sign_in(client, "tcm")
     assert 'id="medicine-form"' not in client.get("/patients/demo-001").text
@@ -2397,7 +2407,7 @@ def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClie
     assert f'action="/patients/demo-001/sessions/{session_id}/outcome"' in page
     url = f"/patients/demo-001/sessions/{session_id}/outcome"
     for form, said in (
-        ({}, "give effect_weeks, adverse_effects or result"),
+        ({}, "give effect_weeks, adverse_effects, result or stopped"),
         ({"effect_weeks": "0"}, "<strong>effect_weeks</strong>: Input should be greater than 0"),
         ({"result": "cured"}, "<strong>result</strong>: does not apply to a toxin session"),
     ):

@@ -249,7 +249,7 @@ def generate(
     ``via`` a new assessment, or at a clinician's request after sessions or outcomes were recorded: "records")."""
     stored = assessment_service.latest(session, patient=patient)
     recorded = session_service.list_for(session, patient=patient)
-    plan = build_plan(with_recorded_history(stored.data, recorded), kb, today=today)
+    plan = build_plan(with_recorded_history(stored.data, recorded, today=today), kb, today=today)
     return _store_generated(
         session,
         patient=patient,
@@ -260,11 +260,16 @@ def generate(
     )
 
 
-def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any]) -> Assessment:
-    """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history.
+def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, today: dt.date) -> Assessment:
+    """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history, and the medicines
+    prescribed in HemiCare that the patient still takes on ``today`` to its medicines.
 
-    Sessions already written in the assessment (same date) are not added twice.
+    Sessions already written in the assessment (same date) are not added twice, nor a medicine it names already.
     """
+    listed = {str(name).lower() for name in data.get("medications") or []}
+    prescribed = [name for name in session_service.taking(sessions, today=today) if name not in listed]
+    if prescribed:
+        data = {**data, "medications": [*(data.get("medications") or []), *prescribed]}
     history = dict(data.get("history") or {})
     toxin = list(history.get("botulinum_sessions") or [])
     known_dates = {str(item["date"]) for item in toxin}
@@ -431,7 +436,7 @@ def _evaluate(job: tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, An
     """One patient's recheck, runnable in a worker process (the knowledge base is inherited on fork)."""
     code, data, recorded, before, today = job
     assert _RECHECK_KB is not None
-    assessment = with_recorded_history(data, [_RecordedSession(**row) for row in recorded])
+    assessment = with_recorded_history(data, [_RecordedSession(**row) for row in recorded], today=today)
     plan = build_plan(assessment, _RECHECK_KB, today=today, compact=True)
     after = {
         "statuses": {rec.id: rec.status.value for rec in plan.recommendations},
@@ -469,7 +474,7 @@ def _jobs(session: Session, *, today: dt.date, patients: tuple[int, int] | None 
     )
     history = select(
         TreatmentSession.patient_id, TreatmentSession.kind, TreatmentSession.date, TreatmentSession.data
-    ).where(TreatmentSession.kind.in_(("toxin", "mvd")))
+    ).where(TreatmentSession.kind.in_(session_service.READ_BY_PLANS))
     if patients is not None:
         query = query.where(Patient.id.between(*patients))
         history = history.where(TreatmentSession.patient_id.between(*patients))
@@ -545,7 +550,8 @@ def recheck(
             patient = get_patient(session, code=change.patient)
             stored = assessment_service.latest(session, patient=patient)
             recorded = session_service.list_for(session, patient=patient)
-            content = build_plan(with_recorded_history(stored.data, recorded), kb, today=today).model_dump(mode="json")
+            assessment = with_recorded_history(stored.data, recorded, today=today)
+            content = build_plan(assessment, kb, today=today).model_dump(mode="json")
             _store_generated(
                 session, patient=patient, assessment_id=stored.id, content=content, actor=actor, via="recheck"
             )

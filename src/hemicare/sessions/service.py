@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -234,11 +234,17 @@ def _against_plan(
 
 
 def _taken_out(
-    session: Session, *, patient: Patient, details: AcupunctureDetails | HerbalDetails, kb: KnowledgeBase
+    session: Session,
+    *,
+    patient: Patient,
+    date: dt.date,
+    details: AcupunctureDetails | HerbalDetails,
+    kb: KnowledgeBase,
 ) -> list[FieldProblem]:
-    """Points or herbs that a safety rule holding for the patient (by their latest assessment) takes out of their
-    plans: LI4 ticked for a pregnant patient, Dang Gui written for one on warfarin. Without an assessment to read
-    they are unchecked, and the session needs a reason like one that breaks a rule."""
+    """Points or herbs that a safety rule holding for the patient (by their latest assessment, and the medicines
+    prescribed in the records that they take on the session's date) takes out of their plans: LI4 ticked for a
+    pregnant patient, Dang Gui written for one on warfarin. Without an assessment to read they are unchecked, and the
+    session needs a reason like one that breaks a rule."""
     stored, assessment = assessment_service.latest_read(session, patient=patient)
     what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
     if assessment is None:  # fail closed: nothing to check them against is not "nothing found"
@@ -247,6 +253,11 @@ def _taken_out(
             f"{why}, so the {what} are unchecked against the safety rules; record an assessment first, or {OVERRIDE}"
         )
         return [FieldProblem("details.override_reason", message)]
+    prescribed = taking(list_for(session, patient=patient, kind="medicine"), today=date)
+    listed = {name.lower() for name in assessment.medications}
+    if any(name not in listed for name in prescribed):  # read beside the assessment's own, as plans read them
+        medications = [*assessment.medications, *(name for name in prescribed if name not in listed)]
+        assessment = assessment.model_copy(update={"medications": medications})
     if isinstance(details, AcupunctureDetails):
         given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
     else:
@@ -307,7 +318,7 @@ def _needs_a_reason(
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
-        problems += _taken_out(session, patient=patient, details=details, kb=kb)
+        problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, MedicineDetails) and plan_queries.latest(session, patient=patient) is None:
         # Its safety rules (HLA-B*15:02, pregnancy, sodium...) act through the plan: with none, it is unchecked.
         message = (
@@ -383,9 +394,27 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
     return list(session.scalars(query.order_by(TreatmentSession.date, TreatmentSession.id)))
 
 
-# The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history),
-# with their names in a sentence.
-READ_BY_PLANS = {"toxin": "toxin session", "mvd": "operation (MVD)"}
+# The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history
+# and medicines), with their names in a sentence.
+READ_BY_PLANS = {"toxin": "toxin session", "mvd": "operation (MVD)", "medicine": "prescription"}
+
+
+def taking(sessions: Iterable[Any], *, today: dt.date) -> list[str]:
+    """The medicines prescribed in the records that the patient is still taking on ``today`` (generic names, in the
+    order prescribed): not stopped, and within the course's days where one was given. Plans read them beside the
+    assessment's own medicines, so that their safety rules and interactions hold."""
+    names: list[str] = []
+    for row in sessions:
+        if row.kind != "medicine" or row.date > today or row.data["medicine"] in names:
+            continue
+        stopped = row.data.get("stopped")
+        days = row.data.get("duration_days")
+        if stopped is not None and dt.date.fromisoformat(stopped) <= today:
+            continue
+        if days is not None and row.date + dt.timedelta(days=days) <= today:
+            continue
+        names.append(row.data["medicine"])
+    return names
 
 
 def recorded_since(session: Session, *, patient: Patient) -> list[str]:
@@ -414,7 +443,7 @@ def recorded_since(session: Session, *, patient: Patient) -> list[str]:
 
 
 # Which outcome fields each kind of session takes.
-OUTCOME_FIELDS = {"toxin": ("effect_weeks", "adverse_effects"), "mvd": ("result",)}
+OUTCOME_FIELDS = {"toxin": ("effect_weeks", "adverse_effects"), "mvd": ("result",), "medicine": ("stopped",)}
 
 
 def get(session: Session, *, patient: Patient, session_id: int) -> TreatmentSession:
@@ -439,6 +468,8 @@ def record_outcome(
         for name in given
         if name not in allowed
     ]
+    if "stopped" in given and outcome.stopped is not None and outcome.stopped < row.date:
+        problems.append(FieldProblem("stopped", f"{given['stopped']} is before the prescription of {row.date}"))
     changes = {name: [row.data.get(name), value] for name, value in given.items() if row.data.get(name) != value}
     overwritten = [name for name, (before, _) in changes.items() if before not in (None, [])]
     if overwritten and not outcome.reason:
@@ -489,4 +520,6 @@ def outcome_words(kind: str, data: Mapping[str, Any]) -> str:
         return "; ".join(filter(None, [effect, ", ".join(data.get("adverse_effects") or [])]))
     if kind == "mvd":
         return str(data.get("result") or "")
+    if kind == "medicine" and data.get("stopped"):
+        return f"stopped {data['stopped']}"
     return ""

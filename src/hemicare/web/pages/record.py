@@ -615,7 +615,8 @@ def reopen_recall(
 def record_session_outcome(
     code: PatientCode, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
 ) -> Response:
-    """Add a toxin session's effect and side effects, or an operation's result, from the treatment history."""
+    """Add a toxin session's effect and side effects, an operation's result or the day a medicine was stopped, from
+    the treatment history."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     payload: dict[str, Any] = {"reason": form.get("reason") or None}
@@ -625,6 +626,8 @@ def record_session_outcome(
         payload["adverse_effects"] = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
     if form.get("result"):
         payload["result"] = form.get("result")
+    if form.get("stopped"):
+        payload["stopped"] = form.get("stopped")
     outcome = validate_model(SessionOutcome, payload)
     with request.app.state.sessions.begin() as session:
         answer = _once(session, request, user, form, f"/patients/{code}#history")
