@@ -266,10 +266,10 @@ def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, toda
 
     Sessions already written in the assessment (same date) are not added twice, nor a medicine it names already.
     """
-    listed = {str(name).lower() for name in data.get("medications") or []}
-    prescribed = [name for name in session_service.taking(sessions, today=today) if name not in listed]
-    if prescribed:
-        data = {**data, "medications": [*(data.get("medications") or []), *prescribed]}
+    listed = data.get("medications") or []
+    medications = session_service.with_prescribed(listed, sessions, today=today)
+    if medications != listed:
+        data = {**data, "medications": medications}
     history = dict(data.get("history") or {})
     toxin = list(history.get("botulinum_sessions") or [])
     known_dates = {str(item["date"]) for item in toxin}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -209,9 +209,20 @@ def _against_plan(
 ) -> list[FieldProblem]:
     """A session given on or after the day of the patient's latest plan while that plan holds its treatment back
     (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
-    from earlier records) did not go against it."""
+    from earlier records) did not go against it. A medicine's safety rules (HLA-B*15:02, sodium, sedation) act
+    through the plan: with no plan it is unchecked, and needs a reason too."""
     latest = plan_queries.latest(session, patient=patient)
-    if latest is None or date < latest.created_at.date():
+    if latest is None:
+        return [
+            FieldProblem(
+                "details.override_reason",
+                f"no plan is made for this patient, so {item.removeprefix(MEDICINE)} is unchecked against the safety "
+                f"rules; record an assessment first, or {OVERRIDE}",
+            )
+            for item in items
+            if item.startswith(MEDICINE)
+        ]
+    if date < latest.created_at.date():
         return []
     problems = []
     for item in items:
@@ -253,10 +264,10 @@ def _taken_out(
             f"{why}, so the {what} are unchecked against the safety rules; record an assessment first, or {OVERRIDE}"
         )
         return [FieldProblem("details.override_reason", message)]
-    prescribed = taking(list_for(session, patient=patient, kind="medicine"), today=date)
-    listed = {name.lower() for name in assessment.medications}
-    if any(name not in listed for name in prescribed):  # read beside the assessment's own, as plans read them
-        medications = [*assessment.medications, *(name for name in prescribed if name not in listed)]
+    medications = with_prescribed(
+        assessment.medications, list_for(session, patient=patient, kind="medicine"), today=date
+    )
+    if medications != assessment.medications:  # read beside the assessment's own, as plans read them
         assessment = assessment.model_copy(update={"medications": medications})
     if isinstance(details, AcupunctureDetails):
         given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
@@ -319,13 +330,6 @@ def _needs_a_reason(
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
-    if isinstance(details, MedicineDetails) and plan_queries.latest(session, patient=patient) is None:
-        # Its safety rules (HLA-B*15:02, pregnancy, sodium...) act through the plan: with none, it is unchecked.
-        message = (
-            f"no plan is made for this patient, so {details.medicine} is unchecked against the safety rules; "
-            f"record an assessment first, or {OVERRIDE}"
-        )
-        problems.append(FieldProblem("details.override_reason", message))
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
@@ -399,13 +403,15 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
 READ_BY_PLANS = {"toxin": "toxin session", "mvd": "operation (MVD)", "medicine": "prescription"}
 
 
-def taking(sessions: Iterable[Any], *, today: dt.date) -> list[str]:
-    """The medicines prescribed in the records that the patient is still taking on ``today`` (generic names, in the
-    order prescribed): not stopped, and within the course's days where one was given. Plans read them beside the
-    assessment's own medicines, so that their safety rules and interactions hold."""
-    names: list[str] = []
+def with_prescribed(listed: Sequence[str], sessions: Iterable[Any], *, today: dt.date) -> list[str]:
+    """An assessment's medicines with, after them, those prescribed in the records that the patient still takes on
+    ``today`` (generic names, in the order prescribed; not one the assessment names already): not stopped, and within
+    the course's days where one was given. Plans and the checks of points and herbs read this list, so that the
+    safety rules and interactions of what the patient takes hold."""
+    names = list(listed)
+    known = {name.lower() for name in listed}
     for row in sessions:
-        if row.kind != "medicine" or row.date > today or row.data["medicine"] in names:
+        if row.kind != "medicine" or row.date > today or row.data["medicine"] in known:
             continue
         stopped = row.data.get("stopped")
         days = row.data.get("duration_days")
@@ -414,6 +420,7 @@ def taking(sessions: Iterable[Any], *, today: dt.date) -> list[str]:
         if days is not None and row.date + dt.timedelta(days=days) <= today:
             continue
         names.append(row.data["medicine"])
+        known.add(row.data["medicine"])
     return names
 
 
