@@ -55,7 +55,7 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
             if code not in kb.acupoints:
                 problems.append(FieldProblem(f"details.points.{index}", f"unknown WHO point code {quoted(code)}"))
     elif isinstance(details, MedicineDetails):
-        medicines = sorted(t.removeprefix(MEDICINE) for t in kb.treatments if t.startswith(MEDICINE))
+        medicines = known_medicines(kb)
         if details.medicine not in medicines:
             said = f"unknown medicine {quoted(details.medicine)}; known: {', '.join(medicines)}"
             problems.append(FieldProblem("details.medicine", said))
@@ -81,7 +81,14 @@ OVERRIDE = "give details.override_reason to record it anyway"
 PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula", "mvd": "mvd"}
 MEDICINE = "medication:"  # a medicine's item in a plan: its id in the knowledge base, e.g. medication:carbamazepine
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
+
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
+
+
+def known_medicines(kb: KnowledgeBase) -> dict[str, str]:
+    """The oral medicines a prescription may name: the knowledge base's medicine items, generic id to name, by id."""
+    names = kb.treatment_names()
+    return {item.removeprefix(MEDICINE): names[item] for item in sorted(names) if item.startswith(MEDICINE)}
 
 
 def _product_units(details: ToxinDetails, kb: KnowledgeBase) -> float:

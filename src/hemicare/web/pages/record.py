@@ -139,11 +139,7 @@ def _patient_page(
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
             "herbs": kb.herbs,
-            "medicines": [
-                {"id": rec_id.removeprefix(session_service.MEDICINE), "name": name}
-                for rec_id, name in sorted(kb.treatment_names().items())
-                if rec_id.startswith(session_service.MEDICINE)
-            ],
+            "medicines": [{"id": id_, "name": name} for id_, name in session_service.known_medicines(kb).items()],
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
