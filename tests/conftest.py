@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
 
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.check import merge
@@ -46,13 +52,6 @@ def kb_tree(tmp_path: Path) -> Path:
 
 
 # --- databases ---------------------------------------------------------------------------------------------------
-
-import os  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
 POSTGRES_URL = os.environ.get("HEMICARE_TEST_POSTGRES_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
@@ -99,6 +98,23 @@ def engine(db_url: str) -> Iterator[Engine]:
     upgrade(made)
     yield made
     made.dispose()
+
+
+@pytest.fixture
+def clinic_zone() -> Iterator[Callable[[str], None]]:
+    """Run the server's clock in another time zone, as a clinic away from UTC does."""
+    before = os.environ.get("TZ")
+
+    def move(zone: str) -> None:
+        os.environ["TZ"] = zone
+        time.tzset()
+
+    yield move
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
 
 
 @pytest.fixture(scope="module")

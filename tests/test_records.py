@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from hemicare.assessments import service as assessment_service
 from hemicare.audit import service as audit
 from hemicare.audit.models import AuditEntry
+from hemicare.db.base import local_day
 from hemicare.db.engine import current_revision, downgrade, session_factory, upgrade
 from hemicare.db.models import metadata
 from hemicare.engine import KnowledgeBase, validate_assessment
@@ -783,6 +784,43 @@ def test_toxin_against_the_latest_plan_needs_a_reason(
     ]
     assert _record_toxin(engine, kb, _toxin(400)) == []  # given before the plan was made: entered from old records
     assert _record_toxin(engine, kb, _toxin(0, override_reason="MRI done elsewhere last week: normal")) == []
+
+
+@pytest.mark.parametrize(
+    ("zone", "stored_at", "session_day", "checked"),
+    [
+        # New York, 21:00 on the plan's day: stored in UTC on the next day. The same evening's session was let through
+        # unchecked when the plan's day was read off the stored time.
+        ("America/New_York", dt.timedelta(hours=26), 0, True),
+        # Tokyo, 05:00 on the plan's day: stored in UTC on the day before. The day before's session, entered from
+        # earlier records, was checked against a plan not made yet.
+        ("Asia/Tokyo", dt.timedelta(hours=-4), 1, False),
+    ],
+)
+def test_the_plans_day_is_the_clinics_day_not_the_day_in_utc(
+    engine: Engine,
+    kb: KnowledgeBase,
+    patient: Callable[..., dict[str, Any]],
+    clinic_zone: Callable[[str], None],
+    zone: str,
+    stored_at: dt.timedelta,
+    session_day: int,
+    checked: bool,
+) -> None:
+    clinic_zone(zone)
+    today = dt.date.today()  # the clinic's, which may not be TODAY (the day in UTC when the tests started)
+    _add_patient(engine)
+    _assess(engine, kb, patient(findings={"hearing_loss": True}))
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=today)
+    made = dt.datetime.combine(today, dt.time(), tzinfo=dt.UTC) + stored_at
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE plan_versions SET created_at = :made"), {"made": made})
+    with _session(engine) as s:
+        shown = local_day(plans.history(s, patient=patients.get(s, code="p-001"))[0].created_at)
+    assert shown == today  # what the pages print as the plan's date
+    problems = _record_toxin(engine, kb, _toxin(session_day + (TODAY - today).days))
+    assert [path for path, _ in problems] == (["details.override_reason"] if checked else [])
 
 
 def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(

@@ -23,6 +23,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(moment: dt.datetime) -> dt.datetime:
+    """A stored timestamp with its zone: SQLite gives it back naive, in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def local_day(moment: dt.datetime) -> dt.date:
+    """The server's calendar day of a stored timestamp: the day a clinic means, as ``dt.date.today()`` and the
+    dates of its sessions do (a plan made at 21:00 in New York is stored on the next day in UTC)."""
+    return aware(moment).astimezone().date()
+
+
 class Base(DeclarativeBase):
     """Base of all HemiCare tables."""
 

@@ -215,9 +215,11 @@ def _against_plan(
     session: Session, *, patient: Patient, date: dt.date, items: list[str], kb: KnowledgeBase
 ) -> list[FieldProblem]:
     """A session given on or after the day of the patient's latest plan while that plan holds its treatment back
-    (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the plan (entered
-    from earlier records) did not go against it. A medicine's safety rules (HLA-B*15:02, sodium, sedation) act
-    through the plan: with no plan it is unchecked, and needs a reason too."""
+    (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the day the plan
+    was made for (entered from earlier records) did not go against it: that day is the clinic's calendar day, as the
+    session's date is, not the day of the stored UTC time, which differs in a clinic's evening west of UTC. A
+    medicine's safety rules (HLA-B*15:02, sodium, sedation) act through the plan: with no plan it is unchecked, and
+    needs a reason too."""
     latest = plan_queries.latest(session, patient=patient)
     if latest is None:
         return [
@@ -229,7 +231,7 @@ def _against_plan(
             for item in items
             if item.startswith(MEDICINE)
         ]
-    if date < latest.created_at.date():
+    if date < dt.date.fromisoformat(latest.content["generated_on"]):  # the clinic's day the plan was made for
         return []
     problems = []
     for item in items:

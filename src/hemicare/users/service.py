@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
-from hemicare.db.base import utcnow
+from hemicare.db.base import aware, utcnow
 from hemicare.errors import FieldProblem, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import TOKEN_NAME_MAX
 from hemicare.patients import service as patient_service
@@ -255,19 +255,15 @@ class LiveSession(NamedTuple):
     stale: bool  # its last use was written more than SEEN_EVERY ago: write this one (``seen``)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC
-
-
 def from_session(session: Session, *, token: str) -> LiveSession | None:
     """The user of a live web session: one signed in less than SESSION_HOURS ago and used in the last IDLE_MINUTES."""
     row = session.scalar(select(WebSession).where(WebSession.token_hash == _digest(token)))
     if row is None:
         return None
     now = utcnow()
-    if _aware(row.expires_at) < now:
+    if aware(row.expires_at) < now:
         return None
-    last = _aware(row.last_seen_at) if row.last_seen_at is not None else None
+    last = aware(row.last_seen_at) if row.last_seen_at is not None else None
     if last is not None and last + dt.timedelta(minutes=IDLE_MINUTES) < now:
         return None
     user = session.get(User, row.user_id)

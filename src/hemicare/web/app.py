@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hemicare import __version__
 from hemicare.audit import service as audit_service
 from hemicare.db import engine as db
+from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
 from hemicare.engine.intake import NUL_WORDS
@@ -257,6 +258,7 @@ def create_app(
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
     app.state.templates.env.filters["zh"] = mark_chinese
+    app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness
     app.state.templates.env.globals["delivered"] = DELIVERED
     app.state.templates.env.globals["weighed"] = WEIGHED
