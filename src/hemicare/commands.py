@@ -300,6 +300,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
     """Show a patient with the latest assessment, plan, outcomes and what is due."""
     from hemicare.assessments import service as assessment_service
     from hemicare.audit import service as audit_service
+    from hemicare.db.base import local_day
     from hemicare.engine.render import describe_assessment
     from hemicare.outcomes import service as outcome_service
     from hemicare.patients import service as patient_service
@@ -361,7 +362,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 if signed is None:
                     typer.echo(f"  {part}: awaiting sign-off")
                 else:
-                    typer.echo(f"  {part}: signed by {signed['by']} ({signed['role']}) on {signed['at'][:10]}")
+                    typer.echo(f"  {part}: signed by {signed['by']} ({signed['role']}) on {local_day(signed['at'])}")
             for rec, status in plan.summary["statuses"].items():
                 typer.echo(f"  {status:<16} {rec}")
             if since:

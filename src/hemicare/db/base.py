@@ -28,9 +28,12 @@ def aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def local_day(moment: dt.datetime) -> dt.date:
-    """The server's calendar day of a stored timestamp: the day a clinic means, as ``dt.date.today()`` and the
-    dates of its sessions do (a plan made at 21:00 in New York is stored on the next day in UTC)."""
+def local_day(moment: dt.datetime | str) -> dt.date:
+    """The server's calendar day of a stored timestamp (or its ISO text, as a plan's sign-off keeps it): the day a
+    clinic means, as ``dt.date.today()`` and the dates of its sessions do (a plan made at 21:00 in New York is stored
+    on the next day in UTC)."""
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
     return aware(moment).astimezone().date()
 
 

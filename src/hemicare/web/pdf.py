@@ -10,6 +10,7 @@ from typing import Any
 
 from fpdf import FPDF
 
+from hemicare.db.base import local_day
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.plan import Recommendation, diagnosis_label
 from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
@@ -145,9 +146,8 @@ def _signoff_line(plan: dict[str, Any]) -> str:
         if signed is None:
             said.append(f"{part} part not yet signed (proposed by HemiCare, not agreed)")
         else:
-            said.append(
-                f"{part} part signed by {signed['by']} ({signed['role'].replace('_', ' ')}) on {signed['at'][:10]}"
-            )
+            role = signed["role"].replace("_", " ")
+            said.append(f"{part} part signed by {signed['by']} ({role}) on {local_day(signed['at'])}")
     return "Sign-off: " + ("; ".join(said) if said else "nothing to sign") + "."
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase
 from hemicare.plans.schemas import part_of
 
@@ -85,7 +86,7 @@ def plain_parts(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Know
             shown.append(PlainPart(part, PART_TITLES[part], None, update_pending=False, items=[]))
             continue
         who = ROLE_WORDS.get(signed.signoff["role"], "your care team")
-        when = str(signed.signoff["at"])[:10]
+        when = local_day(signed.signoff["at"]).isoformat()
         shown.append(
             PlainPart(
                 part,
