@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from hemicare.audit.models import AuditEntry
 from hemicare.cli import app
 from hemicare.db.engine import session_factory
+from hemicare.plans.models import PlanVersion
 
 from .conftest import EXAMPLES
 
@@ -162,6 +164,24 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     ]
     assert _run(clinic, "recheck", "--save").exit_code == 0
     assert "0 of 1 patients' plans changed" in _run(clinic, "recheck").stdout
+
+
+def test_patients_show_dates_a_sign_off_by_the_clinics_day(
+    clinic: str, engine: Engine, clinic_zone: Callable[[str], None]
+) -> None:
+    """Signed at 21:00 in New York, stored on the next day in UTC: the clinic's day is shown."""
+    assert _run(clinic, "plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--by", "dr.n").exit_code == 0
+    signed = _run(clinic, "plans", "sign", "demo-001", "--version", "1", "--role", "neurologist", "--by", "dr.n")
+    assert signed.exit_code == 0, signed.output
+    clinic_zone("America/New_York")
+    today = dt.date.today()
+    evening = dt.datetime.combine(today, dt.time(21), tzinfo=dt.UTC) + dt.timedelta(hours=5)  # 21:00 EST
+    with session_factory(engine)() as s, s.begin():
+        version = s.scalars(select(PlanVersion).where(PlanVersion.number == 2)).one()
+        signoff = version.content["signoff"]["conventional"] | {"at": evening.isoformat()}
+        version.content = version.content | {"signoff": {"conventional": signoff}}
+    text = _run(clinic, "patients", "show", "demo-001").stdout
+    assert f"  conventional: signed by dr.n (neurologist) on {today}\n" in text
 
 
 def test_a_plan_version_made_from_the_sessions_recorded_since_the_last(clinic: str, tmp_path: Path) -> None:
