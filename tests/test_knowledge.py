@@ -171,3 +171,15 @@ def test_no_formula_gives_a_herb_more_than_its_reference_maximum(kb: KnowledgeBa
     ]
     assert above == []
     assert {h.latin for h in kb.herbs.values() if h.decoction_max_g} >= {"Scorpio", "Scolopendra", "Rhizoma Typhonii"}
+
+
+def test_a_powder_dose_is_below_the_decoction_dose_and_in_the_sheets_words(kb: KnowledgeBase) -> None:
+    """A powder swallows the whole herb: its reference top is below the decoction's, and the words of the sheet that
+    give it stand beside it (a typed 10 for 1 would hold a powder to a decoction's dose)."""
+    powders = {h.latin: h for h in kb.herbs.values() if h.powder_max_g is not None}
+    assert set(powders) == {"Scorpio", "Scolopendra", "Bombyx Batryticatus"}
+    for herb in powders.values():
+        assert herb.decoction_max_g is not None and herb.powder_max_g is not None
+        assert herb.powder_max_g < herb.decoction_max_g
+        note = herb.dose_note or ""
+        assert f"{herb.powder_max_g:g} g powder" in note or f"powder 0.6-{herb.powder_max_g:g} g" in note

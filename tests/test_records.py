@@ -937,24 +937,41 @@ def test_a_herb_a_safety_rule_takes_out_needs_a_reason(
     assert _record(engine, kb, {**prescription, "override_reason": "INR monitored weekly by the GP"}) == []
 
 
+POWDER_ABOVE = "a day of Scorpio (Quan Xie) as a powder is above its reference powder dose of 1 g (Decoction 3-6 g, "
+
+
 @pytest.mark.parametrize(
-    ("herb", "dose", "refused"),
+    ("preparation", "herb", "dose", "refused"),
     [
-        ("Scorpio", 6, None),
-        ("Quan Xie", 60, "60 g of Scorpio (Quan Xie) is above its reference daily decoction dose of 6 g (Decoction"),
-        ("Scolopendra", 5.5, "5.5 g of Scolopendra (Wu Gong) is above its reference daily decoction dose of 5 g"),
-        ("Rhizoma Typhonii", 7, "7 g of Rhizoma Typhonii (Bai Fu Zi) is above its reference daily decoction dose"),
-        ("Rhizoma Gastrodiae", 90, None),  # no reference maximum in the knowledge base: nothing to hold it to
+        ("decoction", "Scorpio", 6, None),
+        ("decoction", "Quan Xie", 60, "60 g of Scorpio (Quan Xie) is above its reference daily decoction dose of 6 g"),
+        ("decoction", "Scolopendra", 5.5, "5.5 g of Scolopendra (Wu Gong) is above its reference daily decoction dose"),
+        ("decoction", "Rhizoma Typhonii", 7, "7 g of Rhizoma Typhonii (Bai Fu Zi) is above its reference daily decoct"),
+        ("decoction", "Rhizoma Gastrodiae", 90, None),  # no reference maximum in the knowledge base: nothing to hold
+        # A powder swallows the whole herb: the decoction dose that passes above is six times its powder dose.
+        ("powder", "Scorpio", 1, None),
+        ("powder", "Scorpio", 6, f"6 g {POWDER_ABOVE}"),
+        ("powder", "Wu Gong", 1.5, "1.5 g a day of Scolopendra (Wu Gong) as a powder is above its reference powder"),
+        # Toxic, and no powder dose in the knowledge base: unchecked as a powder, which is not safe.
+        ("powder", "Rhizoma Typhonii", 0.5, "Rhizoma Typhonii (Bai Fu Zi) is toxic and the knowledge base gives no "),
+        ("powder", "Rhizoma Gastrodiae", 9, None),  # not toxic, no powder figure: as with its decoction
     ],
 )
 def test_a_herb_above_its_reference_dose_needs_a_reason(
-    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], herb: str, dose: float, refused: str | None
+    engine: Engine,
+    kb: KnowledgeBase,
+    baseline: dict[str, Any],
+    preparation: str,
+    herb: str,
+    dose: float,
+    refused: str | None,
 ) -> None:
     _add_patient(engine)
     _assess(engine, kb, baseline)
     prescription = {
         "kind": "herbal",
-        "herbs": [{"latin": "Bombyx Batryticatus", "dose_g": 6}, {"latin": herb, "dose_g": dose}],
+        "preparation": preparation,
+        "herbs": [{"latin": "Bombyx Batryticatus", "dose_g": 1.5}, {"latin": herb, "dose_g": dose}],
         "duration_days": 7,
     }
     problems = _record(engine, kb, prescription)
@@ -965,6 +982,26 @@ def test_a_herb_above_its_reference_dose_needs_a_reason(
     assert path == "details.herbs.1.dose_g"
     assert message.startswith(refused) and message.endswith("; give details.override_reason to record it anyway")
     assert _record(engine, kb, {**prescription, "override_reason": "powder changed to decoction, dose checked"}) == []
+
+
+def test_a_powder_is_kept_and_said_as_one_and_an_unknown_preparation_is_refused(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    powder = {
+        "kind": "herbal",
+        "preparation": "powder",
+        "herbs": [{"latin": "Scorpio", "dose_g": 1}],
+        "duration_days": 7,
+    }
+    assert _record(engine, kb, powder) == []
+    with _session(engine) as s:
+        (row,) = sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="herbal")
+        assert sessions.describe(row.kind, row.data) == "Scorpio 1 g as a powder (grams a day), 7 days"
+    problems = _record(engine, kb, powder | {"preparation": "tea"})
+    assert [path for path, _ in problems] == ["details.preparation"]
+    assert "'decoction' or 'powder'" in problems[0][1]
 
 
 def test_electroacupuncture_the_plan_defers_needs_a_reason(

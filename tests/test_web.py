@@ -3545,6 +3545,27 @@ def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: T
     # The plan's formula table says the reference dose too.
     assert f"reference dose: {kb.herbs['Scorpio'].dose_note}." in page
 
+    # The same formula as a powder: the decoction doses the form starts with are refused beside their boxes, with the
+    # powder still chosen; with a reason it is kept, and the history says it is a powder.
+    assert '<option value="decoction" selected>a decoction (boiled)</option>' in prescription
+    doses = dict(re.findall(r'name="(dose\.[^"]+)" value="([^"]*)"', prescription))
+    form = {"csrf_token": sign_in(client, "tcm"), "formula": "qian_zheng_san", "duration_days": "7", **doses}
+    refused = client.post("/patients/qz-1/sessions/herbal", data=form | {"preparation": "powder"})
+    assert refused.status_code == 422
+    said = _problems_of(refused.text, "herbal")
+    assert (
+        f"Dose of Scorpio</strong>: {doses['dose.Scorpio']} g a day of Scorpio (Quan Xie) as a powder is above" in said
+    )
+    assert "Rhizoma Typhonii (Bai Fu Zi) is toxic and the knowledge base gives no powder dose" in said
+    assert re.search(r'name="dose\.Scorpio" value="[^"]*" aria-label="[^"]*" aria-invalid=true', refused.text)
+    assert '<option value="powder" selected>' in refused.text
+    odd = client.post("/patients/qz-1/sessions/herbal", data=form | {"preparation": "tea"})
+    assert odd.status_code == 422
+    assert "<strong>Taken as</strong>: Input should be 'decoction' or 'powder'" in html.unescape(odd.text)
+    reason = {"preparation": "powder", "override_reason": "doses set for the powder by the pharmacist, checked"}
+    assert client.post("/patients/qz-1/sessions/herbal", data=form | reason).status_code == 303
+    assert "as a powder (grams a day), 7 days" in html.unescape(client.get("/patients/qz-1").text)
+
 
 def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine) -> None:
     from hemicare.assessments import service as assessments

@@ -220,6 +220,13 @@ class Herb(Record):
         description="The top of the reference daily decoction dose (dose_note gives the sources, and any that "
         "disagree); a prescription above it needs a reason. Only where the TCM sheet gives a dose.",
     )
+    powder_max_g: float | None = Field(
+        default=None,
+        gt=0,
+        description="The top of the reference powder dose, where the TCM sheet gives one. The sheet does not say "
+        "whether it is per dose or per day; a powder prescription's daily amount above it needs a reason (the "
+        "stricter reading). A toxic herb without one cannot be checked as a powder, and needs a reason too.",
+    )
     cautions: list[str] = []
     evidence: Evidence | None = None
 

@@ -63,12 +63,18 @@ class AcupunctureDetails(Strict):
 
 class HerbDose(Strict):
     latin: str = Field(min_length=1)
-    dose_g: float = Field(gt=0, le=100)
+    dose_g: float = Field(gt=0, le=100, description="Grams a day")
 
 
 class HerbalDetails(Strict):
     kind: Literal["herbal"] = "herbal"
     formula: str | None = Field(default=None, description="A formula id, when a classical formula is prescribed")
+    preparation: Literal["decoction", "powder"] = Field(
+        default="decoction",
+        description="How it is taken: boiled as a decoction, or the herbs ground and swallowed as a powder (which "
+        "takes the whole herb: the toxic herbs' powder doses are a fraction of their decoction doses). Doses are "
+        "grams a day either way.",
+    )
     herbs: list[HerbDose] = Field(min_length=1)
     duration_days: int = Field(ge=1, le=365)
     override_reason: OverrideReason = None

@@ -298,19 +298,32 @@ def _taken_out(
 
 
 def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[FieldProblem]:
-    """Doses above the top of a herb's reference daily decoction dose, where the knowledge base gives one (the toxic
-    herbs of the HFS formulas): most often a slipped decimal point, 60 g of Quan Xie typed for 6."""
+    """Doses above the top of a herb's reference dose for the way it is taken, where the knowledge base gives one (the
+    toxic herbs of the HFS formulas): most often a slipped decimal point, 60 g of Quan Xie typed for 6, or a decoction
+    dose written for a powder, which swallows the whole herb (Quan Xie: 3-6 g boiled, 0.6-1 g as a powder). A toxic
+    herb whose powder dose the knowledge base does not give is unchecked as a powder, and needs a reason too."""
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
-        if herb is not None and herb.decoction_max_g is not None and given.dose_g > herb.decoction_max_g:
-            problems.append(
-                FieldProblem(
-                    f"details.herbs.{index}.dose_g",
-                    f"{given.dose_g:g} g of {herb.latin} ({herb.pinyin}) is above its reference daily decoction dose "
-                    f"of {herb.decoction_max_g:g} g ({herb.dose_note}); {OVERRIDE}",
+        if herb is None:
+            continue
+        path, name = f"details.herbs.{index}.dose_g", f"{herb.latin} ({herb.pinyin})"
+        if details.preparation == "decoction" and herb.decoction_max_g is not None:
+            if given.dose_g > herb.decoction_max_g:
+                said = f"its reference daily decoction dose of {herb.decoction_max_g:g} g ({herb.dose_note})"
+                problems.append(FieldProblem(path, f"{given.dose_g:g} g of {name} is above {said}; {OVERRIDE}"))
+        elif details.preparation == "powder" and herb.powder_max_g is not None:
+            if given.dose_g > herb.powder_max_g:
+                said = (
+                    f"its reference powder dose of {herb.powder_max_g:g} g ({herb.dose_note}; the sources do not say "
+                    "whether per dose or per day, and a day's amount is held to it)"
                 )
-            )
+                problems.append(
+                    FieldProblem(path, f"{given.dose_g:g} g a day of {name} as a powder is above {said}; {OVERRIDE}")
+                )
+        elif details.preparation == "powder" and herb.toxic:
+            said = f"{name} is toxic and the knowledge base gives no powder dose for it, so {given.dose_g:g} g a day"
+            problems.append(FieldProblem(path, f"{said} as a powder is unchecked; {OVERRIDE}"))
     return problems
 
 
@@ -521,7 +534,8 @@ def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, 
     if kind == "herbal":
         herbs = ", ".join(f"{herb['latin']} {herb['dose_g']:g} g" for herb in data["herbs"])
         formula = f"{(formula_names or {}).get(data['formula'], data['formula'])}: " if data.get("formula") else ""
-        return f"{formula}{herbs}, {data['duration_days']} days{override}"
+        powder = " as a powder (grams a day)" if data.get("preparation") == "powder" else ""
+        return f"{formula}{herbs}{powder}, {data['duration_days']} days{override}"
     if kind == "medicine":
         course = f", {data['duration_days']} days" if data.get("duration_days") else ""
         notes = f"; {data['notes']}" if data.get("notes") else ""

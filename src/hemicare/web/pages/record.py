@@ -407,6 +407,7 @@ def record_herbal(code: PatientCode, request: Request, user: PageUser, form: Pos
     herbs: list[dict[str, str]] = []
     names: FieldNames = {
         "details.herbs": ("", "Doses"),
+        "details.preparation": ("preparation", "Taken as"),
         "details.duration_days": ("duration_days", "Days"),
         **_OVERRIDE_BOX,
     }
@@ -419,6 +420,7 @@ def record_herbal(code: PatientCode, request: Request, user: PageUser, form: Pos
     details = {
         "kind": "herbal",
         "formula": form.get("formula") or None,
+        "preparation": form.get("preparation") or "decoction",
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
         "override_reason": form.get("override_reason") or None,
