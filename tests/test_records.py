@@ -44,6 +44,14 @@ from .conftest import EXAMPLES
 TODAY = dt.date.today()
 
 
+@pytest.fixture(autouse=True)
+def _today() -> None:
+    """Each test takes the day when it starts, as the services do: a run that crosses midnight would otherwise date
+    sessions on the day before the plans its later tests make."""
+    global TODAY
+    TODAY = dt.date.today()
+
+
 def _session(engine: Engine) -> Session:
     return session_factory(engine)()
 
@@ -848,6 +856,37 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
             s, patient=patients.get(s, code="p-001"), expected_number=2, edits=[back], signer="N", role="neurologist"
         )
     assert _record_toxin(engine, kb, _toxin(0)) == []
+
+
+def test_a_session_is_checked_against_the_plan_in_force_on_its_day(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]], baseline: dict[str, Any]
+) -> None:
+    """Version 1 (red flags: toxin deferred) 30 days ago, version 2 from an assessment without them 10 days ago,
+    version 3 signed today with toxin not recommended: a session entered late is held to the plan of its day, and a
+    status changed at sign-off holds from that sign-off, not from the day the plan it signs was made."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(findings={"hearing_loss": True}))
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+    _assess(engine, kb, baseline)
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
+        plans.sign(
+            s, patient=patients.get(s, code="p-001"), expected_number=2, edits=[edit], signer="N", role="neurologist"
+        )
+    with engine.begin() as connection:
+        for number, days_ago in ((1, 30), (2, 10)):
+            noon = dt.datetime.combine(TODAY - dt.timedelta(days=days_ago), dt.time(12)).astimezone()
+            connection.execute(
+                text("UPDATE plan_versions SET created_at = :at WHERE number = :number"), {"at": noon, "number": number}
+            )
+    ((_, today),) = _record_toxin(engine, kb, _toxin(0))
+    assert today.startswith("plan version 3 has Botulinum toxin injections not recommended (patient declines needles)")
+    ((_, late),) = _record_toxin(engine, kb, _toxin(20))
+    assert late.startswith("plan version 1 has Botulinum toxin injections deferred (Deferred: red flags")
+    assert _record_toxin(engine, kb, _toxin(5, lot="B5")) == []  # version 2 recommended it, before the sign-off
+    assert _record_toxin(engine, kb, _toxin(100)) == []  # before the first plan: from earlier records
 
 
 def test_an_operation_against_the_latest_plan_needs_a_reason(

@@ -214,14 +214,15 @@ def _plan_items(details: Details) -> list[str]:
 def _against_plan(
     session: Session, *, patient: Patient, date: dt.date, items: list[str], kb: KnowledgeBase
 ) -> list[FieldProblem]:
-    """A session given on or after the day of the patient's latest plan while that plan holds its treatment back
-    (deferred, not recommended, contraindicated), with the plan's reasons. A session dated before the day the plan
-    was made for (entered from earlier records) did not go against it: that day is the clinic's calendar day, as the
-    session's date is, not the day of the stored UTC time, which differs in a clinic's evening west of UTC. A
-    medicine's safety rules (HLA-B*15:02, sodium, sedation) act through the plan: with no plan it is unchecked, and
-    needs a reason too."""
-    latest = plan_queries.latest(session, patient=patient)
-    if latest is None:
+    """A session given while the plan in force on its day (the newest version made on or before it) holds its
+    treatment back (deferred, not recommended, contraindicated), with that version's reasons: a status a clinician
+    changed at sign-off holds from that sign-off, and a session entered late is checked against the plan of its day.
+    Days are the clinic's calendar days, as the session's date is, not the UTC days of stored times (a plan made on a
+    New York evening is stored on the next day). A session dated before the first plan (entered from earlier records)
+    did not go against one. A medicine's safety rules (HLA-B*15:02, sodium, sedation) act through the plan: with no
+    plan at all it is unchecked, and needs a reason too."""
+    plan = plan_queries.in_force(session, patient=patient, on=date)
+    if plan is None and plan_queries.latest(session, patient=patient) is None:
         return [
             FieldProblem(
                 "details.override_reason",
@@ -231,15 +232,15 @@ def _against_plan(
             for item in items
             if item.startswith(MEDICINE)
         ]
-    if date < dt.date.fromisoformat(latest.content["generated_on"]):  # the clinic's day the plan was made for
+    if plan is None:
         return []
     problems = []
     for item in items:
-        status = latest.summary["statuses"].get(item)
+        status = plan.summary["statuses"].get(item)
         if status not in HELD_BACK:
             continue
-        rationale = next(rec["rationale"] for rec in latest.content["recommendations"] if rec["id"] == item)
-        why = [edit["reason"] for edit in latest.edits if edit["recommendation"] == item and edit["to"] == status]
+        rationale = next(rec["rationale"] for rec in plan.content["recommendations"] if rec["id"] == item)
+        why = [edit["reason"] for edit in plan.edits if edit["recommendation"] == item and edit["to"] == status]
         why = why or [line for line in rationale if line.lower().startswith(_STATUS_WORDS)]
         why = why or rationale  # a medicine's one line ("Low response rate ..."), not headed by its status
         name = kb.treatment_names().get(item, item)
@@ -247,7 +248,7 @@ def _against_plan(
         said = status.replace("_", " ")
         problems.append(
             FieldProblem(
-                "details.override_reason", f"plan version {latest.number} has {name} {said}{because}; {OVERRIDE}"
+                "details.override_reason", f"plan version {plan.number} has {name} {said}{because}; {OVERRIDE}"
             )
         )
     return problems
