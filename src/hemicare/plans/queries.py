@@ -28,6 +28,6 @@ def in_force(session: Session, *, patient: Patient, on: dt.date) -> PlanVersion 
         select(PlanVersion.id, PlanVersion.created_at)
         .where(PlanVersion.patient_id == patient.id)
         .order_by(PlanVersion.number.desc())
-    )
+    ).all()
     chosen = next((version_id for version_id, at in made if local_day(at) <= on), None)
     return None if chosen is None else session.get(PlanVersion, chosen)
