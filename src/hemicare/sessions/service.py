@@ -109,14 +109,10 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
     programme = kb.toxin_programme()
     per_ona = _product_units(details, kb)
     site_cap, session_cap = (programme.limits[name] for name in ("per_site_max_units", "session_max_units"))
-
-    def cap(limit: Figure) -> str:
-        return _limit_in(details, limit, per_ona)
-
     problems = [
         FieldProblem(
             f"details.sites.{index}.units",
-            f"{site.units:g} U is above the per-site ceiling of {cap(site_cap)}; {OVERRIDE}",
+            f"{site.units:g} U is above the per-site ceiling of {_limit_in(details, site_cap, per_ona)}; {OVERRIDE}",
         )
         for index, site in enumerate(details.sites)
         if site.units > site_cap.value * per_ona
@@ -125,8 +121,8 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
         problems.append(
             FieldProblem(
                 "details.sites",
-                f"{details.total_units:g} U in all is above the session cap, {cap(session_cap)}: {session_cap.label}; "
-                f"{OVERRIDE}",
+                f"{details.total_units:g} U in all is above the session cap, "
+                f"{_limit_in(details, session_cap, per_ona)}: {session_cap.label}; {OVERRIDE}",
             )
         )
     return problems
