@@ -133,6 +133,10 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
             "form[action$='/sessions/acupuncture'] button[type=submit]",
         ),
     ),
+    "prescription refused": (
+        "tcm.li", DESK, "/patients/demo-001",
+        _refuse("#herbal-form", lambda p: p.select_option("select[name='added.0.latin']", "Scorpio"), "#record-herbal"),
+    ),
     "paper HFS-7 refused": (
         "dr.neuro", DESK, "/patients/demo-001",
         _refuse("#hfs7-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs7"),

@@ -3567,6 +3567,107 @@ def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: T
     assert "as a powder (grams a day), 7 days" in html.unescape(client.get("/patients/qz-1").text)
 
 
+def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:
+    recorded = client.get(f"/api/v1/patients/{code}/sessions").json()
+    return [s["details"] for s in recorded if s["details"]["kind"] == "herbal"]
+
+
+def test_a_prescription_adds_herbs_to_the_plans_formula(client: TestClient) -> None:
+    """A practitioner modifies the plan's formula for the secondary pattern: a herb chosen in a row below the
+    formula's is prescribed with it; a formula with all its own doses cleared is not named."""
+    csrf = sign_in(client, "tcm")
+    form = html.unescape(client.get("/patients/demo-001").text)
+    form = form[form.index('id="herbal-form"') : form.index("</form>", form.index('id="herbal-form"'))]
+    assert "Prescribe Tian Ma Gou Teng Yin" in form and "Herbs added to the formula, if any" in form
+    assert re.findall(r'name="added\.(\d+)\.latin"', form) == ["0", "1", "2"]
+    assert '<option value="Scorpio">Quan Xie (Scorpio), toxic</option>' in form
+    assert 'aria-label="Added herb 1: dose in grams"' in form
+    doses = dict(re.findall(r'name="(dose\.[^"]+)" value="([^"]*)"', form))
+    base = {"csrf_token": csrf, "formula": "tian_ma_gou_teng_yin", "duration_days": "14"}
+    added = {"added.0.latin": "Radix Bupleuri", "added.0.dose": "6", "added.2.latin": "Radix Paeoniae Alba"}
+    refused = client.post("/patients/demo-001/sessions/herbal", data=base | doses | added)
+    assert refused.status_code == 422
+    said = _problems_of(refused.text, "herbal")
+    assert "Added herb 3 (Radix Paeoniae Alba)</strong>: give its dose in grams a day, or clear the row" in said
+    assert "Added herb 1" not in said
+    assert re.search(r'name="added\.2\.dose" value="" aria-label="[^"]*" aria-invalid=true', refused.text)
+    assert '<option value="Radix Bupleuri" selected>' in refused.text  # kept as typed
+    assert _herbal_sessions(client, "demo-001") == []
+    kept = client.post("/patients/demo-001/sessions/herbal", data=base | doses | added | {"added.2.dose": "9"})
+    assert kept.status_code == 303
+    [prescription] = _herbal_sessions(client, "demo-001")
+    assert prescription["formula"] == "tian_ma_gou_teng_yin"
+    given = {herb["latin"]: herb["dose_g"] for herb in prescription["herbs"]}
+    assert given == {key.removeprefix("dose."): float(dose) for key, dose in doses.items()} | {
+        "Radix Bupleuri": 6.0,
+        "Radix Paeoniae Alba": 9.0,
+    }
+    assert "Tian Ma Gou Teng Yin: Rhizoma Gastrodiae 9 g" in html.unescape(client.get("/patients/demo-001").text)
+
+    # Every dose of the formula cleared: what is left is not that formula.
+    cleared = {key: "" for key in doses} | {"added.0.latin": "Radix Bupleuri", "added.0.dose": "6"}
+    assert client.post("/patients/demo-001/sessions/herbal", data=base | cleared).status_code == 303
+    latest = _herbal_sessions(client, "demo-001")[-1]
+    assert latest["formula"] is None and latest["herbs"] == [{"latin": "Radix Bupleuri", "dose_g": 6.0}]
+    # A herb given twice (in the formula and again in a row) is refused beside the row.
+    twice = base | doses | {"added.1.latin": "Rhizoma Gastrodiae", "added.1.dose": "3"}
+    refused = client.post("/patients/demo-001/sessions/herbal", data=twice)
+    assert refused.status_code == 422
+    assert "Added herb 2 (Rhizoma Gastrodiae)</strong>: Rhizoma Gastrodiae (Tian Ma) is given twice" in html.unescape(
+        refused.text
+    )
+    assert len(_herbal_sessions(client, "demo-001")) == 2
+
+
+def test_a_prescription_is_recorded_where_the_plan_holds_the_formula_back(client: TestClient) -> None:
+    """The practitioner defers demo-002's formula at sign-off: the form is still there, without the formula, warns
+    that a reason will be needed and has rows for the whole prescription; every problem shows at once and nothing is
+    saved until all are answered."""
+    csrf = sign_in(client, "tcm")
+    signed = {"csrf_token": csrf, "version": "1", "status.herbal_formula": "deferred", "reason.herbal_formula": "MRI"}
+    assert client.post("/patients/demo-002/sign", data=signed).status_code == 303
+    page = html.unescape(client.get("/patients/demo-002").text)
+    form = page[page.index('id="herbal-form"') : page.index("</form>", page.index('id="herbal-form"'))]
+    assert "Record a herbal prescription" in form and 'name="formula"' not in form and 'name="dose.' not in form
+    assert re.search(
+        r"Plan version \d+ has the herbal formula <strong>deferred</strong>: a prescription given now is recorded "
+        "only with a reason below.",
+        form,
+    )
+    assert len(re.findall(r'name="added\.\d+\.latin"', form)) == 12 and 'aria-label="Herb 1"' in form
+    typed = {
+        "csrf_token": csrf,
+        "duration_days": "7",
+        "added.0.latin": "Scorpio",
+        "added.0.dose": "20",
+        "added.1.dose": "5",
+        "added.3.latin": "Mandragora",
+        "added.3.dose": "1",
+    }
+    refused = client.post("/patients/demo-002/sessions/herbal", data=typed)
+    assert refused.status_code == 422
+    said = _problems_of(refused.text, "herbal")
+    assert "Herb 2</strong>: choose the herb this dose is for, or clear the row" in said
+    assert "Herb 4 (Mandragora)</strong>: unknown herb 'Mandragora'" in said
+    assert "Herb 1 (Scorpio): dose</strong>: 20 g of Scorpio (Quan Xie) is above its reference daily decoction" in said
+    assert re.search(r"plan version \d+ has Chinese herbal formula deferred", said)
+    assert re.search(r'name="added\.1\.latin" aria-label="Herb 2" aria-invalid=true', refused.text)
+    assert re.search(r'name="added\.0\.dose" value="20" aria-label="[^"]*" aria-invalid=true', refused.text)
+    assert _herbal_sessions(client, "demo-002") == []
+    # The half row cleared, the unknown herb gone, the dose within the reference: the plan still needs its reason.
+    fixed = typed | {"added.0.dose": "3", "added.1.dose": "", "added.3.latin": "", "added.3.dose": ""}
+    refused = client.post("/patients/demo-002/sessions/herbal", data=fixed)
+    assert refused.status_code == 422
+    assert _problems_of(refused.text, "herbal").count("</strong>") == 1
+    reason = {"override_reason": "prescribed by the patient's own practitioner; reviewed with neurology"}
+    assert client.post("/patients/demo-002/sessions/herbal", data=fixed | reason).status_code == 303
+    [prescription] = _herbal_sessions(client, "demo-002")
+    assert prescription["formula"] is None and prescription["herbs"] == [{"latin": "Scorpio", "dose_g": 3.0}]
+    # Nothing chosen at all.
+    empty = client.post("/patients/demo-002/sessions/herbal", data={"csrf_token": csrf, "duration_days": "7"})
+    assert empty.status_code == 422 and "<strong>Herbs</strong>: needs at least 1 entry" in empty.text
+
+
 def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine) -> None:
     from hemicare.assessments import service as assessments
     from hemicare.patients.schemas import PatientCreate

@@ -68,6 +68,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
+# Rows of the prescription form where a herb is chosen from the knowledge base: herbs added to the plan's formula, or
+# the whole prescription where the plan gives none (a classical formula has about eight to twelve herbs).
+ADDED_HERB_ROWS = 12
 
 
 def _face_map(plan: PlanVersion | None, code: str) -> Markup | None:
@@ -139,6 +142,7 @@ def _patient_page(
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
             "herbs": kb.herbs,
+            "added_herb_rows": ADDED_HERB_ROWS,
             "medicines": [{"id": id_, "name": name} for id_, name in session_service.known_medicines(kb).items()],
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
@@ -336,16 +340,26 @@ def _record_session(
     form: forms.FormData,
     details: dict[str, Any],
     names: FieldNames,
+    unfinished: list[FieldProblem] | None = None,
 ) -> Response:
     """Validate and store a session from one of the session forms, then show the history; a refused one comes back
-    on the patient's page (``names``: the form's inputs and labels by problem path)."""
+    on the patient's page (``names``: the form's inputs and labels by problem path). ``unfinished``: problems the
+    form found itself (a row half filled in), shown beside those of the rest, which is checked all the same."""
     payload = {"date": form.get("date") or dt.date.today().isoformat(), "clinician": user.full_name, "details": details}
+    unfinished = unfinished or []
     try:
-        data = validate_model(SessionCreate, payload)
         with request.app.state.sessions.begin() as session:
-            answer = _once(session, request, user, form, f"/patients/{code}#history")
-            patient = patient_service.get(session, code=code)
-            session_service.record(session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username)
+            try:
+                data = validate_model(SessionCreate, payload)
+                answer = _once(session, request, user, form, f"/patients/{code}#history")
+                patient = patient_service.get(session, code=code)
+                session_service.record(
+                    session, patient=patient, data=data, kb=request.app.state.kb, actor=user.username
+                )
+            except InputError as exc:
+                raise InputError([*unfinished, *exc.problems]) from None
+            if unfinished:  # the rest passed its checks; raising here rolls its writing back
+                raise InputError(unfinished)
     except InputError as exc:
         # The page again, the form as it was typed (a dozen dose boxes are not retyped) and its problems beside it,
         # in the form's words: the reason is the box below, not the API's details.override_reason.
@@ -402,11 +416,13 @@ def record_acupuncture(code: PatientCode, request: Request, user: PageUser, form
 
 @router.post("/patients/{code}/sessions/herbal")
 def record_herbal(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
-    """Record the plan's formula (as shown, after safety removals) as a prescription."""
+    """Record a herbal prescription: the plan's formula (as shown, after safety removals) at the doses typed, and
+    any herbs chosen in the rows below it (added to the formula, or the whole prescription where the plan gives no
+    formula). The formula is named only if one of its own herbs is given."""
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs: list[dict[str, str]] = []
     names: FieldNames = {
-        "details.herbs": ("", "Doses"),
+        "details.herbs": ("", "Herbs"),
         "details.preparation": ("preparation", "Taken as"),
         "details.duration_days": ("duration_days", "Days"),
         **_OVERRIDE_BOX,
@@ -417,15 +433,35 @@ def record_herbal(code: PatientCode, request: Request, user: PageUser, form: Pos
             names[f"details.herbs.{len(herbs)}.dose_g"] = (name, f"Dose of {latin}")
             names[f"details.herbs.{len(herbs)}.latin"] = (name, f"Dose of {latin}")
             herbs.append({"latin": latin, "dose_g": value.strip()})
+    of_formula = len(herbs)
+    unfinished: list[FieldProblem] = []
+    row_name = "Added herb" if form.get("formula") else "Herb"  # as the form's rows are labelled
+    for row in range(ADDED_HERB_ROWS):
+        chosen, dose = form.get(f"added.{row}.latin"), form.get(f"added.{row}.dose")
+        label = f"{row_name} {row + 1}" + (f" ({chosen})" if chosen else "")
+        if not chosen and not dose:
+            continue
+        if not chosen or not dose:  # half a row: said in the form's words, beside the box left empty
+            box, said = (
+                (f"added.{row}.latin", "choose the herb this dose is for")
+                if dose
+                else (f"added.{row}.dose", "give its dose in grams a day")
+            )
+            unfinished.append(FieldProblem(box, f"{said}, or clear the row"))
+            names[box] = (box, label)
+            continue
+        names[f"details.herbs.{len(herbs)}.latin"] = (f"added.{row}.latin", label)
+        names[f"details.herbs.{len(herbs)}.dose_g"] = (f"added.{row}.dose", f"{label}: dose")
+        herbs.append({"latin": chosen, "dose_g": dose})
     details = {
         "kind": "herbal",
-        "formula": form.get("formula") or None,
+        "formula": (form.get("formula") or None) if of_formula else None,
         "preparation": form.get("preparation") or "decoction",
         "herbs": herbs,
         "duration_days": form.get("duration_days"),
         "override_reason": form.get("override_reason") or None,
     }
-    return _record_session(request, user, code, form, details, names)
+    return _record_session(request, user, code, form, details, names, unfinished)
 
 
 @router.post("/patients/{code}/sessions/medicine")
