@@ -61,11 +61,14 @@ def _add_patient(engine: Engine, code: str = "p-001", **extra: Any) -> None:
         patients.create(s, data=PatientCreate(code=code, name="Test Patient", sex="female", **extra), actor="tester")
 
 
-def _assess(engine: Engine, kb: KnowledgeBase, patient_data: dict[str, Any], code: str = "p-001") -> None:
+def _assess(
+    engine: Engine, kb: KnowledgeBase, patient_data: dict[str, Any], code: str = "p-001", days_ago: int = 0
+) -> None:
     with _session(engine) as s, s.begin():
         patient = patients.get(s, code=code)
         assessment = validate_assessment({**patient_data, "id": code})
-        assessment_service.record(s, patient=patient, assessment=assessment, actor="tester", today=TODAY)
+        on = TODAY - dt.timedelta(days=days_ago)
+        assessment_service.record(s, patient=patient, assessment=assessment, actor="tester", today=on)
 
 
 def _toxin(days_ago: int, **extra: Any) -> SessionCreate:
@@ -959,6 +962,38 @@ def test_a_point_a_safety_rule_takes_out_needs_a_reason(
     with _session(engine) as s:
         kinds = [row.kind for row in sessions.list_for(s, patient=patients.get(s, code="p-001"))]
     assert kinds == ["acupuncture"] * 2
+
+
+def test_a_session_entered_late_is_held_to_the_assessment_of_its_day_too(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Pregnant at the assessment 60 days ago, not at the one 10 days ago: needling entered now from the notes of 30
+    days ago is held to the pregnancy then; today's is not. Pregnant only at the latest: held to it whatever the day
+    (a pregnancy found later was there before it was recorded)."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(pregnant=True), days_ago=60)
+    _assess(engine, kb, patient(pregnant=False), days_ago=10)
+    needles = {"kind": "acupuncture", "points": ["ST4", "LI4"]}
+    then = (TODAY - dt.timedelta(days=60)).isoformat()
+    assert _record(engine, kb, needles, days_ago=30) == [
+        (
+            "details.points.1",
+            f"LI4 is taken out of this patient's plans by the assessment of {then}, in force on that day: "
+            "Traditionally forbidden acupoints in pregnancy (tradition-based); give details.override_reason to "
+            "record it anyway",
+        )
+    ]
+    assert _record(engine, kb, needles, days_ago=10) == []  # the day of the latest assessment
+    assert _record(engine, kb, needles, days_ago=70) == []  # before any assessment: the latest only
+    _add_patient(engine, code="p-002")
+    _assess(engine, kb, patient(pregnant=False), code="p-002", days_ago=60)
+    _assess(engine, kb, patient(pregnant=True), code="p-002", days_ago=10)
+    late = {"date": (TODAY - dt.timedelta(days=30)).isoformat(), "clinician": "L. Zhang", "details": needles}
+    data = validate_model(SessionCreate, late)
+    with _session(engine) as s, pytest.raises(InputError) as refused:
+        sessions.record(s, patient=patients.get(s, code="p-002"), data=data, kb=kb, actor="l.zhang")
+    [problem] = refused.value.problems
+    assert problem.message.startswith("LI4 is taken out of this patient's plans: Traditionally forbidden")
 
 
 def test_a_herb_a_safety_rule_takes_out_needs_a_reason(

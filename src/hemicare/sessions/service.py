@@ -15,7 +15,7 @@ from hemicare.db.base import utcnow
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
-from hemicare.engine.schema import Figure
+from hemicare.engine.schema import Figure, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -260,21 +260,17 @@ def _taken_out(
 ) -> list[FieldProblem]:
     """Points or herbs that a safety rule holding for the patient (by their latest assessment, and the medicines
     prescribed in the records that they take on the session's date) takes out of their plans: LI4 ticked for a
-    pregnant patient, Dang Gui written for one on warfarin. Without an assessment to read they are unchecked, and the
-    session needs a reason like one that breaks a rule."""
+    pregnant patient, Dang Gui written for one on warfarin. A session entered late is held to the assessment in force
+    on its day as well: a pregnancy over by now was not over then. Without an assessment to read they are unchecked,
+    and the session needs a reason like one that breaks a rule."""
     stored, assessment = assessment_service.latest_read(session, patient=patient)
     what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
-    if assessment is None:  # fail closed: nothing to check them against is not "nothing found"
+    if stored is None or assessment is None:  # fail closed: nothing to check them against is not "nothing found"
         why = "no assessment is recorded" if stored is None else "the latest assessment cannot be read by this version"
         message = (
             f"{why}, so the {what} are unchecked against the safety rules; record an assessment first, or {OVERRIDE}"
         )
         return [FieldProblem("details.override_reason", message)]
-    medications = with_prescribed(
-        assessment.medications, list_for(session, patient=patient, kind="medicine"), today=date
-    )
-    if medications != assessment.medications:  # read beside the assessment's own, as plans read them
-        assessment = assessment.model_copy(update={"medications": medications})
     if isinstance(details, AcupunctureDetails):
         given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
     else:
@@ -282,12 +278,24 @@ def _taken_out(
             (f"details.herbs.{index}.latin", kb.resolve_herb(herb.latin)) for index, herb in enumerate(details.herbs)
         ]
         given = [(path, herb.latin) for path, herb in resolved if herb is not None]
-    removed = removed_for(facts_of(assessment, kb), kb, items={item for _, item in given})
+    prescribed = list_for(session, patient=patient, kind="medicine")
+    readings = [(assessment, "")]
+    stored_then, then = assessment_service.in_force_read(session, patient=patient, on=date)
+    # One stored before a change of the assessment's form is not read (then is None); the latest still is.
+    if stored_then is not None and then is not None and stored_then.id != stored.id:
+        readings.append((then, f" by the assessment of {stored_then.assessed_on.isoformat()}, in force on that day"))
+    removed: dict[str, tuple[SafetyRule, str]] = {}
+    for read, by in readings:
+        medications = with_prescribed(read.medications, prescribed, today=date)
+        if medications != read.medications:  # read beside the assessment's own, as plans read them
+            read = read.model_copy(update={"medications": medications})
+        for item, rule in removed_for(facts_of(read, kb), kb, items={item for _, item in given}).items():
+            removed.setdefault(item, (rule, by))  # the latest assessment's reason first
     return [
         FieldProblem(
             path,
-            f"{item} is taken out of this patient's plans: {removed[item].title}"
-            f"{' (tradition-based)' if removed[item].basis == 'tradition' else ''}; {OVERRIDE}",
+            f"{item} is taken out of this patient's plans{removed[item][1]}: {removed[item][0].title}"
+            f"{' (tradition-based)' if removed[item][0].basis == 'tradition' else ''}; {OVERRIDE}",
         )
         for path, item in given
         if item in removed
