@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .browser import add_user, click_twice, hemicare, needs_chromium, served, sign_in
+from .conftest import EXAMPLES
 
 pytestmark = needs_chromium
 
@@ -216,3 +217,43 @@ def test_typing_in_a_long_form_keeps_the_session_alive(server: tuple[str, str], 
     answer = told.value.response()
     assert answer is not None and answer.status == 204
     page.close()
+
+
+def test_a_prescription_shows_one_empty_herb_row_at_a_time(server: tuple[str, str], browser: object) -> None:
+    """Where the plan gives no formula the prescription is written herb by herb: of its twelve rows the page shows
+    one empty row, and choosing a herb there shows the next; what is chosen is what is stored."""
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    base, db = server
+    hemicare("patients", "add", "--code", "demo-002", "--name", "Red Flag", "--sex", "male", db=db)
+    hemicare("plan", str(EXAMPLES / "demo-002-red-flags.yaml"), "--save", db=db)  # defers TCM: red flags
+    add_user(db, "tcm.rows", "tcm_practitioner")
+    page = browser.new_page()
+    page.goto(f"{base}/login")
+    sign_in(page, "tcm.rows")
+    page.goto(f"{base}/patients/demo-002")
+    rows = page.locator("#herbal-rows tr")
+    expect(rows).to_have_count(12)
+    expect(page.locator("#herbal-rows tr:visible")).to_have_count(1)
+    expect(page.locator("#herbal-held-back")).to_be_visible()
+    page.select_option("select[name='added.0.latin']", "Rhizoma Gastrodiae")
+    page.fill("input[name='added.0.dose']", "9")
+    expect(page.locator("#herbal-rows tr:visible")).to_have_count(2)
+    page.select_option("select[name='added.1.latin']", "Ramulus Uncariae cum Uncis")
+    page.fill("input[name='added.1.dose']", "12")
+    expect(page.locator("#herbal-rows tr:visible")).to_have_count(3)
+    page.fill("#herbal-override", "prescribed while the MRI is awaited, agreed with neurology")
+    page.click("#record-herbal")
+    page.wait_for_url(re.compile(r"/patients/demo-002#history$"))
+    history = page.locator("#history + table")
+    expect(history).to_contain_text("Rhizoma Gastrodiae 9 g, Ramulus Uncariae cum Uncis 12 g")
+    page.close()
+    # Without scripts every row shows, and the form works as plain HTML.
+    plain = browser.new_context(java_script_enabled=False)
+    page = plain.new_page()
+    page.goto(f"{base}/login")
+    sign_in(page, "tcm.rows")
+    page.goto(f"{base}/patients/demo-002")
+    expect(page.locator("#herbal-rows tr:visible")).to_have_count(12)
+    plain.close()

@@ -55,6 +55,21 @@ function enhanceToxinForm(form) {
   recount();
 }
 
+// Prescription: of the rows where herbs are chosen from the list, those filled in and one empty row show; choosing a
+// herb in the last one shows the next. Without this every row shows.
+function enhanceHerbRows(table) {
+  const rows = [...table.querySelectorAll("tr")];
+  const empty = (row) => [...row.querySelectorAll("select, input")].every((field) => field.value === "");
+  const firstEmpty = rows.findIndex(empty);
+  if (firstEmpty < 0) return;
+  for (const row of rows.slice(firstEmpty + 1)) row.hidden = empty(row);
+  table.addEventListener("change", () => {
+    if (rows.some((row) => !row.hidden && empty(row))) return;
+    const next = rows.find((row) => row.hidden);
+    if (next) next.hidden = false;
+  });
+}
+
 // Typing counts as use: a signed-in page that is being filled in tells the server so, at most every few minutes,
 // so that a long form (an assessment, HFS-30) is not lost to the sign-out after 30 minutes without a request.
 function keepAliveWhileTyping() {
@@ -74,4 +89,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (signOff) enhanceSignOff(signOff);
   const toxin = document.querySelector("form#toxin-form");
   if (toxin) enhanceToxinForm(toxin);
+  const herbRows = document.querySelector("table#herbal-rows");
+  if (herbRows) enhanceHerbRows(herbRows);
 });
