@@ -135,7 +135,7 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
     ),
     "prescription refused": (
         "tcm.li", DESK, "/patients/demo-001",
-        _refuse("#herbal-form", lambda p: p.select_option("select[name='added.0.latin']", "Scorpio"), "#record-herbal"),
+        _refuse("#herbal-form", lambda p: p.fill("input[name='added.0.latin']", "Scorpio"), "#record-herbal"),
     ),
     "paper HFS-7 refused": (
         "dr.neuro", DESK, "/patients/demo-001",

@@ -389,6 +389,12 @@ def record(
         drug = kb.resolve_drug(data.details.medicine)
         if drug is not None:
             data = data.model_copy(update={"details": data.details.model_copy(update={"medicine": drug.id})})
+    if isinstance(data.details, HerbalDetails):  # a herb written by its pinyin or Chinese name is kept by its Latin
+        herbs = [
+            given.model_copy(update={"latin": herb.latin}) if (herb := kb.resolve_herb(given.latin)) else given
+            for given in data.details.herbs
+        ]
+        data = data.model_copy(update={"details": data.details.model_copy(update={"herbs": herbs})})
     problems = patient_service.before_birth(patient, data.date) + _check_against_knowledge(data, kb)
     details = data.details
     if not details.override_reason:

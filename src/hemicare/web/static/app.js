@@ -55,15 +55,15 @@ function enhanceToxinForm(form) {
   recount();
 }
 
-// Prescription: of the rows where herbs are chosen from the list, those filled in and one empty row show; choosing a
-// herb in the last one shows the next. Without this every row shows.
+// Prescription: of the rows where herbs are written, those filled in and one empty row show; typing in the last one
+// shows the next. Without this every row shows.
 function enhanceHerbRows(table) {
   const rows = [...table.querySelectorAll("tr")];
   const empty = (row) => [...row.querySelectorAll("select, input")].every((field) => field.value === "");
   const firstEmpty = rows.findIndex(empty);
   if (firstEmpty < 0) return;
   for (const row of rows.slice(firstEmpty + 1)) row.hidden = empty(row);
-  table.addEventListener("change", () => {
+  table.addEventListener("input", () => {
     if (rows.some((row) => !row.hidden && empty(row))) return;
     const next = rows.find((row) => row.hidden);
     if (next) next.hidden = false;
