@@ -751,6 +751,41 @@ def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
     assert _record(engine, kb, jiang_can) == []
 
 
+def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
+    engine: Engine, baseline: dict[str, Any], kb_tree: Any
+) -> None:
+    """The other way round: Jiang Can prescribed for 14 days from 20 days ago, and clonazepam (with sedation taking
+    Jiang Can out, as in the test above) dated within those days needs a reason naming the prescription and its last
+    day; dated before or after them it does not. The check says only what the medicine changes."""
+    import yaml
+
+    from hemicare.engine import load
+
+    rule = kb_tree / "rules/safety/sedative_combination.yaml"
+    rule.write_text(yaml.safe_dump(yaml.safe_load(rule.read_text()) | {"action": "remove"}, sort_keys=False))
+    kb = load(kb_tree)
+    _add_patient(engine)
+    _assess(engine, kb, baseline | {"medications": []})
+    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 14}
+    assert _record(engine, kb, jiang_can, days_ago=20) == []
+    clonazepam = {"kind": "medicine", "medicine": "clonazepam", "dose": "0.5 mg at night"}
+    started, last = (TODAY - dt.timedelta(days=20)).isoformat(), (TODAY - dt.timedelta(days=7)).isoformat()
+    taken_out = (
+        "details.medicine",
+        f"clonazepam takes Bombyx Batryticatus out of this patient's plans (Additive sedation), and the prescription "
+        f"of {started} gives it until {last}; give details.override_reason to record it anyway",
+    )
+    for days_ago in (20, 10, 7):
+        assert taken_out in _record(engine, kb, clonazepam, days_ago=days_ago), days_ago
+    for days_ago in (21, 6, 0):  # the day before the first, the day after the last
+        assert taken_out not in _record(engine, kb, clonazepam, days_ago=days_ago), days_ago
+    with _session(engine) as s:  # nothing stored: with no plan made, a medicine needs a reason anyway
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="medicine") == []
+    assert _record(engine, kb, {**clonazepam, "override_reason": "herbs stopped by phone"}, days_ago=10) == []
+    # Taking clonazepam already, a second prescription of it changes nothing for the herbs.
+    assert taken_out not in _record(engine, kb, {**clonazepam, "dose": "0.25 mg at night"}, days_ago=9)
+
+
 def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:
     from hemicare.db.engine import make_engine
 

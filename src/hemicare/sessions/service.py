@@ -302,6 +302,43 @@ def _taken_out(
     ]
 
 
+def _takes_out_herbs_prescribed(
+    session: Session, *, patient: Patient, date: dt.date, details: MedicineDetails, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """Herbs of a prescription the patient is taking on a medicine's date (within its days) that a removal rule takes
+    out of their plans once they take this medicine too (Jiang Can prescribed last week, clonazepam now, where the
+    sedation rule removes rather than cautions). The other way round (the herb prescribed after the medicine) is
+    checked when the herb is recorded. Only what this medicine changes is said: a herb taken out already needed its
+    reason when it was prescribed."""
+    taking: dict[str, TreatmentSession] = {}
+    for row in list_for(session, patient=patient, kind="herbal"):
+        if row.date <= date < row.date + dt.timedelta(days=row.data["duration_days"]):
+            for herb in row.data["herbs"]:
+                if (known := kb.resolve_herb(herb["latin"])) is not None:
+                    taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
+    _, assessment = assessment_service.latest_read(session, patient=patient)
+    if not taking or assessment is None:  # without an assessment there is no plan, and the medicine needs a reason
+        return []
+    before = with_prescribed(assessment.medications, list_for(session, patient=patient, kind="medicine"), today=date)
+    after = before if details.medicine in before else [*before, details.medicine]
+
+    def taken_out(medications: list[str]) -> dict[str, SafetyRule]:
+        return removed_for(facts_of(assessment.model_copy(update={"medications": medications}), kb), kb, items=taking)
+
+    already = taken_out(before)
+    removed = {item: rule for item, rule in taken_out(after).items() if item not in already}
+    problems = []
+    for item, rule in removed.items():
+        row = taking[item]
+        until = row.date + dt.timedelta(days=row.data["duration_days"] - 1)
+        said = (
+            f"{details.medicine} takes {item} out of this patient's plans ({rule.title}), and the prescription of "
+            f"{row.date.isoformat()} gives it until {until.isoformat()}; {OVERRIDE}"
+        )
+        problems.append(FieldProblem("details.medicine", said))
+    return problems
+
+
 def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[FieldProblem]:
     """Doses above the top of a herb's reference dose for the way it is taken, where the knowledge base gives one (the
     toxic herbs of the HFS formulas): most often a slipped decimal point, 60 g of Quan Xie typed for 6, or a decoction
@@ -357,6 +394,8 @@ def _needs_a_reason(
         problems += _herbs_above_reference(details, kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
+    if isinstance(details, MedicineDetails):
+        problems += _takes_out_herbs_prescribed(session, patient=patient, date=data.date, details=details, kb=kb)
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
