@@ -751,6 +751,24 @@ def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
     assert _record(engine, kb, jiang_can) == []
 
 
+def test_a_herb_written_by_another_name_is_kept_under_its_latin_name(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """As a medicine is kept under its generic name: the history, the referral and the checks read one name."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    herbs = [
+        {"latin": "quan xie", "dose_g": 3},
+        {"latin": "天麻", "dose_g": 9},
+        {"latin": "Radix Bupleuri", "dose_g": 6},
+    ]
+    assert _record(engine, kb, {"kind": "herbal", "herbs": herbs, "duration_days": 7}) == []
+    with _session(engine) as s:
+        [row] = sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="herbal")
+    assert [herb["latin"] for herb in row.data["herbs"]] == ["Scorpio", "Rhizoma Gastrodiae", "Radix Bupleuri"]
+    assert sessions.describe(row.kind, row.data).startswith("Scorpio 3 g, Rhizoma Gastrodiae 9 g, Radix Bupleuri 6 g")
+
+
 def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     engine: Engine, baseline: dict[str, Any], kb_tree: Any
 ) -> None:

@@ -62,7 +62,11 @@ class AcupunctureDetails(Strict):
 
 
 class HerbDose(Strict):
-    latin: str = Field(min_length=1)
+    latin: str = Field(
+        min_length=1,
+        description="A herb of the knowledge base by its Latin pharmaceutical name (pinyin or Chinese are read too, "
+        "and kept under the Latin name)",
+    )
     dose_g: float = Field(gt=0, le=100, description="Grams a day")
 
 
