@@ -14,6 +14,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -1343,6 +1344,25 @@ def test_security_headers_and_openapi(client: TestClient) -> None:
     static = client.get("/static/style.css")
     assert static.status_code == 200 and "cache-control" not in static.headers
     assert static.headers["x-frame-options"] == "DENY"
+
+
+def test_a_page_names_its_static_files_by_their_contents(client: TestClient, tmp_path: Path) -> None:
+    """After an upgrade a browser must not keep the old style sheet or script: their addresses carry a digest of the
+    files as served, and change with them."""
+    import hashlib
+
+    from hemicare.web import app as web_app
+
+    page = client.get("/login").text
+    linked = re.findall(r'(?:href|src)="(/static/[^"?]+)\?v=([0-9a-f]{12})"', page)
+    assert sorted(path for path, _ in linked) == ["/static/app.js", "/static/favicon.svg", "/static/style.css"]
+    for path, digest in linked:
+        served = client.get(f"{path}?v={digest}")
+        assert served.status_code == 200 and hashlib.sha256(served.content).hexdigest()[:12] == digest, path
+    (tmp_path / "app.js").write_text("// one version")
+    before = web_app.static_addresses(tmp_path)["app.js"]
+    (tmp_path / "app.js").write_text("// the next version")
+    assert web_app.static_addresses(tmp_path)["app.js"] != before
 
 
 def test_patient_diary_and_hfs7_from_the_portal(client: TestClient, clinic: Engine) -> None:

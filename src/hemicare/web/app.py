@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import os
 import secrets
@@ -81,6 +82,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 _HEADER_BYTES = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 # Everything but the static files holds patient data or a password handed over once: no browser or proxy keeps it.
 _NO_STORE = [*_HEADER_BYTES, (b"cache-control", b"no-store")]
+
+
+def static_addresses(folder: Path) -> dict[str, str]:
+    """Each static file's address with a digest of its contents: a browser that kept the style sheet or script of the
+    version before an upgrade fetches the new one, as its address has changed."""
+    return {
+        path.name: f"/static/{path.name}?v={hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        for path in sorted(folder.iterdir())
+        if path.is_file()
+    }
 
 
 def _where(exc: BaseException) -> str:
@@ -270,6 +281,7 @@ def create_app(
     app.state.templates.env.globals["form_key"] = once.form_key
     # How often a page being typed in tells the server it is in use (app.js): well inside the idle sign-out.
     app.state.templates.env.globals["alive_every_ms"] = 5 * 60 * 1000
+    app.state.templates.env.globals["static"] = static_addresses(HERE / "static")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     async def problem(request: Request, code: int, errors: list[dict[str, str]]) -> Response:
