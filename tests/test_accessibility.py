@@ -12,8 +12,10 @@ from importlib import resources
 from typing import Any
 
 import pytest
+import yaml
 
 from .browser import add_user, hemicare, needs_chromium, served, sign_in
+from .conftest import EXAMPLES
 
 pytestmark = needs_chromium
 
@@ -33,6 +35,15 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ):
         add_user(db, username, role)
     add_user(db, "pat", "patient", patient="demo-001")
+    # A patient whose assessment came through the command line with what the assessment form has no field for.
+    hemicare("patients", "add", "--code", "kept-001", "--name", "Kept History", "--sex", "female", db=db)
+    assessment = yaml.safe_load((EXAMPLES / "demo-001.yaml").read_text()) | {"id": "kept-001", "hfs30": [1] * 30}
+    assessment["history"]["botulinum_sessions"] = [
+        {"date": "2025-03-01", "product": "onabotulinumtoxinA", "total_units": 20}
+    ]
+    written = tmp_path_factory.mktemp("kept") / "kept-001.yaml"
+    written.write_text(yaml.safe_dump(assessment))
+    hemicare("plan", str(written), "--save", db=db)
     with served(db) as base:
         yield base
 
@@ -97,6 +108,7 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
     "patient page on a tablet": ("dr.neuro", {"width": 768, "height": 1024}, "/patients/demo-002", None),
     "plan version": ("dr.neuro", DESK, "/patients/demo-001/plans/1", None),
     "assessment form": ("dr.neuro", DESK, "/patients/demo-001/assessment", None),
+    "assessment form keeping history": ("dr.neuro", DESK, "/patients/kept-001/assessment", None),
     "new patient form": ("dr.neuro", DESK, "/patients/new", None),
     "patient edit form": ("dr.neuro", DESK, "/patients/demo-001/edit", None),
     "account": ("dr.neuro", DESK, "/account", None),

@@ -764,6 +764,69 @@ def test_assessment_form_shows_errors_beside_fields_and_saves_nothing(client: Te
         assert s.scalar(select(func.count(PlanVersion.id))) == 3
 
 
+def test_the_assessment_form_keeps_what_it_has_no_field_for(client: TestClient, clinic: Engine) -> None:
+    """Toxin sessions and an operation from records kept before HemiCare, and HFS-30 answers, sent through the API:
+    the form says it keeps them, and saving it keeps them (the HFS-30 answers unless their box is cleared) instead of
+    dropping them from the next plan's history."""
+    from hemicare.assessments import service as assessments
+
+    history = {
+        "prior_mvd": {"date": "2019-05-02", "result": "recurred"},
+        "botulinum_sessions": [
+            {"date": "2025-03-01", "product": "onabotulinumtoxinA", "total_units": 20, "effect_weeks": 10},
+            {"date": "2025-06-20", "product": "onabotulinumtoxinA", "total_units": 22.5},
+        ],
+    }
+    hfs30 = [1] * 20 + [2] * 10
+    data = read_file(EXAMPLES / "demo-001.yaml")
+    data = data | {"history": data["history"] | history, "hfs30": hfs30}
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        earlier = dt.date.today() - dt.timedelta(days=3)
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="api", today=earlier)
+    csrf = sign_in(client, "neuro")
+    page = html.unescape(client.get("/patients/demo-001/assessment").text)
+    kept = page[page.index('<fieldset id="kept">') : page.index("</fieldset>", page.index('<fieldset id="kept">'))]
+    assert f"Kept from the assessment of {earlier.isoformat()}" in kept
+    assert "Toxin sessions before HemiCare: 2 (the last on 2025-06-20, onabotulinumtoxinA 22.5 U)" in kept
+    assert "Earlier MVD: 2019-05-02, recurred" in kept
+    assert re.search(
+        r'<input type="checkbox" name="keep.hfs30" checked> keep the HFS-30 answers of [-\d]+ \(total 40\)', kept
+    )
+
+    def saved(form: dict[str, str]) -> dict[str, Any]:
+        assert client.post("/patients/demo-001/assessment", data=form).status_code == 303
+        with session_factory(clinic)() as s:
+            return assessments.latest(s, patient=patient_service.get(s, code="demo-001")).data
+
+    form = {
+        "csrf_token": csrf,
+        "age": "52",
+        "sex": "female",
+        "side": "left",
+        "duration_months": "40",
+        "regions": "periocular",
+        "imaging.mri": "not_done",
+        "keep.hfs30": "on",
+    }
+    refused = client.post("/patients/demo-001/assessment", data=form | {"age": "500"})
+    assert refused.status_code == 422 and 'name="keep.hfs30" checked' in refused.text
+    assert "Toxin sessions before HemiCare: 2" in refused.text
+    stored = saved(form)
+    assert (
+        stored["history"]["botulinum_sessions"]
+        == validate_assessment(data).model_dump(mode="json")["history"]["botulinum_sessions"]
+    )
+    assert stored["history"]["prior_mvd"] == history["prior_mvd"] and stored["hfs30"] == hfs30
+    assert stored["duration_months"] == 40  # what the form said
+    stored = saved({key: value for key, value in form.items() if key != "keep.hfs30"})
+    assert stored.get("hfs30") is None and stored["history"]["prior_mvd"] == history["prior_mvd"]
+    # The plan made from it still knows the operation (a redo) and the toxin product used last.
+    ids = {r["id"]: r for r in client.get("/api/v1/patients/demo-001/plan").json()["plan"]["recommendations"]}
+    assert "redo_mvd" in ids and "mvd" not in ids
+    assert any("Same product as last time" in line for line in ids["botulinum_toxin"]["rationale"])
+
+
 def test_api_plans_contract_and_errors(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     headers = {"x-csrf-token": csrf}

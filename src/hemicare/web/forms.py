@@ -130,6 +130,35 @@ def form_from_assessment(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def not_on_form(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a stored assessment holds that the form has no field for: the toxin sessions and the operation written in
+    its history (from records kept before HemiCare, sent through the API or the command line) and HFS-30 answers.
+    Saving the form keeps them (the HFS-30 answers unless the box to keep them is cleared), rather than lose them."""
+    data = data or {}
+    history = data.get("history") or {}
+    hfs30 = data.get("hfs30")
+    answers = [value for part in hfs30.values() for value in part] if isinstance(hfs30, dict) else hfs30
+    return {
+        "botulinum_sessions": list(history.get("botulinum_sessions") or []),
+        "prior_mvd": history.get("prior_mvd"),
+        "hfs30": hfs30,
+        "hfs30_total": None if answers is None else sum(answers),
+    }
+
+
+def with_kept(data: dict[str, Any], kept: Mapping[str, Any], *, keep_hfs30: bool) -> dict[str, Any]:
+    """The form's assessment with what `not_on_form` found in the latest one."""
+    history = dict(data.get("history") or {})
+    if kept["botulinum_sessions"]:
+        history["botulinum_sessions"] = kept["botulinum_sessions"]
+    if kept["prior_mvd"] is not None:
+        history["prior_mvd"] = kept["prior_mvd"]
+    data = {**data, "history": history}
+    if keep_hfs30 and kept["hfs30"] is not None:
+        data["hfs30"] = kept["hfs30"]
+    return data
+
+
 def errors_by_field(problems: Sequence[FieldProblem]) -> dict[str, list[str]]:
     """Messages keyed by form field: `hfs7.3` shows beside `hfs7`, `tcm.pulse.0` beside `tcm.pulse`."""
     known = {"hfs7", "tcm.pulse", "tcm.findings", "regions", *LISTS}

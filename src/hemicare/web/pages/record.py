@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
+from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.assessment import MvdResult
@@ -207,25 +208,44 @@ def assessment_page(code: PatientCode, request: Request, user: PageUser) -> HTML
     require_care_team(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
-        try:
-            values = forms.form_from_assessment(assessment_service.latest(session, patient=patient).data)
-        except NotFoundError:
-            values = forms.form_from_assessment({"sex": patient.sex})
-    return _page(request, "assessment.html", user, patient_code=code, values=values, errors={})
+        latest = _latest_assessment(session, patient)
+    values = forms.form_from_assessment(latest.data if latest else {"sex": patient.sex})
+    values["keep.hfs30"] = True
+    return _page(request, "assessment.html", user, patient_code=code, values=values, errors={}, **_kept_context(latest))
+
+
+def _latest_assessment(session: Session, patient: Patient) -> StoredAssessment | None:
+    try:
+        return assessment_service.latest(session, patient=patient)
+    except NotFoundError:
+        return None
+
+
+def _kept_context(latest: StoredAssessment | None) -> dict[str, Any]:
+    """What the form keeps of the latest assessment without showing it in a field, and that assessment's date."""
+    return {
+        "kept": forms.not_on_form(latest.data if latest else None),
+        "kept_from": latest.assessed_on if latest else None,
+    }
 
 
 @router.post("/patients/{code}/assessment")
 def assessment_submit(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
-    data = forms.assessment_from_form(code, form)
+    with request.app.state.readers.begin() as session:
+        latest = _latest_assessment(session, patient_service.get(session, code=code))
+    kept = _kept_context(latest)
+    data = forms.with_kept(
+        forms.assessment_from_form(code, form), kept["kept"], keep_hfs30=form.get("keep.hfs30") == "on"
+    )
     try:
         assessment = validate_assessment(data)
     except InputError as exc:
         values = {**forms.form_from_assessment({}), **{k: v for k, v in form.single.items()}}
         for name in ("regions", "tcm.pulse", "tcm.findings"):
             values[name] = form.all(name)
-        for name in ("pregnant", "breastfeeding", *(f"preferences.{p}" for p in forms.PREFERENCES)):
+        for name in ("pregnant", "breastfeeding", "keep.hfs30", *(f"preferences.{p}" for p in forms.PREFERENCES)):
             values[name] = form.get(name) == "on"
         return _page(
             request,
@@ -235,6 +255,7 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
             patient_code=code,
             values=values,
             errors=forms.errors_by_field(exc.problems),
+            **kept,
         )
     with request.app.state.sessions.begin() as session:
         answer = _once(session, request, user, form, f"/patients/{code}#plan")
