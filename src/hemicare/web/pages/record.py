@@ -69,8 +69,8 @@ M = TypeVar("M", bound=BaseModel)
 
 
 STATUSES = ("recommended", "option", "deferred", "not_recommended", "contraindicated")
-# Rows of the prescription form where a herb is chosen from the knowledge base: herbs added to the plan's formula, or
-# the whole prescription where the plan gives none (a classical formula has about eight to twelve herbs).
+# Rows of the prescription form where a herb of the knowledge base is written with its dose: herbs added to the plan's
+# formula, or the whole prescription where the plan gives none (a classical formula has about eight to twelve herbs).
 ADDED_HERB_ROWS = 12
 
 
@@ -438,7 +438,7 @@ def record_acupuncture(code: PatientCode, request: Request, user: PageUser, form
 @router.post("/patients/{code}/sessions/herbal")
 def record_herbal(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a herbal prescription: the plan's formula (as shown, after safety removals) at the doses typed, and
-    any herbs chosen in the rows below it (added to the formula, or the whole prescription where the plan gives no
+    any herbs written in the rows below it (added to the formula, or the whole prescription where the plan gives no
     formula). The formula is named only if one of its own herbs is given."""
     _may_record(form, user, INTEGRATIVE_SIGNERS, "record a prescription")
     herbs: list[dict[str, str]] = []
