@@ -153,6 +153,10 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
         "dr.neuro", DESK, "/patients/demo-001",
         _refuse("#hfs7-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs7"),
     ),
+    "paper HFS-30 refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse("#hfs30-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs30"),
+    ),
     "grades refused": (
         "dr.surg", DESK, "/patients/demo-001",
         _refuse("#grades-form", lambda p: p.click("#grades > summary"), "#record-grades"),

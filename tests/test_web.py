@@ -330,6 +330,7 @@ def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
         "/patients/{code}/sign": {"version": "1", "sign_reason": "reviewed"},
         "/patients/{code}/grades": {"date": today, "smc_grade": "2"},
         "/patients/{code}/questionnaires/hfs7": {"date": today} | {f"item.{i}": "1" for i in range(7)},
+        "/patients/{code}/questionnaires/hfs30": {"date": today} | {f"item.{i}": "1" for i in range(30)},
         "/me/hfs7": {f"item.{i}": "1" for i in range(7)},
         "/me/diary": {"spasms": "3", "intensity": "2"},
         "/patients/{code}/sessions/toxin": {"product": "onabotulinumtoxinA", "lot": "L1", "date": today}
@@ -423,6 +424,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/grades/{grades_id}/remove"): CARE,
     ("POST", "/patients/{code}/plans"): CARE,
     ("POST", "/patients/{code}/questionnaires/hfs7"): CARE,
+    ("POST", "/patients/{code}/questionnaires/hfs30"): CARE,
     ("POST", "/patients/{code}/questionnaires/{answer_id}/remove"): CARE,
     ("POST", "/patients/{code}/recall-closures/{closure_id}/reopen"): CARE,
     ("POST", "/patients/{code}/recalls/{recall}/close"): CARE,
@@ -1970,6 +1972,31 @@ def test_the_care_team_records_an_hfs7_answered_on_paper(client: TestClient, cli
         refused = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": token, **items})
         assert refused.status_code == 403, username
     assert len(answered()) == 1
+
+
+def test_the_care_team_records_an_hfs30_answered_on_paper(client: TestClient, clinic: Engine) -> None:
+    """The HFS-30 beside the HFS-7: thirty items, each unanswered one named; stored with its total, and listed with
+    the answers that can be removed."""
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    form = page[page.index('id="hfs30-form"') : page.index("</form>", page.index('id="hfs30-form"'))]
+    assert len(re.findall(r'<select name="item\.\d+" aria-label="HFS-30 item \d+"', form)) == 30
+    items = {f"item.{i}": str(i % 5) for i in range(30)}
+    missing = client.post(
+        "/patients/demo-001/questionnaires/hfs30", data={"csrf_token": csrf, **items, "item.11": "", "item.29": "5"}
+    )
+    assert missing.status_code == 422 and "The HFS-30 was not recorded" in missing.text
+    problems = missing.text[missing.text.index('id="hfs30-problems"') :].split("</div></div>")[0]
+    assert "<strong>Item 12</strong>: choose an answer" in problems and "<strong>Item 30</strong>" in problems
+    assert 'id="hfs7-problems"' not in missing.text  # the other questionnaire's form is as usual
+    assert '<details class="card" id="hfs7-paper" open>' in missing.text
+    saved = client.post("/patients/demo-001/questionnaires/hfs30", data={"csrf_token": csrf, **items})
+    assert saved.status_code == 303
+    with session_factory(clinic)() as s:
+        [row] = s.scalars(select(QuestionnaireAnswer).where(QuestionnaireAnswer.instrument == "hfs30"))
+        assert row.total == sum(i % 5 for i in range(30)) and row.created_by == "neuro"
+    page = html.unescape(client.get("/patients/demo-001").text)
+    assert f"{dt.date.today().isoformat()}: HFS-30, total {row.total}" in page
 
 
 def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: TestClient) -> None:

@@ -106,17 +106,22 @@ def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], name
     return {"form": kind, "typed": form, "problems": shown, "invalid": invalid}
 
 
-def hfs7_items(kb: KnowledgeBase) -> tuple[int, list[str]]:
-    """The HFS-7's number of items and the answers each item takes, as the knowledge base's scale says."""
-    scale = kb.scales["hfs7"]
-    assert scale.items and scale.item_min is not None and scale.item_max is not None, "the HFS-7 is itemised"
+QUESTIONNAIRES = {"hfs7": "HFS-7", "hfs30": "HFS-30"}  # the questionnaires the pages take, by instrument
+
+
+def questionnaire_items(kb: KnowledgeBase, instrument: str = "hfs7") -> tuple[int, list[str]]:
+    """A questionnaire's number of items and the answers each item takes, as the knowledge base's scale says."""
+    scale = kb.scales[instrument]
+    assert scale.items and scale.item_min is not None and scale.item_max is not None, f"{instrument} is itemised"
     return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
 
 
-def hfs7_answers(kb: KnowledgeBase, form: forms.FormData) -> tuple[list[int], list[FieldProblem], FieldNames]:
-    """An HFS-7 form's items (`item.0`, ...): the answers, or each unanswered item said in the form's words (not the
-    API's "answers.2"), with the form's labels by problem path."""
-    items, answers = hfs7_items(kb)
+def questionnaire_answers(
+    kb: KnowledgeBase, form: forms.FormData, instrument: str = "hfs7"
+) -> tuple[list[int], list[FieldProblem], FieldNames]:
+    """A questionnaire form's items (`item.0`, ...): the answers, or each unanswered item said in the form's words
+    (not the API's "answers.2"), with the form's labels by problem path."""
+    items, answers = questionnaire_items(kb, instrument)
     given = [form.get(f"item.{index}") for index in range(items)]
     problems = [
         FieldProblem(f"item.{index}", f"choose an answer from {answers[0]} (never) to {answers[-1]} (always)")

@@ -24,8 +24,8 @@ from hemicare.web.pages._shared import (
     _once,
     _page,
     _refused,
-    hfs7_answers,
-    hfs7_items,
+    questionnaire_answers,
+    questionnaire_items,
 )
 from hemicare.web.payload import RecordNumber
 from hemicare.web.plain import due_words, plain_parts, things_to_know
@@ -153,7 +153,7 @@ def _remove_mine(
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    items, answers = hfs7_items(request.app.state.kb)
+    items, answers = questionnaire_items(request.app.state.kb)
     return _page(request, "hfs7.html", user, items=items, answers=answers, posted=None)
 
 
@@ -161,9 +161,9 @@ def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
 def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
-    given, problems, names = hfs7_answers(request.app.state.kb, form)
+    given, problems, names = questionnaire_answers(request.app.state.kb, form)
     if problems:  # the answers given come back chosen
-        items, answers = hfs7_items(request.app.state.kb)
+        items, answers = questionnaire_items(request.app.state.kb)
         posted = _refused("hfs7", form, problems, names)
         return _page(request, "hfs7.html", user, items=items, answers=answers, posted=posted, status_code=422)
     data = validate_model(

@@ -51,14 +51,15 @@ from hemicare.web.auth import (
     require_role,
 )
 from hemicare.web.pages._shared import (
+    QUESTIONNAIRES,
     FieldNames,
     PostedForm,
     _chart,
     _once,
     _page,
     _refused,
-    hfs7_answers,
-    hfs7_items,
+    questionnaire_answers,
+    questionnaire_items,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
 from hemicare.web.plain import plain_parts, things_to_know
@@ -148,7 +149,8 @@ def _patient_page(
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
-            "hfs7": hfs7_items(kb),
+            "questionnaires": {instrument: questionnaire_items(kb, instrument) for instrument in QUESTIONNAIRES},
+            "questionnaire_names": QUESTIONNAIRES,
             "grades": outcome_service.recent_grades(session, patient=patient),
             "answers": outcome_service.recent_questionnaires(session, patient=patient),
             "diary": outcome_service.recent_diary(session, patient=patient),
@@ -522,28 +524,41 @@ def record_mvd(code: PatientCode, request: Request, user: PageUser, form: Posted
     )
 
 
-@router.post("/patients/{code}/questionnaires/hfs7")
-def record_hfs7(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
-    """An HFS-7 the patient answered on paper or in the clinic, entered by the care team: it joins the patient's own
+def _record_questionnaire(
+    code: str, request: Request, user: Principal, form: forms.FormData, instrument: str
+) -> Response:
+    """Answers the patient gave on paper or in the clinic, entered by the care team: they join the patient's own
     answers on the chart and in the recalls (no portal account needed)."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
-    given, problems, names = hfs7_answers(request.app.state.kb, form)
+    given, problems, names = questionnaire_answers(request.app.state.kb, form, instrument)
     data = None
     if not problems:
-        payload = {"date": form.get("date") or dt.date.today().isoformat(), "instrument": "hfs7", "answers": given}
+        payload = {"date": form.get("date") or dt.date.today().isoformat(), "instrument": instrument, "answers": given}
         try:
             data = validate_model(QuestionnaireCreate, payload)
         except InputError as exc:
             problems = exc.problems
     if data is None:  # the page again, the answers as chosen and each problem beside its label
-        posted = _refused("hfs7", form, problems, {**names, "date": ("date", "Date answered")})
+        posted = _refused(instrument, form, problems, {**names, "date": ("date", "Date answered")})
         return _patient_page(request, user, code, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
         answer = _once(session, request, user, form, f"/patients/{code}#outcomes")
         patient = patient_service.get(session, code=code)
         outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
     return answer
+
+
+@router.post("/patients/{code}/questionnaires/hfs7")
+def record_hfs7(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """An HFS-7 answered on paper."""
+    return _record_questionnaire(code, request, user, form, "hfs7")
+
+
+@router.post("/patients/{code}/questionnaires/hfs30")
+def record_hfs30(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """An HFS-30 answered on paper (the items in the order of the form in use; its subscales are not asked)."""
+    return _record_questionnaire(code, request, user, form, "hfs30")
 
 
 # The grades form's inputs and labels by problem path ("" is a problem of the whole form: no grade at all).
