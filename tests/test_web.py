@@ -1424,6 +1424,10 @@ def test_a_page_names_its_static_files_by_their_contents(client: TestClient, tmp
     for path, digest in linked:
         served = client.get(f"{path}?v={digest}")
         assert served.status_code == 200 and hashlib.sha256(served.content).hexdigest()[:12] == digest, path
+        assert served.headers["cache-control"] == "public, max-age=31536000, immutable", path
+    assert "cache-control" not in client.get("/static/app.js").headers  # by its plain address: revalidated
+    missing = client.get("/static/nothing.js?v=0123456789ab")
+    assert missing.status_code == 404 and "cache-control" not in missing.headers
     (tmp_path / "app.js").write_text("// one version")
     before = web_app.static_addresses(tmp_path)["app.js"]
     (tmp_path / "app.js").write_text("// the next version")

@@ -82,6 +82,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 _HEADER_BYTES = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 # Everything but the static files holds patient data or a password handed over once: no browser or proxy keeps it.
 _NO_STORE = [*_HEADER_BYTES, (b"cache-control", b"no-store")]
+# A static file asked for by an address with its digest (`static_addresses`) never changes under that address.
+_IMMUTABLE = (b"cache-control", b"public, max-age=31536000, immutable")
 
 
 def static_addresses(folder: Path) -> dict[str, str]:
@@ -130,13 +132,13 @@ class Perimeter:
     with the security headers and a log line.
 
     A plain ASGI middleware: it adds headers to the response start message without buffering the body. Only the
-    static files may be cached. The log line names no patient: the method, the route's template, the status and the
-    time to the answer. Refused before any route sees them: an address holding a NUL character (422; PostgreSQL
-    cannot compare with it, and a search or a patient code holding one failed with a server error) and a body larger
-    than MAX_BODY_BYTES (413; counted as it arrives when its length is not declared). A request the app failed to
-    answer (a fault, not the caller's mistake) is answered with a reference, and the log line gives the reference
-    and where the fault was but not its message; the fault goes no further, so that the server does not log it
-    again with its message and the values in it.
+    static files may be cached, and those asked for by their digest are kept for a year. The log line names no
+    patient: the method, the route's template, the status and the time to the answer. Refused before any route sees
+    them: an address holding a NUL character (422; PostgreSQL cannot compare with it, and a search or a patient code
+    holding one failed with a server error) and a body larger than MAX_BODY_BYTES (413; counted as it arrives when
+    its length is not declared). A request the app failed to answer (a fault, not the caller's mistake) is answered
+    with a reference, and the log line gives the reference and where the fault was but not its message; the fault
+    goes no further, so that the server does not log it again with its message and the values in it.
     """
 
     def __init__(self, app: ASGIApp, answer: Answer, prefixes: Mapping[int, str]) -> None:
@@ -158,7 +160,9 @@ class Perimeter:
             await self.app(scope, receive, send)
             return
 
-        added = _HEADER_BYTES if scope["path"].startswith("/static/") else _NO_STORE
+        static = scope["path"].startswith("/static/")
+        added = _HEADER_BYTES if static else _NO_STORE
+        versioned = static and scope["query_string"].startswith(b"v=")
         started = time.perf_counter()
         answered = False
 
@@ -166,7 +170,8 @@ class Perimeter:
             nonlocal answered
             if message["type"] == "http.response.start":
                 answered = True
-                message["headers"] = [*message.get("headers", []), *added]
+                kept = [_IMMUTABLE] if versioned and message["status"] == 200 else []
+                message["headers"] = [*message.get("headers", []), *added, *kept]
                 elapsed = (time.perf_counter() - started) * 1000
                 LOG.info("%s %s %s %.1f ms", scope["method"], self.route(scope), message["status"], elapsed)
             await send(message)
