@@ -59,7 +59,7 @@ function enhanceToxinForm(form) {
 // shows the next. Without this every row shows.
 function enhanceHerbRows(table) {
   const rows = [...table.querySelectorAll("tr")];
-  const empty = (row) => [...row.querySelectorAll("select, input")].every((field) => field.value === "");
+  const empty = (row) => [...row.querySelectorAll("input")].every((field) => field.value === "");
   const firstEmpty = rows.findIndex(empty);
   if (firstEmpty < 0) return;
   for (const row of rows.slice(firstEmpty + 1)) row.hidden = empty(row);
