@@ -30,8 +30,8 @@ def record(
     return stored
 
 
-def _newest(session: Session, *, patient: Patient, on: dt.date | None = None) -> StoredAssessment | None:
-    """The patient's most recent assessment, or the most recent recorded on or before ``on``."""
+def newest(session: Session, *, patient: Patient, on: dt.date | None = None) -> StoredAssessment | None:
+    """The patient's most recent assessment, or the most recent recorded on or before ``on``; None if there is none."""
     query = select(StoredAssessment).where(StoredAssessment.patient_id == patient.id)
     if on is not None:
         query = query.where(StoredAssessment.assessed_on <= on)
@@ -40,7 +40,7 @@ def _newest(session: Session, *, patient: Patient, on: dt.date | None = None) ->
 
 def latest(session: Session, *, patient: Patient) -> StoredAssessment:
     """The patient's most recent assessment."""
-    found = _newest(session, patient=patient)
+    found = newest(session, patient=patient)
     if found is None:
         raise NotFoundError(f"patient {patient.code!r} has no assessment yet")
     return found
@@ -58,11 +58,11 @@ def _read(stored: StoredAssessment | None) -> tuple[StoredAssessment | None, Ass
 def latest_read(session: Session, *, patient: Patient) -> tuple[StoredAssessment | None, Assessment | None]:
     """The latest assessment as stored, and as the model reads it: (None, None) before the first one; the model is
     None for one stored before a change of the assessment's form (what was stored can still be shown)."""
-    return _read(_newest(session, patient=patient))
+    return _read(newest(session, patient=patient))
 
 
 def in_force_read(
     session: Session, *, patient: Patient, on: dt.date
 ) -> tuple[StoredAssessment | None, Assessment | None]:
     """The assessment in force on a day (the newest recorded on or before it), read as `latest_read` reads."""
-    return _read(_newest(session, patient=patient, on=on))
+    return _read(newest(session, patient=patient, on=on))

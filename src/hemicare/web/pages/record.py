@@ -210,17 +210,10 @@ def assessment_page(code: PatientCode, request: Request, user: PageUser) -> HTML
     require_care_team(user)
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
-        latest = _latest_assessment(session, patient)
+        latest = assessment_service.newest(session, patient=patient)
     values = forms.form_from_assessment(latest.data if latest else {"sex": patient.sex})
     values["keep.hfs30"] = True
     return _page(request, "assessment.html", user, patient_code=code, values=values, errors={}, **_kept_context(latest))
-
-
-def _latest_assessment(session: Session, patient: Patient) -> StoredAssessment | None:
-    try:
-        return assessment_service.latest(session, patient=patient)
-    except NotFoundError:
-        return None
 
 
 def _kept_context(latest: StoredAssessment | None) -> dict[str, Any]:
@@ -236,7 +229,7 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.readers.begin() as session:
-        latest = _latest_assessment(session, patient_service.get(session, code=code))
+        latest = assessment_service.newest(session, patient=patient_service.get(session, code=code))
     kept = _kept_context(latest)
     data = forms.with_kept(
         forms.assessment_from_form(code, form), kept["kept"], keep_hfs30=form.get("keep.hfs30") == "on"
