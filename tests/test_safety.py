@@ -173,3 +173,30 @@ def test_plan_order_puts_workup_then_conventional_then_adjuncts(kb: KnowledgeBas
 def test_declined_surgery_is_visible_not_hidden(kb: KnowledgeBase, patient: Any) -> None:
     plan = _plan(kb, patient(preferences={"avoid_surgery": True}))
     assert _rec(plan, "mvd").status == "option" and _rec(plan, "mvd").details["declined_by_patient"]
+
+
+def test_herbs_taken_that_the_formula_gives_are_named_once_not_as_unchecked(kb: KnowledgeBase, patient: Any) -> None:
+    # Bai Shao is in Ba Zhen Tang and no rule covers it; Mystery Root is in no formula and unknown.
+    plan = _plan(kb, patient(tcm=P5, herbs=["Bai Shao", "Radix Angelicae Sinensis", "Mystery Root"]))
+    ids = {a.id: a for a in plan.alerts}
+    taken = ids["herbs_already_taken"]
+    assert taken.severity == "info"
+    assert taken.affects == ["herb:Radix Paeoniae Alba", "herb:Radix Angelicae Sinensis"]
+    assert "Radix Paeoniae Alba (Bai Shao)" in taken.message and "counts toward them" in taken.message
+    assert "unchecked:herb:Radix Paeoniae Alba" not in ids
+    assert ids["unchecked:herb:Mystery Root"].severity == "warning"
+
+
+def test_herbs_taken_are_unchecked_when_the_formula_is_not_given(kb: KnowledgeBase, patient: Any) -> None:
+    # Without TCM findings there is no formula: the patient's Bai Shao is theirs alone, and not checked.
+    plan = _plan(kb, patient(herbs=["Bai Shao"]))
+    ids = {a.id for a in plan.alerts}
+    assert "unchecked:herb:Radix Paeoniae Alba" in ids and "herbs_already_taken" not in ids
+
+
+def test_a_rule_names_a_herb_once_when_the_patient_takes_it_and_the_formula_gives_it(
+    kb: KnowledgeBase, patient: Any
+) -> None:
+    plan = _plan(kb, patient(tcm=P5, herbs=["Dang Gui"], medications=["warfarin"]))
+    affects = [a.affects for a in plan.alerts if "herb:Radix Angelicae Sinensis" in a.affects]
+    assert affects and all(items.count("herb:Radix Angelicae Sinensis") == 1 for items in affects)

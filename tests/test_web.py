@@ -3814,6 +3814,7 @@ def test_an_alert_names_what_it_affects_once(client: TestClient, clinic: Engine)
         ("unchecked:herb:Radix Rehmanniae Praeparata", "Not checked: Radix Rehmanniae Praeparata"),
         ("unchecked:herb_drug_interactions", "Not checked: herb drug interactions"),
         ("formula_conflict:tian_ma_gou_teng_yin:p7", "The formula conflicts with the secondary TCM pattern"),
+        ("herbs_already_taken", "Herbs of the formula already taken"),
     ],
 )
 def test_every_kind_of_alert_has_a_title_for_lists(alert: str, title: str) -> None:

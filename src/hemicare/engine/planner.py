@@ -31,7 +31,7 @@ from hemicare.engine.plan import (
     references_in,
 )
 from hemicare.engine.rules import facts_of
-from hemicare.engine.safety import apply_safety, unchecked_alerts
+from hemicare.engine.safety import TAKEN_ALERT, apply_safety, unchecked_alerts
 from hemicare.engine.scores import score
 from hemicare.engine.tcm import integrative_options
 from hemicare.engine.triage import triage
@@ -78,6 +78,8 @@ def alert_title(alert_id: str, kb: KnowledgeBase) -> str:
         return kb.safety[alert_id].title
     if alert_id == SECONDARY_ALERT:
         return "Red flags for secondary HFS"
+    if alert_id == TAKEN_ALERT:
+        return "Herbs of the formula already taken"
     kind, _, rest = alert_id.partition(":")
     if kind == "unchecked":  # unchecked:drug:warfarin, unchecked:herb_drug_interactions
         return "Not checked: " + (rest.partition(":")[2] or rest.replace("_", " "))

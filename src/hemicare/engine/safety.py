@@ -16,6 +16,8 @@ from hemicare.engine.rules import Facts, Test, compile_condition
 from hemicare.engine.schema import SafetyRule
 
 SHOWN = (Status.RECOMMENDED, Status.OPTION)
+# Raised when the patient already takes herbs of the plan's formula (listed, or from a prescription still running).
+TAKEN_ALERT = "herbs_already_taken"
 _RANK = {
     Status.RECOMMENDED: 0,
     Status.OPTION: 1,
@@ -145,7 +147,8 @@ def _affects(hits: dict[str, Any]) -> list[str]:
     affects += [f"acupoint:{code}" for code in hits["points"]]
     affects += [f"herb:{latin}" for latin in hits["herbs"]]
     affects += hits["patient"]
-    return affects
+    # A herb of the formula that the patient already takes is named once.
+    return list(dict.fromkeys(affects))
 
 
 def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase) -> list[Alert]:
@@ -191,8 +194,16 @@ def _unchecked(alert_id: str, severity: Severity, message: str, affects: list[st
 def unchecked_alerts(
     recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase, *, pregnant: bool
 ) -> list[Alert]:
-    """Fail closed: name every medicine, herb, comorbidity and pregnancy question no rule covers."""
+    """Fail closed: name every medicine, herb, comorbidity and pregnancy question no rule covers.
+
+    A herb the patient takes that the plan's formula also gives is a herb of the plan, checked as the formula's herbs
+    are; the plan says instead that it is taken already (``herbs_already_taken``).
+    """
     alerts: list[Alert] = []
+    formula = _by_id(recommendations).get("herbal_formula")
+    planned = {}
+    if formula is not None and formula.status in SHOWN:
+        planned = {i["latin"]: i for i in formula.details.get("ingredients", [])}
     kinds: list[tuple[str, str, str, Any, frozenset[str]]] = [
         ("drug", "unknown_medications", "drugs", lambda d: kb.drugs[d].label, kb.covered_drugs()),
         ("herb", "unknown_herbs", "herb_ids", lambda h: f"{h} ({kb.herbs[h].pinyin})", kb.covered_herbs()),
@@ -209,7 +220,7 @@ def unchecked_alerts(
                 )
             )
         for key in facts[known_fact]:
-            if key not in covered:
+            if key not in covered and not (kind == "herb" and key in planned):
                 alerts.append(
                     _unchecked(
                         f"unchecked:{kind}:{key}",
@@ -239,9 +250,21 @@ def unchecked_alerts(
                     [],
                 )
             )
-    formula = _by_id(recommendations).get("herbal_formula")
-    if formula is not None and formula.status in SHOWN and (facts["drugs"] or facts["unknown_medications"]):
-        uncovered = [i["latin"] for i in formula.details.get("ingredients", []) if i["latin"] not in kb.covered_herbs()]
+    taken = [latin for latin in facts["herb_ids"] if latin in planned]
+    if taken:
+        alerts.append(
+            Alert(
+                id=TAKEN_ALERT,
+                severity=Severity.INFO,
+                message="The patient already takes "
+                + ", ".join(f"{latin} ({planned[latin]['pinyin']})" for latin in taken)
+                + ", which the formula also gives: the formula's doses are a whole day's, and what is taken already "
+                "counts toward them.",
+                affects=[f"herb:{latin}" for latin in taken],
+            )
+        )
+    if planned and (facts["drugs"] or facts["unknown_medications"]):
+        uncovered = [latin for latin in planned if latin not in kb.covered_herbs()]
         if uncovered:
             alerts.append(
                 _unchecked(
