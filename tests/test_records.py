@@ -722,6 +722,56 @@ def test_a_medicine_the_patient_still_takes_is_read_by_the_next_plan(engine: Eng
     assert "carbamazepine_herbs" not in alerts()
 
 
+def test_a_herbal_prescription_still_taken_is_read_by_the_next_plan(engine: Engine, kb: KnowledgeBase) -> None:
+    """Tian Ma Gou Teng Yin's Tian Ma and Gou Teng with Chai Hu added, prescribed 3 days ago for 14: the patient page
+    and the recheck say the plan does not know it; the next version says the formula's two herbs are taken already
+    (not that they are unchecked) and that Chai Hu, outside the formula, is not checked against the plan. Once
+    stopped, or once its days are over, it is not read any more."""
+    _add_patient(engine)
+    demo = read_file(EXAMPLES / "demo-001.yaml")
+    assert _plan_for(engine, kb, demo)["herbal_formula"] in ("recommended", "option")
+    herbs = [
+        {"latin": "Tian Ma", "dose_g": 9},
+        {"latin": "Ramulus Uncariae cum Uncis", "dose_g": 12},
+        {"latin": "Chai Hu", "dose_g": 6},
+    ]
+    prescription = {"kind": "herbal", "formula": "tian_ma_gou_teng_yin", "herbs": herbs, "duration_days": 14}
+    assert _record(engine, kb, prescription, days_ago=3) == []
+    assert _record(engine, kb, {**prescription, "herbs": herbs[-1:]}, days_ago=20) == []  # its last day was 7 days ago
+    prescribed = (TODAY - dt.timedelta(days=3)).isoformat()
+    with _session(engine) as s:
+        patient = patients.get(s, code="p-001")
+        assert sessions.recorded_since(s, patient=patient) == [
+            f"herbal prescription of {(TODAY - dt.timedelta(days=20)).isoformat()}",
+            f"herbal prescription of {prescribed}",
+        ]
+        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t")
+        assert {"herbs_already_taken", "unchecked:herb:Radix Bupleuri"} <= set(change.alerts_added)
+
+    def alerts() -> dict[str, dict[str, Any]]:
+        with _session(engine) as s, s.begin():
+            version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="t", today=TODAY)
+            return {alert["id"]: alert for alert in version.content["alerts"]}
+
+    found = alerts()
+    assert found["herbs_already_taken"]["affects"] == ["herb:Rhizoma Gastrodiae", "herb:Ramulus Uncariae cum Uncis"]
+    assert found["unchecked:herb:Radix Bupleuri"]["severity"] == "warning"
+    assert not [name for name in found if name.startswith("unchecked:herb:R") and "Bupleuri" not in name]
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = [r for r in sessions.list_for(s, patient=patient, kind="herbal") if r.date.isoformat() == prescribed]
+        too_soon = SessionOutcome(stopped=TODAY - dt.timedelta(days=4))
+        with pytest.raises(InputError) as refused:
+            sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=too_soon, actor="t")
+        assert [(p.path, p.message) for p in refused.value.problems] == [
+            ("stopped", f"{(TODAY - dt.timedelta(days=4)).isoformat()} is before the prescription of {prescribed}")
+        ]
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
+        assert sessions.outcome_words(row.kind, row.data) == f"stopped {TODAY.isoformat()}"
+    found = alerts()
+    assert "herbs_already_taken" not in found and "unchecked:herb:Radix Bupleuri" not in found
+
+
 def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
     engine: Engine, baseline: dict[str, Any], kb_tree: Any
 ) -> None:
@@ -802,6 +852,14 @@ def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     assert _record(engine, kb, {**clonazepam, "override_reason": "herbs stopped by phone"}, days_ago=10) == []
     # Taking clonazepam already, a second prescription of it changes nothing for the herbs.
     assert taken_out not in _record(engine, kb, {**clonazepam, "dose": "0.25 mg at night"}, days_ago=9)
+    # Jiang Can stopped 12 days ago: clonazepam from then on takes nothing out.
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = sessions.list_for(s, patient=patient, kind="herbal")
+        stopped = SessionOutcome(stopped=TODAY - dt.timedelta(days=12))
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=stopped, actor="t")
+    assert taken_out in _record(engine, kb, clonazepam, days_ago=13)
+    assert taken_out not in _record(engine, kb, clonazepam, days_ago=12)
 
 
 def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:

@@ -3733,6 +3733,48 @@ def test_a_prescription_adds_herbs_to_the_plans_formula(client: TestClient) -> N
     assert len(_herbal_sessions(client, "demo-001")) == 2
 
 
+def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_stopped(client: TestClient) -> None:
+    """Tian Ma and Gou Teng of the plan's formula with Chai Hu added: the page says the plan does not know it; the
+    version made from the records says the two are taken already and Chai Hu is unchecked. The practitioner marks it
+    stopped from its history row (a neurologist cannot), and the next version says neither."""
+    csrf = sign_in(client, "tcm")
+    herbs = {"dose.Rhizoma Gastrodiae": "9", "dose.Ramulus Uncariae cum Uncis": "12"}
+    added = {"added.0.latin": "Chai Hu", "added.0.dose": "6"}
+    form = {"csrf_token": csrf, "formula": "tian_ma_gou_teng_yin", "duration_days": "14", **herbs, **added}
+    assert client.post("/patients/demo-001/sessions/herbal", data=form).status_code == 303
+    page = client.get("/patients/demo-001").text
+    today = dt.date.today().isoformat()
+    assert (_recorded_since(page) or "").startswith(
+        f"Recorded since this plan was made: herbal prescription of {today}"
+    )
+
+    def new_version() -> str:
+        hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/plans")
+        assert client.post("/patients/demo-001/plans", data=hidden).status_code == 303
+        page = client.get("/patients/demo-001").text
+        return html.unescape(page[page.index('id="alerts"') : page.index('<div class="rec"')])
+
+    alerts = new_version()
+    assert "The patient already takes Rhizoma Gastrodiae (Tian Ma), Ramulus Uncariae cum Uncis (Gou Teng)" in alerts
+    assert "Radix Bupleuri (Chai Hu) is recognised, but no safety rule covers it" in alerts
+    assert "Rhizoma Gastrodiae (Tian Ma) is recognised" not in alerts
+    row = re.search(r'action="(/patients/demo-001/sessions/\d+/outcome)"((?!</form>).)*name="stopped"', page, re.S)
+    assert row is not None
+    action = row.group(1)
+    client.cookies.clear()
+    neuro = sign_in(client, "neuro")
+    assert action not in client.get("/patients/demo-001").text
+    assert client.post(action, data={"csrf_token": neuro, "stopped": today}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    assert client.post(action, data={"csrf_token": csrf, "stopped": "2001-01-01"}).status_code == 422
+    assert client.post(action, data={"csrf_token": csrf, "stopped": today}).status_code == 303
+    history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
+    assert f"stopped {today}" in history and action not in history
+    alerts = new_version()
+    assert "already takes" not in alerts and "Chai Hu" not in alerts
+
+
 def test_a_prescription_is_recorded_where_the_plan_holds_the_formula_back(client: TestClient) -> None:
     """The practitioner defers demo-002's formula at sign-off: the form is still there, without the formula, warns
     that a reason will be needed and has rows for the whole prescription; every problem shows at once and nothing is

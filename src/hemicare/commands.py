@@ -555,13 +555,13 @@ def sessions_outcome(
     effect_weeks: Annotated[float | None, typer.Option(help="toxin: weeks the benefit lasted")] = None,
     adverse_effect: Annotated[list[str] | None, typer.Option(help="toxin: a side effect (repeatable)")] = None,
     result: Annotated[str | None, typer.Option(help="mvd: cured, improved, unchanged or recurred")] = None,
-    stopped: Annotated[str | None, typer.Option(help="medicine: the day it was stopped, YYYY-MM-DD")] = None,
+    stopped: Annotated[str | None, typer.Option(help="medicine or herbal: the day it was stopped, YYYY-MM-DD")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, when changing a value already recorded")] = None,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
     """Add what was learnt after a session: a toxin session's effect and side effects, an operation's result, the day
-    a medicine was stopped."""
+    a medicine or a herbal prescription was stopped."""
     from hemicare.patients import service as patient_service
     from hemicare.sessions import service as session_service
     from hemicare.sessions.schemas import SessionOutcome

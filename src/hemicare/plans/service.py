@@ -262,14 +262,19 @@ def generate(
 
 def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, today: dt.date) -> Assessment:
     """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history, and the medicines
-    prescribed in HemiCare that the patient still takes on ``today`` to its medicines.
+    and herbs prescribed in HemiCare that the patient still takes on ``today`` to its medicines and herbs.
 
-    Sessions already written in the assessment (same date) are not added twice, nor a medicine it names already.
+    Sessions already written in the assessment (same date) are not added twice, nor a medicine or herb it names
+    already.
     """
-    listed = data.get("medications") or []
-    medications = session_service.with_prescribed(listed, sessions, today=today)
-    if medications != listed:
-        data = {**data, "medications": medications}
+    for field, taken in (
+        ("medications", session_service.with_prescribed),
+        ("herbs", session_service.with_prescribed_herbs),
+    ):
+        listed = data.get(field) or []
+        names = taken(listed, sessions, today=today)
+        if names != listed:
+            data = {**data, field: names}
     history = dict(data.get("history") or {})
     toxin = list(history.get("botulinum_sessions") or [])
     known_dates = {str(item["date"]) for item in toxin}

@@ -125,13 +125,15 @@ class SessionCreate(Strict):
 
 class SessionOutcome(Strict):
     """What is learnt about a session after it: how long a toxin session worked and its side effects (usually told at
-    the next visit), an operation's result, the day a medicine was stopped. Changing a value already recorded needs a
-    reason."""
+    the next visit), an operation's result, the day a medicine or a herbal prescription was stopped. Changing a value
+    already recorded needs a reason."""
 
     effect_weeks: float | None = Field(default=None, gt=0, le=104, description="toxin: weeks the benefit lasted")
     adverse_effects: list[str] | None = Field(default=None, description="toxin: side effects after the session")
     result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
-    stopped: PastDate | None = Field(default=None, description="medicine: the day the patient stopped taking it")
+    stopped: PastDate | None = Field(
+        default=None, description="medicine or herbal: the day the patient stopped taking it"
+    )
     reason: Reason | None = None
 
     @model_validator(mode="after")

@@ -311,11 +311,10 @@ def _takes_out_herbs_prescribed(
     checked when the herb is recorded. Only what this medicine changes is said: a herb taken out already needed its
     reason when it was prescribed."""
     taking: dict[str, TreatmentSession] = {}
-    for row in list_for(session, patient=patient, kind="herbal"):
-        if row.date <= date < row.date + dt.timedelta(days=row.data["duration_days"]):
-            for herb in row.data["herbs"]:
-                if (known := kb.resolve_herb(herb["latin"])) is not None:
-                    taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
+    for row in running(list_for(session, patient=patient, kind="herbal"), today=date):
+        for herb in row.data["herbs"]:
+            if (known := kb.resolve_herb(herb["latin"])) is not None:
+                taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
     _, assessment = assessment_service.latest_read(session, patient=patient)
     if not taking or assessment is None:  # without an assessment there is no plan, and the medicine needs a reason
         return []
@@ -472,18 +471,21 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
 
 # The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history
 # and medicines), with their names in a sentence.
-READ_BY_PLANS = {"toxin": "toxin session", "mvd": "operation (MVD)", "medicine": "prescription"}
+READ_BY_PLANS = {
+    "toxin": "toxin session",
+    "mvd": "operation (MVD)",
+    "medicine": "prescription",
+    "herbal": "herbal prescription",
+}
 
 
-def with_prescribed(listed: Sequence[str], sessions: Iterable[Any], *, today: dt.date) -> list[str]:
-    """An assessment's medicines with, after them, those prescribed in the records that the patient still takes on
-    ``today`` (generic names, in the order prescribed; not one the assessment names already): not stopped, and within
-    the course's days where one was given. Plans and the checks of points and herbs read this list, so that the
-    safety rules and interactions of what the patient takes hold."""
-    names = list(listed)
-    known = {name.lower() for name in listed}
+def running(sessions: Iterable[Any], *, today: dt.date) -> list[Any]:
+    """The prescriptions (of medicines and herbs) among these sessions that the patient still takes on ``today``:
+    given by then, not stopped, and within the course's days where one was given (a herbal prescription always has
+    them; a medicine without them is taken until a stop is recorded)."""
+    taken = []
     for row in sessions:
-        if row.kind != "medicine" or row.date > today or row.data["medicine"] in known:
+        if row.kind not in ("medicine", "herbal") or row.date > today:
             continue
         stopped = row.data.get("stopped")
         days = row.data.get("duration_days")
@@ -491,8 +493,34 @@ def with_prescribed(listed: Sequence[str], sessions: Iterable[Any], *, today: dt
             continue
         if days is not None and row.date + dt.timedelta(days=days) <= today:
             continue
-        names.append(row.data["medicine"])
-        known.add(row.data["medicine"])
+        taken.append(row)
+    return taken
+
+
+def with_prescribed(listed: Sequence[str], sessions: Iterable[Any], *, today: dt.date) -> list[str]:
+    """An assessment's medicines with, after them, those prescribed in the records that the patient still takes on
+    ``today`` (generic names, in the order prescribed; not one the assessment names already). Plans and the checks of
+    points and herbs read this list, so that the safety rules and interactions of what the patient takes hold."""
+    prescribed = running(sessions, today=today)
+    return _with_taken(listed, (row.data["medicine"] for row in prescribed if row.kind == "medicine"))
+
+
+def with_prescribed_herbs(listed: Sequence[str], sessions: Iterable[Any], *, today: dt.date) -> list[str]:
+    """An assessment's herbs with, after them, the herbs of the herbal prescriptions in the records that the patient
+    still takes on ``today`` (Latin names, as prescriptions keep them; not one the assessment names already). Plans
+    read this list: a medicine they propose is checked against the herbs taken, and the formula they give says which
+    of its herbs are taken already."""
+    prescribed = running(sessions, today=today)
+    return _with_taken(listed, (h["latin"] for row in prescribed if row.kind == "herbal" for h in row.data["herbs"]))
+
+
+def _with_taken(listed: Sequence[str], taken: Iterable[str]) -> list[str]:
+    names = list(listed)
+    known = {name.lower() for name in listed}
+    for name in taken:
+        if name.lower() not in known:
+            names.append(name)
+            known.add(name.lower())
     return names
 
 
@@ -522,7 +550,12 @@ def recorded_since(session: Session, *, patient: Patient) -> list[str]:
 
 
 # Which outcome fields each kind of session takes.
-OUTCOME_FIELDS = {"toxin": ("effect_weeks", "adverse_effects"), "mvd": ("result",), "medicine": ("stopped",)}
+OUTCOME_FIELDS = {
+    "toxin": ("effect_weeks", "adverse_effects"),
+    "mvd": ("result",),
+    "medicine": ("stopped",),
+    "herbal": ("stopped",),
+}
 
 
 def get(session: Session, *, patient: Patient, session_id: int) -> TreatmentSession:
@@ -536,8 +569,9 @@ def get(session: Session, *, patient: Patient, session_id: int) -> TreatmentSess
 def record_outcome(
     session: Session, *, patient: Patient, session_id: int, outcome: SessionOutcome, actor: str
 ) -> TreatmentSession:
-    """Add what was learnt after a session (a toxin session's effect and side effects, an operation's result). A
-    value already recorded is changed only with a reason; the audit trail keeps the old and the new."""
+    """Add what was learnt after a session (a toxin session's effect and side effects, an operation's result, the day
+    a medicine or a herbal prescription was stopped). A value already recorded is changed only with a reason; the
+    audit trail keeps the old and the new."""
     patient_service.lock(session, patient=patient)
     row = get(session, patient=patient, session_id=session_id)
     allowed = OUTCOME_FIELDS.get(row.kind, ())
@@ -600,6 +634,6 @@ def outcome_words(kind: str, data: Mapping[str, Any]) -> str:
         return "; ".join(filter(None, [effect, ", ".join(data.get("adverse_effects") or [])]))
     if kind == "mvd":
         return str(data.get("result") or "")
-    if kind == "medicine" and data.get("stopped"):
+    if kind in ("medicine", "herbal") and data.get("stopped"):
         return f"stopped {data['stopped']}"
     return ""

@@ -163,8 +163,10 @@ def _patient_page(
 
 
 def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str, Any]]:
-    """The patient's treatment sessions, oldest first, each with what was given and what came of it in words."""
+    """The patient's treatment sessions, oldest first, each with what was given and what came of it in words, and
+    whether a prescription is still taken (a herbal one can be marked stopped until its days are over)."""
     formula_names = {formula.id: formula.pinyin for formula in kb.formulas.values()}
+    taken = {row.id for row in session_service.running(found.sessions, today=dt.date.today())}
     return [
         {
             "id": row.id,
@@ -174,6 +176,7 @@ def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str
             "data": row.data,
             "what": session_service.describe(row.kind, row.data, formula_names=formula_names),
             "outcome": session_service.outcome_words(row.kind, row.data),
+            "running": row.id in taken,
         }
         for row in found.sessions
     ]
@@ -269,7 +272,8 @@ def assessment_submit(code: PatientCode, request: Request, user: PageUser, form:
 @router.post("/patients/{code}/plans")
 def new_plan_version(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """A new version of the plan from the latest assessment and the sessions recorded since the last one was made
-    (a toxin session, its effect and side effects, an operation's result), for the clinicians to sign again."""
+    (a toxin session, its effect and side effects, an operation's result, a medicine or herbs prescribed or stopped),
+    for the clinicians to sign again."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     with request.app.state.sessions.begin() as session:
@@ -678,8 +682,8 @@ def reopen_recall(
 def record_session_outcome(
     code: PatientCode, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
 ) -> Response:
-    """Add a toxin session's effect and side effects, an operation's result or the day a medicine was stopped, from
-    the treatment history."""
+    """Add a toxin session's effect and side effects, an operation's result or the day a medicine or a herbal
+    prescription was stopped, from the treatment history."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     payload: dict[str, Any] = {"reason": form.get("reason") or None}
