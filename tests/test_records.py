@@ -862,6 +862,38 @@ def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     assert taken_out not in _record(engine, kb, clonazepam, days_ago=12)
 
 
+def test_a_medicine_dated_back_is_held_to_the_assessment_in_force_on_its_day(
+    engine: Engine, baseline: dict[str, Any], kb_tree: Any
+) -> None:
+    """A knowledge base in which sedation takes Jiang Can out in pregnancy only. The assessment of 30 days ago records
+    a pregnancy that today's does not; Jiang Can runs from 20 days ago for 14 days. Clonazepam dated 10 days ago, in
+    the pregnancy's weeks, needs a reason naming that assessment; dated today, after the prescription, it does not."""
+    import yaml
+
+    from hemicare.engine import load
+
+    rule = kb_tree / "rules/safety/sedative_combination.yaml"
+    data = yaml.safe_load(rule.read_text())
+    data |= {"action": "remove", "when": {"all": [data["when"], {"fact": "pregnant", "equals": True}]}}
+    rule.write_text(yaml.safe_dump(data, sort_keys=False))
+    kb = load(kb_tree)
+    _add_patient(engine)
+    _assess(engine, kb, baseline | {"sex": "female", "age": 34, "pregnant": True, "medications": []}, days_ago=30)
+    _assess(engine, kb, baseline | {"sex": "female", "age": 34, "medications": []})
+    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 14}
+    assert _record(engine, kb, {**jiang_can, "override_reason": "checked with obstetrics"}, days_ago=20) == []
+    clonazepam = {"kind": "medicine", "medicine": "clonazepam", "dose": "0.5 mg at night"}
+    in_force = (TODAY - dt.timedelta(days=30)).isoformat()
+    started, last = (TODAY - dt.timedelta(days=20)).isoformat(), (TODAY - dt.timedelta(days=7)).isoformat()
+    assert (
+        "details.medicine",
+        f"clonazepam takes Bombyx Batryticatus out of this patient's plans by the assessment of {in_force}, in force "
+        f"on that day (Additive sedation), and the prescription of {started} gives it until {last}; give "
+        "details.override_reason to record it anyway",
+    ) in _record(engine, kb, clonazepam, days_ago=10)
+    assert not [path for path, _ in _record(engine, kb, clonazepam) if path == "details.medicine"]
+
+
 def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:
     from hemicare.db.engine import make_engine
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
+from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
-from hemicare.engine import KnowledgeBase
+from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
 from hemicare.engine.schema import Figure, SafetyRule
@@ -279,13 +280,8 @@ def _taken_out(
         ]
         given = [(path, herb.latin) for path, herb in resolved if herb is not None]
     prescribed = list_for(session, patient=patient, kind="medicine")
-    readings = [(assessment, "")]
-    stored_then, then = assessment_service.in_force_read(session, patient=patient, on=date)
-    # One stored before a change of the assessment's form is not read (then is None); the latest still is.
-    if stored_then is not None and then is not None and stored_then.id != stored.id:
-        readings.append((then, f" by the assessment of {stored_then.assessed_on.isoformat()}, in force on that day"))
     removed: dict[str, tuple[SafetyRule, str]] = {}
-    for read, by in readings:
+    for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
         medications = with_prescribed(read.medications, prescribed, today=date)
         if medications != read.medications:  # read beside the assessment's own, as plans read them
             read = read.model_copy(update={"medications": medications})
@@ -302,6 +298,31 @@ def _taken_out(
     ]
 
 
+def _readings(
+    session: Session,
+    *,
+    patient: Patient,
+    date: dt.date,
+    latest: tuple[StoredAssessment | None, Assessment | None],
+) -> list[tuple[Assessment, str]]:
+    """The assessments a session of ``date`` is checked against, each with the words that say which it was: the latest
+    (its words are empty), and the one in force on that day when it is another (a pregnancy over by now was not over
+    then). One stored before a change of the assessment's form is not read."""
+    stored, assessment = latest
+    readings = [] if assessment is None else [(assessment, "")]
+    stored_then, then = assessment_service.in_force_read(session, patient=patient, on=date)
+    if stored_then is not None and then is not None and (stored is None or stored_then.id != stored.id):
+        readings.append((then, f" by the assessment of {stored_then.assessed_on.isoformat()}, in force on that day"))
+    return readings
+
+
+def _removed_taking(
+    read: Assessment, medications: list[str], kb: KnowledgeBase, *, items: Collection[str]
+) -> dict[str, SafetyRule]:
+    """Which of these items a removal rule takes out for the patient of this assessment taking these medicines."""
+    return removed_for(facts_of(read.model_copy(update={"medications": medications}), kb), kb, items=items)
+
+
 def _takes_out_herbs_prescribed(
     session: Session, *, patient: Patient, date: dt.date, details: MedicineDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
@@ -309,30 +330,36 @@ def _takes_out_herbs_prescribed(
     out of their plans once they take this medicine too (Jiang Can prescribed last week, clonazepam now, where the
     sedation rule removes rather than cautions). The other way round (the herb prescribed after the medicine) is
     checked when the herb is recorded. Only what this medicine changes is said: a herb taken out already needed its
-    reason when it was prescribed."""
+    reason when it was prescribed. Held, as points and herbs are, to the latest assessment and to the one in force on
+    the medicine's day."""
     taking: dict[str, TreatmentSession] = {}
     for row in running(list_for(session, patient=patient, kind="herbal"), today=date):
         for herb in row.data["herbs"]:
             if (known := kb.resolve_herb(herb["latin"])) is not None:
                 taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
-    _, assessment = assessment_service.latest_read(session, patient=patient)
-    if not taking or assessment is None:  # without an assessment there is no plan, and the medicine needs a reason
+    if not taking:
         return []
-    before = with_prescribed(assessment.medications, list_for(session, patient=patient, kind="medicine"), today=date)
-    after = before if details.medicine in before else [*before, details.medicine]
+    # Without an assessment there is no plan, and the medicine needs a reason anyway.
+    readings = _readings(
+        session, patient=patient, date=date, latest=assessment_service.latest_read(session, patient=patient)
+    )
+    prescribed = list_for(session, patient=patient, kind="medicine")
+    removed: dict[str, tuple[SafetyRule, str]] = {}
+    for read, by in readings:
+        before = with_prescribed(read.medications, prescribed, today=date)
+        after = before if details.medicine in before else [*before, details.medicine]
 
-    def taken_out(medications: list[str]) -> dict[str, SafetyRule]:
-        return removed_for(facts_of(assessment.model_copy(update={"medications": medications}), kb), kb, items=taking)
-
-    already = taken_out(before)
-    removed = {item: rule for item, rule in taken_out(after).items() if item not in already}
+        already = _removed_taking(read, before, kb, items=taking)
+        for item, rule in _removed_taking(read, after, kb, items=taking).items():
+            if item not in already:
+                removed.setdefault(item, (rule, by))  # the latest assessment's reason first
     problems = []
-    for item, rule in removed.items():
+    for item, (rule, by) in removed.items():
         row = taking[item]
         until = row.date + dt.timedelta(days=row.data["duration_days"] - 1)
         said = (
-            f"{details.medicine} takes {item} out of this patient's plans ({rule.title}), and the prescription of "
-            f"{row.date.isoformat()} gives it until {until.isoformat()}; {OVERRIDE}"
+            f"{details.medicine} takes {item} out of this patient's plans{by} ({rule.title}), and the prescription "
+            f"of {row.date.isoformat()} gives it until {until.isoformat()}; {OVERRIDE}"
         )
         problems.append(FieldProblem("details.medicine", said))
     return problems
