@@ -185,6 +185,11 @@ def test_herbs_taken_that_the_formula_gives_are_named_once_not_as_unchecked(kb: 
     assert "Radix Paeoniae Alba (Bai Shao)" in taken.message and "counts toward them" in taken.message
     assert "unchecked:herb:Radix Paeoniae Alba" not in ids
     assert ids["unchecked:herb:Mystery Root"].severity == "warning"
+    # All of them taken (a prescription of the formula still running): said in a few words, each named in affects.
+    every = [i["latin"] for i in _rec(plan, "herbal_formula").details["ingredients"]]
+    whole = _alert(_plan(kb, patient(tcm=P5, herbs=every)), "herbs_already_taken")
+    assert whole.message.startswith(f"The patient already takes every herb the formula gives ({len(every)}): the")
+    assert whole.affects == [f"herb:{latin}" for latin in every]
 
 
 def test_herbs_taken_are_unchecked_when_the_formula_is_not_given(kb: KnowledgeBase, patient: Any) -> None:

@@ -256,10 +256,14 @@ def unchecked_alerts(
             Alert(
                 id=TAKEN_ALERT,
                 severity=Severity.INFO,
-                message="The patient already takes "
-                + ", ".join(f"{latin} ({planned[latin]['pinyin']})" for latin in taken)
-                + ", which the formula also gives: the formula's doses are a whole day's, and what is taken already "
-                "counts toward them.",
+                message=(
+                    f"The patient already takes every herb the formula gives ({len(taken)})"
+                    if len(taken) == len(planned) and len(taken) > 1
+                    else "The patient already takes "
+                    + ", ".join(f"{latin} ({planned[latin]['pinyin']})" for latin in taken)
+                    + ", which the formula also gives"
+                )
+                + ": the formula's doses are a whole day's, and what is taken already counts toward them.",
                 affects=[f"herb:{latin}" for latin in taken],
             )
         )
