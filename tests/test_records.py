@@ -676,6 +676,33 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
     ]
 
 
+def _unknown_to_the_plan(engine: Engine, kb: KnowledgeBase) -> tuple[list[str], list[str]]:
+    """What p-001's page says was recorded since the plan was made, and the alerts a recheck finds the plan would
+    gain."""
+    with _session(engine) as s:
+        since = sessions.recorded_since(s, patient=patients.get(s, code="p-001"))
+        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t")
+    return since, change.alerts_added
+
+
+def _stop_today(engine: Engine, kind: str, prescribed: str) -> None:
+    """Record today as the day p-001's prescription (of a medicine or herbs) of that date was stopped, after seeing the
+    day before it refused."""
+    day_before = (dt.date.fromisoformat(prescribed) - dt.timedelta(days=1)).isoformat()
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = [r for r in sessions.list_for(s, patient=patient, kind=kind) if r.date.isoformat() == prescribed]
+        with pytest.raises(InputError) as refused:
+            sessions.record_outcome(
+                s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=day_before), actor="t"
+            )
+        assert [(p.path, p.message) for p in refused.value.problems] == [
+            ("stopped", f"{day_before} is before the prescription of {prescribed}")
+        ]
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
+        assert sessions.outcome_words(row.kind, row.data) == f"stopped {TODAY.isoformat()}"
+
+
 def test_a_medicine_the_patient_still_takes_is_read_by_the_next_plan(engine: Engine, kb: KnowledgeBase) -> None:
     """Carbamazepine prescribed in the records: the patient page and the recheck say the plan does not know it; the
     next version warns about herbs with it (as it would with carbamazepine in the assessment); once stopped, or
@@ -688,14 +715,9 @@ def test_a_medicine_the_patient_still_takes_is_read_by_the_next_plan(engine: Eng
     course = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg bd", "override_reason": reason}
     assert _record(engine, kb, {**course, "duration_days": 30}, days_ago=5) == []
     assert _record(engine, kb, {**course, "duration_days": 30}, days_ago=40) == []  # over 10 days ago
-    with _session(engine) as s:
-        patient = patients.get(s, code="p-001")
-        assert sessions.recorded_since(s, patient=patient) == [
-            f"prescription of {(TODAY - dt.timedelta(days=40)).isoformat()}",
-            f"prescription of {prescribed}",
-        ]
-        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t")
-        assert "carbamazepine_herbs" in change.alerts_added
+    since, added = _unknown_to_the_plan(engine, kb)
+    assert since == [f"prescription of {(TODAY - dt.timedelta(days=40)).isoformat()}", f"prescription of {prescribed}"]
+    assert "carbamazepine_herbs" in added
 
     def alerts() -> dict[str, list[str]]:
         with _session(engine) as s, s.begin():
@@ -703,18 +725,7 @@ def test_a_medicine_the_patient_still_takes_is_read_by_the_next_plan(engine: Eng
             return {alert["id"]: alert["affects"] for alert in version.content["alerts"]}
 
     assert "herbal_formula" in alerts()["carbamazepine_herbs"]
-    with _session(engine) as s, s.begin():
-        patient = patients.get(s, code="p-001")
-        [row] = [r for r in sessions.list_for(s, patient=patient, kind="medicine") if r.date.isoformat() == prescribed]
-        too_soon = SessionOutcome(stopped=TODAY - dt.timedelta(days=6))
-        with pytest.raises(InputError) as refused:
-            sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=too_soon, actor="t")
-        assert [(p.path, p.message) for p in refused.value.problems] == [
-            ("stopped", f"{(TODAY - dt.timedelta(days=6)).isoformat()} is before the prescription of {prescribed}")
-        ]
-        stopped = SessionOutcome(stopped=TODAY)
-        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=stopped, actor="t")
-        assert sessions.outcome_words(row.kind, row.data) == f"stopped {TODAY.isoformat()}"
+    _stop_today(engine, "medicine", prescribed)
     with _session(engine) as s:
         assert sessions.recorded_since(s, patient=patients.get(s, code="p-001")) == [
             f"the outcome of the prescription of {prescribed}"
@@ -739,14 +750,12 @@ def test_a_herbal_prescription_still_taken_is_read_by_the_next_plan(engine: Engi
     assert _record(engine, kb, prescription, days_ago=3) == []
     assert _record(engine, kb, {**prescription, "herbs": herbs[-1:]}, days_ago=20) == []  # its last day was 7 days ago
     prescribed = (TODAY - dt.timedelta(days=3)).isoformat()
-    with _session(engine) as s:
-        patient = patients.get(s, code="p-001")
-        assert sessions.recorded_since(s, patient=patient) == [
-            f"herbal prescription of {(TODAY - dt.timedelta(days=20)).isoformat()}",
-            f"herbal prescription of {prescribed}",
-        ]
-        [change] = plans.recheck(s, kb=kb, today=TODAY, actor="t")
-        assert {"herbs_already_taken", "unchecked:herb:Radix Bupleuri"} <= set(change.alerts_added)
+    since, added = _unknown_to_the_plan(engine, kb)
+    assert since == [
+        f"herbal prescription of {(TODAY - dt.timedelta(days=20)).isoformat()}",
+        f"herbal prescription of {prescribed}",
+    ]
+    assert {"herbs_already_taken", "unchecked:herb:Radix Bupleuri"} <= set(added)
 
     def alerts() -> dict[str, dict[str, Any]]:
         with _session(engine) as s, s.begin():
@@ -757,17 +766,7 @@ def test_a_herbal_prescription_still_taken_is_read_by_the_next_plan(engine: Engi
     assert found["herbs_already_taken"]["affects"] == ["herb:Rhizoma Gastrodiae", "herb:Ramulus Uncariae cum Uncis"]
     assert found["unchecked:herb:Radix Bupleuri"]["severity"] == "warning"
     assert not [name for name in found if name.startswith("unchecked:herb:R") and "Bupleuri" not in name]
-    with _session(engine) as s, s.begin():
-        patient = patients.get(s, code="p-001")
-        [row] = [r for r in sessions.list_for(s, patient=patient, kind="herbal") if r.date.isoformat() == prescribed]
-        too_soon = SessionOutcome(stopped=TODAY - dt.timedelta(days=4))
-        with pytest.raises(InputError) as refused:
-            sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=too_soon, actor="t")
-        assert [(p.path, p.message) for p in refused.value.problems] == [
-            ("stopped", f"{(TODAY - dt.timedelta(days=4)).isoformat()} is before the prescription of {prescribed}")
-        ]
-        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
-        assert sessions.outcome_words(row.kind, row.data) == f"stopped {TODAY.isoformat()}"
+    _stop_today(engine, "herbal", prescribed)
     found = alerts()
     assert "herbs_already_taken" not in found and "unchecked:herb:Radix Bupleuri" not in found
 
