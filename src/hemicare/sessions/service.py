@@ -348,7 +348,6 @@ def _takes_out_herbs_prescribed(
     for read, by in readings:
         before = with_prescribed(read.medications, prescribed, today=date)
         after = before if details.medicine in before else [*before, details.medicine]
-
         already = _removed_taking(read, before, kb, items=taking)
         for item, rule in _removed_taking(read, after, kb, items=taking).items():
             if item not in already:
@@ -496,8 +495,8 @@ def list_for(session: Session, *, patient: Patient, kind: str | None = None) -> 
     return list(session.scalars(query.order_by(TreatmentSession.date, TreatmentSession.id)))
 
 
-# The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history
-# and medicines), with their names in a sentence.
+# The kinds of session a plan is made from (plans.service.with_recorded_history adds them to the assessment's history,
+# medicines and herbs), with their names in a sentence.
 READ_BY_PLANS = {
     "toxin": "toxin session",
     "mvd": "operation (MVD)",
