@@ -788,7 +788,11 @@ def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
     _assess(engine, kb, baseline | {"medications": []})
     clonazepam = {"kind": "medicine", "medicine": "clonazepam", "dose": "0.5 mg at night", "override_reason": "tried"}
     assert _record(engine, kb, clonazepam, days_ago=3) == []
-    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 7}
+    jiang_can = {
+        "kind": "herbal",
+        "herbs": [{"latin": "Jiang Can", "dose_g": 5}],
+        "duration_days": 7,
+    }  # twice is 10 g, the top
     ((path, message),) = _record(engine, kb, jiang_can)
     assert path == "details.herbs.0.latin"
     assert message.startswith("Bombyx Batryticatus is taken out of this patient's plans: Additive sedation")
@@ -798,6 +802,52 @@ def test_a_safety_rule_on_a_medicine_reaches_one_prescribed_in_the_records(
         [row] = sessions.list_for(s, patient=patient, kind="medicine")
         sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
     assert _record(engine, kb, jiang_can) == []
+
+
+def test_a_toxic_herb_prescribed_again_on_days_another_prescription_gives_it_adds_up(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Quan Xie 4 g a day boiled for 14 days from 10 days ago (its reference top is 6 g): a renewal of 4 g today makes
+    8 g a day and needs a reason naming that prescription; 2 g does not pass 6, and a prescription ending the day the
+    other began does not overlap it. Quan Xie as a powder on those days cannot be added to the boiled dose. Once the
+    first is stopped today, the renewal passes."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    reason = "written from the paper chart"
+    quan_xie = {"kind": "herbal", "herbs": [{"latin": "Quan Xie", "dose_g": 4}], "duration_days": 14}
+    assert _record(engine, kb, {**quan_xie, "override_reason": reason}, days_ago=10) == []
+    started, last = (TODAY - dt.timedelta(days=10)).isoformat(), (TODAY + dt.timedelta(days=3)).isoformat()
+
+    def overlap(details: dict[str, Any], days_ago: int = 0) -> list[str]:
+        problems = _record(engine, kb, details, days_ago=days_ago)
+        return [message for path, message in problems if path == "details.herbs.0.dose_g"]
+
+    assert overlap(quan_xie) == [
+        f"4 g a day of Scorpio (Quan Xie) with 4 g from the prescription of {started} (until {last}) is 8 g a day, "
+        "above its reference daily decoction dose of 6 g (Decoction 3-6 g, powder 0.6-1 g (ChP-based); Bensky 2-4.5 g "
+        "decoction); stop the other prescription on the day this one starts, or give details.override_reason to "
+        "record it anyway"
+    ]
+    assert overlap({**quan_xie, "herbs": [{"latin": "Scorpio", "dose_g": 2}]}) == []
+    assert overlap({**quan_xie, "duration_days": 5}, days_ago=15) == []  # its last day is the day before
+    assert len(overlap({**quan_xie, "duration_days": 2}, days_ago=11)) == 1  # entered late, its last day overlaps
+    # Alone above the top, it is said once, as the dose it is.
+    [alone] = overlap({**quan_xie, "herbs": [{"latin": "Scorpio", "dose_g": 7}]})
+    assert alone.startswith("7 g of Scorpio (Quan Xie) is above its reference daily decoction dose of 6 g")
+    assert overlap({**quan_xie, "preparation": "powder", "herbs": [{"latin": "Scorpio", "dose_g": 0.5}]}) == [
+        f"Scorpio (Quan Xie) is toxic and the prescription of {started} (until {last}) gives it boiled on some of the "
+        "same days: doses taken both ways cannot be added up, so the day's dose is unchecked; stop the other "
+        "prescription on the day this one starts, or give details.override_reason to record it anyway"
+    ]
+    assert overlap({**quan_xie, "herbs": [{"latin": "Tian Ma", "dose_g": 9}]}) == []  # no reference top to pass
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [first] = [r for r in sessions.list_for(s, patient=patient, kind="herbal") if r.date.isoformat() == started]
+        stopped = SessionOutcome(stopped=TODAY)
+        sessions.record_outcome(s, patient=patient, session_id=first.id, outcome=stopped, actor="t")
+    # Those that passed were recorded: 2 g from today (4 + 2 is not above 6) and Tian Ma.
+    assert overlap(quan_xie) == []
+    assert len(overlap({**quan_xie, "herbs": [{"latin": "Scorpio", "dose_g": 0.5}]})) == 1  # 2 + 4 + 0.5
 
 
 def test_a_herb_written_by_another_name_is_kept_under_its_latin_name(

@@ -394,6 +394,66 @@ def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[Fi
     return problems
 
 
+def _days_taken(row: Any) -> tuple[dt.date, dt.date]:
+    """The first day a prescription is taken and the day after its last: its days, or until the day it was stopped."""
+    end = row.date + dt.timedelta(days=row.data["duration_days"])
+    if row.data.get("stopped"):
+        end = min(end, dt.date.fromisoformat(row.data["stopped"]))
+    return row.date, end
+
+
+def _herbs_with_overlapping(
+    session: Session, *, patient: Patient, date: dt.date, details: HerbalDetails, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """Herbs with a reference daily dose that another herbal prescription gives on some of this one's days (a renewal
+    written before the last course ends, say): a day's doses add up, and together they may pass the reference dose
+    that each passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
+    herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
+    first, end = date, date + dt.timedelta(days=details.duration_days)
+    overlapping = []
+    for row in list_for(session, patient=patient, kind="herbal"):
+        start, stop = _days_taken(row)
+        if start < end and first < stop:
+            overlapping.append((row, stop - dt.timedelta(days=1)))
+    problems = []
+    for index, given in enumerate(details.herbs):
+        herb = kb.resolve_herb(given.latin)
+        if herb is None:
+            continue
+        top = herb.decoction_max_g if details.preparation == "decoction" else herb.powder_max_g
+        same: list[tuple[float, str]] = []
+        other: list[tuple[float, str]] = []
+        for row, last in overlapping:
+            for taken in row.data["herbs"]:
+                if kb.resolve_herb(taken["latin"]) is herb:
+                    said = f"the prescription of {row.date.isoformat()} (until {last.isoformat()})"
+                    kept = row.data.get("preparation", "decoction") == details.preparation
+                    (same if kept else other).append((taken["dose_g"], said))
+        path, name = f"details.herbs.{index}.dose_g", f"{herb.latin} ({herb.pinyin})"
+        total = round(given.dose_g + sum(dose for dose, _ in same), 3)
+        if top is not None and same and given.dose_g <= top < total:
+            with_ = " and ".join(f"{dose:g} g from {said}" for dose, said in same)
+            problems.append(
+                FieldProblem(
+                    path,
+                    f"{given.dose_g:g} g a day of {name} with {with_} is {total:g} g a day, above its reference daily "
+                    f"{details.preparation} dose of {top:g} g ({herb.dose_note}); stop the other prescription on the "
+                    f"day this one starts, or {OVERRIDE}",
+                )
+            )
+        elif herb.toxic and other:
+            taken_as = "as a powder" if details.preparation == "decoction" else "boiled"
+            problems.append(
+                FieldProblem(
+                    path,
+                    f"{name} is toxic and {other[0][1]} gives it {taken_as} on some of the same days: doses taken "
+                    f"both ways cannot be added up, so the day's dose is unchecked; stop the other prescription on "
+                    f"the day this one starts, or {OVERRIDE}",
+                )
+            )
+    return problems
+
+
 def _needs_a_reason(
     session: Session, *, patient: Patient, data: SessionCreate, kb: KnowledgeBase
 ) -> list[FieldProblem]:
@@ -417,6 +477,7 @@ def _needs_a_reason(
         problems += _toxin_in_cap_period(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
+        problems += _herbs_with_overlapping(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, MedicineDetails):
