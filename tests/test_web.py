@@ -3680,6 +3680,23 @@ def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: T
     assert client.post("/patients/qz-1/sessions/herbal", data=form | reason).status_code == 303
     assert "as a powder (grams a day), 7 days" in html.unescape(client.get("/patients/qz-1").text)
 
+    # Boiled from today while the powder runs: the two cannot be added up, so the toxic herbs need a reason, or the
+    # powder stopped today from its history row.
+    refused = client.post("/patients/qz-1/sessions/herbal", data=form)
+    assert refused.status_code == 422
+    said = html.unescape(_problems_of(refused.text, "herbal"))
+    today = dt.date.today().isoformat()
+    assert (
+        f"Dose of Scorpio</strong>: Scorpio (Quan Xie) is toxic and the prescription of {today} (until "
+        f"{(dt.date.today() + dt.timedelta(days=6)).isoformat()}) gives it as a powder on some of the same days"
+    ) in said
+    assert "stop the other prescription on the day this one starts" in said
+    action = re.search(r'action="(/patients/qz-1/sessions/\d+/outcome)"', _history_rows(refused.text))
+    assert action is not None
+    stopped = client.post(action.group(1), data={"csrf_token": form["csrf_token"], "stopped": today})
+    assert stopped.status_code == 303
+    assert client.post("/patients/qz-1/sessions/herbal", data=form).status_code == 303
+
 
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:
     recorded = client.get(f"/api/v1/patients/{code}/sessions").json()
