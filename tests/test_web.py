@@ -3764,6 +3764,11 @@ def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_sto
     assert (_recorded_since(page) or "").startswith(
         f"Recorded since this plan was made: herbal prescription of {today}"
     )
+    last = (dt.date.today() + dt.timedelta(days=13)).isoformat()
+    running = re.search(r'<div class="alert info" id="herbal-running">(.*?)</div>', page, re.S)
+    assert running is not None and _visible_text(running.group(1)).startswith(
+        f"Still taken: the prescription of {today} (until {last}). If this one replaces it, mark it stopped"
+    )
 
     def new_version() -> str:
         hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/plans")
@@ -3788,6 +3793,7 @@ def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_sto
     assert client.post(action, data={"csrf_token": csrf, "stopped": today}).status_code == 303
     history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
     assert f"stopped {today}" in history and action not in history
+    assert 'id="herbal-running"' not in client.get("/patients/demo-001").text
     alerts = new_version()
     assert "already takes" not in alerts and "Chai Hu" not in alerts
 
