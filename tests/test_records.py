@@ -668,12 +668,52 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
         )
     # Checked as its generic: Tegretol for a carrier of HLA-B*15:02 is carbamazepine.
     _plan_for(engine, kb, patient(hla_b1502="positive", **mild))
-    ((path, message),) = _record(engine, kb, {**carbamazepine, "medicine": "TEGRETOL"})
+    (again, (path, message)) = _record(engine, kb, {**carbamazepine, "medicine": "TEGRETOL"})
     assert message.startswith("plan version 3 has Carbamazepine contraindicated (")
+    # The carbamazepine recorded above runs today too: one medicine, two prescriptions.
+    assert again == (
+        "details.medicine",
+        f"carbamazepine is prescribed already on some of the same days (the prescription of {TODAY.isoformat()} "
+        f"(until {(TODAY + dt.timedelta(days=29)).isoformat()})): doses as written cannot be added up; stop the "
+        "other prescription on the day this one starts, or give details.override_reason to record it anyway",
+    )
     known = sorted(t.removeprefix("medication:") for t in kb.treatments if t.startswith("medication:"))
     assert _record(engine, kb, {**gabapentin, "medicine": "warfarin", "override_reason": reason}) == [
         ("details.medicine", f"unknown medicine 'warfarin'; known: {', '.join(known)}")  # a drug, not an HFS one
     ]
+
+
+def test_a_medicine_prescribed_again_while_the_last_prescription_runs_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Baclofen without a course from 20 days ago, not stopped: a new dose today overlaps it, and so does one entered
+    late for 5 days from 25 days ago; one ending the day before it began does not, nor does another medicine. Stopped
+    today, it no longer overlaps a prescription from today."""
+    _add_patient(engine)
+    _plan_for(engine, kb, patient())
+    reason = "spasm worse at night; reviewed"
+    baclofen = {"kind": "medicine", "medicine": "baclofen", "dose": "5 mg three times a day", "override_reason": reason}
+    assert _record(engine, kb, baclofen, days_ago=20) == []
+    started = (TODAY - dt.timedelta(days=20)).isoformat()
+    again = (
+        "details.medicine",
+        f"baclofen is prescribed already on some of the same days (the prescription of {started}): doses as written "
+        "cannot be added up; stop the other prescription on the day this one starts, or give details.override_reason "
+        "to record it anyway",
+    )
+    assert _record(engine, kb, {**baclofen, "override_reason": None, "dose": "10 mg three times a day"})[0] == again
+    assert _record(engine, kb, {**baclofen, "override_reason": None, "duration_days": 6}, days_ago=25)[0] == again
+    assert _record(engine, kb, {**baclofen, "duration_days": 5}, days_ago=25) == []  # its last day: the 21st
+    assert _record(engine, kb, {**baclofen, "medicine": "gabapentin"}) == []
+    with _session(engine) as s, s.begin():
+        patient_row = patients.get(s, code="p-001")
+        [first] = [
+            r for r in sessions.list_for(s, patient=patient_row, kind="medicine") if r.date.isoformat() == started
+        ]
+        sessions.record_outcome(
+            s, patient=patient_row, session_id=first.id, outcome=SessionOutcome(stopped=TODAY), actor="t"
+        )
+    assert _record(engine, kb, {**baclofen, "dose": "10 mg three times a day"}) == []
 
 
 def _unknown_to_the_plan(engine: Engine, kb: KnowledgeBase) -> tuple[list[str], list[str]]:

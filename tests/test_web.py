@@ -2371,13 +2371,24 @@ def test_a_neurologist_records_a_medicine_the_plan_does_not_recommend_only_with_
     assert f"gabapentin 300 mg at night; override reason: {reason}" in said
     # The plan does not know it yet; stopped from its history row, it is said to have been stopped.
     assert "prescription of " in (_recorded_since(page) or "")
+    today = dt.date.today().isoformat()
+    running = re.search(r'<div class="alert info" id="medicines-running">(.*?)</div>', page, re.S)
+    assert running is not None
+    assert _visible_text(running.group(1)).startswith(f"Still taken: gabapentin (the prescription of {today}).")
+    # A new dose while it runs: refused beside the medicine, with the plan's own reason asked for too.
+    refused = client.post("/patients/demo-001/sessions/medicine", data={**typed, "dose": "600 mg at night"})
+    assert refused.status_code == 422
+    said = re.sub("<[^>]+>", "", html.unescape(_problems_of(refused.text, "medicine")))
+    assert f"Medicine: gabapentin is prescribed already on some of the same days (the prescription of {today})" in said
     form = re.search(r'action="([^"]+/outcome)"((?!</form>).)*name="stopped"', _history_rows(page), re.S)
     assert form is not None
     action = form.group(1)
-    stopped = {"csrf_token": csrf, "stopped": dt.date.today().isoformat()}
+    stopped = {"csrf_token": csrf, "stopped": today}
     assert client.post(action, data=stopped).status_code == 303
-    history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
-    assert f"stopped {dt.date.today().isoformat()}" in history and action not in history
+    page = client.get("/patients/demo-001").text
+    history = html.unescape(_history_rows(page))
+    assert f"stopped {today}" in history and action not in history
+    assert 'id="medicines-running"' not in page
     client.cookies.clear()
     sign_in(client, "tcm")
     assert 'id="medicine-form"' not in client.get("/patients/demo-001").text

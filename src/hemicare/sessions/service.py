@@ -395,11 +395,50 @@ def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[Fi
 
 
 def _days_taken(row: Any) -> tuple[dt.date, dt.date]:
-    """The first day a prescription is taken and the day after its last: its days, or until the day it was stopped."""
-    end = row.date + dt.timedelta(days=row.data["duration_days"])
+    """The first day a prescription is taken and the day after its last: its days, or until the day it was stopped (a
+    medicine without a course and not stopped: without end)."""
+    days = row.data.get("duration_days")
+    end = dt.date.max if days is None else row.date + dt.timedelta(days=days)
     if row.data.get("stopped"):
         end = min(end, dt.date.fromisoformat(row.data["stopped"]))
     return row.date, end
+
+
+def _overlapping(
+    session: Session, *, patient: Patient, kind: str, date: dt.date, days: int | None
+) -> list[tuple[TreatmentSession, str]]:
+    """The patient's prescriptions of this kind taken on some of the days of one given from ``date`` (for ``days``, or
+    without end), each with words that name it: "the prescription of 2026-11-20 (until 2026-12-03)"."""
+    first, end = date, dt.date.max if days is None else date + dt.timedelta(days=days)
+    found = []
+    for row in list_for(session, patient=patient, kind=kind):
+        start, stop = _days_taken(row)
+        if start < end and first < stop:
+            until = "" if stop == dt.date.max else f" (until {(stop - dt.timedelta(days=1)).isoformat()})"
+            found.append((row, f"the prescription of {row.date.isoformat()}{until}"))
+    return found
+
+
+def _medicine_prescribed_already(
+    session: Session, *, patient: Patient, date: dt.date, details: MedicineDetails
+) -> list[FieldProblem]:
+    """The same medicine prescribed on some of the same days (a new dose written while the last prescription runs):
+    doses are kept as written and cannot be added up, and two running prescriptions of one medicine leave it unclear
+    which the patient takes. Stopping the other on the day this one starts ends the overlap."""
+    same = [
+        said
+        for row, said in _overlapping(session, patient=patient, kind="medicine", date=date, days=details.duration_days)
+        if row.data["medicine"] == details.medicine
+    ]
+    if not same:
+        return []
+    return [
+        FieldProblem(
+            "details.medicine",
+            f"{details.medicine} is prescribed already on some of the same days ({', '.join(same)}): doses as written "
+            f"cannot be added up; stop the other prescription on the day this one starts, or {OVERRIDE}",
+        )
+    ]
 
 
 def _herbs_with_overlapping(
@@ -409,12 +448,7 @@ def _herbs_with_overlapping(
     written before the last course ends, say): a day's doses add up, and together they may pass the reference dose
     that each passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
     herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
-    first, end = date, date + dt.timedelta(days=details.duration_days)
-    overlapping = []
-    for row in list_for(session, patient=patient, kind="herbal"):
-        start, stop = _days_taken(row)
-        if start < end and first < stop:
-            overlapping.append((row, stop - dt.timedelta(days=1)))
+    overlapping = _overlapping(session, patient=patient, kind="herbal", date=date, days=details.duration_days)
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
@@ -423,10 +457,9 @@ def _herbs_with_overlapping(
         top = herb.decoction_max_g if details.preparation == "decoction" else herb.powder_max_g
         same: list[tuple[float, str]] = []
         other: list[tuple[float, str]] = []
-        for row, last in overlapping:
+        for row, said in overlapping:
             for taken in row.data["herbs"]:
                 if kb.resolve_herb(taken["latin"]) is herb:
-                    said = f"the prescription of {row.date.isoformat()} (until {last.isoformat()})"
                     kept = row.data.get("preparation", "decoction") == details.preparation
                     (same if kept else other).append((taken["dose_g"], said))
         path, name = f"details.herbs.{index}.dose_g", f"{herb.latin} ({herb.pinyin})"
@@ -481,6 +514,7 @@ def _needs_a_reason(
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, MedicineDetails):
+        problems += _medicine_prescribed_already(session, patient=patient, date=data.date, details=details)
         problems += _takes_out_herbs_prescribed(session, patient=patient, date=data.date, details=details, kb=kb)
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
