@@ -606,15 +606,10 @@ def running(sessions: Iterable[Any], *, today: dt.date) -> list[Any]:
     them; a medicine without them is taken until a stop is recorded)."""
     taken = []
     for row in sessions:
-        if row.kind not in ("medicine", "herbal") or row.date > today:
-            continue
-        stopped = row.data.get("stopped")
-        days = row.data.get("duration_days")
-        if stopped is not None and dt.date.fromisoformat(stopped) <= today:
-            continue
-        if days is not None and row.date + dt.timedelta(days=days) <= today:
-            continue
-        taken.append(row)
+        if row.kind in ("medicine", "herbal"):
+            first, end = _days_taken(row)
+            if first <= today < end:
+                taken.append(row)
     return taken
 
 
