@@ -1234,7 +1234,7 @@ def test_a_referral_goes_to_the_chosen_specialty_with_the_question_and_the_recor
     ]
     with session_factory(clinic)() as s, s.begin():
         patient = patient_service.get(s, code="demo-001")
-        for days_ago, details in zip((120, 30), sessions, strict=True):
+        for days_ago, details in zip((120, 5), sessions, strict=True):
             data = {"date": (today - dt.timedelta(days=days_ago)).isoformat(), "clinician": "N", "details": details}
             session_service.record(
                 s, patient=patient, data=SessionCreate.model_validate(data), kb=load_default(), actor="setup"
@@ -1254,6 +1254,11 @@ def test_a_referral_goes_to_the_chosen_specialty_with_the_question_and_the_recor
     herbal = text.index("herbal by N: Tian Ma Gou Teng Yin: Rhizoma Gastrodiae 9 g, 14 days.", treated)
     toxin = text.index("toxin by N: onabotulinumtoxinA 2.5 U, lot L77. Outcome: effect 11 weeks; ptosis.", treated)
     assert herbal < toxin
+    started, last = today - dt.timedelta(days=5), today + dt.timedelta(days=8)
+    assert (
+        "Taken now, as prescribed in HemiCare: Tian Ma Gou Teng Yin: Rhizoma Gastrodiae 9 g, 14 days (from "
+        f"{started.isoformat()}, until {last.isoformat()})."
+    ) in text
     assert "Mean toxin effect: 11 weeks." in text
     # The receiving specialty's part in full (the dose plan of the conventional toxin item); the sender's brief.
     assert "Dose plan (Botox, onabotulinumtoxinA):" in text and "Points (WHO code" not in text

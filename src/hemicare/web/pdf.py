@@ -167,7 +167,7 @@ class Referral:
     plan: dict[str, Any]
     plan_number: int
     assessment: Assessment | None
-    history: list[dict[str, Any]]  # date, kind, clinician, what, outcome: as on the patient's page
+    history: list[dict[str, Any]]  # date, kind, clinician, what, outcome, running, last_day: as on the patient's page
     outcomes: Summary
     names: dict[str, str]  # recommendation names by id (the knowledge base's treatments)
     scale_names: dict[str, str]
@@ -233,6 +233,13 @@ def referral_pdf(referral: Referral) -> bytes:
         doc.para(f"{row['date']} {row['kind']} by {row['clinician']}: {row['what']}.{outcome}", 9)
     if not r.history:
         doc.para("No treatment recorded in HemiCare.")
+    taking = [
+        f"{row['what']} (from {row['date']}{', until ' + str(row['last_day']) if row.get('last_day') else ''})"
+        for row in r.history
+        if row.get("running")
+    ]
+    if taking:
+        doc.para("Taken now, as prescribed in HemiCare: " + "; ".join(taking) + ".")
     doc.heading("Outcomes", 12)
     doc.para(_outcome_words(r.outcomes, r.scale_names))
     doc.heading("Plan", 12)
