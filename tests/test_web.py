@@ -2380,6 +2380,11 @@ def test_a_neurologist_records_a_medicine_the_plan_does_not_recommend_only_with_
     running = re.search(r'<div class="alert info" id="medicines-running">(.*?)</div>', page, re.S)
     assert running is not None
     assert _visible_text(running.group(1)).startswith(f"Still taken: gabapentin (the prescription of {today}).")
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert f"<li>Gabapentin, 300 mg at night (since {today})</li>" in client.get("/me").text
+    client.cookies.clear()
+    csrf = typed["csrf_token"] = sign_in(client, "neuro")
     # A new dose while it runs: refused beside the medicine, with the plan's own reason asked for too.
     refused = client.post("/patients/demo-001/sessions/medicine", data={**typed, "dose": "600 mg at night"})
     assert refused.status_code == 422
@@ -3786,6 +3791,19 @@ def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_sto
         f"Still taken: the prescription of {today} (until {last}). If this one replaces it, mark it stopped"
     )
 
+    def taking() -> str | None:  # what the patient reads on their own page
+        client.cookies.clear()
+        sign_in(client, "patient1")
+        found = re.search(r'<div id="taking">(.*?)</div>', client.get("/me").text, re.S)
+        client.cookies.clear()
+        sign_in(client, "tcm")
+        return _visible_text(found.group(1)) if found else None
+
+    assert taking() == (
+        f"What you take now, as prescribed by your care team: Herbal medicine, Tian Ma Gou Teng Yin, 3 herbs (since "
+        f"{today}, until {last})"
+    )
+
     def new_version() -> str:
         hidden = _hidden_fields(client, "/patients/demo-001", "/patients/demo-001/plans")
         assert client.post("/patients/demo-001/plans", data=hidden).status_code == 303
@@ -3810,6 +3828,7 @@ def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_sto
     history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
     assert f"stopped {today}" in history and action not in history
     assert 'id="herbal-running"' not in client.get("/patients/demo-001").text
+    assert taking() is None
     alerts = new_version()
     assert "already takes" not in alerts and "Chai Hu" not in alerts
 

@@ -6,6 +6,7 @@ specialty last signed it. A plan HemiCare generated and nobody has reviewed is n
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -128,3 +129,21 @@ def due_words(item: DueItem) -> DueWords:
     if item.days_late == 0:
         return DueWords("Due today", item.what)
     return DueWords(when, item.what)
+
+
+def taking_words(prescriptions: list[Any], kb: KnowledgeBase) -> list[str]:
+    """What the patient takes now of what was prescribed in HemiCare, as they read it on their page: a medicine with
+    its dose as written, herbs by their formula's name, each with the days left to it where it has a course."""
+    said = []
+    for row in prescriptions:
+        days = row.data.get("duration_days")
+        until = f", until {(row.date + dt.timedelta(days=days - 1)).isoformat()}" if days else ""
+        if row.kind == "medicine":
+            said.append(
+                f"{row.data['medicine'].capitalize()}, {row.data['dose']} (since {row.date.isoformat()}{until})"
+            )
+        else:
+            formula = kb.formulas.get(row.data.get("formula") or "")
+            name = f"Herbal medicine, {formula.pinyin}" if formula else "Herbal medicine"
+            said.append(f"{name}, {len(row.data['herbs'])} herbs (since {row.date.isoformat()}{until})")
+    return said

@@ -15,6 +15,7 @@ from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
+from hemicare.sessions import service as session_service
 from hemicare.web import forms
 from hemicare.web.auth import PageUser, Principal, audit_read, check_csrf, require_role
 from hemicare.web.pages._shared import (
@@ -28,7 +29,7 @@ from hemicare.web.pages._shared import (
     questionnaire_items,
 )
 from hemicare.web.payload import RecordNumber
-from hemicare.web.plain import due_words, plain_parts, things_to_know
+from hemicare.web.plain import due_words, plain_parts, taking_words, things_to_know
 
 router = APIRouter(include_in_schema=False)
 
@@ -56,6 +57,7 @@ def _my_page(
             session, kb=request.app.state.kb, today=dt.date.today(), horizon_days=120, patient_id=patient.id
         )
         found = outcome_service.records(session, patient=patient)
+        taking = taking_words(session_service.running(found.sessions, today=dt.date.today()), request.app.state.kb)
         chart = _chart(found, patient, request.app.state.kb)
         monthly = outcome_service.summarise(found, patient=patient, kb=request.app.state.kb).monthly
         plain = plain_parts(parts, reviewed, request.app.state.kb)
@@ -72,6 +74,7 @@ def _my_page(
         entries=entries,
         answers=answers,
         due=[due_words(item) for item in due],
+        taking=taking,
         chart=chart,
         monthly=monthly,
         scores=found.scores,
