@@ -446,7 +446,7 @@ def _herbs_with_overlapping(
 ) -> list[FieldProblem]:
     """Herbs with a reference daily dose that another herbal prescription gives on some of this one's days (a renewal
     written before the last course ends, say): a day's doses add up, and together they may pass the reference dose
-    that each passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
+    that neither passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
     herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
     overlapping = _overlapping(session, patient=patient, kind="herbal", date=date, days=details.duration_days)
     problems = []
