@@ -600,6 +600,12 @@ READ_BY_PLANS = {
 }
 
 
+def last_day(row: Any) -> dt.date | None:
+    """The last day of a prescription's course (None for a medicine prescribed without one)."""
+    days = row.data.get("duration_days")
+    return None if days is None else row.date + dt.timedelta(days=days - 1)
+
+
 def running(sessions: Iterable[Any], *, today: dt.date) -> list[Any]:
     """The prescriptions (of medicines and herbs) among these sessions that the patient still takes on ``today``:
     given by then, not stopped, and within the course's days where one was given (a herbal prescription always has

@@ -6,7 +6,6 @@ specialty last signed it. A plan HemiCare generated and nobody has reviewed is n
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase
 from hemicare.plans.schemas import part_of
+from hemicare.sessions import service as session_service
 
 if TYPE_CHECKING:
     from hemicare.plans.service import ReviewedPart
@@ -133,11 +133,11 @@ def due_words(item: DueItem) -> DueWords:
 
 def taking_words(prescriptions: list[Any], kb: KnowledgeBase) -> list[str]:
     """What the patient takes now of what was prescribed in HemiCare, as they read it on their page: a medicine with
-    its dose as written, herbs by their formula's name, each with the days left to it where it has a course."""
+    its dose as written, herbs by their formula's name, each with its first day and, where it has a course, its last."""
     said = []
     for row in prescriptions:
-        days = row.data.get("duration_days")
-        until = f", until {(row.date + dt.timedelta(days=days - 1)).isoformat()}" if days else ""
+        last = session_service.last_day(row)
+        until = f", until {last.isoformat()}" if last else ""
         if row.kind == "medicine":
             said.append(
                 f"{row.data['medicine'].capitalize()}, {row.data['dose']} (since {row.date.isoformat()}{until})"

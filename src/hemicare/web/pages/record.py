@@ -177,11 +177,7 @@ def _history(found: outcome_service.Records, kb: KnowledgeBase) -> list[dict[str
             "what": session_service.describe(row.kind, row.data, formula_names=formula_names),
             "outcome": session_service.outcome_words(row.kind, row.data),
             "running": row.id in taken,
-            "last_day": (
-                row.date + dt.timedelta(days=row.data["duration_days"] - 1)
-                if row.kind in ("herbal", "medicine") and row.data.get("duration_days")
-                else None
-            ),
+            "last_day": session_service.last_day(row) if row.kind in ("herbal", "medicine") else None,
         }
         for row in found.sessions
     ]
