@@ -6,6 +6,7 @@ keep its contrast, and a screen reader must say what each field is and what is w
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -44,6 +45,16 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     written = tmp_path_factory.mktemp("kept") / "kept-001.yaml"
     written.write_text(yaml.safe_dump(assessment))
     hemicare("plan", str(written), "--save", db=db)
+    # demo-001 takes a medicine and a herbal prescription now: the forms name them, the history rows can stop them and
+    # the patient's own page lists them.
+    today = dt.date.today().isoformat()
+    for name, details in (
+        ("medicine", {"kind": "medicine", "medicine": "baclofen", "dose": "5 mg at night", "override_reason": "a11y"}),
+        ("herbal", {"kind": "herbal", "herbs": [{"latin": "Tian Ma", "dose_g": 9}], "duration_days": 14}),
+    ):
+        given = tmp_path_factory.mktemp(name) / f"{name}.yaml"
+        given.write_text(yaml.safe_dump({"date": today, "clinician": "A11y", "details": details}))
+        hemicare("sessions", "add", "demo-001", str(given), db=db)
     with served(db) as base:
         yield base
 
@@ -190,6 +201,14 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
 }  # fmt: skip
 
 
+# What must be on a page for its check to cover it: the notices of prescriptions still taken.
+SHOWN = {
+    "patient page (neurologist)": "#medicines-running",
+    "patient page (TCM practitioner)": "#herbal-running",
+    "patient's own page on a phone": "#taking",
+}
+
+
 @pytest.mark.parametrize("name", list(PAGES))
 def test_every_page_passes_axe(clinic: str, browser: object, name: str) -> None:
     from playwright.sync_api import Browser
@@ -208,6 +227,8 @@ def test_every_page_passes_axe(clinic: str, browser: object, name: str) -> None:
             act(page)
             # The server refused it: the page says so, and the check below runs on that answer.
             assert page.locator("[role=alert]").count() >= 1, page.content()[:2000]
+        if name in SHOWN:
+            assert page.locator(SHOWN[name]).count() == 1, SHOWN[name]
         assert _violations(page) == []
     finally:
         context.close()

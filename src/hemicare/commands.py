@@ -519,7 +519,7 @@ sessions_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
 
 @sessions_app.command("add")
 def sessions_add(code: str, session_file: Path, database: DbOption = None, by: ByOption = None) -> None:
-    """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal or mvd)."""
+    """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal, medicine or mvd)."""
     from hemicare.patients import service as patient_service
     from hemicare.sessions import service as session_service
 
