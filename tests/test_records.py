@@ -941,14 +941,20 @@ def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     assert _record(engine, kb, {**clonazepam, "override_reason": "herbs stopped by phone"}, days_ago=10) == []
     # Taking clonazepam already, a second prescription of it changes nothing for the herbs.
     assert taken_out not in _record(engine, kb, {**clonazepam, "dose": "0.25 mg at night"}, days_ago=9)
-    # Jiang Can stopped 12 days ago: clonazepam from then on takes nothing out.
+    # Jiang Can stopped 12 days ago: clonazepam from then on takes nothing out, and before then the refusal names the
+    # day before the stop as the prescription's last, not the last of its course.
     with _session(engine) as s, s.begin():
         patient = patients.get(s, code="p-001")
         [row] = sessions.list_for(s, patient=patient, kind="herbal")
         stopped = SessionOutcome(stopped=TODAY - dt.timedelta(days=12))
         sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=stopped, actor="t")
-    assert taken_out in _record(engine, kb, clonazepam, days_ago=13)
-    assert taken_out not in _record(engine, kb, clonazepam, days_ago=12)
+    taken_until_stopped = (
+        "details.medicine",
+        taken_out[1].replace(f"until {last}", f"until {(TODAY - dt.timedelta(days=13)).isoformat()}"),
+    )
+    assert taken_until_stopped in _record(engine, kb, clonazepam, days_ago=13)
+    assert taken_out not in _record(engine, kb, clonazepam, days_ago=13)
+    assert not [said for _, said in _record(engine, kb, clonazepam, days_ago=12) if "Bombyx" in said]
 
 
 def test_a_medicine_dated_back_is_held_to_the_assessment_in_force_on_its_day(

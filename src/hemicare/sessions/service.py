@@ -130,7 +130,7 @@ def _toxin_above_caps(details: ToxinDetails, kb: KnowledgeBase) -> list[FieldPro
 
 
 def _toxin_in_cap_period(
-    session: Session, *, patient: Patient, date: dt.date, details: ToxinDetails, kb: KnowledgeBase
+    near: Sequence[TreatmentSession], *, date: dt.date, details: ToxinDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
     """This session and the toxin sessions recorded near it above the session cap in some period of the cap's length
     (the label's "most per 12 weeks"): a session given sooner than the interval allows, which needs a reason of its
@@ -143,7 +143,8 @@ def _toxin_in_cap_period(
     per_ona: dict[str, float] = {product.id: product.conversion.value for product in programme.products}
     others = [
         (row.date, row.data["total_units"] / per_ona.get(row.data["product"], 1))
-        for row in _toxin_near(session, patient=patient, date=date, weeks=weeks)
+        for row in near
+        if abs(row.date - date) < period
     ]
     this = details.total_units / _product_units(details, kb)
     # The periods that hold this session and the most of the others begin on it or on an earlier session.
@@ -324,7 +325,13 @@ def _removed_taking(
 
 
 def _takes_out_herbs_prescribed(
-    session: Session, *, patient: Patient, date: dt.date, details: MedicineDetails, kb: KnowledgeBase
+    session: Session,
+    *,
+    patient: Patient,
+    date: dt.date,
+    details: MedicineDetails,
+    prescribed: Sequence[TreatmentSession],
+    kb: KnowledgeBase,
 ) -> list[FieldProblem]:
     """Herbs of a prescription the patient is taking on a medicine's date (within its days) that a removal rule takes
     out of their plans once they take this medicine too (Jiang Can prescribed last week, clonazepam now, where the
@@ -343,7 +350,6 @@ def _takes_out_herbs_prescribed(
     readings = _readings(
         session, patient=patient, date=date, latest=assessment_service.latest_read(session, patient=patient)
     )
-    prescribed = list_for(session, patient=patient, kind="medicine")
     removed: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in readings:
         before = with_prescribed(read.medications, prescribed, today=date)
@@ -355,10 +361,9 @@ def _takes_out_herbs_prescribed(
     problems = []
     for item, (rule, by) in removed.items():
         row = taking[item]
-        until = row.date + dt.timedelta(days=row.data["duration_days"] - 1)
         said = (
             f"{details.medicine} takes {item} out of this patient's plans{by} ({rule.title}), and the prescription "
-            f"of {row.date.isoformat()} gives it until {until.isoformat()}; {OVERRIDE}"
+            f"of {row.date.isoformat()} gives it until {last_day(row)}; {OVERRIDE}"
         )
         problems.append(FieldProblem("details.medicine", said))
     return problems
@@ -405,29 +410,30 @@ def _days_taken(row: Any) -> tuple[dt.date, dt.date]:
 
 
 def _overlapping(
-    session: Session, *, patient: Patient, kind: str, date: dt.date, days: int | None
+    prescriptions: Iterable[TreatmentSession], *, date: dt.date, days: int | None
 ) -> list[tuple[TreatmentSession, str]]:
-    """The patient's prescriptions of this kind taken on some of the days of one given from ``date`` (for ``days``, or
-    without end), each with words that name it: "the prescription of 2026-11-20 (until 2026-12-03)"."""
+    """The prescriptions taken on some of the days of one given from ``date`` (for ``days``, or without end), each with
+    words that name it: "the prescription of 2026-11-20 (until 2026-12-03)"."""
     first, end = date, dt.date.max if days is None else date + dt.timedelta(days=days)
     found = []
-    for row in list_for(session, patient=patient, kind=kind):
+    for row in prescriptions:
         start, stop = _days_taken(row)
         if start < end and first < stop:
-            until = "" if stop == dt.date.max else f" (until {(stop - dt.timedelta(days=1)).isoformat()})"
+            last = last_day(row)
+            until = "" if last is None else f" (until {last.isoformat()})"
             found.append((row, f"the prescription of {row.date.isoformat()}{until}"))
     return found
 
 
 def _medicine_prescribed_already(
-    session: Session, *, patient: Patient, date: dt.date, details: MedicineDetails
+    prescribed: Sequence[TreatmentSession], *, date: dt.date, details: MedicineDetails
 ) -> list[FieldProblem]:
     """The same medicine prescribed on some of the same days (a new dose written while the last prescription runs):
     doses are kept as written and cannot be added up, and two running prescriptions of one medicine leave it unclear
     which the patient takes. Stopping the other on the day this one starts ends the overlap."""
     same = [
         said
-        for row, said in _overlapping(session, patient=patient, kind="medicine", date=date, days=details.duration_days)
+        for row, said in _overlapping(prescribed, date=date, days=details.duration_days)
         if row.data["medicine"] == details.medicine
     ]
     if not same:
@@ -442,13 +448,13 @@ def _medicine_prescribed_already(
 
 
 def _herbs_with_overlapping(
-    session: Session, *, patient: Patient, date: dt.date, details: HerbalDetails, kb: KnowledgeBase
+    herbal: Sequence[TreatmentSession], *, date: dt.date, details: HerbalDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
     """Herbs with a reference daily dose that another herbal prescription gives on some of this one's days (a renewal
     written before the last course ends, say): a day's doses add up, and together they may pass the reference dose
     that neither passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
     herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
-    overlapping = _overlapping(session, patient=patient, kind="herbal", date=date, days=details.duration_days)
+    overlapping = _overlapping(herbal, date=date, days=details.duration_days)
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
@@ -494,28 +500,37 @@ def _needs_a_reason(
     details = data.details
     problems: list[FieldProblem] = []
     if isinstance(details, ToxinDetails):
-        weeks = kb.toxin_programme().limits["min_interval_weeks"].value
-        near = _toxin_within(session, patient=patient, date=data.date, weeks=weeks)
-        if near is not None:
-            side = "after" if near.date <= data.date else "before"
+        limits = kb.toxin_programme().limits
+        weeks = limits["min_interval_weeks"].value
+        # One read of the toxin sessions near this one serves the interval and the cap period.
+        near = _toxin_near(
+            session, patient=patient, date=data.date, weeks=max(weeks, limits["session_cap_weeks"].value)
+        )
+        nearest = min(near, key=lambda given: abs(given.date - data.date), default=None)
+        if nearest is not None and abs(nearest.date - data.date) < dt.timedelta(weeks=weeks):
+            side = "after" if nearest.date <= data.date else "before"
             problems.append(
                 FieldProblem(
                     "date",
                     f"{data.date.isoformat()} is less than {weeks:g} weeks {side} the toxin session of "
-                    f"{near.date.isoformat()}; {OVERRIDE}",
+                    f"{nearest.date.isoformat()}; {OVERRIDE}",
                 )
             )
         problems += _toxin_above_caps(details, kb)
         problems += _first_session_above_cap(session, patient=patient, date=data.date, details=details, kb=kb)
-        problems += _toxin_in_cap_period(session, patient=patient, date=data.date, details=details, kb=kb)
+        problems += _toxin_in_cap_period(near, date=data.date, details=details, kb=kb)
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
-        problems += _herbs_with_overlapping(session, patient=patient, date=data.date, details=details, kb=kb)
+        herbal = list_for(session, patient=patient, kind="herbal")
+        problems += _herbs_with_overlapping(herbal, date=data.date, details=details, kb=kb)
     if isinstance(details, (AcupunctureDetails, HerbalDetails)):
         problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, MedicineDetails):
-        problems += _medicine_prescribed_already(session, patient=patient, date=data.date, details=details)
-        problems += _takes_out_herbs_prescribed(session, patient=patient, date=data.date, details=details, kb=kb)
+        prescribed = list_for(session, patient=patient, kind="medicine")  # read once for both checks
+        problems += _medicine_prescribed_already(prescribed, date=data.date, details=details)
+        problems += _takes_out_herbs_prescribed(
+            session, patient=patient, date=data.date, details=details, prescribed=prescribed, kb=kb
+        )
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
 
 
@@ -530,12 +545,6 @@ def _toxin_near(session: Session, *, patient: Patient, date: dt.date, weeks: flo
         TreatmentSession.date < date + window,
     )
     return list(session.scalars(query))
-
-
-def _toxin_within(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> TreatmentSession | None:
-    """The patient's toxin session nearest to ``date`` if one lies less than ``weeks`` before or after it."""
-    near = _toxin_near(session, patient=patient, date=date, weeks=weeks)
-    return min(near, key=lambda given: abs(given.date - date), default=None)
 
 
 def record(
@@ -601,9 +610,10 @@ READ_BY_PLANS = {
 
 
 def last_day(row: Any) -> dt.date | None:
-    """The last day of a prescription's course (None for a medicine prescribed without one)."""
-    days = row.data.get("duration_days")
-    return None if days is None else row.date + dt.timedelta(days=days - 1)
+    """The last day a prescription is taken: the last of its course, or the day before it was stopped (None for a
+    medicine prescribed without a course and not stopped)."""
+    _, end = _days_taken(row)
+    return None if end == dt.date.max else end - dt.timedelta(days=1)
 
 
 def running(sessions: Iterable[Any], *, today: dt.date) -> list[Any]:
