@@ -3595,6 +3595,43 @@ def test_api_bad_input_gets_a_clear_4xx(client: TestClient, path: str, body: Any
         assert any(e["field"].startswith(field) for e in errors), errors
 
 
+@pytest.mark.parametrize(
+    ("answers", "errors"),
+    [
+        ([1] * 29, [("answers", "hfs30 has 30 items, got 29")]),
+        (
+            [1, 2, "x", *[1] * 27],
+            [("answers.2", "Input should be a valid integer, unable to parse string as an integer (got 'x')")],
+        ),
+        (
+            {"mobility": [9]},
+            [("answers.mobility.0", "Input should be less than or equal to 4 (got 9)")]
+            + [(f"answers.{name}", "is required") for name in ("activities_of_daily_living", "emotional_wellbeing")]
+            + [(f"answers.{name}", "is required") for name in ("stigma", "social_support", "cognition")]
+            + [("answers.communication", "is required")],
+        ),
+        (  # neither form at all: both are named
+            "all fine",
+            [
+                ("answers", "Input should be a valid list (got 'all fine')"),
+                ("answers", "Input should be a valid dictionary or instance of Hfs30ByDomain"),
+            ],
+        ),
+    ],
+)
+def test_hfs30_answers_are_refused_on_the_form_the_caller_sent(
+    client: TestClient, answers: Any, errors: list[tuple[str, str]]
+) -> None:
+    """HFS-30 answers come as thirty items or grouped by subscale. Answers sent in one form are refused with that
+    form's problems alone (a list with a bad item is not also told that it is not a dictionary), and a wrong count
+    is a problem of `answers`, not of the whole request."""
+    body = {"date": "2026-01-01", "instrument": "hfs30", "answers": answers}
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    response = client.post("/api/v1/patients/demo-001/questionnaires", json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == errors
+
+
 def test_a_bad_patient_code_is_explained_in_words_not_as_a_pattern(client: TestClient) -> None:
     words = "use only letters, digits, '.', '_' and '-', starting with a letter or digit (got 'bad code!')"
     token = _token_for(client)

@@ -100,6 +100,16 @@ def read_file(path: Path) -> dict[str, Any]:
     return parse_text(text, source=str(path), json_only=path.suffix.lower() == ".json")
 
 
+# The error types of a value that is not of a union branch's type at all.
+_TYPE_MISMATCH = frozenset({"model_type", "dict_type", "list_type", "model_attributes_type"})
+
+
+def _is_label(part: str | int) -> bool:
+    """A part of an error's location that pydantic adds (a union branch: ``list[...]``, a model's name), not the
+    caller's."""
+    return isinstance(part, str) and ("[" in part or part[:1].isupper())
+
+
 def _walk(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], type[BaseModel] | None]:
     """The location as the caller wrote it, and the model found there (None where it is not one model).
 
@@ -110,7 +120,7 @@ def _walk(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[tuple[str
     current: type[BaseModel] | None = model
     tags: dict[Any, type[BaseModel]] = {}  # the members of the tagged union just entered, by tag
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part[:1].isupper()):
+        if _is_label(part):
             continue
         if tags:
             member, tags = tags.get(part), {}
@@ -136,9 +146,15 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
     """One readable problem per pydantic error, naming the field path and what was expected."""
     problems: list[FieldProblem] = []
     seen: set[tuple[str, str]] = set()
-    for err in exc.errors():
-        # For an unknown field the walk stops at the model it was sent to: the fields that model allows.
-        loc, inside = _walk(model, tuple(err["loc"]))
+    # For an unknown field the walk stops at the model it was sent to: the fields that model allows.
+    errors = [(err, *_walk(model, tuple(err["loc"]))) for err in exc.errors()]
+    # A union's branches each report: a list of HFS-30 items with one bad item also fails to be the answers grouped
+    # by subscale. Where one branch's errors lie inside the value, it is the branch the caller meant, and another's
+    # "should be a valid dictionary" at the value itself is noise.
+    inside_of = {loc[:depth] for _, loc, _ in errors for depth in range(len(loc))}
+    for err, loc, inside in errors:
+        if err["type"] in _TYPE_MISMATCH and loc in inside_of and any(_is_label(part) for part in err["loc"]):
+            continue
         path = ".".join(str(part) for part in loc)
         kind = err["type"]
         if kind == "extra_forbidden":

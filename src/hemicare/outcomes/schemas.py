@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from hemicare.engine.assessment import Hfs30ByDomain, Item04
 from hemicare.limits import Reason
@@ -31,14 +31,19 @@ class QuestionnaireCreate(BaseModel):
     instrument: Literal["hfs7", "hfs30"]
     answers: list[Item04] | Hfs30ByDomain
 
-    @model_validator(mode="after")
-    def _item_count(self) -> QuestionnaireCreate:
-        expected = 7 if self.instrument == "hfs7" else 30
-        if isinstance(self.answers, list) and len(self.answers) != expected:
-            raise ValueError(f"{self.instrument} has {expected} items, got {len(self.answers)}")
-        if isinstance(self.answers, Hfs30ByDomain) and self.instrument != "hfs30":
+    @field_validator("answers")
+    @classmethod
+    def _item_count(cls, answers: list[int] | Hfs30ByDomain, info: ValidationInfo) -> list[int] | Hfs30ByDomain:
+        """Checked on `answers` (the field named in the error), once the instrument is known to be valid."""
+        instrument = info.data.get("instrument")
+        if instrument is None:
+            return answers
+        expected = 7 if instrument == "hfs7" else 30
+        if isinstance(answers, list) and len(answers) != expected:
+            raise ValueError(f"{instrument} has {expected} items, got {len(answers)}")
+        if isinstance(answers, Hfs30ByDomain) and instrument != "hfs30":
             raise ValueError("answers grouped by subscale are for hfs30 only")
-        return self
+        return answers
 
     @property
     def total(self) -> int:
