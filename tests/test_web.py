@@ -3610,6 +3610,11 @@ def test_api_bad_input_gets_a_clear_4xx(client: TestClient, path: str, body: Any
             + [(f"answers.{name}", "is required") for name in ("stigma", "social_support", "cognition")]
             + [("answers.communication", "is required")],
         ),
+        (
+            {"mobility": [1] * 5, "activities_of_daily_living": [1] * 5, "emotional_wellbeing": [1] * 5}
+            | {"stigma": [1] * 5, "social_support": [1] * 3, "cognition": [1] * 3, "communication": [1] * 3},
+            [("answers", "HFS-30 has 30 items, but the subscales hold 29")],
+        ),
         (  # neither form at all: both are named
             "all fine",
             [

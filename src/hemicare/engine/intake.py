@@ -149,11 +149,12 @@ def problems_of(exc: ValidationError, model: type[BaseModel]) -> list[FieldProbl
     # For an unknown field the walk stops at the model it was sent to: the fields that model allows.
     errors = [(err, *_walk(model, tuple(err["loc"]))) for err in exc.errors()]
     # A union's branches each report: a list of HFS-30 items with one bad item also fails to be the answers grouped
-    # by subscale. Where one branch's errors lie inside the value, it is the branch the caller meant, and another's
-    # "should be a valid dictionary" at the value itself is noise.
-    inside_of = {loc[:depth] for _, loc, _ in errors for depth in range(len(loc))}
+    # by subscale. Where one branch took the value's type (its errors lie inside the value, or are of the value but
+    # not of its type), it is the branch the caller meant, and another's "should be a valid list" is noise.
+    taken = {loc[:depth] for _, loc, _ in errors for depth in range(len(loc))}
+    taken |= {loc for err, loc, _ in errors if err["type"] not in _TYPE_MISMATCH}
     for err, loc, inside in errors:
-        if err["type"] in _TYPE_MISMATCH and loc in inside_of and any(_is_label(part) for part in err["loc"]):
+        if err["type"] in _TYPE_MISMATCH and loc in taken and any(_is_label(part) for part in err["loc"]):
             continue
         path = ".".join(str(part) for part in loc)
         kind = err["type"]
