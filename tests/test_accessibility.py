@@ -168,6 +168,10 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
         "dr.neuro", DESK, "/patients/demo-001",
         _refuse("#hfs30-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs30"),
     ),
+    "paper HFS-30 by subscale refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse("#hfs30-subscales-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs30-subscales"),
+    ),
     "grades refused": (
         "dr.surg", DESK, "/patients/demo-001",
         _refuse("#grades-form", lambda p: p.click("#grades > summary"), "#record-grades"),

@@ -204,6 +204,38 @@ def test_a_plan_version_made_from_the_sessions_recorded_since_the_last(clinic: s
     assert "recorded since" not in _run(clinic, "patients", "show", "demo-001").stdout
 
 
+# An HFS-30 grouped by subscale on the command line, 30 items with a total of 43 (the last subscale: communication).
+_SUBSCALES = [
+    *("--subscale", "mobility=1,2,3,4"),
+    *("--subscale", "activities_of_daily_living=0,0,1,1,2"),
+    *("--subscale", "emotional_wellbeing=1,1,1,1,1"),
+    *("--subscale", "stigma=2,2,2,2"),
+    *("--subscale", "social_support=0,0,0,0"),
+    *("--subscale", "cognition=1,1,1,1"),
+    *("--subscale", "communication=3,3,3,3"),
+]
+
+
+def test_an_hfs30_grouped_by_subscale_is_listed_with_each_subscale_score(clinic: str) -> None:
+    added = _run(clinic, "diary", "questionnaire", "demo-001", "--instrument", "hfs30", *_SUBSCALES)
+    assert added.exit_code == 0, added.output
+    assert added.stdout.endswith(" for patient demo-001: total 43\n")
+    text = _run(clinic, "diary", "list", "demo-001").stdout
+    assert (
+        "instrument hfs30; total 43; created by cli:" in text
+        and "; subscales mobility 10/16, activities of daily living 4/20, emotional wellbeing 5/20, stigma 8/16, "
+        "social support 0/16, cognition 4/16, communication 12/16\n"
+        in text
+    )
+    hfs7 = _run(clinic, "diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,1,1,1,1,1,1")
+    assert hfs7.exit_code == 0, hfs7.output
+    listed = json.loads(_run(clinic, "diary", "list", "demo-001", "--json").stdout)["questionnaire"]
+    by_instrument = {row["instrument"]: row for row in listed}
+    assert by_instrument["hfs30"]["total"] == 43
+    assert by_instrument["hfs30"]["subscales"]["communication"] == {"score": 12, "max": 16}
+    assert by_instrument["hfs7"]["subscales"] is None  # items as one list: their subscales are not known
+
+
 def test_outcomes_entered_by_mistake_are_listed_and_removed_with_a_reason(clinic: str, engine: Engine) -> None:
     added = _run(clinic, "diary", "grades", "demo-001", "--smc", "2", "--date", "2026-03-02", "--by", "dr.s")
     assert added.exit_code == 0 and added.stdout == "grades 1 recorded for patient demo-001 on 2026-03-02\n"
@@ -299,6 +331,31 @@ def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_
         (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--date", "2999-01-01"], "in the future"),
         (["diary", "add", "demo-001", "--spasms", "5", "--intensity", "3", "--date", "yesterday"], "field `date`"),
         (["diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,2"], "has 7 items"),
+        (["diary", "questionnaire", "demo-001", "--instrument", "hfs30"], "field `--answers`: give either"),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs30", "--answers", "1", "--subscale", "stigma=1"],
+            "field `--answers`: give either --answers or --subscale (HFS-30 only)",
+        ),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs30", "--subscale", "stigma 1,2"],
+            "field `--subscale[0]`: 'stigma 1,2' is not NAME=SCORES",
+        ),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs30", "--subscale", "a=1", "--subscale", "a=2"],
+            "field `--subscale[1]`: 'a' is given twice",
+        ),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs30", *_SUBSCALES[:-2], "--subscale", "looks=1"],
+            "field `answers.looks`: unknown field; expected one of: activities_of_daily_living, cognition",
+        ),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs30", *_SUBSCALES[:-2]],
+            "field `answers.communication`: is required",
+        ),
+        (
+            ["diary", "questionnaire", "demo-001", "--instrument", "hfs7", *_SUBSCALES],
+            "field `answers`: answers grouped by subscale are for hfs30 only",
+        ),
         (["diary", "grades", "demo-001", "--smc", "9"], "field `smc_grade`"),
         (["diary", "grades", "demo-001", "--date", "2026-01-05"], "record at least one grade"),
         (["diary", "remove", "demo-001", "--kind", "grade", "--id", "1", "--reason", "wrong"], "field `--kind`"),

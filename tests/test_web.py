@@ -331,6 +331,7 @@ def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
         "/patients/{code}/grades": {"date": today, "smc_grade": "2"},
         "/patients/{code}/questionnaires/hfs7": {"date": today} | {f"item.{i}": "1" for i in range(7)},
         "/patients/{code}/questionnaires/hfs30": {"date": today} | {f"item.{i}": "1" for i in range(30)},
+        "/patients/{code}/questionnaires/hfs30/subscales": {"date": today} | _SUBSCALES_TYPED,
         "/me/hfs7": {f"item.{i}": "1" for i in range(7)},
         "/me/diary": {"spasms": "3", "intensity": "2"},
         "/patients/{code}/sessions/toxin": {"product": "onabotulinumtoxinA", "lot": "L1", "date": today}
@@ -425,6 +426,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/plans"): CARE,
     ("POST", "/patients/{code}/questionnaires/hfs7"): CARE,
     ("POST", "/patients/{code}/questionnaires/hfs30"): CARE,
+    ("POST", "/patients/{code}/questionnaires/hfs30/subscales"): CARE,
     ("POST", "/patients/{code}/questionnaires/{answer_id}/remove"): CARE,
     ("POST", "/patients/{code}/recall-closures/{closure_id}/reopen"): CARE,
     ("POST", "/patients/{code}/recalls/{recall}/close"): CARE,
@@ -2006,6 +2008,75 @@ def test_the_care_team_records_an_hfs30_answered_on_paper(client: TestClient, cl
         assert row.total == sum(i % 5 for i in range(30)) and row.created_by == "neuro"
     page = html.unescape(client.get("/patients/demo-001").text)
     assert f"{dt.date.today().isoformat()}: HFS-30, total {row.total}" in page
+
+
+# An HFS-30 typed subscale by subscale on the patient's page, as a form that groups its items prints them (30 items).
+_SUBSCALES_TYPED = {
+    "subscale.mobility": "1 2 3 4",
+    "subscale.activities_of_daily_living": "0 0 1 1 2",
+    "subscale.emotional_wellbeing": "1,1,1,1,1",
+    "subscale.stigma": " 2  2 2 2 ",
+    "subscale.social_support": "0 0 0 0",
+    "subscale.cognition": "1 1 1 1",
+    "subscale.communication": "3 3 3",
+}
+
+
+def test_the_care_team_records_an_hfs30_grouped_by_subscale(client: TestClient, clinic: Engine) -> None:
+    """A form that prints the HFS-30's items under each subscale is typed subscale by subscale: each problem is named
+    beside its subscale (an empty one, something that is not an answer, thirty items in all), nothing refused is
+    stored, what was typed comes back, and once stored each subscale's score is shown with the total, to the care
+    team and to the patient."""
+
+    def stored() -> list[Any]:
+        with session_factory(clinic)() as s:
+            rows = s.scalars(select(QuestionnaireAnswer).where(QuestionnaireAnswer.instrument == "hfs30"))
+            return [row.answers for row in rows]
+
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    form = page[
+        page.index('id="hfs30-subscales-form"') : page.index("</form>", page.index('id="hfs30-subscales-form"'))
+    ]
+    assert re.findall(r'<label for="hfs30-\w+">([^<]+)</label>', form) == [
+        "Mobility", "Activities of daily living", "Emotional wellbeing", "Stigma", "Social support", "Cognition",
+        "Communication",
+    ]  # fmt: skip
+    path = "/patients/demo-001/questionnaires/hfs30/subscales"
+    typed = {"csrf_token": csrf, **_SUBSCALES_TYPED}
+    refused = client.post(path, data=typed | {"subscale.stigma": "2 2 2 7", "subscale.cognition": ""})
+    assert refused.status_code == 422 and "The HFS-30 was not recorded" in refused.text
+    problems = html.unescape(
+        refused.text[refused.text.index('id="hfs30-subscales-problems"') :].split("</div></div>")[0]
+    )
+    each = "each answer from 0 (never) to 4 (always), in the order printed, separated by spaces"
+    assert re.findall(r"<div><strong>([^<]+)</strong>: ([^<]+)", problems) == [
+        ("Stigma", f"'7' is not an answer: {each}"),
+        ("Cognition", f"type this subscale's answers: {each}"),
+    ]
+    assert 'name="subscale.stigma" type="text" inputmode="numeric" autocomplete="off" value="2 2 2 7" required' in (
+        refused.text.replace(" aria-invalid=true aria-describedby=hfs30-subscales-problems", "")
+    )
+    assert 'id="hfs30-problems"' not in refused.text  # the thirty-item form is as usual
+    short = client.post(path, data=typed)  # communication holds 3 of its items: 29 in all
+    problems = html.unescape(short.text[short.text.index('id="hfs30-subscales-problems"') :].split("</div></div>")[0])
+    assert short.status_code == 422
+    assert "<strong>Subscales</strong>: HFS-30 has 30 items, but the subscales hold 29" in problems
+    assert stored() == []
+
+    saved = client.post(path, data=typed | {"subscale.communication": "3 3 3 3"})
+    assert saved.status_code == 303 and saved.headers["location"] == "/patients/demo-001#outcomes"
+    [answers] = stored()
+    assert answers["stigma"] == [2, 2, 2, 2] and sum(map(len, answers.values())) == 30
+    scores = (
+        "total 43 (mobility 10 of 16, activities of daily living 4 of 20, emotional wellbeing 5 of 20, stigma 8 of 16, "
+        "social support 0 of 16, cognition 4 of 16, communication 12 of 16)"
+    )
+    assert f"{dt.date.today().isoformat()}: HFS-30, {scores}" in html.unescape(client.get("/patients/demo-001").text)
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    mine = html.unescape(client.get("/me").text)
+    assert '<td>43<div class="muted">mobility 10 of 16, activities of daily living 4 of 20,' in mine
 
 
 def test_the_patient_page_names_scales_and_dates_a_new_session_today(client: TestClient) -> None:

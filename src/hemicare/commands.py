@@ -631,7 +631,14 @@ def diary_add(
 def diary_questionnaire(
     code: str,
     instrument: Annotated[str, typer.Option(help="hfs7 or hfs30")],
-    answers: Annotated[str, typer.Option(help="Comma-separated item scores, 0-4")],
+    answers: Annotated[str | None, typer.Option(help="Comma-separated item scores, 0-4")] = None,
+    subscale: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="HFS-30 grouped by subscale, as the form in use groups its items: NAME=SCORES, e.g. "
+            "mobility=0,1,2, once for each of its seven subscales (instead of --answers); each one's score is kept"
+        ),
+    ] = None,
     date: Annotated[str | None, typer.Option()] = None,
     database: DbOption = None,
     by: ByOption = None,
@@ -641,10 +648,12 @@ def diary_questionnaire(
     from hemicare.patients import service as patient_service
 
     def body() -> None:
-        items = [part.strip() for part in answers.split(",") if part.strip()]
+        if (answers is None) == (not subscale):
+            raise InputError([FieldProblem("--answers", "give either --answers or --subscale (HFS-30 only)")])
+        given: Any = _scores(answers) if answers is not None else _by_subscale(subscale or [])
         data = validate(
             QuestionnaireCreate,
-            {"date": date or dt.date.today().isoformat(), "instrument": instrument, "answers": items},
+            {"date": date or dt.date.today().isoformat(), "instrument": instrument, "answers": given},
         )
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
@@ -652,6 +661,27 @@ def diary_questionnaire(
         typer.echo(f"{row.instrument} answers {row.id} for patient {code}: total {row.total}")
 
     run(body)
+
+
+def _scores(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _by_subscale(given: list[str]) -> dict[str, list[str]]:
+    """`--subscale mobility=0,1,2 ...` as answers grouped by subscale (their names and scores checked as the API's)."""
+    grouped: dict[str, list[str]] = {}
+    problems = []
+    for index, text in enumerate(given):
+        name, sign, scores = text.partition("=")
+        if not (sign and name.strip()):
+            problems.append(FieldProblem(f"--subscale[{index}]", f"{quoted(text)} is not NAME=SCORES"))
+        elif name.strip() in grouped:
+            problems.append(FieldProblem(f"--subscale[{index}]", f"{quoted(name.strip())} is given twice"))
+        else:
+            grouped[name.strip()] = _scores(scores)
+    if problems:
+        raise InputError(problems)
+    return grouped
 
 
 @diary_app.command("grades")
@@ -706,8 +736,8 @@ def diary_list(
             patient = patient_service.get(session, code=code)
             data = {
                 "diary": [row._asdict() for row in outcome_service.recent_diary(session, patient=patient, limit=limit)],
-                "questionnaire": [
-                    row._asdict()
+                "questionnaire": [  # HFS-30 subscales (given grouped) as {"mobility": {"score": 6, "max": 16}, ...}
+                    row._asdict() | {"subscales": _subscales_out(row.subscales)}
                     for row in outcome_service.recent_questionnaires(session, patient=patient, limit=limit)
                 ],
                 "grades": [  # a visit's fields as entered (GradesCreate), between its id and who entered it
@@ -724,13 +754,26 @@ def diary_list(
             typer.echo(f"{kind}:" + ("" if rows else " none"))
             for row in rows:
                 values = "; ".join(
-                    f"{key.replace('_', ' ')} {', '.join(value) if isinstance(value, list) else value}"
+                    f"{key.replace('_', ' ')} {_listed(value)}"
                     for key, value in row.items()
                     if key not in ("id", "date") and value not in (None, [])
                 )
                 typer.echo(f"  {row['id']:>6}  {row['date']}  {values}")
 
     run(body)
+
+
+def _subscales_out(subscales: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:
+    return None if subscales is None else {name: part._asdict() for name, part in subscales.items()}
+
+
+def _listed(value: Any) -> str:
+    """A value of `diary list` in a line: a list joined, subscale scores as "mobility 6/16, ..."."""
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{name.replace('_', ' ')} {part['score']}/{part['max']}" for name, part in value.items())
+    return str(value)
 
 
 @diary_app.command("remove")

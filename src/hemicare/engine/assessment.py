@@ -17,7 +17,8 @@ from hemicare.engine.errors import FieldProblem
 
 SCHEMA_VERSION = 1
 
-Item04 = Annotated[int, Field(ge=0, le=4)]
+ITEM_MAX = 4  # HFS-7 and HFS-30 items, Jankovic and Cohen-Albert grades: 0 to 4
+Item04 = Annotated[int, Field(ge=0, le=ITEM_MAX)]
 Name = Annotated[str, Field(min_length=1, max_length=120)]
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.assessment import ITEM_MAX
 from hemicare.errors import ForbiddenError, InputError, NotFoundError
 from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
@@ -134,12 +135,26 @@ def add_questionnaire(
     return row
 
 
+class SubscaleScore(NamedTuple):
+    score: int
+    max: int
+
+
 class AnswerRow(NamedTuple):
     id: int
     date: dt.date
     instrument: str
     total: int
     created_by: str
+    subscales: dict[str, SubscaleScore] | None  # HFS-30 answers given grouped by subscale: each one's score
+
+
+def subscale_scores(answers: Any) -> dict[str, SubscaleScore] | None:
+    """Each subscale's score and its highest possible (by its number of items), for answers stored grouped by
+    subscale; None for answers stored as one list of items, whose subscales are not known."""
+    if not isinstance(answers, dict):
+        return None
+    return {name: SubscaleScore(sum(items), ITEM_MAX * len(items)) for name, items in answers.items()}
 
 
 def recent_questionnaires(session: Session, *, patient: Patient, limit: int = 5) -> list[AnswerRow]:
@@ -151,12 +166,16 @@ def recent_questionnaires(session: Session, *, patient: Patient, limit: int = 5)
             QuestionnaireAnswer.instrument,
             QuestionnaireAnswer.total,
             QuestionnaireAnswer.created_by,
+            QuestionnaireAnswer.answers,
         )
         .where(QuestionnaireAnswer.patient_id == patient.id)
         .order_by(QuestionnaireAnswer.date.desc(), QuestionnaireAnswer.id.desc())
         .limit(limit)
     )
-    return [AnswerRow(*row) for row in session.execute(query)]
+    return [
+        AnswerRow(row_id, date, instrument, total, created_by, subscale_scores(answers))
+        for row_id, date, instrument, total, created_by, answers in session.execute(query)
+    ]
 
 
 def recent_grades(session: Session, *, patient: Patient, limit: int = 5) -> list[ScaleGrade]:

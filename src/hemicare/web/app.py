@@ -45,6 +45,7 @@ from hemicare.web import once
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
+from hemicare.web.plain import subscale_words
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")
@@ -274,6 +275,7 @@ def create_app(
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
     app.state.templates.env.filters["zh"] = mark_chinese
+    app.state.templates.env.filters["subscales"] = subscale_words
     app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness
     app.state.templates.env.globals["delivered"] = DELIVERED

@@ -116,6 +116,31 @@ def questionnaire_items(kb: KnowledgeBase, instrument: str = "hfs7") -> tuple[in
     return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
 
 
+def subscale_answers(
+    kb: KnowledgeBase, form: forms.FormData
+) -> tuple[dict[str, list[int]], list[FieldProblem], FieldNames]:
+    """The HFS-30 form by subscale (`subscale.mobility`, ...: each subscale's answers in the order printed, separated
+    by spaces or commas): the answers grouped, or each subscale left empty or holding something else than an answer,
+    with the form's labels by problem path (the count of all items is checked on `answers`, the whole form)."""
+    domains, (_, allowed) = kb.scales["hfs30"].domains, questionnaire_items(kb, "hfs30")
+    grouped: dict[str, list[int]] = {}
+    problems: list[FieldProblem] = []
+    names: FieldNames = {"answers": ("", "Subscales")}
+    each = f"each answer from {allowed[0]} (never) to {allowed[-1]} (always), in the order printed, separated by spaces"
+    for domain in domains:
+        name = f"subscale.{domain}"
+        names[name] = (name, domain.replace("_", " ").capitalize())
+        typed = (form.get(name) or "").replace(",", " ").split()
+        wrong = [answer for answer in typed if answer not in allowed]
+        if not typed:
+            problems.append(FieldProblem(name, f"type this subscale's answers: {each}"))
+        elif wrong:
+            problems.append(FieldProblem(name, f"{quoted(wrong[0])} is not an answer: {each}"))
+        else:
+            grouped[domain] = [int(answer) for answer in typed]
+    return grouped, problems, names
+
+
 def questionnaire_answers(
     kb: KnowledgeBase, form: forms.FormData, instrument: str = "hfs7"
 ) -> tuple[list[int], list[FieldProblem], FieldNames]:

@@ -60,6 +60,7 @@ from hemicare.web.pages._shared import (
     _refused,
     questionnaire_answers,
     questionnaire_items,
+    subscale_answers,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
 from hemicare.web.plain import plain_parts, things_to_know
@@ -151,6 +152,7 @@ def _patient_page(
             "question_max": QUESTION_MAX,
             "questionnaires": {instrument: questionnaire_items(kb, instrument) for instrument in QUESTIONNAIRES},
             "questionnaire_names": QUESTIONNAIRES,
+            "hfs30_subscales": kb.scales["hfs30"].domains,
             "grades": outcome_service.recent_grades(session, patient=patient),
             "answers": outcome_service.recent_questionnaires(session, patient=patient),
             "diary": outcome_service.recent_diary(session, patient=patient),
@@ -523,13 +525,17 @@ def record_mvd(code: PatientCode, request: Request, user: PageUser, form: Posted
 
 
 def _record_questionnaire(
-    code: str, request: Request, user: Principal, form: forms.FormData, instrument: str
+    code: str, request: Request, user: Principal, form: forms.FormData, instrument: str, *, grouped: bool = False
 ) -> Response:
     """Answers the patient gave on paper or in the clinic, entered by the care team: they join the patient's own
-    answers on the chart and in the recalls (no portal account needed)."""
+    answers on the chart and in the recalls (no portal account needed). An HFS-30 is entered item by item or, from a
+    form that groups its items by subscale, subscale by subscale (its form is "hfs30-subscales")."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
-    given, problems, names = questionnaire_answers(request.app.state.kb, form, instrument)
+    kb = request.app.state.kb
+    given: Any
+    given, problems, names = subscale_answers(kb, form) if grouped else questionnaire_answers(kb, form, instrument)
+    kind = f"{instrument}-subscales" if grouped else instrument
     data = None
     if not problems:
         payload = {"date": form.get("date") or dt.date.today().isoformat(), "instrument": instrument, "answers": given}
@@ -538,7 +544,7 @@ def _record_questionnaire(
         except InputError as exc:
             problems = exc.problems
     if data is None:  # the page again, the answers as chosen and each problem beside its label
-        posted = _refused(instrument, form, problems, {**names, "date": ("date", "Date answered")})
+        posted = _refused(kind, form, problems, {**names, "date": ("date", "Date answered")})
         return _patient_page(request, user, code, posted=posted, status_code=422)
     with request.app.state.sessions.begin() as session:
         answer = _once(session, request, user, form, f"/patients/{code}#outcomes")
@@ -555,8 +561,14 @@ def record_hfs7(code: PatientCode, request: Request, user: PageUser, form: Poste
 
 @router.post("/patients/{code}/questionnaires/hfs30")
 def record_hfs30(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
-    """An HFS-30 answered on paper (the items in the order of the form in use; its subscales are not asked)."""
+    """An HFS-30 answered on paper, its thirty items in the order of the form in use (its subscales not known)."""
     return _record_questionnaire(code, request, user, form, "hfs30")
+
+
+@router.post("/patients/{code}/questionnaires/hfs30/subscales")
+def record_hfs30_by_subscale(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """An HFS-30 answered on a form that groups its items by subscale: each subscale's answers, and its score kept."""
+    return _record_questionnaire(code, request, user, form, "hfs30", grouped=True)
 
 
 # The grades form's inputs and labels by problem path ("" is a problem of the whole form: no grade at all).
