@@ -3708,6 +3708,23 @@ def test_hfs30_answers_are_refused_on_the_form_the_caller_sent(
     assert [(e["field"], e["message"]) for e in response.json()["errors"]] == errors
 
 
+def test_hfs30_answers_grouped_by_subscale_are_answered_with_each_subscale_score(client: TestClient) -> None:
+    grouped = {
+        name: [int(answer) for answer in typed.replace(",", " ").split()] for name, typed in _SUBSCALES_TYPED.items()
+    }
+    grouped = {name.removeprefix("subscale."): answers for name, answers in grouped.items()}
+    grouped["communication"].append(4)  # thirty items in all
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    body = {"date": "2026-01-01", "instrument": "hfs30", "answers": grouped}
+    answered = client.post("/api/v1/patients/demo-001/questionnaires", json=body, headers=headers)
+    assert answered.status_code == 201, answered.text
+    assert answered.json()["total"] == 44
+    assert answered.json()["subscales"]["communication"] == {"score": 13, "max": 16}
+    assert answered.json()["subscales"]["mobility"] == {"score": 10, "max": 16}
+    listed = client.post("/api/v1/patients/demo-001/questionnaires", json=body | {"answers": [1] * 30}, headers=headers)
+    assert listed.status_code == 201 and listed.json()["total"] == 30 and listed.json()["subscales"] is None
+
+
 def test_a_bad_patient_code_is_explained_in_words_not_as_a_pattern(client: TestClient) -> None:
     words = "use only letters, digits, '.', '_' and '-', starting with a letter or digit (got 'bad code!')"
     token = _token_for(client)

@@ -737,7 +737,7 @@ def diary_list(
             data = {
                 "diary": [row._asdict() for row in outcome_service.recent_diary(session, patient=patient, limit=limit)],
                 "questionnaire": [  # HFS-30 subscales (given grouped) as {"mobility": {"score": 6, "max": 16}, ...}
-                    row._asdict() | {"subscales": _subscales_out(row.subscales)}
+                    row._asdict() | {"subscales": outcome_service.subscales_json(row.subscales)}
                     for row in outcome_service.recent_questionnaires(session, patient=patient, limit=limit)
                 ],
                 "grades": [  # a visit's fields as entered (GradesCreate), between its id and who entered it
@@ -761,10 +761,6 @@ def diary_list(
                 typer.echo(f"  {row['id']:>6}  {row['date']}  {values}")
 
     run(body)
-
-
-def _subscales_out(subscales: dict[str, Any] | None) -> dict[str, dict[str, int]] | None:
-    return None if subscales is None else {name: part._asdict() for name, part in subscales.items()}
 
 
 def _listed(value: Any) -> str:

@@ -92,14 +92,16 @@ def read_outcomes(code: PatientCode, request: Request, user: ApiUser) -> dict[st
 def add_questionnaire(
     code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
 ) -> dict[str, Any]:
-    """HFS-7 or HFS-30 answers (0-4 each); the total is computed and returned."""
+    """HFS-7 or HFS-30 answers (0-4 each); the total is computed and returned, and for HFS-30 answers grouped by
+    subscale each subscale's score (`subscales`: {"mobility": {"score": 6, "max": 16}, ...}; null otherwise)."""
     require_patient_access(user, code)
     data = validate(QuestionnaireCreate, body)
     with request.app.state.sessions.begin() as session:
         once.claim_request(session, request, username=user.username, key=key, body=body)
         patient = patient_service.get(session, code=code)
         row = outcome_service.add_questionnaire(session, patient=patient, data=data, actor=user.username)
-        return once.answered(request, {"id": row.id, "total": row.total})
+        scores = outcome_service.subscales_json(outcome_service.subscale_scores(row.answers))
+        return once.answered(request, {"id": row.id, "total": row.total, "subscales": scores})
 
 
 @router.delete("/patients/{code}/questionnaires/{answer_id}", status_code=status.HTTP_204_NO_CONTENT)

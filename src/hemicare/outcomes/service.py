@@ -157,6 +157,11 @@ def subscale_scores(answers: Any) -> dict[str, SubscaleScore] | None:
     return {name: SubscaleScore(sum(items), ITEM_MAX * len(items)) for name, items in answers.items()}
 
 
+def subscales_json(subscales: dict[str, SubscaleScore] | None) -> dict[str, dict[str, int]] | None:
+    """Subscale scores as the API and `diary list --json` give them: {"mobility": {"score": 6, "max": 16}, ...}."""
+    return None if subscales is None else {name: part._asdict() for name, part in subscales.items()}
+
+
 def recent_questionnaires(session: Session, *, patient: Patient, limit: int = 5) -> list[AnswerRow]:
     """The patient's latest questionnaire answers (every instrument), newest first, with who entered them."""
     query = (
