@@ -223,8 +223,8 @@ def test_an_hfs30_grouped_by_subscale_is_listed_with_each_subscale_score(clinic:
     text = _run(clinic, "diary", "list", "demo-001").stdout
     assert (
         "instrument hfs30; total 43; created by cli:" in text
-        and "; subscales mobility 10/16, activities of daily living 4/20, emotional wellbeing 5/20, stigma 8/16, "
-        "social support 0/16, cognition 4/16, communication 12/16\n"
+        and "; subscales mobility 10 of 16, activities of daily living 4 of 20, emotional wellbeing 5 of 20, "
+        "stigma 8 of 16, social support 0 of 16, cognition 4 of 16, communication 12 of 16\n"
         in text
     )
     hfs7 = _run(clinic, "diary", "questionnaire", "demo-001", "--instrument", "hfs7", "--answers", "1,1,1,1,1,1,1")

@@ -764,11 +764,13 @@ def diary_list(
 
 
 def _listed(value: Any) -> str:
-    """A value of `diary list` in a line: a list joined, subscale scores as "mobility 6/16, ..."."""
+    """A value of `diary list` in a line: a list joined, subscale scores as the pages say them ("mobility 6 of 16")."""
+    from hemicare.outcomes.service import SubscaleScore, subscale_words
+
     if isinstance(value, list):
         return ", ".join(value)
     if isinstance(value, dict):
-        return ", ".join(f"{name.replace('_', ' ')} {part['score']}/{part['max']}" for name, part in value.items())
+        return subscale_words({name: SubscaleScore(**part) for name, part in value.items()})
     return str(value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -155,6 +156,14 @@ def subscale_scores(answers: Any) -> dict[str, SubscaleScore] | None:
     if not isinstance(answers, dict):
         return None
     return {name: SubscaleScore(sum(items), ITEM_MAX * len(items)) for name, items in answers.items()}
+
+
+def subscale_words(subscales: Mapping[str, SubscaleScore] | None) -> str:
+    """HFS-30 subscale scores in a line, in the order given: "mobility 10 of 16, stigma 8 of 16" (empty for answers
+    whose subscales are not known); the pages and `diary list` alike."""
+    if not subscales:
+        return ""
+    return ", ".join(f"{name.replace('_', ' ')} {part.score} of {part.max}" for name, part in subscales.items())
 
 
 def subscales_json(subscales: dict[str, SubscaleScore] | None) -> dict[str, dict[str, int]] | None:

@@ -419,8 +419,7 @@ def _overlapping(
     for row in prescriptions:
         start, stop = _days_taken(row)
         if start < end and first < stop:
-            last = last_day(row)
-            until = "" if last is None else f" (until {last.isoformat()})"
+            until = "" if stop == dt.date.max else f" (until {(stop - dt.timedelta(days=1)).isoformat()})"
             found.append((row, f"the prescription of {row.date.isoformat()}{until}"))
     return found
 

@@ -39,13 +39,13 @@ from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
+from hemicare.outcomes.service import subscale_words
 from hemicare.recalls.service import lateness
 from hemicare.sessions.service import HELD_BACK
 from hemicare.web import once
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
 from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
-from hemicare.web.plain import subscale_words
 from hemicare.web.turns import Turns
 
 LOG = logging.getLogger("hemicare.web")

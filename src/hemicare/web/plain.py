@@ -147,11 +147,3 @@ def taking_words(prescriptions: list[Any], kb: KnowledgeBase) -> list[str]:
             name = f"Herbal medicine, {formula.pinyin}" if formula else "Herbal medicine"
             said.append(f"{name}, {len(row.data['herbs'])} herbs (since {row.date.isoformat()}{until})")
     return said
-
-
-def subscale_words(subscales: Mapping[str, Any] | None) -> str:
-    """HFS-30 subscale scores in a line, in the order given: "mobility 10 of 16, stigma 8 of 16" (empty for answers
-    whose subscales are not known)."""
-    if not subscales:
-        return ""
-    return ", ".join(f"{name.replace('_', ' ')} {part.score} of {part.max}" for name, part in subscales.items())
