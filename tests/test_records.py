@@ -1296,6 +1296,73 @@ def test_a_herb_above_its_reference_dose_needs_a_reason(
     assert _record(engine, kb, {**prescription, "override_reason": "powder changed to decoction, dose checked"}) == []
 
 
+BAN_XIA = "Rhizoma Pinelliae Praeparatum (Ban Xia)"
+
+
+@pytest.mark.parametrize(
+    ("formula", "dose", "refused"),
+    [
+        # Ban Xia is toxic and herbs.yaml gives no dose of its own: a formula that doses it holds it there.
+        ("ban_xia_bai_zhu_tian_ma_tang", 9, None),
+        (
+            "ban_xia_bai_zhu_tian_ma_tang",
+            35,  # the web recipe's 35 g the TCM reference warns of
+            f"35 g of {BAN_XIA} is above its dose in Ban Xia Bai Zhu Tian Ma Tang, 4.5-9 g (the knowledge base gives "
+            "none of its own)",
+        ),
+        ("wen_dan_tang", 6, None),  # the source's single dose is the top
+        ("wen_dan_tang", 6.5, f"6.5 g of {BAN_XIA} is above its dose in Wen Dan Tang, 6 g"),
+        # Without a formula, or with one that does not give it, nothing holds it: unchecked, not safe.
+        (None, 6, f"{BAN_XIA} is toxic and the knowledge base gives no decoction dose for it outside a formula that "),
+        (
+            "qian_zheng_san",
+            6,
+            f"{BAN_XIA} is toxic and the knowledge base gives no decoction dose for it, nor does Qian ",
+        ),
+    ],
+)
+def test_a_toxic_herb_without_a_reference_dose_is_held_to_its_formula_or_unchecked(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], formula: str | None, dose: float, refused: str | None
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    prescription = {
+        "kind": "herbal",
+        "formula": formula,
+        "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 6}, {"latin": "Ban Xia", "dose_g": dose}],
+        "duration_days": 7,
+    }
+    problems = _record(engine, kb, prescription)
+    if refused is None:
+        assert problems == []
+        return
+    ((path, message),) = problems
+    assert path == "details.herbs.1.dose_g"
+    assert message.startswith(refused) and message.endswith("; give details.override_reason to record it anyway")
+    assert (
+        _record(engine, kb, {**prescription, "override_reason": "processed Ban Xia, dose checked with the pharmacy"})
+        == []
+    )
+
+
+def test_a_renewal_of_a_formula_adds_its_toxic_herb_up_to_the_formula_dose(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    course = {
+        "kind": "herbal",
+        "formula": "ban_xia_bai_zhu_tian_ma_tang",
+        "herbs": [{"latin": "Ban Xia", "dose_g": 6}],
+        "duration_days": 14,
+    }
+    assert _record(engine, kb, course, days_ago=7) == []
+    ((path, message),) = _record(engine, kb, course)
+    assert path == "details.herbs.0.dose_g"
+    assert message.startswith(f"6 g a day of {BAN_XIA} with 6 g from the prescription of ")
+    assert "is 12 g a day, above its dose in Ban Xia Bai Zhu Tian Ma Tang, 4.5-9 g" in message
+
+
 def test_a_powder_is_kept_and_said_as_one_and_an_unknown_preparation_is_refused(
     engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
 ) -> None:

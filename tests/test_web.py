@@ -3849,6 +3849,48 @@ def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: T
     assert client.post("/patients/qz-1/sessions/herbal", data=form).status_code == 303
 
 
+def test_a_toxic_herb_without_a_reference_dose_is_held_to_the_formulas_on_the_form(
+    client: TestClient, clinic: Engine
+) -> None:
+    """Ban Xia has no reference dose of its own: the form says the formula's dose holds it, and a dose above that is
+    refused beside its box (the 35 g of a web recipe the TCM reference warns of)."""
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    kb = load_default()
+    phlegm = {
+        "tongue": {"coating": "white_greasy"},
+        "pulse": ["wiry", "slippery"],
+        "findings": ["heavy_head", "chest_oppression", "obesity"],
+    }
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="bx-1", name="B X", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "bx-1", "tcm": phlegm}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        plan = plan_service.generate(s, patient=patient, kb=kb, actor="t", today=dt.date.today())
+        formula = next(r for r in plan.content["recommendations"] if r["id"] == "herbal_formula")["details"]
+    assert formula["formula"] == "ban_xia_bai_zhu_tian_ma_tang"
+    assert kb.herbs["Rhizoma Pinelliae Praeparatum"].dose_note is None
+    csrf = sign_in(client, "tcm")
+    page = html.unescape(client.get("/patients/bx-1").text)
+    prescription = page[page.index('action="/patients/bx-1/sessions/herbal"') :]
+    row = prescription[prescription.index("<td>Rhizoma Pinelliae Praeparatum (") :]
+    assert "no reference dose of its own: held to this formula's 4.5-9 g a day." in row[: row.index("</tr>")]
+    doses = dict(re.findall(r'name="(dose\.[^"]+)" value="([^"]*)"', prescription[: prescription.index("</form>")]))
+    form = {"csrf_token": csrf, "formula": "ban_xia_bai_zhu_tian_ma_tang", "duration_days": "7", **doses}
+    refused = client.post("/patients/bx-1/sessions/herbal", data=form | {"dose.Rhizoma Pinelliae Praeparatum": "35"})
+    assert refused.status_code == 422
+    said = html.unescape(_problems_of(refused.text, "herbal"))
+    assert (
+        "35 g of Rhizoma Pinelliae Praeparatum (Ban Xia) is above its dose in Ban Xia Bai Zhu Tian Ma Tang, 4.5-9 g"
+    ) in said
+    assert _herbal_sessions(client, "bx-1") == []
+    assert client.post("/patients/bx-1/sessions/herbal", data=form).status_code == 303
+    assert [
+        h["dose_g"] for h in _herbal_sessions(client, "bx-1")[0]["herbs"] if h["latin"].startswith("Rhizoma P")
+    ] == [4.5]
+
+
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:
     recorded = client.get(f"/api/v1/patients/{code}/sessions").json()
     return [s["details"] for s in recorded if s["details"]["kind"] == "herbal"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import removed_for
-from hemicare.engine.schema import Figure, SafetyRule
+from hemicare.engine.schema import Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -369,33 +369,61 @@ def _takes_out_herbs_prescribed(
     return problems
 
 
+class _Top(NamedTuple):
+    """The most of a herb a prescription may give in a day without a reason, and the words that say where it is from."""
+
+    grams: float
+    said: str
+
+
+def _reference_top(herb: Herb, details: HerbalDetails, kb: KnowledgeBase) -> _Top | None:
+    """The top of a herb's reference dose for the way it is taken, where the knowledge base gives one (the toxic herbs
+    of the HFS formulas). A toxic herb without one of its own is held, boiled, to its dose in the prescription's
+    classical formula (the top of the range, or the single dose the source gives); None where there is neither."""
+    if details.preparation == "decoction" and herb.decoction_max_g is not None:
+        return _Top(
+            herb.decoction_max_g, f"its reference daily decoction dose of {herb.decoction_max_g:g} g ({herb.dose_note})"
+        )
+    if details.preparation == "powder" and herb.powder_max_g is not None:
+        return _Top(
+            herb.powder_max_g,
+            f"its reference powder dose of {herb.powder_max_g:g} g ({herb.dose_note}; the sources do not say whether "
+            "per dose or per day, and a day's amount is held to it)",
+        )
+    formula = kb.formulas.get(details.formula or "")
+    if details.preparation == "decoction" and herb.toxic and formula is not None:
+        for ingredient in formula.ingredients:
+            top = ingredient.dose_max_g or ingredient.dose_min_g
+            if top is not None and kb.resolve_herb(ingredient.herb) is herb:
+                said = f"its dose in {formula.pinyin}, {ingredient.dose()} (the knowledge base gives none of its own)"
+                return _Top(top, said)
+    return None
+
+
 def _herbs_above_reference(details: HerbalDetails, kb: KnowledgeBase) -> list[FieldProblem]:
-    """Doses above the top of a herb's reference dose for the way it is taken, where the knowledge base gives one (the
-    toxic herbs of the HFS formulas): most often a slipped decimal point, 60 g of Quan Xie typed for 6, or a decoction
-    dose written for a powder, which swallows the whole herb (Quan Xie: 3-6 g boiled, 0.6-1 g as a powder). A toxic
-    herb whose powder dose the knowledge base does not give is unchecked as a powder, and needs a reason too."""
+    """Doses above the top of a herb's reference dose for the way it is taken (`_reference_top`): most often a
+    slipped decimal point, 60 g of Quan Xie typed for 6, or a decoction dose written for a powder, which swallows the
+    whole herb (Quan Xie: 3-6 g boiled, 0.6-1 g as a powder). A toxic herb with no such top is unchecked and needs a
+    reason too: boiled outside a formula that doses it (the web page's 35 g of raw Ban Xia), or as a powder."""
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
         if herb is None:
             continue
         path, name = f"details.herbs.{index}.dose_g", f"{herb.latin} ({herb.pinyin})"
-        if details.preparation == "decoction" and herb.decoction_max_g is not None:
-            if given.dose_g > herb.decoction_max_g:
-                said = f"its reference daily decoction dose of {herb.decoction_max_g:g} g ({herb.dose_note})"
-                problems.append(FieldProblem(path, f"{given.dose_g:g} g of {name} is above {said}; {OVERRIDE}"))
-        elif details.preparation == "powder" and herb.powder_max_g is not None:
-            if given.dose_g > herb.powder_max_g:
-                said = (
-                    f"its reference powder dose of {herb.powder_max_g:g} g ({herb.dose_note}; the sources do not say "
-                    "whether per dose or per day, and a day's amount is held to it)"
-                )
-                problems.append(
-                    FieldProblem(path, f"{given.dose_g:g} g a day of {name} as a powder is above {said}; {OVERRIDE}")
-                )
-        elif details.preparation == "powder" and herb.toxic:
-            said = f"{name} is toxic and the knowledge base gives no powder dose for it, so {given.dose_g:g} g a day"
-            problems.append(FieldProblem(path, f"{said} as a powder is unchecked; {OVERRIDE}"))
+        top = _reference_top(herb, details, kb)
+        a_day = "a day " if details.preparation == "powder" else ""
+        taken = " as a powder" if details.preparation == "powder" else ""
+        if top is not None and given.dose_g > top.grams:
+            problems.append(
+                FieldProblem(path, f"{given.dose_g:g} g {a_day}of {name}{taken} is above {top.said}; {OVERRIDE}")
+            )
+        elif top is None and herb.toxic:
+            said = f"{name} is toxic and the knowledge base gives no {details.preparation} dose for it"
+            if details.preparation == "decoction":
+                formula = kb.formulas.get(details.formula or "")
+                said += f", nor does {formula.pinyin}" if formula else " outside a formula that doses it"
+            problems.append(FieldProblem(path, f"{said}, so {given.dose_g:g} g a day{taken} is unchecked; {OVERRIDE}"))
     return problems
 
 
@@ -449,17 +477,17 @@ def _medicine_prescribed_already(
 def _herbs_with_overlapping(
     herbal: Sequence[TreatmentSession], *, date: dt.date, details: HerbalDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
-    """Herbs with a reference daily dose that another herbal prescription gives on some of this one's days (a renewal
-    written before the last course ends, say): a day's doses add up, and together they may pass the reference dose
-    that neither passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a toxic
-    herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
+    """Herbs with a top to their dose (`_reference_top`) that another herbal prescription gives on some of this one's
+    days (a renewal written before the last course ends, say): a day's doses add up, and together they may pass the
+    top that neither passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a
+    toxic herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
     overlapping = _overlapping(herbal, date=date, days=details.duration_days)
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
         if herb is None:
             continue
-        top = herb.decoction_max_g if details.preparation == "decoction" else herb.powder_max_g
+        top = _reference_top(herb, details, kb)
         same: list[tuple[float, str]] = []
         other: list[tuple[float, str]] = []
         for row, said in overlapping:
@@ -469,14 +497,13 @@ def _herbs_with_overlapping(
                     (same if kept else other).append((taken["dose_g"], said))
         path, name = f"details.herbs.{index}.dose_g", f"{herb.latin} ({herb.pinyin})"
         total = round(given.dose_g + sum(dose for dose, _ in same), 3)
-        if top is not None and same and given.dose_g <= top < total:
+        if top is not None and same and given.dose_g <= top.grams < total:
             with_ = " and ".join(f"{dose:g} g from {said}" for dose, said in same)
             problems.append(
                 FieldProblem(
                     path,
-                    f"{given.dose_g:g} g a day of {name} with {with_} is {total:g} g a day, above its reference daily "
-                    f"{details.preparation} dose of {top:g} g ({herb.dose_note}); stop the other prescription on the "
-                    f"day this one starts, or {OVERRIDE}",
+                    f"{given.dose_g:g} g a day of {name} with {with_} is {total:g} g a day, above {top.said}; stop the "
+                    f"other prescription on the day this one starts, or {OVERRIDE}",
                 )
             )
         elif herb.toxic and other:
