@@ -1363,6 +1363,70 @@ def test_a_renewal_of_a_formula_adds_its_toxic_herb_up_to_the_formula_dose(
     assert "is 12 g a day, above its dose in Ban Xia Bai Zhu Tian Ma Tang, 4.5-9 g" in message
 
 
+LICORICE_RISK = "Licorice-heavy formula (6 g/day or more) with older age, a diuretic, a corticosteroid or low potassium"
+
+
+@pytest.mark.parametrize(
+    ("patch", "herbs", "refused"),
+    [
+        # Over 60: 6 g a day of licorice, in one herb or the two kinds together, is the caution rule's dose.
+        ({"age": 70}, [("Gan Cao", 6)], "6 g a day of licorice for this patient. "),
+        ({"age": 70}, [("Radix Glycyrrhizae", 3), ("Zhi Gan Cao", 3)], "6 g a day of licorice for this patient. "),
+        ({"age": 70}, [("Gan Cao", 5.5)], None),
+        ({"medications": ["furosemide"]}, [("Gan Cao", 9)], "9 g a day of licorice for this patient. "),
+        ({}, [("Gan Cao", 9)], None),  # aged 52, no diuretic, no low potassium: the rule does not hold
+    ],
+)
+def test_a_licorice_heavy_prescription_for_a_patient_at_risk_needs_a_reason(
+    engine: Engine,
+    kb: KnowledgeBase,
+    patient: Callable[..., dict[str, Any]],
+    patch: dict[str, Any],
+    herbs: list[tuple[str, float]],
+    refused: str | None,
+) -> None:
+    """The plan cautions its own formula when its licorice reaches 6 g a day for a patient at risk; a prescription
+    written with more licorice than the plan's formula is held to the same rule."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(**patch))
+    prescription = {
+        "kind": "herbal",
+        "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}] + [{"latin": n, "dose_g": g} for n, g in herbs],
+        "duration_days": 14,
+    }
+    problems = _record(engine, kb, prescription)
+    if refused is None:
+        assert problems == []
+        return
+    ((path, message),) = problems
+    assert path == "details.herbs.1.dose_g"  # the first licorice herb's dose
+    assert message.startswith(refused + LICORICE_RISK)
+    assert message.endswith(
+        "check potassium and blood pressure. Lower it, or give details.override_reason to record it anyway"
+    )
+    assert _record(engine, kb, {**prescription, "override_reason": "potassium checked, 2 weeks only"}) == []
+
+
+def test_licorice_is_counted_with_the_prescriptions_taken_on_the_same_days(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, patient(age=70))
+    course = {"kind": "herbal", "herbs": [{"latin": "Gan Cao", "dose_g": 3}], "duration_days": 14}
+    assert _record(engine, kb, course, days_ago=20) == []
+    # The course of 20 days ago ended a week ago: nothing overlaps today's.
+    assert _record(engine, kb, {**course, "herbs": [{"latin": "Zhi Gan Cao", "dose_g": 3}]}) == []
+    ((path, message),) = _record(
+        engine, kb, course | {"herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}, *course["herbs"]]}
+    )
+    assert path == "details.herbs.1.dose_g"
+    last = TODAY + dt.timedelta(days=13)
+    assert message.startswith(
+        f"6 g a day of licorice (3 g here, 3 g from the prescription of {TODAY.isoformat()} "
+        f"(until {last.isoformat()})) for this patient. "
+    )
+
+
 def test_a_powder_is_kept_and_said_as_one_and_an_unknown_preparation_is_refused(
     engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
 ) -> None:

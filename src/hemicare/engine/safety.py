@@ -25,7 +25,7 @@ _RANK = {
     Status.DEFERRED: 3,
     Status.CONTRAINDICATED: 4,
 }
-_LICORICE = ("Radix Glycyrrhizae", "Radix Glycyrrhizae Praeparata")
+LICORICE = ("Radix Glycyrrhizae", "Radix Glycyrrhizae Praeparata")  # Gan Cao, Zhi Gan Cao
 _ACTION_ORDER = {"contraindicate": 0, "remove": 1, "defer": 2, "caution": 3}
 _ORDERED_RULES: Memo = {}
 
@@ -50,7 +50,7 @@ def _licorice_g(formula: Recommendation) -> float:
     return sum(
         (i.get("dose_max_g") or i.get("dose_min_g") or 0.0)
         for i in formula.details.get("ingredients", [])
-        if i["latin"] in _LICORICE
+        if i["latin"] in LICORICE
     )
 
 
@@ -140,6 +140,19 @@ def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> d
             if item in targets:
                 found.setdefault(item, rule)
     return found
+
+
+def licorice_cautions(facts: Facts, kb: KnowledgeBase, *, grams: float) -> list[SafetyRule]:
+    """The caution rules holding for the patient that ``grams`` of licorice a day reach (a licorice-heavy formula
+    with older age, a diuretic or low potassium): what a herbal prescription is checked against, as the plan's own
+    formula is."""
+    return [
+        rule
+        for rule, condition in _in_action_order(kb)
+        if rule.targets.licorice_min_g is not None
+        and grams >= rule.targets.licorice_min_g
+        and (condition is None or condition(facts))
+    ]
 
 
 def _affects(hits: dict[str, Any]) -> list[str]:

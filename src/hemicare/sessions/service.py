@@ -15,7 +15,7 @@ from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import facts_of
-from hemicare.engine.safety import removed_for
+from hemicare.engine.safety import LICORICE, licorice_cautions, removed_for
 from hemicare.engine.schema import Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
@@ -252,19 +252,23 @@ def _against_plan(
     return problems
 
 
-def _taken_out(
+def _against_safety_rules(
     session: Session,
     *,
     patient: Patient,
     date: dt.date,
     details: AcupunctureDetails | HerbalDetails,
     kb: KnowledgeBase,
+    overlapping: Sequence[tuple[TreatmentSession, str]] = (),
 ) -> list[FieldProblem]:
     """Points or herbs that a safety rule holding for the patient (by their latest assessment, and the medicines
     prescribed in the records that they take on the session's date) takes out of their plans: LI4 ticked for a
-    pregnant patient, Dang Gui written for one on warfarin. A session entered late is held to the assessment in force
-    on its day as well: a pregnancy over by now was not over then. Without an assessment to read they are unchecked,
-    and the session needs a reason like one that breaks a rule."""
+    pregnant patient, Dang Gui written for one on warfarin. And a day's licorice that reaches a caution rule's dose for
+    the patient (6 g at over 60, say), with the licorice of the ``overlapping`` prescriptions taken on some of the same
+    days: the plan cautions its own formula so, and a prescription written beyond it would otherwise pass unseen. A
+    session entered late is held to the assessment in force on its day as well: a pregnancy over by now was not over
+    then. Without an assessment to read they are unchecked, and the session needs a reason like one that breaks a
+    rule."""
     stored, assessment = assessment_service.latest_read(session, patient=patient)
     what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
     if stored is None or assessment is None:  # fail closed: nothing to check them against is not "nothing found"
@@ -273,6 +277,7 @@ def _taken_out(
             f"{why}, so the {what} are unchecked against the safety rules; record an assessment first, or {OVERRIDE}"
         )
         return [FieldProblem("details.override_reason", message)]
+    licorice = None
     if isinstance(details, AcupunctureDetails):
         given = [(f"details.points.{index}", code) for index, code in enumerate(details.points)]
     else:
@@ -280,15 +285,20 @@ def _taken_out(
             (f"details.herbs.{index}.latin", kb.resolve_herb(herb.latin)) for index, herb in enumerate(details.herbs)
         ]
         given = [(path, herb.latin) for path, herb in resolved if herb is not None]
+        licorice = _licorice_of(details, overlapping, kb)
     prescribed = list_for(session, patient=patient, kind="medicine")
     removed: dict[str, tuple[SafetyRule, str]] = {}
+    cautioned: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
         medications = with_prescribed(read.medications, prescribed, today=date)
         if medications != read.medications:  # read beside the assessment's own, as plans read them
             read = read.model_copy(update={"medications": medications})
-        for item, rule in removed_for(facts_of(read, kb), kb, items={item for _, item in given}).items():
+        facts = facts_of(read, kb)
+        for item, rule in removed_for(facts, kb, items={item for _, item in given}).items():
             removed.setdefault(item, (rule, by))  # the latest assessment's reason first
-    return [
+        for rule in licorice_cautions(facts, kb, grams=licorice.grams) if licorice else []:
+            cautioned.setdefault(rule.id, (rule, by))
+    problems = [
         FieldProblem(
             path,
             f"{item} is taken out of this patient's plans{removed[item][1]}: {removed[item][0].title}"
@@ -297,6 +307,46 @@ def _taken_out(
         for path, item in given
         if item in removed
     ]
+    if licorice:
+        problems += [
+            FieldProblem(licorice.path, f"{licorice.said} for this patient{by}. {rule.message} Lower it, or {OVERRIDE}")
+            for rule, by in cautioned.values()
+        ]
+    return problems
+
+
+class _Licorice(NamedTuple):
+    grams: float  # a day, with the overlapping prescriptions'
+    path: str  # the first licorice herb of the prescription
+    said: str  # "8 g a day of licorice (5 g here, 3 g from the prescription of ...)"
+
+
+def _licorice_of(
+    details: HerbalDetails, overlapping: Sequence[tuple[TreatmentSession, str]], kb: KnowledgeBase
+) -> _Licorice | None:
+    """The licorice (Gan Cao, Zhi Gan Cao) a prescription gives a day with that of the prescriptions taken on some of
+    the same days; None where it gives none."""
+    mine = [
+        (index, given.dose_g)
+        for index, given in enumerate(details.herbs)
+        if getattr(kb.resolve_herb(given.latin), "latin", None) in LICORICE
+    ]
+    if not mine:
+        return None
+    here = sum(dose for _, dose in mine)
+    others = [
+        (sum(taken["dose_g"] for taken in licorice), said)
+        for row, said in overlapping
+        if (
+            licorice := [
+                t for t in row.data["herbs"] if getattr(kb.resolve_herb(t["latin"]), "latin", None) in LICORICE
+            ]
+        )
+    ]
+    grams = round(here + sum(dose for dose, _ in others), 3)
+    with_ = "".join(f", {dose:g} g from {said}" for dose, said in others)
+    said = f"{grams:g} g a day of licorice" + (f" ({here:g} g here{with_})" if others else "")
+    return _Licorice(grams, f"details.herbs.{mine[0][0]}.dose_g", said)
 
 
 def _readings(
@@ -475,13 +525,13 @@ def _medicine_prescribed_already(
 
 
 def _herbs_with_overlapping(
-    herbal: Sequence[TreatmentSession], *, date: dt.date, details: HerbalDetails, kb: KnowledgeBase
+    overlapping: Sequence[tuple[TreatmentSession, str]], *, details: HerbalDetails, kb: KnowledgeBase
 ) -> list[FieldProblem]:
-    """Herbs with a top to their dose (`_reference_top`) that another herbal prescription gives on some of this one's
-    days (a renewal written before the last course ends, say): a day's doses add up, and together they may pass the
-    top that neither passes alone. Prescriptions taken the other way (boiled, or as a powder) cannot be added, and a
-    toxic herb taken both ways is unchecked. Stopping the other prescription on its history row ends the overlap."""
-    overlapping = _overlapping(herbal, date=date, days=details.duration_days)
+    """Herbs with a top to their dose (`_reference_top`) that another herbal prescription (of the ``overlapping``)
+    gives on some of this one's days (a renewal written before the last course ends, say): a day's doses add up, and
+    together they may pass the top that neither passes alone. Prescriptions taken the other way (boiled, or as a
+    powder) cannot be added, and a toxic herb taken both ways is unchecked. Stopping the other prescription on its
+    history row ends the overlap."""
     problems = []
     for index, given in enumerate(details.herbs):
         herb = kb.resolve_herb(given.latin)
@@ -548,9 +598,13 @@ def _needs_a_reason(
     if isinstance(details, HerbalDetails):
         problems += _herbs_above_reference(details, kb)
         herbal = list_for(session, patient=patient, kind="herbal")
-        problems += _herbs_with_overlapping(herbal, date=data.date, details=details, kb=kb)
-    if isinstance(details, (AcupunctureDetails, HerbalDetails)):
-        problems += _taken_out(session, patient=patient, date=data.date, details=details, kb=kb)
+        overlapping = _overlapping(herbal, date=data.date, days=details.duration_days)
+        problems += _herbs_with_overlapping(overlapping, details=details, kb=kb)
+        problems += _against_safety_rules(
+            session, patient=patient, date=data.date, details=details, kb=kb, overlapping=overlapping
+        )
+    if isinstance(details, AcupunctureDetails):
+        problems += _against_safety_rules(session, patient=patient, date=data.date, details=details, kb=kb)
     if isinstance(details, MedicineDetails):
         prescribed = list_for(session, patient=patient, kind="medicine")  # read once for both checks
         problems += _medicine_prescribed_already(prescribed, date=data.date, details=details)
