@@ -1363,6 +1363,53 @@ def test_a_renewal_of_a_formula_adds_its_toxic_herb_up_to_the_formula_dose(
     assert "is 12 g a day, above its dose in Ban Xia Bai Zhu Tian Ma Tang, 4.5-9 g" in message
 
 
+@pytest.mark.parametrize(
+    ("patch", "herb", "cautioned"),
+    [
+        (
+            {"pregnant": True},
+            "Chuan Xiong",
+            "Rhizoma Chuanxiong is cautioned for this patient: Blood-moving herbs in pregnancy (tradition-based). "
+            "Pregnancy: blood-moving herbs",
+        ),
+        ({"medications": ["clonazepam"]}, "Jiang Can", "Bombyx Batryticatus is cautioned for this patient: Additive "),
+        (
+            {"medications": ["warfarin"]},
+            "Hong Hua",
+            "Flos Carthami is cautioned for this patient: Other herbs reviewed",
+        ),
+        ({}, "Chuan Xiong", None),  # the baseline patient: not pregnant, no warfarin, no sedative
+        ({"pregnant": True}, "Jiang Can", None),  # its pregnancy status is unverified, not "caution"
+    ],
+)
+def test_a_herb_a_caution_names_for_the_patient_needs_a_reason(
+    engine: Engine,
+    kb: KnowledgeBase,
+    patient: Callable[..., dict[str, Any]],
+    patch: dict[str, Any],
+    herb: str,
+    cautioned: str | None,
+) -> None:
+    """The plan cautions the herbs of its own formula that a rule names for this patient; a herb added beyond the
+    plan's formula is held to the same rules when it is prescribed."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(**patch))
+    prescription = {
+        "kind": "herbal",
+        "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}, {"latin": herb, "dose_g": 3}],
+        "duration_days": 14,
+    }
+    problems = _record(engine, kb, prescription)
+    if cautioned is None:
+        assert problems == []
+        return
+    ((path, message),) = problems
+    assert path == "details.herbs.1.latin"
+    assert message.startswith(cautioned)
+    assert message.endswith(". Leave it out, or give details.override_reason to record it anyway")
+    assert _record(engine, kb, {**prescription, "override_reason": "obstetrician agrees, low dose, 2 weeks"}) == []
+
+
 LICORICE_RISK = "Licorice-heavy formula (6 g/day or more) with older age, a diuretic, a corticosteroid or low potassium"
 
 

@@ -131,9 +131,25 @@ def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> d
     """Which of these acupoints (WHO codes) and herbs (Latin names) a removal rule that holds for the patient takes
     out of any plan of theirs (LI4 in pregnancy, Dang Gui with warfarin), each with the first such rule: what
     recording a session given outside the plan is checked against."""
+    return _named_by(facts, kb, items=items, action="remove")
+
+
+def cautioned_for(facts: Facts, kb: KnowledgeBase, *, herbs: Collection[str]) -> dict[str, SafetyRule]:
+    """Which of these herbs (Latin names) a caution rule names for this patient, by something of theirs (Chuan Xiong
+    in pregnancy, Jiang Can with a sedative, licorice with warfarin), each with the first such rule: what a herbal
+    prescription is checked against, as the plan's own formula is. Cautions for everyone (a toxic herb's doses, Bai
+    Fu Zi's species) are left to the plan and the prescription form, which show them beside the herb."""
+    return _named_by(facts, kb, items=herbs, action="caution", for_everyone=False)
+
+
+def _named_by(
+    facts: Facts, kb: KnowledgeBase, *, items: Collection[str], action: str, for_everyone: bool = True
+) -> dict[str, SafetyRule]:
     found: dict[str, SafetyRule] = {}
     for rule, condition in _in_action_order(kb):
-        if rule.action != "remove" or (condition is not None and not condition(facts)):
+        if rule.action != action or (condition is not None and not condition(facts)):
+            continue
+        if condition is None and not for_everyone:
             continue
         targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id)
         for item in items:

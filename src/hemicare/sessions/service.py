@@ -15,7 +15,7 @@ from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import facts_of
-from hemicare.engine.safety import LICORICE, licorice_cautions, removed_for
+from hemicare.engine.safety import LICORICE, cautioned_for, licorice_cautions, removed_for
 from hemicare.engine.schema import Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
@@ -263,12 +263,13 @@ def _against_safety_rules(
 ) -> list[FieldProblem]:
     """Points or herbs that a safety rule holding for the patient (by their latest assessment, and the medicines
     prescribed in the records that they take on the session's date) takes out of their plans: LI4 ticked for a
-    pregnant patient, Dang Gui written for one on warfarin. And a day's licorice that reaches a caution rule's dose for
-    the patient (6 g at over 60, say), with the licorice of the ``overlapping`` prescriptions taken on some of the same
-    days: the plan cautions its own formula so, and a prescription written beyond it would otherwise pass unseen. A
-    session entered late is held to the assessment in force on its day as well: a pregnancy over by now was not over
-    then. Without an assessment to read they are unchecked, and the session needs a reason like one that breaks a
-    rule."""
+    pregnant patient, Dang Gui written for one on warfarin. Herbs a caution rule names for the patient by something of
+    theirs (Chuan Xiong in pregnancy, Jiang Can with a sedative), and a day's licorice that reaches a caution rule's
+    dose for them (6 g at over 60, say) with the licorice of the ``overlapping`` prescriptions taken on some of the
+    same days: the plan cautions its own formula so, and a herb or a dose written beyond it would otherwise pass
+    unseen. A session entered late is held to the assessment in force on its day as well: a pregnancy over by now was
+    not over then. Without an assessment to read they are unchecked, and the session needs a reason like one that
+    breaks a rule."""
     stored, assessment = assessment_service.latest_read(session, patient=patient)
     what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
     if stored is None or assessment is None:  # fail closed: nothing to check them against is not "nothing found"
@@ -289,6 +290,7 @@ def _against_safety_rules(
     prescribed = list_for(session, patient=patient, kind="medicine")
     removed: dict[str, tuple[SafetyRule, str]] = {}
     cautioned: dict[str, tuple[SafetyRule, str]] = {}
+    herb_cautions: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
         medications = with_prescribed(read.medications, prescribed, today=date)
         if medications != read.medications:  # read beside the assessment's own, as plans read them
@@ -296,6 +298,9 @@ def _against_safety_rules(
         facts = facts_of(read, kb)
         for item, rule in removed_for(facts, kb, items={item for _, item in given}).items():
             removed.setdefault(item, (rule, by))  # the latest assessment's reason first
+        if isinstance(details, HerbalDetails):
+            for item, rule in cautioned_for(facts, kb, herbs={item for _, item in given}).items():
+                herb_cautions.setdefault(item, (rule, by))
         for rule in licorice_cautions(facts, kb, grams=licorice.grams) if licorice else []:
             cautioned.setdefault(rule.id, (rule, by))
     problems = [
@@ -306,6 +311,16 @@ def _against_safety_rules(
         )
         for path, item in given
         if item in removed
+    ]
+    problems += [
+        FieldProblem(
+            path,
+            f"{item} is cautioned for this patient{herb_cautions[item][1]}: {herb_cautions[item][0].title}"
+            f"{' (tradition-based)' if herb_cautions[item][0].basis == 'tradition' else ''}. "
+            f"{herb_cautions[item][0].message} Leave it out, or {OVERRIDE}",
+        )
+        for path, item in given
+        if item in herb_cautions and item not in removed
     ]
     if licorice:
         problems += [
