@@ -3891,6 +3891,38 @@ def test_a_toxic_herb_without_a_reference_dose_is_held_to_the_formulas_on_the_fo
     ] == [4.5]
 
 
+def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row(
+    client: TestClient, clinic: Engine
+) -> None:
+    """Hong Hua added for a patient on warfarin: the caution is said beside the row it was typed in, with the reason
+    box the way to record it all the same."""
+    from hemicare.assessments import service as assessments
+    from hemicare.patients.schemas import PatientCreate
+
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code="wf-1", name="W F", sex="male"), actor="t")
+        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "wf-1", "medications": ["warfarin"]}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+    form = {
+        "csrf_token": sign_in(client, "tcm"),
+        "added.0.latin": "Tian Ma",
+        "added.0.dose": "9",
+        "added.1.latin": "Hong Hua",
+        "added.1.dose": "6",
+        "duration_days": "14",
+    }
+    refused = client.post("/patients/wf-1/sessions/herbal", data=form)
+    assert refused.status_code == 422
+    said = html.unescape(_problems_of(refused.text, "herbal"))
+    assert "Herb 2 (Hong Hua)</strong>: Flos Carthami is cautioned for this patient: Other herbs reviewed with " in said
+    assert "Leave it out, or give the reason below to record it anyway" in said
+    assert re.search(r'name="added\.1\.latin"[^>]*aria-invalid=true', refused.text)
+    assert _herbal_sessions(client, "wf-1") == []
+    reason = {"override_reason": "INR checked weekly by the anticoagulation clinic"}
+    assert client.post("/patients/wf-1/sessions/herbal", data=form | reason).status_code == 303
+    assert [h["latin"] for h in _herbal_sessions(client, "wf-1")[0]["herbs"]] == ["Rhizoma Gastrodiae", "Flos Carthami"]
+
+
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:
     recorded = client.get(f"/api/v1/patients/{code}/sessions").json()
     return [s["details"] for s in recorded if s["details"]["kind"] == "herbal"]
