@@ -1410,6 +1410,37 @@ def test_a_herb_a_caution_names_for_the_patient_needs_a_reason(
     assert _record(engine, kb, {**prescription, "override_reason": "obstetrician agrees, low dose, 2 weeks"}) == []
 
 
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        ("Mandragora", "unknown herb 'Mandragora'"),
+        # Aristolochia and the names it was sold under are blocked, with why; no reason records them.
+        ("Guan Mu Tong", "'Guan Mu Tong' is a blocked herb name: it is never prescribed (Aristolochic acid causes "),
+        ("Aristolochia manshuriensis", "'Aristolochia manshuriensis' is a blocked herb name: it is never prescribed"),
+        ("关木通", "'关木通' is a blocked herb name: it is never prescribed"),
+        # A name several species share: which one is meant must be written.
+        ("Mu Tong", "unknown herb 'Mu Tong': several species are sold under that name (Aristolochic acid causes "),
+        ("Fang Ji", "unknown herb 'Fang Ji': several species are sold under that name"),
+    ],
+)
+def test_an_unknown_herb_is_refused_and_a_blocked_or_ambiguous_name_says_why(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], written: str, said: str
+) -> None:
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+    prescription = {
+        "kind": "herbal",
+        "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}, {"latin": written, "dose_g": 3}],
+        "duration_days": 14,
+        "override_reason": "the patient brought it from abroad",
+    }
+    ((path, message),) = _record(engine, kb, prescription)
+    assert path == "details.herbs.1.latin"
+    assert message.startswith(said)
+    with _session(engine) as s:
+        assert sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="herbal") == []
+
+
 LICORICE_RISK = "Licorice-heavy formula (6 g/day or more) with older age, a diuretic, a corticosteroid or low potassium"
 
 

@@ -67,7 +67,7 @@ def _check_against_knowledge(data: SessionCreate, kb: KnowledgeBase) -> list[Fie
         for index, given in enumerate(details.herbs):
             herb = kb.resolve_herb(given.latin)
             if herb is None:
-                problems.append(FieldProblem(f"details.herbs.{index}.latin", f"unknown herb {quoted(given.latin)}"))
+                problems.append(FieldProblem(f"details.herbs.{index}.latin", _unknown_herb(given.latin, kb)))
                 continue
             first = herbs_seen.setdefault(herb.latin, index)
             if first != index:
@@ -250,6 +250,17 @@ def _against_plan(
             )
         )
     return problems
+
+
+def _unknown_herb(written: str, kb: KnowledgeBase) -> str:
+    """Why a herb the knowledge base does not know is refused: a blocked name (Aristolochia: never prescribed, reason
+    or not) and a name that several species share say so, beyond its being unknown."""
+    why = f" ({kb.restricted.evidence.note})" if kb.restricted and kb.restricted.evidence.note else ""
+    if kb.name_matches(written, blocked=True):
+        return f"{quoted(written)} is a blocked herb name: it is never prescribed{why}"
+    if kb.name_matches(written, blocked=False):
+        return f"unknown herb {quoted(written)}: several species are sold under that name{why}; write the one meant"
+    return f"unknown herb {quoted(written)}"
 
 
 def _against_safety_rules(
