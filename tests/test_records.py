@@ -1410,6 +1410,30 @@ def test_a_herb_a_caution_names_for_the_patient_needs_a_reason(
     assert _record(engine, kb, {**prescription, "override_reason": "obstetrician agrees, low dose, 2 weeks"}) == []
 
 
+def test_any_herbal_prescription_for_a_patient_on_carbamazepine_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """The reference's rule: monitor carbamazepine levels if herbs are started. It cautions the formula as a whole,
+    so every herbal prescription for the patient is held to it, said once for the prescription."""
+    _add_patient(engine)
+    _assess(engine, kb, patient(medications=["carbamazepine"]))
+    prescription = {"kind": "herbal", "herbs": [{"latin": "Tian Ma", "dose_g": 9}], "duration_days": 14}
+    ((path, message),) = _record(engine, kb, prescription)
+    assert path == "details.herbs"
+    assert message.startswith("herbs are cautioned for this patient: Herbs with carbamazepine. Carbamazepine: herbs ")
+    assert "Monitor carbamazepine levels if herbs are started." in message
+    assert message.endswith("Leave them out, or give details.override_reason to record it anyway")
+    assert _record(engine, kb, {**prescription, "override_reason": "carbamazepine level booked for week 2"}) == []
+    # Without carbamazepine the same prescription needs nothing.
+    _add_patient(engine, code="p-002")
+    _assess(engine, kb, patient(), code="p-002")
+    with _session(engine) as s, s.begin():
+        data = validate_model(
+            SessionCreate, {"date": TODAY.isoformat(), "clinician": "L. Zhang", "details": prescription}
+        )
+        sessions.record(s, patient=patients.get(s, code="p-002"), data=data, kb=kb, actor="L. Zhang")
+
+
 @pytest.mark.parametrize(
     ("written", "said"),
     [

@@ -18,6 +18,7 @@ from hemicare.engine.schema import SafetyRule
 SHOWN = (Status.RECOMMENDED, Status.OPTION)
 # Raised when the patient already takes herbs of the plan's formula (listed, or from a prescription still running).
 TAKEN_ALERT = "herbs_already_taken"
+HERBAL_FORMULA = "herbal_formula"  # the plan's recommendation of a herbal formula
 _RANK = {
     Status.RECOMMENDED: 0,
     Status.OPTION: 1,
@@ -73,14 +74,14 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
                 points += [p["code"] for p in rec.details.get("points", []) if p["code"] in rule.targets.acupoints]
     herbs: list[str] = []
     selected = kb.rule_herbs(rule.id)
-    formula = recs.get("herbal_formula")
+    formula = recs.get(HERBAL_FORMULA)
     formula_shown = formula is not None and formula.status in SHOWN
     if selected and formula is not None and formula_shown:
         herbs = [i["latin"] for i in formula.details.get("ingredients", []) if i["latin"] in selected]
     patient_items += [f"herb:{latin}" for latin in facts["herb_ids"] if latin in selected]
     licorice_min = rule.targets.licorice_min_g
     if licorice_min is not None and formula is not None and formula_shown and _licorice_g(formula) >= licorice_min:
-        hit_recs.append("herbal_formula")
+        hit_recs.append(HERBAL_FORMULA)
     if rule.targets.patient_blocked_herbs:
         patient_items += [f"herb:{name}" for name in facts["blocked_herbs"]]
     if rule.targets.patient_ambiguous_herbs:
@@ -108,7 +109,7 @@ def _remove(rule: SafetyRule, hits: dict[str, Any], recs: dict[str, Recommendati
                 {"code": p["code"], "reason": rule.title} for p in removed
             ]
             rec.rationale.append(f"Removed {', '.join(p['code'] for p in removed)}. {reason}")
-    formula = recs.get("herbal_formula")
+    formula = recs.get(HERBAL_FORMULA)
     if formula is not None and hits["herbs"]:
         ingredients = formula.details.get("ingredients", [])
         kept = [i for i in ingredients if i["latin"] not in hits["herbs"]]
@@ -136,10 +137,11 @@ def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> d
 
 def cautioned_for(facts: Facts, kb: KnowledgeBase, *, herbs: Collection[str]) -> dict[str, SafetyRule]:
     """Which of these herbs (Latin names) a caution rule names for this patient, by something of theirs (Chuan Xiong
-    in pregnancy, Jiang Can with a sedative, licorice with warfarin), each with the first such rule: what a herbal
+    in pregnancy, Jiang Can with a sedative, licorice with warfarin), each with the first such rule, and under
+    ``HERBAL_FORMULA`` the first that cautions any herbal formula for them (herbs with carbamazepine): what a herbal
     prescription is checked against, as the plan's own formula is. Cautions for everyone (a toxic herb's doses, Bai
     Fu Zi's species) are left to the plan and the prescription form, which show them beside the herb."""
-    return _named_by(facts, kb, items=herbs, action="caution", for_everyone=False)
+    return _named_by(facts, kb, items=[*herbs, HERBAL_FORMULA], action="caution", for_everyone=False)
 
 
 def _named_by(
@@ -151,7 +153,7 @@ def _named_by(
             continue
         if condition is None and not for_everyone:
             continue
-        targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id)
+        targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id) | set(rule.targets.recommendations)
         for item in items:
             if item in targets:
                 found.setdefault(item, rule)
@@ -229,7 +231,7 @@ def unchecked_alerts(
     are; the plan says instead that it is taken already (``herbs_already_taken``).
     """
     alerts: list[Alert] = []
-    formula = _by_id(recommendations).get("herbal_formula")
+    formula = _by_id(recommendations).get(HERBAL_FORMULA)
     planned = {}
     if formula is not None and formula.status in SHOWN:
         planned = {i["latin"]: i for i in formula.details.get("ingredients", [])}
@@ -323,7 +325,7 @@ def _pregnancy_unchecked(recommendations: list[Recommendation], kb: KnowledgeBas
             if rule.targets.acupoints:
                 covered |= {"acupuncture", "electroacupuncture"}
             if rule.targets.herbs or rule.targets.herb_pregnancy:
-                covered.add("herbal_formula")
+                covered.add(HERBAL_FORMULA)
     unchecked = [r for r in recommendations if r.status in SHOWN and r.id not in covered and r.category != "workup"]
     for rec in unchecked:
         if rec.id.startswith("medication:"):

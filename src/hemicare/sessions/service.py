@@ -15,7 +15,7 @@ from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import facts_of
-from hemicare.engine.safety import LICORICE, cautioned_for, licorice_cautions, removed_for
+from hemicare.engine.safety import HERBAL_FORMULA, LICORICE, cautioned_for, licorice_cautions, removed_for
 from hemicare.engine.schema import Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
@@ -333,6 +333,10 @@ def _against_safety_rules(
         for path, item in given
         if item in herb_cautions and item not in removed
     ]
+    if HERBAL_FORMULA in herb_cautions:  # any herbal prescription for this patient (herbs with carbamazepine)
+        rule, by = herb_cautions[HERBAL_FORMULA]
+        said = f"herbs are cautioned for this patient{by}: {rule.title}. {rule.message} Leave them out, or {OVERRIDE}"
+        problems.insert(0, FieldProblem("details.herbs", said))
     if licorice:
         problems += [
             FieldProblem(licorice.path, f"{licorice.said} for this patient{by}. {rule.message} Lower it, or {OVERRIDE}")
