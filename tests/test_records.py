@@ -957,6 +957,42 @@ def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     assert not [said for _, said in _record(engine, kb, clonazepam, days_ago=12) if "Bombyx" in said]
 
 
+def test_a_medicine_that_brings_a_caution_on_herbs_being_taken_needs_a_reason(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """The other way round of the caution checks at prescribing: Jiang Can prescribed three days ago for 14 days, then
+    a sedating medicine (the packaged rule cautions, not removes) or carbamazepine (monitor its levels if herbs are
+    started) needs a reason naming the prescription; levetiracetam does not."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline | {"medications": []})
+    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 14}
+    assert _record(engine, kb, jiang_can, days_ago=3) == []
+    given = f"the prescription of {(TODAY - dt.timedelta(days=3)).isoformat()} (until {TODAY + dt.timedelta(days=10)})"
+
+    def cautions(medicine: str) -> list[str]:
+        prescription = {"kind": "medicine", "medicine": medicine, "dose": "as on the label"}
+        return [said for _, said in _record(engine, kb, prescription) if "is cautioned for this patient" in said]
+
+    (sedation,) = cautions("clonazepam")
+    assert sedation.startswith(
+        f"clonazepam with Bombyx Batryticatus, which {given} gives, is cautioned for this patient: Additive sedation. "
+    )
+    assert sedation.endswith("Leave it out, or give details.override_reason to record it anyway")
+    assert cautions("baclofen") == [sedation.replace("clonazepam with", "baclofen with", 1)]
+    (levels,) = cautions("carbamazepine")
+    assert levels.startswith(
+        f"carbamazepine with the herbs {given} gives is cautioned for this patient: Herbs with carbamazepine. "
+    )
+    assert "Monitor carbamazepine levels if herbs are started." in levels
+    assert cautions("levetiracetam") == []
+    # Jiang Can stopped today: nothing is taken from today on, so nothing is cautioned.
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        [row] = sessions.list_for(s, patient=patient, kind="herbal")
+        sessions.record_outcome(s, patient=patient, session_id=row.id, outcome=SessionOutcome(stopped=TODAY), actor="t")
+    assert cautions("carbamazepine") == [] and cautions("clonazepam") == []
+
+
 def test_a_medicine_dated_back_is_held_to_the_assessment_in_force_on_its_day(
     engine: Engine, baseline: dict[str, Any], kb_tree: Any
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
-from hemicare.engine.rules import facts_of
+from hemicare.engine.rules import Facts, facts_of
 from hemicare.engine.safety import HERBAL_FORMULA, LICORICE, cautioned_for, licorice_cautions, removed_for
 from hemicare.engine.schema import Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
@@ -397,11 +397,9 @@ def _readings(
     return readings
 
 
-def _removed_taking(
-    read: Assessment, medications: list[str], kb: KnowledgeBase, *, items: Collection[str]
-) -> dict[str, SafetyRule]:
-    """Which of these items a removal rule takes out for the patient of this assessment taking these medicines."""
-    return removed_for(facts_of(read.model_copy(update={"medications": medications}), kb), kb, items=items)
+def _with_medicines(read: Assessment, medications: list[str], kb: KnowledgeBase) -> Facts:
+    """The facts of the patient of this assessment taking these medicines."""
+    return facts_of(read.model_copy(update={"medications": medications}), kb)
 
 
 def _takes_out_herbs_prescribed(
@@ -415,29 +413,45 @@ def _takes_out_herbs_prescribed(
 ) -> list[FieldProblem]:
     """Herbs of a prescription the patient is taking on a medicine's date (within its days) that a removal rule takes
     out of their plans once they take this medicine too (Jiang Can prescribed last week, clonazepam now, where the
-    sedation rule removes rather than cautions). The other way round (the herb prescribed after the medicine) is
-    checked when the herb is recorded. Only what this medicine changes is said: a herb taken out already needed its
-    reason when it was prescribed. Held, as points and herbs are, to the latest assessment and to the one in force on
-    the medicine's day."""
+    sedation rule removes rather than cautions), or that a caution rule then names for them as it would a herb
+    prescribed (Hong Hua, then warfarin; any herbs, then carbamazepine; 6 g of licorice a day, then a diuretic). The
+    other way round (the herb prescribed after the medicine) is checked when the herb is recorded. Only what this
+    medicine changes is said: a herb taken out or cautioned already needed its reason when it was prescribed. Held, as
+    points and herbs are, to the latest assessment and to the one in force on the medicine's day."""
+    rows = running(list_for(session, patient=patient, kind="herbal"), today=date)
+    if not rows:
+        return []
     taking: dict[str, TreatmentSession] = {}
-    for row in running(list_for(session, patient=patient, kind="herbal"), today=date):
+    licorice: dict[int, float] = {}  # a day's licorice by prescription
+    for row in rows:
         for herb in row.data["herbs"]:
             if (known := kb.resolve_herb(herb["latin"])) is not None:
                 taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
-    if not taking:
-        return []
+                if known.latin in LICORICE:
+                    licorice[row.id] = licorice.get(row.id, 0.0) + herb["dose_g"]
+    grams = round(sum(licorice.values()), 3)
     # Without an assessment there is no plan, and the medicine needs a reason anyway.
     readings = _readings(
         session, patient=patient, date=date, latest=assessment_service.latest_read(session, patient=patient)
     )
     removed: dict[str, tuple[SafetyRule, str]] = {}
+    cautioned: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in readings:
         before = with_prescribed(read.medications, prescribed, today=date)
         after = before if details.medicine in before else [*before, details.medicine]
-        already = _removed_taking(read, before, kb, items=taking)
-        for item, rule in _removed_taking(read, after, kb, items=taking).items():
+        was, will = _with_medicines(read, before, kb), _with_medicines(read, after, kb)
+        already = removed_for(was, kb, items=taking)
+        for item, rule in removed_for(will, kb, items=taking).items():
             if item not in already:
                 removed.setdefault(item, (rule, by))  # the latest assessment's reason first
+        already = cautioned_for(was, kb, herbs=taking)
+        for item, rule in cautioned_for(will, kb, herbs=taking).items():
+            if item not in already and item not in removed:
+                cautioned.setdefault(item, (rule, by))
+        held = {rule.id for rule in licorice_cautions(was, kb, grams=grams)}
+        for rule in licorice_cautions(will, kb, grams=grams) if grams else []:
+            if rule.id not in held:
+                cautioned.setdefault(f"licorice:{rule.id}", (rule, by))
     problems = []
     for item, (rule, by) in removed.items():
         row = taking[item]
@@ -446,7 +460,26 @@ def _takes_out_herbs_prescribed(
             f"of {row.date.isoformat()} gives it until {last_day(row)}; {OVERRIDE}"
         )
         problems.append(FieldProblem("details.medicine", said))
+    for item, (rule, by) in cautioned.items():
+        if item == HERBAL_FORMULA:
+            given = f"the herbs {_prescriptions(rows)} gives"
+        elif item.startswith("licorice:"):
+            given = f"the {grams:g} g a day of licorice {_prescriptions([r for r in rows if r.id in licorice])} gives"
+        else:
+            given = f"{item}, which {_prescriptions([taking[item]])} gives,"
+        said = (
+            f"{details.medicine} with {given} is cautioned for this patient{by}: {rule.title}. {rule.message} "
+            f"Leave it out, or {OVERRIDE}"
+        )
+        problems.append(FieldProblem("details.medicine", said))
     return problems
+
+
+def _prescriptions(rows: Sequence[TreatmentSession]) -> str:
+    """Running prescriptions in words: "the prescription of 2026-11-20 (until 2026-12-03)", or "the prescriptions of
+    ... and ..."."""
+    named = [f"{row.date.isoformat()} (until {last_day(row)})" for row in rows]
+    return f"the prescription{'s' if len(named) > 1 else ''} of {' and '.join(named)}"
 
 
 class _Top(NamedTuple):
