@@ -1195,6 +1195,24 @@ def test_an_operation_against_the_latest_plan_needs_a_reason(
     assert _record(engine, kb, operation | {"override_reason": "MRI at the referring hospital: no tumour"}) == []
 
 
+OVERRIDE = "give details.override_reason to record it anyway"
+
+
+def _refused_until_a_reason(
+    engine: Engine, kb: KnowledgeBase, details: dict[str, Any], *, path: str, starts: str | None, ends: str = OVERRIDE
+) -> None:
+    """Record a session with these details: with ``starts`` None it is recorded at once; else it is refused by one
+    problem, at ``path``, that starts and ends so, and recorded when given a reason."""
+    problems = _record(engine, kb, details)
+    if starts is None:
+        assert problems == []
+        return
+    ((where, message),) = problems
+    assert where == path
+    assert message.startswith(starts) and message.endswith(ends), message
+    assert _record(engine, kb, {**details, "override_reason": "weighed with the patient, checked"}) == []
+
+
 def _record(engine: Engine, kb: KnowledgeBase, details: dict[str, Any], days_ago: int = 0) -> list[tuple[str, str]]:
     """Record a session with these details: the problems that refused it (path, message), or none and it is stored."""
     date = (TODAY - dt.timedelta(days=days_ago)).isoformat()
@@ -1322,14 +1340,7 @@ def test_a_herb_above_its_reference_dose_needs_a_reason(
         "herbs": [{"latin": "Bombyx Batryticatus", "dose_g": 1.5}, {"latin": herb, "dose_g": dose}],
         "duration_days": 7,
     }
-    problems = _record(engine, kb, prescription)
-    if refused is None:
-        assert problems == []
-        return
-    ((path, message),) = problems
-    assert path == "details.herbs.1.dose_g"
-    assert message.startswith(refused) and message.endswith("; give details.override_reason to record it anyway")
-    assert _record(engine, kb, {**prescription, "override_reason": "powder changed to decoction, dose checked"}) == []
+    _refused_until_a_reason(engine, kb, prescription, path="details.herbs.1.dose_g", starts=refused)
 
 
 BAN_XIA = "Rhizoma Pinelliae Praeparatum (Ban Xia)"
@@ -1368,17 +1379,7 @@ def test_a_toxic_herb_without_a_reference_dose_is_held_to_its_formula_or_uncheck
         "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 6}, {"latin": "Ban Xia", "dose_g": dose}],
         "duration_days": 7,
     }
-    problems = _record(engine, kb, prescription)
-    if refused is None:
-        assert problems == []
-        return
-    ((path, message),) = problems
-    assert path == "details.herbs.1.dose_g"
-    assert message.startswith(refused) and message.endswith("; give details.override_reason to record it anyway")
-    assert (
-        _record(engine, kb, {**prescription, "override_reason": "processed Ban Xia, dose checked with the pharmacy"})
-        == []
-    )
+    _refused_until_a_reason(engine, kb, prescription, path="details.herbs.1.dose_g", starts=refused)
 
 
 def test_a_renewal_of_a_formula_adds_its_toxic_herb_up_to_the_formula_dose(
@@ -1435,15 +1436,9 @@ def test_a_herb_a_caution_names_for_the_patient_needs_a_reason(
         "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}, {"latin": herb, "dose_g": 3}],
         "duration_days": 14,
     }
-    problems = _record(engine, kb, prescription)
-    if cautioned is None:
-        assert problems == []
-        return
-    ((path, message),) = problems
-    assert path == "details.herbs.1.latin"
-    assert message.startswith(cautioned)
-    assert message.endswith(". Leave it out, or give details.override_reason to record it anyway")
-    assert _record(engine, kb, {**prescription, "override_reason": "obstetrician agrees, low dose, 2 weeks"}) == []
+    _refused_until_a_reason(
+        engine, kb, prescription, path="details.herbs.1.latin", starts=cautioned, ends=". Leave it out, or " + OVERRIDE
+    )
 
 
 def test_any_herbal_prescription_for_a_patient_on_carbamazepine_needs_a_reason(
@@ -1532,17 +1527,14 @@ def test_a_licorice_heavy_prescription_for_a_patient_at_risk_needs_a_reason(
         "herbs": [{"latin": "Rhizoma Gastrodiae", "dose_g": 9}] + [{"latin": n, "dose_g": g} for n, g in herbs],
         "duration_days": 14,
     }
-    problems = _record(engine, kb, prescription)
-    if refused is None:
-        assert problems == []
-        return
-    ((path, message),) = problems
-    assert path == "details.herbs.1.dose_g"  # the first licorice herb's dose
-    assert message.startswith(refused + LICORICE_RISK)
-    assert message.endswith(
-        "check potassium and blood pressure. Lower it, or give details.override_reason to record it anyway"
+    _refused_until_a_reason(  # at the first licorice herb's dose
+        engine,
+        kb,
+        prescription,
+        path="details.herbs.1.dose_g",
+        starts=None if refused is None else refused + LICORICE_RISK,
+        ends="check potassium and blood pressure. Lower it, or " + OVERRIDE,
     )
-    assert _record(engine, kb, {**prescription, "override_reason": "potassium checked, 2 weeks only"}) == []
 
 
 def test_licorice_is_counted_with_the_prescriptions_taken_on_the_same_days(

@@ -3776,22 +3776,30 @@ def test_the_patient_page_gives_the_whole_assessment_in_words(client: TestClient
     assert "MRI done: neurovascular compression yes (aica)" in words
 
 
-def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: TestClient, clinic: Engine) -> None:
+def _assessed(clinic: Engine, code: str, *, plan: bool, **changes: Any) -> dict[str, Any]:
+    """A patient ``code`` assessed today as demo-001 with these changes; with ``plan``, a plan made from it, and the
+    details of its herbal formula (else empty)."""
     from hemicare.assessments import service as assessments
     from hemicare.patients.schemas import PatientCreate
 
+    with session_factory(clinic)() as s, s.begin():
+        patient = patient_service.create(s, data=PatientCreate(code=code, name="H F", sex="female"), actor="t")
+        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": code, **changes}
+        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+        if not plan:
+            return {}
+        made = plan_service.generate(s, patient=patient, kb=load_default(), actor="t", today=dt.date.today())
+        return dict(next(r for r in made.content["recommendations"] if r["id"] == "herbal_formula")["details"])
+
+
+def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: TestClient, clinic: Engine) -> None:
     kb = load_default()
     wind = {
         "tongue": {"body": "pale", "coating": "thin_white"},
         "pulse": ["floating", "thin"],
         "findings": ["worse_with_wind_cold", "acute_onset", "aversion_to_cold", "blurred_vision", "dizziness"],
     }
-    with session_factory(clinic)() as s, s.begin():
-        patient = patient_service.create(s, data=PatientCreate(code="qz-1", name="Q Z", sex="female"), actor="t")
-        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "qz-1", "tcm": wind}
-        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
-        plan = plan_service.generate(s, patient=patient, kb=kb, actor="t", today=dt.date.today())
-        formula = next(r for r in plan.content["recommendations"] if r["id"] == "herbal_formula")["details"]
+    formula = _assessed(clinic, "qz-1", plan=True, tcm=wind)
     assert formula["formula"] == "qian_zheng_san"
     toxic = [h["latin"] for h in formula["ingredients"] if h["toxic"]]
     assert "Scorpio" in toxic
@@ -3854,21 +3862,13 @@ def test_a_toxic_herb_without_a_reference_dose_is_held_to_the_formulas_on_the_fo
 ) -> None:
     """Ban Xia has no reference dose of its own: the form says the formula's dose holds it, and a dose above that is
     refused beside its box (the 35 g of a web recipe the TCM reference warns of)."""
-    from hemicare.assessments import service as assessments
-    from hemicare.patients.schemas import PatientCreate
-
     kb = load_default()
     phlegm = {
         "tongue": {"coating": "white_greasy"},
         "pulse": ["wiry", "slippery"],
         "findings": ["heavy_head", "chest_oppression", "obesity"],
     }
-    with session_factory(clinic)() as s, s.begin():
-        patient = patient_service.create(s, data=PatientCreate(code="bx-1", name="B X", sex="male"), actor="t")
-        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "bx-1", "tcm": phlegm}
-        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
-        plan = plan_service.generate(s, patient=patient, kb=kb, actor="t", today=dt.date.today())
-        formula = next(r for r in plan.content["recommendations"] if r["id"] == "herbal_formula")["details"]
+    formula = _assessed(clinic, "bx-1", plan=True, tcm=phlegm)
     assert formula["formula"] == "ban_xia_bai_zhu_tian_ma_tang"
     assert kb.herbs["Rhizoma Pinelliae Praeparatum"].dose_note is None
     csrf = sign_in(client, "tcm")
@@ -3896,13 +3896,7 @@ def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row
 ) -> None:
     """Hong Hua added for a patient on warfarin: the caution is said beside the row it was typed in, with the reason
     box the way to record it all the same."""
-    from hemicare.assessments import service as assessments
-    from hemicare.patients.schemas import PatientCreate
-
-    with session_factory(clinic)() as s, s.begin():
-        patient = patient_service.create(s, data=PatientCreate(code="wf-1", name="W F", sex="male"), actor="t")
-        data = read_file(EXAMPLES / "demo-001.yaml") | {"id": "wf-1", "medications": ["warfarin"]}
-        assessments.record(s, patient=patient, assessment=validate_assessment(data), actor="t", today=dt.date.today())
+    _assessed(clinic, "wf-1", plan=False, medications=["warfarin"])
     form = {
         "csrf_token": sign_in(client, "tcm"),
         "added.0.latin": "Tian Ma",
