@@ -72,7 +72,11 @@ class HerbDose(Strict):
 
 class HerbalDetails(Strict):
     kind: Literal["herbal"] = "herbal"
-    formula: str | None = Field(default=None, description="A formula id, when a classical formula is prescribed")
+    formula: str | None = Field(
+        default=None,
+        description="A formula id, when a classical formula is prescribed; a toxic herb with no reference dose of its "
+        "own (Ban Xia) is held to its dose in this formula, and needs a reason without one",
+    )
     preparation: Literal["decoction", "powder"] = Field(
         default="decoction",
         description="How it is taken: boiled as a decoction, or the herbs ground and swallowed as a powder (which "
