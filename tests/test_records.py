@@ -1451,9 +1451,11 @@ def test_any_herbal_prescription_for_a_patient_on_carbamazepine_needs_a_reason(
     prescription = {"kind": "herbal", "herbs": [{"latin": "Tian Ma", "dose_g": 9}], "duration_days": 14}
     ((path, message),) = _record(engine, kb, prescription)
     assert path == "details.herbs"
-    assert message.startswith("herbs are cautioned for this patient: Herbs with carbamazepine. Carbamazepine: herbs ")
+    assert message.startswith(
+        "any herbal prescription is cautioned for this patient: Herbs with carbamazepine. Carbamazepine: herbs "
+    )
     assert "Monitor carbamazepine levels if herbs are started." in message
-    assert message.endswith("Leave them out, or give details.override_reason to record it anyway")
+    assert message.endswith("Leave it out, or give details.override_reason to record it anyway")
     assert _record(engine, kb, {**prescription, "override_reason": "carbamazepine level booked for week 2"}) == []
     # Without carbamazepine the same prescription needs nothing.
     _add_patient(engine, code="p-002")

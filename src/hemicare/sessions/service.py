@@ -335,7 +335,10 @@ def _against_safety_rules(
     ]
     if HERBAL_FORMULA in herb_cautions:  # any herbal prescription for this patient (herbs with carbamazepine)
         rule, by = herb_cautions[HERBAL_FORMULA]
-        said = f"herbs are cautioned for this patient{by}: {rule.title}. {rule.message} Leave them out, or {OVERRIDE}"
+        said = (
+            f"any herbal prescription is cautioned for this patient{by}: {rule.title}. {rule.message} Leave it out, "
+            f"or {OVERRIDE}"
+        )
         problems.insert(0, FieldProblem("details.herbs", said))
     if licorice:
         problems += [
