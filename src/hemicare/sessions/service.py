@@ -367,19 +367,19 @@ def _licorice_of(
     if not mine:
         return None
     here = sum(dose for _, dose in mine)
-    others = [
-        (sum(taken["dose_g"] for taken in licorice), said)
-        for row, said in overlapping
-        if (
-            licorice := [
-                t for t in row.data["herbs"] if getattr(kb.resolve_herb(t["latin"]), "latin", None) in LICORICE
-            ]
-        )
-    ]
+    others = [(grams, said) for row, said in overlapping if (grams := _licorice_in(row.data["herbs"], kb))]
     grams = round(here + sum(dose for dose, _ in others), 3)
     with_ = "".join(f", {dose:g} g from {said}" for dose, said in others)
     said = f"{grams:g} g a day of licorice" + (f" ({here:g} g here{with_})" if others else "")
     return _Licorice(grams, f"details.herbs.{mine[0][0]}.dose_g", said)
+
+
+def _licorice_in(herbs: Iterable[Mapping[str, Any]], kb: KnowledgeBase) -> float:
+    """The grams a day of licorice among a stored prescription's herbs."""
+    doses = [
+        float(taken["dose_g"]) for taken in herbs if getattr(kb.resolve_herb(taken["latin"]), "latin", None) in LICORICE
+    ]
+    return sum(doses)
 
 
 def _readings(
@@ -405,7 +405,7 @@ def _with_medicines(read: Assessment, medications: list[str], kb: KnowledgeBase)
     return facts_of(read.model_copy(update={"medications": medications}), kb)
 
 
-def _takes_out_herbs_prescribed(
+def _medicine_with_herbs_taken(
     session: Session,
     *,
     patient: Patient,
@@ -425,13 +425,11 @@ def _takes_out_herbs_prescribed(
     if not rows:
         return []
     taking: dict[str, TreatmentSession] = {}
-    licorice: dict[int, float] = {}  # a day's licorice by prescription
     for row in rows:
         for herb in row.data["herbs"]:
             if (known := kb.resolve_herb(herb["latin"])) is not None:
                 taking[known.latin] = row  # the latest prescription of it, as sessions are listed by date
-                if known.latin in LICORICE:
-                    licorice[row.id] = licorice.get(row.id, 0.0) + herb["dose_g"]
+    licorice = {row.id: grams for row in rows if (grams := _licorice_in(row.data["herbs"], kb))}  # a day's, by row
     grams = round(sum(licorice.values()), 3)
     # Without an assessment there is no plan, and the medicine needs a reason anyway.
     readings = _readings(
@@ -674,7 +672,7 @@ def _needs_a_reason(
     if isinstance(details, MedicineDetails):
         prescribed = list_for(session, patient=patient, kind="medicine")  # read once for both checks
         problems += _medicine_prescribed_already(prescribed, date=data.date, details=details)
-        problems += _takes_out_herbs_prescribed(
+        problems += _medicine_with_herbs_taken(
             session, patient=patient, date=data.date, details=details, prescribed=prescribed, kb=kb
         )
     return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
