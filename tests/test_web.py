@@ -3897,8 +3897,18 @@ def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row
     """Hong Hua added for a patient on warfarin: the caution is said beside the row it was typed in, with the reason
     box the way to record it all the same."""
     _assessed(clinic, "wf-1", plan=False, medications=["warfarin"])
+    csrf = sign_in(client, "tcm")
+    # Before anything is typed, the form says what will need a reason for this patient.
+    page = html.unescape(client.get("/patients/wf-1").text)
+    held = page[page.index('id="herbal-held"') :]
+    held = re.findall(r"<li>(.*?)</li>", held[: held.index("</div>")])
+    assert held == [
+        "Dang Gui, Dan Shen: taken out of this patient's plans (Herbs that potentiate warfarin)",
+        "Zhi Gan Cao, Gan Cao, Chuan Xiong, Hong Hua, Tao Ren: cautioned for this patient (Other herbs reviewed with "
+        "warfarin)",
+    ]
     form = {
-        "csrf_token": sign_in(client, "tcm"),
+        "csrf_token": csrf,
         "added.0.latin": "Tian Ma",
         "added.0.dose": "9",
         "added.1.latin": "Hong Hua",
@@ -3915,6 +3925,30 @@ def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row
     reason = {"override_reason": "INR checked weekly by the anticoagulation clinic"}
     assert client.post("/patients/wf-1/sessions/herbal", data=form | reason).status_code == 303
     assert [h["latin"] for h in _herbal_sessions(client, "wf-1")[0]["herbs"]] == ["Rhizoma Gastrodiae", "Flos Carthami"]
+
+
+def test_the_prescription_form_says_what_needs_a_reason_only_where_something_does(
+    client: TestClient, clinic: Engine
+) -> None:
+    """No notice for a patient nothing holds (demo-001 as it is); one saying every herb is unchecked for a patient
+    with no assessment; none on a neurologist's page, which has no prescription form."""
+    sign_in(client, "tcm")
+    assert 'id="herbal-held"' not in client.get("/patients/demo-001").text
+    with session_factory(clinic)() as s, s.begin():
+        from hemicare.patients.schemas import PatientCreate
+
+        patient_service.create(s, data=PatientCreate(code="na-1", name="N A", sex="female"), actor="t")
+    page = html.unescape(client.get("/patients/na-1").text)
+    assert "<li>any herb: no assessment this version can read is recorded, so herbs are unchecked" in page
+    _assessed(clinic, "cb-1", plan=False, medications=["carbamazepine"], age=70)
+    page = html.unescape(client.get("/patients/cb-1").text)
+    held = page[page.index('id="herbal-held"') :]
+    assert re.findall(r"<li>(.*?)</li>", held[: held.index("</div>")]) == [
+        "any herb: cautioned for this patient (Herbs with carbamazepine)",
+        "licorice at 6 g a day or more: cautioned for this patient (Licorice-heavy formula with hypokalaemia risk)",
+    ]
+    sign_in(client, "neuro")
+    assert 'id="herbal-held"' not in client.get("/patients/cb-1").text
 
 
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:

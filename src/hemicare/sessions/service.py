@@ -382,6 +382,40 @@ def _licorice_in(herbs: Iterable[Mapping[str, Any]], kb: KnowledgeBase) -> float
     return sum(doses)
 
 
+def herbs_held_for(
+    assessment: Assessment | None, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
+) -> list[str]:
+    """What a herbal prescription written today needs a reason for, by the patient's latest assessment and the
+    medicines prescribed that they take (the checks of `_against_safety_rules`), in words for the prescription form:
+    "Dang Gui, Dan Shen: taken out of this patient's plans (Warfarin with Dang Gui or Dan Shen)". Without an
+    assessment, that every herb is unchecked."""
+    if assessment is None:
+        return [
+            "any herb: no assessment this version can read is recorded, so herbs are unchecked against the safety rules"
+        ]
+    medications = with_prescribed(
+        assessment.medications, [row for row in sessions if row.kind == "medicine"], today=today
+    )
+    facts = facts_of(assessment.model_copy(update={"medications": medications}), kb)
+    held: dict[str, tuple[str, list[str]]] = {}  # by rule: what is said of it, and the herbs it names
+    removed = removed_for(facts, kb, items=kb.herbs)
+    for latin, rule in removed.items():
+        held.setdefault(rule.id, (f"taken out of this patient's plans ({rule.title})", []))[1].append(latin)
+    for latin, rule in cautioned_for(facts, kb, herbs=kb.herbs).items():
+        if latin not in removed:
+            held.setdefault(rule.id, (f"cautioned for this patient ({rule.title})", []))[1].append(latin)
+    said = []
+    for why, herbs in held.values():
+        names = [kb.herbs[latin].pinyin for latin in herbs if latin in kb.herbs]
+        said.append(f"{', '.join(names) if names else 'any herb'}: {why}")
+    # Rules whose condition holds, whatever the dose: the prescription's licorice is weighed when it is recorded.
+    for rule in licorice_cautions(facts, kb, grams=float("inf")):
+        said.append(
+            f"licorice at {rule.targets.licorice_min_g:g} g a day or more: cautioned for this patient ({rule.title})"
+        )
+    return said
+
+
 def _readings(
     session: Session,
     *,

@@ -127,6 +127,9 @@ def _patient_page(
             "assessed_on": stored.assessed_on if stored else None,
             "assessment_words": describe_assessment(assessment) if assessment else [],
             "history": history,
+            "herbs_held": session_service.herbs_held_for(assessment, found.sessions, today=dt.date.today(), kb=kb)
+            if user.role in INTEGRATIVE_SIGNERS
+            else [],
             "outcomes": outcomes,
             "scores": found.scores,
             "due": due,
