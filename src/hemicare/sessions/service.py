@@ -303,10 +303,8 @@ def _against_safety_rules(
     cautioned: dict[str, tuple[SafetyRule, str]] = {}
     herb_cautions: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
-        medications = with_prescribed(read.medications, prescribed, today=date)
-        if medications != read.medications:  # read beside the assessment's own, as plans read them
-            read = read.model_copy(update={"medications": medications})
-        facts = facts_of(read, kb)
+        # The medicines prescribed read beside the assessment's own, as plans read them.
+        facts = _with_medicines(read, with_prescribed(read.medications, prescribed, today=date), kb)
         for item, rule in removed_for(facts, kb, items={item for _, item in given}).items():
             removed.setdefault(item, (rule, by))  # the latest assessment's reason first
         if isinstance(details, HerbalDetails):
@@ -393,10 +391,8 @@ def herbs_held_for(
         return [
             "any herb: no assessment this version can read is recorded, so herbs are unchecked against the safety rules"
         ]
-    medications = with_prescribed(
-        assessment.medications, [row for row in sessions if row.kind == "medicine"], today=today
-    )
-    facts = facts_of(assessment.model_copy(update={"medications": medications}), kb)
+    prescribed = [row for row in sessions if row.kind == "medicine"]
+    facts = _with_medicines(assessment, with_prescribed(assessment.medications, prescribed, today=today), kb)
     held: dict[str, tuple[str, list[str]]] = {}  # by rule: what is said of it, and the herbs it names
     removed = removed_for(facts, kb, items=kb.herbs)
     for latin, rule in removed.items():
