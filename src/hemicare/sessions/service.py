@@ -313,23 +313,19 @@ def _against_safety_rules(
         for rule in licorice_cautions(facts, kb, grams=licorice.grams) if licorice else []:
             cautioned.setdefault(rule.id, (rule, by))
     problems = [
-        FieldProblem(
-            path,
-            f"{item} is taken out of this patient's plans{removed[item][1]}: {removed[item][0].title}"
-            f"{' (tradition-based)' if removed[item][0].basis == 'tradition' else ''}; {OVERRIDE}",
-        )
+        FieldProblem(path, f"{item} is taken out of this patient's plans{by}: {_titled(rule)}; {OVERRIDE}")
         for path, item in given
         if item in removed
+        for rule, by in [removed[item]]
     ]
     problems += [
         FieldProblem(
             path,
-            f"{item} is cautioned for this patient{herb_cautions[item][1]}: {herb_cautions[item][0].title}"
-            f"{' (tradition-based)' if herb_cautions[item][0].basis == 'tradition' else ''}. "
-            f"{herb_cautions[item][0].message} Leave it out, or {OVERRIDE}",
+            f"{item} is cautioned for this patient{by}: {_titled(rule)}. {rule.message} Leave it out, or {OVERRIDE}",
         )
         for path, item in given
         if item in herb_cautions and item not in removed
+        for rule, by in [herb_cautions[item]]
     ]
     if HERBAL_FORMULA in herb_cautions:  # any herbal prescription for this patient (herbs with carbamazepine)
         rule, by = herb_cautions[HERBAL_FORMULA]
@@ -344,6 +340,11 @@ def _against_safety_rules(
             for rule, by in cautioned.values()
         ]
     return problems
+
+
+def _titled(rule: SafetyRule) -> str:
+    """A rule's title, marked where it rests on tradition rather than evidence."""
+    return f"{rule.title}{' (tradition-based)' if rule.basis == 'tradition' else ''}"
 
 
 class _Licorice(NamedTuple):
