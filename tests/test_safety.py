@@ -97,6 +97,31 @@ def test_warfarin_needling_and_herbs(kb: KnowledgeBase, patient: Any) -> None:
     assert not [a for a in plan.alerts if a.id == "unchecked:drug:warfarin"]
 
 
+def test_a_deferred_treatment_loses_what_a_rule_removes_as_a_shown_one_does(kb: KnowledgeBase, patient: Any) -> None:
+    """Hearing loss defers every treatment until the work-up; the points the deferred acupuncture lists are what would
+    be given once the deferral is lifted (at sign-off, say), so warfarin's removal acts on them now: no Taiyang, named
+    as removed. (No formula is chosen before the work-up, so there are no herbs to remove.)"""
+    plan = _plan(kb, patient(medications=["Coumadin"], tcm=P5, findings={"hearing_loss": True}))
+    assert _rec(plan, "acupuncture").status == "deferred"
+    assert "EX-HN5" not in _points(plan) and "ST2" in _points(plan)
+    assert [p["code"] for p in _rec(plan, "acupuncture").details["removed_points"]] == ["EX-HN5"]
+    assert "acupoint:EX-HN5" in _alert(plan, "bleeding_risk_taiyang").affects
+    assert _rec(plan, "herbal_formula").status == "deferred" and not _herbs(plan)
+    # Not shown, not cautioned: the needling caution waits for a plan that offers the needling.
+    assert not [a for a in plan.alerts if a.id == "warfarin_needling"]
+
+
+def test_a_declined_treatment_loses_what_a_rule_removes_and_says_no_caution(kb: KnowledgeBase, patient: Any) -> None:
+    """A patient who avoids needles, on warfarin: acupuncture is not recommended, but a clinician may change that at
+    sign-off if they change their mind, so its points are without Taiyang already; the needling caution is not said
+    for needling that is not offered."""
+    plan = _plan(kb, patient(medications=["Coumadin"], tcm=P5, preferences={"avoid_needles": True}))
+    assert _rec(plan, "acupuncture").status == "not_recommended"
+    assert "EX-HN5" not in _points(plan) and "ST2" in _points(plan)
+    assert "acupoint:EX-HN5" in _alert(plan, "bleeding_risk_taiyang").affects
+    assert not [a for a in plan.alerts if a.id == "warfarin_needling"]
+
+
 def test_pacemaker_defers_electroacupuncture_only(kb: KnowledgeBase, patient: Any) -> None:
     plan = _plan(kb, patient(comorbidities=["pacemaker"]))
     assert _rec(plan, "electroacupuncture").status == "deferred"
