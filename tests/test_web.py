@@ -3899,10 +3899,7 @@ def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row
     _assessed(clinic, "wf-1", plan=False, medications=["warfarin"])
     csrf = sign_in(client, "tcm")
     # Before anything is typed, the form says what will need a reason for this patient.
-    page = html.unescape(client.get("/patients/wf-1").text)
-    held = page[page.index('id="herbal-held"') :]
-    held = re.findall(r"<li>(.*?)</li>", held[: held.index("</div>")])
-    assert held == [
+    assert _held_notice(client.get("/patients/wf-1").text, "herbal-held") == [
         "Dang Gui, Dan Shen: taken out of this patient's plans (Herbs that potentiate warfarin)",
         "Zhi Gan Cao, Gan Cao, Chuan Xiong, Hong Hua, Tao Ren: cautioned for this patient (Other herbs reviewed with "
         "warfarin)",
@@ -3941,14 +3938,61 @@ def test_the_prescription_form_says_what_needs_a_reason_only_where_something_doe
     page = html.unescape(client.get("/patients/na-1").text)
     assert "<li>any herb: no assessment this version can read is recorded, so herbs are unchecked" in page
     _assessed(clinic, "cb-1", plan=False, medications=["carbamazepine"], age=70)
-    page = html.unescape(client.get("/patients/cb-1").text)
-    held = page[page.index('id="herbal-held"') :]
-    assert re.findall(r"<li>(.*?)</li>", held[: held.index("</div>")]) == [
+    assert _held_notice(client.get("/patients/cb-1").text, "herbal-held") == [
         "any herb: cautioned for this patient (Herbs with carbamazepine)",
         "licorice at 6 g a day or more: cautioned for this patient (Licorice-heavy formula with hypokalaemia risk)",
     ]
     sign_in(client, "neuro")
     assert 'id="herbal-held"' not in client.get("/patients/cb-1").text
+
+
+def _held_notice(page: str, notice: str) -> list[str]:
+    """The items of a form's notice of what this patient's safety rules hold, as the page shows them."""
+    page = html.unescape(page)
+    held = page[page.index(f'id="{notice}"') :]
+    return re.findall(r"<li>(.*?)</li>", held[: held.index("</div>")])
+
+
+def test_the_acupuncture_form_says_which_points_need_a_reason_and_how_to_needle(
+    client: TestClient, clinic: Engine
+) -> None:
+    """A patient on warfarin: Taiyang is taken out (a session giving it needs a reason, as the recording checks) and
+    needling is cautioned (fine, superficial needles), before any point is ticked. A pregnant patient: the forbidden
+    points in the rule's order, marked as tradition. Nothing for demo-001 as it is, every point unchecked without an
+    assessment, and no notice on a neurologist's page, which has no acupuncture form."""
+    _assessed(clinic, "wn-1", plan=False, medications=["warfarin"])
+    csrf = sign_in(client, "tcm")
+    assert _held_notice(client.get("/patients/wn-1").text, "acupuncture-held") == [
+        "EX-HN5 Taiyang: taken out of this patient's plans (Bleeding-prone facial points with anticoagulation or a "
+        "bleeding disorder); a session giving it needs a reason",
+        "Needling on warfarin, a caution: Warfarin: bleeding after acupuncture is more likely (adjusted OR 4.95 in "
+        "13.4 million sessions). Fine (0.20 mm), superficial needles only, at appropriate locations and depth; check "
+        "the INR.",
+    ]
+    # What the notice says needs a reason does, and what it calls a caution does not.
+    session = {"csrf_token": csrf, "date": dt.date.today().isoformat(), "points": ["LI4", "EX-HN5"]}
+    refused = client.post("/patients/wn-1/sessions/acupuncture", data=session)
+    assert refused.status_code == 422
+    assert "EX-HN5 is taken out of this patient's plans" in html.unescape(_problems_of(refused.text, "acupuncture"))
+    assert client.post("/patients/wn-1/sessions/acupuncture", data=session | {"points": ["LI4"]}).status_code == 303
+
+    _assessed(clinic, "pg-1", plan=False, pregnant=True)
+    assert _held_notice(client.get("/patients/pg-1").text, "acupuncture-held") == [
+        "LI4 Hegu, SP6 Sanyinjiao, BL60 Kunlun, BL67 Zhiyin, GB21 Jianjing, CV4 Guanyuan, CV6 Qihai: taken out of "
+        "this patient's plans (Traditionally forbidden acupoints in pregnancy (tradition-based)); a session giving "
+        "them needs a reason"
+    ]
+    assert 'id="acupuncture-held"' not in client.get("/patients/demo-001").text
+    with session_factory(clinic)() as s, s.begin():
+        from hemicare.patients.schemas import PatientCreate
+
+        patient_service.create(s, data=PatientCreate(code="nn-1", name="N N", sex="female"), actor="t")
+    assert _held_notice(client.get("/patients/nn-1").text, "acupuncture-held") == [
+        "any point: no assessment this version can read is recorded, so points are unchecked against the safety "
+        "rules; a session needs a reason"
+    ]
+    sign_in(client, "neuro")
+    assert 'id="acupuncture-held"' not in client.get("/patients/wn-1").text
 
 
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:

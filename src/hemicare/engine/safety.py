@@ -165,6 +165,21 @@ def _named_by(
     return found
 
 
+def needling_cautions(facts: Facts, kb: KnowledgeBase) -> list[SafetyRule]:
+    """Every caution rule on acupuncture or electroacupuncture that holds for the patient by something of theirs
+    (warfarin, a DOAC, a bleeding disorder, an infected face): what the plan says of its needling, and what the
+    acupuncture form shows before a session is recorded. A caution asks for care, not a reason."""
+    needling = {"acupuncture", "electroacupuncture"}
+    return [
+        rule
+        for rule, condition in _in_action_order(kb)
+        if rule.action == "caution"
+        and condition is not None
+        and needling & set(rule.targets.recommendations)
+        and condition(facts)
+    ]
+
+
 def licorice_cautions(facts: Facts, kb: KnowledgeBase, *, grams: float) -> list[SafetyRule]:
     """The caution rules holding for the patient that ``grams`` of licorice a day reach (a licorice-heavy formula
     with older age, a diuretic or low potassium): what a herbal prescription is checked against, as the plan's own

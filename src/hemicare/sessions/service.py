@@ -15,8 +15,15 @@ from hemicare.audit import service as audit
 from hemicare.db.base import utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import Facts, facts_of
-from hemicare.engine.safety import HERBAL_FORMULA, LICORICE, cautioned_for, licorice_cautions, removed_for
-from hemicare.engine.schema import Figure, Herb, SafetyRule
+from hemicare.engine.safety import (
+    HERBAL_FORMULA,
+    LICORICE,
+    cautioned_for,
+    licorice_cautions,
+    needling_cautions,
+    removed_for,
+)
+from hemicare.engine.schema import Acupoint, Figure, Herb, SafetyRule
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -389,11 +396,8 @@ def herbs_held_for(
     "Dang Gui, Dan Shen: taken out of this patient's plans (Warfarin with Dang Gui or Dan Shen)". Without an
     assessment, that every herb is unchecked."""
     if assessment is None:
-        return [
-            "any herb: no assessment this version can read is recorded, so herbs are unchecked against the safety rules"
-        ]
-    prescribed = [row for row in sessions if row.kind == "medicine"]
-    facts = _with_medicines(assessment, with_prescribed(assessment.medications, prescribed, today=today), kb)
+        return [f"any herb: {_UNASSESSED.format(what='herbs')}"]
+    facts = _facts_today(assessment, sessions, today=today, kb=kb)
     held: dict[str, tuple[str, list[str]]] = {}  # by rule: what is said of it, and the herbs it names
     removed = removed_for(facts, kb, items=kb.herbs)
     for latin, rule in removed.items():
@@ -411,6 +415,48 @@ def herbs_held_for(
             f"licorice at {rule.targets.licorice_min_g:g} g a day or more: cautioned for this patient ({rule.title})"
         )
     return said
+
+
+class PointsHeld(NamedTuple):
+    points: list[Acupoint]  # none where it is said of all needling
+    said: str
+
+
+def points_held_for(
+    assessment: Assessment | None, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
+) -> list[PointsHeld]:
+    """What the acupuncture form says before a session is recorded, by the patient's latest assessment and the
+    medicines prescribed that they take: the points a removal rule takes out of their plans, which a session gives
+    only with a reason (the check of `_against_safety_rules`), and the cautions on needling them (warfarin: fine,
+    superficial needles), which ask for care rather than a reason and which the plan says only while it recommends
+    acupuncture. Without an assessment, that every point is unchecked."""
+    if assessment is None:
+        return [PointsHeld([], f"any point: {_UNASSESSED.format(what='points')}; a session needs a reason")]
+    facts = _facts_today(assessment, sessions, today=today, kb=kb)
+    removed: dict[str, tuple[SafetyRule, list[str]]] = {}
+    for code, rule in removed_for(facts, kb, items=kb.acupoints).items():
+        removed.setdefault(rule.id, (rule, []))[1].append(code)
+    held = [
+        PointsHeld(
+            [kb.acupoints[code] for code in rule.targets.acupoints if code in codes],  # in the rule's order
+            f"taken out of this patient's plans ({_titled(rule)}); a session giving "
+            f"{'it' if len(codes) == 1 else 'them'} needs a reason",
+        )
+        for rule, codes in removed.values()
+    ]
+    held += [PointsHeld([], f"{_titled(rule)}, a caution: {rule.message}") for rule in needling_cautions(facts, kb)]
+    return held
+
+
+_UNASSESSED = "no assessment this version can read is recorded, so {what} are unchecked against the safety rules"
+
+
+def _facts_today(
+    assessment: Assessment, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
+) -> Facts:
+    """The facts of the patient's assessment with the medicines prescribed in the records that they take today."""
+    prescribed = [row for row in sessions if row.kind == "medicine"]
+    return _with_medicines(assessment, with_prescribed(assessment.medications, prescribed, today=today), kb)
 
 
 def _readings(

@@ -130,6 +130,9 @@ def _patient_page(
             "herbs_held": session_service.herbs_held_for(assessment, found.sessions, today=dt.date.today(), kb=kb)
             if user.role in INTEGRATIVE_SIGNERS
             else [],
+            "points_held": session_service.points_held_for(assessment, found.sessions, today=dt.date.today(), kb=kb)
+            if user.role in INTEGRATIVE_SIGNERS
+            else [],
             "outcomes": outcomes,
             "scores": found.scores,
             "due": due,
