@@ -16,10 +16,6 @@ from hemicare.engine.rules import Facts, Test, compile_condition
 from hemicare.engine.schema import SafetyRule
 
 SHOWN = (Status.RECOMMENDED, Status.OPTION)
-# A deferred item is given once its condition is met (a work-up, the end of a pregnancy): the points and herbs it
-# lists are what would be given then, so cautions act on them as on a shown item's. Removals act on every item's,
-# whatever its status: a clinician may change any status at sign-off (the patient no longer declines needles, say).
-_MAY_BE_GIVEN = (*SHOWN, Status.DEFERRED)
 # Raised when the patient already takes herbs of the plan's formula (listed, or from a prescription still running).
 TAKEN_ALERT = "herbs_already_taken"
 HERBAL_FORMULA = "herbal_formula"  # the plan's recommendation of a herbal formula
@@ -61,7 +57,7 @@ def _licorice_g(formula: Recommendation) -> float:
 
 def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: KnowledgeBase) -> dict[str, Any]:
     """What a rule touches in this plan: recommendations, points, herbs, and the patient's own drugs and herbs."""
-    statuses = _MAY_BE_GIVEN if rule.action == "contraindicate" else SHOWN
+    statuses = (*SHOWN, Status.DEFERRED) if rule.action == "contraindicate" else SHOWN
     hit_recs = [r for r in rule.targets.recommendations if r in recs and recs[r].status in statuses]
     patient_items: list[str] = []
     for drug in sorted(kb.rule_drugs(rule.id)):
@@ -70,7 +66,10 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
             hit_recs.append(rec_id)
         if drug in facts["drugs"]:
             patient_items.append(f"drug:{drug}")
-    listed = tuple(Status) if rule.action == "remove" else _MAY_BE_GIVEN  # whose points and herbs it acts on
+    # A removal acts on the points and herbs every item lists, whatever its status: a clinician may change any status
+    # at sign-off (the work-up done, the patient no longer declining needles), and what the item lists is then given.
+    # Other rules act on what is offered.
+    listed = tuple(Status) if rule.action == "remove" else SHOWN
     points: list[str] = []
     if rule.targets.acupoints:
         for rec_id in ("acupuncture", "electroacupuncture"):
@@ -80,12 +79,12 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
     herbs: list[str] = []
     selected = kb.rule_herbs(rule.id)
     formula = recs.get(HERBAL_FORMULA)
-    formula_given = formula is not None and formula.status in _MAY_BE_GIVEN
     if selected and formula is not None and formula.status in listed:
         herbs = [i["latin"] for i in formula.details.get("ingredients", []) if i["latin"] in selected]
     patient_items += [f"herb:{latin}" for latin in facts["herb_ids"] if latin in selected]
     licorice_min = rule.targets.licorice_min_g
-    if licorice_min is not None and formula is not None and formula_given and _licorice_g(formula) >= licorice_min:
+    formula_shown = formula is not None and formula.status in SHOWN
+    if licorice_min is not None and formula is not None and formula_shown and _licorice_g(formula) >= licorice_min:
         hit_recs.append(HERBAL_FORMULA)
     if rule.targets.patient_blocked_herbs:
         patient_items += [f"herb:{name}" for name in facts["blocked_herbs"]]
