@@ -683,6 +683,58 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
     ]
 
 
+def _lift(engine: Engine, item: str, *, to: str, role: str) -> None:
+    """Sign the latest plan, changing ``item`` to ``to``: a clinician lifting an item the plan set aside."""
+    edit = PlanEdit(recommendation=item, status=to, reason="the patient asks for it; discussed")
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        number = plans.latest(s, patient=patient).number
+        plans.sign(s, patient=patient, expected_number=number, edits=[edit], signer="Dr N", role=role)
+
+
+def test_a_contraindication_holds_at_recording_where_the_plan_set_the_item_aside_for_another_reason(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """Carbamazepine is not recommended beside MVD and toxin, so the plan says nothing of HLA-B*15:02; a neurologist
+    who lifts it at sign-off to an option has not been told, and a prescription of it then needs a reason naming the
+    rule. Likewise electroacupuncture for a patient with a pacemaker who had declined needles. Where the plan carries
+    the rule's alert on the item and a clinician lifted it all the same, it was lifted knowing: not asked again."""
+    _add_patient(engine)
+    statuses = _plan_for(engine, kb, patient(hla_b1502="positive", ancestry=["Han Chinese"]))
+    assert statuses["medication:carbamazepine"] == "not_recommended"
+    _lift(engine, "medication:carbamazepine", to="option", role="neurologist")
+    carbamazepine = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg twice a day", "duration_days": 30}
+    _refused_until_a_reason(
+        engine,
+        kb,
+        carbamazepine,
+        path="details.override_reason",
+        starts="Carbamazepine is contraindicated for this patient: Carbamazepine with HLA-B*15:02. ",
+        ends="Hold it, or give details.override_reason to record it anyway",
+    )
+    # A patient who declined needles, with a pacemaker: electroacupuncture is not recommended, without the device rule.
+    statuses = _plan_for(engine, kb, patient(comorbidities=["pacemaker"], preferences={"avoid_needles": True}))
+    assert statuses["electroacupuncture"] == "not_recommended"
+    _lift(engine, "acupuncture", to="option", role="tcm_practitioner")
+    _lift(engine, "electroacupuncture", to="option", role="tcm_practitioner")
+    needles = {"kind": "acupuncture", "points": ["LI4", "LR3"]}
+    assert _record(engine, kb, needles) == []  # needling itself is not held back for a pacemaker
+    _refused_until_a_reason(
+        engine,
+        kb,
+        {**needles, "electro": True},
+        path="details.override_reason",
+        starts="Electroacupuncture (distal, hand) is deferred for this patient: Electroacupuncture with a pacemaker or "
+        "ICD. Pacemaker or ICD: no electroacupuncture without cardiology input",
+        ends="Hold it, or give details.override_reason to record it anyway",
+    )
+    # Offered, the plan defers it with the rule's alert; lifted all the same, it is lifted knowing.
+    statuses = _plan_for(engine, kb, patient(comorbidities=["pacemaker"]))
+    assert statuses["electroacupuncture"] == "deferred"
+    _lift(engine, "electroacupuncture", to="option", role="tcm_practitioner")
+    assert _record(engine, kb, {**needles, "electro": True}) == []
+
+
 def test_a_medicine_prescribed_again_while_the_last_prescription_runs_needs_a_reason(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:

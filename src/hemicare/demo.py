@@ -56,8 +56,12 @@ def _history(
     side = assessment.side.value if assessment.side.value != "bilateral" else "left"
     date = start + dt.timedelta(days=rng.randint(0, 40))
     spasms = rng.randint(20, 60)
+    # A patient whose toxin a rule holds back (myasthenia, pregnancy) has had none: recording it would need a reason.
+    toxin_given = not assessment.preferences.avoid_injections and not session_service.held_back_today(
+        assessment, [], items=["botulinum_toxin"], today=today, kb=kb
+    )
     while date < today - dt.timedelta(days=7):
-        if not assessment.preferences.avoid_injections:
+        if toxin_given:
             worked = rng.randint(9, 16)
             # How long a session worked is told at the next visit: not yet known for one given under 12 weeks ago.
             told = {"effect_weeks": worked} if date <= today - dt.timedelta(weeks=12) else {}

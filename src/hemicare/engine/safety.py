@@ -19,6 +19,7 @@ SHOWN = (Status.RECOMMENDED, Status.OPTION)
 # Raised when the patient already takes herbs of the plan's formula (listed, or from a prescription still running).
 TAKEN_ALERT = "herbs_already_taken"
 HERBAL_FORMULA = "herbal_formula"  # the plan's recommendation of a herbal formula
+MEDICATION = "medication:"  # a medicine's recommendation: medication:carbamazepine
 _RANK = {
     Status.RECOMMENDED: 0,
     Status.OPTION: 1,
@@ -61,7 +62,7 @@ def _hits(rule: SafetyRule, recs: dict[str, Recommendation], facts: Facts, kb: K
     hit_recs = [r for r in rule.targets.recommendations if r in recs and recs[r].status in statuses]
     patient_items: list[str] = []
     for drug in sorted(kb.rule_drugs(rule.id)):
-        rec_id = f"medication:{drug}"
+        rec_id = f"{MEDICATION}{drug}"
         if rec_id in recs and recs[rec_id].status in statuses:
             hit_recs.append(rec_id)
         if drug in facts["drugs"]:
@@ -158,9 +159,22 @@ def _named_by(
         if condition is None and not for_everyone:
             continue
         targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id) | set(rule.targets.recommendations)
+        targets |= {f"{MEDICATION}{drug}" for drug in kb.rule_drugs(rule.id)}
         for item in items:
             if item in targets:
                 found.setdefault(item, rule)
+    return found
+
+
+def held_back_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, SafetyRule]:
+    """Which of these plan items (``botulinum_toxin``, ``electroacupuncture``, ``medication:carbamazepine``) a rule
+    holding for the patient contraindicates or defers, each with the first such rule, contraindications first. The
+    plan acts so only on items it offers: one it sets aside for another reason (carbamazepine not recommended while
+    MVD and toxin are) carries no alert, and a clinician may lift it at sign-off; recording a session, and the
+    sign-off table, ask these rules whatever the plan says."""
+    found = _named_by(facts, kb, items=items, action="contraindicate")
+    for item, rule in _named_by(facts, kb, items=items, action="defer").items():
+        found.setdefault(item, rule)
     return found
 
 

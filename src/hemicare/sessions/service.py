@@ -19,6 +19,7 @@ from hemicare.engine.safety import (
     HERBAL_FORMULA,
     LICORICE,
     cautioned_for,
+    held_back_for,
     licorice_cautions,
     needling_cautions,
     removed_for,
@@ -28,6 +29,7 @@ from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.plans import queries as plan_queries  # not the service, which imports this module
+from hemicare.plans.models import PlanVersion
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import (
     AcupunctureDetails,
@@ -217,16 +219,15 @@ def _plan_items(details: Details) -> list[str]:
 
 
 def _against_plan(
-    session: Session, *, patient: Patient, date: dt.date, items: list[str], kb: KnowledgeBase
+    session: Session, *, patient: Patient, plan: PlanVersion | None, items: list[str], kb: KnowledgeBase
 ) -> list[FieldProblem]:
-    """A session given while the plan in force on its day (the newest version made on or before it) holds its
+    """A session given while ``plan``, the plan in force on its day (the newest version made on or before it), holds its
     treatment back (deferred, not recommended, contraindicated), with that version's reasons: a status a clinician
     changed at sign-off holds from that sign-off, and a session entered late is checked against the plan of its day.
     Days are the clinic's calendar days, as the session's date is, not the UTC days of stored times (a plan made on a
     New York evening is stored on the next day). A session dated before the first plan (entered from earlier records)
-    did not go against one. A medicine's safety rules (HLA-B*15:02, sodium, sedation) act through the plan: with no
-    plan at all it is unchecked, and needs a reason too."""
-    plan = plan_queries.in_force(session, patient=patient, on=date)
+    did not go against one. A medicine's cautions (sodium, sedation) act through the plan: with no plan at all it is
+    unchecked, and needs a reason too; its contraindications and deferrals are asked by `_held_back_by_rules`."""
     if plan is None and plan_queries.latest(session, patient=patient) is None:
         return [
             FieldProblem(
@@ -257,6 +258,35 @@ def _against_plan(
             )
         )
     return problems
+
+
+def _held_back_by_rules(
+    session: Session, *, patient: Patient, date: dt.date, items: list[str], plan: PlanVersion | None, kb: KnowledgeBase
+) -> list[FieldProblem]:
+    """Items that a contraindication or a deferral holding for the patient (by their latest assessment, the one in
+    force on the session's day, and the medicines prescribed that they take) holds back, whatever status the plan in
+    force gives them: the plan acts so only on what it offers, and a clinician may lift at sign-off an item it set
+    aside for another reason (carbamazepine, not recommended beside MVD, for a patient with HLA-B*15:02) without the
+    rule ever being said. Where the plan carries the rule's alert on the item, the plan asked already, or a clinician
+    lifted it knowing."""
+    said = {(alert["id"], item) for alert in plan.content["alerts"] for item in alert["affects"]} if plan else set()
+    stored, assessment = assessment_service.latest_read(session, patient=patient)
+    prescribed = list_for(session, patient=patient, kind="medicine")
+    held: dict[str, tuple[SafetyRule, str]] = {}
+    for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
+        facts = _with_medicines(read, with_prescribed(read.medications, prescribed, today=date), kb)
+        for item, rule in held_back_for(facts, kb, items=items).items():
+            held.setdefault(item, (rule, by))  # the latest assessment's reason first
+    names = kb.treatment_names()
+    return [
+        FieldProblem(
+            "details.override_reason",
+            f"{names.get(item, item)} is {'contraindicated' if rule.action == 'contraindicate' else 'deferred'} for "
+            f"this patient{by}: {_titled(rule)}. {rule.message} Hold it, or {OVERRIDE}",
+        )
+        for item, (rule, by) in held.items()
+        if (rule.id, item) not in said
+    ]
 
 
 def _unknown_herb(written: str, kb: KnowledgeBase) -> str:
@@ -446,6 +476,22 @@ def points_held_for(
     ]
     held += [PointsHeld([], f"{_titled(rule)}, a caution: {rule.message}") for rule in needling_cautions(facts, kb)]
     return held
+
+
+def held_back_today(
+    assessment: Assessment | None,
+    sessions: Iterable[TreatmentSession],
+    *,
+    items: Iterable[str],
+    today: dt.date,
+    kb: KnowledgeBase,
+) -> dict[str, SafetyRule]:
+    """Which of these plan items a contraindication or a deferral holds back for the patient today, by their latest
+    assessment and the medicines prescribed that they take (what recording a session asks, `_held_back_by_rules`):
+    for the sign-off table, beside an item the plan does not offer and so carries no alert for."""
+    if assessment is None:
+        return {}
+    return held_back_for(_facts_today(assessment, sessions, today=today, kb=kb), kb, items=list(items))
 
 
 _UNASSESSED = "no assessment this version can read is recorded, so {what} are unchecked against the safety rules"
@@ -752,7 +798,10 @@ def _needs_a_reason(
         problems += _medicine_with_herbs_taken(
             session, patient=patient, date=data.date, details=details, prescribed=prescribed, kb=kb
         )
-    return problems + _against_plan(session, patient=patient, date=data.date, items=_plan_items(details), kb=kb)
+    items = _plan_items(details)
+    plan = plan_queries.in_force(session, patient=patient, on=data.date)  # the newest made on or before its day
+    problems += _against_plan(session, patient=patient, plan=plan, items=items, kb=kb)
+    return problems + _held_back_by_rules(session, patient=patient, date=data.date, items=items, plan=plan, kb=kb)
 
 
 def _toxin_near(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> list[TreatmentSession]:
