@@ -713,6 +713,34 @@ def test_signing_from_the_page_creates_a_new_version(client: TestClient, clinic:
     assert numbers == [1, 2]
 
 
+def test_the_sign_off_table_says_which_alerts_hold_each_item(client: TestClient, clinic: Engine) -> None:
+    """A contraindication is lifted knowingly: beside each status a signer may change, the critical and warning alerts
+    the plan has on that item (needling on warfarin, for the TCM practitioner), and nothing beside an item no alert or
+    rule is on. Carbamazepine is not recommended beside MVD, so the plan says nothing of HLA-B*15:02; the table says
+    that the contraindication holds if it is given, as recording a prescription would."""
+    _assessed(clinic, "hl-1", plan=True, hla_b1502="positive", medications=["Coumadin"])
+    sign_in(client, "neuro")
+
+    def rows(page: str) -> dict[str, list[str]]:
+        table = html.unescape(page)
+        table = table[table.index('id="sign-form"') :]
+        table = table[: table.index("</table>")]
+        found = re.findall(r'<tr>\s*<td>(.*?)</td>\s*<td><select name="status\.([\w:]+)"', table, re.S)
+        said = {rec: re.findall(r'<span class="badge (\w+)">\1</span> ([^<]+)</div>', cell) for cell, rec in found}
+        return {rec: [f"{severity}: {title}" for severity, title in alerts] for rec, alerts in said.items()}
+
+    conventional = rows(client.get("/patients/hl-1").text)
+    assert conventional["medication:carbamazepine"] == ["critical: Carbamazepine with HLA-B*15:02, if it is given"]
+    assert conventional["medication:oxcarbazepine"] == []  # a caution, said when a plan offers it
+    assert conventional["mvd"] == [] and "acupuncture" not in conventional
+    _assessed(clinic, "pt-1", plan=True, pregnant=True)
+    assert rows(client.get("/patients/pt-1").text)["botulinum_toxin"] == ["critical: Botulinum toxin in pregnancy"]
+    sign_in(client, "tcm")
+    integrative = rows(client.get("/patients/hl-1").text)
+    assert integrative["acupuncture"] == integrative["electroacupuncture"] == ["warning: Needling on warfarin"]
+    assert "mvd" not in integrative
+
+
 def test_a_sign_off_without_a_reason_comes_back_with_the_choices_made(client: TestClient, clinic: Engine) -> None:
     csrf = sign_in(client, "neuro")
     mvd = load_default().treatments["mvd"].name

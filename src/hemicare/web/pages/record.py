@@ -19,7 +19,9 @@ from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.assessment import MvdResult
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
+from hemicare.engine.planner import alert_title
 from hemicare.engine.render import describe_assessment
+from hemicare.engine.schema import SafetyRule
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.limits import REASON_MAX
@@ -92,6 +94,26 @@ def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]
     return [r for r in plan.content["recommendations"] if (r["category"] == "integrative") == (mine == "integrative")]
 
 
+def _alerts_on(
+    content: dict[str, Any] | None, held: dict[str, SafetyRule], kb: KnowledgeBase
+) -> dict[str, list[tuple[str, str]]]:
+    """What the sign-off table says beside each status a signer may change, as (severity, words), so that a
+    contraindication is lifted knowingly: the plan's critical and warning alerts on the item, and the rules that
+    ``held`` it back for the patient where the plan, not offering the item, said nothing of them (carbamazepine not
+    recommended beside MVD, for a patient with HLA-B*15:02)."""
+    said: dict[str, list[tuple[str, str]]] = {}
+    alerted = set()
+    for alert in content["alerts"] if content else []:
+        alerted |= {(alert["id"], item) for item in alert["affects"]}
+        if alert["severity"] in ("critical", "warning"):
+            for item in alert["affects"]:
+                said.setdefault(item, []).append((alert["severity"], alert_title(alert["id"], kb)))
+    for item, rule in held.items():
+        if (rule.id, item) not in alerted:
+            said.setdefault(item, []).append((rule.severity, f"{rule.title}, if it is given"))
+    return said
+
+
 @router.get("/patients/{code}")
 def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -115,6 +137,7 @@ def _patient_page(
             session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id
         )
         chart = _chart(found, patient, kb)
+        signable = _signable(user, plan)
         context = {
             "patient": patient,
             "plan": plan,
@@ -141,7 +164,14 @@ def _patient_page(
             "recall_closers": RECALL_CLOSERS,
             "chart": chart,
             "face_map": _face_map(plan, code),
-            "signable": _signable(user, plan),
+            "signable": signable,
+            "alerts_on": _alerts_on(
+                plan.content if plan else None,
+                session_service.held_back_today(
+                    assessment, found.sessions, items=[r["id"] for r in signable], today=dt.date.today(), kb=kb
+                ),
+                kb,
+            ),
             "statuses": STATUSES,
             "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
             "treatment_names": kb.treatment_names(),
