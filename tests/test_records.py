@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -309,7 +310,9 @@ def test_plans_are_versioned_and_signed_by_role(engine: Engine, kb: KnowledgeBas
     edit = PlanEdit(recommendation="mvd", status="recommended", reason="Patient now wants surgery")
     with _session(engine) as s, s.begin():
         patient = patients.get(s, code="p-001")
-        signed = plans.sign(s, patient=patient, expected_number=1, edits=[edit], signer="Dr N", role="neurologist")
+        signed = plans.sign(
+            s, patient=patient, expected_number=1, edits=[edit], signer="Dr N", role="neurologist", kb=kb
+        )
         assert signed.number == 2 and signed.edits[0]["to"] == "recommended"
         assert signed.content["signoff"]["conventional"]["role"] == "neurologist"
     with _session(engine) as s:
@@ -335,7 +338,7 @@ def test_reviewed_parts_are_the_versions_each_specialty_signed(
         assert plans.reviewed_parts(s, patient=patients.get(s, code="p-001")) == ([], {})
     parts, reviewed = step(lambda s, p: plans.generate(s, patient=p, kb=kb, actor="t", today=TODAY))  # v1
     assert parts == ["conventional", "integrative"] and reviewed == {}
-    sign = plans.sign
+    sign = functools.partial(plans.sign, kb=kb)
     _, reviewed = step(lambda s, p: sign(s, patient=p, expected_number=1, edits=[], signer="N", role="neurologist"))
     assert reviewed == {"conventional": ("N", False)}  # v2
     _, reviewed = step(
@@ -362,6 +365,7 @@ def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, b
             edits=[toxin_edit],
             signer="L",
             role="tcm_practitioner",
+            kb=kb,
         )
     acupuncture_edit = PlanEdit(recommendation="acupuncture", status="not_recommended", reason="needle phobia")
     with pytest.raises(ForbiddenError), _session(engine) as s:
@@ -372,6 +376,7 @@ def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, b
             edits=[acupuncture_edit],
             signer="N",
             role="neurologist",
+            kb=kb,
         )
     with _session(engine) as s, s.begin():
         plans.sign(
@@ -381,10 +386,11 @@ def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, b
             edits=[acupuncture_edit],
             signer="L",
             role="tcm_practitioner",
+            kb=kb,
         )
     with pytest.raises(ConflictError, match="at version 2, not 1"), _session(engine) as s:
         plans.sign(
-            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[], signer="N", role="neurologist"
+            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[], signer="N", role="neurologist", kb=kb
         )
 
 
@@ -683,42 +689,76 @@ def test_a_medicine_prescription_is_checked_against_the_plan(
     ]
 
 
-def _lift(engine: Engine, item: str, *, to: str, role: str) -> None:
+def _lift(engine: Engine, kb: KnowledgeBase, item: str, *, to: str, role: str) -> None:
     """Sign the latest plan, changing ``item`` to ``to``: a clinician lifting an item the plan set aside."""
     edit = PlanEdit(recommendation=item, status=to, reason="the patient asks for it; discussed")
     with _session(engine) as s, s.begin():
         patient = patients.get(s, code="p-001")
         number = plans.latest(s, patient=patient).number
-        plans.sign(s, patient=patient, expected_number=number, edits=[edit], signer="Dr N", role=role)
+        plans.sign(s, patient=patient, expected_number=number, edits=[edit], signer="Dr N", role=role, kb=kb)
 
 
-def test_a_contraindication_holds_at_recording_where_the_plan_set_the_item_aside_for_another_reason(
+def test_an_item_lifted_at_sign_off_brings_the_alerts_the_plan_would_have_raised(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:
-    """Carbamazepine is not recommended beside MVD and toxin, so the plan says nothing of HLA-B*15:02; a neurologist
-    who lifts it at sign-off to an option has not been told, and a prescription of it then needs a reason naming the
-    rule. Likewise electroacupuncture for a patient with a pacemaker who had declined needles. Where the plan carries
-    the rule's alert on the item and a clinician lifted it all the same, it was lifted knowing: not asked again."""
+    """Carbamazepine is not recommended beside MVD and toxin, so the plan says nothing of HLA-B*15:02. A neurologist
+    who lifts it to an option signs a version that says it (the critical alert on the item, a line in its rationale),
+    and keeps the status chosen: a prescription then goes through, lifted knowingly. Electroacupuncture declined with
+    a pacemaker likewise brings the device rule; acupuncture lifted for a patient on warfarin brings the needling
+    caution, and its points are those the plan would give (no Taiyang)."""
     _add_patient(engine)
     statuses = _plan_for(engine, kb, patient(hla_b1502="positive", ancestry=["Han Chinese"]))
     assert statuses["medication:carbamazepine"] == "not_recommended"
-    _lift(engine, "medication:carbamazepine", to="option", role="neurologist")
-    carbamazepine = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg twice a day", "duration_days": 30}
-    _refused_until_a_reason(
-        engine,
-        kb,
-        carbamazepine,
-        path="details.override_reason",
-        starts="Carbamazepine is contraindicated for this patient: Carbamazepine with HLA-B*15:02. ",
-        ends="Hold it, or give details.override_reason to record it anyway",
+    with _session(engine) as s:
+        before = plans.latest(s, patient=patients.get(s, code="p-001")).content
+    assert not [a for a in before["alerts"] if a["id"] == "carbamazepine_hla_positive"]
+    _lift(engine, kb, "medication:carbamazepine", to="option", role="neurologist")
+    with _session(engine) as s:
+        signed = plans.latest(s, patient=patients.get(s, code="p-001"))
+        (alert,) = [a for a in signed.content["alerts"] if a["id"] == "carbamazepine_hla_positive"]
+        rec = next(r for r in signed.content["recommendations"] if r["id"] == "medication:carbamazepine")
+        assert signed.summary["severities"]["carbamazepine_hla_positive"] == "critical"
+    assert alert["affects"] == ["medication:carbamazepine"] and alert["severity"] == "critical"
+    assert signed.content["alerts"][0]["severity"] == "critical"  # critical alerts stay first
+    assert rec["status"] == "option"
+    assert (
+        rec["rationale"][-1] == "Lifted at sign-off while these hold for the patient: Carbamazepine with HLA-B*15:02."
     )
-    # A patient who declined needles, with a pacemaker: electroacupuncture is not recommended, without the device rule.
-    statuses = _plan_for(engine, kb, patient(comorbidities=["pacemaker"], preferences={"avoid_needles": True}))
-    assert statuses["electroacupuncture"] == "not_recommended"
-    _lift(engine, "acupuncture", to="option", role="tcm_practitioner")
-    _lift(engine, "electroacupuncture", to="option", role="tcm_practitioner")
+    carbamazepine = {"kind": "medicine", "medicine": "carbamazepine", "dose": "100 mg twice a day", "duration_days": 30}
+    assert _record(engine, kb, carbamazepine) == []
+
+    statuses = _plan_for(
+        engine, kb, patient(comorbidities=["pacemaker"], medications=["Coumadin"], preferences={"avoid_needles": True})
+    )
+    assert statuses["acupuncture"] == statuses["electroacupuncture"] == "not_recommended"
+    _lift(engine, kb, "acupuncture", to="option", role="tcm_practitioner")
+    _lift(engine, kb, "electroacupuncture", to="option", role="tcm_practitioner")
+    with _session(engine) as s:
+        signed = plans.latest(s, patient=patients.get(s, code="p-001")).content
+    affected = {a["id"]: a["affects"] for a in signed["alerts"]}
+    assert affected["device_electroacupuncture"] == ["electroacupuncture"]
+    assert affected["warfarin_needling"] == ["acupuncture", "electroacupuncture"]
+    acupuncture = next(r for r in signed["recommendations"] if r["id"] == "acupuncture")
+    assert "EX-HN5" not in {p["code"] for p in acupuncture["details"]["points"]}
+    # Taiyang was taken out when the plan was made (removals act on a declined item's points): the caution is new.
+    assert acupuncture["rationale"][-1] == "Lifted at sign-off while these hold for the patient: Needling on warfarin."
+    # Lifting an item to another held-back status, or changing an offered one, brings nothing.
+    _lift(engine, kb, "medication:carbamazepine", to="deferred", role="neurologist")
+    with _session(engine) as s:
+        again = plans.latest(s, patient=patients.get(s, code="p-001")).content
+    assert again["alerts"] == signed["alerts"]
+
+
+def test_a_contraindication_holds_at_recording_where_the_plan_in_force_does_not_say_it(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """A pacemaker in the latest assessment, the plan in force made before it, offering electroacupuncture: the
+    session needs a reason naming the device rule, as the plan would have deferred it. Needling alone does not."""
+    _add_patient(engine)
+    assert _plan_for(engine, kb, patient())["electroacupuncture"] == "option"
+    _assess(engine, kb, patient(comorbidities=["pacemaker"]))  # no new plan made from it
     needles = {"kind": "acupuncture", "points": ["LI4", "LR3"]}
-    assert _record(engine, kb, needles) == []  # needling itself is not held back for a pacemaker
+    assert _record(engine, kb, needles) == []
     _refused_until_a_reason(
         engine,
         kb,
@@ -728,11 +768,6 @@ def test_a_contraindication_holds_at_recording_where_the_plan_set_the_item_aside
         "ICD. Pacemaker or ICD: no electroacupuncture without cardiology input",
         ends="Hold it, or give details.override_reason to record it anyway",
     )
-    # Offered, the plan defers it with the rule's alert; lifted all the same, it is lifted knowing.
-    statuses = _plan_for(engine, kb, patient(comorbidities=["pacemaker"]))
-    assert statuses["electroacupuncture"] == "deferred"
-    _lift(engine, "electroacupuncture", to="option", role="tcm_practitioner")
-    assert _record(engine, kb, {**needles, "electro": True}) == []
 
 
 def test_a_medicine_prescribed_again_while_the_last_prescription_runs_needs_a_reason(
@@ -1170,7 +1205,13 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
     with _session(engine) as s, s.begin():
         edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
         plans.sign(
-            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[edit], signer="N", role="neurologist"
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=1,
+            edits=[edit],
+            signer="N",
+            role="neurologist",
+            kb=kb,
         )
     assert _record_toxin(engine, kb, _toxin(0)) == [
         (
@@ -1182,7 +1223,13 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
     with _session(engine) as s, s.begin():
         back = PlanEdit(recommendation="botulinum_toxin", status="recommended", reason="patient changed her mind")
         plans.sign(
-            s, patient=patients.get(s, code="p-001"), expected_number=2, edits=[back], signer="N", role="neurologist"
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=2,
+            edits=[back],
+            signer="N",
+            role="neurologist",
+            kb=kb,
         )
     assert _record_toxin(engine, kb, _toxin(0)) == []
 
@@ -1202,7 +1249,13 @@ def test_a_session_is_checked_against_the_plan_in_force_on_its_day(
         plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
         edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
         plans.sign(
-            s, patient=patients.get(s, code="p-001"), expected_number=2, edits=[edit], signer="N", role="neurologist"
+            s,
+            patient=patients.get(s, code="p-001"),
+            expected_number=2,
+            edits=[edit],
+            signer="N",
+            role="neurologist",
+            kb=kb,
         )
     with engine.begin() as connection:
         for number, days_ago in ((1, 30), (2, 10)):
@@ -1863,6 +1916,7 @@ def test_text_longer_than_the_records_keep_is_refused_naming_the_field(
             signer="N",
             role="neurologist",
             reason=reason,
+            kb=kb,
         )
 
     def token(name: str) -> Callable[[Session], object]:

@@ -3224,7 +3224,9 @@ def test_the_patient_sees_only_what_their_care_team_signed(client: TestClient, c
     # The TCM practitioner signs the new version: the TCM part appears, the medical part still awaits its update.
     with session_factory(clinic)() as s, s.begin():
         patient = patient_service.get(s, code="demo-001")
-        plan_service.sign(s, patient=patient, expected_number=3, edits=[], signer="tcm", role="tcm_practitioner")
+        plan_service.sign(
+            s, patient=patient, expected_number=3, edits=[], signer="tcm", role="tcm_practitioner", kb=load_default()
+        )
     final = _portal_parts(client)
     assert f"Agreed by your TCM practitioner on {dt.date.today()}." in final["integrative"]
     assert f"to discuss {acupuncture}" in final["integrative"] and "update" not in final["integrative"]
@@ -4246,7 +4248,9 @@ def test_patient_list_searches_filters_and_pages(client: TestClient, clinic: Eng
         assert any(alert["severity"] == "critical" for alert in plan.content["alerts"])
         for signer, role in (("neuro", "neurologist"), ("tcm", "tcm_practitioner")):
             number = plan_service.latest(s, patient=flagged).number  # type: ignore[union-attr]
-            plan_service.sign(s, patient=flagged, expected_number=number, edits=[], signer=signer, role=role)
+            plan_service.sign(
+                s, patient=flagged, expected_number=number, edits=[], signer=signer, role=role, kb=load_default()
+            )
         for index in range(120):
             patient_service.create(s, data=PatientCreate(code=f"zz-{index:03d}", name="Zed", sex="male"), actor="t")
     csrf = sign_in(client, "neuro")
@@ -4514,7 +4518,9 @@ def test_the_patient_reads_the_diet_and_lifestyle_advice_their_team_agreed(clien
     assert not any(item["text"] in _portal_parts(client)["integrative"] for item in advice)  # nobody signed it yet
     with session_factory(clinic)() as s, s.begin():
         patient = patient_service.get(s, code="demo-001")
-        plan_service.sign(s, patient=patient, expected_number=1, edits=[], signer="tcm", role="tcm_practitioner")
+        plan_service.sign(
+            s, patient=patient, expected_number=1, edits=[], signer="tcm", role="tcm_practitioner", kb=load_default()
+        )
     shown = html.unescape(_portal_parts(client)["integrative"])
     printed = _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=patient").content)
     for item in advice:

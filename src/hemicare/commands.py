@@ -460,6 +460,7 @@ def plans_sign(
                 edits=edits,
                 signer=actor(by),
                 role=role,
+                kb=load_default(),
                 reason=reason,
             )
         typer.echo(f"signed plan version {signed.number} for patient {code} as {role}")

@@ -145,7 +145,7 @@ def _history(
             )
 
 
-def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int) -> None:
+def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int, kb: KnowledgeBase) -> None:
     """Sign the demo plans as a running clinic has them: a third agreed by both specialties, a third with the
     medical part signed and the TCM part waiting, a third new (so the patient pages show each case)."""
     if stage == 2:
@@ -156,7 +156,7 @@ def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int
     number = plan.number
     for signer, role in signers:
         number = plan_service.sign(
-            session, patient=patient, expected_number=number, edits=[], signer=signer, role=role
+            session, patient=patient, expected_number=number, edits=[], signer=signer, role=role, kb=kb
         ).number
 
 
@@ -195,7 +195,7 @@ def load_demo(
         assessment_service.record(session, patient=patient, assessment=assessment, actor=actor, today=today)
         _history(session, rng, patient=patient, assessment=assessment, kb=kb, today=today, actor=actor)
         plan = plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
-        _review(session, patient=patient, plan=plan, stage=index % 3)
+        _review(session, patient=patient, plan=plan, stage=index % 3, kb=kb)
         if progress is not None:
             progress(1)
     return len(data)

@@ -8,7 +8,7 @@ closed: a medicine, herb or comorbidity that no rule covers is reported as unche
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, NamedTuple
 
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import Alert, Memo, Recommendation, Severity, Status, memoised
@@ -215,8 +215,12 @@ def _affects(hits: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(affects))
 
 
-def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase) -> list[Alert]:
-    """Apply every safety rule to the plan in place and return the alerts they raise."""
+def apply_safety(
+    recommendations: list[Recommendation], facts: Facts, kb: KnowledgeBase, *, statuses_kept: bool = False
+) -> list[Alert]:
+    """Apply every safety rule to the plan in place and return the alerts they raise; with ``statuses_kept``, a
+    contraindication or deferral raises its alert but leaves the status as it is (a clinician's, at sign-off), so that
+    the rules after it see the item as offered."""
     recs = _by_id(recommendations)
     alerts: list[Alert] = []
     # Status changes and removals first, so that a caution is never raised about an item another rule removed.
@@ -227,12 +231,14 @@ def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: Knowle
         if not (hits["recs"] or hits["points"] or hits["herbs"] or hits["patient"]):
             continue
         reason = f"{rule.title}: {rule.message}"
-        if rule.action == "contraindicate":
-            for rec_id in hits["recs"]:
-                _set_status(recs[rec_id], Status.CONTRAINDICATED, f"Contraindicated. {reason}")
-        elif rule.action == "defer":
-            for rec_id in hits["recs"]:
-                _set_status(recs[rec_id], Status.DEFERRED, f"Deferred. {reason}")
+        if rule.action in ("contraindicate", "defer"):
+            status, said = (
+                (Status.CONTRAINDICATED, "Contraindicated")
+                if rule.action == "contraindicate"
+                else (Status.DEFERRED, "Deferred")
+            )
+            for rec_id in [] if statuses_kept else hits["recs"]:
+                _set_status(recs[rec_id], status, f"{said}. {reason}")
         elif rule.action == "remove":
             _remove(rule, hits, recs)
         else:
@@ -249,6 +255,45 @@ def apply_safety(recommendations: list[Recommendation], facts: Facts, kb: Knowle
             )
         )
     return alerts
+
+
+class Lifted(NamedTuple):
+    alerts: list[Alert]  # on the lifted items, their points and herbs only
+    details: dict[str, dict[str, Any]]  # each lifted item's, less what a removal takes out
+    titles: dict[str, list[str]]  # each lifted item's alerts, by title
+
+
+def lifted_alerts(
+    recommendations: list[Recommendation], lifted: Collection[str], facts: Facts, kb: KnowledgeBase
+) -> Lifted:
+    """What the rules holding for the patient say of items a clinician lifted at sign-off (moved to recommended or
+    option from a status that held them back): the alerts the plan would have raised had it offered them, and each
+    item's details with what a removal takes out. The statuses stay as the clinician set them: a contraindication
+    lifted is lifted knowingly, and said."""
+    copies = [rec.model_copy(deep=True) for rec in recommendations if rec.id in lifted]
+    alerts = apply_safety(copies, facts, kb, statuses_kept=True)
+    named: dict[str, set[str]] = {}  # what of each lifted item an alert may name
+    for rec in copies:
+        details = rec.details
+        named[rec.id] = {rec.id}
+        named[rec.id] |= {
+            f"acupoint:{p['code']}" for p in details.get("points", []) + details.get("removed_points", [])
+        }
+        named[rec.id] |= {
+            f"herb:{i['latin']}" for i in details.get("ingredients", []) + details.get("removed_herbs", [])
+        }
+    everything = set().union(*named.values())
+    said = []
+    titles: dict[str, list[str]] = {rec.id: [] for rec in copies}
+    for alert in alerts:
+        affects = [item for item in alert.affects if item in everything]
+        if not affects:
+            continue
+        said.append(alert.model_copy(update={"affects": affects}))
+        for item, names in named.items():
+            if names & set(affects):
+                titles[item].append(kb.safety[alert.id].title)
+    return Lifted(said, {rec.id: rec.details for rec in copies}, titles)
 
 
 def _unchecked(alert_id: str, severity: Severity, message: str, affects: list[str]) -> Alert:

@@ -123,6 +123,7 @@ def sign_plan(
             edits=data.edits,
             signer=user.username,
             role=user.role,
+            kb=request.app.state.kb,
             reason=data.reason,
         )
         return once.answered(

@@ -27,6 +27,9 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
+from hemicare.engine.plan import Recommendation
+from hemicare.engine.rules import facts_of
+from hemicare.engine.safety import lifted_alerts
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError, quoted
 from hemicare.patients.models import Patient
 from hemicare.patients.service import get as get_patient
@@ -308,6 +311,39 @@ def _may_edit(role: str, category: str) -> bool:
     return role in (INTEGRATIVE_ROLES if part_of(category) == "integrative" else CONVENTIONAL_ROLES)
 
 
+OFFERED = ("recommended", "option")
+
+
+def _say_what_lifting_brings(
+    session: Session, *, patient: Patient, content: dict[str, Any], lifted: list[str], kb: KnowledgeBase
+) -> None:
+    """Add to a plan being signed what its lifted items bring (`safety.lifted_alerts`), by the patient's latest
+    assessment and what they take today, read as a new plan reads them: the alerts, a line in each lifted item's
+    rationale naming them, and its points and herbs less any a removal takes out."""
+    stored = assessment_service.latest(session, patient=patient)
+    recorded = session_service.list_for(session, patient=patient)
+    facts = facts_of(with_recorded_history(stored.data, recorded, today=dt.date.today()), kb)
+    recommendations = [Recommendation.model_validate(rec) for rec in content["recommendations"]]
+    brought = lifted_alerts(recommendations, lifted, facts, kb)
+    for rec in content["recommendations"]:
+        if rec["id"] in brought.details:
+            rec["details"] = brought.details[rec["id"]]
+            if brought.titles[rec["id"]]:
+                rec["rationale"].append(
+                    f"Lifted at sign-off while these hold for the patient: {'; '.join(brought.titles[rec['id']])}."
+                )
+    alerts = {alert["id"]: alert for alert in content["alerts"]}
+    for alert in brought.alerts:
+        if alert.id in alerts:
+            alerts[alert.id]["affects"] = list(dict.fromkeys([*alerts[alert.id]["affects"], *alert.affects]))
+        else:
+            content["alerts"].append(alert.model_dump(mode="json"))
+    content["alerts"].sort(key=lambda alert: _SEVERITY_RANK[alert["severity"]])
+
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
 def sign(
     session: Session,
     *,
@@ -316,9 +352,12 @@ def sign(
     edits: list[PlanEdit],
     signer: str,
     role: str,
+    kb: KnowledgeBase,
     reason: str | None = None,
 ) -> PlanVersion:
-    """Apply the signer's edits to the latest version and sign the signer's part, as a new version."""
+    """Apply the signer's edits to the latest version and sign the signer's part, as a new version. An item lifted
+    (to recommended or option from a status holding it back) brings the alerts the plan would have raised had it
+    offered it."""
     current = latest(session, patient=patient)
     if current is None:
         raise NotFoundError(f"patient {patient.code!r} has no plan to sign")
@@ -348,6 +387,9 @@ def sign(
         rec["rationale"].append(f"{CHANGED_BY}{signer} ({role}) from {applied[-1]['from']}: {edit.reason}")
     if problems:
         raise InputError(problems)
+    lifted = [edit["recommendation"] for edit in applied if edit["to"] in OFFERED and edit["from"] not in OFFERED]
+    if lifted:
+        _say_what_lifting_brings(session, patient=patient, content=content, lifted=lifted, kb=kb)
     part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"  # the signer's own part
     signed_at = utcnow()
     content.setdefault("signoff", {})[part] = {"by": signer, "role": role, "at": signed_at.isoformat()}

@@ -373,6 +373,7 @@ def sign(code: PatientCode, request: Request, user: PageUser, form: PostedForm) 
                 edits=edits,
                 signer=user.username,
                 role=user.role,
+                kb=request.app.state.kb,
                 reason=form.get("sign_reason") or None,
             )
     if problems:  # the page again, with the choices made and the reasons typed (outside the write transaction)
