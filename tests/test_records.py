@@ -72,6 +72,12 @@ def _assess(
         assessment_service.record(s, patient=patient, assessment=assessment, actor="tester", today=on)
 
 
+def _sign(s: Session, kb: KnowledgeBase, *, number: int, edits: list[PlanEdit], by: str, role: str) -> PlanVersion:
+    """Sign p-001's plan version ``number`` with these edits."""
+    patient = patients.get(s, code="p-001")
+    return plans.sign(s, patient=patient, expected_number=number, edits=edits, signer=by, role=role, kb=kb)
+
+
 def _toxin(days_ago: int, **extra: Any) -> SessionCreate:
     details = {
         "kind": "toxin",
@@ -358,40 +364,14 @@ def test_sign_off_permissions_and_conflicts(engine: Engine, kb: KnowledgeBase, b
         plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
     toxin_edit = PlanEdit(recommendation="botulinum_toxin", status="deferred", reason="wants to wait")
     with pytest.raises(ForbiddenError, match="tcm_practitioner cannot change conventional"), _session(engine) as s:
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=1,
-            edits=[toxin_edit],
-            signer="L",
-            role="tcm_practitioner",
-            kb=kb,
-        )
+        _sign(s, kb, number=1, edits=[toxin_edit], by="L", role="tcm_practitioner")
     acupuncture_edit = PlanEdit(recommendation="acupuncture", status="not_recommended", reason="needle phobia")
     with pytest.raises(ForbiddenError), _session(engine) as s:
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=1,
-            edits=[acupuncture_edit],
-            signer="N",
-            role="neurologist",
-            kb=kb,
-        )
+        _sign(s, kb, number=1, edits=[acupuncture_edit], by="N", role="neurologist")
     with _session(engine) as s, s.begin():
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=1,
-            edits=[acupuncture_edit],
-            signer="L",
-            role="tcm_practitioner",
-            kb=kb,
-        )
+        _sign(s, kb, number=1, edits=[acupuncture_edit], by="L", role="tcm_practitioner")
     with pytest.raises(ConflictError, match="at version 2, not 1"), _session(engine) as s:
-        plans.sign(
-            s, patient=patients.get(s, code="p-001"), expected_number=1, edits=[], signer="N", role="neurologist", kb=kb
-        )
+        _sign(s, kb, number=1, edits=[], by="N", role="neurologist")
 
 
 def test_plan_uses_recorded_toxin_sessions(engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]) -> None:
@@ -693,9 +673,8 @@ def _lift(engine: Engine, kb: KnowledgeBase, item: str, *, to: str, role: str) -
     """Sign the latest plan, changing ``item`` to ``to``: a clinician lifting an item the plan set aside."""
     edit = PlanEdit(recommendation=item, status=to, reason="the patient asks for it; discussed")
     with _session(engine) as s, s.begin():
-        patient = patients.get(s, code="p-001")
-        number = plans.latest(s, patient=patient).number
-        plans.sign(s, patient=patient, expected_number=number, edits=[edit], signer="Dr N", role=role, kb=kb)
+        number = plans.latest(s, patient=patients.get(s, code="p-001")).number
+        _sign(s, kb, number=number, edits=[edit], by="Dr N", role=role)
 
 
 def test_an_item_lifted_at_sign_off_brings_the_alerts_the_plan_would_have_raised(
@@ -1204,15 +1183,7 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
         plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
     with _session(engine) as s, s.begin():
         edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=1,
-            edits=[edit],
-            signer="N",
-            role="neurologist",
-            kb=kb,
-        )
+        _sign(s, kb, number=1, edits=[edit], by="N", role="neurologist")
     assert _record_toxin(engine, kb, _toxin(0)) == [
         (
             "details.override_reason",
@@ -1222,15 +1193,7 @@ def test_a_signed_change_of_status_decides_and_its_reason_is_quoted(
     ]
     with _session(engine) as s, s.begin():
         back = PlanEdit(recommendation="botulinum_toxin", status="recommended", reason="patient changed her mind")
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=2,
-            edits=[back],
-            signer="N",
-            role="neurologist",
-            kb=kb,
-        )
+        _sign(s, kb, number=2, edits=[back], by="N", role="neurologist")
     assert _record_toxin(engine, kb, _toxin(0)) == []
 
 
@@ -1248,15 +1211,7 @@ def test_a_session_is_checked_against_the_plan_in_force_on_its_day(
     with _session(engine) as s, s.begin():
         plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
         edit = PlanEdit(recommendation="botulinum_toxin", status="not_recommended", reason="patient declines needles")
-        plans.sign(
-            s,
-            patient=patients.get(s, code="p-001"),
-            expected_number=2,
-            edits=[edit],
-            signer="N",
-            role="neurologist",
-            kb=kb,
-        )
+        _sign(s, kb, number=2, edits=[edit], by="N", role="neurologist")
     with engine.begin() as connection:
         for number, days_ago in ((1, 30), (2, 10)):
             noon = dt.datetime.combine(TODAY - dt.timedelta(days=days_ago), dt.time(12)).astimezone()
