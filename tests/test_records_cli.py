@@ -166,6 +166,22 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert "0 of 1 patients' plans changed" in _run(clinic, "recheck").stdout
 
 
+def test_signing_says_what_a_lifted_item_brings(clinic: str, tmp_path: Path) -> None:
+    """Carbamazepine lifted beside MVD for a carrier of HLA-B*15:02: the command says the contraindication now on it;
+    a change that lifts nothing says nothing more."""
+    carrier = yaml.safe_load((EXAMPLES / "demo-001.yaml").read_text()) | {"hla_b1502": "positive"}
+    (tmp_path / "carrier.yaml").write_text(yaml.safe_dump(carrier))
+    assert _run(clinic, "plan", str(tmp_path / "carrier.yaml"), "--save", "--by", "dr.n").exit_code == 0
+    sign = ["plans", "sign", "demo-001", "--role", "neurologist", "--by", "dr.n"]
+    held = _run(clinic, *sign, "--version", "1", "--edit", "mvd=option:prefers toxin first")
+    assert held.stdout == "signed plan version 2 for patient demo-001 as neurologist\n"
+    lifted = _run(clinic, *sign, "--version", "2", "--edit", "medication:carbamazepine=option:asks for tablets")
+    assert lifted.stdout.splitlines() == [
+        "signed plan version 3 for patient demo-001 as neurologist",
+        "  Carbamazepine: Lifted at sign-off while these hold for the patient: Carbamazepine with HLA-B*15:02.",
+    ]
+
+
 def test_patients_show_dates_a_sign_off_by_the_clinics_day(
     clinic: str, engine: Engine, clinic_zone: Callable[[str], None]
 ) -> None:

@@ -464,6 +464,9 @@ def plans_sign(
                 reason=reason,
             )
         typer.echo(f"signed plan version {signed.number} for patient {code} as {role}")
+        names = load_default().treatment_names()
+        for item, line in plan_service.lifted_lines(signed):
+            typer.echo(f"  {names.get(item, item)}: {line}")
 
     run(body)
 

@@ -312,6 +312,18 @@ def _may_edit(role: str, category: str) -> bool:
 
 
 OFFERED = ("recommended", "option")
+LIFTED = "Lifted at sign-off while these hold for the patient: "  # begins the rationale line of a lifted item
+
+
+def lifted_lines(version: PlanVersion) -> list[tuple[str, str]]:
+    """The items this signed version lifted that brought alerts, each with its rationale line naming them."""
+    recs = {rec["id"]: rec for rec in version.content["recommendations"]}
+    lifted = [edit["recommendation"] for edit in version.edits if edit["to"] in OFFERED and edit["from"] not in OFFERED]
+    return [
+        (item, recs[item]["rationale"][-1])
+        for item in lifted
+        if recs[item]["rationale"] and recs[item]["rationale"][-1].startswith(LIFTED)
+    ]
 
 
 def _say_what_lifting_brings(
@@ -329,9 +341,7 @@ def _say_what_lifting_brings(
         if rec["id"] in brought.details:
             rec["details"] = brought.details[rec["id"]]
             if brought.titles[rec["id"]]:
-                rec["rationale"].append(
-                    f"Lifted at sign-off while these hold for the patient: {'; '.join(brought.titles[rec['id']])}."
-                )
+                rec["rationale"].append(f"{LIFTED}{'; '.join(brought.titles[rec['id']])}.")
     alerts = {alert["id"]: alert for alert in content["alerts"]}
     for alert in brought.alerts:
         if alert.id in alerts:
