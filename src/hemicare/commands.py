@@ -451,6 +451,7 @@ def plans_sign(
 
     def body() -> None:
         edits = [_edit(text, index) for index, text in enumerate(edit or [])]
+        kb = load_default()
         with unit_of_work(database) as session:
             patient = patient_service.get(session, code=code)
             signed = plan_service.sign(
@@ -460,11 +461,11 @@ def plans_sign(
                 edits=edits,
                 signer=actor(by),
                 role=role,
-                kb=load_default(),
+                kb=kb,
                 reason=reason,
             )
         typer.echo(f"signed plan version {signed.number} for patient {code} as {role}")
-        names = load_default().treatment_names()
+        names = kb.treatment_names()
         for item, line in plan_service.lifted_lines(signed):
             typer.echo(f"  {names.get(item, item)}: {line}")
 

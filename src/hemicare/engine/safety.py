@@ -170,8 +170,8 @@ def held_back_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) ->
     """Which of these plan items (``botulinum_toxin``, ``electroacupuncture``, ``medication:carbamazepine``) a rule
     holding for the patient contraindicates or defers, each with the first such rule, contraindications first. The
     plan acts so only on items it offers: one it sets aside for another reason (carbamazepine not recommended while
-    MVD and toxin are) carries no alert, and a clinician may lift it at sign-off; recording a session, and the
-    sign-off table, ask these rules whatever the plan says."""
+    MVD and toxin are) carries no alert until a clinician lifts it at sign-off; recording a session, and the sign-off
+    table, ask these rules whatever the plan says."""
     found = _named_by(facts, kb, items=items, action="contraindicate")
     for item, rule in _named_by(facts, kb, items=items, action="defer").items():
         found.setdefault(item, rule)

@@ -265,10 +265,10 @@ def _held_back_by_rules(
 ) -> list[FieldProblem]:
     """Items that a contraindication or a deferral holding for the patient (by their latest assessment, the one in
     force on the session's day, and the medicines prescribed that they take) holds back, whatever status the plan in
-    force gives them: the plan acts so only on what it offers, and a clinician may lift at sign-off an item it set
-    aside for another reason (carbamazepine, not recommended beside MVD, for a patient with HLA-B*15:02) without the
-    rule ever being said. Where the plan carries the rule's alert on the item, the plan asked already, or a clinician
-    lifted it knowing."""
+    force gives them, where that plan does not say so: one made before the assessment that brought the rule (a
+    session entered late, dated in its days), or one signed before a lifted item brought its alerts (carbamazepine,
+    not recommended beside MVD, lifted for a patient with HLA-B*15:02). Where the plan carries the rule's alert on the
+    item, the plan asked already, or a clinician lifted it knowing."""
     said = {(alert["id"], item) for alert in plan.content["alerts"] for item in alert["affects"]} if plan else set()
     stored, assessment = assessment_service.latest_read(session, patient=patient)
     prescribed = list_for(session, patient=patient, kind="medicine")
