@@ -261,7 +261,7 @@ def _against_plan(
 
 
 def _held_back_by_rules(
-    session: Session, *, patient: Patient, date: dt.date, items: list[str], plan: PlanVersion | None, kb: KnowledgeBase
+    items: list[str], *, plan: PlanVersion | None, readings: Sequence[tuple[Facts, str]], kb: KnowledgeBase
 ) -> list[FieldProblem]:
     """Items that a contraindication or a deferral holding for the patient (by their latest assessment, the one in
     force on the session's day, and the medicines prescribed that they take) holds back, whatever status the plan in
@@ -270,11 +270,8 @@ def _held_back_by_rules(
     not recommended beside MVD, lifted for a patient with HLA-B*15:02). Where the plan carries the rule's alert on the
     item, the plan asked already, or a clinician lifted it knowing."""
     said = {(alert["id"], item) for alert in plan.content["alerts"] for item in alert["affects"]} if plan else set()
-    stored, assessment = assessment_service.latest_read(session, patient=patient)
-    prescribed = list_for(session, patient=patient, kind="medicine")
     held: dict[str, tuple[SafetyRule, str]] = {}
-    for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
-        facts = _with_medicines(read, with_prescribed(read.medications, prescribed, today=date), kb)
+    for facts, by in readings:
         for item, rule in held_back_for(facts, kb, items=items).items():
             held.setdefault(item, (rule, by))  # the latest assessment's reason first
     names = kb.treatment_names()
@@ -301,11 +298,10 @@ def _unknown_herb(written: str, kb: KnowledgeBase) -> str:
 
 
 def _against_safety_rules(
-    session: Session,
-    *,
-    patient: Patient,
-    date: dt.date,
     details: AcupunctureDetails | HerbalDetails,
+    *,
+    latest: tuple[StoredAssessment | None, Assessment | None],
+    readings: Sequence[tuple[Facts, str]],
     kb: KnowledgeBase,
     overlapping: Sequence[tuple[TreatmentSession, str]] = (),
 ) -> list[FieldProblem]:
@@ -318,7 +314,7 @@ def _against_safety_rules(
     unseen. A session entered late is held to the assessment in force on its day as well: a pregnancy over by now was
     not over then. Without an assessment to read they are unchecked, and the session needs a reason like one that
     breaks a rule."""
-    stored, assessment = assessment_service.latest_read(session, patient=patient)
+    stored, assessment = latest
     what = "points" if isinstance(details, AcupunctureDetails) else "herbs"
     if stored is None or assessment is None:  # fail closed: nothing to check them against is not "nothing found"
         why = "no assessment is recorded" if stored is None else "the latest assessment cannot be read by this version"
@@ -335,13 +331,10 @@ def _against_safety_rules(
         ]
         given = [(path, herb.latin) for path, herb in resolved if herb is not None]
         licorice = _licorice_of(details, overlapping, kb)
-    prescribed = list_for(session, patient=patient, kind="medicine")
     removed: dict[str, tuple[SafetyRule, str]] = {}
     cautioned: dict[str, tuple[SafetyRule, str]] = {}
     herb_cautions: dict[str, tuple[SafetyRule, str]] = {}
-    for read, by in _readings(session, patient=patient, date=date, latest=(stored, assessment)):
-        # The medicines prescribed read beside the assessment's own, as plans read them.
-        facts = _with_medicines(read, with_prescribed(read.medications, prescribed, today=date), kb)
+    for facts, by in readings:
         for item, rule in removed_for(facts, kb, items={item for _, item in given}).items():
             removed.setdefault(item, (rule, by))  # the latest assessment's reason first
         if isinstance(details, HerbalDetails):
@@ -523,6 +516,23 @@ def _readings(
     return readings
 
 
+def _facts_read(
+    session: Session,
+    *,
+    patient: Patient,
+    date: dt.date,
+    latest: tuple[StoredAssessment | None, Assessment | None],
+    prescribed: Sequence[TreatmentSession],
+    kb: KnowledgeBase,
+) -> list[tuple[Facts, str]]:
+    """The facts a session of ``date`` is checked against, one for each of `_readings`, with the medicines prescribed
+    that the patient takes on that day read beside the assessment's own, as plans read them."""
+    return [
+        (_with_medicines(read, with_prescribed(read.medications, prescribed, today=date), kb), by)
+        for read, by in _readings(session, patient=patient, date=date, latest=latest)
+    ]
+
+
 def _with_medicines(read: Assessment, medications: list[str], kb: KnowledgeBase) -> Facts:
     """The facts of the patient of this assessment taking these medicines."""
     return facts_of(read.model_copy(update={"medications": medications}), kb)
@@ -535,6 +545,7 @@ def _medicine_with_herbs_taken(
     date: dt.date,
     details: MedicineDetails,
     prescribed: Sequence[TreatmentSession],
+    latest: tuple[StoredAssessment | None, Assessment | None],
     kb: KnowledgeBase,
 ) -> list[FieldProblem]:
     """Herbs of a prescription the patient is taking on a medicine's date (within its days) that a removal rule takes
@@ -555,9 +566,7 @@ def _medicine_with_herbs_taken(
     licorice = {row.id: grams for row in rows if (grams := _licorice_in(row.data["herbs"], kb))}  # a day's, by row
     grams = round(sum(licorice.values()), 3)
     # Without an assessment there is no plan, and the medicine needs a reason anyway.
-    readings = _readings(
-        session, patient=patient, date=date, latest=assessment_service.latest_read(session, patient=patient)
-    )
+    readings = _readings(session, patient=patient, date=date, latest=latest)
     removed: dict[str, tuple[SafetyRule, str]] = {}
     cautioned: dict[str, tuple[SafetyRule, str]] = {}
     for read, by in readings:
@@ -762,6 +771,10 @@ def _needs_a_reason(
     """What stops a session unless its override reason says why (the reason covers them all)."""
     details = data.details
     problems: list[FieldProblem] = []
+    # Read once for every check: the assessments a session is held to, and the medicines prescribed.
+    latest = assessment_service.latest_read(session, patient=patient)
+    prescribed = list_for(session, patient=patient, kind="medicine")
+    readings = _facts_read(session, patient=patient, date=data.date, latest=latest, prescribed=prescribed, kb=kb)
     if isinstance(details, ToxinDetails):
         limits = kb.toxin_programme().limits
         weeks = limits["min_interval_weeks"].value
@@ -787,21 +800,18 @@ def _needs_a_reason(
         herbal = list_for(session, patient=patient, kind="herbal")
         overlapping = _overlapping(herbal, date=data.date, days=details.duration_days)
         problems += _herbs_with_overlapping(overlapping, details=details, kb=kb)
-        problems += _against_safety_rules(
-            session, patient=patient, date=data.date, details=details, kb=kb, overlapping=overlapping
-        )
+        problems += _against_safety_rules(details, latest=latest, readings=readings, kb=kb, overlapping=overlapping)
     if isinstance(details, AcupunctureDetails):
-        problems += _against_safety_rules(session, patient=patient, date=data.date, details=details, kb=kb)
+        problems += _against_safety_rules(details, latest=latest, readings=readings, kb=kb)
     if isinstance(details, MedicineDetails):
-        prescribed = list_for(session, patient=patient, kind="medicine")  # read once for both checks
         problems += _medicine_prescribed_already(prescribed, date=data.date, details=details)
         problems += _medicine_with_herbs_taken(
-            session, patient=patient, date=data.date, details=details, prescribed=prescribed, kb=kb
+            session, patient=patient, date=data.date, details=details, prescribed=prescribed, latest=latest, kb=kb
         )
     items = _plan_items(details)
     plan = plan_queries.in_force(session, patient=patient, on=data.date)  # the newest made on or before its day
     problems += _against_plan(session, patient=patient, plan=plan, items=items, kb=kb)
-    return problems + _held_back_by_rules(session, patient=patient, date=data.date, items=items, plan=plan, kb=kb)
+    return problems + _held_back_by_rules(items, plan=plan, readings=readings, kb=kb)
 
 
 def _toxin_near(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> list[TreatmentSession]:
