@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from hemicare.assessments import service as assessment_service
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.intake import read_file
+from hemicare.engine.rules import facts_of
+from hemicare.engine.safety import held_back_for
 from hemicare.outcomes import service as outcome_service
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
@@ -57,8 +59,8 @@ def _history(
     date = start + dt.timedelta(days=rng.randint(0, 40))
     spasms = rng.randint(20, 60)
     # A patient whose toxin a rule holds back (myasthenia, pregnancy) has had none: recording it would need a reason.
-    toxin_given = not assessment.preferences.avoid_injections and not session_service.held_back_today(
-        assessment, [], items=["botulinum_toxin"], today=today, kb=kb
+    toxin_given = not assessment.preferences.avoid_injections and not held_back_for(
+        facts_of(assessment, kb), kb, items=["botulinum_toxin"]
     )
     while date < today - dt.timedelta(days=7):
         if toxin_given:

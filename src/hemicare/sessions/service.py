@@ -411,16 +411,13 @@ def _licorice_in(herbs: Iterable[Mapping[str, Any]], kb: KnowledgeBase) -> float
     return sum(doses)
 
 
-def herbs_held_for(
-    assessment: Assessment | None, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
-) -> list[str]:
+def herbs_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[str]:
     """What a herbal prescription written today needs a reason for, by the patient's latest assessment and the
     medicines prescribed that they take (the checks of `_against_safety_rules`), in words for the prescription form:
-    "Dang Gui, Dan Shen: taken out of this patient's plans (Warfarin with Dang Gui or Dan Shen)". Without an
-    assessment, that every herb is unchecked."""
-    if assessment is None:
+    "Dang Gui, Dan Shen: taken out of this patient's plans (Warfarin with Dang Gui or Dan Shen)". ``facts`` are
+    `facts_today`'s; without an assessment (None), that every herb is unchecked."""
+    if facts is None:
         return [f"any herb: {_UNASSESSED.format(what='herbs')}"]
-    facts = _facts_today(assessment, sessions, today=today, kb=kb)
     held: dict[str, tuple[str, list[str]]] = {}  # by rule: what is said of it, and the herbs it names
     removed = removed_for(facts, kb, items=kb.herbs)
     for latin, rule in removed.items():
@@ -445,17 +442,14 @@ class PointsHeld(NamedTuple):
     said: str
 
 
-def points_held_for(
-    assessment: Assessment | None, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
-) -> list[PointsHeld]:
+def points_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[PointsHeld]:
     """What the acupuncture form says before a session is recorded, by the patient's latest assessment and the
     medicines prescribed that they take: the points a removal rule takes out of their plans, which a session gives
     only with a reason (the check of `_against_safety_rules`), and the cautions on needling them (warfarin: fine,
     superficial needles), which ask for care rather than a reason and which the plan says only while it recommends
-    acupuncture. Without an assessment, that every point is unchecked."""
-    if assessment is None:
+    acupuncture. ``facts`` are `facts_today`'s; without an assessment (None), that every point is unchecked."""
+    if facts is None:
         return [PointsHeld([], f"any point: {_UNASSESSED.format(what='points')}; a session needs a reason")]
-    facts = _facts_today(assessment, sessions, today=today, kb=kb)
     removed: dict[str, tuple[SafetyRule, list[str]]] = {}
     for code, rule in removed_for(facts, kb, items=kb.acupoints).items():
         removed.setdefault(rule.id, (rule, []))[1].append(code)
@@ -471,29 +465,16 @@ def points_held_for(
     return held
 
 
-def held_back_today(
-    assessment: Assessment | None,
-    sessions: Iterable[TreatmentSession],
-    *,
-    items: Iterable[str],
-    today: dt.date,
-    kb: KnowledgeBase,
-) -> dict[str, SafetyRule]:
-    """Which of these plan items a contraindication or a deferral holds back for the patient today, by their latest
-    assessment and the medicines prescribed that they take (what recording a session asks, `_held_back_by_rules`):
-    for the sign-off table, beside an item the plan does not offer and so carries no alert for."""
-    if assessment is None:
-        return {}
-    return held_back_for(_facts_today(assessment, sessions, today=today, kb=kb), kb, items=list(items))
-
-
 _UNASSESSED = "no assessment this version can read is recorded, so {what} are unchecked against the safety rules"
 
 
-def _facts_today(
-    assessment: Assessment, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
-) -> Facts:
-    """The facts of the patient's assessment with the medicines prescribed in the records that they take today."""
+def facts_today(
+    assessment: Assessment | None, sessions: Iterable[TreatmentSession], *, today: dt.date, kb: KnowledgeBase
+) -> Facts | None:
+    """The facts of the patient's latest assessment with the medicines prescribed in the records that they take today
+    (what the forms' notices and the sign-off table read, as recording a session does); None without an assessment."""
+    if assessment is None:
+        return None
     prescribed = [row for row in sessions if row.kind == "medicine"]
     return _with_medicines(assessment, with_prescribed(assessment.medications, prescribed, today=today), kb)
 

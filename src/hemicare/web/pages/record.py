@@ -21,6 +21,7 @@ from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
 from hemicare.engine.render import describe_assessment
+from hemicare.engine.safety import held_back_for
 from hemicare.engine.schema import SafetyRule
 from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
@@ -138,6 +139,7 @@ def _patient_page(
         )
         chart = _chart(found, patient, kb)
         signable = _signable(user, plan)
+        facts = session_service.facts_today(assessment, found.sessions, today=dt.date.today(), kb=kb)
         context = {
             "patient": patient,
             "plan": plan,
@@ -150,12 +152,8 @@ def _patient_page(
             "assessed_on": stored.assessed_on if stored else None,
             "assessment_words": describe_assessment(assessment) if assessment else [],
             "history": history,
-            "herbs_held": session_service.herbs_held_for(assessment, found.sessions, today=dt.date.today(), kb=kb)
-            if user.role in INTEGRATIVE_SIGNERS
-            else [],
-            "points_held": session_service.points_held_for(assessment, found.sessions, today=dt.date.today(), kb=kb)
-            if user.role in INTEGRATIVE_SIGNERS
-            else [],
+            "herbs_held": session_service.herbs_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
+            "points_held": session_service.points_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
             "outcomes": outcomes,
             "scores": found.scores,
             "due": due,
@@ -167,9 +165,7 @@ def _patient_page(
             "signable": signable,
             "alerts_on": _alerts_on(
                 plan.content if plan else None,
-                session_service.held_back_today(
-                    assessment, found.sessions, items=[r["id"] for r in signable], today=dt.date.today(), kb=kb
-                ),
+                held_back_for(facts, kb, items=[r["id"] for r in signable]) if facts and signable else {},
                 kb,
             ),
             "statuses": STATUSES,
