@@ -44,7 +44,7 @@ _STATUS_ORDER = {
     Status.NOT_RECOMMENDED: 3,
     Status.CONTRAINDICATED: 4,
 }
-_SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+SEVERITY_ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
 def _workup(diagnosis: Diagnosis, kb: KnowledgeBase) -> list[Recommendation]:
@@ -213,7 +213,7 @@ def build_plan(
     unchecked = unchecked_alerts(recommendations, facts, kb, pregnant=assessment.pregnant)
     recommendations = _ordered(recommendations)
     alerts = _diagnosis_alerts(diagnosis, recommendations) + safety_alerts + tcm_alerts + unchecked
-    alerts.sort(key=lambda a: _SEVERITY_ORDER[a.severity])
+    alerts.sort(key=lambda a: SEVERITY_ORDER[a.severity])
     plan = Plan(
         hemicare_version=__version__,
         knowledge_version=kb.version,

@@ -28,6 +28,7 @@ from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.plan import Recommendation
+from hemicare.engine.planner import SEVERITY_ORDER
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import lifted_alerts
 from hemicare.errors import ConflictError, FieldProblem, ForbiddenError, InputError, NotFoundError, quoted
@@ -348,10 +349,7 @@ def _say_what_lifting_brings(
             alerts[alert.id]["affects"] = list(dict.fromkeys([*alerts[alert.id]["affects"], *alert.affects]))
         else:
             content["alerts"].append(alert.model_dump(mode="json"))
-    content["alerts"].sort(key=lambda alert: _SEVERITY_RANK[alert["severity"]])
-
-
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+    content["alerts"].sort(key=lambda alert: SEVERITY_ORDER[alert["severity"]])  # a StrEnum: its words are keys
 
 
 def sign(
