@@ -2362,6 +2362,31 @@ def test_needling_against_a_safety_rule_or_the_plan_is_recorded_only_with_a_reas
     assert f"ST4, LI4 (EA); override reason: {reason}" in said
 
 
+def test_the_toxin_form_gives_each_site_one_row_with_the_patients_right_first(client: TestClient) -> None:
+    """As on the face map beside it: the patient's right, then left; the spasm's side is named in its heading and
+    holds the plan's doses (demo-001's spasm is on the left)."""
+    sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    table = page[page.index('<table class="small doses">') :]
+    table = table[: table.index("</table>")]
+    header, *rows = table.split("<tr>")[1:]
+    assert re.findall(r"<th>(.*?)</th>", header) == [
+        "Site",
+        "Patient's right, units",
+        'Patient\'s left, units <span class="muted">(spasm)</span>',
+    ]
+    sites = load_default().toxin_programme().sites
+    assert len(rows) == len(sites)
+    planned = 0
+    for row, site in zip(rows, sites, strict=True):
+        boxes = re.findall(r'name="units\.([a-z_]+)\.(left|right)" value="([^"]*)"', row)
+        assert [(name, side) for name, side, _ in boxes] == [(site.id, "right"), (site.id, "left")]
+        assert boxes[0][2] == ""  # nothing planned on the side without spasm
+        planned += boxes[1][2] != ""
+    assert planned >= 3
+    client.cookies.clear()
+
+
 def test_a_refused_session_form_comes_back_as_typed_with_its_problems(client: TestClient) -> None:
     csrf = sign_in(client, "neuro")
     before = _history_rows(client.get("/patients/demo-001").text)
