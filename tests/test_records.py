@@ -96,7 +96,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0011"
+    assert current_revision(engine) == "0012"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -104,7 +104,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0011"
+    assert current_revision(engine) == "0012"
     engine.dispose()
 
 
@@ -608,6 +608,71 @@ def _plan_for(engine: Engine, kb: KnowledgeBase, assessment: dict[str, Any]) -> 
     return statuses
 
 
+def test_a_procedure_on_the_facial_nerve_is_held_to_the_spasms_side_the_plan_and_the_safety_rules(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """A nerve block or radiofrequency ablation weakens the face on the side done: one on the side without spasm, or
+    with no assessment to say the side, needs a reason; so does one the plan holds back, or one a deferral rule holds
+    for the patient (a pacemaker recorded after the plan) where the plan does not say it."""
+    _add_patient(engine)
+    ablation = {"kind": "procedure", "procedure": "rf_ablation", "side": "left", "notes": "CT-guided, 80 degrees"}
+    assert _record(engine, kb, ablation) == [
+        (
+            "details.side",
+            "no assessment is recorded, so the left side is unchecked; give details.override_reason to record it "
+            "anyway",
+        )
+    ]
+    assert _record(engine, kb, {**ablation, "procedure": "laser"})[0][0] == "details.procedure"
+    out_of_options = patient(preferences={"avoid_surgery": True, "avoid_injections": True})  # spasm on the left
+    assert _plan_for(engine, kb, out_of_options)["rf_ablation"] == "option"
+    assert _record(engine, kb, {**ablation, "side": "right"}) == [
+        (
+            "details.side",
+            "the spasm is on the left side by the latest assessment, not the right; give details.override_reason to "
+            "record it anyway",
+        )
+    ]
+    assert _record(engine, kb, ablation) == []
+    with _session(engine) as s:
+        (row,) = sessions.list_for(s, patient=patients.get(s, code="p-001"))
+        assert row.kind == "procedure"
+        assert sessions.describe(row.kind, row.data) == "radiofrequency ablation, left side; CT-guided, 80 degrees"
+        assert sessions.outcome_words(row.kind, row.data) == ""
+        session_id = row.id
+    # A pacemaker fitted since the plan: the deferral rule asks, by the assessment that says so.
+    _assess(
+        engine, kb, patient(preferences={"avoid_surgery": True, "avoid_injections": True}, comorbidities=["pacemaker"])
+    )
+    ((path, message),) = _record(engine, kb, ablation)
+    assert path == "details.override_reason"
+    assert message.startswith(
+        "Percutaneous radiofrequency ablation at the stylomastoid foramen is deferred for this patient"
+    )
+    assert "Radiofrequency ablation with a pacemaker or ICD" in message
+    assert _record(engine, kb, {**ablation, "procedure": "nerve_block"}) == []  # no rule holds a nerve block back
+    # A plan made since says it itself: its status asks, once.
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
+        assert version.summary["statuses"]["rf_ablation"] == "deferred"
+    ((path, message),) = _record(engine, kb, ablation)
+    assert message.startswith(f"plan version {version.number} has Percutaneous radiofrequency ablation")
+    assert "deferred" in message
+    # What came of it follows, as a toxin session's does: weeks of relief and side effects, not an operation's result.
+    with _session(engine) as s, s.begin():
+        p001 = patients.get(s, code="p-001")
+        with pytest.raises(InputError) as refused:
+            sessions.record_outcome(
+                s, patient=p001, session_id=session_id, outcome=SessionOutcome(result="cured"), actor="Dr N"
+            )
+        assert [(p.path, p.message) for p in refused.value.problems] == [
+            ("result", "does not apply to a procedure session (it takes effect_weeks, adverse_effects)")
+        ]
+        outcome = SessionOutcome(effect_weeks=40, adverse_effects=["facial weakness"])
+        row = sessions.record_outcome(s, patient=p001, session_id=session_id, outcome=outcome, actor="Dr N")
+        assert sessions.outcome_words(row.kind, row.data) == "effect 40 weeks; facial weakness"
+
+
 def test_a_medicine_prescription_is_checked_against_the_plan(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:
@@ -1091,28 +1156,35 @@ def test_a_medicine_dated_back_is_held_to_the_assessment_in_force_on_its_day(
     assert not [path for path, _ in _record(engine, kb, clonazepam) if path == "details.medicine"]
 
 
-def test_migration_0011_takes_medicine_prescriptions_and_goes_back_only_without_them(db_url: str) -> None:
+@pytest.mark.parametrize(
+    ("revision", "kind", "refusal"),
+    [("0011", "medicine", "1 medicine prescriptions are recorded"), ("0012", "procedure", "1 procedures are recorded")],
+)
+def test_a_migration_adding_a_kind_of_session_takes_it_and_goes_back_only_without_it(
+    db_url: str, revision: str, kind: str, refusal: str
+) -> None:
     from hemicare.db.engine import make_engine
 
     engine = make_engine(db_url)
-    upgrade(engine)
+    upgrade(engine, revision)
+    previous = f"{int(revision) - 1:04d}"
     insert = text(
         "INSERT INTO treatment_sessions (patient_id, kind, date, clinician, data, created_at, created_by) "
         "SELECT id, :kind, :today, 'Dr N', '{}', :now, 'test' FROM patients"
     )
     _add_patient(engine)
     with engine.begin() as connection:
-        connection.execute(insert, {"kind": "medicine", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+        connection.execute(insert, {"kind": kind, "today": TODAY, "now": dt.datetime.now(dt.UTC)})
     with pytest.raises(DBAPIError), engine.begin() as connection:  # the check on kinds is still there
         connection.execute(insert, {"kind": "massage", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
-    with pytest.raises(RuntimeError, match="1 medicine prescriptions are recorded"):
-        downgrade(engine, "0010")
-    assert current_revision(engine) == "0011"
+    with pytest.raises(RuntimeError, match=refusal):
+        downgrade(engine, previous)
+    assert current_revision(engine) == revision
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM treatment_sessions"))
-    downgrade(engine, "0010")
+    downgrade(engine, previous)
     with pytest.raises(DBAPIError), engine.begin() as connection:
-        connection.execute(insert, {"kind": "medicine", "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+        connection.execute(insert, {"kind": kind, "today": TODAY, "now": dt.datetime.now(dt.UTC)})
     engine.dispose()
 
 

@@ -55,8 +55,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0011" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0011"
+    assert "revision 0012" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0012"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 

@@ -341,6 +341,8 @@ def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
         "/patients/{code}/sessions/mvd": {"date": today},
         "/patients/{code}/sessions/medicine": {"medicine": "gabapentin", "dose": "300 mg at night"}
         | {"date": today, "override_reason": "declines toxin and surgery"},
+        "/patients/{code}/sessions/procedure": {"procedure": "rf_ablation", "side": "left", "date": today}
+        | {"override_reason": "toxin failing, declines surgery"},
         "/patients/{code}/sessions/{session_id}/outcome": {"effect_weeks": "11"},
         "/patients/{code}/referral.pdf": {"question": "please advise"},
         "/admin/users": {"username": "new.user", "full_name": "N", "role": "neurologist"},
@@ -435,6 +437,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/sessions/herbal"): {"tcm"},
     ("POST", "/patients/{code}/sessions/medicine"): _CONV,
     ("POST", "/patients/{code}/sessions/mvd"): {"surgeon"},
+    ("POST", "/patients/{code}/sessions/procedure"): _CONV,
     ("POST", "/patients/{code}/sessions/toxin"): _CONV,
     ("POST", "/patients/{code}/sessions/{session_id}/outcome"): _CONV,
     ("POST", "/patients/{code}/sign"): CARE,
@@ -2528,6 +2531,75 @@ def test_a_neurologist_records_a_medicine_the_plan_does_not_recommend_only_with_
     assert 'id="medicine-form"' not in client.get("/patients/demo-001").text
 
 
+def test_a_procedure_on_the_facial_nerve_is_recorded_on_the_spasms_side_and_its_relief_follows(
+    client: TestClient,
+) -> None:
+    """The form names each procedure with the plan's status for it and offers the spasm's side first; one the plan
+    does not recommend, or on the other side, comes back with the problems beside their boxes; with a reason it is
+    kept, and its weeks of relief are added on its history row."""
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert 'href="#procedures"' in page
+    assert (
+        '<option value="rf_ablation" >Percutaneous radiofrequency ablation at the stylomastoid foramen '
+        "(plan version 1: not recommended)</option>" in page
+    )
+    assert '<option value="left" selected>left (spasm)</option>' in page  # demo-001's spasm is on the left
+    before = _history_rows(page)
+    typed = {"csrf_token": csrf, "procedure": "rf_ablation", "side": "", "date": dt.date.today().isoformat()}
+    refused = client.post("/patients/demo-001/sessions/procedure", data=typed)
+    assert refused.status_code == 422
+    assert "Side: Input should be 'left' or 'right'" in re.sub("<[^>]+>", "", _problems_of(refused.text, "procedure"))
+    assert 'id="procedure-side" name="side" aria-invalid=true' in refused.text
+    typed["side"] = "right"
+    refused = client.post("/patients/demo-001/sessions/procedure", data=typed)
+    assert refused.status_code == 422
+    problems = re.sub("<[^>]+>", "", _problems_of(refused.text, "procedure"))
+    assert (
+        "Side: the spasm is on the left side by the latest assessment, not the right; give the reason below to record "
+        "it anyway" in problems
+    )
+    assert (
+        "Reason: plan version 1 has Percutaneous radiofrequency ablation at the stylomastoid foramen not recommended"
+        in problems
+    )
+    assert '<option value="right" selected>right</option>' in refused.text  # the form as it was typed
+    assert _history_rows(client.get("/patients/demo-001").text) == before
+    reason = "toxin no longer helps; declines surgery"
+    recorded = client.post(
+        "/patients/demo-001/sessions/procedure", data={**typed, "side": "left", "override_reason": reason}
+    )
+    assert recorded.status_code == 303
+    history = _history_rows(client.get("/patients/demo-001").text)
+    assert f"radiofrequency ablation, left side; override reason: {reason}" in html.unescape(history)
+    form = re.search(r'action="([^"]+/outcome)"((?!</form>).)*aria-label="weeks the procedure of', history, re.S)
+    assert form is not None
+    relief = {"csrf_token": csrf, "effect_weeks": "40", "adverse_effects": "facial weakness"}
+    assert client.post(form.group(1), data=relief).status_code == 303
+    history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
+    assert "effect 40 weeks; facial weakness" in history and form.group(1) not in history
+    client.cookies.clear()
+    sign_in(client, "tcm")
+    assert 'id="procedure-form"' not in client.get("/patients/demo-001").text
+    client.cookies.clear()
+    # The API holds it to the same checks (a neurosurgeon's token), each problem on its field.
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    block = {"kind": "procedure", "procedure": "nerve_block", "side": "both"}
+    body = {"date": dt.date.today().isoformat(), "clinician": "Dr S", "details": block}
+    refused = client.post("/api/v1/patients/demo-001/sessions", json=body, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {"field": "details.side", "message": "Input should be 'left' or 'right' (got 'both')"}
+    ]
+    refused = client.post(
+        "/api/v1/patients/demo-001/sessions", json=body | {"details": block | {"side": "left"}}, headers=headers
+    )
+    assert refused.status_code == 422
+    ((field, message),) = [(error["field"], error["message"]) for error in refused.json()["errors"]]
+    assert field == "details.override_reason" and "Facial nerve block (neurolytic)" in message
+    assert "not recommended" in message
+
+
 _LID = {"site": "upper_lid_medial", "side": "left", "units": 2.5}
 
 
@@ -4466,6 +4538,7 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
         ("neuro", "/patients/demo-001/assessment"): {"age": "250"},
         ("neuro", "/patients/demo-001/edit"): {"name": "", "version": "1"},
         ("neuro", "/patients/demo-001/sessions/toxin"): {"lot": "", "units.zygomaticus.left": "200"},
+        ("neuro", "/patients/demo-001/sessions/procedure"): {"procedure": "laser", "side": ""},
         ("neuro", "/account/password"): {"current_password": "not it", "new_password": "x", "repeat_password": "y"},
         ("patient1", "/me/diary"): {"spasms": "-1", "intensity": "30"},
         ("patient1", "/me/hfs7"): {"item.0": "2"},

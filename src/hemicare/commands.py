@@ -524,7 +524,7 @@ sessions_app = typer.Typer(help="Treatment sessions.", no_args_is_help=True)
 
 @sessions_app.command("add")
 def sessions_add(code: str, session_file: Path, database: DbOption = None, by: ByOption = None) -> None:
-    """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal, medicine or mvd)."""
+    """Record a treatment session from a YAML or JSON file (toxin, acupuncture, herbal, medicine, procedure or mvd)."""
     from hemicare.patients import service as patient_service
     from hemicare.sessions import service as session_service
 
@@ -557,16 +557,18 @@ def sessions_list(code: str, database: DbOption = None) -> None:
 def sessions_outcome(
     code: str,
     session_id: int,
-    effect_weeks: Annotated[float | None, typer.Option(help="toxin: weeks the benefit lasted")] = None,
-    adverse_effect: Annotated[list[str] | None, typer.Option(help="toxin: a side effect (repeatable)")] = None,
+    effect_weeks: Annotated[float | None, typer.Option(help="toxin or procedure: weeks the benefit lasted")] = None,
+    adverse_effect: Annotated[
+        list[str] | None, typer.Option(help="toxin or procedure: a side effect (repeatable)")
+    ] = None,
     result: Annotated[str | None, typer.Option(help="mvd: cured, improved, unchanged or recurred")] = None,
     stopped: Annotated[str | None, typer.Option(help="medicine or herbal: the day it was stopped, YYYY-MM-DD")] = None,
     reason: Annotated[str | None, typer.Option(help="Why, when changing a value already recorded")] = None,
     database: DbOption = None,
     by: ByOption = None,
 ) -> None:
-    """Add what was learnt after a session: a toxin session's effect and side effects, an operation's result, the day
-    a medicine or a herbal prescription was stopped."""
+    """Add what was learnt after a session: a toxin session's or a procedure's effect and side effects, an operation's
+    result, the day a medicine or a herbal prescription was stopped."""
     from hemicare.patients import service as patient_service
     from hemicare.sessions import service as session_service
     from hemicare.sessions.schemas import SessionOutcome

@@ -1,4 +1,5 @@
-"""Treatment sessions: toxin injections, acupuncture, herbal and medicine prescriptions, and surgery."""
+"""Treatment sessions: toxin injections, acupuncture, herbal and medicine prescriptions, procedures on the facial
+nerve (nerve block, radiofrequency ablation), and surgery."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ class TreatmentSession(Created, Base):
     __tablename__ = "treatment_sessions"
     __table_args__ = (
         Index("ix_treatment_sessions_patient_kind_date", "patient_id", "kind", "date"),
-        CheckConstraint("kind IN ('toxin', 'acupuncture', 'herbal', 'mvd', 'medicine')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('toxin', 'acupuncture', 'herbal', 'mvd', 'medicine', 'procedure')", name="kind_known"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -22,14 +22,16 @@ router = APIRouter(tags=["sessions"])
     "/patients/{code}/sessions",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=json_input(
-        SessionCreate, "The treatment session: toxin, acupuncture, herbal or medicine prescription, or an operation"
+        SessionCreate,
+        "The treatment session: toxin, acupuncture, herbal or medicine prescription, a nerve block or radiofrequency "
+        "ablation, or an operation",
     ),
 )
 def add_session(
     code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
 ) -> dict[str, Any]:
-    """Record a treatment session; toxin and oral medicines by neurologists and neurosurgeons, MVD by neurosurgeons,
-    acupuncture and herbal prescriptions by TCM practitioners."""
+    """Record a treatment session; toxin, oral medicines, nerve blocks and radiofrequency ablation by neurologists and
+    neurosurgeons, MVD by neurosurgeons, acupuncture and herbal prescriptions by TCM practitioners."""
     data = validate(SessionCreate, body)
     require_role(user, SESSION_ROLES[data.details.kind], f"record a {data.details.kind} session")
     with request.app.state.sessions.begin() as session:

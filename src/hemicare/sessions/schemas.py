@@ -114,8 +114,22 @@ class MedicineDetails(Strict):
     override_reason: OverrideReason = None
 
 
+class ProcedureDetails(Strict):
+    """A procedure on the facial nerve at the stylomastoid foramen, each a plan item of its own: a neurolytic nerve
+    block or percutaneous radiofrequency ablation. It weakens the face on the side done, so the side is asked."""
+
+    kind: Literal["procedure"] = "procedure"
+    procedure: Literal["nerve_block", "rf_ablation"] = Field(
+        description="nerve_block: facial nerve block (neurolytic); rf_ablation: percutaneous radiofrequency ablation"
+    )
+    side: Literal["left", "right"] = Field(description="The side done: the spasm's, or a reason is needed")
+    notes: str | None = Field(default=None, max_length=500, description="Agent, guidance, settings")
+    override_reason: OverrideReason = None
+
+
 Details = Annotated[
-    ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails | MedicineDetails, Field(discriminator="kind")
+    ToxinDetails | AcupunctureDetails | HerbalDetails | MvdDetails | MedicineDetails | ProcedureDetails,
+    Field(discriminator="kind"),
 ]
 
 
@@ -128,12 +142,16 @@ class SessionCreate(Strict):
 
 
 class SessionOutcome(Strict):
-    """What is learnt about a session after it: how long a toxin session worked and its side effects (usually told at
-    the next visit), an operation's result, the day a medicine or a herbal prescription was stopped. Changing a value
-    already recorded needs a reason."""
+    """What is learnt about a session after it: how long a toxin session or a procedure worked and its side effects
+    (usually told at the next visit), an operation's result, the day a medicine or a herbal prescription was stopped.
+    Changing a value already recorded needs a reason."""
 
-    effect_weeks: float | None = Field(default=None, gt=0, le=104, description="toxin: weeks the benefit lasted")
-    adverse_effects: list[str] | None = Field(default=None, description="toxin: side effects after the session")
+    effect_weeks: float | None = Field(
+        default=None, gt=0, le=104, description="toxin or procedure: weeks the benefit lasted"
+    )
+    adverse_effects: list[str] | None = Field(
+        default=None, description="toxin or procedure: side effects after it (facial weakness, say)"
+    )
     result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
     stopped: PastDate | None = Field(
         default=None, description="medicine or herbal: the day the patient stopped taking it"

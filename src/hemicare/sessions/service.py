@@ -36,6 +36,7 @@ from hemicare.sessions.schemas import (
     Details,
     HerbalDetails,
     MedicineDetails,
+    ProcedureDetails,
     SessionCreate,
     SessionOutcome,
     ToxinDetails,
@@ -91,6 +92,8 @@ OVERRIDE = "give details.override_reason to record it anyway"
 PLAN_ITEMS = {"toxin": "botulinum_toxin", "acupuncture": "acupuncture", "herbal": "herbal_formula", "mvd": "mvd"}
 MEDICINE = "medication:"  # a medicine's item in a plan: its id in the knowledge base, e.g. medication:carbamazepine
 HELD_BACK = ("deferred", "not_recommended", "contraindicated")
+# A procedure's plan item (its id in the knowledge base) in the treatment history's words.
+PROCEDURES = {"nerve_block": "facial nerve block", "rf_ablation": "radiofrequency ablation"}
 
 _STATUS_WORDS = tuple(status.replace("_", " ") for status in HELD_BACK)  # how the engine's reasons begin
 
@@ -212,6 +215,8 @@ def _plan_items(details: Details) -> list[str]:
     """The items of a plan that a session delivers."""
     if isinstance(details, MedicineDetails):
         return [f"{MEDICINE}{details.medicine}"]
+    if isinstance(details, ProcedureDetails):
+        return [details.procedure]
     items = [PLAN_ITEMS[details.kind]]
     if isinstance(details, AcupunctureDetails) and details.electro:
         items.append("electroacupuncture")
@@ -784,6 +789,8 @@ def _needs_a_reason(
         problems += _against_safety_rules(details, latest=latest, readings=readings, kb=kb, overlapping=overlapping)
     if isinstance(details, AcupunctureDetails):
         problems += _against_safety_rules(details, latest=latest, readings=readings, kb=kb)
+    if isinstance(details, ProcedureDetails):
+        problems += _procedure_on_the_other_side(details, latest=latest)
     if isinstance(details, MedicineDetails):
         problems += _medicine_prescribed_already(prescribed, date=data.date, details=details)
         problems += _medicine_with_herbs_taken(
@@ -793,6 +800,22 @@ def _needs_a_reason(
     plan = plan_queries.in_force(session, patient=patient, on=data.date)  # the newest made on or before its day
     problems += _against_plan(session, patient=patient, plan=plan, items=items, kb=kb)
     return problems + _held_back_by_rules(items, plan=plan, readings=readings, kb=kb)
+
+
+def _procedure_on_the_other_side(
+    details: ProcedureDetails, *, latest: tuple[StoredAssessment | None, Assessment | None]
+) -> list[FieldProblem]:
+    """A procedure on the side without spasm by the latest assessment: it weakens the face it is done on, so a side
+    written wrong would weaken the healthy one. Either side of a bilateral spasm is the spasm's; with no assessment to
+    read the side from, it is unchecked and needs a reason too (as points and herbs are)."""
+    stored, assessment = latest
+    if assessment is None:
+        why = "no assessment is recorded" if stored is None else "the latest assessment cannot be read by this version"
+        return [FieldProblem("details.side", f"{why}, so the {details.side} side is unchecked; {OVERRIDE}")]
+    if assessment.side.value in (details.side, "bilateral"):
+        return []
+    said = f"the spasm is on the {assessment.side.value} side by the latest assessment, not the {details.side}"
+    return [FieldProblem("details.side", f"{said}; {OVERRIDE}")]
 
 
 def _toxin_near(session: Session, *, patient: Patient, date: dt.date, weeks: float) -> list[TreatmentSession]:
@@ -948,6 +971,7 @@ OUTCOME_FIELDS = {
     "mvd": ("result",),
     "medicine": ("stopped",),
     "herbal": ("stopped",),
+    "procedure": ("effect_weeks", "adverse_effects"),
 }
 
 
@@ -1017,12 +1041,15 @@ def describe(kind: str, data: Mapping[str, Any], *, formula_names: Mapping[str, 
         course = f", {data['duration_days']} days" if data.get("duration_days") else ""
         notes = f"; {data['notes']}" if data.get("notes") else ""
         return f"{data['medicine']} {data['dose']}{course}{notes}{override}"
+    if kind == "procedure":
+        notes = f"; {data['notes']}" if data.get("notes") else ""
+        return f"{PROCEDURES[data['procedure']]}, {data['side']} side{notes}{override}"
     return str(data["surgeon"]) + (f": {data['notes']}" if data.get("notes") else "") + override
 
 
 def outcome_words(kind: str, data: Mapping[str, Any]) -> str:
     """What came of a session, as far as it has been recorded ("" when nothing has)."""
-    if kind == "toxin":
+    if kind in ("toxin", "procedure"):
         effect = f"effect {data['effect_weeks']:g} weeks" if data.get("effect_weeks") else ""
         return "; ".join(filter(None, [effect, ", ".join(data.get("adverse_effects") or [])]))
     if kind == "mvd":

@@ -36,6 +36,7 @@ SESSION_ROLES = {
     "acupuncture": INTEGRATIVE_SIGNERS,
     "herbal": INTEGRATIVE_SIGNERS,
     "medicine": CONVENTIONAL_SIGNERS,
+    "procedure": CONVENTIONAL_SIGNERS,
 }
 
 

@@ -179,6 +179,7 @@ def _patient_page(
             "herbs": kb.herbs,
             "added_herb_rows": ADDED_HERB_ROWS,
             "medicines": [{"id": id_, "name": name} for id_, name in session_service.known_medicines(kb).items()],
+            "procedures": session_service.PROCEDURES,
             "referral_targets": referral_targets(user.role),
             "specialty_names": SPECIALTY_NAMES,
             "question_max": QUESTION_MAX,
@@ -541,6 +542,26 @@ def record_medicine(code: PatientCode, request: Request, user: PageUser, form: P
     return _record_session(request, user, code, form, details, names)
 
 
+@router.post("/patients/{code}/sessions/procedure")
+def record_procedure(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
+    """Record a nerve block or a radiofrequency ablation of the facial nerve: which, the side done, notes."""
+    _may_record(form, user, SESSION_ROLES["procedure"], "record a procedure")
+    details = {
+        "kind": "procedure",
+        "procedure": form.get("procedure"),
+        "side": form.get("side"),
+        "notes": form.get("notes") or None,
+        "override_reason": form.get("override_reason") or None,
+    }
+    names: FieldNames = {
+        "details.procedure": ("procedure", "Procedure"),
+        "details.side": ("side", "Side"),
+        "details.notes": ("notes", "Notes"),
+        **_OVERRIDE_BOX,
+    }
+    return _record_session(request, user, code, form, details, names)
+
+
 @router.post("/patients/{code}/sessions/mvd")
 def record_mvd(code: PatientCode, request: Request, user: PageUser, form: PostedForm) -> Response:
     """Record a microvascular decompression: the neurosurgeon signed in is the surgeon; the result may follow later."""
@@ -728,8 +749,8 @@ def reopen_recall(
 def record_session_outcome(
     code: PatientCode, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
 ) -> Response:
-    """Add a toxin session's effect and side effects, an operation's result or the day a medicine or a herbal
-    prescription was stopped, from the treatment history."""
+    """Add a toxin session's or a procedure's effect and side effects, an operation's result or the day a medicine or
+    a herbal prescription was stopped, from the treatment history."""
     require_care_team(user)
     check_csrf(user, form.get("csrf_token"))
     payload: dict[str, Any] = {"reason": form.get("reason") or None}
