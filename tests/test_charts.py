@@ -9,7 +9,19 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hemicare.web.charts import FONT_SIZE, HEIGHT, LEFT, RIGHT, WIDTH, Point, outcome_chart, text_width, time_ticks
+from hemicare.web.charts import (
+    FONT_SIZE,
+    HEIGHT,
+    LEFT,
+    RIGHT,
+    TOP,
+    WIDTH,
+    Point,
+    Treatment,
+    outcome_chart,
+    text_width,
+    time_ticks,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 START = dt.date(2024, 12, 27)
@@ -24,6 +36,9 @@ def _history(years: int, *, toxin_weeks: int = 12) -> dict[str, object]:
         "hfs7": [Point(date, (index * 5) % 29) for index, date in enumerate(dates[::13])],
         "toxin": [START + dt.timedelta(weeks=week) for week in range(0, days // 7, toxin_weeks)],
         "acupuncture": [START + dt.timedelta(days=days - 9 + step * 3) for step in range(3)],
+        # On a toxin session's day and the day after one: their labels compete for the same place.
+        "surgery": [Treatment(START + dt.timedelta(weeks=toxin_weeks), "MVD", "Microvascular decompression")],
+        "procedures": [Treatment(START + dt.timedelta(days=1), "block", "Facial nerve block, left side")],
     }
 
 
@@ -82,6 +97,50 @@ def test_markers_sit_where_their_dates_are_on_the_time_axis() -> None:
     assert [float(c.get("cx", 0)) for c in points] == pytest.approx([LEFT, WIDTH - RIGHT], abs=0.1)
 
 
+def test_surgery_and_nerve_procedures_are_lines_of_their_own_and_keep_their_labels_beside_a_toxin_session() -> None:
+    """An MVD or a nerve block changes the spasms as a toxin session does: the chart showed neither, so a fall in
+    the spasms after surgery looked like the toxin's doing."""
+    first, last = dt.date(2026, 1, 1), dt.date(2026, 5, 1)
+    surgery, block = dt.date(2026, 3, 2), dt.date(2026, 2, 1)
+    root = _chart(
+        spasms=[Point(first, 3), Point(last, 4)],
+        intensity=[],
+        hfs7=[],
+        toxin=[surgery - dt.timedelta(days=1), block],
+        acupuncture=[],
+        surgery=[Treatment(surgery, "MVD", "Microvascular decompression 2026-03-02")],
+        procedures=[Treatment(block, "block", "Facial nerve block, left side 2026-02-01")],
+    )
+    markers = {g.get("class"): g for g in root.iter(f"{SVG}g") if g.get("class", "").startswith("marker")}
+    assert markers.keys() == {"marker toxin", "marker surgery", "marker procedure"}
+    share = (surgery - first).days / (last - first).days
+    line = markers["marker surgery"].find(f"{SVG}line")
+    assert line is not None
+    assert float(line.get("x1", 0)) == pytest.approx(LEFT + (WIDTH - LEFT - RIGHT) * share, abs=0.1)
+    assert markers["marker surgery"].findtext(f"{SVG}title") == "Microvascular decompression 2026-03-02"
+    assert markers["marker procedure"].findtext(f"{SVG}title") == "Facial nerve block, left side 2026-02-01"
+    # Each kind is told apart without its colour: surgery solid, a procedure dotted, toxin dashed.
+    dashes = {kind: g.find(f"{SVG}line").get("stroke-dasharray") for kind, g in markers.items()}  # type: ignore[union-attr]
+    assert dashes == {"marker surgery": None, "marker procedure": "1 3", "marker toxin": "4 3"}
+    # A toxin session a day before surgery, another on the block's day: the surgery's and the block's labels stay.
+    labels = [t.text for t in root.iter(f"{SVG}text") if float(t.get("y", 0)) == TOP + 10]
+    assert "MVD" in labels and "block" in labels
+    assert labels.count("BoNT") == 0
+    # The lines are drawn in date order, whatever their kind.
+    xs = [float(g.find(f"{SVG}line").get("x1", 0)) for g in root.iter(f"{SVG}g") if "marker" in g.get("class", "")]  # type: ignore[union-attr]
+    assert xs == sorted(xs)
+
+
+def test_the_legend_runs_to_a_second_row_rather_than_past_the_chart() -> None:
+    root = _chart(**_history(1))
+    legend = [t for t in root.iter(f"{SVG}text") if t.get("class") == "legend"]
+    rows = {t.get("y") for t in legend}
+    assert len(rows) == 2
+    assert max(float(t.get("x", 0)) + text_width(t.text or "") for t in legend) <= WIDTH
+    one_row = _chart(**_history(1) | {"surgery": [], "procedures": []})
+    assert len({t.get("y") for t in one_row.iter(f"{SVG}text") if t.get("class") == "legend"}) == 1
+
+
 def test_tooltips_give_the_value_as_recorded_not_as_drawn() -> None:
     day = dt.date(2026, 2, 1)
     root = _chart(
@@ -114,10 +173,12 @@ def test_the_legend_names_only_what_the_chart_shows() -> None:
         "spasms/day",
         "intensity (0-10, scaled)",
         "HFS-7",
+        "surgery",
+        "nerve procedure",
         "toxin session",
         "acupuncture",
     ]
-    toxin_only = _chart(**everything | {"acupuncture": [], "hfs7": []})
+    toxin_only = _chart(**everything | {"acupuncture": [], "hfs7": [], "surgery": [], "procedures": []})
     assert _legend(toxin_only) == ["spasms/day", "intensity (0-10, scaled)", "toxin session"]
 
 

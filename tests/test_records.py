@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import threading
 import time
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -606,6 +607,19 @@ def _plan_for(engine: Engine, kb: KnowledgeBase, assessment: dict[str, Any]) -> 
         version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="tester", today=TODAY)
         statuses: dict[str, str] = version.summary["statuses"]
     return statuses
+
+
+def test_every_procedure_a_session_takes_is_a_plan_item_with_words_for_the_history_and_the_chart(
+    kb: KnowledgeBase,
+) -> None:
+    """The procedures are named in the session schema, the history's words and the chart's labels: one added to the
+    schema alone would be recorded and then fail to show."""
+    from hemicare.sessions.schemas import ProcedureDetails
+    from hemicare.web.pages._shared import PROCEDURE_LABELS
+
+    taken = set(typing.get_args(ProcedureDetails.model_fields["procedure"].annotation))
+    assert taken == set(sessions.PROCEDURES) == set(PROCEDURE_LABELS) == {"nerve_block", "rf_ablation"}
+    assert taken <= set(kb.treatments)
 
 
 def test_a_procedure_on_the_facial_nerve_is_held_to_the_spasms_side_the_plan_and_the_safety_rules(

@@ -2570,8 +2570,11 @@ def test_a_procedure_on_the_facial_nerve_is_recorded_on_the_spasms_side_and_its_
         "/patients/demo-001/sessions/procedure", data={**typed, "side": "left", "override_reason": reason}
     )
     assert recorded.status_code == 303
-    history = _history_rows(client.get("/patients/demo-001").text)
+    page = client.get("/patients/demo-001").text
+    history = _history_rows(page)
     assert f"radiofrequency ablation, left side; override reason: {reason}" in html.unescape(history)
+    chart = f'<g class="marker procedure"><title>Radiofrequency ablation, left side {typed["date"]}</title>'
+    assert chart in page and ">RF</text></g>" in page
     form = re.search(r'action="([^"]+/outcome)"((?!</form>).)*aria-label="weeks the procedure of', history, re.S)
     assert form is not None
     relief = {"csrf_token": csrf, "effect_weeks": "40", "adverse_effects": "facial weakness"}
@@ -2680,6 +2683,8 @@ def test_a_neurosurgeon_records_an_operation(client: TestClient) -> None:
     page = client.get("/patients/demo-001").text
     history = page[page.index('id="history"') : page.index('id="outcomes"')]
     assert history.count("<td>mvd</td>") == 1 and '<td class="small">Surgeon: AICA moved</td>' in history
+    # The outcome chart has its line, so that a fall in the spasms is read against the operation.
+    assert f'<g class="marker surgery"><title>Microvascular decompression {operated}</title>' in page
     # Months later, the result, from the history.
     url = re.search(r'action="(/patients/demo-001/sessions/\d+/outcome)"', history)
     assert url and 'name="result"' in history

@@ -12,6 +12,7 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 56, 36, 68
 FONT_SIZE = 11
 CHAR_WIDTH = 6.5  # a generous average width of one character at FONT_SIZE in a sans-serif font
 MAX_TICKS = 7
+LEGEND_ROW = 16  # the height of a row of the legend
 MONTH_STEPS = (1, 2, 3, 6, 12, 24, 60)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -21,6 +22,24 @@ class Point:
     date: dt.date
     value: float
     note: str = ""  # shown in the point's tooltip, e.g. how the value was derived from what was recorded
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """A treatment drawn as a line across the chart: its date, the short label over the line and its tooltip."""
+
+    date: dt.date
+    label: str
+    title: str
+
+
+# How each kind of treatment line is drawn: colour, dashes (told apart without colour too) and its name in the legend.
+# Labels are placed in this order, so that a surgery's label is never the one left out beside a toxin session's.
+LINES = {
+    "surgery": ("#c0392b", "", "surgery"),
+    "procedure": ("#566573", "1 3", "nerve procedure"),
+    "toxin": ("#2e86c1", "4 3", "toxin session"),
+}
 
 
 def text_width(text: str) -> float:
@@ -60,15 +79,24 @@ def outcome_chart(
     acupuncture: Sequence[dt.date],
     hfs7_max: float,
     title: str,
+    surgery: Sequence[Treatment] = (),
+    procedures: Sequence[Treatment] = (),
 ) -> str:
     """A line chart over time; an empty history gives a labelled empty chart, not an error.
 
     Left axis: spasms per day (intensity 0-10 drawn to the same height); right axis: HFS-7 total, 0 to ``hfs7_max``
-    (the scale's maximum in the knowledge base). Toxin sessions
-    are dashed lines labelled BoNT, acupuncture sessions green marks on the time axis. No two labels overlap: a BoNT
-    label that would touch the one before it is left out (its line and tooltip remain).
+    (the scale's maximum in the knowledge base). Toxin sessions are dashed lines labelled BoNT, surgery and nerve
+    procedures lines of their own with their labels, acupuncture sessions green marks on the time axis. No two labels
+    overlap: a label that would touch one already placed is left out (its line and tooltip remain), surgery's placed
+    first, then the procedures', then the toxin sessions'.
     """
-    dates = [p.date for p in (*spasms, *intensity, *hfs7)] + list(toxin) + list(acupuncture)
+    lines = {
+        "surgery": surgery,
+        "procedure": procedures,
+        "toxin": [Treatment(date, "BoNT", f"Botulinum toxin {date.isoformat()}") for date in toxin],
+    }
+    dates = [p.date for p in (*spasms, *intensity, *hfs7)] + list(acupuncture)
+    dates += [treatment.date for drawn in lines.values() for treatment in drawn]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="{FONT_SIZE}">',
@@ -114,21 +142,28 @@ def outcome_chart(
         half = text_width(text) / 2
         label(min(max(at, half + 2), WIDTH - half - 2), base + 17, text, "#333", "middle", "tick")
 
-    labelled_until = float("-inf")
-    for date in sorted(toxin):
-        at = x(date)
-        name = "BoNT"
-        # Right of the line, or left of it where the right would run past the plot.
-        start = at + 3 if at + 3 + text_width(name) <= plot_right else at - 3 - text_width(name)
-        text = ""
-        if start > labelled_until + 4:
-            text = f'<text x="{start:.1f}" y="{TOP + 10}" fill="#2e86c1">{name}</text>'
-            labelled_until = start + text_width(name)
-        parts.append(
-            f'<g class="marker toxin"><title>Botulinum toxin {date.isoformat()}</title>'
-            f'<line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{base}" stroke="#2e86c1" stroke-dasharray="4 3"/>'
-            f"{text}</g>"
-        )
+    placed: list[tuple[float, float]] = []  # the labels over the lines so far, as (left, right)
+    drawn_lines: list[tuple[float, str]] = []
+    for kind, (colour, dashes, _) in LINES.items():
+        for treatment in lines[kind]:
+            at = x(treatment.date)
+            width = text_width(treatment.label)
+            # Right of the line, or left of it where the right would run past the plot.
+            start = at + 3 if at + 3 + width <= plot_right else at - 3 - width
+            text = ""
+            if all(start > right + 4 or start + width + 4 < left for left, right in placed):
+                text = f'<text x="{start:.1f}" y="{TOP + 10}" fill="{colour}">{escape(treatment.label)}</text>'
+                placed.append((start, start + width))
+            dashing = f' stroke-dasharray="{dashes}"' if dashes else ""
+            drawn_lines.append(
+                (
+                    at,
+                    f'<g class="marker {kind}"><title>{escape(treatment.title)}</title>'
+                    f'<line x1="{at:.1f}" y1="{TOP}" x2="{at:.1f}" y2="{base}" stroke="{colour}"{dashing}/>'
+                    f"{text}</g>",
+                )
+            )
+    parts.extend(svg for _, svg in sorted(drawn_lines, key=lambda line: line[0]))
     for date in acupuncture:
         parts.append(
             f'<g class="marker acupuncture"><title>Acupuncture {date.isoformat()}</title>'
@@ -160,15 +195,24 @@ def outcome_chart(
         (spasms, "#1f618d", "spasms/day"),
         (intensity, "#e67e22", "intensity (0-10, scaled)"),
         (hfs7, "#7d3c98", "HFS-7"),
-        (toxin, "#2e86c1", "toxin session"),
+        *((lines[kind], colour, name) for kind, (colour, _, name) in LINES.items()),
         (acupuncture, "#27ae60", "acupuncture"),
     ]
+    # Laid out in rows as wide as the chart, then drawn from the bottom up, so that one row keeps its place.
+    rows: list[list[tuple[float, str, str]]] = [[]]
     at = float(LEFT)
     for drawn, colour, name in legend:
         if not drawn:
             continue
-        parts.append(f'<rect x="{at:.1f}" y="{HEIGHT - 23}" width="10" height="10" fill="{colour}"/>')
-        label(at + 14, HEIGHT - 14, name, "#333", css="legend")
+        if rows[-1] and at + 14 + text_width(name) > WIDTH - 8:
+            rows.append([])
+            at = float(LEFT)
+        rows[-1].append((at, colour, name))
         at += 14 + text_width(name) + 18
+    for row_number, row in enumerate(rows):
+        bottom = HEIGHT - 14 - LEGEND_ROW * (len(rows) - 1 - row_number)
+        for at, colour, name in row:
+            parts.append(f'<rect x="{at:.1f}" y="{bottom - 9}" width="10" height="10" fill="{colour}"/>')
+            label(at + 14, bottom, name, "#333", css="legend")
     parts.append("</svg>")
     return "\n".join(parts)

@@ -15,10 +15,11 @@ from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.outcomes import service as outcome_service
 from hemicare.patients.models import Patient
+from hemicare.sessions import service as session_service
 from hemicare.web import forms, once
 from hemicare.web.app import template
 from hemicare.web.auth import Principal
-from hemicare.web.charts import Point, outcome_chart
+from hemicare.web.charts import Point, Treatment, outcome_chart
 
 
 def _page(request: Request, name: str, user: Principal | None, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -71,6 +72,9 @@ def _pager(path: str, query: dict[str, str], page: int, total: int, size: int) -
     }
 
 
+PROCEDURE_LABELS = {"nerve_block": "block", "rf_ablation": "RF"}  # over a procedure's line on the chart
+
+
 def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) -> Markup:
     hours = kb.policy("chart_waking_hours_per_day")
     svg = outcome_chart(
@@ -84,6 +88,21 @@ def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) 
         hfs7=[Point(q.date, q.total) for q in found.scores.get("hfs7", [])],
         toxin=[s.date for s in found.sessions if s.kind == "toxin"],
         acupuncture=[s.date for s in found.sessions if s.kind == "acupuncture"],
+        surgery=[
+            Treatment(s.date, "MVD", f"Microvascular decompression {s.date.isoformat()}")
+            for s in found.sessions
+            if s.kind == "mvd"
+        ],
+        procedures=[
+            Treatment(
+                s.date,
+                PROCEDURE_LABELS[s.data["procedure"]],
+                f"{session_service.PROCEDURES[s.data['procedure']].capitalize()}, {s.data['side']} side "
+                + s.date.isoformat(),
+            )
+            for s in found.sessions
+            if s.kind == "procedure"
+        ],
         hfs7_max=kb.scales["hfs7"].max,
         title=f"Outcomes over time for {patient.code}",
     )
