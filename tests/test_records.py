@@ -672,6 +672,14 @@ def test_a_procedure_on_the_facial_nerve_is_held_to_the_spasms_side_the_plan_and
     ((path, message),) = _record(engine, kb, ablation)
     assert message.startswith(f"plan version {version.number} has Percutaneous radiofrequency ablation")
     assert "deferred" in message
+    # Every rule is asked, not only the first that holds: a plan that said the bleeding disorder does not speak for a
+    # pacemaker fitted since.
+    no_injections = {"avoid_surgery": True, "avoid_injections": True}
+    _plan_for(engine, kb, patient(preferences=no_injections, comorbidities=["bleeding_disorder"]))
+    _assess(engine, kb, patient(preferences=no_injections, comorbidities=["bleeding_disorder", "pacemaker"]))
+    (_, by_plan), (_, by_rule) = _record(engine, kb, ablation)
+    assert "Radiofrequency ablation with a coagulopathy or anticoagulation" in by_plan
+    assert "Radiofrequency ablation with a pacemaker or ICD" in by_rule
     # What came of it follows, as a toxin session's does: weeks of relief and side effects, not an operation's result.
     with _session(engine) as s, s.begin():
         p001 = patients.get(s, code="p-001")
@@ -1100,6 +1108,47 @@ def test_a_medicine_that_takes_out_a_herb_being_taken_needs_a_reason(
     assert taken_until_stopped in _record(engine, kb, clonazepam, days_ago=13)
     assert taken_out not in _record(engine, kb, clonazepam, days_ago=13)
     assert not [said for _, said in _record(engine, kb, clonazepam, days_ago=12) if "Bombyx" in said]
+
+
+def test_every_rule_that_takes_a_herb_out_is_named_not_only_the_first(
+    engine: Engine, baseline: dict[str, Any], kb_tree: Any
+) -> None:
+    """Quan Xie for a pregnant patient with kidney disease is refused for both, each said on the herb. A knowledge
+    base in which kidney disease takes Jiang Can out and sedation does too: Jiang Can given with a reason, then
+    clonazepam needs one of its own, though a rule held the herb already: its prescriber is told of the herb."""
+    import yaml
+
+    from hemicare.engine import load
+
+    for name, change in (
+        ("sedative_combination", lambda rule: rule | {"action": "remove"}),
+        (
+            "toxic_herbs_organ_impairment",
+            lambda rule: rule | {"targets": {"herbs": [*rule["targets"]["herbs"], "Bombyx Batryticatus"]}},
+        ),
+    ):
+        path = kb_tree / f"rules/safety/{name}.yaml"
+        path.write_text(yaml.safe_dump(change(yaml.safe_load(path.read_text())), sort_keys=False))
+    kb = load(kb_tree)
+    _add_patient(engine)
+    kidneys = {"sex": "female", "age": 34, "medications": [], "comorbidities": ["chronic_kidney_disease"]}
+    _assess(engine, kb, baseline | kidneys | {"pregnant": True})
+    quan_xie = {"kind": "herbal", "herbs": [{"latin": "Quan Xie", "dose_g": 3}], "duration_days": 14}
+    refused = _record(engine, kb, quan_xie)
+    assert [path for path, _ in refused] == ["details.herbs.0.latin"] * 2
+    assert (
+        "Herbs forbidden in pregnancy" in refused[0][1] and "Toxic herbs with kidney or liver disease" in refused[1][1]
+    )
+    _assess(engine, kb, baseline | kidneys)
+    jiang_can = {"kind": "herbal", "herbs": [{"latin": "Jiang Can", "dose_g": 6}], "duration_days": 14}
+    assert _record(engine, kb, {**jiang_can, "override_reason": "renal team agreed"}, days_ago=3) == []
+    clonazepam = {"kind": "medicine", "medicine": "clonazepam", "dose": "0.5 mg at night"}
+    said = [message for path, message in _record(engine, kb, clonazepam) if path == "details.medicine"]
+    assert [message for message in said if "takes Bombyx Batryticatus out" in message] == [
+        f"clonazepam takes Bombyx Batryticatus out of this patient's plans (Additive sedation), and the prescription "
+        f"of {(TODAY - dt.timedelta(days=3)).isoformat()} gives it until {TODAY + dt.timedelta(days=10)}; give "
+        "details.override_reason to record it anyway"
+    ]
 
 
 def test_a_medicine_that_brings_a_caution_on_herbs_being_taken_needs_a_reason(

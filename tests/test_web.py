@@ -738,6 +738,12 @@ def test_the_sign_off_table_says_which_alerts_hold_each_item(client: TestClient,
     assert conventional["mvd"] == [] and "acupuncture" not in conventional
     _assessed(clinic, "pt-1", plan=True, pregnant=True)
     assert rows(client.get("/patients/pt-1").text)["botulinum_toxin"] == ["critical: Botulinum toxin in pregnancy"]
+    # Every rule that holds is said, not only the first.
+    _assessed(clinic, "rf-1", plan=True, comorbidities=["bleeding_disorder", "pacemaker"])
+    assert rows(client.get("/patients/rf-1").text)["rf_ablation"] == [
+        "warning: Radiofrequency ablation with a coagulopathy or anticoagulation, if it is given",
+        "warning: Radiofrequency ablation with a pacemaker or ICD, if it is given",
+    ]
     sign_in(client, "tcm")
     integrative = rows(client.get("/patients/hl-1").text)
     assert integrative["acupuncture"] == integrative["electroacupuncture"] == ["warning: Needling on warfarin"]
@@ -4033,6 +4039,14 @@ def test_an_added_herb_a_caution_names_for_the_patient_is_refused_beside_its_row
     # Before anything is typed, the form says what will need a reason for this patient.
     assert _held_notice(client.get("/patients/wf-1").text, "herbal-held") == [
         "Dang Gui, Dan Shen: taken out of this patient's plans (Herbs that potentiate warfarin)",
+        "Zhi Gan Cao, Gan Cao, Chuan Xiong, Hong Hua, Tao Ren: cautioned for this patient (Other herbs reviewed with "
+        "warfarin)",
+    ]
+    # Pregnant as well: a herb two rules name is listed under each.
+    _assessed(clinic, "wf-2", plan=False, medications=["warfarin"], pregnant=True)
+    assert _held_notice(client.get("/patients/wf-2").text, "herbal-held")[2:] == [
+        "Chuan Niu Xi, Huai Niu Xi, Chuan Xiong, Hong Hua, Tao Ren, Zhi Shi, Zhi Ke: cautioned for this patient "
+        "(Blood-moving herbs in pregnancy)",
         "Zhi Gan Cao, Gan Cao, Chuan Xiong, Hong Hua, Tao Ren: cautioned for this patient (Other herbs reviewed with "
         "warfarin)",
     ]

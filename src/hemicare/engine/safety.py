@@ -133,48 +133,49 @@ def _remove(rule: SafetyRule, hits: dict[str, Any], recs: dict[str, Recommendati
             )
 
 
-def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, SafetyRule]:
+def removed_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, list[SafetyRule]]:
     """Which of these acupoints (WHO codes) and herbs (Latin names) a removal rule that holds for the patient takes
-    out of any plan of theirs (LI4 in pregnancy, Dang Gui with warfarin), each with the first such rule: what
-    recording a session given outside the plan is checked against."""
-    return _named_by(facts, kb, items=items, action="remove")
+    out of any plan of theirs (LI4 in pregnancy, Dang Gui with warfarin), each with every such rule: what recording a
+    session given outside the plan is checked against."""
+    return _named_by(facts, kb, items=items, actions={"remove"})
 
 
-def cautioned_for(facts: Facts, kb: KnowledgeBase, *, herbs: Collection[str]) -> dict[str, SafetyRule]:
+def cautioned_for(facts: Facts, kb: KnowledgeBase, *, herbs: Collection[str]) -> dict[str, list[SafetyRule]]:
     """Which of these herbs (Latin names) a caution rule names for this patient, by something of theirs (Chuan Xiong
-    in pregnancy, Jiang Can with a sedative, licorice with warfarin), each with the first such rule, and under
-    ``HERBAL_FORMULA`` the first that cautions any herbal formula for them (herbs with carbamazepine): what a herbal
+    in pregnancy, Jiang Can with a sedative, licorice with warfarin), each with every such rule, and under
+    ``HERBAL_FORMULA`` those that caution any herbal formula for them (herbs with carbamazepine): what a herbal
     prescription is checked against, as the plan's own formula is. Cautions for everyone (a toxic herb's doses, Bai
     Fu Zi's species) are left to the plan and the prescription form, which show them beside the herb."""
-    return _named_by(facts, kb, items=[*herbs, HERBAL_FORMULA], action="caution", for_everyone=False)
+    return _named_by(facts, kb, items=[*herbs, HERBAL_FORMULA], actions={"caution"}, for_everyone=False)
+
+
+def held_back_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, list[SafetyRule]]:
+    """Which of these plan items (``botulinum_toxin``, ``electroacupuncture``, ``medication:carbamazepine``) a rule
+    holding for the patient contraindicates or defers, each with every such rule, contraindications first (a
+    radiofrequency ablation for a patient on apixaban with a pacemaker: both, so that the one a plan did not say is
+    not hidden behind the one it did). The plan acts so only on items it offers: one it sets aside for another reason
+    (carbamazepine not recommended while MVD and toxin are) carries no alert until a clinician lifts it at sign-off;
+    recording a session, and the sign-off table, ask these rules whatever the plan says."""
+    return _named_by(facts, kb, items=items, actions={"contraindicate", "defer"})
 
 
 def _named_by(
-    facts: Facts, kb: KnowledgeBase, *, items: Collection[str], action: str, for_everyone: bool = True
-) -> dict[str, SafetyRule]:
-    found: dict[str, SafetyRule] = {}
+    facts: Facts, kb: KnowledgeBase, *, items: Collection[str], actions: Collection[str], for_everyone: bool = True
+) -> dict[str, list[SafetyRule]]:
+    """Each of ``items`` that a rule of these actions holding for the patient names, with every such rule in action
+    order (contraindications before deferrals) and then the knowledge base's; a rule for everyone (no condition) only
+    where ``for_everyone``."""
+    found: dict[str, list[SafetyRule]] = {}
     for rule, condition in _in_action_order(kb):
-        if rule.action != action or (condition is not None and not condition(facts)):
+        if rule.action not in actions or (condition is None and not for_everyone):
             continue
-        if condition is None and not for_everyone:
+        if condition is not None and not condition(facts):
             continue
         targets = set(rule.targets.acupoints) | kb.rule_herbs(rule.id) | set(rule.targets.recommendations)
         targets |= {f"{MEDICATION}{drug}" for drug in kb.rule_drugs(rule.id)}
         for item in items:
             if item in targets:
-                found.setdefault(item, rule)
-    return found
-
-
-def held_back_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, SafetyRule]:
-    """Which of these plan items (``botulinum_toxin``, ``electroacupuncture``, ``medication:carbamazepine``) a rule
-    holding for the patient contraindicates or defers, each with the first such rule, contraindications first. The
-    plan acts so only on items it offers: one it sets aside for another reason (carbamazepine not recommended while
-    MVD and toxin are) carries no alert until a clinician lifts it at sign-off; recording a session, and the sign-off
-    table, ask these rules whatever the plan says."""
-    found = _named_by(facts, kb, items=items, action="contraindicate")
-    for item, rule in _named_by(facts, kb, items=items, action="defer").items():
-        found.setdefault(item, rule)
+                found.setdefault(item, []).append(rule)
     return found
 
 

@@ -275,10 +275,11 @@ def _held_back_by_rules(
     not recommended beside MVD, lifted for a patient with HLA-B*15:02). Where the plan carries the rule's alert on the
     item, the plan asked already, or a clinician lifted it knowing."""
     said = {(alert["id"], item) for alert in plan.content["alerts"] for item in alert["affects"]} if plan else set()
-    held: dict[str, tuple[SafetyRule, str]] = {}
+    held: dict[tuple[str, str], tuple[str, SafetyRule, str]] = {}  # by (item, rule id), in the order found
     for facts, by in readings:
-        for item, rule in held_back_for(facts, kb, items=items).items():
-            held.setdefault(item, (rule, by))  # the latest assessment's reason first
+        for item, rules in held_back_for(facts, kb, items=items).items():
+            for rule in rules:
+                held.setdefault((item, rule.id), (item, rule, by))  # the latest assessment's reason first
     names = kb.treatment_names()
     return [
         FieldProblem(
@@ -286,7 +287,7 @@ def _held_back_by_rules(
             f"{names.get(item, item)} is {'contraindicated' if rule.action == 'contraindicate' else 'deferred'} for "
             f"this patient{by}: {_titled(rule)}. {rule.message} Hold it, or {OVERRIDE}",
         )
-        for item, (rule, by) in held.items()
+        for item, rule, by in held.values()
         if (rule.id, item) not in said
     ]
 
@@ -336,22 +337,24 @@ def _against_safety_rules(
         ]
         given = [(path, herb.latin) for path, herb in resolved if herb is not None]
         licorice = _licorice_of(details, overlapping, kb)
-    removed: dict[str, tuple[SafetyRule, str]] = {}
+    # Every rule on each item, by rule id, the latest assessment's reason first.
+    removed: dict[str, dict[str, tuple[SafetyRule, str]]] = {}
     cautioned: dict[str, tuple[SafetyRule, str]] = {}
-    herb_cautions: dict[str, tuple[SafetyRule, str]] = {}
+    herb_cautions: dict[str, dict[str, tuple[SafetyRule, str]]] = {}
     for facts, by in readings:
-        for item, rule in removed_for(facts, kb, items={item for _, item in given}).items():
-            removed.setdefault(item, (rule, by))  # the latest assessment's reason first
+        for item, rules in removed_for(facts, kb, items={item for _, item in given}).items():
+            for rule in rules:
+                removed.setdefault(item, {}).setdefault(rule.id, (rule, by))
         if isinstance(details, HerbalDetails):
-            for item, rule in cautioned_for(facts, kb, herbs={item for _, item in given}).items():
-                herb_cautions.setdefault(item, (rule, by))
+            for item, rules in cautioned_for(facts, kb, herbs={item for _, item in given}).items():
+                for rule in rules:
+                    herb_cautions.setdefault(item, {}).setdefault(rule.id, (rule, by))
         for rule in licorice_cautions(facts, kb, grams=licorice.grams) if licorice else []:
             cautioned.setdefault(rule.id, (rule, by))
     problems = [
         FieldProblem(path, f"{item} is taken out of this patient's plans{by}: {_titled(rule)}; {OVERRIDE}")
         for path, item in given
-        if item in removed
-        for rule, by in [removed[item]]
+        for rule, by in removed.get(item, {}).values()
     ]
     problems += [
         FieldProblem(
@@ -359,11 +362,10 @@ def _against_safety_rules(
             f"{item} is cautioned for this patient{by}: {_titled(rule)}. {rule.message} Leave it out, or {OVERRIDE}",
         )
         for path, item in given
-        if item in herb_cautions and item not in removed
-        for rule, by in [herb_cautions[item]]
+        if item not in removed
+        for rule, by in herb_cautions.get(item, {}).values()
     ]
-    if HERBAL_FORMULA in herb_cautions:  # any herbal prescription for this patient (herbs with carbamazepine)
-        rule, by = herb_cautions[HERBAL_FORMULA]
+    for rule, by in reversed(herb_cautions.get(HERBAL_FORMULA, {}).values()):  # any herbs (with carbamazepine)
         said = (
             f"any herbal prescription is cautioned for this patient{by}: {rule.title}. {rule.message} Leave it out, "
             f"or {OVERRIDE}"
@@ -425,14 +427,15 @@ def herbs_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[str]:
         return [f"any herb: {_UNASSESSED.format(what='herbs')}"]
     held: dict[str, tuple[str, list[str]]] = {}  # by rule: what is said of it, and the herbs it names
     removed = removed_for(facts, kb, items=kb.herbs)
-    for latin, rule in removed.items():
-        held.setdefault(rule.id, (f"taken out of this patient's plans ({rule.title})", []))[1].append(latin)
-    for latin, rule in cautioned_for(facts, kb, herbs=kb.herbs).items():
-        if latin not in removed:
+    for latin, rules in removed.items():
+        for rule in rules:
+            held.setdefault(rule.id, (f"taken out of this patient's plans ({rule.title})", []))[1].append(latin)
+    for latin, rules in cautioned_for(facts, kb, herbs=kb.herbs).items():
+        for rule in rules if latin not in removed else []:
             held.setdefault(rule.id, (f"cautioned for this patient ({rule.title})", []))[1].append(latin)
     said = []
     for why, herbs in held.values():
-        names = [kb.herbs[latin].pinyin for latin in herbs if latin in kb.herbs]
+        names = [herb.pinyin for latin, herb in kb.herbs.items() if latin in herbs]  # in the knowledge base's order
         said.append(f"{', '.join(names) if names else 'any herb'}: {why}")
     # Rules whose condition holds, whatever the dose: the prescription's licorice is weighed when it is recorded.
     for rule in licorice_cautions(facts, kb, grams=float("inf")):
@@ -456,8 +459,9 @@ def points_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[PointsHeld]:
     if facts is None:
         return [PointsHeld([], f"any point: {_UNASSESSED.format(what='points')}; a session needs a reason")]
     removed: dict[str, tuple[SafetyRule, list[str]]] = {}
-    for code, rule in removed_for(facts, kb, items=kb.acupoints).items():
-        removed.setdefault(rule.id, (rule, []))[1].append(code)
+    for code, rules in removed_for(facts, kb, items=kb.acupoints).items():
+        for rule in rules:
+            removed.setdefault(rule.id, (rule, []))[1].append(code)
     held = [
         PointsHeld(
             [kb.acupoints[code] for code in rule.targets.acupoints if code in codes],  # in the rule's order
@@ -553,36 +557,38 @@ def _medicine_with_herbs_taken(
     grams = round(sum(licorice.values()), 3)
     # Without an assessment there is no plan, and the medicine needs a reason anyway.
     readings = _readings(session, patient=patient, date=date, latest=latest)
-    removed: dict[str, tuple[SafetyRule, str]] = {}
-    cautioned: dict[str, tuple[SafetyRule, str]] = {}
+    # By (item, rule id): a rule this medicine brings, though another held the herb already (Dang Gui given in
+    # pregnancy with a reason, then warfarin: its prescriber is told of the herb).
+    removed: dict[tuple[str, str], tuple[SafetyRule, str]] = {}
+    cautioned: dict[tuple[str, str], tuple[SafetyRule, str]] = {}
     for read, by in readings:
         before = with_prescribed(read.medications, prescribed, today=date)
         after = before if details.medicine in before else [*before, details.medicine]
         was, will = _with_medicines(read, before, kb), _with_medicines(read, after, kb)
-        already = removed_for(was, kb, items=taking)
-        for item, rule in removed_for(will, kb, items=taking).items():
-            if item not in already:
-                removed.setdefault(item, (rule, by))  # the latest assessment's reason first
-        already = cautioned_for(was, kb, herbs=taking)
-        for item, rule in cautioned_for(will, kb, herbs=taking).items():
-            if item not in already and item not in removed:
-                cautioned.setdefault(item, (rule, by))
+        already = _pairs(removed_for(was, kb, items=taking))
+        for pair, rule in _pairs(removed_for(will, kb, items=taking)).items():
+            if pair not in already:
+                removed.setdefault(pair, (rule, by))  # the latest assessment's reason first
+        already = _pairs(cautioned_for(was, kb, herbs=taking))
+        for (item, rule_id), rule in _pairs(cautioned_for(will, kb, herbs=taking)).items():
+            if (item, rule_id) not in already and not any(held == item for held, _ in removed):
+                cautioned.setdefault((item, rule_id), (rule, by))
         held = {rule.id for rule in licorice_cautions(was, kb, grams=grams)}
         for rule in licorice_cautions(will, kb, grams=grams) if grams else []:
             if rule.id not in held:
-                cautioned.setdefault(f"licorice:{rule.id}", (rule, by))
+                cautioned.setdefault((LICORICE_DOSE, rule.id), (rule, by))
     problems = []
-    for item, (rule, by) in removed.items():
+    for (item, _), (rule, by) in removed.items():
         row = taking[item]
         said = (
             f"{details.medicine} takes {item} out of this patient's plans{by} ({rule.title}), and the prescription "
             f"of {row.date.isoformat()} gives it until {last_day(row)}; {OVERRIDE}"
         )
         problems.append(FieldProblem("details.medicine", said))
-    for item, (rule, by) in cautioned.items():
+    for (item, _), (rule, by) in cautioned.items():
         if item == HERBAL_FORMULA:
             given = f"the herbs {_prescriptions(rows)} gives"
-        elif item.startswith("licorice:"):
+        elif item == LICORICE_DOSE:
             given = f"the {grams:g} g a day of licorice {_prescriptions([r for r in rows if r.id in licorice])} gives"
         else:
             given = f"{item}, which {_prescriptions([taking[item]])} gives,"
@@ -592,6 +598,14 @@ def _medicine_with_herbs_taken(
         )
         problems.append(FieldProblem("details.medicine", said))
     return problems
+
+
+LICORICE_DOSE = "licorice a day"  # what a licorice dose rule is on, beside the herbs' Latin names
+
+
+def _pairs(named: Mapping[str, Sequence[SafetyRule]]) -> dict[tuple[str, str], SafetyRule]:
+    """Items with the rules on them, as one entry per (item, rule id)."""
+    return {(item, rule.id): rule for item, rules in named.items() for rule in rules}
 
 
 def _prescriptions(rows: Sequence[TreatmentSession]) -> str:

@@ -96,7 +96,7 @@ def _signable(user: Principal, plan: PlanVersion | None) -> list[dict[str, Any]]
 
 
 def _alerts_on(
-    content: dict[str, Any] | None, held: dict[str, SafetyRule], kb: KnowledgeBase
+    content: dict[str, Any] | None, held: dict[str, list[SafetyRule]], kb: KnowledgeBase
 ) -> dict[str, list[tuple[str, str]]]:
     """What the sign-off table says beside each status a signer may change, as (severity, words), so that a
     contraindication is lifted knowingly: the plan's critical and warning alerts on the item, and the rules that
@@ -109,9 +109,10 @@ def _alerts_on(
         if alert["severity"] in ("critical", "warning"):
             for item in alert["affects"]:
                 said.setdefault(item, []).append((alert["severity"], alert_title(alert["id"], kb)))
-    for item, rule in held.items():
-        if (rule.id, item) not in alerted:
-            said.setdefault(item, []).append((rule.severity, f"{rule.title}, if it is given"))
+    for item, rules in held.items():
+        for rule in rules:
+            if (rule.id, item) not in alerted:
+                said.setdefault(item, []).append((rule.severity, f"{rule.title}, if it is given"))
     return said
 
 
