@@ -131,6 +131,30 @@ def test_surgery_and_nerve_procedures_are_lines_of_their_own_and_keep_their_labe
     assert xs == sorted(xs)
 
 
+def test_an_acupuncture_course_is_shaded_from_its_first_session_to_its_last() -> None:
+    first, last = dt.date(2026, 1, 1), dt.date(2026, 5, 1)
+    course = [dt.date(2026, 2, 1), dt.date(2026, 2, 4), dt.date(2026, 2, 8)]
+    root = _chart(
+        spasms=[Point(first, 3), Point(last, 4)],
+        intensity=[],
+        hfs7=[],
+        toxin=[],
+        acupuncture=[*course, last],
+        courses=[course, [last]],
+    )
+    shaded = [g for g in root.iter(f"{SVG}g") if g.get("class") == "course acupuncture"]
+    assert [g.findtext(f"{SVG}title") for g in shaded] == [
+        "Acupuncture course: 3 sessions, 2026-02-01 to 2026-02-08",
+        "Acupuncture course: 1 session, 2026-05-01 to 2026-05-01",
+    ]
+    band = shaded[0].find(f"{SVG}rect")
+    assert band is not None
+    day = (WIDTH - LEFT - RIGHT) / (last - first).days
+    assert float(band.get("x", 0)) == pytest.approx(LEFT + day * 31 - 3, abs=0.1)
+    assert float(band.get("width", 0)) == pytest.approx(day * 7 + 6, abs=0.1)
+    assert len([g for g in root.iter(f"{SVG}g") if g.get("class") == "marker acupuncture"]) == 4
+
+
 def test_the_legend_runs_to_a_second_row_rather_than_past_the_chart() -> None:
     root = _chart(**_history(1))
     legend = [t for t in root.iter(f"{SVG}text") if t.get("class") == "legend"]

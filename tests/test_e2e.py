@@ -160,6 +160,9 @@ def test_clinic_workflow_in_a_real_browser(server: tuple[str, str], browser: obj
     expect(page.locator("#history")).to_be_visible()
     expect(page.locator("table tr").filter(has_text="2026-01-12").filter(has_text="acupuncture")).to_contain_text("LI4")
     expect(page.locator("svg.chart g.marker.acupuncture")).to_have_count(1)
+    expect(page.locator("svg.chart g.course.acupuncture title")).to_have_text(
+        "Acupuncture course: 1 session, 2026-01-12 to 2026-01-12"
+    )
     page.click("#sign")
     expect(page.locator("text=integrative: signed by li.tcm")).to_be_visible()
     page.click("text=Sign out")

@@ -2181,6 +2181,17 @@ def test_recalls(engine: Engine, kb: KnowledgeBase) -> None:
     assert due_toxin.due == TODAY - dt.timedelta(days=120) + dt.timedelta(weeks=14)
 
 
+def test_acupuncture_sessions_up_to_two_weeks_apart_are_one_course() -> None:
+    day = dt.date(2026, 3, 2)
+    dates = [day + dt.timedelta(days=n) for n in (32, 0, 3, 17, 34, 49)]  # out of order, as a caller may give them
+    assert sessions.acupuncture_courses(dates) == [
+        [day, day + dt.timedelta(days=3), day + dt.timedelta(days=17)],  # 14 days apart: still the course
+        [day + dt.timedelta(days=32), day + dt.timedelta(days=34)],  # 15 days after the last: a new course
+        [day + dt.timedelta(days=49)],
+    ]
+    assert sessions.acupuncture_courses([]) == []
+
+
 def _mvd(days_ago: int) -> SessionCreate:
     details = {"kind": "mvd", "surgeon": "Dr S", "result": "cured"}
     date = (TODAY - dt.timedelta(days=days_ago)).isoformat()

@@ -24,7 +24,12 @@ from hemicare.patients.models import Patient
 from hemicare.plans import service as plan_service
 from hemicare.recalls.models import RecallClosure
 from hemicare.sessions.models import TreatmentSession
-from hemicare.sessions.service import HELD_BACK, PLAN_ITEMS  # by kind: toxin and acupuncture recalls
+from hemicare.sessions.service import (  # by kind: toxin and acupuncture recalls
+    COURSE_GAP,
+    HELD_BACK,
+    PLAN_ITEMS,
+    acupuncture_courses,
+)
 
 
 class Recall(NamedTuple):
@@ -205,7 +210,6 @@ def due_and_closed(
 
     protocol = kb.acupuncture
     assert protocol is not None, "the loader guarantees the acupuncture protocol"
-    gap = dt.timedelta(days=14)
     acupuncture: dict[int, list[dt.date]] = defaultdict(list)
     recent = session.execute(
         only(
@@ -218,20 +222,15 @@ def due_and_closed(
     for patient_id, date in recent:
         acupuncture[patient_id].append(date)
     for patient_id, dates in acupuncture.items():
-        dates.sort()
-        course = [dates[-1]]
-        for date in reversed(dates[:-1]):
-            if course[-1] - date > gap:
-                break
-            course.append(date)
-        if len(course) < protocol.course_sessions and today - dates[-1] <= gap:
+        course = acupuncture_courses(dates)[-1]
+        if len(course) < protocol.course_sessions and today - course[-1] <= COURSE_GAP:
             add(
                 patient_id,
                 "acupuncture",
                 "acupuncture session",
-                dates[-1] + dt.timedelta(days=7 // protocol.sessions_per_week),
+                course[-1] + dt.timedelta(days=7 // protocol.sessions_per_week),
                 f"session {len(course) + 1} of {protocol.course_sessions} in the current course",
-                dates[-1],
+                course[-1],
             )
 
     assert kb.recalls is not None, "the loader guarantees the recall schedule"

@@ -907,6 +907,23 @@ READ_BY_PLANS = {
 }
 
 
+# Acupuncture sessions no further apart than this are one course (the protocol gives 2-3 a week): a longer gap
+# ends it, and the next session starts another.
+COURSE_GAP = dt.timedelta(days=14)
+
+
+def acupuncture_courses(dates: Iterable[dt.date]) -> list[list[dt.date]]:
+    """Acupuncture session dates as courses, oldest first, each its dates in order: what the recall of the next
+    session counts and the outcome chart shades."""
+    courses: list[list[dt.date]] = []
+    for date in sorted(dates):
+        if courses and date - courses[-1][-1] <= COURSE_GAP:
+            courses[-1].append(date)
+        else:
+            courses.append([date])
+    return courses
+
+
 def last_day(row: Any) -> dt.date | None:
     """The last day a prescription is taken: the last of its course, or the day before it was stopped (None for a
     medicine prescribed without a course and not stopped)."""

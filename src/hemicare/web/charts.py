@@ -81,12 +81,14 @@ def outcome_chart(
     title: str,
     surgery: Sequence[Treatment] = (),
     procedures: Sequence[Treatment] = (),
+    courses: Sequence[Sequence[dt.date]] = (),
 ) -> str:
     """A line chart over time; an empty history gives a labelled empty chart, not an error.
 
     Left axis: spasms per day (intensity 0-10 drawn to the same height); right axis: HFS-7 total, 0 to ``hfs7_max``
     (the scale's maximum in the knowledge base). Toxin sessions are dashed lines labelled BoNT, surgery and nerve
-    procedures lines of their own with their labels, acupuncture sessions green marks on the time axis. No two labels
+    procedures lines of their own with their labels, acupuncture sessions green marks on the time axis, each course of
+    them (``courses``, each its session dates) shaded from its first session to its last. No two labels
     overlap: a label that would touch one already placed is left out (its line and tooltip remain), surgery's placed
     first, then the procedures', then the toxin sessions'.
     """
@@ -97,6 +99,7 @@ def outcome_chart(
     }
     dates = [p.date for p in (*spasms, *intensity, *hfs7)] + list(acupuncture)
     dates += [treatment.date for drawn in lines.values() for treatment in drawn]
+    dates += [date for course in courses for date in course]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(title)}" class="chart" font-family="sans-serif" font-size="{FONT_SIZE}">',
@@ -164,6 +167,15 @@ def outcome_chart(
                 )
             )
     parts.extend(svg for _, svg in sorted(drawn_lines, key=lambda line: line[0]))
+    for course in courses:
+        first_day, last_day = min(course), max(course)
+        left, right = x(first_day) - 3, x(last_day) + 3
+        sessions = f"{len(course)} session{'s' if len(course) > 1 else ''}"
+        parts.append(
+            f'<g class="course acupuncture"><title>Acupuncture course: {sessions}, {first_day.isoformat()} to '
+            f'{last_day.isoformat()}</title><rect x="{left:.1f}" y="{base - 12}" width="{right - left:.1f}" '
+            f'height="12" fill="#27ae60" fill-opacity="0.25"/></g>'
+        )
     for date in acupuncture:
         parts.append(
             f'<g class="marker acupuncture"><title>Acupuncture {date.isoformat()}</title>'

@@ -77,6 +77,7 @@ PROCEDURE_LABELS = {"nerve_block": "block", "rf_ablation": "RF"}  # over a proce
 
 def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) -> Markup:
     hours = kb.policy("chart_waking_hours_per_day")
+    needled = [s.date for s in found.sessions if s.kind == "acupuncture"]
     svg = outcome_chart(
         spasms=[
             Point(d.date, d.spasms)
@@ -87,7 +88,8 @@ def _chart(found: outcome_service.Records, patient: Patient, kb: KnowledgeBase) 
         intensity=[Point(d.date, d.intensity) for d in found.diary],
         hfs7=[Point(q.date, q.total) for q in found.scores.get("hfs7", [])],
         toxin=[s.date for s in found.sessions if s.kind == "toxin"],
-        acupuncture=[s.date for s in found.sessions if s.kind == "acupuncture"],
+        acupuncture=needled,
+        courses=session_service.acupuncture_courses(needled),
         surgery=[
             Treatment(s.date, "MVD", f"Microvascular decompression {s.date.isoformat()}")
             for s in found.sessions
