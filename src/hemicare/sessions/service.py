@@ -541,10 +541,11 @@ def _medicine_with_herbs_taken(
     """Herbs of a prescription the patient is taking on a medicine's date (within its days) that a removal rule takes
     out of their plans once they take this medicine too (Jiang Can prescribed last week, clonazepam now, where the
     sedation rule removes rather than cautions), or that a caution rule then names for them as it would a herb
-    prescribed (Hong Hua, then warfarin; any herbs, then carbamazepine; 6 g of licorice a day, then a diuretic). The
-    other way round (the herb prescribed after the medicine) is checked when the herb is recorded. Only what this
-    medicine changes is said: a herb taken out or cautioned already needed its reason when it was prescribed. Held, as
-    points and herbs are, to the latest assessment and to the one in force on the medicine's day."""
+    prescribed (any herbs, then carbamazepine; Jiang Can, then clonazepam; licorice a day over a rule's top, then a
+    medicine that rule is on). The other way round (the herb prescribed after the medicine) is checked when the herb
+    is recorded. Only what this medicine changes is said: a herb taken out or cautioned already needed its reason when
+    it was prescribed. Held, as points and herbs are, to the latest assessment and to the one in force on the
+    medicine's day."""
     rows = running(list_for(session, patient=patient, kind="herbal"), today=date)
     if not rows:
         return []
@@ -557,8 +558,8 @@ def _medicine_with_herbs_taken(
     grams = round(sum(licorice.values()), 3)
     # Without an assessment there is no plan, and the medicine needs a reason anyway.
     readings = _readings(session, patient=patient, date=date, latest=latest)
-    # By (item, rule id): a rule this medicine brings, though another held the herb already (Dang Gui given in
-    # pregnancy with a reason, then warfarin: its prescriber is told of the herb).
+    # By (item, rule id): a rule this medicine brings, though another held the herb already (Jiang Can given with a
+    # reason under one rule, then a medicine a second rule cautions it with: its prescriber is told of the herb).
     removed: dict[tuple[str, str], tuple[SafetyRule, str]] = {}
     cautioned: dict[tuple[str, str], tuple[SafetyRule, str]] = {}
     for read, by in readings:
