@@ -4141,6 +4141,59 @@ def test_the_acupuncture_form_says_which_points_need_a_reason_and_how_to_needle(
     assert 'id="acupuncture-held"' not in client.get("/patients/wn-1").text
 
 
+def test_the_conventional_forms_say_what_the_safety_rules_hold_back_for_the_patient(
+    client: TestClient, clinic: Engine
+) -> None:
+    """A patient with a bleeding disorder and a pacemaker: the procedure form says both rules deferring
+    radiofrequency ablation before it is chosen, and what it says needs a reason does, though no plan is made yet.
+    HLA-B*15:02 positive and pregnant: carbamazepine contraindicated on the medicine form, the toxin deferred on the
+    toxin form. demo-001 (Han Chinese, untested): carbamazepine deferred. Unchecked without an assessment; no notice
+    on a TCM practitioner's page, which has none of these forms."""
+    _assessed(clinic, "rf-2", plan=False, comorbidities=["bleeding_disorder", "pacemaker"], hla_b1502="negative")
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/rf-2").text
+    assert _held_notice(page, "procedure-held") == [
+        "Percutaneous radiofrequency ablation at the stylomastoid foramen, deferred: Radiofrequency ablation with a "
+        "coagulopathy or anticoagulation; Radiofrequency ablation with a pacemaker or ICD"
+    ]
+    assert 'id="medicine-held"' not in page and 'id="toxin-held"' not in page  # nothing holds those for her
+    typed = {"csrf_token": csrf, "procedure": "rf_ablation", "side": "left", "date": dt.date.today().isoformat()}
+    refused = client.post("/patients/rf-2/sessions/procedure", data=typed)
+    assert refused.status_code == 422
+    problems = html.unescape(_problems_of(refused.text, "procedure"))
+    assert "Radiofrequency ablation with a coagulopathy or anticoagulation" in problems
+    assert "Radiofrequency ablation with a pacemaker or ICD" in problems
+    block = client.post("/patients/rf-2/sessions/procedure", data=typed | {"procedure": "nerve_block"})
+    assert block.status_code == 303  # not named, not held
+    recorded = client.post(
+        "/patients/rf-2/sessions/procedure", data=typed | {"override_reason": "INR normal; cardiology agrees"}
+    )
+    assert recorded.status_code == 303
+
+    _assessed(clinic, "hp-1", plan=False, hla_b1502="positive", pregnant=True)
+    page = client.get("/patients/hp-1").text
+    assert _held_notice(page, "medicine-held") == ["Carbamazepine, contraindicated: Carbamazepine with HLA-B*15:02"]
+    assert _held_notice(page, "toxin-held") == ["Botulinum toxin injections, deferred: Botulinum toxin in pregnancy"]
+    assert _held_notice(client.get("/patients/demo-001").text, "medicine-held") == [
+        "Carbamazepine, deferred: Carbamazepine without an HLA-B*15:02 test in at-risk ancestry"
+    ]
+    with session_factory(clinic)() as s, s.begin():
+        from hemicare.patients.schemas import PatientCreate
+
+        patient_service.create(s, data=PatientCreate(code="nc-1", name="N C", sex="male"), actor="t")
+    page = client.get("/patients/nc-1").text
+    assert _held_notice(page, "procedure-held") == [
+        "any procedure: no assessment this version can read is recorded, so procedures are unchecked against the "
+        "safety rules"
+    ]
+    assert _held_notice(page, "medicine-held")[0].startswith("any medicine: no assessment")
+    assert _held_notice(page, "toxin-held")[0].startswith("any toxin session: no assessment")
+    client.cookies.clear()
+    sign_in(client, "tcm")
+    page = client.get("/patients/rf-2").text
+    assert not any(f'id="{notice}"' in page for notice in ("procedure-held", "medicine-held", "toxin-held"))
+
+
 def _herbal_sessions(client: TestClient, code: str) -> list[dict[str, Any]]:
     recorded = client.get(f"/api/v1/patients/{code}/sessions").json()
     return [s["details"] for s in recorded if s["details"]["kind"] == "herbal"]

@@ -474,6 +474,26 @@ def points_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[PointsHeld]:
     return held
 
 
+def held_back_said(facts: Facts | None, kb: KnowledgeBase, *, items: Sequence[str], one: str) -> list[str]:
+    """What the toxin, medicine and procedure forms say before a session is recorded, by the patient's latest
+    assessment and the medicines prescribed that they take: each of ``items`` (plan items, in the form's order) that a
+    contraindication or a deferral holds back, a line for each of the two with its rules' titles ("Percutaneous
+    radiofrequency ablation ..., deferred: Radiofrequency ablation with a pacemaker or ICD"). A session giving one
+    needs a reason (`_held_back_by_rules`; where the plan in force carries the rule, `_against_plan`, unless a signer
+    lifted it). ``facts`` are `facts_today`'s; without an assessment (None), that any ``one`` (a medicine, a
+    procedure) is unchecked."""
+    if facts is None:
+        return [f"any {one}: {_UNASSESSED.format(what=one + 's')}"]
+    held = held_back_for(facts, kb, items=items)
+    names = kb.treatment_names()
+    said = []
+    for item in (item for item in items if item in held):
+        for action, words in (("contraindicate", "contraindicated"), ("defer", "deferred")):
+            if titles := [_titled(rule) for rule in held[item] if rule.action == action]:
+                said.append(f"{names.get(item, item)}, {words}: {'; '.join(titles)}")
+    return said
+
+
 _UNASSESSED = "no assessment this version can read is recorded, so {what} are unchecked against the safety rules"
 
 

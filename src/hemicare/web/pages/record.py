@@ -21,6 +21,7 @@ from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
 from hemicare.engine.render import describe_assessment
+from hemicare.engine.rules import Facts
 from hemicare.engine.safety import held_back_for
 from hemicare.engine.schema import SafetyRule
 from hemicare.engine.toxin import ToxinPlan
@@ -116,6 +117,16 @@ def _alerts_on(
     return said
 
 
+def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list[str]]:
+    """By form (toxin, medicine, procedure), what `session_service.held_back_said` says above it."""
+    medicines = [f"{session_service.MEDICINE}{id_}" for id_ in session_service.known_medicines(kb)]
+    return {
+        "toxin": session_service.held_back_said(facts, kb, items=["botulinum_toxin"], one="toxin session"),
+        "medicine": session_service.held_back_said(facts, kb, items=medicines, one="medicine"),
+        "procedure": session_service.held_back_said(facts, kb, items=list(session_service.PROCEDURES), one="procedure"),
+    }
+
+
 @router.get("/patients/{code}")
 def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -155,6 +166,7 @@ def _patient_page(
             "history": history,
             "herbs_held": session_service.herbs_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
             "points_held": session_service.points_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
+            "conventional_held": _conventional_held(facts, kb) if user.role in CONVENTIONAL_SIGNERS else {},
             "outcomes": outcomes,
             "scores": found.scores,
             "due": due,
