@@ -93,6 +93,28 @@ def test_a_medicine_prescribed_and_stopped(clinic: str, tmp_path: Path) -> None:
     )
 
 
+def test_a_nerve_procedures_relief_is_shown_with_the_patient(clinic: str, tmp_path: Path) -> None:
+    """`patients show` puts each procedure's relief beside the toxin sessions', in words and in its JSON."""
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
+    assert result.exit_code == 0, result.output
+    assert "Nerve procedures" not in _run(clinic, "patients", "show", "demo-001").stdout
+    block = tmp_path / "block.yaml"
+    details = {"kind": "procedure", "procedure": "nerve_block", "side": "left", "override_reason": "declines MVD"}
+    block.write_text(yaml.safe_dump({"date": "2026-02-03", "clinician": "Dr N", "details": details}))
+    assert _run(clinic, "sessions", "add", "demo-001", str(block)).exit_code == 0
+    text = _run(clinic, "patients", "show", "demo-001").stdout
+    assert "Nerve procedures: facial nerve block (left) of 2026-02-03: relief not yet recorded.\n" in text
+    done = json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)[-1]
+    told = _run(clinic, "sessions", "outcome", "demo-001", str(done["id"]), "--effect-weeks", "26.5")
+    assert told.exit_code == 0, told.output
+    shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+    assert shown["outcomes"]["procedures"] == [
+        {"date": "2026-02-03", "procedure": "nerve_block", "side": "left", "effect_weeks": 26.5, "adverse_effects": []}
+    ]
+    text = _run(clinic, "patients", "show", "demo-001").stdout
+    assert "Nerve procedures: facial nerve block (left) of 2026-02-03: relief 26.5 weeks.\n" in text
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output

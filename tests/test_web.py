@@ -1369,6 +1369,7 @@ def test_a_referral_gives_the_receiving_part_in_full_the_work_up_with_the_conven
             questionnaires={},
             toxin_sessions=[],
             mean_toxin_effect_weeks=None,
+            procedures=[],
         ),
         names=kb.treatment_names(),
         scale_names={},
@@ -2581,12 +2582,19 @@ def test_a_procedure_on_the_facial_nerve_is_recorded_on_the_spasms_side_and_its_
     assert f"radiofrequency ablation, left side; override reason: {reason}" in html.unescape(history)
     chart = f'<g class="marker procedure"><title>Radiofrequency ablation, left side {typed["date"]}</title>'
     assert chart in page and ">RF</text></g>" in page
+    said = f"Nerve procedures: radiofrequency ablation (left) of {typed['date']}: relief not yet recorded."
+    assert said in _outcomes_of(page)
     form = re.search(r'action="([^"]+/outcome)"((?!</form>).)*aria-label="weeks the procedure of', history, re.S)
     assert form is not None
     relief = {"csrf_token": csrf, "effect_weeks": "40", "adverse_effects": "facial weakness"}
     assert client.post(form.group(1), data=relief).status_code == 303
     history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
     assert "effect 40 weeks; facial weakness" in history and form.group(1) not in history
+    said = (
+        f"Nerve procedures: radiofrequency ablation (left) of {typed['date']}: relief 40 weeks, with facial weakness."
+    )
+    assert said in _outcomes_of(client.get("/patients/demo-001").text)
+    assert said in _pdf_text(client.get("/patients/demo-001/plan.pdf?kind=referral").content)  # as the letter says
     client.cookies.clear()
     sign_in(client, "tcm")
     assert 'id="procedure-form"' not in client.get("/patients/demo-001").text
@@ -2607,6 +2615,24 @@ def test_a_procedure_on_the_facial_nerve_is_recorded_on_the_spasms_side_and_its_
     ((field, message),) = [(error["field"], error["message"]) for error in refused.json()["errors"]]
     assert field == "details.override_reason" and "Facial nerve block (neurolytic)" in message
     assert "not recommended" in message
+    # The outcome summary puts each procedure's relief beside the toxin sessions'.
+    summary = client.get("/api/v1/patients/demo-001/diary", headers=headers).json()
+    assert summary["procedures"] == [
+        {
+            "date": typed["date"],
+            "procedure": "rf_ablation",
+            "side": "left",
+            "effect_weeks": 40.0,
+            "adverse_effects": ["facial weakness"],
+        }
+    ]
+
+
+def _outcomes_of(page: str) -> str:
+    """The words under the outcome chart of a patient page."""
+    outcomes = page[page.index('<h2 id="outcomes">') :]
+    outcomes = outcomes[outcomes.index('<div class="small">') :]
+    return html.unescape(outcomes[: outcomes.index("</div>")])
 
 
 _LID = {"site": "upper_lid_medial", "side": "left", "units": 2.5}

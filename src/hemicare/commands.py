@@ -369,6 +369,8 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 typer.echo(f"  recorded since this plan was made: {'; '.join(since)}")
                 typer.echo(f"  (the plan does not know of it: `hemicare plans new {code}` makes a version that does)")
         typer.echo(f"diary entries: {outcomes.diary_entries}; toxin sessions: {len(outcomes.toxin_sessions)}")
+        if outcomes.procedures:
+            typer.echo(outcomes.procedure_words())
         for name, change in outcomes.questionnaires.items():
             typer.echo(f"{name}: {change.first} -> {change.latest} ({change.response})")
         for item in due:

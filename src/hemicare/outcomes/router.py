@@ -73,7 +73,7 @@ def remove_diary(
 @router.get("/patients/{code}/diary")
 def read_outcomes(code: PatientCode, request: Request, user: ApiUser) -> dict[str, Any]:
     """The outcome summary: monthly diary trends, questionnaire change against the minimal clinically important
-    change, and each toxin session's recorded effect."""
+    change, and each toxin session's and nerve procedure's recorded effect."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)

@@ -232,6 +232,19 @@ class Summary(BaseModel):
     questionnaires: dict[str, Change]
     toxin_sessions: list[dict[str, Any]]
     mean_toxin_effect_weeks: float | None
+    procedures: list[dict[str, Any]]  # nerve blocks and radiofrequency ablations: date, procedure, side, relief
+
+    def procedure_words(self) -> str:
+        """Each nerve procedure's relief and side effects, as the patient page and the referral letter say them (the
+        treatment history lists every session; this line puts what each procedure gave side by side)."""
+        said = []
+        for done in self.procedures:
+            relief = f"relief {done['effect_weeks']:g} weeks" if done["effect_weeks"] else "relief not yet recorded"
+            after = f", with {', '.join(done['adverse_effects'])}" if done["adverse_effects"] else ""
+            said.append(
+                f"{session_service.PROCEDURES[done['procedure']]} ({done['side']}) of {done['date']}: {relief}{after}"
+            )
+        return f"Nerve procedures: {'; '.join(said)}." if said else ""
 
 
 def _classify(first: int, latest: int, mcid: float) -> str:
@@ -334,4 +347,15 @@ def summarise(found: Records, *, patient: Patient, kb: KnowledgeBase) -> Summary
         questionnaires=questionnaires,
         toxin_sessions=toxin,
         mean_toxin_effect_weeks=round(sum(effects) / len(effects), 1) if effects else None,
+        procedures=[
+            {
+                "date": s.date.isoformat(),
+                "procedure": s.data["procedure"],
+                "side": s.data["side"],
+                "effect_weeks": s.data.get("effect_weeks"),
+                "adverse_effects": s.data.get("adverse_effects") or [],
+            }
+            for s in found.sessions
+            if s.kind == "procedure"
+        ],
     )

@@ -269,6 +269,8 @@ def _outcome_words(outcomes: Summary, scale_names: dict[str, str]) -> str:
     said = [change.words(scale_names.get(name, name)) for name, change in outcomes.questionnaires.items()]
     if outcomes.mean_toxin_effect_weeks:
         said.append(f"Mean toxin effect: {outcomes.mean_toxin_effect_weeks:g} weeks.")
+    if outcomes.procedures:
+        said.append(outcomes.procedure_words())
     if outcomes.monthly:
         month = outcomes.monthly[-1]["month"]
         means = [
