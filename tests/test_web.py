@@ -2354,6 +2354,10 @@ def test_needling_against_a_safety_rule_or_the_plan_is_recorded_only_with_a_reas
     csrf = sign_in(client, "tcm")
     page = client.get("/patients/demo-002").text
     assert 'id="electroacupuncture-held-back"' in page and 'id="acupuncture-held-back"' not in page
+    assert _held_notice(page, "acupuncture-held")[1] == (
+        "Electroacupuncture (distal, hand), deferred: Electroacupuncture with a pacemaker or ICD; a session with "
+        "electroacupuncture needs a reason"
+    )
     assert 'name="points" value="LI4" checked' not in page
     typed = {"csrf_token": csrf, "date": dt.date.today().isoformat(), "points": ["ST4", "LI4"], "electro": "on"}
     refused = client.post("/patients/demo-002/sessions/acupuncture", data=typed)

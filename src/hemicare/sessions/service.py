@@ -453,9 +453,11 @@ class PointsHeld(NamedTuple):
 def points_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[PointsHeld]:
     """What the acupuncture form says before a session is recorded, by the patient's latest assessment and the
     medicines prescribed that they take: the points a removal rule takes out of their plans, which a session gives
-    only with a reason (the check of `_against_safety_rules`), and the cautions on needling them (warfarin: fine,
-    superficial needles), which ask for care rather than a reason and which the plan says only while it recommends
-    acupuncture. ``facts`` are `facts_today`'s; without an assessment (None), that every point is unchecked."""
+    only with a reason (the check of `_against_safety_rules`); acupuncture or electroacupuncture a rule holds back
+    (electroacupuncture with a pacemaker), whether or not the plan in force was made before the rule held; and the
+    cautions on needling them (warfarin: fine, superficial needles), which ask for care rather than a reason and which
+    the plan says only while it recommends acupuncture. ``facts`` are `facts_today`'s; without an assessment (None),
+    that every point is unchecked."""
     if facts is None:
         return [PointsHeld([], f"any point: {_UNASSESSED.format(what='points')}; a session needs a reason")]
     removed: dict[str, tuple[SafetyRule, list[str]]] = {}
@@ -470,6 +472,11 @@ def points_held_for(facts: Facts | None, kb: KnowledgeBase) -> list[PointsHeld]:
         )
         for rule, codes in removed.values()
     ]
+    for item, session in (("acupuncture", "a session"), ("electroacupuncture", "a session with electroacupuncture")):
+        held += [
+            PointsHeld([], f"{said}; {session} needs a reason")
+            for said in held_back_said(facts, kb, items=[item], one="session")
+        ]
     held += [PointsHeld([], f"{_titled(rule)}, a caution: {rule.message}") for rule in needling_cautions(facts, kb)]
     return held
 
