@@ -4171,13 +4171,14 @@ def test_the_acupuncture_form_says_which_points_need_a_reason_and_how_to_needle(
     assert 'id="acupuncture-held"' not in client.get("/patients/wn-1").text
 
 
-def test_the_conventional_forms_say_what_the_safety_rules_hold_back_for_the_patient(
+def test_the_conventional_forms_say_what_the_safety_rules_hold_back_and_caution_for_the_patient(
     client: TestClient, clinic: Engine
 ) -> None:
     """A patient with a bleeding disorder and a pacemaker: the procedure form says both rules deferring
     radiofrequency ablation before it is chosen, and what it says needs a reason does, though no plan is made yet.
     HLA-B*15:02 positive and pregnant: carbamazepine contraindicated on the medicine form, the toxin deferred on the
-    toxin form. demo-001 (Han Chinese, untested): carbamazepine deferred. Unchecked without an assessment; no notice
+    toxin form, oxcarbazepine cautioned. Gentamicin and clonazepam taken: the toxin and the sedating medicines
+    cautioned. demo-001 (Han Chinese, untested): carbamazepine deferred. Unchecked without an assessment; no notice
     on a TCM practitioner's page, which has none of these forms."""
     _assessed(clinic, "rf-2", plan=False, comorbidities=["bleeding_disorder", "pacemaker"], hla_b1502="negative")
     csrf = sign_in(client, "neuro")
@@ -4202,8 +4203,23 @@ def test_the_conventional_forms_say_what_the_safety_rules_hold_back_for_the_pati
 
     _assessed(clinic, "hp-1", plan=False, hla_b1502="positive", pregnant=True)
     page = client.get("/patients/hp-1").text
-    assert _held_notice(page, "medicine-held") == ["Carbamazepine, contraindicated: Carbamazepine with HLA-B*15:02"]
+    assert _held_notice(page, "medicine-held") == [
+        "Carbamazepine, contraindicated: Carbamazepine with HLA-B*15:02",
+        "Oxcarbazepine, a caution: Oxcarbazepine with HLA-B*15:02. HLA-B*15:02 positive: the CPIC guideline covers "
+        "HLA genotype for oxcarbazepine as well as carbamazepine; consult it before prescribing.",
+    ]
     assert _held_notice(page, "toxin-held") == ["Botulinum toxin injections, deferred: Botulinum toxin in pregnancy"]
+    # Cautions are said too, a rule once with every item it names: gentamicin before an injection, clonazepam taken.
+    _assessed(clinic, "gm-1", plan=False, medications=["gentamicin", "clonazepam"], hla_b1502="negative")
+    page = client.get("/patients/gm-1").text
+    rules = load_default().safety
+    assert _held_notice(page, "toxin-held") == [
+        "Botulinum toxin injections, a caution: Drugs that potentiate botulinum toxin. "
+        + rules["potentiating_drugs_toxin"].message
+    ]
+    assert _held_notice(page, "medicine-held") == [
+        f"Baclofen, Clonazepam, Gabapentin, a caution: Additive sedation. {rules['sedative_combination'].message}"
+    ]
     assert _held_notice(client.get("/patients/demo-001").text, "medicine-held") == [
         "Carbamazepine, deferred: Carbamazepine without an HLA-B*15:02 test in at-risk ancestry"
     ]

@@ -146,7 +146,14 @@ def cautioned_for(facts: Facts, kb: KnowledgeBase, *, herbs: Collection[str]) ->
     ``HERBAL_FORMULA`` those that caution any herbal formula for them (herbs with carbamazepine): what a herbal
     prescription is checked against, as the plan's own formula is. Cautions for everyone (a toxic herb's doses, Bai
     Fu Zi's species) are left to the plan and the prescription form, which show them beside the herb."""
-    return _named_by(facts, kb, items=[*herbs, HERBAL_FORMULA], actions={"caution"}, for_everyone=False)
+    return cautions_on(facts, kb, items=[*herbs, HERBAL_FORMULA])
+
+
+def cautions_on(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, list[SafetyRule]]:
+    """Which of these items (plan items, herbs) a caution rule names for this patient by something of theirs (the
+    toxin with gentamicin, oxcarbazepine over 65), each with every such rule. Cautions for everyone are left to the
+    plan."""
+    return _named_by(facts, kb, items=items, actions={"caution"}, for_everyone=False)
 
 
 def held_back_for(facts: Facts, kb: KnowledgeBase, *, items: Collection[str]) -> dict[str, list[SafetyRule]]:

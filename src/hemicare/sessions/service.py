@@ -19,6 +19,7 @@ from hemicare.engine.safety import (
     HERBAL_FORMULA,
     LICORICE,
     cautioned_for,
+    cautions_on,
     held_back_for,
     licorice_cautions,
     needling_cautions,
@@ -499,6 +500,22 @@ def held_back_said(facts: Facts | None, kb: KnowledgeBase, *, items: Sequence[st
             if titles := [_titled(rule) for rule in held[item] if rule.action == action]:
                 said.append(f"{names.get(item, item)}, {words}: {'; '.join(titles)}")
     return said
+
+
+def cautions_said(facts: Facts | None, kb: KnowledgeBase, *, items: Sequence[str]) -> list[str]:
+    """The cautions the toxin and medicine forms say under what `held_back_said` holds back: each caution rule naming
+    some of ``items`` for this patient today, with the items it names and its message ("Botulinum toxin injections, a
+    caution: Drugs that potentiate botulinum toxin. ..."). A caution asks for care; the plan says it where it offers
+    the item."""
+    if facts is None:
+        return []
+    names = kb.treatment_names()
+    by_rule: dict[str, tuple[SafetyRule, list[str]]] = {}
+    cautioned = cautions_on(facts, kb, items=items)
+    for item in (item for item in items if item in cautioned):
+        for rule in cautioned[item]:
+            by_rule.setdefault(rule.id, (rule, []))[1].append(names.get(item, item))
+    return [f"{', '.join(named)}, a caution: {_titled(rule)}. {rule.message}" for rule, named in by_rule.values()]
 
 
 _UNASSESSED = "no assessment this version can read is recorded, so {what} are unchecked against the safety rules"

@@ -118,12 +118,18 @@ def _alerts_on(
 
 
 def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list[str]]:
-    """By form (toxin, medicine, procedure), what `session_service.held_back_said` says above it."""
+    """By form (toxin, medicine, procedure), what the safety rules hold back and caution for the patient today, said
+    above it (`session_service.held_back_said`, `session_service.cautions_said`)."""
     medicines = [f"{session_service.MEDICINE}{id_}" for id_ in session_service.known_medicines(kb)]
+    forms = {
+        "toxin": (["botulinum_toxin"], "toxin session"),
+        "medicine": (medicines, "medicine"),
+        "procedure": (list(session_service.PROCEDURES), "procedure"),
+    }
     return {
-        "toxin": session_service.held_back_said(facts, kb, items=["botulinum_toxin"], one="toxin session"),
-        "medicine": session_service.held_back_said(facts, kb, items=medicines, one="medicine"),
-        "procedure": session_service.held_back_said(facts, kb, items=list(session_service.PROCEDURES), one="procedure"),
+        form: session_service.held_back_said(facts, kb, items=items, one=one)
+        + session_service.cautions_said(facts, kb, items=items)
+        for form, (items, one) in forms.items()
     }
 
 
