@@ -214,7 +214,7 @@ def test_no_plan_holds_what_its_critical_alerts_forbid(data: dict[str, Any]) -> 
 
 def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
     """Plan-time memos are keyed on knowledge records, never on patients: many plans must not grow them."""
-    from hemicare.engine import conventional, decision_aid, plan, planner, safety, scores, tcm, triage
+    from hemicare.engine import conventional, decision_aid, plan, safety, scores, tcm, triage
     from hemicare.synthetic import cohort
 
     statuses = len(plan.Status) + 1
@@ -225,7 +225,7 @@ def test_memo_tables_are_bounded_by_the_knowledge_base() -> None:
         "red flags": (triage._RED_FLAGS, len(KB.red_flags)),
         "differentials": (triage._DIFFERENTIALS, len(KB.differentials)),
         "aid columns": (decision_aid._COLUMNS, len(KB.treatments) * statuses),
-        "aid column references": (planner._COLUMN_REFERENCES, len(KB.treatments) * statuses),
+        "aid column references": (decision_aid._COLUMN_REFERENCES, len(KB.treatments) * statuses),
         "graded scores": (scores._GRADED, levels),
         "pattern index": (tcm._INDEX, 1),
         "ordered safety rules": (safety._ORDERED_RULES, 1),

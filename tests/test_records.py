@@ -815,6 +815,45 @@ def test_an_item_lifted_at_sign_off_brings_the_alerts_the_plan_would_have_raised
     assert again["alerts"] == signed["alerts"]
 
 
+def test_the_options_side_by_side_follow_the_statuses_a_clinician_signs(
+    engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
+) -> None:
+    """The decision aid of a signed version shows what the signer decided: an option set aside leaves it, an item
+    lifted to an offer joins it with its figures and their citations, a changed status is the one its column says."""
+
+    def aid() -> tuple[list[tuple[str, str | None]], dict[str, Any]]:
+        with _session(engine) as s:
+            content = plans.latest(s, patient=patients.get(s, code="p-001")).content
+        return [(c["option"], c["status"]) for c in content["decision_aid"]["columns"]], content
+
+    _add_patient(engine)
+    statuses = _plan_for(engine, kb, patient())
+    assert statuses["mvd"] == "option" and statuses["rf_ablation"] == "not_recommended"
+    columns, generated = aid()
+    assert columns[:3] == [("no_treatment", None), ("botulinum_toxin", "recommended"), ("mvd", "option")]
+    assert "rf_ablation" not in dict(columns)
+    _lift(engine, kb, "mvd", to="not_recommended", role="neurosurgeon")
+    _lift(engine, kb, "botulinum_toxin", to="option", role="neurologist")
+    _lift(engine, kb, "rf_ablation", to="option", role="neurologist")
+    columns, signed = aid()
+    assert "mvd" not in dict(columns)
+    assert dict(columns)["botulinum_toxin"] == "option" and dict(columns)["rf_ablation"] == "option"
+    assert [option for option, _ in columns] == [  # in the plan's order, nothing else moved
+        option
+        for option in ["no_treatment", *(rec["id"] for rec in signed["recommendations"])]
+        if option in dict(columns)
+    ]
+    rf = next(c for c in signed["decision_aid"]["columns"] if c["option"] == "rf_ablation")
+    cited = set(rf["evidence"]["references"]) | {
+        ref for cell in rf["answers"].values() for figure in cell["figures"] for ref in figure["evidence"]["references"]
+    }
+    assert cited and cited <= set(signed["references"])
+    unchanged = {c["option"]: c for c in generated["decision_aid"]["columns"]}["no_treatment"]
+    assert signed["decision_aid"]["columns"][0] == unchanged
+    _lift(engine, kb, "mvd", to="recommended", role="neurosurgeon")
+    assert dict(aid()[0])["mvd"] == "recommended"  # back, with the column the knowledge base gives
+
+
 def test_a_contraindication_holds_at_recording_where_the_plan_in_force_does_not_say_it(
     engine: Engine, kb: KnowledgeBase, patient: Callable[..., dict[str, Any]]
 ) -> None:

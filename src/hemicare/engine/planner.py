@@ -12,22 +12,19 @@ from typing import Any
 from hemicare import __version__
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.conventional import conventional_options
-from hemicare.engine.decision_aid import decision_aid
+from hemicare.engine.decision_aid import column_references, decision_aid
 from hemicare.engine.loader import KnowledgeBase
 from hemicare.engine.plan import (
-    AidColumn,
     Alert,
     Category,
     Diagnosis,
     DiagnosisStatus,
-    Memo,
     Plan,
     Recommendation,
     ScheduleItem,
     Severity,
     Status,
     evidence_out,
-    memoised,
     references_in,
 )
 from hemicare.engine.rules import facts_of
@@ -126,25 +123,8 @@ def _cited(plan: Plan, kb: KnowledgeBase) -> dict[str, str]:
         ids.update(result.evidence.references)
     if plan.decision_aid is not None:
         for column in plan.decision_aid.columns:
-            ids.update(_column_references(column))
+            ids.update(column_references(column))
     return {ref: kb.references[ref].citation for ref in sorted(ids)}
-
-
-_COLUMN_REFERENCES: Memo = {}
-
-
-def _column_references(column: AidColumn) -> frozenset[str]:
-    """The references a decision-aid column cites (columns are shared between plans, so this is worked out once)."""
-
-    def make(source: AidColumn) -> frozenset[str]:
-        found = set(source.evidence.references)
-        for cell in source.answers.values():
-            for figure in cell.figures:
-                found.update(figure.evidence.references)
-        return frozenset(found)
-
-    result: frozenset[str] = memoised(_COLUMN_REFERENCES, column, make)
-    return result
 
 
 def _schedule(recommendations: list[Recommendation], toxin: dict[str, Any], kb: KnowledgeBase) -> list[ScheduleItem]:

@@ -27,6 +27,7 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
+from hemicare.engine.decision_aid import follow_statuses
 from hemicare.engine.plan import Recommendation
 from hemicare.engine.planner import SEVERITY_ORDER
 from hemicare.engine.rules import facts_of
@@ -398,6 +399,8 @@ def sign(
     lifted = [edit["recommendation"] for edit in applied if edit["to"] in OFFERED and edit["from"] not in OFFERED]
     if lifted:
         _say_what_lifting_brings(session, patient=patient, content=content, lifted=lifted, kb=kb)
+    if applied:  # the options side by side show what the signer decided, not what HemiCare proposed
+        follow_statuses(content, kb)
     part = "integrative" if role in INTEGRATIVE_ROLES else "conventional"  # the signer's own part
     signed_at = utcnow()
     content.setdefault("signoff", {})[part] = {"by": signer, "role": role, "at": signed_at.isoformat()}
