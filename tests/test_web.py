@@ -1181,13 +1181,19 @@ def test_no_page_of_the_patients_pdf_ends_on_a_heading_or_an_items_name() -> Non
     from hemicare.web.plain import PlainItem, PlainPart
 
     text = "Words a patient reads about this treatment, long enough to run over two lines of the page at this size."
+    kb = load_default()
+    aid = build_plan(validate_assessment(read_file(EXAMPLES / "demo-001.yaml")), kb).decision_aid
+    assert aid is not None
+    options = aid.model_dump(mode="json")  # its questions' headings must not end a page either
     seen_breaks = 0
     for count in range(8, 18):
         items = [
             PlainItem(f"Treatment {n}", "option", "To discuss", text, ["- advice"] * (n % 3)) for n in range(count)
         ]
         parts = [PlainPart("conventional", "Medical treatment", "Agreed by your neurologist", False, items)] * 2
-        body = patient_plan_pdf(patient_name="A B", printed_on=dt.date(2026, 11, 27), parts=parts, warnings=[], due=[])
+        body = patient_plan_pdf(
+            patient_name="A B", printed_on=dt.date(2026, 11, 27), parts=parts, warnings=[], due=[], options=options
+        )
         pages = PdfReader(io.BytesIO(body)).pages
         seen_breaks += len(pages) - 1
         for number, page in enumerate(pages[:-1], start=1):
@@ -1413,6 +1419,56 @@ def test_the_patients_page_says_what_to_know_as_their_printed_plan_does(client: 
     assert listed and any("hearing loss" in message for message in listed), listed
     printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
     assert all(" ".join(message.split()) in printed for message in listed), (listed, printed)
+
+
+def _aid_columns(page: str) -> list[tuple[str, str]]:
+    """The options side by side on a page: each column's name and badge ("" for no treatment)."""
+    table = page[page.index('<table class="aid">') :]
+    header = table[: table.index("</tr>")]
+    found = re.findall(r'<th>([^<]+)(?:<br><span class="badge [a-z_]+">([^<]+)</span>)?</th>', header)
+    return [(html.unescape(name), badge) for name, badge in found]
+
+
+def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client: TestClient) -> None:
+    """The decision aid was only on the clinicians' page. The patient's page and printed plan now have it, with what
+    each signed part suggests or offers to discuss beside doing nothing; a status changed at sign-off is the one
+    shown, on the clinicians' page too (an option set aside leaves the table)."""
+    sign_in(client, "patient1")
+    assert 'id="options"' not in client.get("/me").text  # nobody has signed yet: nothing to weigh
+    assert "Your options side by side" not in _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
+    client.cookies.clear()
+    csrf = sign_in(client, "surgeon")
+    form = {"csrf_token": csrf, "version": "1", "status.mvd": "not_recommended", "reason.mvd": "would rather not"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    clinicians = client.get("/patients/demo-001").text
+    assert _aid_columns(clinicians) == [
+        ("No treatment (watchful waiting)", ""),
+        ("Botulinum toxin injections", "recommended"),
+        ("Acupuncture", "option"),  # proposed by HemiCare: the clinicians see it before the TCM practitioner signs
+    ]
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    page = client.get("/me").text
+    assert _aid_columns(page) == [("No treatment (watchful waiting)", ""), ("Botulinum toxin injections", "suggested")]
+    assert "How sure is the evidence?" in page and 'href="https://pubmed.ncbi.nlm.nih.gov/' in page
+    printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
+    options = printed[printed.index("Your options side by side") : printed.index("What happens next")]
+    assert "No treatment (watchful waiting): Nothing now;" in options
+    assert "Botulinum toxin injections (suggested): A few small injections" in options
+    assert (
+        "How sure is the evidence? No treatment (watchful waiting): low. Botulinum toxin injections (suggested)"
+        in options
+    )
+    assert "Microvascular" not in options and "Acupuncture" not in options
+    client.cookies.clear()
+    csrf = sign_in(client, "tcm")
+    assert client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": "2"}).status_code == 303
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert _aid_columns(client.get("/me").text)[1:] == [
+        ("Botulinum toxin injections", "suggested"),
+        ("Acupuncture", "to discuss"),
+    ]
 
 
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:

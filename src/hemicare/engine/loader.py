@@ -162,6 +162,10 @@ class KnowledgeBase:
         """Each treatment's name by its id, as recommendations name them."""
         return {treatment.id: treatment.name for treatment in self.treatments.values()}
 
+    def reference_links(self) -> dict[str, str | None]:
+        """Each reference's address by its id, where it has one, for a citation a reader can open."""
+        return {ref.id: ref.link for ref in self.references.values()}
+
     def scale_names(self) -> dict[str, str]:
         """Each rating scale's or questionnaire's name by its id ("hfs7": "HFS-7 quality-of-life scale")."""
         return {scale_id: scale.name for scale_id, scale in self.scales.items()}

@@ -92,10 +92,17 @@ PATIENT_TEXT_PT = 12
 
 
 def patient_plan_pdf(
-    *, patient_name: str, printed_on: dt.date, parts: list[PlainPart], warnings: list[str], due: list[DueItem]
+    *,
+    patient_name: str,
+    printed_on: dt.date,
+    parts: list[PlainPart],
+    warnings: list[str],
+    due: list[DueItem],
+    options: dict[str, Any] | None = None,
 ) -> bytes:
     """The plan in plain language for the patient to take home: the same words as the patient's own page, and only
-    what a clinician has agreed."""
+    what a clinician has agreed; then the options side by side (``plain.plain_options``), question by question, as
+    the page's table would be too narrow at this size of type."""
     doc = _Document(f"HemiCare plan for {patient_name}")
 
     def say(text: str, style: str = "") -> None:
@@ -126,6 +133,22 @@ def patient_plan_pdf(
         doc.heading("Things to know", 14)
         for message in warnings:
             say(f"- {message}")
+    if options:
+        doc.heading("Your options side by side", 14)
+        say(options["denominator"])
+        for question_id, question in [*options["questions"].items(), (None, "How sure is the evidence?")]:
+            doc.heading(question, PATIENT_TEXT_PT)
+            for column in options["columns"]:
+                label = f" ({column['label'].lower()})" if column.get("label") else ""
+                if question_id is None:
+                    say(f"{column['name']}{label}: {column['evidence']['certainty'].replace('_', ' ')}.")
+                    continue
+                cell = column["answers"][question_id]
+                say(f"{column['name']}{label}: {cell['text']}")
+                for figure in cell["figures"]:
+                    cited = ", ".join(figure["evidence"]["references"])
+                    say(f"- {figure['label']}: {figure['per_100'] or figure['text']} ({cited})")
+        say(options["note"])
     doc.heading("What happens next", 14)
     if not due:
         say("Your care team will arrange your next visit.")

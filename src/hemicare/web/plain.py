@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase
+from hemicare.engine.decision_aid import NO_TREATMENT
 from hemicare.plans.schemas import part_of
 from hemicare.sessions import service as session_service
 
@@ -98,6 +99,34 @@ def plain_parts(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Know
             )
         )
     return shown
+
+
+def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart]) -> dict[str, Any] | None:
+    """The options side by side for the patient (the plan's decision aid): no treatment, then what each signed part
+    suggests or offers to discuss, from the version its specialty signed, labelled as the patient's plan labels them.
+    None while nothing signed is offered. Holds the aid's questions, denominator and note, and the citations."""
+    columns: list[dict[str, Any]] = []
+    references: dict[str, str] = {}
+    first = None
+    for part in parts:
+        signed = reviewed.get(part)
+        aid = signed.content.get("decision_aid") if signed else None
+        if signed is None or aid is None:
+            continue
+        first = first or aid
+        references.update(signed.content["references"])
+        statuses = {
+            rec["id"]: rec["status"] for rec in signed.content["recommendations"] if part_of(rec["category"]) == part
+        }
+        columns += [
+            {**column, "status": statuses[column["option"]], "label": PATIENT_STATUS[statuses[column["option"]]]}
+            for column in aid["columns"]
+            if statuses.get(column["option"]) in PATIENT_STATUS
+        ]
+    if first is None or not columns:
+        return None
+    nothing = [column for column in first["columns"] if column["option"] == NO_TREATMENT]
+    return {**first, "columns": nothing + columns, "references": references}
 
 
 def things_to_know(reviewed: Mapping[str, ReviewedPart]) -> list[str]:

@@ -29,7 +29,7 @@ from hemicare.web.pages._shared import (
     questionnaire_items,
 )
 from hemicare.web.payload import RecordNumber
-from hemicare.web.plain import due_words, plain_parts, taking_words, things_to_know
+from hemicare.web.plain import due_words, plain_options, plain_parts, taking_words, things_to_know
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,6 +71,8 @@ def _my_page(
         patient=patient,
         plain=plain,
         warnings=things_to_know(reviewed),  # as the printed plan says them
+        options=plain_options(parts, reviewed),
+        reference_urls=request.app.state.kb.reference_links(),
         entries=entries,
         answers=answers,
         due=[due_words(item) for item in due],

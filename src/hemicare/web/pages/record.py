@@ -67,7 +67,7 @@ from hemicare.web.pages._shared import (
     subscale_answers,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
-from hemicare.web.plain import plain_parts, things_to_know
+from hemicare.web.plain import plain_options, plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
@@ -188,7 +188,7 @@ def _patient_page(
                 kb,
             ),
             "statuses": STATUSES,
-            "reference_urls": {ref.id: ref.link for ref in kb.references.values()},
+            "reference_urls": kb.reference_links(),
             "treatment_names": kb.treatment_names(),
             "scale_names": kb.scale_names(),
             "mvd_results": [result.value for result in MvdResult],
@@ -257,7 +257,7 @@ def plan_version_page(code: PatientCode, number: RecordNumber, request: Request,
         content=shown.content,
         latest_number=newest.number if newest else number,
         parts=parts_of(shown.content),
-        reference_urls={ref.id: ref.link for ref in kb.references.values()},
+        reference_urls=kb.reference_links(),
         treatment_names=kb.treatment_names(),
         herbs=kb.herbs,
     )
@@ -819,6 +819,7 @@ def plan_pdf(
         printed_on=dt.date.today(),
         parts=plain_parts(parts, reviewed, request.app.state.kb),
         warnings=things_to_know(reviewed),
+        options=plain_options(parts, reviewed),
         due=due,
     )
     return _pdf(body, f"{code}-patient.pdf")
