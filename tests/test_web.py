@@ -1451,6 +1451,16 @@ def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client
     page = client.get("/me").text
     assert _aid_columns(page) == [("No treatment (watchful waiting)", ""), ("Botulinum toxin injections", "suggested")]
     assert "How sure is the evidence?" in page and 'href="https://pubmed.ncbi.nlm.nih.gov/' in page
+    # Each chance per 100 is also drawn as a hundred squares, as many filled as it says; other figures are not.
+    figures = re.findall(r'<div class="fig">(<svg class="icons".*?</svg>)?[^<]*: <strong>([^<]+)</strong>', page)
+    assert len(figures) > 5 and any(words.startswith("about ") for _, words in figures)
+    for svg, words in figures:
+        counted = re.fullmatch(r"about (\d+) in 100", words)
+        filled = re.search(r'fill="#1f618d" d="([^"]*)"', svg)
+        assert bool(svg) == ("in 100" in words), words
+        assert (len(re.findall(r"M\d+ \d+h", filled.group(1))) if filled else 0) == (
+            int(counted.group(1)) if counted else 0
+        ), words
     printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
     options = printed[printed.index("Your options side by side") : printed.index("What happens next")]
     assert "No treatment (watchful waiting): Nothing now;" in options
@@ -1469,6 +1479,46 @@ def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client
         ("Botulinum toxin injections", "suggested"),
         ("Acupuncture", "to discuss"),
     ]
+
+
+@pytest.mark.parametrize(("per_100", "filled"), [("about 7 in 100", 7), ("fewer than 1 in 100", 0), (None, None)])
+def test_the_patients_sheet_draws_each_chance_as_a_hundred_squares(per_100: str | None, filled: int | None) -> None:
+    """On paper too, a chance per 100 is drawn beside its words, as many squares filled as they say; a figure that is
+    not a chance (a number of days) is a line of text."""
+    from pypdf import PdfReader
+
+    from hemicare.web.pdf import patient_plan_pdf
+
+    figure = {
+        "label": "Ptosis",
+        "per_100": per_100,
+        "text": "8 days",
+        "value": 7.0,
+        "evidence": {"references": ["x:1"]},
+    }
+    column = {
+        "name": "Toxin",
+        "label": "Suggested",
+        "answers": {"q": {"text": "Injections.", "figures": [figure]}},
+        "evidence": {"certainty": "moderate"},
+    }
+    options = {"questions": {"q": "What?"}, "denominator": "Per 100.", "note": "Ask.", "columns": [column]}
+    body = patient_plan_pdf(
+        patient_name="A B", printed_on=dt.date(2026, 11, 29), parts=[], warnings=[], due=[], options=options
+    )
+    drawn = PdfReader(io.BytesIO(body)).pages[0].get_contents().get_data().decode("latin-1")
+    colour, squares = "", {"filled": 0, "empty": 0}
+    for operation in re.finditer(r"([\d.]+ [\d.]+ [\d.]+) rg|\bre\b", drawn):
+        if operation.group(1):
+            colour = "filled" if operation.group(1) == "0.1216 0.3804 0.5529" else "empty"
+        else:
+            squares[colour] += 1
+    text = _pdf_text(body)
+    if filled is None:
+        assert squares == {"filled": 0, "empty": 0} and "- Ptosis: 8 days (x:1)" in text
+    else:
+        assert squares == {"filled": filled, "empty": 100 - filled} and f"Ptosis: {per_100} (x:1)" in text
+    assert "Toxin (suggested): Injections." in text and "Toxin (suggested): moderate." in text
 
 
 def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> None:

@@ -44,6 +44,7 @@ from hemicare.recalls.service import lateness
 from hemicare.sessions.service import HELD_BACK
 from hemicare.web import once
 from hemicare.web.auth import COOKIE, PasswordChangeRequired, SignInRequired, audit_refusal, signed_in_user
+from hemicare.web.charts import icon_array
 from hemicare.web.chinese import mark_chinese
 from hemicare.web.openapi import api_document
 from hemicare.web.turns import Turns
@@ -275,6 +276,7 @@ def create_app(
     app.state.templates.env.globals["diagnosis_label"] = diagnosis_label
     app.state.templates.env.globals["point_label"] = point_label
     app.state.templates.env.filters["zh"] = mark_chinese
+    app.state.templates.env.filters["icon_array"] = icon_array
     app.state.templates.env.filters["subscales"] = subscale_words
     app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness

@@ -1,11 +1,16 @@
-"""Outcome charts drawn by the server as SVG: diary spasms and intensity, HFS-7, with treatments on the time axis."""
+"""Figures drawn by the server as SVG: outcome charts (diary spasms and intensity, HFS-7, with treatments on the time
+axis) and the icon arrays of the options side by side."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
+
+from markupsafe import Markup
 
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 56, 36, 68
@@ -228,3 +233,42 @@ def outcome_chart(
             label(at + 14, bottom, name, "#333", css="legend")
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+ICON_CELL, ICON_STEP = 4, 5  # an icon array's square and the distance from one square to the next, in pixels
+ICONS_FILLED = "#1f618d"  # the accent colour: the people the figure counts
+ICONS_EMPTY = "#d5dbdb"  # the line colour: the rest of the hundred
+_PER_100 = re.compile(r"about (\d+) in 100")
+
+
+def chances_in_100(figure: Mapping[str, Any]) -> int | None:
+    """How many of a hundred a figure's words count ("about 91 in 100": 91; "fewer than 1 in 100": 0), or None for a
+    figure that is not a chance. The words are what is drawn, so that picture and number never disagree."""
+    words = figure.get("per_100") or ""
+    said = _PER_100.fullmatch(words)
+    if said is not None:
+        return min(100, int(said.group(1)))
+    return 0 if words.startswith("fewer than") else None
+
+
+def icon_array(figure: Mapping[str, Any]) -> Markup:
+    """A figure read "about N in 100" (``per_100``) drawn as a hundred squares in rows of ten, the first N filled: a
+    second way to see a chance beside the number, as decision-aid standards (IPDAS) ask. "Fewer than 1 in 100"
+    fills none. Hidden from screen readers, which read the number written beside it; empty for other figures."""
+    count = chances_in_100(figure)
+    if count is None:
+        return Markup("")
+    paths: dict[bool, list[str]] = {True: [], False: []}
+    for index in range(100):
+        row, column = divmod(index, 10)
+        paths[index < count].append(f"M{column * ICON_STEP} {row * ICON_STEP}h{ICON_CELL}v{ICON_CELL}h-{ICON_CELL}z")
+    size = 10 * ICON_STEP - (ICON_STEP - ICON_CELL)
+    drawn = "".join(
+        f'<path fill="{colour}" d="{"".join(paths[filled])}"/>'
+        for filled, colour in ((True, ICONS_FILLED), (False, ICONS_EMPTY))
+        if paths[filled]
+    )
+    return Markup(
+        f'<svg class="icons" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" '
+        f'height="{size}" aria-hidden="true" focusable="false">{drawn}</svg>'
+    )

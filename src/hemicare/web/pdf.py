@@ -17,6 +17,7 @@ from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail
 from hemicare.outcomes.service import Summary
 from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
+from hemicare.web.charts import ICONS_EMPTY, ICONS_FILLED, chances_in_100
 from hemicare.web.chinese import HAN as _HAN
 from hemicare.web.plain import PlainPart, due_words
 from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
@@ -29,6 +30,12 @@ _FONT_MONO = Path("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf")
 CHINESE_FONTS = (
     Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),
     Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+)
+# An icon array on paper: squares of 1.2 mm, 1.5 mm apart, in the page's colours.
+ICON_CELL_MM, ICON_STEP_MM = 1.2, 1.5
+ICONS_MM = 9 * ICON_STEP_MM + ICON_CELL_MM
+_ICONS_FILLED, _ICONS_EMPTY = (
+    tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5)) for colour in (ICONS_FILLED, ICONS_EMPTY)
 )
 _CJK = re.compile(rf"\s*{_HAN}")
 # A bracket holding only Chinese names, e.g. "(肝阳上亢 / 肝风内动)", goes with them rather than staying empty.
@@ -81,6 +88,19 @@ class _Document(FPDF):
         # millimetre apart per point of type (5 mm at 10 pt).
         self.multi_cell(0, size / 2, self.clean(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.ln(1)
+
+    def beside_icons(self, count: int, text: str, size: int) -> None:
+        """``text`` beside an icon array of a hundred squares, ``count`` of them filled (charts.icon_array on paper):
+        rows of ten from the top left, the text indented past it, the next line below both."""
+        self.keep_room(ICONS_MM + 2)
+        left, top = self.l_margin, self.get_y() + 0.5
+        for index in range(100):
+            row, column = divmod(index, 10)
+            self.set_fill_color(*(_ICONS_FILLED if index < count else _ICONS_EMPTY))
+            self.rect(left + column * ICON_STEP_MM, top + row * ICON_STEP_MM, ICON_CELL_MM, ICON_CELL_MM, style="F")
+        self.set_x(left + ICONS_MM + 3)
+        self.para(text, size)
+        self.set_y(max(self.get_y(), top + ICONS_MM + 1.5))
 
     def output_bytes(self) -> bytes:
         return bytes(self.output())
@@ -147,7 +167,12 @@ def patient_plan_pdf(
                 say(f"{column['name']}{label}: {cell['text']}")
                 for figure in cell["figures"]:
                     cited = ", ".join(figure["evidence"]["references"])
-                    say(f"- {figure['label']}: {figure['per_100'] or figure['text']} ({cited})")
+                    words = f"{figure['label']}: {figure['per_100'] or figure['text']} ({cited})"
+                    count = chances_in_100(figure)
+                    if count is None:
+                        say(f"- {words}")
+                    else:
+                        doc.beside_icons(count, words, PATIENT_TEXT_PT)
         say(options["note"])
     doc.heading("What happens next", 14)
     if not due:
