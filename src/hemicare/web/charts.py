@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from html import escape
 from typing import Any
 
@@ -256,8 +257,11 @@ def icon_array(figure: Mapping[str, Any]) -> Markup:
     second way to see a chance beside the number, as decision-aid standards (IPDAS) ask. "Fewer than 1 in 100"
     fills none. Hidden from screen readers, which read the number written beside it; empty for other figures."""
     count = chances_in_100(figure)
-    if count is None:
-        return Markup("")
+    return Markup("") if count is None else _icons(count)
+
+
+@cache  # a hundred and one drawings at most, each made once: a patient page has a score of them
+def _icons(count: int) -> Markup:
     paths: dict[bool, list[str]] = {True: [], False: []}
     for index in range(100):
         row, column = divmod(index, 10)
