@@ -388,6 +388,38 @@ def test_pages_fit_320_css_pixels_without_scrolling_sideways(clinic: str, browse
     assert wide == {}
 
 
+def test_the_options_side_by_side_read_question_by_question_on_a_phone(clinic: str, browser: object) -> None:
+    """Five columns on a phone meant scrolling sideways through each question, losing the options' names. On a
+    narrow screen each question is read down the page, every answer under its option's name; on a desk the names
+    head the columns and are not repeated in the cells."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    seen = {}
+    for name, viewport in (("phone", PHONE), ("desk", DESK)):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        page.goto(f"{clinic}/login")
+        sign_in(page, "pat")
+        page.wait_for_load_state()
+        page.goto(f"{clinic}/me#options")
+        seen[name] = page.evaluate(
+            """() => { const table = document.querySelector('#options ~ .scroll table.aid');
+              const shown = el => el.getClientRects().length > 0;
+              const names = [...table.querySelectorAll('tr:nth-child(2) td .aid-option')];
+              return { head: shown(table.querySelector('tr.aid-head')),
+                       names: names.filter(shown).map(el => el.textContent.trim()),
+                       cells: names.length,
+                       sideways: table.parentElement.scrollWidth > table.parentElement.clientWidth }; }"""
+        )
+        context.close()
+    columns = seen["desk"]["cells"]
+    assert columns >= 2 and seen["phone"]["cells"] == columns
+    assert seen["desk"] == {"head": True, "names": [], "cells": columns, "sideways": False}
+    assert seen["phone"]["head"] is False and seen["phone"]["sideways"] is False
+    assert len(seen["phone"]["names"]) == columns and seen["phone"]["names"][0] == "No treatment (watchful waiting)"
+
+
 def _chinese_outside_chinese(page: Any) -> list[str]:
     """Each piece of text on the page holding Chinese characters that no element marks as Chinese."""
     found: list[str] = page.evaluate(
