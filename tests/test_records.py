@@ -97,7 +97,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -105,7 +105,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0012"
+    assert current_revision(engine) == "0013"
     engine.dispose()
 
 
@@ -1287,6 +1287,32 @@ def test_a_migration_adding_a_kind_of_session_takes_it_and_goes_back_only_withou
     downgrade(engine, previous)
     with pytest.raises(DBAPIError), engine.begin() as connection:
         connection.execute(insert, {"kind": kind, "today": TODAY, "now": dt.datetime.now(dt.UTC)})
+    engine.dispose()
+
+
+def test_the_stated_preferences_migration_goes_back_only_with_nothing_stated(db_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0013")
+    _add_patient(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO stated_preferences (patient_id, date, answers, created_at, created_by) "
+                "SELECT id, :today, '{\"avoid_surgery\": \"yes\"}', :now, 'p' FROM patients"
+            ),
+            {"today": TODAY, "now": dt.datetime.now(dt.UTC)},
+        )
+    with pytest.raises(RuntimeError, match="1 statements of what matters to patients are recorded"):
+        downgrade(engine, "0012")
+    assert current_revision(engine) == "0013"
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM stated_preferences"))
+    downgrade(engine, "0012")
+    assert "stated_preferences" not in inspect(engine).get_table_names()
     engine.dispose()
 
 

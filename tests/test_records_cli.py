@@ -55,8 +55,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0012" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0012"
+    assert "revision 0013" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0013"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 
@@ -173,6 +173,7 @@ def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     assert _run(clinic, "export", "--patient", "demo-001", "--output", str(out)).exit_code == 0
     exported = json.loads(out.read_text())
     assert len(exported["plans"]) == 2 and len(exported["sessions"]) == 1 and len(exported["diary"]) == 1
+    assert exported["stated_preferences"] == []  # what the patient says matters to them, once they say it
     assert [e["action"] for e in exported["audit"]][:1] == ["create"]
     assert "intact" in _run(clinic, "audit", "verify").stdout
     # The ptosis after the session recorded in January lowers the upper lid's doses in the next plan: a recheck

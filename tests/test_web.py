@@ -33,7 +33,7 @@ from hemicare.engine.intake import read_file
 from hemicare.errors import quoted
 from hemicare.limits import CODE_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade, StatedPreferences
 from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -334,6 +334,7 @@ def _request_for(method: str, path: str, csrf: str) -> dict[str, Any]:
         "/patients/{code}/questionnaires/hfs30/subscales": {"date": today} | _SUBSCALES_TYPED,
         "/me/hfs7": {f"item.{i}": "1" for i in range(7)},
         "/me/diary": {"spasms": "3", "intensity": "2"},
+        "/me/preferences": {"pref.avoid_surgery": "yes"},
         "/patients/{code}/sessions/toxin": {"product": "onabotulinumtoxinA", "lot": "L1", "date": today}
         | {"units.upper_lid_medial.left": "2.5", "override_reason": "as planned"},
         "/patients/{code}/sessions/acupuncture": {"date": today, "points": "LI4"},
@@ -381,6 +382,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("GET", "/api/v1/patients/{code}/plan"): _OWN,
     ("GET", "/api/v1/patients/{code}/plans"): _OWN,
     ("GET", "/api/v1/patients/{code}/plans/{number}"): _OWN,
+    ("GET", "/api/v1/patients/{code}/preferences"): _OWN,
     ("GET", "/api/v1/patients/{code}/recall-closures"): CARE,
     ("GET", "/api/v1/patients/{code}/sessions"): _OWN,
     ("GET", "/api/v1/ready"): _PUBLIC,
@@ -409,6 +411,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/api/v1/patients/{code}/grades"): CARE,
     ("POST", "/api/v1/patients/{code}/plan/sign"): CARE,
     ("POST", "/api/v1/patients/{code}/plans"): CARE,
+    ("POST", "/api/v1/patients/{code}/preferences"): _OWN,
     ("POST", "/api/v1/patients/{code}/questionnaires"): _OWN,
     ("POST", "/api/v1/patients/{code}/recall-closures"): _CONV,
     ("POST", "/api/v1/patients/{code}/sessions"): _CONV,
@@ -418,6 +421,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/me/diary"): _PATIENTS,
     ("POST", "/me/diary/{entry_id}/remove"): _PATIENTS,
     ("POST", "/me/hfs7"): _PATIENTS,
+    ("POST", "/me/preferences"): _PATIENTS,
     ("POST", "/me/questionnaires/{answer_id}/remove"): _PATIENTS,
     ("POST", "/patients/new"): CARE,
     ("POST", "/patients/{code}/assessment"): CARE,
@@ -1479,6 +1483,98 @@ def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client
         ("Botulinum toxin injections", "suggested"),
         ("Acupuncture", "to discuss"),
     ]
+
+
+def _stated_rows(engine: Engine) -> list[dict[str, str]]:
+    with session_factory(engine)() as s:
+        return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]
+
+
+def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_assessment_differs(
+    client: TestClient, clinic: Engine
+) -> None:
+    """Below their options the patient answers what matters to them (the assessment's preferences, in their words);
+    the care team sees the answers beside the plan, each marked where the assessment records the opposite, since the
+    plan follows the assessment. Bad answers come back under the statement's words, with nothing stored."""
+    csrf = sign_in(client, "neuro")
+    assert client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": "1"}).status_code == 303
+    assert "Not said yet" in client.get("/patients/demo-001").text
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")
+    page = client.get("/me").text
+    assert len(re.findall(r'<fieldset class="stance"', page)) == 5 and 'id="matters-form"' in page
+    refused = client.post("/me/preferences", data={"csrf_token": csrf, "pref.avoid_surgery": "maybe"})
+    assert refused.status_code == 422 and "Not sent yet: please check" in refused.text
+    said = html.unescape(refused.text)
+    assert "<strong>I would rather not have an operation</strong>: Input should be 'yes', 'no' or 'not_sure'" in said
+    assert re.search(r'<fieldset class="stance" aria-invalid=true aria-describedby=preferences-problems>', said)
+    nothing = client.post("/me/preferences", data={"csrf_token": csrf})
+    assert nothing.status_code == 422
+    assert "<strong>What matters to you</strong>: answer at least one statement (yes, no or not sure)" in nothing.text
+    assert _stated_rows(clinic) == [] and _audit_count(clinic, entity="preferences") == 0
+    form = {"pref.avoid_surgery": "yes", "pref.wants_definitive_treatment": "yes", "pref.integrative_care": "not_sure"}
+    sent = client.post("/me/preferences", data={"csrf_token": csrf, **form})
+    assert sent.status_code == 303 and sent.headers["location"] == "/me?saved=preferences#matters"
+    assert _stated_rows(clinic) == [{key.removeprefix("pref."): value for key, value in form.items()}]
+    assert _audit_count(clinic, entity="preferences", action="create") == 1
+    again = client.get("/me").text  # the answers sent are the ones chosen, to change
+    assert re.findall(r'name="pref\.([a-z_]+)" value="([a-z_]+)" checked', again) == [
+        ("wants_definitive_treatment", "yes"),
+        ("avoid_surgery", "yes"),
+        ("integrative_care", "not_sure"),
+    ]
+    assert f"You last told them on {dt.date.today()}" in again
+    client.cookies.clear()
+    sign_in(client, "tcm")
+    card = client.get("/patients/demo-001").text
+    card = html.unescape(card[card.index('id="stated-preferences"') :][:2000])
+    lines = re.findall(r'<li>"([^"]+)": <strong>([a-z ]+)</strong>( <span class="badge warning">)?', card)
+    # demo-001's assessment: wants a definitive treatment and integrative care, does not ask to avoid surgery.
+    assert lines == [
+        ("I want a treatment aimed at the cause of my spasm, not only at easing it", "yes", ""),
+        ("I would rather not have an operation", "yes", ' <span class="badge warning">'),
+        ("I would like Traditional Chinese Medicine beside my medical treatment", "not sure", ""),
+    ]
+    assert f"(on their page, {dt.date.today()})" in card and 'href="/patients/demo-001/assessment">update' in card
+
+
+def test_the_api_takes_and_gives_what_matters_to_the_patient(client: TestClient, clinic: Engine) -> None:
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    address = "/api/v1/patients/demo-001/preferences"
+    today = dt.date.today().isoformat()
+    assert client.get(address, headers=headers).json() == {"date": None, "answers": None, "by": None}
+    for answers, field, message in (
+        ({"avoid_surgery": "maybe"}, "answers.avoid_surgery", "Input should be 'yes', 'no' or 'not_sure'"),
+        ({}, "answers", "answer at least one statement (yes, no or not sure)"),
+        ({"pizza": "yes"}, "answers.pizza", "Input should be 'avoid_surgery', "),
+    ):
+        refused = client.post(address, json={"date": today, "answers": answers}, headers=headers)
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == field and error["message"].startswith(message), error
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    late = client.post(address, json={"date": tomorrow, "answers": {"avoid_surgery": "no"}}, headers=headers)
+    assert late.status_code == 422 and late.json()["errors"][0]["field"] == "date"
+    assert _stated_rows(clinic) == []
+    made = client.post(address, json={"date": today, "answers": {"avoid_needles": "no"}}, headers=headers)
+    assert made.status_code == 201 and made.json()["date"] == today
+    stated = client.get(address, headers=headers).json()
+    assert stated == {"date": today, "answers": {"avoid_needles": "no"}, "by": "surgeon"}
+    assert _audit_count(clinic, entity="preferences", action="read") == 2
+
+
+def test_a_stated_preference_differs_from_the_assessment_only_where_it_says_the_opposite() -> None:
+    from hemicare.web.plain import stated_lines
+
+    answers = {"avoid_needles": "no", "avoid_injections": "yes", "avoid_surgery": "not_sure", "integrative_care": "no"}
+    recorded = {"avoid_needles": True, "avoid_injections": True, "avoid_surgery": True}  # integrative care: absent
+    assert [(line.stance, line.differs) for line in stated_lines(answers, recorded)] == [
+        ("not sure", False),  # avoid surgery: not sure differs from nothing
+        ("yes", False),  # avoid injections, as recorded
+        ("no", True),  # avoid needles: the assessment says the patient does
+        ("no", False),  # integrative care: not asked for, as an absent preference means
+    ]
+    assert not any(line.differs for line in stated_lines(answers, None))  # no assessment to differ from
 
 
 @pytest.mark.parametrize(("per_100", "filled"), [("about 7 in 100", 7), ("fewer than 1 in 100", 0), (None, None)])
@@ -3815,6 +3911,7 @@ def _valid_requests() -> list[tuple[str, dict[str, Any]]]:
         ("/api/v1/patients/demo-002/assessments", read_file(EXAMPLES / "demo-001.yaml") | {"id": "demo-002"}),
         ("/api/v1/patients/demo-001/questionnaires", {"date": today, "instrument": "hfs7", "answers": [1] * 7}),
         ("/api/v1/patients/demo-001/grades", {"date": today, "smc_grade": 2}),
+        ("/api/v1/patients/demo-001/preferences", {"date": today, "answers": {"avoid_surgery": "yes"}}),
         ("/api/v1/patients/demo-001/recall-closures", {"recall": "toxin", "reason": "chose MVD"}),
     ]
 

@@ -961,7 +961,7 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
 
     from hemicare.assessments.models import StoredAssessment
     from hemicare.audit import service as audit_service
-    from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+    from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade, StatedPreferences
     from hemicare.plans import service as plan_service
     from hemicare.recalls.models import RecallClosure
     from hemicare.sessions.models import TreatmentSession
@@ -981,6 +981,7 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
         "diary": rows(DiaryEntry),
         "questionnaires": rows(QuestionnaireAnswer),
         "grades": rows(ScaleGrade),
+        "stated_preferences": rows(StatedPreferences),
         "recall_closures": rows(RecallClosure),
         "audit": [
             {"at": e.at, "actor": e.actor, "action": e.action, "entity": e.entity, "entity_id": e.entity_id}

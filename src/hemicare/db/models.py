@@ -5,7 +5,7 @@ from __future__ import annotations
 from hemicare.assessments.models import StoredAssessment
 from hemicare.audit.models import AuditEntry
 from hemicare.db.base import Base
-from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade, StatedPreferences
 from hemicare.patients.models import Patient
 from hemicare.plans.models import PlanVersion
 from hemicare.recalls.models import RecallClosure
@@ -25,6 +25,7 @@ __all__ = [
     "ScaleGrade",
     "SentForm",
     "SignInFailure",
+    "StatedPreferences",
     "StoredAssessment",
     "TreatmentSession",
     "User",

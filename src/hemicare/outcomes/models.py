@@ -60,3 +60,17 @@ class ScaleGrade(Created, Base):
     jankovic_severity: Mapped[int | None]
     jankovic_frequency: Mapped[int | None]
     cohen_albert: Mapped[int | None]
+
+
+class StatedPreferences(Created, Base):
+    """What the patient says matters to them in choosing a treatment, a statement a preference of the assessment
+    (``engine.assessment.Preferences``), each answered yes, no or not sure. Kept, never edited: a change of mind is
+    stated again, and the latest is what the care team sees."""
+
+    __tablename__ = "stated_preferences"
+    __table_args__ = (Index("ix_stated_preferences_patient_date", "patient_id", "date"), NEVER_REUSED)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    date: Mapped[dt.date]
+    answers: Mapped[Any] = mapped_column(JSON)

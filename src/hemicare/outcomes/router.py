@@ -10,7 +10,7 @@ from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate, Removal
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, PreferencesStated, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.web import once
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
@@ -82,6 +82,40 @@ def read_outcomes(code: PatientCode, request: Request, user: ApiUser) -> dict[st
             mode="json"
         )
         return summary
+
+
+@router.post(
+    "/patients/{code}/preferences",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=json_input(PreferencesStated, "What matters to the patient in choosing a treatment"),
+)
+def state_preferences(
+    code: PatientCode, request: Request, user: ApiUser, body: JsonBody, key: once.IdempotencyKey
+) -> dict[str, Any]:
+    """What the patient says matters to them, each of the assessment's preferences (`avoid_surgery`,
+    `wants_definitive_treatment`, `avoid_injections`, `avoid_needles`, `integrative_care`) answered `yes`, `no` or
+    `not_sure`, at least one; by the patient or the care team from a paper form. A new statement each time: the care
+    team sees the latest beside the plan, and where it is the opposite of the assessment's, which the plan follows."""
+    require_patient_access(user, code)
+    data = validate(PreferencesStated, body)
+    with request.app.state.sessions.begin() as session:
+        once.claim_request(session, request, username=user.username, key=key, body=body)
+        patient = patient_service.get(session, code=code)
+        row = outcome_service.state_preferences(session, patient=patient, data=data, actor=user.username)
+        return once.answered(request, {"id": row.id, "date": row.date.isoformat()})
+
+
+@router.get("/patients/{code}/preferences")
+def read_preferences(code: PatientCode, request: Request, user: ApiUser) -> dict[str, Any]:
+    """The patient's latest statement of what matters to them (`date`, `answers`, `by`), or nulls before any."""
+    require_patient_access(user, code)
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        audit.record(session, actor=user.username, action="read", entity="preferences", entity_id=code)
+        row = outcome_service.stated_preferences(session, patient=patient)
+        if row is None:
+            return {"date": None, "answers": None, "by": None}
+        return {"date": row.date.isoformat(), "answers": row.answers, "by": row.created_by}
 
 
 @router.post(

@@ -72,6 +72,29 @@ class GradesCreate(BaseModel):
         return self
 
 
+# The assessment's preferences a patient may state (engine.assessment.Preferences), each answered yes, no or not sure.
+PreferenceId = Literal[
+    "avoid_surgery", "wants_definitive_treatment", "avoid_injections", "avoid_needles", "integrative_care"
+]
+Stance = Literal["yes", "no", "not_sure"]
+
+
+class PreferencesStated(BaseModel):
+    """What matters to the patient in choosing a treatment, as they say it: at least one statement answered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date: PastDate
+    answers: dict[PreferenceId, Stance]
+
+    @field_validator("answers")
+    @classmethod
+    def _some_answer(cls, answers: dict[str, str]) -> dict[str, str]:
+        if not answers:
+            raise ValueError("answer at least one statement (yes, no or not sure)")
+        return answers
+
+
 class Removal(BaseModel):
     """Why a questionnaire answer or a visit's grades is removed: the audit trail keeps it with the values."""
 

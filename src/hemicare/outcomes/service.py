@@ -16,8 +16,8 @@ from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.assessment import ITEM_MAX
 from hemicare.errors import ForbiddenError, InputError, NotFoundError
-from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade
-from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.outcomes.models import DiaryEntry, QuestionnaireAnswer, ScaleGrade, StatedPreferences
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, PreferencesStated, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.sessions import service as session_service
@@ -36,6 +36,20 @@ def add_diary(session: Session, *, patient: Patient, data: DiaryCreate, actor: s
     entry = DiaryEntry(patient_id=patient.id, created_by=actor, **data.model_dump())
     audit.add_created(session, entry, actor=actor, entity="diary", detail={"patient": patient.code})
     return entry
+
+
+def state_preferences(session: Session, *, patient: Patient, data: PreferencesStated, actor: str) -> StatedPreferences:
+    """Store what the patient says matters to them (a new statement; earlier ones stay, in the record and its trail)."""
+    _dated_after_birth(patient, data.date)
+    row = StatedPreferences(patient_id=patient.id, created_by=actor, **data.model_dump())
+    audit.add_created(session, row, actor=actor, entity="preferences", detail={"patient": patient.code})
+    return row
+
+
+def stated_preferences(session: Session, *, patient: Patient) -> StatedPreferences | None:
+    """The patient's latest statement of what matters to them, if they have made one."""
+    query = select(StatedPreferences).where(StatedPreferences.patient_id == patient.id)
+    return session.scalar(query.order_by(StatedPreferences.date.desc(), StatedPreferences.id.desc()).limit(1))
 
 
 class DiaryRow(NamedTuple):

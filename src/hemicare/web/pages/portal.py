@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from hemicare.engine.intake import validate_model
 from hemicare.errors import InputError
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import DiaryCreate, QuestionnaireCreate
+from hemicare.outcomes.schemas import DiaryCreate, PreferencesStated, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
 from hemicare.recalls import service as recall_service
@@ -29,7 +29,15 @@ from hemicare.web.pages._shared import (
     questionnaire_items,
 )
 from hemicare.web.payload import RecordNumber
-from hemicare.web.plain import due_words, plain_options, plain_parts, taking_words, things_to_know
+from hemicare.web.plain import (
+    PREFERENCE_STATEMENTS,
+    STANCES,
+    due_words,
+    plain_options,
+    plain_parts,
+    taking_words,
+    things_to_know,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,6 +70,7 @@ def _my_page(
         monthly = outcome_service.summarise(found, patient=patient, kb=request.app.state.kb).monthly
         plain = plain_parts(parts, reviewed, request.app.state.kb)
         entries = outcome_service.recent_diary(session, patient=patient)
+        stated = outcome_service.stated_preferences(session, patient=patient)
         answers = outcome_service.recent_questionnaires(session, patient=patient)
     audit_read(request, user, entity="patient", entity_id=code)
     return _page(
@@ -72,6 +81,9 @@ def _my_page(
         plain=plain,
         warnings=things_to_know(reviewed),  # as the printed plan says them
         options=plain_options(parts, reviewed),
+        statements=PREFERENCE_STATEMENTS,
+        stances=STANCES,
+        stated=stated,
         reference_urls=request.app.state.kb.reference_links(),
         entries=entries,
         answers=answers,
@@ -118,6 +130,32 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
     with request.app.state.sessions.begin() as session:
         answer = _once(session, request, user, form, "/me?saved=diary")
         outcome_service.add_diary(
+            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
+        )
+    return answer
+
+
+# The form of what matters to the patient: each statement's answers by problem path, under the statement's words.
+_PREFERENCE_FIELDS: FieldNames = {
+    "answers": ("", "What matters to you"),
+    **{f"answers.{key}": (f"pref.{key}", words) for key, words in PREFERENCE_STATEMENTS.items()},
+}
+
+
+@router.post("/me/preferences")
+def my_preferences(request: Request, user: PageUser, form: PostedForm) -> Response:
+    """The patient says what matters to them in choosing a treatment, for their care team to see beside the plan."""
+    code = _own_code(user)
+    check_csrf(user, form.get("csrf_token"))
+    answers = {key: form.get(f"pref.{key}") for key in PREFERENCE_STATEMENTS if form.get(f"pref.{key}")}
+    try:
+        data = validate_model(PreferencesStated, {"date": dt.date.today().isoformat(), "answers": answers})
+    except InputError as exc:
+        posted = _refused("preferences", form, exc.problems, _PREFERENCE_FIELDS)
+        return _my_page(request, user, posted=posted, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, "/me?saved=preferences#matters")
+        outcome_service.state_preferences(
             session, patient=patient_service.get(session, code=code), data=data, actor=user.username
         )
     return answer

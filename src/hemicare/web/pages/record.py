@@ -67,7 +67,7 @@ from hemicare.web.pages._shared import (
     subscale_answers,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
-from hemicare.web.plain import plain_options, plain_parts, things_to_know
+from hemicare.web.plain import plain_options, plain_parts, stated_lines, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
@@ -158,6 +158,7 @@ def _patient_page(
         chart = _chart(found, patient, kb)
         signable = _signable(user, plan)
         facts = session_service.facts_today(assessment, found.sessions, today=dt.date.today(), kb=kb)
+        stated = outcome_service.stated_preferences(session, patient=patient)
         context = {
             "patient": patient,
             "plan": plan,
@@ -174,6 +175,10 @@ def _patient_page(
             "points_held": session_service.points_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
             "conventional_held": _conventional_held(facts, kb) if user.role in CONVENTIONAL_SIGNERS else {},
             "outcomes": outcomes,
+            "stated_on": stated.date if stated else None,
+            "stated": stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
+            if stated
+            else [],
             "scores": found.scores,
             "due": due,
             "closed": closed,
