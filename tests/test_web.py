@@ -1525,7 +1525,13 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
     ]
     assert f"You last told them on {dt.date.today()}" in again
     client.cookies.clear()
-    sign_in(client, "tcm")
+    csrf = sign_in(client, "tcm")
+    letter = _pdf_text(_referral(client, csrf, to="neurology").content)  # the receiving clinician reads it too
+    assert (
+        f'What the patient says matters to them On their page, {dt.date.today()}: "I want a treatment aimed at the '
+        'cause of my spasm, not only at easing it": yes; "I would rather not have an operation": yes (the assessment '
+        'records the opposite); "I would like Traditional Chinese Medicine beside my medical treatment": not sure.'
+    ) in letter
     card = client.get("/patients/demo-001").text
     card = html.unescape(card[card.index('id="stated-preferences"') :][:2000])
     lines = re.findall(r'<li>"([^"]+)": <strong>([a-z ]+)</strong>( <span class="badge warning">)?', card)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
 from hemicare.web.charts import ICONS_EMPTY, ICONS_FILLED, chances_in_100
 from hemicare.web.chinese import HAN as _HAN
-from hemicare.web.plain import PlainPart, due_words
+from hemicare.web.plain import PlainPart, StatedLine, due_words
 from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -219,6 +219,8 @@ class Referral:
     outcomes: Summary
     names: dict[str, str]  # recommendation names by id (the knowledge base's treatments)
     scale_names: dict[str, str]
+    stated: list[StatedLine] = field(default_factory=list)  # what the patient last said matters to them
+    stated_on: dt.date | None = None
 
 
 def _mono(doc: _Document, lines: list[str]) -> None:
@@ -271,6 +273,13 @@ def referral_pdf(referral: Referral) -> bytes:
         doc.heading("Assessment", 12)
         for line in describe_assessment(r.assessment):
             doc.para(line)
+    if r.stated:
+        doc.heading("What the patient says matters to them", 12)
+        said = [
+            f'"{line.statement}": {line.stance}' + (" (the assessment records the opposite)" if line.differs else "")
+            for line in r.stated
+        ]
+        doc.para(f"On their page, {r.stated_on}: " + "; ".join(said) + ".")
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():

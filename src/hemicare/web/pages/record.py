@@ -28,6 +28,7 @@ from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
+from hemicare.outcomes.models import StatedPreferences
 from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -67,7 +68,7 @@ from hemicare.web.pages._shared import (
     subscale_answers,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
-from hemicare.web.plain import plain_options, plain_parts, stated_lines, things_to_know
+from hemicare.web.plain import StatedLine, plain_options, plain_parts, stated_lines, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
@@ -133,6 +134,13 @@ def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list
     }
 
 
+def _stated(stated: StatedPreferences | None, stored: StoredAssessment | None) -> list[StatedLine]:
+    """What the patient last said matters to them, each line marked where the latest assessment says the opposite."""
+    if stated is None:
+        return []
+    return stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
+
+
 @router.get("/patients/{code}")
 def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -176,9 +184,7 @@ def _patient_page(
             "conventional_held": _conventional_held(facts, kb) if user.role in CONVENTIONAL_SIGNERS else {},
             "outcomes": outcomes,
             "stated_on": stated.date if stated else None,
-            "stated": stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
-            if stated
-            else [],
+            "stated": _stated(stated, stored),
             "scores": found.scores,
             "due": due,
             "closed": closed,
@@ -857,8 +863,9 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
     with request.app.state.readers.begin() as session:
         patient = patient_service.get(session, code=code)
         plan = _plan_or_404(session, patient)
-        _, assessment = assessment_service.latest_read(session, patient=patient)
+        stored, assessment = assessment_service.latest_read(session, patient=patient)
         found = outcome_service.records(session, patient=patient)
+        stated = outcome_service.stated_preferences(session, patient=patient)
         referral = Referral(
             target=target,
             question=question,
@@ -876,6 +883,8 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
             outcomes=outcome_service.summarise(found, patient=patient, kb=kb),
             names=kb.treatment_names(),
             scale_names=kb.scale_names(),
+            stated=_stated(stated, stored),
+            stated_on=stated.date if stated else None,
         )
     _audit_export(request, user, code, plan, detail={"as": "pdf:referral", "to": SPECIALTY_NAMES[target]})
     return _pdf(referral_pdf(referral), f"{code}-referral.pdf")
