@@ -115,6 +115,35 @@ def test_a_nerve_procedures_relief_is_shown_with_the_patient(clinic: str, tmp_pa
     assert "Nerve procedures: facial nerve block (left) of 2026-02-03: relief 26.5 weeks.\n" in text
 
 
+def test_what_the_patient_says_matters_is_shown_with_the_patient(clinic: str, engine: Engine) -> None:
+    """`patients show` gives the patient's latest answers (stated on their page or through the API), each marked
+    where the latest assessment records the opposite, in words and in its JSON."""
+    from hemicare.outcomes import service as outcome_service
+    from hemicare.outcomes.schemas import PreferencesStated
+    from hemicare.patients import service as patient_service
+
+    result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)["stated_preferences"] is None
+    assert "what the patient says" not in _run(clinic, "patients", "show", "demo-001").stdout
+    answers = {"avoid_surgery": "yes", "integrative_care": "no"}  # demo-001: integrative care asked for
+    with session_factory(engine)() as s, s.begin():
+        patient = patient_service.get(s, code="demo-001")
+        data = PreferencesStated.model_validate({"date": "2026-11-02", "answers": answers})
+        outcome_service.state_preferences(s, patient=patient, data=data, actor="mei.lin")
+    shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)["stated_preferences"]
+    assert shown == {
+        "date": "2026-11-02",
+        "answers": answers,
+        "differ_from_the_assessment": ["avoid_surgery", "integrative_care"],
+    }
+    assert (
+        'what the patient says matters to them (2026-11-02): "I would rather not have an operation": yes (the '
+        'assessment records the opposite); "I would like Traditional Chinese Medicine beside my medical treatment": '
+        "no (the assessment records the opposite)\n"
+    ) in _run(clinic, "patients", "show", "demo-001").stdout
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output

@@ -1570,17 +1570,16 @@ def test_the_api_takes_and_gives_what_matters_to_the_patient(client: TestClient,
 
 
 def test_a_stated_preference_differs_from_the_assessment_only_where_it_says_the_opposite() -> None:
-    from hemicare.web.plain import stated_lines
 
     answers = {"avoid_needles": "no", "avoid_injections": "yes", "avoid_surgery": "not_sure", "integrative_care": "no"}
     recorded = {"avoid_needles": True, "avoid_injections": True, "avoid_surgery": True}  # integrative care: absent
-    assert [(line.stance, line.differs) for line in stated_lines(answers, recorded)] == [
+    assert [(line.stance, line.differs) for line in outcome_service.stated_lines(answers, recorded)] == [
         ("not sure", False),  # avoid surgery: not sure differs from nothing
         ("yes", False),  # avoid injections, as recorded
         ("no", True),  # avoid needles: the assessment says the patient does
         ("no", False),  # integrative care: not asked for, as an absent preference means
     ]
-    assert not any(line.differs for line in stated_lines(answers, None))  # no assessment to differ from
+    assert not any(line.differs for line in outcome_service.stated_lines(answers, None))  # no assessment to differ from
 
 
 @pytest.mark.parametrize(("per_100", "filled"), [("about 7 in 100", 7), ("fewer than 1 in 100", 0), (None, None)])

@@ -320,6 +320,12 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                 session, kb=kb, today=dt.date.today(), horizon_days=60, patient_id=patient.id
             )
             audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
+            stated = outcome_service.stated_preferences(session, patient=patient)
+            said = (
+                outcome_service.stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
+                if stated
+                else []
+            )
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
                 "assessment": None
@@ -338,6 +344,13 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
                     "recorded_since": since,
                 },
                 "outcomes": outcomes.model_dump(mode="json"),
+                "stated_preferences": None
+                if stated is None
+                else {
+                    "date": stated.date.isoformat(),
+                    "answers": stated.answers,
+                    "differ_from_the_assessment": [line.preference for line in said if line.differs],
+                },
                 "due": [d.model_dump(mode="json") for d in due],
                 "closed_recalls": [c.model_dump(mode="json") for c in closed],
             }
@@ -373,6 +386,9 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             typer.echo(outcomes.procedure_words())
         for name, change in outcomes.questionnaires.items():
             typer.echo(f"{name}: {change.first} -> {change.latest} ({change.response})")
+        if stated is not None:
+            words = "; ".join(line.words() for line in said)
+            typer.echo(f"what the patient says matters to them ({stated.date.isoformat()}): {words}")
         for item in due:
             typer.echo(f"due {item.due.isoformat()}{' OVERDUE' if item.overdue else ''}: {item.what}")
         for held in closed:

@@ -14,12 +14,12 @@ from hemicare.db.base import local_day
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.plan import Recommendation, diagnosis_label
 from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
-from hemicare.outcomes.service import Summary
+from hemicare.outcomes.service import StatedLine, Summary
 from hemicare.plans.schemas import part_of, parts_of
 from hemicare.recalls.service import DueItem
 from hemicare.web.charts import ICONS_EMPTY, ICONS_FILLED, chances_in_100
 from hemicare.web.chinese import HAN as _HAN
-from hemicare.web.plain import PlainPart, StatedLine, due_words
+from hemicare.web.plain import PlainPart, due_words
 from hemicare.web.referrals import SPECIALTIES, SPECIALTY_NAMES
 
 _FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -275,11 +275,7 @@ def referral_pdf(referral: Referral) -> bytes:
             doc.para(line)
     if r.stated:
         doc.heading("What the patient says matters to them", 12)
-        said = [
-            f'"{line.statement}": {line.stance}' + (" (the assessment records the opposite)" if line.differs else "")
-            for line in r.stated
-        ]
-        doc.para(f"On their page, {r.stated_on}: " + "; ".join(said) + ".")
+        doc.para(f"On their page, {r.stated_on}: " + "; ".join(line.words() for line in r.stated) + ".")
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():

@@ -140,39 +140,6 @@ def things_to_know(reviewed: Mapping[str, ReviewedPart]) -> list[str]:
     return list(messages)
 
 
-# What a patient is asked of what matters to them, in their words, by the assessment's preference each statement
-# states (engine.assessment.Preferences): the plan follows the assessment, so a clinician updates it where they differ.
-PREFERENCE_STATEMENTS = {
-    "wants_definitive_treatment": "I want a treatment aimed at the cause of my spasm, not only at easing it",
-    "avoid_surgery": "I would rather not have an operation",
-    "avoid_injections": "I would rather not have injections every few months",
-    "avoid_needles": "I would rather not have acupuncture needles",
-    "integrative_care": "I would like Traditional Chinese Medicine beside my medical treatment",
-}
-STANCES = {"yes": "yes", "no": "no", "not_sure": "not sure"}
-
-
-class StatedLine(NamedTuple):
-    statement: str  # the patient's words
-    stance: str  # yes, no or not sure
-    differs: bool  # the latest assessment records the opposite preference
-
-
-def stated_lines(answers: Mapping[str, str], preferences: Mapping[str, bool] | None) -> list[StatedLine]:
-    """What the patient said matters to them, statement by statement, each marked where the assessment's
-    ``preferences`` (None: no assessment yet) record the opposite: a "yes" where it says no, a "no" where it says yes.
-    "Not sure" differs from nothing."""
-    lines = []
-    for preference, statement in PREFERENCE_STATEMENTS.items():
-        stance = answers.get(preference)
-        if stance is None:
-            continue
-        recorded = None if preferences is None else bool(preferences.get(preference, False))
-        differs = recorded is not None and stance != "not_sure" and (stance == "yes") != recorded
-        lines.append(StatedLine(statement, STANCES[stance], differs))
-    return lines
-
-
 class DueWords(NamedTuple):
     label: str  # "Due now", "Due today" or the date
     text: str

@@ -30,8 +30,6 @@ from hemicare.web.pages._shared import (
 )
 from hemicare.web.payload import RecordNumber
 from hemicare.web.plain import (
-    PREFERENCE_STATEMENTS,
-    STANCES,
     due_words,
     plain_options,
     plain_parts,
@@ -81,8 +79,8 @@ def _my_page(
         plain=plain,
         warnings=things_to_know(reviewed),  # as the printed plan says them
         options=plain_options(parts, reviewed),
-        statements=PREFERENCE_STATEMENTS,
-        stances=STANCES,
+        statements=outcome_service.PREFERENCE_STATEMENTS,
+        stances=outcome_service.STANCES,
         stated=stated,
         reference_urls=request.app.state.kb.reference_links(),
         entries=entries,
@@ -138,7 +136,7 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
 # The form of what matters to the patient: each statement's answers by problem path, under the statement's words.
 _PREFERENCE_FIELDS: FieldNames = {
     "answers": ("", "What matters to you"),
-    **{f"answers.{key}": (f"pref.{key}", words) for key, words in PREFERENCE_STATEMENTS.items()},
+    **{f"answers.{key}": (f"pref.{key}", words) for key, words in outcome_service.PREFERENCE_STATEMENTS.items()},
 }
 
 
@@ -147,7 +145,7 @@ def my_preferences(request: Request, user: PageUser, form: PostedForm) -> Respon
     """The patient says what matters to them in choosing a treatment, for their care team to see beside the plan."""
     code = _own_code(user)
     check_csrf(user, form.get("csrf_token"))
-    answers = {key: form.get(f"pref.{key}") for key in PREFERENCE_STATEMENTS if form.get(f"pref.{key}")}
+    answers = {key: form.get(f"pref.{key}") for key in outcome_service.PREFERENCE_STATEMENTS if form.get(f"pref.{key}")}
     try:
         data = validate_model(PreferencesStated, {"date": dt.date.today().isoformat(), "answers": answers})
     except InputError as exc:

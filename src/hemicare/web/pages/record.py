@@ -68,7 +68,7 @@ from hemicare.web.pages._shared import (
     subscale_answers,
 )
 from hemicare.web.payload import PatientCode, RecordNumber
-from hemicare.web.plain import StatedLine, plain_options, plain_parts, stated_lines, things_to_know
+from hemicare.web.plain import plain_options, plain_parts, things_to_know
 from hemicare.web.referrals import QUESTION_MAX, SPECIALTY_NAMES, referral_targets
 
 router = APIRouter(include_in_schema=False)
@@ -134,11 +134,11 @@ def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list
     }
 
 
-def _stated(stated: StatedPreferences | None, stored: StoredAssessment | None) -> list[StatedLine]:
+def _stated(stated: StatedPreferences | None, stored: StoredAssessment | None) -> list[outcome_service.StatedLine]:
     """What the patient last said matters to them, each line marked where the latest assessment says the opposite."""
     if stated is None:
         return []
-    return stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
+    return outcome_service.stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
 
 
 @router.get("/patients/{code}")
