@@ -655,6 +655,7 @@ def test_demo_clinic_loads(db_url: str) -> None:
         assert re.fullmatch(r"\+44 20 7946 0\d{3}", patient["phone"] or ""), patient
     # Plans in every stage of review, as in a running clinic: fully signed, medical part only, not yet.
     from hemicare.db.engine import make_engine, session_factory
+    from hemicare.outcomes import service as outcomes
     from hemicare.patients import service as patients
     from hemicare.plans import service as plans
 
@@ -665,10 +666,21 @@ def test_demo_clinic_loads(db_url: str) -> None:
                 code: tuple(sorted(plans.reviewed_parts(s, patient=patients.get(s, code=code))[1]))
                 for code in (patient["code"] for patient in listed)
             }
+            stated = {
+                code: outcomes.stated_preferences(s, patient=patients.get(s, code=code)) is not None for code in stages
+            }
     finally:
         engine.dispose()
     assert stages["demo-001"] == ("conventional", "integrative")
     assert {("conventional",), ()} <= set(stages.values()), stages
+    # Those who have read their agreed options have said what matters to them, some the opposite of the assessment.
+    assert stated == {code: stage == ("conventional", "integrative") for code, stage in stages.items()}
+    differing = [
+        code
+        for code in stages
+        if stated[code] and "(the assessment records the opposite)" in _run(db_url, "patients", "show", code).stdout
+    ]
+    assert differing and len(differing) < sum(stated.values()), differing
 
 
 @pytest.mark.parametrize(

@@ -1528,7 +1528,7 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
     csrf = sign_in(client, "tcm")
     letter = _pdf_text(_referral(client, csrf, to="neurology").content)  # the receiving clinician reads it too
     assert (
-        f'What the patient says matters to them On their page, {dt.date.today()}: "I want a treatment aimed at the '
+        f'What the patient says matters to them Stated {dt.date.today()}: "I want a treatment aimed at the '
         'cause of my spasm, not only at easing it": yes; "I would rather not have an operation": yes (the assessment '
         'records the opposite); "I would like Traditional Chinese Medicine beside my medical treatment": not sure.'
     ) in letter
@@ -1541,7 +1541,7 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
         ("I would rather not have an operation", "yes", ' <span class="badge warning">'),
         ("I would like Traditional Chinese Medicine beside my medical treatment", "not sure", ""),
     ]
-    assert f"(on their page, {dt.date.today()})" in card and 'href="/patients/demo-001/assessment">update' in card
+    assert f"(stated {dt.date.today()})" in card and 'href="/patients/demo-001/assessment">update' in card
 
 
 def test_the_api_takes_and_gives_what_matters_to_the_patient(client: TestClient, clinic: Engine) -> None:

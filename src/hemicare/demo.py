@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 
 from hemicare.assessments import service as assessment_service
 from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.assessment import Assessment
 from hemicare.engine.intake import read_file
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import held_back_for
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, QuestionnaireCreate
+from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, PreferencesStated, QuestionnaireCreate
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate
@@ -147,6 +148,19 @@ def _history(
             )
 
 
+def _stated(session: Session, *, patient: Patient, assessment: Assessment, today: dt.date, differ: bool) -> None:
+    """What a demo patient says matters to them, a few days ago: the assessment's preferences as recorded, or if they
+    ``differ`` the opposite of one of them (the care team's page marks it)."""
+    rng = random.Random(f"stated {patient.code}")  # its own draws: the rest of the demo stays as it was
+    recorded = assessment.preferences.model_dump()
+    answers = {key: "yes" if recorded[key] else "no" for key in outcome_service.PREFERENCE_STATEMENTS}
+    if differ:
+        changed = rng.choice(sorted(answers))
+        answers[changed] = "no" if answers[changed] == "yes" else "yes"
+    data = PreferencesStated.model_validate({"date": today - dt.timedelta(days=rng.randint(2, 20)), "answers": answers})
+    outcome_service.state_preferences(session, patient=patient, data=data, actor="demo")
+
+
 def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int, kb: KnowledgeBase) -> None:
     """Sign the demo plans as a running clinic has them: a third agreed by both specialties, a third with the
     medical part signed and the TCM part waiting, a third new (so the patient pages show each case)."""
@@ -198,6 +212,8 @@ def load_demo(
         _history(session, rng, patient=patient, assessment=assessment, kb=kb, today=today, actor=actor)
         plan = plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
         _review(session, patient=patient, plan=plan, stage=index % 3, kb=kb)
+        if index % 3 == 0:  # both parts agreed: the patient has read their options and said what matters
+            _stated(session, patient=patient, assessment=assessment, today=today, differ=index % 6 == 0)
         if progress is not None:
             progress(1)
     return len(data)

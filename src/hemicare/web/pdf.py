@@ -275,7 +275,7 @@ def referral_pdf(referral: Referral) -> bytes:
             doc.para(line)
     if r.stated:
         doc.heading("What the patient says matters to them", 12)
-        doc.para(f"On their page, {r.stated_on}: " + "; ".join(line.words() for line in r.stated) + ".")
+        doc.para(f"Stated {r.stated_on}: " + "; ".join(line.words() for line in r.stated) + ".")
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():
