@@ -1777,6 +1777,8 @@ def test_every_form_that_writes_is_sent_once(client: TestClient, clinic: Engine)
     """Each page form that writes carries a form key (one per drawing of the page), and every route the pages post
     to is on a page: a form added without a key, or a route no page shows, fails here."""
     _records_to_act_on(clinic)
+    csrf = sign_in(client, "neuro")  # an agreed part: the patient's page shows their options and what matters
+    assert client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": "1"}).status_code == 303
     pages = {
         "neuro": ["/patients/demo-001", "/patients/demo-001/assessment", "/patients/new", "/patients/demo-001/edit"],
         "surgeon": ["/patients/demo-001"],
