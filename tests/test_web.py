@@ -1569,6 +1569,17 @@ def test_the_api_takes_and_gives_what_matters_to_the_patient(client: TestClient,
     assert _audit_count(clinic, entity="preferences", action="read") == 2
 
 
+def test_a_patient_states_each_preference_of_the_assessment_and_no_other() -> None:
+    """The statements, the answers the API takes and the assessment's preferences are written in three places: one
+    added to the assessment alone would never be asked, one added to the statements alone never stored."""
+    from typing import get_args
+
+    from hemicare.engine.assessment import Preferences
+    from hemicare.outcomes.schemas import PreferenceId
+
+    assert set(outcome_service.PREFERENCE_STATEMENTS) == set(get_args(PreferenceId)) == set(Preferences.model_fields)
+
+
 def test_a_stated_preference_differs_from_the_assessment_only_where_it_says_the_opposite() -> None:
 
     answers = {"avoid_needles": "no", "avoid_injections": "yes", "avoid_surgery": "not_sure", "integrative_care": "no"}

@@ -63,7 +63,7 @@ class ScaleGrade(Created, Base):
 
 
 class StatedPreferences(Created, Base):
-    """What the patient says matters to them in choosing a treatment, a statement a preference of the assessment
+    """What the patient says matters to them in choosing a treatment: statements of the assessment's preferences
     (``engine.assessment.Preferences``), each answered yes, no or not sure. Kept, never edited: a change of mind is
     stated again, and the latest is what the care team sees."""
 
