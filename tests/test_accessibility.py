@@ -420,6 +420,37 @@ def test_the_options_side_by_side_read_question_by_question_on_a_phone(clinic: s
     assert len(seen["phone"]["names"]) == columns and seen["phone"]["names"][0] == "No treatment (watchful waiting)"
 
 
+@pytest.mark.parametrize("count", [0, 37, 100])
+def test_an_icon_array_shows_as_many_squares_in_the_browser_as_it_says(browser: object, count: int) -> None:
+    """The squares are dashes along each row: in Chromium, drawn ten times larger, each square's middle is filled or
+    empty as the count says and the gaps between squares stay white."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import Browser
+
+    from hemicare.web.charts import icon_array
+
+    assert isinstance(browser, Browser)
+    svg = str(icon_array({"per_100": f"about {count} in 100"})).replace(
+        'width="49" height="49"', 'width="490" height="490"'
+    )
+    page = browser.new_page(viewport={"width": 500, "height": 500})
+    page.set_content(f"<body style='margin:0;background:#fff'>{svg}</body>")
+    shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    page.close()
+    filled, wrong = 0, []
+    for index in range(100):
+        row, column = divmod(index, 10)
+        middle = shot.getpixel((column * 50 + 20, row * 50 + 20))
+        filled += middle[0] < 100  # the accent colour, not the pale grey of the rest
+        if (middle[0] < 100) != (index < count) or middle == (255, 255, 255):
+            wrong.append((index, middle))
+        if column < 9 and shot.getpixel((column * 50 + 45, row * 50 + 20)) != (255, 255, 255):
+            wrong.append((index, "no gap to the right"))
+    assert filled == count and wrong == []
+
+
 def _chinese_outside_chinese(page: Any) -> list[str]:
     """Each piece of text on the page holding Chinese characters that no element marks as Chinese."""
     found: list[str] = page.evaluate(

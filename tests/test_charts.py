@@ -253,21 +253,28 @@ def test_the_right_axis_runs_to_the_scale_maximum_it_is_given() -> None:
     assert "HFS-7 (0-30)" in texts and "30" in texts and "15" in texts
 
 
-def _squares(svg: str) -> dict[str, list[tuple[int, int]]]:
-    """An icon array's squares, by colour, each as the (x, y) of its top left corner."""
+def drawn_squares(svg: str) -> dict[str, list[tuple[int, int]]]:
+    """An icon array's squares, by colour, each as the (x, y) of its top left corner: its rows are dashed lines, a
+    dash each square (4 wide, 1 apart), each run of them a whole number of dashes."""
     drawn = ET.fromstring(svg)
     assert drawn.get("aria-hidden") == "true"  # the number is written beside it
-    return {
-        path.get("fill", ""): [(int(x), int(y)) for x, y in re.findall(r"M(\d+) (\d+)h", path.get("d", ""))]
-        for path in drawn
-    }
+    (group,) = drawn
+    assert (group.get("stroke-width"), group.get("stroke-dasharray"), group.get("fill")) == ("4", "4 1", "none")
+    squares: dict[str, list[tuple[int, int]]] = {}
+    for path in group:
+        for x, y, length in re.findall(r"M(\d+) (\d+)h(\d+)", path.get("d", "")):
+            assert int(length) % 5 == 0, path.get("d")
+            squares.setdefault(path.get("stroke", ""), []).extend(
+                (int(x) + 5 * index, int(y) - 2) for index in range(int(length) // 5)
+            )
+    return squares
 
 
 @pytest.mark.parametrize(
     ("count", "per_100"), [(91, "about 91 in 100"), (1, "about 1 in 100"), (100, "about 100 in 100")]
 )
 def test_an_icon_array_fills_as_many_squares_of_the_hundred_as_the_figure_says(count: int, per_100: str) -> None:
-    squares = _squares(str(icon_array({"per_100": per_100, "value": 0.0})))  # the words are drawn, not the value
+    squares = drawn_squares(str(icon_array({"per_100": per_100, "value": 0.0})))  # the words are drawn, not the value
     filled = squares.get("#1f618d", [])
     assert len(filled) == count and len(filled) + len(squares.get("#d5dbdb", [])) == 100
     assert len(set(filled) | set(squares.get("#d5dbdb", []))) == 100  # no two squares in one place
@@ -278,7 +285,7 @@ def test_an_icon_array_fills_as_many_squares_of_the_hundred_as_the_figure_says(c
 
 
 def test_an_icon_array_of_fewer_than_one_in_a_hundred_is_empty_and_other_figures_have_none() -> None:
-    squares = _squares(str(icon_array({"per_100": "fewer than 1 in 100", "value": 0.4})))
+    squares = drawn_squares(str(icon_array({"per_100": "fewer than 1 in 100", "value": 0.4})))
     assert list(squares) == ["#d5dbdb"] and len(squares["#d5dbdb"]) == 100
     assert str(icon_array({"per_100": None, "value": 30.0, "unit": "days"})) == ""
     assert str(icon_array({"value": 8.0})) == ""

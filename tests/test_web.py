@@ -50,6 +50,7 @@ from hemicare.users.schemas import UserCreate
 from hemicare.web import api, create_app, once, pages
 
 from .conftest import DATABASES, EXAMPLES, empty_database
+from .test_charts import drawn_squares
 
 PASSWORD = "correct horse battery"
 USERS = {
@@ -1460,11 +1461,9 @@ def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client
     assert len(figures) > 5 and any(words.startswith("about ") for _, words in figures)
     for svg, words in figures:
         counted = re.fullmatch(r"about (\d+) in 100", words)
-        filled = re.search(r'fill="#1f618d" d="([^"]*)"', svg)
         assert bool(svg) == ("in 100" in words), words
-        assert (len(re.findall(r"M\d+ \d+h", filled.group(1))) if filled else 0) == (
-            int(counted.group(1)) if counted else 0
-        ), words
+        filled = len(drawn_squares(svg).get("#1f618d", [])) if svg else 0
+        assert filled == (int(counted.group(1)) if counted else 0), words
     printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
     options = printed[printed.index("Your options side by side") : printed.index("What happens next")]
     assert "No treatment (watchful waiting): Nothing now;" in options

@@ -262,17 +262,26 @@ def icon_array(figure: Mapping[str, Any]) -> Markup:
 
 @cache  # a hundred and one drawings at most, each made once: a patient page has a score of them
 def _icons(count: int) -> Markup:
-    paths: dict[bool, list[str]] = {True: [], False: []}
-    for index in range(100):
-        row, column = divmod(index, 10)
-        paths[index < count].append(f"M{column * ICON_STEP} {row * ICON_STEP}h{ICON_CELL}v{ICON_CELL}h-{ICON_CELL}z")
+    # Each row is a dashed line ten squares long (a dash the square's width, a gap to the next): a drawing of a few
+    # hundred bytes, not a path per square. Every run is a whole number of dash periods, so the squares fall in the
+    # same places whether a browser restarts the dashes at each run or carries them on.
+    full, left = divmod(count, 10)
+    runs: dict[bool, list[str]] = {True: [], False: []}
+    for row in range(10):
+        middle = row * ICON_STEP + ICON_CELL // 2
+        filled = 10 if row < full else left if row == full else 0
+        if filled:
+            runs[True].append(f"M0 {middle}h{filled * ICON_STEP}")
+        if filled < 10:
+            runs[False].append(f"M{filled * ICON_STEP} {middle}h{(10 - filled) * ICON_STEP}")
     size = 10 * ICON_STEP - (ICON_STEP - ICON_CELL)
     drawn = "".join(
-        f'<path fill="{colour}" d="{"".join(paths[filled])}"/>'
+        f'<path stroke="{colour}" d="{"".join(runs[filled])}"/>'
         for filled, colour in ((True, ICONS_FILLED), (False, ICONS_EMPTY))
-        if paths[filled]
+        if runs[filled]
     )
+    dashes = f'stroke-width="{ICON_CELL}" stroke-dasharray="{ICON_CELL} {ICON_STEP - ICON_CELL}" fill="none"'
     return Markup(
         f'<svg class="icons" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" '
-        f'height="{size}" aria-hidden="true" focusable="false">{drawn}</svg>'
+        f'height="{size}" aria-hidden="true" focusable="false"><g {dashes}>{drawn}</g></svg>'
     )
