@@ -1516,7 +1516,10 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
     assert sent.status_code == 303 and sent.headers["location"] == "/me?saved=preferences#matters"
     assert _stated_rows(clinic) == [{key.removeprefix("pref."): value for key, value in form.items()}]
     assert _audit_count(clinic, entity="preferences", action="create") == 1
-    again = client.get("/me").text  # the answers sent are the ones chosen, to change
+    again = client.get(sent.headers["location"]).text  # the answers sent are the ones chosen, to change
+    told = again[again.index('id="matters"') :]  # where the patient lands, not at the top of a long page
+    assert told.index("Sent. Thank you: your care team will see your answers") < told.index("<fieldset")
+    assert "Saved. Thank you." not in again
     assert re.findall(r'name="pref\.([a-z_]+)" value="([a-z_]+)" checked', again) == [
         ("wants_definitive_treatment", "yes"),
         ("avoid_surgery", "yes"),
