@@ -1545,6 +1545,23 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
     ]
     assert f"(stated {dt.date.today()})" in card and 'href="/patients/demo-001/assessment">update' in card
 
+    # The patient list says it too, so that the clinic sees whom to talk to without opening each record.
+    def wishes_listed() -> dict[str, str]:
+        listed = html.unescape(client.get("/patients").text)
+        return dict(
+            re.findall(
+                r'href="/patients/(demo-\d+)">.*?(?:Says the opposite of the assessment: ([^<]+)<|</tr>)', listed, re.S
+            )
+        )
+
+    assert wishes_listed() == {"demo-001": '"I would rather not have an operation"', "demo-002": ""}
+    client.cookies.clear()
+    csrf = sign_in(client, "patient1")  # a change of mind: the latest statement is the one that counts
+    client.post("/me/preferences", data={"csrf_token": csrf, "pref.avoid_surgery": "no"})
+    client.cookies.clear()
+    sign_in(client, "tcm")
+    assert wishes_listed() == {"demo-001": "", "demo-002": ""}
+
 
 def test_the_api_takes_and_gives_what_matters_to_the_patient(client: TestClient, clinic: Engine) -> None:
     headers = {"authorization": f"Bearer {_token_for(client)}"}

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase
 from hemicare.engine.assessment import ITEM_MAX
@@ -88,6 +89,26 @@ def stated_preferences(session: Session, *, patient: Patient) -> StatedPreferenc
     """The patient's latest statement of what matters to them, if they have made one."""
     query = select(StatedPreferences).where(StatedPreferences.patient_id == patient.id)
     return session.scalar(query.order_by(StatedPreferences.date.desc(), StatedPreferences.id.desc()).limit(1))
+
+
+def wishes_differing(session: Session, *, patient_ids: list[int]) -> dict[int, list[StatedLine]]:
+    """For the patients of ``patient_ids`` whose latest statement of what matters to them says the opposite of their
+    latest assessment's preferences, those lines (a page of the patient list: two queries, whatever its length)."""
+    stated: dict[int, StatedPreferences] = {}
+    query = select(StatedPreferences).where(StatedPreferences.patient_id.in_(patient_ids))
+    for row in session.scalars(query.order_by(StatedPreferences.date, StatedPreferences.id)):
+        stated[row.patient_id] = row  # the latest last
+    if not stated:
+        return {}
+    recorded: dict[int, Mapping[str, bool]] = {}
+    assessed = select(StoredAssessment.patient_id, StoredAssessment.data).where(StoredAssessment.patient_id.in_(stated))
+    for patient_id, data in session.execute(assessed.order_by(StoredAssessment.id)):
+        recorded[patient_id] = data.get("preferences", {})
+    found = {
+        patient_id: [line for line in stated_lines(row.answers, recorded.get(patient_id)) if line.differs]
+        for patient_id, row in stated.items()
+    }
+    return {patient_id: lines for patient_id, lines in found.items() if lines}
 
 
 class DiaryRow(NamedTuple):

@@ -14,6 +14,7 @@ from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
 from hemicare.errors import FieldProblem, InputError, quoted
 from hemicare.limits import REASON_MAX
+from hemicare.outcomes import service as outcome_service
 from hemicare.patients import service as patient_service
 from hemicare.patients.schemas import PatientCreate, PatientUpdate
 from hemicare.plans import service as plan_service
@@ -103,6 +104,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
         for item in recall_service.due(session, kb=kb, today=today, horizon_days=14, patient_ids=ids):
             by_patient.setdefault(item.patient, []).append(item)
         plans = plan_service.latest_summaries(session, patient_ids=ids)
+        differing = outcome_service.wishes_differing(session, patient_ids=ids)
         rows = []
         for listed in shown:
             plan = plans.get(listed.id)
@@ -121,6 +123,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                     "critical": titles["critical"],
                     "warnings": titles["warning"],
                     "due": by_patient.get(listed.code, []),
+                    "wishes": [line.statement for line in differing.get(listed.id, [])],
                 }
             )
     audit_read(request, user, entity="patient_list", entity_id=show)
