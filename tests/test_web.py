@@ -1550,11 +1550,13 @@ def test_the_patient_says_what_matters_to_them_and_the_care_team_sees_where_the_
         listed = html.unescape(client.get("/patients").text)
         return dict(
             re.findall(
-                r'href="/patients/(demo-\d+)">.*?(?:Says the opposite of the assessment: ([^<]+)<|</tr>)', listed, re.S
+                r'href="/patients/(demo-\d+)">.*?(?:The patient says the opposite of the assessment: ([^<]+)<|</tr>)',
+                listed,
+                re.S,
             )
         )
 
-    assert wishes_listed() == {"demo-001": '"I would rather not have an operation"', "demo-002": ""}
+    assert wishes_listed() == {"demo-001": '"I would rather not have an operation": yes', "demo-002": ""}
     client.cookies.clear()
     csrf = sign_in(client, "patient1")  # a change of mind: the latest statement is the one that counts
     client.post("/me/preferences", data={"csrf_token": csrf, "pref.avoid_surgery": "no"})
