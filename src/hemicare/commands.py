@@ -321,11 +321,7 @@ def patients_show(code: str, database: DbOption = None, as_json: JsonOption = Fa
             )
             audit_service.record(session, actor=actor(by), action="read", entity="patient", entity_id=code)
             stated = outcome_service.stated_preferences(session, patient=patient)
-            said = (
-                outcome_service.stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
-                if stated
-                else []
-            )
+            said = outcome_service.stated_against(stated, stored.data if stored else None)
             data: dict[str, Any] = {
                 "patient": PatientRead.model_validate(patient).model_dump(mode="json"),
                 "assessment": None

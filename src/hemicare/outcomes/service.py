@@ -57,9 +57,13 @@ class StatedLine(NamedTuple):
     stance: str  # yes, no or not sure
     differs: bool  # the latest assessment records the opposite preference
 
+    def quoted(self) -> str:
+        """The statement quoted with the answer: '"I would rather not have an operation": yes'."""
+        return f'"{self.statement}": {self.stance}'
+
     def words(self) -> str:
-        """The line as a letter or the command line says it: '"I would rather not have an operation": yes'."""
-        return f'"{self.statement}": {self.stance}' + (" (the assessment records the opposite)" if self.differs else "")
+        """The line as a letter or the command line says it: quoted, and marked where it differs."""
+        return self.quoted() + (" (the assessment records the opposite)" if self.differs else "")
 
 
 def stated_lines(answers: Mapping[str, str], preferences: Mapping[str, bool] | None) -> list[StatedLine]:
@@ -75,6 +79,13 @@ def stated_lines(answers: Mapping[str, str], preferences: Mapping[str, bool] | N
         differs = recorded is not None and stance != "not_sure" and (stance == "yes") != recorded
         lines.append(StatedLine(preference, statement, STANCES[stance], differs))
     return lines
+
+
+def stated_against(stated: StatedPreferences | None, assessment: Mapping[str, Any] | None) -> list[StatedLine]:
+    """A patient's statement (none: no lines) against their latest ``assessment`` (its stored data; None: none)."""
+    if stated is None:
+        return []
+    return stated_lines(stated.answers, assessment.get("preferences", {}) if assessment is not None else None)
 
 
 def state_preferences(session: Session, *, patient: Patient, data: PreferencesStated, actor: str) -> StatedPreferences:

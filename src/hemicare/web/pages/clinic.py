@@ -123,7 +123,7 @@ def patients(request: Request, user: PageUser) -> HTMLResponse:
                     "critical": titles["critical"],
                     "warnings": titles["warning"],
                     "due": by_patient.get(listed.code, []),
-                    "wishes": [f'"{line.statement}": {line.stance}' for line in differing.get(listed.id, [])],
+                    "wishes": [line.quoted() for line in differing.get(listed.id, [])],
                 }
             )
     audit_read(request, user, entity="patient_list", entity_id=show)

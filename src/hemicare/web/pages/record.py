@@ -28,7 +28,6 @@ from hemicare.engine.toxin import ToxinPlan
 from hemicare.errors import FieldProblem, InputError, NotFoundError, quoted
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes import service as outcome_service
-from hemicare.outcomes.models import StatedPreferences
 from hemicare.outcomes.schemas import GradesCreate, QuestionnaireCreate, Removal
 from hemicare.patients import service as patient_service
 from hemicare.patients.models import Patient
@@ -134,13 +133,6 @@ def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list
     }
 
 
-def _stated(stated: StatedPreferences | None, stored: StoredAssessment | None) -> list[outcome_service.StatedLine]:
-    """What the patient last said matters to them, each line marked where the latest assessment says the opposite."""
-    if stated is None:
-        return []
-    return outcome_service.stated_lines(stated.answers, stored.data.get("preferences", {}) if stored else None)
-
-
 @router.get("/patients/{code}")
 def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -184,7 +176,7 @@ def _patient_page(
             "conventional_held": _conventional_held(facts, kb) if user.role in CONVENTIONAL_SIGNERS else {},
             "outcomes": outcomes,
             "stated_on": stated.date if stated else None,
-            "stated": _stated(stated, stored),
+            "stated": outcome_service.stated_against(stated, stored.data if stored else None),
             "scores": found.scores,
             "due": due,
             "closed": closed,
@@ -883,7 +875,7 @@ def _referral(code: str, request: Request, user: Principal, *, target: str | Non
             outcomes=outcome_service.summarise(found, patient=patient, kb=kb),
             names=kb.treatment_names(),
             scale_names=kb.scale_names(),
-            stated=_stated(stated, stored),
+            stated=outcome_service.stated_against(stated, stored.data if stored else None),
             stated_on=stated.date if stated else None,
         )
     _audit_export(request, user, code, plan, detail={"as": "pdf:referral", "to": SPECIALTY_NAMES[target]})
