@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
 
 from hemicare.engine.intake import validate_model
 from hemicare.errors import InputError
@@ -110,7 +112,7 @@ _DIARY_FIELDS: FieldNames = {
 
 @router.post("/me/diary")
 def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
-    code = _own_code(user)
+    _own_code(user)
     check_csrf(user, form.get("csrf_token"))
     payload = {
         "date": form.get("date") or dt.date.today().isoformat(),
@@ -120,17 +122,9 @@ def my_diary(request: Request, user: PageUser, form: PostedForm) -> Response:
         "triggers": form.all("triggers"),
         "note": form.get("note") or None,
     }
-    try:
-        data = validate_model(DiaryCreate, payload)
-    except InputError as exc:  # the page again with the entry as typed: nothing to type twice
-        posted = _refused("diary", form, exc.problems, _DIARY_FIELDS)
-        return _my_page(request, user, posted=posted, status_code=422)
-    with request.app.state.sessions.begin() as session:
-        answer = _once(session, request, user, form, "/me?saved=diary")
-        outcome_service.add_diary(
-            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
-        )
-    return answer
+    return _store_mine(
+        request, user, form, DiaryCreate, payload, kind="diary", fields=_DIARY_FIELDS, store=outcome_service.add_diary
+    )
 
 
 # The form of what matters to the patient: each statement's answers by problem path, under the statement's words.
@@ -143,19 +137,44 @@ _PREFERENCE_FIELDS: FieldNames = {
 @router.post("/me/preferences")
 def my_preferences(request: Request, user: PageUser, form: PostedForm) -> Response:
     """The patient says what matters to them in choosing a treatment, for their care team to see beside the plan."""
-    code = _own_code(user)
+    _own_code(user)
     check_csrf(user, form.get("csrf_token"))
     answers = {key: form.get(f"pref.{key}") for key in outcome_service.PREFERENCE_STATEMENTS if form.get(f"pref.{key}")}
+    payload = {"date": dt.date.today().isoformat(), "answers": answers}
+    return _store_mine(
+        request,
+        user,
+        form,
+        PreferencesStated,
+        payload,
+        kind="preferences",
+        fields=_PREFERENCE_FIELDS,
+        store=outcome_service.state_preferences,
+        back="#matters",
+    )
+
+
+def _store_mine(
+    request: Request,
+    user: Principal,
+    form: forms.FormData,
+    model: type[BaseModel],
+    payload: dict[str, Any],
+    *,
+    kind: str,
+    fields: FieldNames,
+    store: Callable[..., object],
+    back: str = "",
+) -> Response:
+    """Store what the patient sent from a form of their page (``kind``: its name, and the ``saved`` word of the page it
+    goes back to, at ``back``), or show the page again with it as typed, each problem under the words of its label."""
     try:
-        data = validate_model(PreferencesStated, {"date": dt.date.today().isoformat(), "answers": answers})
-    except InputError as exc:
-        posted = _refused("preferences", form, exc.problems, _PREFERENCE_FIELDS)
-        return _my_page(request, user, posted=posted, status_code=422)
+        data = validate_model(model, payload)
+    except InputError as exc:  # the page again with what was typed: nothing to type twice
+        return _my_page(request, user, posted=_refused(kind, form, exc.problems, fields), status_code=422)
     with request.app.state.sessions.begin() as session:
-        answer = _once(session, request, user, form, "/me?saved=preferences#matters")
-        outcome_service.state_preferences(
-            session, patient=patient_service.get(session, code=code), data=data, actor=user.username
-        )
+        answer = _once(session, request, user, form, f"/me?saved={kind}{back}")
+        store(session, patient=patient_service.get(session, code=_own_code(user)), data=data, actor=user.username)
     return answer
 
 
