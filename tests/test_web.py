@@ -1484,6 +1484,32 @@ def test_the_patient_sees_the_options_their_care_team_agreed_side_by_side(client
     ]
 
 
+def test_a_version_signed_before_its_aid_followed_the_statuses_shows_it_as_they_say(
+    client: TestClient, clinic: Engine
+) -> None:
+    """Versions signed before signing restated the decision aid keep HemiCare's proposal in it; the clinicians' page
+    shows each column as its item's status says (an operation set aside is not in the table), without rewriting the
+    record."""
+    csrf = sign_in(client, "surgeon")
+    form = {"csrf_token": csrf, "version": "1", "status.mvd": "not_recommended", "reason.mvd": "would rather not"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    with session_factory(clinic)() as s, s.begin():  # as such a version was stored: the aid of the generated one
+        patient = patient_service.get(s, code="demo-001")
+        query = select(PlanVersion).where(PlanVersion.patient_id == patient.id).order_by(PlanVersion.number)
+        generated, signed = s.scalars(query).all()
+        signed.content = {**signed.content, "decision_aid": generated.content["decision_aid"]}
+        stale = [(c["option"], c["status"]) for c in signed.content["decision_aid"]["columns"]]
+    assert ("mvd", "recommended") in stale
+    assert [name for name, _ in _aid_columns(client.get("/patients/demo-001").text)] == [
+        "No treatment (watchful waiting)",
+        "Botulinum toxin injections",
+        "Acupuncture",
+    ]
+    with session_factory(clinic)() as s:  # the record itself is as it was stored
+        kept = s.scalars(query.where(PlanVersion.number == 2)).one().content["decision_aid"]
+        assert [(c["option"], c["status"]) for c in kept["columns"]] == stale
+
+
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
     with session_factory(engine)() as s:
         return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]
