@@ -111,12 +111,12 @@ def wishes_differing(session: Session, *, patient_ids: list[int]) -> dict[int, l
         stated[row.patient_id] = row  # the latest last
     if not stated:
         return {}
-    recorded: dict[int, Mapping[str, bool]] = {}
+    assessments: dict[int, Mapping[str, Any]] = {}
     assessed = select(StoredAssessment.patient_id, StoredAssessment.data).where(StoredAssessment.patient_id.in_(stated))
     for patient_id, data in session.execute(assessed.order_by(StoredAssessment.id)):
-        recorded[patient_id] = data.get("preferences", {})
+        assessments[patient_id] = data  # the latest last
     found = {
-        patient_id: [line for line in stated_lines(row.answers, recorded.get(patient_id)) if line.differs]
+        patient_id: [line for line in stated_against(row, assessments.get(patient_id)) if line.differs]
         for patient_id, row in stated.items()
     }
     return {patient_id: lines for patient_id, lines in found.items() if lines}
