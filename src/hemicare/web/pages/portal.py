@@ -31,13 +31,7 @@ from hemicare.web.pages._shared import (
     questionnaire_items,
 )
 from hemicare.web.payload import RecordNumber
-from hemicare.web.plain import (
-    due_words,
-    plain_options,
-    plain_parts,
-    taking_words,
-    things_to_know,
-)
+from hemicare.web.plain import due_words, plain_options, plain_parts, taking_words, things_to_know
 
 router = APIRouter(include_in_schema=False)
 
