@@ -144,6 +144,28 @@ def test_what_the_patient_says_matters_is_shown_with_the_patient(clinic: str, en
     ) in _run(clinic, "patients", "show", "demo-001").stdout
 
 
+def test_plans_show_restates_an_old_versions_options_as_its_statuses_say(
+    clinic: str, engine: Engine, tmp_path: Path
+) -> None:
+    """A version signed before signing kept the decision aid in step still holds HemiCare's proposal there;
+    `plans show` prints the options as the items' statuses say, `export` keeps the version as stored."""
+    assert runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic]).exit_code == 0
+    edit = "mvd=not_recommended:would rather not"
+    signed = _run(clinic, "plans", "sign", "demo-001", "--version", "1", "--role", "neurosurgeon", "--edit", edit)
+    assert signed.exit_code == 0, signed.output
+    with session_factory(engine)() as s, s.begin():  # as such a version was stored: the aid of the generated one
+        generated, later = s.scalars(select(PlanVersion).order_by(PlanVersion.number)).all()
+        later.content = {**later.content, "decision_aid": generated.content["decision_aid"]}
+    options = [
+        c["option"] for c in json.loads(_run(clinic, "plans", "show", "demo-001").stdout)["decision_aid"]["columns"]
+    ]
+    assert "mvd" not in options and "botulinum_toxin" in options
+    out = tmp_path / "export.json"
+    assert _run(clinic, "export", "--patient", "demo-001", "--output", str(out)).exit_code == 0
+    kept = json.loads(out.read_text())["plans"][1]["content"]["decision_aid"]["columns"]
+    assert "mvd" in [c["option"] for c in kept]
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output

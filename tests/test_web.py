@@ -1488,8 +1488,8 @@ def test_a_version_signed_before_its_aid_followed_the_statuses_shows_it_as_they_
     client: TestClient, clinic: Engine
 ) -> None:
     """Versions signed before signing restated the decision aid keep HemiCare's proposal in it; the clinicians' page
-    shows each column as its item's status says (an operation set aside is not in the table), without rewriting the
-    record."""
+    and the API show each column as its item's status says (an operation set aside is not in the table), without
+    rewriting the record."""
     csrf = sign_in(client, "surgeon")
     form = {"csrf_token": csrf, "version": "1", "status.mvd": "not_recommended", "reason.mvd": "would rather not"}
     assert client.post("/patients/demo-001/sign", data=form).status_code == 303
@@ -1505,6 +1505,13 @@ def test_a_version_signed_before_its_aid_followed_the_statuses_shows_it_as_they_
         "Botulinum toxin injections",
         "Acupuncture",
     ]
+    for path in ("/api/v1/patients/demo-001/plan", "/api/v1/patients/demo-001/plans/2"):
+        answer = client.get(path).json()["plan"]
+        shown = [(c["option"], c["status"]) for c in answer["decision_aid"]["columns"]]
+        assert shown == [("no_treatment", None), ("botulinum_toxin", "recommended"), ("acupuncture", "option")], path
+        assert [r["status"] for r in answer["recommendations"] if r["id"] == "mvd"] == ["not_recommended"]
+    first = client.get("/api/v1/patients/demo-001/plans/1").json()["plan"]  # the proposal, as HemiCare made it
+    assert [c["option"] for c in first["decision_aid"]["columns"]] == [option for option, _ in stale]
     with session_factory(clinic)() as s:  # the record itself is as it was stored
         kept = s.scalars(query.where(PlanVersion.number == 2)).one().content["decision_aid"]
         assert [(c["option"], c["status"]) for c in kept["columns"]] == stale

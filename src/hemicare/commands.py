@@ -508,7 +508,8 @@ def plans_new(code: str, database: DbOption = None, by: ByOption = None) -> None
 def plans_show(
     code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None
 ) -> None:
-    """Print a stored plan version (the latest by default) as JSON."""
+    """Print a stored plan version (the latest by default) as JSON, its options side by side as its items' statuses
+    say (`hemicare export` keeps versions as stored)."""
     from hemicare.audit import service as audit_service
     from hemicare.patients import service as patient_service
     from hemicare.plans import service as plan_service
@@ -526,7 +527,8 @@ def plans_show(
             audit_service.record(
                 session, actor=actor(by), action="read", entity="plan", entity_id=f"{code}/v{chosen.number}"
             )
-            _print({"number": chosen.number, "kind": chosen.kind, "edits": chosen.edits, **chosen.content})
+            shown = plan_service.as_signed(chosen.content, load_default())
+            _print({"number": chosen.number, "kind": chosen.kind, "edits": chosen.edits, **shown})
 
     run(body)
 

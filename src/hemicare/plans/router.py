@@ -52,7 +52,7 @@ async def make_plan(request: Request, user: ApiUser) -> Response:
 @router.get("/patients/{code}/plan", response_model=PlanVersionOut)
 def read_plan(code: PatientCode, request: Request, user: ApiUser) -> PlanVersionOut:
     """The latest version of the patient's plan, signed or not: its `signoff` says which parts a clinician agreed
-    (an app for patients should show only those)."""
+    (an app for patients should show only those). Its options side by side are as its items' statuses say."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
@@ -60,7 +60,8 @@ def read_plan(code: PatientCode, request: Request, user: ApiUser) -> PlanVersion
         if latest is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"patient {code!r} has no plan yet")
         audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{latest.number}")
-        return PlanVersionOut(number=latest.number, kind=latest.kind, signed_by=latest.signed_by, plan=latest.content)
+        plan = plan_service.as_signed(latest.content, request.app.state.kb)
+        return PlanVersionOut(number=latest.number, kind=latest.kind, signed_by=latest.signed_by, plan=plan)
 
 
 @router.get("/patients/{code}/plans", response_model=list[PlanVersionBrief])
@@ -76,13 +77,15 @@ def list_plan_versions(code: PatientCode, request: Request, user: ApiUser) -> li
 
 @router.get("/patients/{code}/plans/{number}", response_model=PlanVersionOut)
 def read_plan_version(code: PatientCode, number: RecordNumber, request: Request, user: ApiUser) -> PlanVersionOut:
-    """One stored version of the patient's plan, as it was."""
+    """One stored version of the patient's plan, as it was signed (its options side by side as its items' statuses
+    say, `as_signed`)."""
     require_patient_access(user, code)
     with request.app.state.sessions.begin() as session:
         patient = patient_service.get(session, code=code)
         shown = plan_service.version(session, patient=patient, number=number)
         audit.record(session, actor=user.username, action="read", entity="plan", entity_id=f"{code}/v{number}")
-        return PlanVersionOut(number=shown.number, kind=shown.kind, signed_by=shown.signed_by, plan=shown.content)
+        plan = plan_service.as_signed(shown.content, request.app.state.kb)
+        return PlanVersionOut(number=shown.number, kind=shown.kind, signed_by=shown.signed_by, plan=plan)
 
 
 @router.post("/patients/{code}/plans", response_model=PlanVersionOut, status_code=status.HTTP_201_CREATED)

@@ -204,6 +204,18 @@ def version(session: Session, *, patient: Patient, number: int) -> PlanVersion:
     return found
 
 
+def as_signed(content: dict[str, Any], kb: KnowledgeBase) -> dict[str, Any]:
+    """A stored plan as its items' statuses say: a version signed before signing kept the decision aid in step
+    (`follow_statuses`) still holds HemiCare's proposal there (an operation set aside shown as recommended). The
+    answer is a copy, its aid restated; the record is left as it was stored. A plan without an aid is returned as
+    it is."""
+    if content.get("decision_aid") is None:
+        return content
+    shown = {**content, "decision_aid": dict(content["decision_aid"]), "references": dict(content["references"])}
+    follow_statuses(shown, kb)
+    return shown
+
+
 class VersionBrief(NamedTuple):
     number: int
     kind: str  # generated or reviewed

@@ -17,7 +17,6 @@ from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.assessment import MvdResult
-from hemicare.engine.decision_aid import follow_statuses
 from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.intake import validate_model
 from hemicare.engine.planner import alert_title
@@ -134,20 +133,6 @@ def _conventional_held(facts: Facts | None, kb: KnowledgeBase) -> dict[str, list
     }
 
 
-def _aid_shown(content: dict[str, Any] | None, kb: KnowledgeBase) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """The plan's options side by side with each column as its item's status says (`follow_statuses`, on a copy),
-    and the citations they need: a version signed before signing kept them in step shows them so too."""
-    if content is None or content.get("decision_aid") is None:
-        return None, {}
-    view = {
-        "decision_aid": dict(content["decision_aid"]),
-        "recommendations": content["recommendations"],
-        "references": dict(content["references"]),
-    }
-    follow_statuses(view, kb)
-    return view["decision_aid"], view["references"]
-
-
 @router.get("/patients/{code}")
 def patient_page(code: PatientCode, request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
@@ -174,11 +159,11 @@ def _patient_page(
         signable = _signable(user, plan)
         facts = session_service.facts_today(assessment, found.sessions, today=dt.date.today(), kb=kb)
         stated = outcome_service.stated_preferences(session, patient=patient)
-        aid, aid_cited = _aid_shown(plan.content if plan else None, kb)
+        content = plan_service.as_signed(plan.content, kb) if plan else None
         context = {
             "patient": patient,
             "plan": plan,
-            "content": plan.content if plan else None,
+            "content": content,
             "since": plan_service.since_review(session, current=plan) if plan else None,
             "recorded_since": session_service.recorded_since(session, patient=patient),
             "versions": plan_service.versions(session, patient=patient),
@@ -191,8 +176,7 @@ def _patient_page(
             "points_held": session_service.points_held_for(facts, kb) if user.role in INTEGRATIVE_SIGNERS else [],
             "conventional_held": _conventional_held(facts, kb) if user.role in CONVENTIONAL_SIGNERS else {},
             "outcomes": outcomes,
-            "aid": aid,
-            "aid_cited": aid_cited,
+            "aid": content.get("decision_aid") if content else None,
             "stated_on": stated.date if stated else None,
             "stated": outcome_service.stated_against(stated, stored.data if stored else None),
             "scores": found.scores,
