@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from hemicare.engine import KnowledgeBase, build_plan, validate_assessment
+from hemicare.engine import KnowledgeBase, build_plan, load, validate_assessment
+from hemicare.engine.decision_aid import out_of_date
 from hemicare.engine.plan import Plan, Recommendation
+from hemicare.engine.render import render_decision_aid
 from hemicare.engine.toxin import ToxinPlan
 
 TODAY = dt.date(2026, 11, 26)
@@ -272,6 +276,29 @@ def test_decision_aid_compares_realistic_options(kb: KnowledgeBase, patient: Any
         assert set(column.answers) == set(aid.questions)
     mvd = next(c for c in aid.columns if c.option == "mvd")
     assert mvd.answers["how_well"].figures[0].per_100 == "about 91 in 100"
+
+
+def test_decision_aid_says_when_it_was_issued_and_when_it_is_out_of_date(kb_tree: Path, patient: Any) -> None:
+    """IPDAS asks an aid for its date and update policy: the month the knowledge base version was issued, and a day,
+    the clinic's policy in years later, from which it is shown as out of date."""
+    (kb_tree / "VERSION").write_text("2024.02.3\n")
+    policies = yaml.safe_load((kb_tree / "policy.yaml").read_text())
+    next(p for p in policies if p["id"] == "decision_aid_review_years")["value"] = 3
+    (kb_tree / "policy.yaml").write_text(yaml.safe_dump(policies, sort_keys=False))
+    aid = _plan(load(kb_tree), patient()).decision_aid
+    assert aid is not None
+    assert (aid.about.knowledge_version, aid.about.issued, aid.about.review_by) == (
+        "2024.02.3",
+        dt.date(2024, 2, 1),
+        dt.date(2027, 2, 1),
+    )
+    assert aid.about.text.startswith("From HemiCare's knowledge base 2024.02.3, issued in February 2024; ")
+    stored = aid.model_dump(mode="json")
+    assert out_of_date(stored, dt.date(2027, 2, 1)) and not out_of_date(stored, dt.date(2027, 1, 31))
+    text = render_decision_aid(_plan(load(kb_tree), patient()))
+    assert aid.about.text[:60] in text and "due to be checked" not in text
+    later = build_plan(validate_assessment(patient()), load(kb_tree), today=dt.date(2027, 2, 1))
+    assert "These figures were due to be checked against newer evidence by 2027-02-01" in render_decision_aid(later)
 
 
 def _figures(value: Any) -> list[dict[str, Any]]:

@@ -124,6 +124,13 @@ def test_failing_case_is_reported(kb_tree: Path) -> None:
     assert [(r.rule, r.case) for r in failed] == [("young_onset", "onset at 40 exactly, no MRI")]
 
 
+@pytest.mark.parametrize("version", ["2026.13.0", "november", "2026.11", ""])
+def test_a_version_not_written_year_month_n_is_refused(kb_tree: Path, version: str) -> None:
+    """A decision aid states the month its knowledge base was issued, read from the version."""
+    (kb_tree / "VERSION").write_text(version + "\n")
+    assert f"VERSION: {version!r} is not YEAR.MONTH.N" in _problems(kb_tree)
+
+
 def test_decision_aid_text_with_numbers_is_rejected(kb_tree: Path) -> None:
     def change(data: list[dict[str, object]]) -> None:
         data[0]["aid"][0]["text"] = "Cures 91 in 100."  # type: ignore[index]

@@ -1517,6 +1517,44 @@ def test_a_version_signed_before_its_aid_followed_the_statuses_shows_it_as_they_
         assert [(c["option"], c["status"]) for c in kept["columns"]] == stale
 
 
+def _set_about(engine: Engine, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change what demo-001's latest plan version's decision aid says of itself, as an older version stored it."""
+    with session_factory(engine)() as s, s.begin():
+        query = select(PlanVersion).where(PlanVersion.patient_id == patient_service.get(s, code="demo-001").id)
+        latest = s.scalars(query.order_by(PlanVersion.number.desc())).first()
+        assert latest is not None
+        aid = {**latest.content["decision_aid"]}
+        change(aid)
+        latest.content = {**latest.content, "decision_aid": aid}
+
+
+def test_the_options_say_when_they_were_issued_and_warn_once_out_of_date(client: TestClient, clinic: Engine) -> None:
+    """The options side by side state the month their knowledge base was issued and how they are kept up to date
+    (IPDAS's date and update policy), on the clinicians' page, the patient's page and sheet and in the API; a version
+    stored before aids said so is given it from its knowledge base version; past the day the clinic's policy sets,
+    each says the figures were due to be checked against newer evidence."""
+    csrf = sign_in(client, "neuro")
+    assert client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": "1"}).status_code == 303
+    about = client.get("/api/v1/patients/demo-001/plan").json()["plan"]["decision_aid"]["about"]
+    page = client.get("/patients/demo-001").text
+    assert (
+        f'<p class="small muted" id="aid-about">From HemiCare&#39;s knowledge base {about["knowledge_version"]}' in page
+    )
+    assert 'id="aid-out-of-date"' not in page
+    _set_about(clinic, lambda aid: aid.pop("about"))
+    assert client.get("/api/v1/patients/demo-001/plan").json()["plan"]["decision_aid"]["about"] == about
+    assert 'id="aid-about"' in client.get("/patients/demo-001").text
+    _set_about(clinic, lambda aid: aid.update(about={**about, "review_by": dt.date.today().isoformat()}))
+    due = f"These figures were due to be checked against newer evidence by {dt.date.today().isoformat()}"
+    assert due in client.get("/patients/demo-001").text
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    mine = client.get("/me").text
+    assert 'id="aid-about"' in mine and due in mine
+    printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
+    assert about["text"][:40] in printed and due in printed
+
+
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
     with session_factory(engine)() as s:
         return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]

@@ -7,10 +7,13 @@ citations. Numbers come only from knowledge-base figures.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
-from hemicare.engine.loader import KnowledgeBase
+from hemicare.engine.loader import KnowledgeBase, issued_month
 from hemicare.engine.plan import (
+    AidAbout,
     AidCell,
     AidColumn,
     DecisionAid,
@@ -81,7 +84,60 @@ def decision_aid(recommendations: list[Recommendation], kb: KnowledgeBase) -> De
             "Figures come from different studies and follow-up times; each says where it comes from. "
             "Talk them through with the care team and weigh what matters most to you."
         ),
+        about=about(kb),
     )
+
+
+_ABOUT: Memo = {}
+
+
+def about(kb: KnowledgeBase) -> AidAbout:
+    """The aid's date and update policy, the same for every plan made from ``kb``."""
+
+    def make(source: KnowledgeBase) -> AidAbout:
+        made = about_of(source.version, source)
+        if made is None:  # the loader refuses such a version
+            raise ValueError(f"knowledge base version {source.version!r} is not YEAR.MONTH.N")
+        return made
+
+    result: AidAbout = memoised(_ABOUT, kb, make)
+    return result
+
+
+def about_of(version: str, kb: KnowledgeBase) -> AidAbout | None:
+    """What an aid made from knowledge base ``version`` says of itself: the month that version was issued, and when
+    the clinic's policy in ``kb`` (`decision_aid_review_years`) has it shown as out of date. None for a version not
+    written YEAR.MONTH.N."""
+    issued = issued_month(version)
+    if issued is None:
+        return None
+    years = int(kb.policy("decision_aid_review_years"))
+    return AidAbout(
+        knowledge_version=version,
+        issued=issued,
+        review_by=issued.replace(year=issued.year + years),
+        text=(
+            f"From HemiCare's knowledge base {version}, issued in {issued:%B %Y}; every figure names its source. "
+            "When new evidence changes a figure, a new version is issued and HemiCare lists the patients whose "
+            "plans it changes for their care team to review. Written by the HemiCare open-source project, which "
+            "sells none of these treatments."
+        ),
+    )
+
+
+def with_about(aid: dict[str, Any], version: str, kb: KnowledgeBase) -> dict[str, Any]:
+    """A stored aid (JSON) with what it says of itself: one stored before aids said so is given it from its plan's
+    knowledge base ``version`` (a copy; the stored one is not changed)."""
+    if "about" in aid:
+        return aid
+    made = about_of(version, kb)
+    return aid if made is None else {**aid, "about": made.model_dump(mode="json")}
+
+
+def out_of_date(aid: Mapping[str, Any], today: dt.date) -> bool:
+    """Whether a stored aid (JSON) is past the day its figures were due to be checked against newer evidence."""
+    said = aid.get("about")
+    return said is not None and dt.date.fromisoformat(said["review_by"]) <= today
 
 
 _COLUMN_REFERENCES: Memo = {}

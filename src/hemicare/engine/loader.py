@@ -6,6 +6,7 @@ Errors name the file and the record. Every problem found is reported, not only t
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -258,6 +259,17 @@ def _index_names(
             index[key] = item_id
 
 
+_CALENDAR_VERSION = re.compile(r"(\d{4})\.(\d{1,2})\.\d+")
+
+
+def issued_month(version: str) -> dt.date | None:
+    """The first day of the month a knowledge base version (YEAR.MONTH.N) was issued; None if it is not so written."""
+    found = _CALENDAR_VERSION.fullmatch(version)
+    if found is None or not 1 <= int(found.group(2)) <= 12:
+        return None
+    return dt.date(int(found.group(1)), int(found.group(2)), 1)
+
+
 def load(root: Path | None = None) -> KnowledgeBase:
     """Load and validate the knowledge tree at ``root`` (the packaged one by default).
 
@@ -269,6 +281,8 @@ def load(root: Path | None = None) -> KnowledgeBase:
     if not version_file.is_file():
         raise KnowledgeError([f"{root}: no VERSION file; is this a knowledge tree?"])
     kb = KnowledgeBase(version=version_file.read_text(encoding="utf-8").strip(), root=root)
+    if issued_month(kb.version) is None:
+        raise KnowledgeError([f"VERSION: {kb.version!r} is not YEAR.MONTH.N (the year and month it was issued)"])
 
     flat: list[tuple[str, type[BaseModel], str, dict[str, Any]]] = [
         ("references.yaml", Reference, "id", kb.references),

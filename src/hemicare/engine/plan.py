@@ -370,6 +370,16 @@ class AidColumn(Out):
     evidence: EvidenceOut
 
 
+class AidAbout(Out):
+    """Where the options side by side come from and how they are kept up to date (the date and update policy IPDAS
+    asks a decision aid to state)."""
+
+    knowledge_version: str
+    issued: dt.date = Field(description="the first day of the month the knowledge base version was issued")
+    review_by: dt.date = Field(description="from this day the comparison is shown as out of date (clinic policy)")
+    text: str
+
+
 class DecisionAid(Out):
     """Options side by side, the same questions answered for each (IPDAS / Option Grid form)."""
 
@@ -377,6 +387,7 @@ class DecisionAid(Out):
     columns: list[AidColumn]
     denominator: str
     note: str
+    about: AidAbout
 
 
 Plan.model_rebuild()

@@ -206,15 +206,20 @@ def describe_assessment(assessment: Assessment) -> list[str]:
     return lines
 
 
+_AID_OUT_OF_DATE = (
+    "These figures were due to be checked against newer evidence by {}: ask whether newer studies change them."
+)
+
+
 def render_decision_aid(plan: Plan) -> str:
     """The decision aid as text: for each question, each option's answer with its numbers and sources."""
     aid = plan.decision_aid
     if aid is None:
         return ""
     out = [
-        f"Options side by side for patient {plan.patient_id}",
-        f"HemiCare knowledge base {plan.knowledge_version}, prepared {plan.generated_on.isoformat()}. "
-        "Evidence is reviewed with each knowledge-base release.",
+        f"Options side by side for patient {plan.patient_id}, prepared {plan.generated_on.isoformat()}",
+        *_wrap(aid.about.text, ""),
+        *(_wrap(_AID_OUT_OF_DATE.format(aid.about.review_by), "") if plan.generated_on >= aid.about.review_by else []),
         aid.denominator,
         "",
     ]

@@ -27,7 +27,7 @@ from hemicare.db.base import utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
-from hemicare.engine.decision_aid import follow_statuses
+from hemicare.engine.decision_aid import follow_statuses, with_about
 from hemicare.engine.plan import Recommendation
 from hemicare.engine.planner import SEVERITY_ORDER
 from hemicare.engine.rules import facts_of
@@ -208,10 +208,12 @@ def as_signed(content: dict[str, Any], kb: KnowledgeBase) -> dict[str, Any]:
     """A stored plan as its items' statuses say: a version signed before signing kept the decision aid in step
     (`follow_statuses`) still holds HemiCare's proposal there (an operation set aside shown as recommended). The
     answer is a copy, its aid restated; the record is left as it was stored. A plan without an aid is returned as
-    it is."""
+    it is. An aid stored before aids said when they were issued is given that from the plan's knowledge base
+    version."""
     if content.get("decision_aid") is None:
         return content
-    shown = {**content, "decision_aid": dict(content["decision_aid"]), "references": dict(content["references"])}
+    aid = with_about(dict(content["decision_aid"]), content["knowledge_version"], kb)
+    shown = {**content, "decision_aid": aid, "references": dict(content["references"])}
     follow_statuses(shown, kb)
     return shown
 

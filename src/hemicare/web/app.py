@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import hashlib
 import logging
@@ -33,6 +34,7 @@ from hemicare.db import engine as db
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
+from hemicare.engine.decision_aid import out_of_date
 from hemicare.engine.intake import NUL_WORDS
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
@@ -277,6 +279,7 @@ def create_app(
     app.state.templates.env.globals["point_label"] = point_label
     app.state.templates.env.filters["zh"] = mark_chinese
     app.state.templates.env.filters["icon_array"] = icon_array
+    app.state.templates.env.tests["out_of_date"] = lambda aid: out_of_date(aid, dt.date.today())
     app.state.templates.env.filters["subscales"] = subscale_words
     app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness

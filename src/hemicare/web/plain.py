@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase
-from hemicare.engine.decision_aid import NO_TREATMENT
+from hemicare.engine.decision_aid import NO_TREATMENT, with_about
 from hemicare.plans.schemas import part_of
 from hemicare.sessions import service as session_service
 
@@ -101,10 +101,11 @@ def plain_parts(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Know
     return shown
 
 
-def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart]) -> dict[str, Any] | None:
+def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: KnowledgeBase) -> dict[str, Any] | None:
     """The options side by side for the patient (the plan's decision aid): no treatment, then what each signed part
     suggests or offers to discuss, from the version its specialty signed, labelled as the patient's plan labels them.
-    None while nothing signed is offered. Holds the aid's questions, denominator and note, and the citations."""
+    None while nothing signed is offered. Holds the aid's questions, denominator, note and what it says of itself
+    (`with_about`: when it was issued), and the citations."""
     columns: list[dict[str, Any]] = []
     references: dict[str, str] = {}
     first = None
@@ -113,7 +114,7 @@ def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart]) -> dic
         aid = signed.content.get("decision_aid") if signed else None
         if signed is None or aid is None:
             continue
-        first = first or aid
+        first = first or with_about(aid, signed.content["knowledge_version"], kb)
         references.update(signed.content["references"])
         statuses = {
             rec["id"]: rec["status"] for rec in signed.content["recommendations"] if part_of(rec["category"]) == part

@@ -74,7 +74,7 @@ def _my_page(
         patient=patient,
         plain=plain,
         warnings=things_to_know(reviewed),  # as the printed plan says them
-        options=plain_options(parts, reviewed),
+        options=plain_options(parts, reviewed, request.app.state.kb),
         statements=outcome_service.PREFERENCE_STATEMENTS,
         stances=outcome_service.STANCES,
         stated=stated,

@@ -824,7 +824,7 @@ def plan_pdf(
         printed_on=dt.date.today(),
         parts=plain_parts(parts, reviewed, request.app.state.kb),
         warnings=things_to_know(reviewed),
-        options=plain_options(parts, reviewed),
+        options=plain_options(parts, reviewed, request.app.state.kb),
         due=due,
     )
     return _pdf(body, f"{code}-patient.pdf")
