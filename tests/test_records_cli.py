@@ -166,6 +166,34 @@ def test_plans_show_restates_an_old_versions_options_as_its_statuses_say(
     assert "mvd" in [c["option"] for c in kept]
 
 
+def test_plans_overrides_lists_what_was_changed_at_sign_off(clinic: str, engine: Engine) -> None:
+    """Each status changed at sign-off, by item and change, with its reason; a bad day to start from exits 2."""
+    assert _run(clinic, "plans", "overrides").stdout == "no status was changed at sign-off\n"
+    assert runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic]).exit_code == 0
+    edit = "mvd=not_recommended:would rather not"
+    signed = _run(clinic, "plans", "sign", "demo-001", "--version", "1", "--role", "neurosurgeon", "--edit", edit)
+    assert signed.exit_code == 0, signed.output
+    before = _audit_count(engine)
+    text = _run(clinic, "plans", "overrides", "--by", "dr.kb").stdout
+    assert _audit_count(engine) == before + 1
+    today = dt.date.today().isoformat()
+    assert text == (
+        "Microvascular decompression (MVD): recommended -> not_recommended, 1 time (1 patient)\n"
+        f"  {today}  demo-001 v2  neurosurgeon: would rather not\n"
+    )
+    listed = json.loads(_run(clinic, "plans", "overrides", "--since", today, "--json").stdout)
+    assert [(g["recommendation"], g["from"], g["to"], g["times"]) for g in listed] == [
+        ("mvd", "recommended", "not_recommended", 1)
+    ]
+    assert listed[0]["overrides"] == [
+        {"patient": "demo-001", "number": 2, "on": today, "role": "neurosurgeon", "reason": "would rather not"}
+    ]
+    later = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert json.loads(_run(clinic, "plans", "overrides", "--since", later, "--json").stdout) == []
+    refused = _run(clinic, "plans", "overrides", "--since", "29/11/2026")
+    assert refused.exit_code == 2 and "field `--since`: '29/11/2026' is not a date (YYYY-MM-DD)" in refused.stderr
+
+
 def test_patient_workflow(clinic: str, engine: Engine, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
     assert result.exit_code == 0, result.output

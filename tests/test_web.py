@@ -392,6 +392,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("GET", "/login"): _PUBLIC,
     ("GET", "/me"): _PATIENTS,
     ("GET", "/me/hfs7"): _PATIENTS,
+    ("GET", "/overrides"): CARE,
     ("GET", "/patients"): CARE,
     ("GET", "/patients/new"): CARE,
     ("GET", "/patients/{code}"): CARE,
@@ -1515,6 +1516,43 @@ def test_a_version_signed_before_its_aid_followed_the_statuses_shows_it_as_they_
     with session_factory(clinic)() as s:  # the record itself is as it was stored
         kept = s.scalars(query.where(PlanVersion.number == 2)).one().content["decision_aid"]
         assert [(c["option"], c["status"]) for c in kept["columns"]] == stale
+
+
+def test_what_clinicians_changed_at_sign_off_is_listed_by_item_with_the_reasons(
+    client: TestClient, clinic: Engine
+) -> None:
+    """The care team sees every status changed at sign-off, grouped by item and change, the most frequent first,
+    each with its reason and a link to the version signed; a day to start from narrows it, a bad one is refused
+    naming the field; reading it is in the audit trail."""
+    csrf = sign_in(client, "neuro")
+    assert "No status was changed at sign-off." in client.get("/overrides").text
+    client.cookies.clear()
+    csrf = sign_in(client, "surgeon")
+    for code, reason in (("demo-001", "would rather not"), ("demo-002", "anaesthetic risk too high")):
+        version = client.get(f"/api/v1/patients/{code}/plan").json()["number"]
+        form = {"csrf_token": csrf, "version": str(version), "status.mvd": "not_recommended", "reason.mvd": reason}
+        assert client.post(f"/patients/{code}/sign", data=form).status_code == 303, code
+    form = {"csrf_token": csrf, "version": "2", "status.botulinum_toxin": "option", "reason.botulinum_toxin": "later"}
+    assert client.post("/patients/demo-001/sign", data=form).status_code == 303
+    before = _audit_count(clinic)
+    page = client.get("/overrides").text
+    assert _audit_count(clinic) == before + 1
+    items = re.findall(r'<h2 class="item-name">([^<]+)</h2>', page)
+    assert items == ["Microvascular decompression (MVD)", "Botulinum toxin injections"]  # twice, then once
+    mvd = page[page.index("Microvascular decompression (MVD)") : page.index("Botulinum toxin injections")]
+    assert '<span class="times">2 times</span> <span class="small muted">(2 patients)</span>' in mvd
+    assert re.search(
+        r'<a href="/patients/demo-002/plans/\d+">demo-002 v\d+</a> <span class="small muted">neurosurgeon'
+        r"</span>: anaesthetic risk too high",
+        mvd,
+    )
+    assert mvd.index("demo-002") < mvd.index("demo-001")  # newest first
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert f"No status was changed at sign-off since {tomorrow}." in client.get(f"/overrides?since={tomorrow}").text
+    assert "anaesthetic risk" in client.get(f"/overrides?since={dt.date.today().isoformat()}").text
+    refused = client.get("/overrides?since=last-week")
+    assert refused.status_code == 422
+    assert "<li><strong>since</strong>: &#39;last-week&#39; is not a date (YYYY-MM-DD)</li>" in refused.text
 
 
 def _set_about(engine: Engine, change: Callable[[dict[str, Any]], None]) -> None:
@@ -4949,6 +4987,7 @@ def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None
         "/patients/demo-001/plans/1",
         "/patients?q=zzz",
         "/due",
+        "/overrides",
     ]
     pages["admin"] = ["/admin", "/admin/audit"]
     pages["patient1"] = ["/me", "/me/hfs7"]

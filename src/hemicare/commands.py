@@ -504,6 +504,55 @@ def plans_new(code: str, database: DbOption = None, by: ByOption = None) -> None
     run(body)
 
 
+@plans_app.command("overrides")
+def plans_overrides(
+    since: Annotated[str | None, typer.Option(help="Only sign-offs on or after this day (YYYY-MM-DD).")] = None,
+    database: DbOption = None,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What clinicians changed at sign-off, by item and change, the most frequent first, with each reason: where
+    HemiCare's proposals and the clinic's decisions part, for whoever keeps the knowledge base."""
+    from hemicare.audit import service as audit_service
+    from hemicare.plans import service as plan_service
+
+    def body() -> None:
+        start = plan_service.since_day(since, field="--since")
+        with unit_of_work(database) as session:
+            groups = plan_service.overrides(session, since=start)
+            audit_service.record(
+                session, actor=actor(by), action="read", entity="overrides", entity_id=f"since {start or 'start'}"
+            )
+        if as_json:
+            _print(
+                [
+                    {
+                        "recommendation": g.recommendation,
+                        "from": g.before,
+                        "to": g.after,
+                        "times": len(g.overrides),
+                        "patients": g.patients,
+                        "overrides": [o._asdict() for o in g.overrides],
+                    }
+                    for g in groups
+                ]
+            )
+            return
+        if not groups:
+            typer.echo("no status was changed at sign-off" + (f" since {start}" if start else ""))
+        names = load_default().treatment_names()
+        for g in groups:
+            times = len(g.overrides)
+            typer.echo(
+                f"{names.get(g.recommendation, g.recommendation)}: {g.before} -> {g.after}, {times} "
+                f"time{'s' if times != 1 else ''} ({g.patients} patient{'s' if g.patients != 1 else ''})"
+            )
+            for o in g.overrides:
+                typer.echo(f"  {o.on}  {o.patient} v{o.number}  {o.role}: {o.reason}")
+
+    run(body)
+
+
 @plans_app.command("show")
 def plans_show(
     code: str, version: Annotated[int | None, typer.Option()] = None, database: DbOption = None, by: ByOption = None

@@ -15,6 +15,7 @@ from hemicare.assessments import service as assessment_service
 from hemicare.engine import KnowledgeBase, validate_assessment
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.intake import read_file
+from hemicare.engine.plan import Status
 from hemicare.engine.rules import facts_of
 from hemicare.engine.safety import held_back_for
 from hemicare.outcomes import service as outcome_service
@@ -24,6 +25,7 @@ from hemicare.patients.models import Patient
 from hemicare.patients.schemas import PatientCreate
 from hemicare.plans import service as plan_service
 from hemicare.plans.models import PlanVersion
+from hemicare.plans.schemas import PlanEdit
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.synthetic import synthetic_assessment
@@ -161,18 +163,30 @@ def _stated(session: Session, *, patient: Patient, assessment: Assessment, today
     outcome_service.state_preferences(session, patient=patient, data=data, actor="demo")
 
 
-def _review(session: Session, *, patient: Patient, plan: PlanVersion, stage: int, kb: KnowledgeBase) -> None:
+_TOXIN_FIRST = PlanEdit(
+    recommendation="mvd", status=Status.OPTION, reason="the patient wants to try toxin injections first"
+)
+
+
+def _review(
+    session: Session, *, patient: Patient, plan: PlanVersion, stage: int, kb: KnowledgeBase, toxin_first: bool
+) -> None:
     """Sign the demo plans as a running clinic has them: a third agreed by both specialties, a third with the
-    medical part signed and the TCM part waiting, a third new (so the patient pages show each case)."""
+    medical part signed and the TCM part waiting, a third new (so the patient pages show each case). Where
+    ``toxin_first``, the neurologist makes a recommended MVD an option, as some patients choose (the page of what was
+    changed at sign-off lists them; the demo does so for the patients whose medical part alone is signed)."""
     if stage == 2:
         return
     signers = [("Dr A. Neuro", "neurologist")]
     if stage == 0 and any(rec["category"] == "integrative" for rec in plan.content["recommendations"]):
         signers.append(("L. Zhang", "tcm_practitioner"))
+    mvd = next((rec["status"] for rec in plan.content["recommendations"] if rec["id"] == "mvd"), None)
+    first = [_TOXIN_FIRST] if toxin_first and mvd == Status.RECOMMENDED.value else []
     number = plan.number
     for signer, role in signers:
+        edits = first if role == "neurologist" else []
         number = plan_service.sign(
-            session, patient=patient, expected_number=number, edits=[], signer=signer, role=role, kb=kb
+            session, patient=patient, expected_number=number, edits=edits, signer=signer, role=role, kb=kb
         ).number
 
 
@@ -211,7 +225,7 @@ def load_demo(
         assessment_service.record(session, patient=patient, assessment=assessment, actor=actor, today=today)
         _history(session, rng, patient=patient, assessment=assessment, kb=kb, today=today, actor=actor)
         plan = plan_service.generate(session, patient=patient, kb=kb, actor=actor, today=today)
-        _review(session, patient=patient, plan=plan, stage=index % 3, kb=kb)
+        _review(session, patient=patient, plan=plan, stage=index % 3, kb=kb, toxin_first=index % 3 == 1)
         if index % 3 == 0:  # both parts agreed: the patient has read their options and said what matters
             _stated(session, patient=patient, assessment=assessment, today=today, differ=index % 6 == 0)
         if progress is not None:

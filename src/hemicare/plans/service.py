@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from hemicare.assessments import service as assessment_service
 from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
-from hemicare.db.base import utcnow
+from hemicare.db.base import local_day, utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
 from hemicare.engine.assessment import Assessment
@@ -242,6 +242,61 @@ def versions(session: Session, *, patient: Patient) -> list[VersionBrief]:
         .order_by(PlanVersion.number.desc())
     )
     return [VersionBrief(*row) for row in session.execute(query)]
+
+
+class Override(NamedTuple):
+    """A status a clinician changed at sign-off, with their reason."""
+
+    patient: str  # the patient's code
+    number: int  # the version signed with the change
+    on: dt.date  # the clinic's day it was signed
+    role: str
+    reason: str
+
+
+class OverrideGroup(NamedTuple):
+    """One change (an item from one status to another) and every sign-off that made it, newest first."""
+
+    recommendation: str
+    before: str
+    after: str
+    overrides: list[Override]
+
+    @property
+    def patients(self) -> int:
+        return len({override.patient for override in self.overrides})
+
+
+def since_day(text: str | None, *, field: str) -> dt.date | None:
+    """The day a list starts from, as given (YYYY-MM-DD); None where none is given; refused naming ``field``."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError([FieldProblem(field, f"{quoted(text)} is not a date (YYYY-MM-DD)")]) from None
+
+
+def overrides(session: Session, *, since: dt.date | None = None) -> list[OverrideGroup]:
+    """Every status clinicians changed at sign-off (signed on or after ``since``), grouped by item and change, the
+    most frequent first: where HemiCare's proposals and the clinic's decisions part, with the reasons, for whoever
+    keeps the knowledge base (a rule overridden again and again may be wrong)."""
+    query = (
+        select(Patient.code, PlanVersion.number, PlanVersion.signed_at, PlanVersion.signed_role, PlanVersion.edits)
+        .join(Patient, Patient.id == PlanVersion.patient_id)
+        .where(PlanVersion.kind == "reviewed")
+        .order_by(PlanVersion.signed_at.desc(), PlanVersion.id.desc())
+    )
+    groups: dict[tuple[str, str, str], list[Override]] = defaultdict(list)
+    for code, number, signed_at, role, edits in session.execute(query):
+        day = local_day(signed_at)
+        if since is not None and day < since:
+            continue
+        for edit in edits:
+            key = (edit["recommendation"], edit["from"], edit["to"])
+            groups[key].append(Override(code, number, day, role or "", edit["reason"]))
+    found = [OverrideGroup(*key, found) for key, found in groups.items()]
+    return sorted(found, key=lambda group: (-len(group.overrides), group.recommendation, group.before, group.after))
 
 
 def history(session: Session, *, patient: Patient) -> list[PlanVersion]:

@@ -220,6 +220,26 @@ def due_csv(request: Request, user: PageUser) -> Response:
     )
 
 
+@router.get("/overrides")
+def overrides_page(request: Request, user: PageUser) -> HTMLResponse:
+    """What clinicians changed at sign-off, by item and change, the most frequent first, with each reason (from the
+    day ``since`` if given): where HemiCare's proposals and the clinic's decisions part."""
+    require_care_team(user)
+    since = request.query_params.get("since", "")
+    start = plan_service.since_day(since, field="since")
+    with request.app.state.readers.begin() as session:
+        groups = plan_service.overrides(session, since=start)
+    audit_read(request, user, entity="overrides", entity_id=f"since {start or 'start'}")
+    return _page(
+        request,
+        "overrides.html",
+        user,
+        groups=groups,
+        since=start.isoformat() if start else "",
+        treatment_names=request.app.state.kb.treatment_names(),
+    )
+
+
 @router.get("/patients/new")
 def new_patient_page(request: Request, user: PageUser) -> HTMLResponse:
     require_care_team(user)
