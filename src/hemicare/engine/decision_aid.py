@@ -134,6 +134,13 @@ def with_about(aid: dict[str, Any], version: str, kb: KnowledgeBase) -> dict[str
     return aid if made is None else {**aid, "about": made.model_dump(mode="json")}
 
 
+OUT_OF_DATE = (
+    "These figures were due to be checked against newer evidence by {}: ask the care team whether newer studies "
+    "change them."
+)
+"""What an aid past its ``review_by`` day says (with the day), wherever it is shown."""
+
+
 def out_of_date(aid: Mapping[str, Any], today: dt.date) -> bool:
     """Whether a stored aid (JSON) is past the day its figures were due to be checked against newer evidence."""
     said = aid.get("about")

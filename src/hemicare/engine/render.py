@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, yes_no_labels
+from hemicare.engine.decision_aid import OUT_OF_DATE
 from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label
 
 _WIDTH = 100
@@ -206,11 +207,6 @@ def describe_assessment(assessment: Assessment) -> list[str]:
     return lines
 
 
-_AID_OUT_OF_DATE = (
-    "These figures were due to be checked against newer evidence by {}: ask whether newer studies change them."
-)
-
-
 def render_decision_aid(plan: Plan) -> str:
     """The decision aid as text: for each question, each option's answer with its numbers and sources."""
     aid = plan.decision_aid
@@ -219,7 +215,7 @@ def render_decision_aid(plan: Plan) -> str:
     out = [
         f"Options side by side for patient {plan.patient_id}, prepared {plan.generated_on.isoformat()}",
         *_wrap(aid.about.text, ""),
-        *(_wrap(_AID_OUT_OF_DATE.format(aid.about.review_by), "") if plan.generated_on >= aid.about.review_by else []),
+        *(_wrap(OUT_OF_DATE.format(aid.about.review_by), "") if plan.generated_on >= aid.about.review_by else []),
         aid.denominator,
         "",
     ]

@@ -34,7 +34,7 @@ from hemicare.db import engine as db
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
-from hemicare.engine.decision_aid import out_of_date
+from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
 from hemicare.engine.intake import NUL_WORDS
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
@@ -280,6 +280,7 @@ def create_app(
     app.state.templates.env.filters["zh"] = mark_chinese
     app.state.templates.env.filters["icon_array"] = icon_array
     app.state.templates.env.tests["out_of_date"] = lambda aid: out_of_date(aid, dt.date.today())
+    app.state.templates.env.globals["aid_out_of_date_words"] = OUT_OF_DATE
     app.state.templates.env.filters["subscales"] = subscale_words
     app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness

@@ -12,7 +12,7 @@ from fpdf import FPDF
 
 from hemicare.db.base import local_day
 from hemicare.engine.assessment import Assessment
-from hemicare.engine.decision_aid import out_of_date
+from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
 from hemicare.engine.plan import Recommendation, diagnosis_label
 from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
 from hemicare.outcomes.service import StatedLine, Summary
@@ -178,10 +178,7 @@ def patient_plan_pdf(
         if "about" in options:
             say(options["about"]["text"])
         if out_of_date(options, printed_on):
-            say(
-                f"These figures were due to be checked against newer evidence by {options['about']['review_by']}: "
-                "ask your care team whether newer studies change them."
-            )
+            say(OUT_OF_DATE.format(options["about"]["review_by"]))
     doc.heading("What happens next", 14)
     if not due:
         say("Your care team will arrange your next visit.")
