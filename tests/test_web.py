@@ -377,6 +377,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("GET", "/api/v1/docs"): _PUBLIC,
     ("GET", "/api/v1/due"): CARE,
     ("GET", "/api/v1/health"): _PUBLIC,
+    ("GET", "/api/v1/overrides"): CARE,
     ("GET", "/api/v1/patients"): CARE,
     ("GET", "/api/v1/patients/{code}"): _OWN,
     ("GET", "/api/v1/patients/{code}/diary"): _OWN,
@@ -1553,6 +1554,21 @@ def test_what_clinicians_changed_at_sign_off_is_listed_by_item_with_the_reasons(
     refused = client.get("/overrides?since=last-week")
     assert refused.status_code == 422
     assert "<li><strong>since</strong>: &#39;last-week&#39; is not a date (YYYY-MM-DD)</li>" in refused.text
+    listed = client.get("/api/v1/overrides").json()  # the same for scripts, with the items' codes
+    assert [(g["recommendation"], g["from"], g["to"], g["times"], g["patients"]) for g in listed] == [
+        ("mvd", "recommended", "not_recommended", 2, 2),
+        ("botulinum_toxin", "recommended", "option", 1, 1),
+    ]
+    assert [(o["patient"], o["role"], o["reason"]) for o in listed[0]["overrides"]] == [
+        ("demo-002", "neurosurgeon", "anaesthetic risk too high"),
+        ("demo-001", "neurosurgeon", "would rather not"),
+    ]
+    assert listed[0]["overrides"][0]["on"] == dt.date.today().isoformat()
+    assert client.get(f"/api/v1/overrides?since={tomorrow}").json() == []
+    wrong = client.get("/api/v1/overrides?since=last-week")
+    assert wrong.status_code == 422 and wrong.json()["errors"] == [
+        {"field": "since", "message": "'last-week' is not a date (YYYY-MM-DD)"}
+    ]
 
 
 def _set_about(engine: Engine, change: Callable[[dict[str, Any]], None]) -> None:

@@ -515,6 +515,7 @@ def plans_overrides(
     HemiCare's proposals and the clinic's decisions part, for whoever keeps the knowledge base."""
     from hemicare.audit import service as audit_service
     from hemicare.plans import service as plan_service
+    from hemicare.plans.schemas import OverrideGroupOut
 
     def body() -> None:
         start = plan_service.since_day(since, field="--since")
@@ -524,19 +525,7 @@ def plans_overrides(
                 session, actor=actor(by), action="read", entity="overrides", entity_id=f"since {start or 'start'}"
             )
         if as_json:
-            _print(
-                [
-                    {
-                        "recommendation": g.recommendation,
-                        "from": g.before,
-                        "to": g.after,
-                        "times": len(g.overrides),
-                        "patients": g.patients,
-                        "overrides": [o._asdict() for o in g.overrides],
-                    }
-                    for g in groups
-                ]
-            )
+            _print([OverrideGroupOut.of(g).model_dump(mode="json", by_alias=True) for g in groups])
             return
         if not groups:
             typer.echo("no status was changed at sign-off" + (f" since {start}" if start else ""))

@@ -15,7 +15,7 @@ from hemicare.engine.intake import validate_model as validate
 from hemicare.engine.plan import Plan, plan_json
 from hemicare.patients import service as patient_service
 from hemicare.plans import service as plan_service
-from hemicare.plans.schemas import PlanVersionBrief, PlanVersionOut, SignRequest
+from hemicare.plans.schemas import OverrideGroupOut, PlanVersionBrief, PlanVersionOut, SignRequest
 from hemicare.web import once
 from hemicare.web.auth import (
     CONVENTIONAL_SIGNERS,
@@ -102,6 +102,21 @@ def new_plan_version(code: PatientCode, request: Request, user: ApiUser, key: on
         return once.answered(
             request, PlanVersionOut(number=made.number, kind=made.kind, signed_by=made.signed_by, plan=made.content)
         )
+
+
+@router.get("/overrides", response_model=list[OverrideGroupOut])
+def list_overrides(request: Request, user: ApiUser, since: str | None = None) -> list[OverrideGroupOut]:
+    """Every status clinicians changed at sign-off (on or after `since`, YYYY-MM-DD), grouped by item and change,
+    the most frequent first, each sign-off with its reason, newest first: where HemiCare's proposals and the
+    clinic's decisions part, for whoever keeps the knowledge base."""
+    require_care_team(user)
+    start = plan_service.since_day(since, field="since")
+    with request.app.state.sessions.begin() as session:
+        groups = plan_service.overrides(session, since=start)
+        audit.record(
+            session, actor=user.username, action="read", entity="overrides", entity_id=f"since {start or 'start'}"
+        )
+        return [OverrideGroupOut.of(group) for group in groups]
 
 
 @router.post(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hemicare.engine.plan import Status
 from hemicare.limits import REASON_MAX
+
+if TYPE_CHECKING:
+    from hemicare.plans.service import OverrideGroup
 
 ROLES = ("admin", "neurologist", "neurosurgeon", "tcm_practitioner", "patient")
 CONVENTIONAL_ROLES = ("neurologist", "neurosurgeon")
@@ -66,3 +69,38 @@ class PlanVersionBrief(BaseModel):
     edits: list[dict[str, Any]] = Field(
         description="Status changes made at this sign-off: recommendation, from, to, reason"
     )
+
+
+class SignOffChange(BaseModel):
+    """One sign-off that changed an item's status, with the clinician's reason."""
+
+    patient: str = Field(description="The patient's code")
+    number: int = Field(description="The plan version signed with the change")
+    on: dt.date = Field(description="The clinic's day it was signed")
+    role: str
+    reason: str
+
+
+class OverrideGroupOut(BaseModel):
+    """One change clinicians made at sign-off (an item from one status to another) and every sign-off that made it,
+    newest first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    recommendation: str
+    before: str = Field(alias="from", description="The status HemiCare proposed")
+    after: str = Field(alias="to", description="The status the clinician signed")
+    times: int
+    patients: int = Field(description="How many patients' plans it was made in")
+    overrides: list[SignOffChange]
+
+    @classmethod
+    def of(cls, group: OverrideGroup) -> OverrideGroupOut:
+        return cls(
+            recommendation=group.recommendation,
+            before=group.before,
+            after=group.after,
+            times=len(group.overrides),
+            patients=group.patients,
+            overrides=[SignOffChange(**override._asdict()) for override in group.overrides],
+        )
