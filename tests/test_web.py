@@ -1802,6 +1802,34 @@ def test_the_patient_pdf_says_what_to_know_only_when_there_is_something() -> Non
     assert "Drug x is not checked" not in told and "A note for the team" not in told
 
 
+def test_the_patients_options_say_the_oldest_issue_where_the_parts_were_signed_from_two() -> None:
+    """Each part the patient is shown comes from the version its specialty signed; where those were made from two
+    knowledge base versions, the options say when the older was issued, and warn once it is out of date, whichever
+    part was signed first."""
+    from hemicare.plans.service import ReviewedPart
+    from hemicare.web.plain import plain_options
+
+    kb = load_default()
+    plan = build_plan(validate_assessment(read_file(EXAMPLES / "demo-001.yaml")), kb).model_dump(mode="json")
+    plan["recommendations"] = [{**rec, "status": "recommended"} for rec in plan["recommendations"]]
+    newer, older = {**plan, "knowledge_version": "2026.11.1"}, {**plan, "knowledge_version": "2019.3.1"}
+    for content in (newer, older):  # as stored before aids said when they were issued
+        content["decision_aid"] = {k: v for k, v in plan["decision_aid"].items() if k != "about"}
+    signoff = {"by": "n", "role": "neurologist", "at": "2026-11-26T10:00:00+00:00"}
+    parts = ["conventional", "integrative"]
+    for conventional, integrative in ((newer, older), (older, newer)):
+        reviewed = {
+            "conventional": ReviewedPart(conventional, signoff, False),
+            "integrative": ReviewedPart(integrative, signoff, False),
+        }
+        shown = plain_options(parts, reviewed, kb)
+        assert shown is not None
+        assert shown["about"]["knowledge_version"] == "2019.3.1", conventional["knowledge_version"]
+        assert shown["about"]["review_by"] == "2024-03-01"
+    alone = plain_options(parts, {"conventional": ReviewedPart(newer, signoff, False)}, kb)
+    assert alone is not None and alone["about"]["knowledge_version"] == "2026.11.1"
+
+
 def test_security_headers_and_openapi(client: TestClient) -> None:
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200 and "/api/v1/plans" in response.json()["paths"]

@@ -105,7 +105,8 @@ def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Kn
     """The options side by side for the patient (the plan's decision aid): no treatment, then what each signed part
     suggests or offers to discuss, from the version its specialty signed, labelled as the patient's plan labels them.
     None while nothing signed is offered. Holds the aid's questions, denominator, note and what it says of itself
-    (`with_about`: when it was issued), and the citations."""
+    (`with_about`: when it was issued; of the oldest, where the parts were signed from two knowledge base versions,
+    so that a warning that figures are out of date is never hidden by a newer part), and the citations."""
     columns: list[dict[str, Any]] = []
     references: dict[str, str] = {}
     first = None
@@ -114,7 +115,9 @@ def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Kn
         aid = signed.content.get("decision_aid") if signed else None
         if signed is None or aid is None:
             continue
-        first = first or with_about(aid, signed.content["knowledge_version"], kb)
+        aid = with_about(aid, signed.content["knowledge_version"], kb)
+        if first is None or _review_by(aid) < _review_by(first):
+            first = aid
         references.update(signed.content["references"])
         statuses = {
             rec["id"]: rec["status"] for rec in signed.content["recommendations"] if part_of(rec["category"]) == part
@@ -128,6 +131,12 @@ def plain_options(parts: list[str], reviewed: Mapping[str, ReviewedPart], kb: Kn
         return None
     nothing = [column for column in first["columns"] if column["option"] == NO_TREATMENT]
     return {**first, "columns": nothing + columns, "references": references}
+
+
+def _review_by(aid: Mapping[str, Any]) -> str:
+    """The day (ISO) a stored aid's figures are due to be checked; one that does not say is taken as never."""
+    about = aid.get("about")
+    return about["review_by"] if about else "9999-12-31"
 
 
 def things_to_know(reviewed: Mapping[str, ReviewedPart]) -> list[str]:
