@@ -118,6 +118,12 @@ def test_predicate_with_two_operators_is_rejected(kb_tree: Path) -> None:
     assert "needs exactly one operator" in _problems(kb_tree)
 
 
+def test_a_safety_message_that_continues_its_title_is_rejected(kb_tree: Path) -> None:
+    """An alert reads "title: message" and a refused session "title. message": a message is its own sentence."""
+    _edit(kb_tree / "rules/safety/warfarin_needling.yaml", lambda d: d.update(message="bleeding is more likely."))
+    assert "warfarin_needling: message: Value error, must start a sentence" in _problems(kb_tree)
+
+
 def test_failing_case_is_reported(kb_tree: Path) -> None:
     _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"]["all"][0].update(lt=60))
     failed = [r for r in run_all(load(kb_tree)) if not r.passed]

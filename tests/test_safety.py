@@ -135,7 +135,7 @@ def test_hla_b1502_rules(kb: KnowledgeBase, patient: Any) -> None:
     assert _rec(positive, "medication:carbamazepine").status == "contraindicated"
     untested = _plan(kb, patient(ancestry=["Han Chinese"], **mild))
     assert _rec(untested, "medication:carbamazepine").status == "deferred"
-    assert "test before starting" in _alert(untested, "carbamazepine_hla_untested").message
+    assert "Test before starting" in _alert(untested, "carbamazepine_hla_untested").message
     negative = _plan(kb, patient(ancestry=["Han Chinese"], hla_b1502="negative", **mild))
     assert _rec(negative, "medication:carbamazepine").status == "option"
 

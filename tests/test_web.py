@@ -4536,7 +4536,7 @@ def test_the_acupuncture_form_says_which_points_need_a_reason_and_how_to_needle(
     assert _held_notice(client.get("/patients/wn-1").text, "acupuncture-held") == [
         "EX-HN5 Taiyang: taken out of this patient's plans (Bleeding-prone facial points with anticoagulation or a "
         "bleeding disorder); a session giving it needs a reason",
-        "Needling on warfarin, a caution: Warfarin: bleeding after acupuncture is more likely (adjusted OR 4.95 in "
+        "Needling on warfarin, a caution: Bleeding after acupuncture is more likely (adjusted OR 4.95 in "
         "13.4 million sessions). Fine (0.20 mm), superficial needles only, at appropriate locations and depth; check "
         "the INR.",
     ]
@@ -4600,7 +4600,7 @@ def test_the_conventional_forms_say_what_the_safety_rules_hold_back_and_caution_
     page = client.get("/patients/hp-1").text
     assert _held_notice(page, "medicine-held") == [
         "Carbamazepine, contraindicated: Carbamazepine with HLA-B*15:02",
-        "Oxcarbazepine, a caution: Oxcarbazepine with HLA-B*15:02. HLA-B*15:02 positive: the CPIC guideline covers "
+        "Oxcarbazepine, a caution: Oxcarbazepine with HLA-B*15:02. The CPIC guideline covers "
         "HLA genotype for oxcarbazepine as well as carbamazepine; consult it before prescribing.",
     ]
     assert _held_notice(page, "toxin-held") == ["Botulinum toxin injections, deferred: Botulinum toxin in pregnancy"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$", min_length=1, max_length=80)]
 RefId = Annotated[str, Field(pattern=r"^(pmid|doi|pmc|web|label|guideline|book|standard):\S+$")]
@@ -705,9 +705,18 @@ class SafetyRule(Record):
     action: Literal["contraindicate", "defer", "remove", "caution"]
     severity: Literal["critical", "warning", "info"]
     basis: Literal["evidence", "label", "guideline", "tradition", "case_report", "policy"]
-    message: str
+    message: str = Field(description='Its own sentence after the title ("title: message"), not a continuation')
     evidence: Evidence
     review: Review = Review()
+
+    @field_validator("message")
+    @classmethod
+    def _a_sentence(cls, message: str) -> str:
+        if message[:1].islower():
+            raise ValueError(
+                "must start a sentence (an alert reads 'title: message', a refused session 'title. message')"
+            )
+        return message
 
 
 class RestrictedNames(Record):
