@@ -124,6 +124,17 @@ def test_a_safety_message_that_continues_its_title_is_rejected(kb_tree: Path) ->
     assert "warfarin_needling: message: Value error, must start a sentence" in _problems(kb_tree)
 
 
+def test_an_amount_split_from_its_ingredient_is_rejected(kb_tree: Path) -> None:
+    """In a YAML flow list a comma splits an item: "[Wei Jiang (roasted ginger), 1 slice]" is two rows, the second an
+    amount of nothing."""
+
+    def split(formulas: list[dict[str, object]]) -> None:
+        formulas[0]["other_ingredients"] = ["Wei Jiang (roasted ginger)", "1 slice"]
+
+    _edit(kb_tree / "tcm/formulas.yaml", split)
+    assert "'1 slice' is an amount without its ingredient" in _problems(kb_tree)
+
+
 def test_failing_case_is_reported(kb_tree: Path) -> None:
     _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"]["all"][0].update(lt=60))
     failed = [r for r in run_all(load(kb_tree)) if not r.passed]

@@ -566,11 +566,22 @@ class Formula(Record):
     english: str | None = None
     source: str
     ingredients: list[Ingredient] = Field(min_length=1)
-    other_ingredients: list[str] = []
+    other_ingredients: list[str] = Field(default=[], description="Each an ingredient with its amount, in one item")
     preparation: str | None = None
     cautions: list[str] = []
     not_for_patterns: list[Slug] = Field(default=[], description="Patterns the formula's own cautions exclude")
     evidence: Evidence
+
+    @field_validator("other_ingredients")
+    @classmethod
+    def _named(cls, items: list[str]) -> list[str]:
+        for item in items:
+            if item[:1].isdigit():
+                raise ValueError(
+                    f"{item!r} is an amount without its ingredient: give each ingredient with its amount as one item "
+                    "(in a YAML [list], quote an item with a comma in it)"
+                )
+        return items
 
 
 class Indicator(Record):
