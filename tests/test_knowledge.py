@@ -135,6 +135,22 @@ def test_an_amount_split_from_its_ingredient_is_rejected(kb_tree: Path) -> None:
     assert "'1 slice' is an amount without its ingredient" in _problems(kb_tree)
 
 
+def test_a_reference_fact_split_by_a_comma_is_rejected(kb_tree: Path) -> None:
+    """In a YAML flow list a comma splits an item, even inside "(n=1,262)": half a bracket is refused."""
+
+    def split(references: list[dict[str, object]]) -> None:
+        references[0]["supports"] = ["etiological mix (secondary 19%", "mimics 18%)"]
+
+    _edit(kb_tree / "references.yaml", split)
+    assert "'etiological mix (secondary 19%' opens or closes a bracket" in _problems(kb_tree)
+
+    def thousands(references: list[dict[str, object]]) -> None:
+        references[0]["supports"] = ["1 moderate bleed in 3", "974 treatments"]
+
+    _edit(kb_tree / "references.yaml", thousands)
+    assert "look like one number split at its thousands comma" in _problems(kb_tree)
+
+
 def test_failing_case_is_reported(kb_tree: Path) -> None:
     _edit(kb_tree / "rules/red_flags/young_onset.yaml", lambda d: d["when"]["all"][0].update(lt=60))
     failed = [r for r in run_all(load(kb_tree)) if not r.passed]
