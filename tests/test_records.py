@@ -1758,7 +1758,7 @@ def test_an_unknown_herb_is_refused_and_a_blocked_or_ambiguous_name_says_why(
         assert sessions.list_for(s, patient=patients.get(s, code="p-001"), kind="herbal") == []
 
 
-LICORICE_RISK = "Licorice-heavy formula (6 g/day or more) with older age, a diuretic, a corticosteroid or low potassium"
+LICORICE_RISK = "With older age, a diuretic, a corticosteroid or low potassium, 6 g/day or more of licorice is a risk"
 
 
 @pytest.mark.parametrize(
