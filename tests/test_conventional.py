@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hemicare.engine import KnowledgeBase, build_plan, load, validate_assessment
-from hemicare.engine.decision_aid import out_of_date
+from hemicare.engine.decision_aid import out_of_date, with_about
 from hemicare.engine.plan import Plan, Recommendation
 from hemicare.engine.render import render_decision_aid
 from hemicare.engine.toxin import ToxinPlan
@@ -299,6 +299,12 @@ def test_decision_aid_says_when_it_was_issued_and_when_it_is_out_of_date(kb_tree
     assert aid.about.text[:60] in text and "due to be checked" not in text
     later = build_plan(validate_assessment(patient()), load(kb_tree), today=dt.date(2027, 2, 1))
     assert "These figures were due to be checked against newer evidence by 2027-02-01" in render_decision_aid(later)
+    # A clinic that shortens its policy sees stored aids by the new one; the stored record is left as it was.
+    next(p for p in policies if p["id"] == "decision_aid_review_years")["value"] = 2
+    (kb_tree / "policy.yaml").write_text(yaml.safe_dump(policies, sort_keys=False))
+    restated = with_about(stored, "2024.02.3", load(kb_tree))
+    assert restated["about"]["review_by"] == "2026-02-01" and stored["about"]["review_by"] == "2027-02-01"
+    assert with_about(stored, "an old label", load(kb_tree)) is stored  # no month to read: kept as stored
 
 
 def _figures(value: Any) -> list[dict[str, Any]]:

@@ -1571,15 +1571,16 @@ def test_what_clinicians_changed_at_sign_off_is_listed_by_item_with_the_reasons(
     ]
 
 
-def _set_about(engine: Engine, change: Callable[[dict[str, Any]], None]) -> None:
-    """Change what demo-001's latest plan version's decision aid says of itself, as an older version stored it."""
+def _set_about(engine: Engine, change: Callable[[dict[str, Any]], None], version: str | None = None) -> None:
+    """Change what demo-001's latest plan version's decision aid says of itself (and the knowledge base version the
+    plan was made from), as an older version stored it."""
     with session_factory(engine)() as s, s.begin():
         query = select(PlanVersion).where(PlanVersion.patient_id == patient_service.get(s, code="demo-001").id)
         latest = s.scalars(query.order_by(PlanVersion.number.desc())).first()
         assert latest is not None
         aid = {**latest.content["decision_aid"]}
         change(aid)
-        latest.content = {**latest.content, "decision_aid": aid}
+        latest.content = {**latest.content, "decision_aid": aid} | ({"knowledge_version": version} if version else {})
 
 
 def test_the_options_say_when_they_were_issued_and_warn_once_out_of_date(client: TestClient, clinic: Engine) -> None:
@@ -1598,15 +1599,16 @@ def test_the_options_say_when_they_were_issued_and_warn_once_out_of_date(client:
     _set_about(clinic, lambda aid: aid.pop("about"))
     assert client.get("/api/v1/patients/demo-001/plan").json()["plan"]["decision_aid"]["about"] == about
     assert 'id="aid-about"' in client.get("/patients/demo-001").text
-    _set_about(clinic, lambda aid: aid.update(about={**about, "review_by": dt.date.today().isoformat()}))
-    due = f"These figures were due to be checked against newer evidence by {dt.date.today().isoformat()}"
+    # What a version says of itself follows its knowledge base version and today's policy, not what it stored.
+    _set_about(clinic, lambda aid: aid.update(about={**about, "review_by": "2099-01-01"}), version="2019.3.1")
+    due = "These figures were due to be checked against newer evidence by 2024-03-01"
     assert due in client.get("/patients/demo-001").text
     client.cookies.clear()
     sign_in(client, "patient1")
     mine = client.get("/me").text
     assert 'id="aid-about"' in mine and due in mine
     printed = _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
-    assert about["text"][:40] in printed and due in printed
+    assert "From HemiCare's knowledge base 2019.3.1, issued in March 2019" in printed and due in printed
 
 
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:

@@ -126,10 +126,10 @@ def about_of(version: str, kb: KnowledgeBase) -> AidAbout | None:
 
 
 def with_about(aid: dict[str, Any], version: str, kb: KnowledgeBase) -> dict[str, Any]:
-    """A stored aid (JSON) with what it says of itself: one stored before aids said so is given it from its plan's
-    knowledge base ``version`` (a copy; the stored one is not changed)."""
-    if "about" in aid:
-        return aid
+    """A stored aid (JSON) with what it says of itself, as its plan's knowledge base ``version`` and the clinic's
+    policy now in ``kb`` say: the day it is out of date follows the policy in force, not the one when it was made,
+    and an aid stored before aids said so is given it (a copy; the stored one is not changed). One whose version is
+    not YEAR.MONTH.N keeps what it stored."""
     made = about_of(version, kb)
     return aid if made is None else {**aid, "about": made.model_dump(mode="json")}
 
