@@ -4357,6 +4357,27 @@ def _assessed(clinic: Engine, code: str, *, plan: bool, **changes: Any) -> dict[
         return dict(next(r for r in made.content["recommendations"] if r["id"] == "herbal_formula")["details"])
 
 
+def test_a_differential_to_consider_is_named_on_the_page_and_in_the_referral(
+    client: TestClient, clinic: Engine
+) -> None:
+    """A mimic the findings point to is named as a differential, with the reason, on the patient page and in the
+    referral letter."""
+    findings = read_file(EXAMPLES / "demo-001.yaml")["findings"] | {"bilateral_synchronous": True}
+    _assessed(clinic, "bl-1", plan=True, findings=findings)
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/bl-1").text
+    said = re.search(r'<div class="alert">Differential to consider: <strong>([^<]+)</strong>\. ([^<]+)<br>', page)
+    assert said is not None, page[page.index("Diagnosis") :][:800]
+    assert said.group(1) == "Benign essential blepharospasm"
+    assert said.group(2).startswith("Both eyes close together")
+    form = {"csrf_token": csrf, "to": "neurosurgery", "question": "please advise"}
+    letter = client.post("/patients/bl-1/referral.pdf", data=form)
+    assert letter.status_code == 200
+    assert "Differential to consider: Benign essential blepharospasm. Both eyes close together" in _pdf_text(
+        letter.content
+    )
+
+
 def test_a_toxic_herb_shows_its_reference_dose_where_its_dose_is_typed(client: TestClient, clinic: Engine) -> None:
     kb = load_default()
     wind = {

@@ -265,7 +265,7 @@ def referral_pdf(referral: Referral) -> bytes:
     if diagnosis.get("unknown_findings"):
         doc.para(f"Not recorded (needed to rule out secondary HFS): {', '.join(diagnosis['unknown_findings'])}.")
     for differential in diagnosis.get("differentials", []):
-        doc.para(f"Consider {differential['name']}: {differential['reason']}")
+        doc.para(f"Differential to consider: {differential['name']}. {differential['reason']}")
     if plan.get("tcm", {}).get("summary"):
         doc.heading("TCM pattern", 12)
         doc.para(plan["tcm"]["summary"])
