@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from hemicare.cli import app
 from hemicare.engine import KnowledgeBase, KnowledgeError, load
-from hemicare.engine.check import run_all, run_case
+from hemicare.engine.check import run_all, run_case, split_items
 from hemicare.engine.loader import load_default
+
+runner = CliRunner()
 
 
 def _all_cases() -> list[tuple[str, str]]:
@@ -132,23 +136,30 @@ def test_an_amount_split_from_its_ingredient_is_rejected(kb_tree: Path) -> None:
         formulas[0]["other_ingredients"] = ["Wei Jiang (roasted ginger)", "1 slice"]
 
     _edit(kb_tree / "tcm/formulas.yaml", split)
-    assert "'1 slice' is an amount without its ingredient" in _problems(kb_tree)
+    assert "'1 slice' starts with an amount" in _problems(kb_tree)
 
 
-def test_a_reference_fact_split_by_a_comma_is_rejected(kb_tree: Path) -> None:
-    """In a YAML flow list a comma splits an item, even inside "(n=1,262)": half a bracket is refused."""
-
-    def split(references: list[dict[str, object]]) -> None:
-        references[0]["supports"] = ["etiological mix (secondary 19%", "mimics 18%)"]
-
-    _edit(kb_tree / "references.yaml", split)
-    assert "'etiological mix (secondary 19%' opens or closes a bracket" in _problems(kb_tree)
-
-    def thousands(references: list[dict[str, object]]) -> None:
-        references[0]["supports"] = ["1 moderate bleed in 3", "974 treatments"]
-
-    _edit(kb_tree / "references.yaml", thousands)
-    assert "look like one number split at its thousands comma" in _problems(kb_tree)
+def test_one_item_cut_at_a_comma_in_a_flow_list_is_reported(kb_tree: Path) -> None:
+    """YAML splits a flow list at every comma, even inside brackets or a number, and both halves load: the knowledge
+    check finds the cuts, naming file and line, and fails."""
+    assert split_items(kb_tree) == []
+    path = kb_tree / "references.yaml"
+    text = path.read_text()
+    first = text.index("supports: [")
+    cut = (
+        text[:first]
+        + "supports: [etiological mix (secondary 19%, mimics 18%), 13 RCTs (n=1,262), 361 points, "
+        + text[first + len("supports: [") :]
+    )
+    path.write_text(cut)
+    line = cut[:first].count("\n") + 1
+    assert split_items(kb_tree) == [
+        f"references.yaml:{line}: 'etiological mix (secondary 19%' and 'mimics 18%)' read as one item cut at a comma: "
+        "quote it",
+        f"references.yaml:{line}: '13 RCTs (n=1' and '262)' read as one item cut at a comma: quote it",
+    ]
+    checked = runner.invoke(app, ["knowledge", "check", "--root", str(kb_tree)])
+    assert checked.exit_code == 1 and "'13 RCTs (n=1' and '262)' read as one item" in checked.stderr
 
 
 def test_failing_case_is_reported(kb_tree: Path) -> None:

@@ -22,8 +22,9 @@ from hemicare.engine import (
     render_text,
 )
 from hemicare.engine.assessment import Assessment
-from hemicare.engine.check import run_all
+from hemicare.engine.check import run_all, split_items
 from hemicare.engine.facemap import face_map_svg
+from hemicare.engine.loader import default_root
 from hemicare.engine.plan import Plan
 from hemicare.engine.render import render_decision_aid
 from hemicare.engine.toxin import ToxinPlan
@@ -128,6 +129,9 @@ def knowledge_check(
             typer.echo(f"error: {problem}", err=True)
         typer.echo(f"knowledge base invalid: {len(exc.problems)} problem(s)", err=True)
         raise typer.Exit(1) from exc
+    split = split_items(root or default_root())
+    for problem in split:
+        typer.echo(f"error: {problem}", err=True)
     results = run_all(kb)
     failed = [r for r in results if not r.passed]
     for result in failed:
@@ -148,7 +152,7 @@ def knowledge_check(
         f"knowledge base {kb.version}: {records} records, {len(kb.rules())} rules, "
         f"{len(results) - len(failed)} of {len(results)} rule cases passed"
     )
-    if failed:
+    if failed or split:
         raise typer.Exit(1)
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from hemicare.engine.errors import InputError
 from hemicare.engine.intake import validate_assessment
@@ -77,3 +80,40 @@ def run_all(kb: KnowledgeBase) -> list[CaseResult]:
     """Every case of every rule, then every pattern vignette, in a stable order."""
     rules = [run_case(kb, rule_id, case) for rule_id in sorted(kb.cases) for case in kb.cases[rule_id].cases]
     return rules + [run_pattern_case(kb, case) for case in kb.pattern_cases]
+
+
+def split_items(root: Path) -> list[str]:
+    """Places in the knowledge tree's YAML where a comma in a flow list (``[a, b]``) cuts what reads as one item in
+    two: inside brackets (``[mix (secondary 19%, mimics 18%)]``) or inside a number (``[13 RCTs (n=1,262)]``): YAML
+    splits at every comma there, and the halves load without complaint. Each one is to be quoted."""
+    problems: list[str] = []
+    for path in sorted(root.rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        depth, before = 0, None
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.FlowSequenceStartToken | yaml.FlowMappingStartToken):
+                depth, before = depth + 1, None
+            elif isinstance(token, yaml.FlowSequenceEndToken | yaml.FlowMappingEndToken):
+                depth, before = depth - 1, None
+            elif isinstance(token, yaml.FlowEntryToken):
+                continue
+            elif depth and isinstance(token, yaml.ScalarToken) and token.plain:
+                if before is not None and _one_item(
+                    before.value, token.value, text[before.end_mark.index : token.start_mark.index]
+                ):
+                    where = f"{path.relative_to(root)}:{before.start_mark.line + 1}"
+                    problems.append(
+                        f"{where}: {before.value!r} and {token.value!r} read as one item cut at a comma: quote it"
+                    )
+                before = token
+            else:
+                before = None
+    return problems
+
+
+def _one_item(first: str, second: str, between: str) -> bool:
+    """Whether two neighbouring items of a flow list read as one: the first leaves a bracket open, or a number runs
+    on across the comma with no space after it (1,262)."""
+    if first.count("(") > first.count(")"):
+        return True
+    return between == "," and first[-1:].isdigit() and second[:1].isdigit()

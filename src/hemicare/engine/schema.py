@@ -6,8 +6,6 @@ ignored fact. Clinical statements carry an :class:`Evidence` block whose referen
 
 from __future__ import annotations
 
-import itertools
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -81,28 +79,6 @@ class Reference(Record):
     url: str | None = None
     supports: list[str] = Field(min_length=1)
     sheet: str = Field(description="Section of ../shared/reference the fact was taken from")
-
-    @field_validator("supports")
-    @classmethod
-    def _whole(cls, items: list[str]) -> list[str]:
-        for before, after in itertools.pairwise(items):
-            if before[-1:].isdigit() and re.match(r"\d{3}\b", after):
-                raise ValueError(
-                    f"{before!r} and {after!r} look like one number split at its thousands comma: in a YAML [list] a "
-                    "comma splits an item, so quote one with a comma in it"
-                )
-        for item in items:
-            depth = 0
-            for c in item:
-                depth += {"(": 1, ")": -1}.get(c, 0)
-                if depth < 0:
-                    break
-            if depth:
-                raise ValueError(
-                    f"{item!r} opens or closes a bracket it does not close or open: in a YAML [list] a comma splits "
-                    "an item, so quote one with a comma in it"
-                )
-        return items
 
     @property
     def link(self) -> str | None:
@@ -598,11 +574,11 @@ class Formula(Record):
 
     @field_validator("other_ingredients")
     @classmethod
-    def _named(cls, items: list[str]) -> list[str]:
+    def _named_first(cls, items: list[str]) -> list[str]:
         for item in items:
             if item[:1].isdigit():
                 raise ValueError(
-                    f"{item!r} is an amount without its ingredient: give each ingredient with its amount as one item "
+                    f"{item!r} starts with an amount: write each as its ingredient, then its amount, in one item "
                     "(in a YAML [list], quote an item with a comma in it)"
                 )
         return items
