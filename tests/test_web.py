@@ -2366,8 +2366,9 @@ def test_an_unfinished_hfs7_comes_back_with_its_answers_and_what_is_missing(clie
     refused = client.post("/me/hfs7", data={"csrf_token": csrf, **answers})
     assert refused.status_code == 422 and 'id="hfs7-problems"' in refused.text, refused.text
     problems = refused.text[refused.text.index('id="hfs7-problems"') : refused.text.index("</div></div>")]
-    said = re.findall(r"<strong>(Item \d)</strong>: choose an answer from 0 \(never\) to 4 \(always\)", problems)
+    said = re.findall(r"<strong>(Item \d)</strong>: choose an answer from 0 to 4(?:</div>|$)", problems)
     assert said == ["Item 3", "Item 6"], problems
+    assert "Answer each of the 7 items of your HFS-7 form with its score, from 0 to 4." in refused.text
     for index, marked in ((2, True), (5, True), (0, False)):
         box = re.search(rf'<select id="item-{index}"[^>]*>', refused.text)
         assert box and ("aria-invalid=true" in box.group(0)) is marked, (index, box)
@@ -2396,7 +2397,10 @@ def test_the_care_team_records_an_hfs7_answered_on_paper(client: TestClient, cli
     missing = client.post("/patients/demo-001/questionnaires/hfs7", data={"csrf_token": csrf, **items, "item.4": ""})
     assert missing.status_code == 422 and "The HFS-7 was not recorded" in missing.text
     problems = missing.text[missing.text.index('id="hfs7-problems"') :].split("</div></div>")[0]
-    assert "<strong>Item 5</strong>: choose an answer from 0 (never) to 4 (always)" in problems
+    # HFS-7's answer words are not in its source (only HFS-30's are): its range is said in numbers alone.
+    assert problems.endswith("<strong>Item 5</strong>: choose an answer from 0 to 4"), problems
+    assert 'id="hfs7-items">Items, from 0 to 4</div>' in page
+    assert 'id="hfs30-items">Items in the order of the form in use, from 0 (never) to 4 (always)</div>' in page
     assert '<details class="card" id="hfs7-paper" open>' in missing.text
     assert len(re.findall(r"<option selected>2</option>", missing.text)) == 6  # the answers chosen stay chosen
     future = (dt.date.today() + dt.timedelta(days=3)).isoformat()

@@ -309,6 +309,9 @@ class Scale(Record):
     items: int | None = None
     item_min: int | None = None
     item_max: int | None = None
+    item_anchors: tuple[str, str] | None = Field(
+        default=None, description="The words of the lowest and highest answer to an item, where the source gives them"
+    )
     levels: list[ScaleLevel] = []
     bands: list[ScaleBand] = []
     domains: list[Slug] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request
@@ -130,11 +130,21 @@ def _refused(kind: str, form: forms.FormData, problems: list[FieldProblem], name
 QUESTIONNAIRES = {"hfs7": "HFS-7", "hfs30": "HFS-30"}  # the questionnaires the pages take, by instrument
 
 
-def questionnaire_items(kb: KnowledgeBase, instrument: str = "hfs7") -> tuple[int, list[str]]:
-    """A questionnaire's number of items and the answers each item takes, as the knowledge base's scale says."""
+class Items(NamedTuple):
+    """A questionnaire's items as the knowledge base's scale says: how many, the answers each takes, and the range in
+    words ("from 0 (never) to 4 (always)", the answers' words only where the source gives them: HFS-7's are not)."""
+
+    items: int
+    answers: list[str]
+    span: str
+
+
+def questionnaire_items(kb: KnowledgeBase, instrument: str = "hfs7") -> Items:
     scale = kb.scales[instrument]
     assert scale.items and scale.item_min is not None and scale.item_max is not None, f"{instrument} is itemised"
-    return scale.items, [str(value) for value in range(scale.item_min, scale.item_max + 1)]
+    low, high = (f" ({word})" for word in scale.item_anchors) if scale.item_anchors else ("", "")
+    answers = [str(value) for value in range(scale.item_min, scale.item_max + 1)]
+    return Items(scale.items, answers, f"from {scale.item_min}{low} to {scale.item_max}{high}")
 
 
 def subscale_answers(
@@ -143,11 +153,11 @@ def subscale_answers(
     """The HFS-30 form by subscale (`subscale.mobility`, ...: each subscale's answers in the order printed, separated
     by spaces or commas): the answers grouped, or each subscale left empty or holding something else than an answer,
     with the form's labels by problem path (the count of all items is checked on `answers`, the whole form)."""
-    domains, (_, allowed) = kb.scales["hfs30"].domains, questionnaire_items(kb, "hfs30")
+    domains, (_, allowed, span) = kb.scales["hfs30"].domains, questionnaire_items(kb, "hfs30")
     grouped: dict[str, list[int]] = {}
     problems: list[FieldProblem] = []
     names: FieldNames = {"answers": ("", "Subscales")}
-    each = f"each answer from {allowed[0]} (never) to {allowed[-1]} (always), in the order printed, separated by spaces"
+    each = f"each answer {span}, in the order printed, separated by spaces"
     for domain in domains:
         name = f"subscale.{domain}"
         names[name] = (name, domain.replace("_", " ").capitalize())
@@ -167,10 +177,10 @@ def questionnaire_answers(
 ) -> tuple[list[int], list[FieldProblem], FieldNames]:
     """A questionnaire form's items (`item.0`, ...): the answers, or each unanswered item said in the form's words
     (not the API's "answers.2"), with the form's labels by problem path."""
-    items, answers = questionnaire_items(kb, instrument)
+    items, answers, span = questionnaire_items(kb, instrument)
     given = [form.get(f"item.{index}") for index in range(items)]
     problems = [
-        FieldProblem(f"item.{index}", f"choose an answer from {answers[0]} (never) to {answers[-1]} (always)")
+        FieldProblem(f"item.{index}", f"choose an answer {span}")
         for index, answer in enumerate(given)
         if answer not in answers
     ]

@@ -207,8 +207,7 @@ def _remove_mine(
 @router.get("/me/hfs7")
 def my_hfs7_page(request: Request, user: PageUser) -> HTMLResponse:
     _own_code(user)
-    items, answers = questionnaire_items(request.app.state.kb)
-    return _page(request, "hfs7.html", user, items=items, answers=answers, posted=None)
+    return _page(request, "hfs7.html", user, form=questionnaire_items(request.app.state.kb), posted=None)
 
 
 @router.post("/me/hfs7")
@@ -217,9 +216,9 @@ def my_hfs7(request: Request, user: PageUser, form: PostedForm) -> Response:
     check_csrf(user, form.get("csrf_token"))
     given, problems, names = questionnaire_answers(request.app.state.kb, form)
     if problems:  # the answers given come back chosen
-        items, answers = questionnaire_items(request.app.state.kb)
         posted = _refused("hfs7", form, problems, names)
-        return _page(request, "hfs7.html", user, items=items, answers=answers, posted=posted, status_code=422)
+        shown = questionnaire_items(request.app.state.kb)
+        return _page(request, "hfs7.html", user, form=shown, posted=posted, status_code=422)
     data = validate_model(
         QuestionnaireCreate, {"date": dt.date.today().isoformat(), "instrument": "hfs7", "answers": given}
     )
