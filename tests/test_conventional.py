@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import yaml
 
 from hemicare.engine import KnowledgeBase, build_plan, load, validate_assessment
 from hemicare.engine.decision_aid import out_of_date, with_about
+from hemicare.engine.facemap import face_map_svg
 from hemicare.engine.plan import Plan, Recommendation
-from hemicare.engine.render import render_decision_aid
-from hemicare.engine.toxin import ToxinPlan
+from hemicare.engine.render import render_decision_aid, render_text
+from hemicare.engine.toxin import UNVERIFIED_DOSE, ToxinPlan
 
 TODAY = dt.date(2026, 11, 26)
 NO_MRI = {"mri": "not_done", "neurovascular_compression": None, "offending_vessel": None, "structural_lesion": None}
@@ -228,6 +230,27 @@ def test_face_map_sides(kb: KnowledgeBase, patient: Any) -> None:
     assert all(s.x > 200 for s in left.sites) and all(s.x < 200 for s in right.sites)
     both = _toxin(_plan(kb, patient(side="bilateral", findings={"babinski2_sign": True})))
     assert {s.side for s in both.sites} == {"left", "right"}
+
+
+def test_a_dose_no_hfs_source_gives_is_marked_unverified_wherever_it_is_shown(kb: KnowledgeBase, patient: Any) -> None:
+    """The reference sheet gives no HFS per-muscle dose for the lower face ([unverified]): the plan's starting dose
+    there is marked in the data, the rationale (with the knowledge base's note), the face map and the text plan."""
+    plan = _plan(kb, patient(regions=["periocular", "cheek"]))
+    toxin = _toxin(plan)
+    assert {(s.site, s.unverified) for s in toxin.sites} >= {("zygomaticus", True), ("upper_lid_medial", False)}
+    marked = [line for line in _rec(plan, "botulinum_toxin").rationale if line.startswith("[UNVERIFIED]")]
+    assert marked == [
+        "[UNVERIFIED] Dose at Zygomaticus major (cheek): No HFS per-muscle dose was found; the lowest labelled "
+        "per-site dose is used because lower-face weakness is frequent."
+    ]
+    svg = face_map_svg(toxin, patient_id="p")
+    assert re.search(r'data-site="zygomaticus".*?1\.25 U\*</text>', svg, re.S)
+    assert f"(*: {UNVERIFIED_DOSE})" in svg
+    assert re.search(r"Zygomaticus major \(cheek\) +1\.25 U  \(dose unverified", render_text(plan))
+    eyes = _plan(kb, patient(regions=["periocular"]))  # the eye doses are the label's: nothing to mark
+    assert not any(s.unverified for s in _toxin(eyes).sites)
+    assert not any(line.startswith("[UNVERIFIED]") for line in _rec(eyes, "botulinum_toxin").rationale)
+    assert "*" not in face_map_svg(_toxin(eyes), patient_id="p")
 
 
 def test_toxin_deferred_for_red_flags_and_declined_stays_visible(kb: KnowledgeBase, patient: Any) -> None:

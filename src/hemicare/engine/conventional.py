@@ -27,7 +27,7 @@ from hemicare.engine.plan import (
     shared_references,
 )
 from hemicare.engine.rules import Facts, holds
-from hemicare.engine.schema import Treatment
+from hemicare.engine.schema import ToxinSite, Treatment
 from hemicare.engine.toxin import plan_toxin
 
 
@@ -215,6 +215,7 @@ def _toxin(
     status = Status.DEFERRED if gate else Status.OPTION if declined else Status.RECOMMENDED
     plan = plan_toxin(assessment, kb, today=today)
     details: dict[str, Any] = {"programme": plan}
+    unverified = _unverified_doses(plan["sites"], kb)
     cites = shared_references([plan["conversion"], *plan["caps"]])
     if gate:
         return recommendation(kb, "botulinum_toxin", status, [gate], details=details, cites=cites), plan
@@ -224,11 +225,20 @@ def _toxin(
         f"Dose plan: {plan['total_units']:g} U in total over {len(plan['sites'])} sites "
         f"({plan['total_ona_units']:g} onabotulinumtoxinA-equivalent units).",
         *plan["titration"],
+        *(f"[UNVERIFIED] Dose at {site.label}: {site.evidence.note}" for site in unverified),
     ]
     if declined:
         rationale.append("The patient prefers to avoid injections: shown so that the choice stays an informed one.")
         details["declined_by_patient"] = True
     return recommendation(kb, "botulinum_toxin", status, rationale, details=details, cites=cites), plan
+
+
+def _unverified_doses(sites: list[dict[str, Any]], kb: KnowledgeBase) -> list[ToxinSite]:
+    """The plan's injection sites (once each, whatever the side) whose dose no HFS source gives, in the plan's order:
+    the reference sheet marks them [unverified], and so must the plan."""
+    known = {site.id: site for site in kb.toxin_programme().sites}
+    chosen = dict.fromkeys(site["site"] for site in sites if site["unverified"])
+    return [known[site_id] for site_id in chosen]
 
 
 def _toxin_failing(assessment: Assessment, kb: KnowledgeBase) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from html import escape
 
-from hemicare.engine.toxin import ToxinPlan
+from hemicare.engine.toxin import UNVERIFIED_DOSE, ToxinPlan
 
 _HEIGHT = 540
 
@@ -52,16 +52,17 @@ def face_map_svg(plan: ToxinPlan, *, patient_id: str) -> str:
         leftwards = (site.x < 200) == (site.label_side == "outer")
         anchor = "end" if leftwards else "start"
         tx = site.x - 10 if leftwards else site.x + 10
+        mark, said = ("*", f" ({UNVERIFIED_DOSE})") if site.unverified else ("", "")
         parts.append(
             f'<g class="site" data-site="{escape(site.site)}" data-side="{site.side}" data-units="{site.units:g}">'
-            f"<title>{escape(site.label)} ({site.side}): {site.units:g} U</title>"
+            f"<title>{escape(site.label)} ({site.side}): {site.units:g} U{said}</title>"
             f'<circle cx="{site.x}" cy="{site.y}" r="6" fill="#2e86c1" stroke="#1b4f72" stroke-width="1.5"/>'
             f'<text x="{tx}" y="{site.y + 4}" font-size="11" fill="#1b4f72" text-anchor="{anchor}">'
-            f"{site.units:g} U</text></g>"
+            f"{site.units:g} U{mark}</text></g>"
         )
-    parts.append(
-        f'<text x="200" y="{_HEIGHT - 8}" font-size="10" fill="#666" text-anchor="middle">'
-        "Blue: injection site with units. Red cross: do not inject.</text>"
-    )
+    legend = "Blue: injection site with units. Red cross: do not inject."
+    if any(site.unverified for site in plan.sites):
+        legend = f"Blue: site with units (*: {UNVERIFIED_DOSE}). Red cross: do not inject."
+    parts.append(f'<text x="200" y="{_HEIGHT - 8}" font-size="10" fill="#666" text-anchor="middle">{legend}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from hemicare.engine.assessment import Assessment, Side, ToxinSession
 from hemicare.engine.loader import KnowledgeBase, normalise
 from hemicare.engine.plan import FigureOut, figure_dict
 from hemicare.engine.schema import ToxinProgramme
+
+UNVERIFIED_DOSE = "dose unverified: no HFS source gives it"
+"""Said beside a site whose dose no HFS source gives (`DoseSite.unverified`), wherever the dose plan is shown."""
 
 
 class DoseSite(BaseModel):
@@ -31,6 +34,9 @@ class DoseSite(BaseModel):
     y: float
     label_side: str = "outer"
     note: str | None = None
+    unverified: bool = Field(
+        default=False, description="No HFS source gives this muscle's dose: the knowledge base's starting dose is used"
+    )
 
 
 class AvoidSite(BaseModel):
@@ -188,6 +194,7 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
                     "y": site.y,
                     "label_side": site.label_side,
                     "note": note,
+                    "unverified": site.evidence.unverified,
                 }
             )
 

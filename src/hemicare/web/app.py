@@ -39,6 +39,7 @@ from hemicare.engine.intake import NUL_WORDS
 from hemicare.engine.plan import diagnosis_label
 from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
+from hemicare.engine.toxin import UNVERIFIED_DOSE
 from hemicare.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from hemicare.limits import REASON_MAX
 from hemicare.outcomes.service import subscale_words
@@ -281,6 +282,7 @@ def create_app(
     app.state.templates.env.filters["icon_array"] = icon_array
     app.state.templates.env.tests["out_of_date"] = lambda aid: out_of_date(aid, dt.date.today())
     app.state.templates.env.globals["aid_out_of_date_words"] = OUT_OF_DATE
+    app.state.templates.env.globals["unverified_dose"] = UNVERIFIED_DOSE
     app.state.templates.env.filters["subscales"] = subscale_words
     app.state.templates.env.filters["day"] = lambda moment: local_day(moment).isoformat()
     app.state.templates.env.globals["lateness"] = lateness
