@@ -320,6 +320,7 @@ def test_decision_aid_says_when_it_was_issued_and_when_it_is_out_of_date(kb_tree
     assert out_of_date(stored, dt.date(2027, 2, 1)) and not out_of_date(stored, dt.date(2027, 1, 31))
     text = render_decision_aid(_plan(load(kb_tree), patient()))
     assert aid.about.text[:60] in text and "due to be checked" not in text
+    assert "[DISPUTED] Reported durations range from 10.8" in text  # a flagged figure keeps its note
     later = build_plan(validate_assessment(patient()), load(kb_tree), today=dt.date(2027, 2, 1))
     assert "These figures were due to be checked against newer evidence by 2027-02-01" in render_decision_aid(later)
     # A clinic that shortens its policy sees stored aids by the new one; the stored record is left as it was.

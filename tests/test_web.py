@@ -1611,6 +1611,22 @@ def test_the_options_say_when_they_were_issued_and_warn_once_out_of_date(client:
     assert "From HemiCare's knowledge base 2019.3.1, issued in March 2019" in printed and due in printed
 
 
+def test_a_disputed_figure_in_the_options_side_by_side_carries_its_note(client: TestClient, clinic: Engine) -> None:
+    """A figure the reference sheets mark [DISAGREE] or [unverified] is never shown bare beside the others: the
+    options side by side give its note on the clinicians' page, the patient's page and the printed sheet."""
+    disputed = "[DISPUTED] Definitions and results vary by series; this prospective cohort found far lower"
+    csrf = sign_in(client, "neuro")
+    assert client.post("/patients/demo-001/sign", data={"csrf_token": csrf, "version": "1"}).status_code == 303
+    page = client.get("/patients/demo-001").text
+    aid = page[page.index('<table class="aid">') :]
+    assert f'<div class="small muted">{disputed}' in aid
+    assert aid.count('<div class="small muted">[') == 2  # the two flagged figures of demo-001's options, no more
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert f'<div class="small muted">{disputed}' in client.get("/me").text
+    assert disputed in _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
+
+
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
     with session_factory(engine)() as s:
         return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]

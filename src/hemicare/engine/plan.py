@@ -261,6 +261,12 @@ def evidence_dict(evidence: Evidence) -> dict[str, Any]:
     return result
 
 
+def flagged(note: str | None) -> bool:
+    """Whether an evidence note (as plans write it) carries a [DISPUTED] or [UNVERIFIED] mark: a figure with one is
+    never shown without its note, the options side by side included."""
+    return note is not None and note.startswith(("[DISPUTED", "[UNVERIFIED"))
+
+
 def _evidence_out(evidence: Evidence) -> EvidenceOut:
     marks = [mark for mark, on in (("DISPUTED", evidence.disputed), ("UNVERIFIED", evidence.unverified)) if on]
     note = evidence.note

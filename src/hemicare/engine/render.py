@@ -8,7 +8,7 @@ from typing import Any
 
 from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, yes_no_labels
 from hemicare.engine.decision_aid import OUT_OF_DATE
-from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label
+from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label, flagged
 from hemicare.engine.toxin import UNVERIFIED_DOSE
 
 _WIDTH = 100
@@ -238,6 +238,8 @@ def render_decision_aid(plan: Plan) -> str:
                     "        ",
                     "      ",
                 )
+                if flagged(fig.evidence.note):
+                    out += _wrap(f"{fig.evidence.note}", "          ", "          ")
     out += ["", *_wrap(aid.note, "")]
     return "\n".join(out) + "\n"
 

@@ -36,7 +36,7 @@ from hemicare.engine import KnowledgeBase, load_default
 from hemicare.engine.assessment import Findings, History, yes_no_labels
 from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
 from hemicare.engine.intake import NUL_WORDS
-from hemicare.engine.plan import diagnosis_label
+from hemicare.engine.plan import diagnosis_label, flagged
 from hemicare.engine.render import DELIVERED, WEIGHED
 from hemicare.engine.schema import Acupoint
 from hemicare.engine.toxin import UNVERIFIED_DOSE
@@ -281,6 +281,7 @@ def create_app(
     app.state.templates.env.filters["zh"] = mark_chinese
     app.state.templates.env.filters["icon_array"] = icon_array
     app.state.templates.env.tests["out_of_date"] = lambda aid: out_of_date(aid, dt.date.today())
+    app.state.templates.env.tests["flagged"] = flagged
     app.state.templates.env.globals["aid_out_of_date_words"] = OUT_OF_DATE
     app.state.templates.env.globals["unverified_dose"] = UNVERIFIED_DOSE
     app.state.templates.env.filters["subscales"] = subscale_words

@@ -13,7 +13,7 @@ from fpdf import FPDF
 from hemicare.db.base import local_day
 from hemicare.engine.assessment import Assessment
 from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
-from hemicare.engine.plan import Recommendation, diagnosis_label
+from hemicare.engine.plan import Recommendation, diagnosis_label, flagged
 from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
 from hemicare.outcomes.service import StatedLine, Summary
 from hemicare.plans.schemas import part_of, parts_of
@@ -169,6 +169,8 @@ def patient_plan_pdf(
                 for figure in cell["figures"]:
                     cited = ", ".join(figure["evidence"]["references"])
                     words = f"{figure['label']}: {figure['per_100'] or figure['text']} ({cited})"
+                    if flagged(note := figure["evidence"].get("note")):
+                        words += f" {note}"
                     count = chances_in_100(figure)
                     if count is None:
                         say(f"- {words}")
