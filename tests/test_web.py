@@ -1627,6 +1627,31 @@ def test_a_disputed_figure_in_the_options_side_by_side_carries_its_note(client: 
     assert disputed in _pdf_text(client.get("/patients/demo-001/plan.pdf").content)
 
 
+def test_the_plan_shows_its_scores_and_the_tcm_ranking_with_their_basis(client: TestClient, clinic: Engine) -> None:
+    """Beside the diagnosis, the care team sees the plan's scores (wording, and the reference sheets' marks where a
+    scale's wording is disputed or unverified) and the TCM patterns ranked with the findings for and against each,
+    to confirm or overrule; the referral letter keeps a score's mark too."""
+    csrf = sign_in(client, "tcm")
+    page = client.get("/patients/demo-001").text
+    scores = page[page.index('<details class="small" id="scores">') :].split("</details>")[0]
+    assert "<summary>Severity and quality-of-life scores (6)</summary>" in scores
+    assert "Samsung Medical Center (SMC) grade: <strong>2</strong> (Grade II:" in scores
+    assert re.search(r"Cohen-Albert grade: <strong>3</strong>.*?\[UNVERIFIED\] The original grade definitions", scores)
+    ranking = page[page.index('<details class="small" id="tcm-ranking">') :].split("</details>")[0]
+    names = re.findall(r"<li><strong>(P\d) [^<]+</strong>.*?: score (-?[\d.]+), (\w+)\.", ranking)
+    assert names == [
+        ("P2", "0.72", "primary"),
+        ("P7", "0.54", "secondary"),
+        ("P6", "0.17", "considered"),
+        ("P4", "-0.10", "considered"),
+    ]
+    assert "(ICD-11 TM1 SF52, SF56)" in ranking and "Against: tongue red, pulse rapid." in ranking
+    letter = client.post(
+        "/patients/demo-001/referral.pdf", data={"csrf_token": csrf, "to": "neurology", "question": "q"}
+    )
+    assert "[UNVERIFIED] The original grade definitions" in _pdf_text(letter.content)
+
+
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
     with session_factory(engine)() as s:
         return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]

@@ -286,7 +286,11 @@ def referral_pdf(referral: Referral) -> bytes:
     if plan["scores"]:
         doc.heading("Scores", 12)
         for result in plan["scores"].values():
-            doc.para(f"{result['name']}: {result['value']:g}. {result['interpretation']}")
+            note = result["evidence"].get("note")
+            doc.para(
+                f"{result['name']}: {result['value']:g}. {result['interpretation']}"
+                + (f" {note}" if flagged(note) else "")
+            )
     doc.heading("Treatment so far", 12)
     for row in reversed(r.history):
         outcome = f" Outcome: {row['outcome']}." if row["outcome"] else ""
