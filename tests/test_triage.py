@@ -8,6 +8,7 @@ import pytest
 
 from hemicare.engine import KnowledgeBase, build_plan, validate_assessment
 from hemicare.engine.plan import Plan
+from hemicare.engine.render import render_text
 
 MRI_NOT_DONE = {
     "mri": "not_done",
@@ -109,7 +110,8 @@ def test_unknown_essential_findings_mean_insufficient_information(kb: KnowledgeB
     plan = _plan(kb, data)
     assert plan.diagnosis.status == "insufficient_information"
     assert plan.diagnosis.unknown_findings == ["findings.hearing_loss"]
-    assert any("findings.hearing_loss" in line for line in plan.recommendations[0].rationale)
+    assert "Not recorded: Hearing loss; needed to rule out secondary HFS." in plan.recommendations[0].rationale
+    assert "Not recorded (needed to rule out secondary HFS): Hearing loss" in render_text(plan)
 
 
 def test_secondary_outranks_alternative(kb: KnowledgeBase, patient: Any) -> None:

@@ -1652,6 +1652,21 @@ def test_the_plan_shows_its_scores_and_the_tcm_ranking_with_their_basis(client: 
     assert "[UNVERIFIED] The original grade definitions" in _pdf_text(letter.content)
 
 
+def test_findings_needed_to_rule_out_secondary_hfs_are_asked_for_by_name(client: TestClient, clinic: Engine) -> None:
+    """An assessment without an essential finding cannot call primary HFS likely: the plan names what is missing in
+    the form's words, with a way to complete the assessment."""
+    findings = read_file(EXAMPLES / "demo-001.yaml")["findings"]
+    _assessed(clinic, "nr-1", plan=True, findings={k: v for k, v in findings.items() if k != "hearing_loss"})
+    sign_in(client, "neuro")
+    page = client.get("/patients/nr-1").text
+    assert (
+        '<div class="alert warning" id="not-recorded">Not recorded, and needed to rule out secondary HFS: '
+        '<strong>Hearing loss</strong>. <a href="/patients/nr-1/assessment">Complete the assessment</a></div>'
+    ) in page
+    assert "<li>Not recorded: Hearing loss; needed to rule out secondary HFS.</li>" in page
+    assert 'id="not-recorded"' not in client.get("/patients/demo-001").text
+
+
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
     with session_factory(engine)() as s:
         return [row.answers for row in s.scalars(select(StatedPreferences).order_by(StatedPreferences.id))]

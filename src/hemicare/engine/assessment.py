@@ -8,6 +8,7 @@ kept and reported as unchecked, never dropped.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated
 
@@ -184,6 +185,14 @@ def yes_no_labels(model: type[BaseModel]) -> dict[str, str]:
         for name, field in model.model_fields.items()
         if field.annotation == (bool | None)
     }
+
+
+def finding_names(paths: Iterable[str]) -> list[str]:
+    """Findings named by their assessment paths (``findings.hearing_loss``, as a plan lists what was not recorded)
+    in the words the assessment form uses."""
+    labels = {f"findings.{name}": label for name, label in yes_no_labels(Findings).items()}
+    labels |= {f"history.{name}": label for name, label in yes_no_labels(History).items()}
+    return [labels.get(path, path.rpartition(".")[2].replace("_", " ")) for path in paths]
 
 
 class PriorMvd(Strict):

@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 
 from hemicare import __version__
-from hemicare.engine.assessment import Assessment
+from hemicare.engine.assessment import Assessment, finding_names
 from hemicare.engine.conventional import conventional_options
 from hemicare.engine.decision_aid import column_references, decision_aid
 from hemicare.engine.loader import KnowledgeBase
@@ -49,7 +49,8 @@ def _workup(diagnosis: Diagnosis, kb: KnowledgeBase) -> list[Recommendation]:
         return []
     record = kb.treatments["mri_workup"]
     rationale = [f"Red flag: {flag.finding}. {flag.action}" for flag in diagnosis.red_flags]
-    rationale += [f"Not recorded: `{name}`; needed to rule out secondary HFS." for name in diagnosis.unknown_findings]
+    missing = finding_names(diagnosis.unknown_findings)
+    rationale += [f"Not recorded: {name}; needed to rule out secondary HFS." for name in missing]
     if diagnosis.status is DiagnosisStatus.SECONDARY_SUSPECTED:
         rationale.append("Secondary HFS is suspected: the work-up comes before any definitive treatment.")
     return [

@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, yes_no_labels
+from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, finding_names, yes_no_labels
 from hemicare.engine.decision_aid import OUT_OF_DATE
 from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label, flagged
 from hemicare.engine.toxin import UNVERIFIED_DOSE
@@ -272,7 +272,8 @@ def render_text(plan: Plan, *, names: Mapping[str, str] | None = None) -> str:
     if plan.diagnosis.unknown_findings:
         out += [
             "",
-            "  Not recorded (needed to rule out secondary HFS): " + ", ".join(plan.diagnosis.unknown_findings),
+            "  Not recorded (needed to rule out secondary HFS): "
+            + ", ".join(finding_names(plan.diagnosis.unknown_findings)),
         ]
     if plan.diagnosis.differentials:
         out += ["", "  Differential diagnosis to consider:"]

@@ -33,7 +33,7 @@ from hemicare.audit import service as audit_service
 from hemicare.db import engine as db
 from hemicare.db.base import local_day
 from hemicare.engine import KnowledgeBase, load_default
-from hemicare.engine.assessment import Findings, History, yes_no_labels
+from hemicare.engine.assessment import Findings, History, finding_names, yes_no_labels
 from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
 from hemicare.engine.intake import NUL_WORDS
 from hemicare.engine.plan import diagnosis_label, flagged
@@ -291,6 +291,7 @@ def create_app(
     app.state.templates.env.globals["weighed"] = WEIGHED
     app.state.templates.env.globals["held_back"] = HELD_BACK
     app.state.templates.env.globals["finding_labels"] = yes_no_labels(Findings)
+    app.state.templates.env.globals["finding_names"] = finding_names
     app.state.templates.env.globals["history_labels"] = yes_no_labels(History)
     app.state.templates.env.globals["detail_words"] = audit_service.detail_words
     app.state.templates.env.globals["reason_max"] = REASON_MAX

@@ -11,7 +11,7 @@ from typing import Any
 from fpdf import FPDF
 
 from hemicare.db.base import local_day
-from hemicare.engine.assessment import Assessment
+from hemicare.engine.assessment import Assessment, finding_names
 from hemicare.engine.decision_aid import OUT_OF_DATE, out_of_date
 from hemicare.engine.plan import Recommendation, diagnosis_label, flagged
 from hemicare.engine.render import INTEGRATIVE_NOTE, describe_assessment, detail_lines
@@ -265,7 +265,8 @@ def referral_pdf(referral: Referral) -> bytes:
     for flag in diagnosis["red_flags"]:
         doc.para(f"Red flag: {flag['finding']}. {flag['action']}")
     if diagnosis.get("unknown_findings"):
-        doc.para(f"Not recorded (needed to rule out secondary HFS): {', '.join(diagnosis['unknown_findings'])}.")
+        missing = ", ".join(finding_names(diagnosis["unknown_findings"]))
+        doc.para(f"Not recorded (needed to rule out secondary HFS): {missing}.")
     for differential in diagnosis.get("differentials", []):
         doc.para(f"Differential to consider: {differential['name']}. {differential['reason']}")
     if plan.get("tcm", {}).get("summary"):
