@@ -1664,7 +1664,12 @@ def test_findings_needed_to_rule_out_secondary_hfs_are_asked_for_by_name(client:
         '<strong>Hearing loss</strong>. <a href="/patients/nr-1/assessment">Complete the assessment</a></div>'
     ) in page
     assert "<li>Not recorded: Hearing loss; needed to rule out secondary HFS.</li>" in page
-    assert 'id="not-recorded"' not in client.get("/patients/demo-001").text
+    demo = client.get("/patients/demo-001").text
+    assert 'id="not-recorded"' not in demo
+    # The plan's own next steps, as it set them, under the recommendations.
+    steps = demo[demo.index('id="plan-schedule"') :].split("</div>")[0]
+    assert "<li>To arrange: Neurosurgical consultation on microvascular decompression" in steps
+    assert re.search(r"<li>\d{4}-\d\d-\d\d: Botulinum toxin session: Botox [\d.]+ U", steps)
 
 
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
