@@ -29,6 +29,7 @@ from hemicare.audit.models import AuditEntry
 from hemicare.db.base import utcnow
 from hemicare.db.engine import session_factory
 from hemicare.engine import build_plan, load_default, validate_assessment
+from hemicare.engine.check import run_all
 from hemicare.engine.intake import read_file
 from hemicare.errors import quoted
 from hemicare.limits import CODE_MAX
@@ -371,6 +372,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("DELETE", "/api/v1/patients/{code}/questionnaires/{answer_id}"): _OWN,
     ("DELETE", "/api/v1/patients/{code}/recall-closures/{closure_id}"): CARE,
     ("GET", "/"): _PUBLIC,
+    ("GET", "/about"): _PUBLIC,
     ("GET", "/account"): _SIGNED_IN,
     ("GET", "/admin"): {"admin"},
     ("GET", "/admin/audit"): {"admin"},
@@ -1670,6 +1672,25 @@ def test_findings_needed_to_rule_out_secondary_hfs_are_asked_for_by_name(client:
     steps = demo[demo.index('id="plan-schedule"') :].split("</div>")[0]
     assert "<li>To arrange: Neurosurgical consultation on microvascular decompression" in steps
     assert re.search(r"<li>\d{4}-\d\d-\d\d: Botulinum toxin session: Botox [\d.]+ U", steps)
+
+
+def test_the_about_page_gives_the_source_attributes_of_the_advice(client: TestClient) -> None:
+    """Anyone can read what HemiCare's advice is for and rests on (the knowledge base version and when it was issued,
+    its references, rules and their cases, how it is kept up to date); the care team is pointed to its feedback."""
+    kb = load_default()
+    open_page = client.get("/about")
+    assert open_page.status_code == 200
+    issued = dt.date.fromisoformat(f"{kb.version.split('.')[0]}-{int(kb.version.split('.')[1]):02d}-01")
+    assert f"Knowledge base {kb.version}, issued in {issued:%B %Y}: {len(kb.references)}" in open_page.text
+    cases = len(run_all(kb))  # as many as the knowledge check runs
+    assert f"({cases} in all)" in open_page.text and "never as safe" in open_page.text
+    assert 'href="/overrides"' not in open_page.text
+    sign_in(client, "tcm")
+    assert '<a href="/overrides">Changed at sign-off</a> lists them' in client.get("/about").text
+    assert '<a href="/about">About its advice</a>' in client.get("/patients").text
+    client.cookies.clear()
+    sign_in(client, "patient1")
+    assert 'href="/overrides"' not in client.get("/about").text
 
 
 def _stated_rows(engine: Engine) -> list[dict[str, str]]:
@@ -5111,7 +5132,7 @@ class _PageAudit(HTMLParser):
 def test_every_page_can_be_used_with_a_screen_reader(client: TestClient) -> None:
     """Every page names its language, has one title heading and no skipped levels, labels every field, and gives
     every picture (the face map, the charts) a text alternative."""
-    pages = {"anonymous": ["/login"]}
+    pages = {"anonymous": ["/login", "/about"]}
     pages["neuro"] = ["/patients", "/patients/new", "/patients/demo-001", "/patients/demo-001/assessment"]
     pages["neuro"] += [
         "/api/v1/docs",

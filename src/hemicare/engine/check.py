@@ -76,6 +76,11 @@ def run_pattern_case(kb: KnowledgeBase, case: PatternCase) -> CaseResult:
     return CaseResult(f"pattern:{label}", case.name, passed, detail)
 
 
+def case_count(kb: KnowledgeBase) -> int:
+    """How many cases `run_all` runs: every rule's, and every pattern vignette."""
+    return sum(len(cases.cases) for cases in kb.cases.values()) + len(kb.pattern_cases)
+
+
 def run_all(kb: KnowledgeBase) -> list[CaseResult]:
     """Every case of every rule, then every pattern vignette, in a stable order."""
     rules = [run_case(kb, rule_id, case) for rule_id in sorted(kb.cases) for case in kb.cases[rule_id].cases]

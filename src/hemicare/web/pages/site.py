@@ -9,6 +9,8 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hemicare.audit import service as audit
+from hemicare.engine import decision_aid
+from hemicare.engine.check import case_count
 from hemicare.engine.intake import validate_model
 from hemicare.errors import FieldProblem, InputError
 from hemicare.limits import ACTOR_MAX, CODE_MAX
@@ -40,6 +42,23 @@ def api_reference(request: Request) -> HTMLResponse:
         openapi=document["openapi"],
         operations=apidocs.operations(document),
         schemas=apidocs.schemas(document),
+    )
+
+
+@router.get("/about")
+def about_page(request: Request) -> HTMLResponse:
+    """What HemiCare's decision support is for and what it rests on, the source attributes a clinic checks before
+    relying on it (ONC (b)(11): developer, intended use, evidence, how it is kept up to date, how users give
+    feedback); open to anyone, like the API reference: it holds no patient's data."""
+    kb = request.app.state.kb
+    return _page(
+        request,
+        "about.html",
+        signed_in_user(request),
+        kb=kb,
+        issued=decision_aid.about(kb),
+        review_years=int(kb.policy("decision_aid_review_years")),
+        cases=case_count(kb),
     )
 
 
