@@ -247,6 +247,11 @@ def test_a_dose_no_hfs_source_gives_is_marked_unverified_wherever_it_is_shown(kb
     assert re.search(r'data-site="zygomaticus".*?1\.25 U\*</text>', svg, re.S)
     assert f"(*: {UNVERIFIED_DOSE})" in svg
     assert re.search(r"Zygomaticus major \(cheek\) +1\.25 U  \(dose unverified", render_text(plan))
+    # A dose the patient had before at that site is theirs, not the knowledge base's starting dose.
+    session = _session(100, total_units=2.0, sites=[{"site": "zygomaticus", "units": 2.0}])
+    again = _plan(kb, patient(regions=["periocular", "cheek"], history={"botulinum_sessions": [session]}))
+    assert not any(s.unverified for s in _toxin(again).sites if s.site == "zygomaticus")
+    assert not any(line.startswith("[UNVERIFIED]") for line in _rec(again, "botulinum_toxin").rationale)
     eyes = _plan(kb, patient(regions=["periocular"]))  # the eye doses are the label's: nothing to mark
     assert not any(s.unverified for s in _toxin(eyes).sites)
     assert not any(line.startswith("[UNVERIFIED]") for line in _rec(eyes, "botulinum_toxin").rationale)

@@ -35,7 +35,9 @@ class DoseSite(BaseModel):
     label_side: str = "outer"
     note: str | None = None
     unverified: bool = Field(
-        default=False, description="No HFS source gives this muscle's dose: the knowledge base's starting dose is used"
+        default=False,
+        description="The knowledge base's starting dose, which no HFS source gives for this muscle (not a dose the "
+        "patient had before)",
     )
 
 
@@ -175,12 +177,15 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
     sites: list[dict[str, Any]] = []
     for side in _sides(assessment.side):
         for site in chosen:
-            base = last_doses.get(normalise(site.id)) or site.start_units
-            ona = min(base * factor, per_site_max)
+            given_before = last_doses.get(normalise(site.id))
+            ona = min((given_before or site.start_units) * factor, per_site_max)
             note = None
             if site.group in set_for_group:
                 ona = set_for_group[site.group]
                 note = "lowered after last session's adverse effect"
+            # The starting dose no HFS source gives is marked; a dose the patient had before, or one the titration
+            # after an adverse effect sets, is not that dose.
+            unverified = site.evidence.unverified and not given_before and note is None
             sites.append(
                 {
                     "site": site.id,
@@ -194,7 +199,7 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
                     "y": site.y,
                     "label_side": site.label_side,
                     "note": note,
-                    "unverified": site.evidence.unverified,
+                    "unverified": unverified,
                 }
             )
 
