@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from hemicare.engine import KnowledgeBase, validate_assessment
+from hemicare.engine.rules import facts_of
 from hemicare.synthetic import cohort
 
 from .conftest import ROOT
@@ -20,6 +21,11 @@ def test_synthetic_cohort_is_valid_varied_and_reproducible(kb: KnowledgeBase) ->
     assessments = [validate_assessment(item) for item in first]
     assert len({a.side for a in assessments}) == 3
     assert any(a.pregnant for a in assessments) and any(a.history.botulinum_sessions for a in assessments)
+    # Medicines and conditions are written as a clinician would (the vocabulary's labels), and every one is known.
+    for a in assessments:
+        facts = facts_of(a, kb)
+        assert len(facts["drugs"]) == len(a.medications) and len(facts["comorbidity_ids"]) == len(a.comorbidities)
+        assert not any("_" in name for name in [*a.medications, *a.comorbidities]), (a.medications, a.comorbidities)
 
 
 def test_benchmark_runs_and_reports_ratios() -> None:

@@ -89,9 +89,9 @@ def synthetic_assessment(rng: random.Random, index: int, kb: KnowledgeBase, *, t
         },
         "hfs7": [rng.randint(0, 4) for _ in range(7)],
         "imaging": imaging,
-        "comorbidities": rng.sample(comorbidities, rng.choice([0, 0, 1, 2])),
+        "comorbidities": [kb.comorbidities[c].label for c in rng.sample(comorbidities, rng.choice([0, 0, 1, 2]))],
         "anaesthesia_risk_asa": rng.randint(1, 4),
-        "medications": rng.sample(drugs, rng.choice([0, 1, 1, 2, 3])),
+        "medications": [kb.drugs[d].label for d in rng.sample(drugs, rng.choice([0, 1, 1, 2, 3]))],
         "herbs": rng.sample(herbs, rng.choice([0, 0, 0, 1])),
         "tcm": {
             "tongue": {
