@@ -379,6 +379,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("GET", "/api/v1/docs"): _PUBLIC,
     ("GET", "/api/v1/due"): CARE,
     ("GET", "/api/v1/health"): _PUBLIC,
+    ("GET", "/favicon.ico"): _PUBLIC,
     ("GET", "/api/v1/overrides"): CARE,
     ("GET", "/api/v1/patients"): CARE,
     ("GET", "/api/v1/patients/{code}"): _OWN,
@@ -451,6 +452,8 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/sessions/{session_id}/outcome"): _CONV,
     ("POST", "/patients/{code}/sign"): CARE,
 }
+# Routes whose answer to everyone permitted is a redirect: home to the caller's own start page, the icon to its file.
+_REDIRECTS = {"/": 303, "/favicon.ico": 301}
 # Routes that end or change the caller's own sign-in: tested where signing in and out is (not in a loop over routes).
 _OWN_SIGN_IN = {"/login", "/logout", "/account/password", "/account/sign-out-everywhere"}
 
@@ -471,7 +474,7 @@ def test_every_role_against_every_route(client: TestClient, clinic: Engine, user
         answer = client.request(method, address, headers={"x-csrf-token": csrf}, **_request_for(method, path, csrf))
         said = (username, method, path, answer.status_code, answer.text[:200])
         if username in PERMITTED[(method, path)] and method == "GET":  # the page or the data, not a way round it
-            assert answer.status_code in ((303,) if path == "/" else (200, 204)), said
+            assert answer.status_code in ((_REDIRECTS[path],) if path in _REDIRECTS else (200, 204)), said
         elif username in PERMITTED[(method, path)]:
             assert answer.status_code not in (401, 403), said
         elif username is None and path.startswith("/api/"):
@@ -1672,6 +1675,14 @@ def test_findings_needed_to_rule_out_secondary_hfs_are_asked_for_by_name(client:
     steps = demo[demo.index('id="plan-schedule"') :].split("</div>")[0]
     assert "<li>To arrange: Neurosurgical consultation on microvascular decompression" in steps
     assert re.search(r"<li>\d{4}-\d\d-\d\d: Botulinum toxin session: Botox [\d.]+ U", steps)
+
+
+def test_a_browser_asking_for_favicon_ico_gets_the_icon(client: TestClient) -> None:
+    """A JSON answer or a PDF names no icon, so browsers ask for /favicon.ico: it leads to the site's icon."""
+    moved = client.get("/favicon.ico", follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"].startswith("/static/favicon.svg?v=")
+    icon = client.get(moved.headers["location"])
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
 
 
 def test_the_about_page_gives_the_source_attributes_of_the_advice(client: TestClient) -> None:

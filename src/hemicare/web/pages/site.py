@@ -45,6 +45,13 @@ def api_reference(request: Request) -> HTMLResponse:
     )
 
 
+@router.get("/favicon.ico")
+def favicon(request: Request) -> Response:
+    """Browsers ask for /favicon.ico where a page names no icon (an API answer, a PDF): the site's icon, not a 404."""
+    address = request.app.state.templates.env.globals["static"]["favicon.svg"]
+    return RedirectResponse(address, status_code=status.HTTP_301_MOVED_PERMANENTLY)
+
+
 @router.get("/about")
 def about_page(request: Request) -> HTMLResponse:
     """What HemiCare's decision support is for and what it rests on, the source attributes a clinic checks before
