@@ -238,6 +238,12 @@ def test_a_dose_no_hfs_source_gives_is_marked_unverified_wherever_it_is_shown(kb
     plan = _plan(kb, patient(regions=["periocular", "cheek"]))
     toxin = _toxin(plan)
     assert {(s.site, s.unverified) for s in toxin.sites} >= {("zygomaticus", True), ("upper_lid_medial", False)}
+    # Said in the site's note, a field every earlier version reads: they refuse unknown keys in a stored dose site, so
+    # a clinic that goes back a version can still open the plans this one stored.
+    stored = plan.model_dump(mode="json")["recommendations"]
+    sites = next(r for r in stored if r["id"] == "botulinum_toxin")["details"]["programme"]["sites"]
+    known = {"site", "side", "label", "region", "muscle", "units", "ona_units", "x", "y", "label_side", "note"}
+    assert all(set(site) == known for site in sites)
     marked = [line for line in _rec(plan, "botulinum_toxin").rationale if line.startswith("[UNVERIFIED]")]
     assert marked == [
         "[UNVERIFIED] Dose at Zygomaticus major (cheek): No HFS per-muscle dose was found; the lowest labelled "

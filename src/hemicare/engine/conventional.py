@@ -28,7 +28,7 @@ from hemicare.engine.plan import (
 )
 from hemicare.engine.rules import Facts, holds
 from hemicare.engine.schema import ToxinSite, Treatment
-from hemicare.engine.toxin import plan_toxin
+from hemicare.engine.toxin import UNVERIFIED_DOSE, plan_toxin
 
 
 def recommendation(
@@ -237,7 +237,7 @@ def _unverified_doses(sites: list[dict[str, Any]], kb: KnowledgeBase) -> list[To
     """The plan's injection sites (once each, whatever the side) whose dose no HFS source gives, in the plan's order:
     the reference sheet marks them [unverified], and so must the plan."""
     known = {site.id: site for site in kb.toxin_programme().sites}
-    chosen = dict.fromkeys(site["site"] for site in sites if site["unverified"])
+    chosen = dict.fromkeys(site["site"] for site in sites if site["note"] == UNVERIFIED_DOSE)
     return [known[site_id] for site_id in chosen]
 
 

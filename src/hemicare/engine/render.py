@@ -9,7 +9,6 @@ from typing import Any
 from hemicare.engine.assessment import Assessment, Findings, History, MriStatus, finding_names, yes_no_labels
 from hemicare.engine.decision_aid import OUT_OF_DATE
 from hemicare.engine.plan import EvidenceOut, Plan, Recommendation, diagnosis_label, flagged
-from hemicare.engine.toxin import UNVERIFIED_DOSE
 
 _WIDTH = 100
 _CERTAINTY = {"high": "HIGH", "moderate": "MODERATE", "low": "LOW", "very_low": "VERY LOW"}
@@ -79,9 +78,7 @@ def detail_lines(rec: Recommendation) -> list[str]:
     if programme and shown:
         out.append(f"    Dose plan ({programme['brand']}, {programme['product']}):")
         for site in programme["sites"]:
-            said = [site["note"]] if site.get("note") else []
-            said += [UNVERIFIED_DOSE] if site.get("unverified") else []
-            note = f"  ({'; '.join(said)})" if said else ""
+            note = f"  ({site['note']})" if site.get("note") else ""
             out.append(f"      {site['side']:<6} {site['label']:<48} {site['units']:>6g} U{note}")
         out.append(f"      {'':<6} {'Total':<48} {programme['total_units']:>6g} U")
         for zone in {z["label"]: z for z in programme["avoid"]}.values():

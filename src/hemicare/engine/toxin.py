@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from hemicare.engine.assessment import Assessment, Side, ToxinSession
 from hemicare.engine.loader import KnowledgeBase, normalise
@@ -17,7 +17,9 @@ from hemicare.engine.plan import FigureOut, figure_dict
 from hemicare.engine.schema import ToxinProgramme
 
 UNVERIFIED_DOSE = "dose unverified: no HFS source gives it"
-"""Said beside a site whose dose no HFS source gives (`DoseSite.unverified`), wherever the dose plan is shown."""
+"""A dose site's note where it holds the knowledge base's starting dose, which no HFS source gives for that muscle
+(not a dose the patient had before, nor one the titration after an adverse effect sets): a note, so that a version
+of HemiCare that reads plans without knowing of it still reads them."""
 
 
 class DoseSite(BaseModel):
@@ -34,11 +36,10 @@ class DoseSite(BaseModel):
     y: float
     label_side: str = "outer"
     note: str | None = None
-    unverified: bool = Field(
-        default=False,
-        description="The knowledge base's starting dose, which no HFS source gives for this muscle (not a dose the "
-        "patient had before)",
-    )
+
+    @property
+    def unverified(self) -> bool:
+        return self.note == UNVERIFIED_DOSE
 
 
 class AvoidSite(BaseModel):
@@ -183,9 +184,8 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
             if site.group in set_for_group:
                 ona = set_for_group[site.group]
                 note = "lowered after last session's adverse effect"
-            # The starting dose no HFS source gives is marked; a dose the patient had before, or one the titration
-            # after an adverse effect sets, is not that dose.
-            unverified = site.evidence.unverified and not given_before and note is None
+            if site.evidence.unverified and not given_before and note is None:
+                note = UNVERIFIED_DOSE
             sites.append(
                 {
                     "site": site.id,
@@ -199,7 +199,6 @@ def plan_toxin(assessment: Assessment, kb: KnowledgeBase, *, today: dt.date) -> 
                     "y": site.y,
                     "label_side": site.label_side,
                     "note": note,
-                    "unverified": unverified,
                 }
             )
 
