@@ -208,8 +208,8 @@ def as_signed(content: dict[str, Any], kb: KnowledgeBase) -> dict[str, Any]:
     """A stored plan as its items' statuses say: a version signed before signing kept the decision aid in step
     (`follow_statuses`) still holds HemiCare's proposal there (an operation set aside shown as recommended). The
     answer is a copy, its aid restated; the record is left as it was stored. A plan without an aid is returned as
-    it is. An aid stored before aids said when they were issued is given that from the plan's knowledge base
-    version."""
+    it is. What the aid says of itself (when it was issued, from when it is out of date) follows the plan's knowledge
+    base version and the clinic's policy in force (`with_about`)."""
     if content.get("decision_aid") is None:
         return content
     aid = with_about(dict(content["decision_aid"]), content["knowledge_version"], kb)
