@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import threading
 import time
 import typing
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -97,7 +98,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0013"
+    assert current_revision(engine) == "0014"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -105,7 +106,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0013"
+    assert current_revision(engine) == "0014"
     engine.dispose()
 
 
@@ -1314,6 +1315,88 @@ def test_the_stated_preferences_migration_goes_back_only_with_nothing_stated(db_
     downgrade(engine, "0012")
     assert "stated_preferences" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_versions_signed_before_changes_were_counted_are_counted_from_their_edits(
+    db_url: str, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Upgrading to 0014 counts each reviewed version's edits, so the sign-off list, which now reads only versions
+    with changes, still lists what was changed before the upgrade."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0013")
+    _add_patient(engine)
+    edits = [
+        {"recommendation": "mvd", "from": "recommended", "to": "option", "reason": "Anaesthetic risk"},
+        {"recommendation": "baclofen", "from": "not_recommended", "to": "option", "reason": "Refuses injections"},
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO assessments (patient_id, assessed_on, schema_version, data, created_by, created_at) "
+                "SELECT id, :today, 1, :data, 't', :now FROM patients"
+            ),
+            {"today": TODAY, "data": json.dumps(baseline), "now": dt.datetime.now(dt.UTC)},
+        )
+        for number, kind, edited in ((1, "generated", []), (2, "reviewed", edits), (3, "reviewed", [])):
+            connection.execute(
+                text(
+                    "INSERT INTO plan_versions (patient_id, number, assessment_id, kind, knowledge_version, "
+                    "hemicare_version, content, summary, edits, signed_by, signed_role, signed_at, created_by, "
+                    "created_at) SELECT p.id, :number, a.id, :kind, 'k', 'h', '{}', '{}', :edits, 'Dr N', "
+                    "'neurologist', :now, 't', :now FROM patients p JOIN assessments a ON a.patient_id = p.id"
+                ),
+                {"number": number, "kind": kind, "edits": json.dumps(edited), "now": dt.datetime.now(dt.UTC)},
+            )
+    upgrade(engine)
+    with _session(engine) as s:
+        counted = s.execute(select(PlanVersion.number, PlanVersion.changes).order_by(PlanVersion.number)).all()
+        assert [tuple(row) for row in counted] == [(1, 0), (2, 2), (3, 0)]
+        listed = plans.overrides(s)
+    assert [(g.recommendation, g.before, g.after, [o.number for o in g.overrides]) for g in listed] == [
+        ("baclofen", "not_recommended", "option", [2]),
+        ("mvd", "recommended", "option", [2]),
+    ]
+    downgrade(engine, "0013")
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT edits FROM plan_versions WHERE number = 2")) is not None
+    engine.dispose()
+
+
+def test_the_sign_off_list_starts_at_the_clinics_midnight_and_skips_versions_without_changes(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], clinic_zone: Callable[[str], None]
+) -> None:
+    """In Shanghai a day starts at 16:00 UTC the day before: a change signed at 00:30 there is stored on the day
+    before in UTC and belongs to the list from that local day on, not to the list from the day before's."""
+    clinic_zone("Asia/Shanghai")
+    today = dt.date.today()
+    _add_patient(engine)
+    _assess(engine, kb, {**baseline, "preferences": {"integrative_care": True}})
+    edit = PlanEdit(recommendation="mvd", status="recommended", reason="Patient now wants surgery")
+    with _session(engine) as s, s.begin():
+        plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="t", today=today)
+        _sign(s, kb, number=1, edits=[edit], by="Dr N", role="neurologist")
+        _sign(s, kb, number=2, edits=[], by="Dr T", role="tcm_practitioner")
+    with _session(engine) as s:
+        counted = s.execute(select(PlanVersion.number, PlanVersion.changes).order_by(PlanVersion.number)).all()
+    assert [tuple(row) for row in counted] == [(1, 0), (2, 1), (3, 0)]
+
+    def listed_from(day: dt.date, *, signed: dt.datetime) -> list[int]:
+        with _session(engine) as s, s.begin():
+            at = signed.astimezone(dt.UTC)  # stored in UTC, as every timestamp (SQLite keeps no zone)
+            s.execute(update(PlanVersion).where(PlanVersion.number == 2).values(signed_at=at))
+        with _session(engine) as s:
+            return [o.number for group in plans.overrides(s, since=day) for o in group.overrides]
+
+    yesterday = today - dt.timedelta(days=1)
+    half_past_midnight = dt.datetime.combine(today, dt.time(0, 30)).astimezone()
+    assert half_past_midnight.astimezone(dt.UTC).date() == yesterday  # stored on the day before
+    assert listed_from(today, signed=half_past_midnight) == [2]
+    assert listed_from(yesterday, signed=half_past_midnight) == [2]
+    half_an_hour_before = half_past_midnight - dt.timedelta(hours=1)
+    assert listed_from(today, signed=half_an_hour_before) == []
+    assert listed_from(yesterday, signed=half_an_hour_before) == [2]
 
 
 def test_toxin_against_the_latest_plan_needs_a_reason(

@@ -284,9 +284,13 @@ def overrides(session: Session, *, since: dt.date | None = None) -> list[Overrid
     query = (
         select(Patient.code, PlanVersion.number, PlanVersion.signed_at, PlanVersion.signed_role, PlanVersion.edits)
         .join(Patient, Patient.id == PlanVersion.patient_id)
-        .where(PlanVersion.kind == "reviewed")
+        .where(PlanVersion.kind == "reviewed", PlanVersion.changes > 0)
         .order_by(PlanVersion.signed_at.desc(), PlanVersion.id.desc())
     )
+    if since is not None:
+        # The clinic's midnight in UTC, as stored. Where that midnight does not exist (a clock moved forward at
+        # midnight) this is up to an hour early, never late: the day check below drops what it lets in.
+        query = query.where(PlanVersion.signed_at >= dt.datetime.combine(since, dt.time()).astimezone(dt.UTC))
     groups: dict[tuple[str, str, str], list[Override]] = defaultdict(list)
     for code, number, signed_at, role, edits in session.execute(query):
         day = local_day(signed_at)
@@ -483,6 +487,7 @@ def sign(
         content=content,
         summary=summarise(content),
         edits=applied,
+        changes=len(applied),
         signed_by=signer,
         signed_role=role,
         signed_at=signed_at,
