@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, update
 
+from hemicare import __version__
 from hemicare.audit.models import AuditEntry
 from hemicare.db.base import utcnow
 from hemicare.db.engine import session_factory
@@ -1695,6 +1696,10 @@ def test_the_about_page_gives_the_source_attributes_of_the_advice(client: TestCl
     assert f"Knowledge base {kb.version}, issued in {issued:%B %Y}: {len(kb.references)}" in open_page.text
     cases = len(run_all(kb))  # as many as the knowledge check runs
     assert f"({cases} in all)" in open_page.text and "never as safe" in open_page.text
+    source = open_page.text[open_page.text.index('id="about-source"') : open_page.text.index('id="about-evidence"')]
+    made_by = _visible_text(source)
+    assert f"HemiCare {__version__} is open-source software (Apache License 2.0)" in made_by
+    assert "No funding source and no conflict of interest is on record" in made_by
     assert 'href="/overrides"' not in open_page.text
     sign_in(client, "tcm")
     assert '(<a href="/overrides">Changed at sign-off</a>)' in client.get("/about").text

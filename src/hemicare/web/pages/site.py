@@ -8,6 +8,7 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from hemicare import __version__
 from hemicare.audit import service as audit
 from hemicare.engine import decision_aid
 from hemicare.engine.check import case_count
@@ -55,14 +56,15 @@ def favicon(request: Request) -> Response:
 @router.get("/about")
 def about_page(request: Request) -> HTMLResponse:
     """What HemiCare's decision support is for and what it rests on, the source attributes a clinic checks before
-    relying on it (ONC (b)(11): developer, intended use, evidence, how it is kept up to date, how users give
-    feedback); open to anyone, like the API reference: it holds no patient's data."""
+    relying on it (ONC (b)(11): developer and funding, intended use, evidence, how it is kept up to date, how users
+    give feedback); open to anyone, like the API reference: it holds no patient's data."""
     kb = request.app.state.kb
     return _page(
         request,
         "about.html",
         signed_in_user(request),
         kb=kb,
+        hemicare_version=__version__,
         issued=decision_aid.about(kb),
         review_years=int(kb.policy("decision_aid_review_years")),
         cases=case_count(kb),
