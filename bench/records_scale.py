@@ -207,6 +207,30 @@ def run(engine: Engine, label: str, patients: int, kb: KnowledgeBase, workers: i
     return ok
 
 
+def databases(postgres_url: str | None) -> Iterator[tuple[str, Engine]]:
+    """A fresh SQLite file, then (given a URL) a fresh PostgreSQL schema, each dropped after its turn."""
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'scale.db'}")
+        yield "sqlite", engine
+        engine.dispose()
+    if not postgres_url:
+        print("[postgresql] skipped: give --postgres-url or set HEMICARE_TEST_POSTGRES_URL")
+        return
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(postgres_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = make_engine(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
+        yield "postgresql", engine
+        engine.dispose()
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100_000)
@@ -214,27 +238,7 @@ def main() -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("HEMICARE_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     kb = load_default()
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'scale.db'}")
-        results.append(run(engine, "sqlite", args.patients, kb, args.workers))
-        engine.dispose()
-    if args.postgres_url:
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        admin = make_engine(args.postgres_url)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            url = args.postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
-            engine = make_engine(f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
-            results.append(run(engine, "postgresql", args.patients, kb, args.workers))
-            engine.dispose()
-        finally:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-    else:
-        print("[postgresql] skipped: give --postgres-url or set HEMICARE_TEST_POSTGRES_URL")
+    results = [run(engine, label, args.patients, kb, args.workers) for label, engine in databases(args.postgres_url)]
     return 0 if all(results) else 1
 
 

@@ -63,6 +63,22 @@ def test_web_load_benchmark_runs() -> None:
         assert sum(int(count) for count in re.findall(r"(\d+) connections", split)) == 4, split
 
 
+def test_sign_off_list_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/sign_off_list.py", "--versions", "40", "--postgres-url", ""],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[sqlite] stored 40 signed versions" in result.stdout, result.stdout
+    counted = re.search(r"\[sqlite\] baseline, reading every signed version's edits \((\d+)\)", result.stdout)
+    assert counted and int(counted.group(1)) == 40, result.stdout
+    assert re.search(r"\[sqlite\] sign-off list, all: [\d.]+ ms for \d+ changes; ratio [\d.]+", result.stdout)
+
+
 def test_records_scale_benchmark_runs() -> None:
     result = subprocess.run(
         [sys.executable, "bench/records_scale.py", "--patients", "30", "--workers", "2", "--postgres-url", ""],
