@@ -106,6 +106,37 @@ def _batches(total: int) -> Iterator[range]:
         yield range(start, min(total, start + BATCH))
 
 
+def synthetic_records(
+    rng: random.Random, index: int, kb: KnowledgeBase, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Synthetic patient ``index`` as a patients row and an assessments row, both with id index + 1; the assessment
+    holds no toxin sessions (the clinic's records hold them)."""
+    data = synthetic_assessment(rng, index, kb, today=TODAY)
+    data["history"]["botulinum_sessions"] = []
+    person = {
+        "id": index + 1,
+        "code": data["id"],
+        "name": f"Synthetic {index}",
+        "birth_year": TODAY.year - data["age"],
+        "sex": data["sex"],
+        "phone": None,
+        "version": 1,
+        "created_by": "bench",
+        "created_at": now,
+        "updated_at": now,
+    }
+    assessment = {
+        "id": index + 1,
+        "patient_id": index + 1,
+        "assessed_on": TODAY,
+        "schema_version": 1,
+        "data": data,
+        "created_by": "bench",
+        "created_at": now,
+    }
+    return person, assessment
+
+
 def load(engine: Engine, patients: int, kb: KnowledgeBase) -> dict[str, int]:
     """Bulk-insert the synthetic clinic (core inserts; the audit trail is not part of this benchmark)."""
     rng = random.Random(2026)
@@ -116,32 +147,9 @@ def load(engine: Engine, patients: int, kb: KnowledgeBase) -> dict[str, int]:
         history: dict[str, list[dict[str, Any]]] = {k: [] for k in ("sessions", "diary", "questionnaires", "grades")}
         for index in batch:
             patient_id = index + 1
-            data = synthetic_assessment(rng, index, kb, today=TODAY)
-            data["history"]["botulinum_sessions"] = []
-            people.append(
-                {
-                    "id": patient_id,
-                    "code": data["id"],
-                    "name": f"Synthetic {index}",
-                    "birth_year": TODAY.year - data["age"],
-                    "sex": data["sex"],
-                    "phone": None,
-                    "version": 1,
-                    "created_by": "bench",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            assessments.append(
-                {
-                    "patient_id": patient_id,
-                    "assessed_on": TODAY,
-                    "schema_version": 1,
-                    "data": data,
-                    "created_by": "bench",
-                    "created_at": now,
-                }
-            )
+            person, assessment = synthetic_records(rng, index, kb, now)
+            people.append(person)
+            assessments.append(assessment)
             for key, rows in _history(rng, patient_id, kb).items():
                 history[key].extend(rows)
         with engine.begin() as connection:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from records_scale import TODAY, databases
+from records_scale import TODAY, databases, synthetic_records
 from sqlalchemy import Engine, insert, select
 
 from hemicare.assessments.models import StoredAssessment
@@ -30,7 +30,6 @@ from hemicare.engine import KnowledgeBase, build_plan, load_default, validate_as
 from hemicare.patients.models import Patient
 from hemicare.plans import service as plans
 from hemicare.plans.models import PlanVersion
-from hemicare.synthetic import synthetic_assessment
 
 PER_PATIENT = 5
 CHANGED_SHARE = 0.05
@@ -47,31 +46,10 @@ def load(engine: Engine, versions: int, kb: KnowledgeBase) -> int:
         people, assessments, signed = [], [], []
         for index in range(start, min(patients, start + BATCH)):
             patient_id = index + 1
-            data = synthetic_assessment(rng, index, kb, today=TODAY)
-            content = build_plan(validate_assessment(data), kb, today=TODAY).model_dump(mode="json")
-            people.append(
-                {
-                    "id": patient_id,
-                    "code": data["id"],
-                    "name": f"Synthetic {index}",
-                    "sex": data["sex"],
-                    "version": 1,
-                    "created_by": "bench",
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            assessments.append(
-                {
-                    "id": patient_id,
-                    "patient_id": patient_id,
-                    "assessed_on": TODAY,
-                    "schema_version": 1,
-                    "data": data,
-                    "created_by": "bench",
-                    "created_at": now,
-                }
-            )
+            person, assessment = synthetic_records(rng, index, kb, now)
+            content = build_plan(validate_assessment(assessment["data"]), kb, today=TODAY).model_dump(mode="json")
+            people.append(person)
+            assessments.append(assessment)
             for number in range(1, PER_PATIENT + 1):
                 edits = []
                 if rng.random() < CHANGED_SHARE:

@@ -28,29 +28,21 @@ def test_synthetic_cohort_is_valid_varied_and_reproducible(kb: KnowledgeBase) ->
         assert not any("_" in name for name in [*a.medications, *a.comorbidities]), (a.medications, a.comorbidities)
 
 
+def _bench(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run bench/NAME.py with these arguments, as the README does, on a small scale."""
+    command = [sys.executable, f"bench/{name}.py", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+
+
 def test_benchmark_runs_and_reports_ratios() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/plan_speed.py", "--patients", "40", "--cli-runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _bench("plan_speed", "--patients", "40", "--cli-runs", "1")
     assert "plan time: median" in result.stdout, result.stderr
     assert "ratio, median plan / knowledge base load" in result.stdout
     assert "ratio, CLI cold start / bare python" in result.stdout
 
 
 def test_web_load_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/web_load.py", "--clients", "4", "--requests", "8", "--server-workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _bench("web_load", "--clients", "4", "--requests", "8", "--server-workers", "2")
     assert "ratio, plan endpoint / trivial endpoint throughput" in result.stdout, result.stderr
     errors = re.findall(r"errors (\d+)", result.stdout)
     assert len(errors) == 6 and set(errors) == {"0"}, result.stdout  # 3 endpoints, 3 paced runs
@@ -64,14 +56,7 @@ def test_web_load_benchmark_runs() -> None:
 
 
 def test_sign_off_list_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/sign_off_list.py", "--versions", "40", "--postgres-url", ""],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _bench("sign_off_list", "--versions", "40", "--postgres-url", "")
     assert result.returncode == 0, result.stderr
     assert "[sqlite] stored 40 signed versions" in result.stdout, result.stdout
     counted = re.search(r"\[sqlite\] baseline, reading every signed version's edits \((\d+)\)", result.stdout)
@@ -80,12 +65,5 @@ def test_sign_off_list_benchmark_runs() -> None:
 
 
 def test_records_scale_benchmark_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/records_scale.py", "--patients", "30", "--workers", "2", "--postgres-url", ""],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = _bench("records_scale", "--patients", "30", "--workers", "2", "--postgres-url", "")
     assert "[sqlite] due:" in result.stdout and "[sqlite] recheck (2 workers)" in result.stdout, result.stderr
