@@ -36,8 +36,9 @@ CHANGED_SHARE = 0.05
 BATCH = 200  # patients a transaction: a thousand 55 KB plans at a time
 
 
-def load(engine: Engine, versions: int, kb: KnowledgeBase) -> int:
-    """Bulk-insert patients, their assessments and signed plan versions a month apart; how many have changes."""
+def load(engine: Engine, versions: int, kb: KnowledgeBase) -> tuple[int, int]:
+    """Bulk-insert patients, their assessments and signed plan versions a month apart (five a patient, so ``versions``
+    rounded down to a multiple of five, at least five); how many versions were stored and how many have changes."""
     rng = random.Random(2026)
     now = dt.datetime.now(dt.UTC)
     changed = 0
@@ -78,7 +79,7 @@ def load(engine: Engine, versions: int, kb: KnowledgeBase) -> int:
             connection.execute(insert(Patient), people)
             connection.execute(insert(StoredAssessment), assessments)
             connection.execute(insert(PlanVersion), signed)
-    return changed
+    return patients * PER_PATIENT, changed
 
 
 def _best(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -95,9 +96,9 @@ def _best(action: Callable[[], Any]) -> tuple[float, Any]:
 def run(engine: Engine, label: str, versions: int, kb: KnowledgeBase) -> None:
     upgrade(engine)
     start = time.perf_counter()
-    changed = load(engine, versions, kb)
+    stored, changed = load(engine, versions, kb)
     took = time.perf_counter() - start
-    print(f"[{label}] stored {versions:,} signed versions, {changed:,} with changes, in {took:.0f} s")
+    print(f"[{label}] stored {stored:,} signed versions, {changed:,} with changes, in {took:.0f} s")
     Session = session_factory(engine)
     month_ago = dt.date.today() - dt.timedelta(days=31)
 
