@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Hashable, Iterable
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -261,7 +261,7 @@ def evidence_dict(evidence: Evidence) -> dict[str, Any]:
     return result
 
 
-def flagged(note: str | None) -> bool:
+def flagged(note: str | None) -> TypeGuard[str]:
     """Whether an evidence note (as plans write it) carries a [DISPUTED] or [UNVERIFIED] mark: a figure with one is
     never shown without its note, the options side by side included."""
     return note is not None and note.startswith(("[DISPUTED", "[UNVERIFIED"))

@@ -235,8 +235,8 @@ def render_decision_aid(plan: Plan) -> str:
                     "        ",
                     "      ",
                 )
-                if flagged(fig.evidence.note):
-                    out += _wrap(f"{fig.evidence.note}", "          ", "          ")
+                if flagged(note := fig.evidence.note):
+                    out += _wrap(note, "          ", "          ")
     out += ["", *_wrap(aid.note, "")]
     return "\n".join(out) + "\n"
 
