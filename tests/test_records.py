@@ -1402,6 +1402,10 @@ def test_the_sign_off_list_starts_at_the_clinics_midnight_and_skips_versions_wit
     half_an_hour_before = half_past_midnight - dt.timedelta(hours=1)
     assert listed_from(today, signed=half_an_hour_before) == []
     assert listed_from(yesterday, signed=half_an_hour_before) == [2]
+    # The calendar's first and last days (a midnight that has no UTC time before year 1) list from the start, or
+    # nothing.
+    assert listed_from(dt.date.min, signed=half_past_midnight) == [2]
+    assert listed_from(dt.date.max, signed=half_past_midnight) == []
 
 
 def test_toxin_against_the_latest_plan_needs_a_reason(

@@ -1557,6 +1557,7 @@ def test_what_clinicians_changed_at_sign_off_is_listed_by_item_with_the_reasons(
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
     assert f"No status was changed at sign-off since {tomorrow}." in client.get(f"/overrides?since={tomorrow}").text
     assert "anaesthetic risk" in client.get(f"/overrides?since={dt.date.today().isoformat()}").text
+    assert "anaesthetic risk" in client.get("/overrides?since=0001-01-01").text  # a day with no UTC midnight
     refused = client.get("/overrides?since=last-week")
     assert refused.status_code == 422
     assert "<li><strong>since</strong>: &#39;last-week&#39; is not a date (YYYY-MM-DD)</li>" in refused.text
@@ -1571,6 +1572,7 @@ def test_what_clinicians_changed_at_sign_off_is_listed_by_item_with_the_reasons(
     ]
     assert listed[0]["overrides"][0]["on"] == dt.date.today().isoformat()
     assert client.get(f"/api/v1/overrides?since={tomorrow}").json() == []
+    assert client.get("/api/v1/overrides?since=0001-01-01").json() == listed  # the calendar's first day: all
     wrong = client.get("/api/v1/overrides?since=last-week")
     assert wrong.status_code == 422 and wrong.json()["errors"] == [
         {"field": "since", "message": "'last-week' is not a date (YYYY-MM-DD)"}

@@ -277,6 +277,16 @@ def since_day(text: str | None, *, field: str) -> dt.date | None:
         raise InputError([FieldProblem(field, f"{quoted(text)} is not a date (YYYY-MM-DD)")]) from None
 
 
+def _utc_midnight(day: dt.date) -> dt.datetime | None:
+    """The clinic's midnight starting ``day``, in UTC as stored; None for a day whose midnight Python cannot place in
+    UTC (the calendar's first, 0001-01-01), from which nothing is left out. Where that midnight does not exist (a clock
+    moved forward at midnight) this is up to an hour early, never late: the caller checks each local day."""
+    try:
+        return dt.datetime.combine(day, dt.time()).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def overrides(session: Session, *, since: dt.date | None = None) -> list[OverrideGroup]:
     """Every status clinicians changed at sign-off (signed on or after ``since``), grouped by item and change, the
     most frequent first: where HemiCare's proposals and the clinic's decisions part, with the reasons, for whoever
@@ -287,10 +297,8 @@ def overrides(session: Session, *, since: dt.date | None = None) -> list[Overrid
         .where(PlanVersion.kind == "reviewed", PlanVersion.changes > 0)
         .order_by(PlanVersion.signed_at.desc(), PlanVersion.id.desc())
     )
-    if since is not None:
-        # The clinic's midnight in UTC, as stored. Where that midnight does not exist (a clock moved forward at
-        # midnight) this is up to an hour early, never late: the day check below drops what it lets in.
-        query = query.where(PlanVersion.signed_at >= dt.datetime.combine(since, dt.time()).astimezone(dt.UTC))
+    if since is not None and (midnight := _utc_midnight(since)) is not None:
+        query = query.where(PlanVersion.signed_at >= midnight)
     groups: dict[tuple[str, str, str], list[Override]] = defaultdict(list)
     for code, number, signed_at, role, edits in session.execute(query):
         day = local_day(signed_at)
