@@ -12,7 +12,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, update
+from starlette.datastructures import QueryParams
 
 from hemicare import __version__
 from hemicare.audit.models import AuditEntry
@@ -4096,20 +4097,31 @@ def test_every_address_naming_a_patient_refuses_a_code_no_patient_can_have(clien
 # each found a 500 once (numbers beyond 64 bits, codes longer than their column, '²', which isdigit() takes and
 # int() refuses, and more digits than int() reads).
 GARBLED = ["0", "-1", "2147483648", "9" * 20, "9" * 5000, "1.5", "²", "x" * 49, "x" * 300, "..", " ", "null"]
-QUERY_KEYS = [
-    "days",
-    "page",
-    "q",
-    "show",
-    "horizon",
-    "offset",
-    "limit",
-    "recall",
-    "kind",
-    "reason",
-    "version",
-    "patient",
-]
+# Values only a query parameter meets: the calendar's first and last days (the sign-off list's "since" failed on the
+# first: Python cannot place its midnight in UTC).
+GARBLED_QUERY = [*GARBLED, "0001-01-01", "9999-12-31", "2026-02-30"]
+
+
+def _query_keys_read(client: TestClient, method: str, address: str) -> set[str]:
+    """The query parameters a route reads (asked once without any), whether the route reads them itself or FastAPI
+    does for it: found, not listed, so a parameter added to a route is tried with the rest."""
+    read: set[str] = set()
+    getlist, getitem, contains = QueryParams.getlist, QueryParams.__getitem__, QueryParams.__contains__
+
+    def spy(original: Callable[..., Any]) -> Callable[..., Any]:
+        def reading(params: QueryParams, key: Any, *args: Any) -> Any:
+            read.add(key)
+            return original(params, key, *args)
+
+        return reading
+
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(QueryParams, "get", spy(Mapping.get))
+        patched.setattr(QueryParams, "getlist", spy(getlist))
+        patched.setattr(QueryParams, "__getitem__", spy(getitem))
+        patched.setattr(QueryParams, "__contains__", spy(contains))
+        _requests_to(client, method, address)
+    return read
 
 
 def _requests_to(client: TestClient, method: str, address: str, **kwargs: Any) -> Any:
@@ -4125,7 +4137,8 @@ def _requests_to(client: TestClient, method: str, address: str, **kwargs: Any) -
 @ON_EVERY_DATABASE
 def test_no_route_answers_a_garbled_address_with_a_server_error(client: TestClient) -> None:
     """Every route the routers declare, each garbled value in each part of its address (the patient's code, or the
-    rest with a real code) and in each query parameter: a 4xx at worst, never a 500."""
+    rest with a real code) and in each query parameter it reads: a 4xx at worst, never a 500."""
+    tried: set[str] = set()
     for method, path in app_routes():
         if path in _OWN_SIGN_IN:
             continue
@@ -4142,10 +4155,22 @@ def test_no_route_answers_a_garbled_address_with_a_server_error(client: TestClie
         for address in sorted(addresses):
             answer = _requests_to(client, method, address)
             assert answer.status_code < 500, (method, address[:120], answer.text[:300])
-        if method == "GET" and "{" not in path:
-            for key, value in itertools.product(QUERY_KEYS, GARBLED):
-                answer = _requests_to(client, method, path, params={key: value})
-                assert answer.status_code < 500, (method, path, key, value[:20], answer.text[:300])
+        if method == "GET" and not path.startswith("/admin"):
+            tried |= _garble_query(client, re.sub(r"\{[a-z_]+\}", "1", path.replace("{code}", "demo-001")))
+    client.cookies.clear()
+    sign_in(client, "admin")  # the admin's pages read their parameters only for an admin
+    for path in [path for method, path in app_routes() if method == "GET" and path.startswith("/admin")]:
+        tried |= _garble_query(client, path)
+    assert {"since", "page", "q", "horizon", "recall", "kind", "to", "actor"} <= tried  # the spy sees what is read
+
+
+def _garble_query(client: TestClient, address: str) -> set[str]:
+    """Each query parameter the page or API answer at ``address`` reads, given each garbled value: never a 500."""
+    keys = _query_keys_read(client, "GET", address)
+    for key, value in itertools.product(sorted(keys), GARBLED_QUERY):
+        answer = _requests_to(client, "GET", address, params={key: value})
+        assert answer.status_code < 500, (address, key, value[:20], answer.text[:300])
+    return keys
 
 
 @ON_EVERY_DATABASE
