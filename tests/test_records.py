@@ -39,6 +39,7 @@ from hemicare.plans.models import PlanVersion
 from hemicare.plans.schemas import PlanEdit, SignRequest
 from hemicare.recalls import service as recalls
 from hemicare.sessions import service as sessions
+from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.users.models import SentForm
 
@@ -699,6 +700,49 @@ def test_a_procedure_on_the_facial_nerve_is_held_to_the_spasms_side_the_plan_and
         outcome = SessionOutcome(effect_weeks=40, adverse_effects=["facial weakness"])
         row = sessions.record_outcome(s, patient=p001, session_id=session_id, outcome=outcome, actor="Dr N")
         assert sessions.outcome_words(row.kind, row.data) == "effect 40 weeks; facial weakness"
+
+
+def test_a_toxin_session_holds_only_what_its_plans_can_read_back(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any]
+) -> None:
+    """Every plan reads the toxin sessions recorded back into the assessment's history, which holds side effects of 1
+    to 120 characters and up to 1000 U a session: a session holding more was stored, and every later plan for the
+    patient failed (a server error). It is refused naming the field, recorded or amended; one stored before is read
+    back as the history holds it (an empty effect dropped, a long one cut), and the session keeps what was written."""
+    _add_patient(engine)
+    _assess(engine, kb, baseline)
+
+    def refused(model: type[SessionCreate | SessionOutcome], data: dict[str, Any]) -> list[tuple[str, str]]:
+        with pytest.raises(InputError) as caught:
+            validate_model(model, data)
+        return [(problem.path, problem.message) for problem in caught.value.problems]
+
+    made = {"date": TODAY.isoformat(), "clinician": "Dr N"}
+    toxin = _toxin(0).details.model_dump(mode="json")
+    assert refused(SessionCreate, {**made, "details": {**toxin, "adverse_effects": ["x" * 121, ""]}}) == [
+        ("details.adverse_effects.0", "String should have at most 120 characters"),
+        ("details.adverse_effects.1", "String should have at least 1 character (got '')"),
+    ]
+    sites = [{"site": f"site-{index}", "side": "left", "units": 100} for index in range(10)]
+    assert validate_model(SessionCreate, {**made, "details": {**toxin, "sites": sites}})  # 1000 U: the most
+    assert refused(SessionCreate, {**made, "details": {**toxin, "sites": [*sites, {**sites[0], "units": 0.5}]}}) == [
+        ("details.sites", "the sites add up to 1000.5 U; a session holds at most 1000 U")
+    ]
+    assert refused(SessionOutcome, {"adverse_effects": ["ptosis", "x" * 121]}) == [
+        ("adverse_effects.1", "String should have at most 120 characters")
+    ]
+    assert validate_model(SessionOutcome, {"adverse_effects": ["x" * 120]})
+    # A session stored before, holding what is now refused.
+    assert _record_toxin(engine, kb, _toxin(100, adverse_effects=["ptosis"])) == []
+    written = ["", "ptosis of the left upper lid " * 6]
+    with _session(engine) as s, s.begin():
+        row = s.scalars(select(TreatmentSession)).one()
+        row.data = {**row.data, "adverse_effects": written}
+    with _session(engine) as s, s.begin():
+        version = plans.generate(s, patient=patients.get(s, code="p-001"), kb=kb, actor="t", today=TODAY)
+        toxin_plan = next(rec for rec in version.content["recommendations"] if rec["id"] == "botulinum_toxin")
+        assert f"Adverse effect {written[1][:117] + '...'!r} has no titration rule" in " ".join(toxin_plan["rationale"])
+        assert s.scalars(select(TreatmentSession)).one().data["adverse_effects"] == written
 
 
 def test_a_medicine_prescription_is_checked_against_the_plan(

@@ -20,7 +20,8 @@ SCHEMA_VERSION = 1
 
 ITEM_MAX = 4  # HFS-7 and HFS-30 items, Jankovic and Cohen-Albert grades: 0 to 4
 Item04 = Annotated[int, Field(ge=0, le=ITEM_MAX)]
-Name = Annotated[str, Field(min_length=1, max_length=120)]
+NAME_MAX = 120  # characters in a name the assessment lists (a medicine, a side effect...)
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
 
 
 class Strict(BaseModel):
@@ -205,10 +206,15 @@ class InjectionSite(Strict):
     units: float = Field(gt=0, le=400)
 
 
+# The most units a toxin session holds in all: far above any product's cap, a bound on what is typed, which a toxin
+# session recorded in HemiCare keeps too (its history is read back through this model).
+SESSION_UNITS_MAX = 1000
+
+
 class ToxinSession(Strict):
     date: PastDate
     product: ToxinProduct
-    total_units: float = Field(gt=0, le=1000)
+    total_units: float = Field(gt=0, le=SESSION_UNITS_MAX)
     sites: list[InjectionSite] = []
     effect_weeks: float | None = Field(default=None, ge=0, le=104)
     adverse_effects: list[Name] = []

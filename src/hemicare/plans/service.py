@@ -26,7 +26,7 @@ from hemicare.audit import service as audit
 from hemicare.db.base import local_day, utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
-from hemicare.engine.assessment import Assessment
+from hemicare.engine.assessment import NAME_MAX, Assessment
 from hemicare.engine.decision_aid import follow_statuses, with_about
 from hemicare.engine.plan import Recommendation
 from hemicare.engine.planner import SEVERITY_ORDER
@@ -346,6 +346,14 @@ def generate(
     )
 
 
+def _effects_as_history_holds(effects: Sequence[str]) -> list[str]:
+    """A recorded toxin session's side effects as the assessment's history holds them. A session recorded before they
+    were held to that (before 2026-11-29) may have an empty one (dropped here) or one too long (cut, and
+    ending "..."), which failed every plan of the patient's; the session keeps what was written."""
+    cut = NAME_MAX - len("...")
+    return [effect if len(effect) <= NAME_MAX else effect[:cut] + "..." for effect in effects if effect.strip()]
+
+
 def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, today: dt.date) -> Assessment:
     """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history, and the medicines
     and herbs prescribed in HemiCare that the patient still takes on ``today`` to its medicines and herbs.
@@ -373,7 +381,7 @@ def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, toda
                     "total_units": row.data["total_units"],
                     "sites": [{"site": s["site"], "units": s["units"]} for s in row.data["sites"]],
                     "effect_weeks": row.data.get("effect_weeks"),
-                    "adverse_effects": row.data.get("adverse_effects", []),
+                    "adverse_effects": _effects_as_history_holds(row.data.get("adverse_effects", [])),
                 }
             )
         elif row.kind == "mvd" and row.data.get("result") and history.get("prior_mvd") is None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hemicare.engine.assessment import MvdResult, ToxinProduct
+from hemicare.engine.assessment import SESSION_UNITS_MAX, MvdResult, Name, ToxinProduct
 from hemicare.limits import Reason
 
 
@@ -44,9 +44,17 @@ class ToxinDetails(Strict):
     product: ToxinProduct
     lot: str = Field(min_length=1, max_length=40)
     sites: list[ToxinSite] = Field(min_length=1)
-    adverse_effects: list[str] = []
+    adverse_effects: list[Name] = []  # as the assessment's history holds them: the plan reads a session back as one
     effect_weeks: float | None = Field(default=None, ge=0, le=104)
     override_reason: OverrideReason = None
+
+    @field_validator("sites")
+    @classmethod
+    def _within_a_session(cls, sites: list[ToxinSite]) -> list[ToxinSite]:
+        total = round(sum(site.units for site in sites), 3)
+        if total > SESSION_UNITS_MAX:
+            raise ValueError(f"the sites add up to {total:g} U; a session holds at most {SESSION_UNITS_MAX} U")
+        return sites
 
     @property
     def total_units(self) -> float:
@@ -149,7 +157,7 @@ class SessionOutcome(Strict):
     effect_weeks: float | None = Field(
         default=None, gt=0, le=104, description="toxin or procedure: weeks the benefit lasted"
     )
-    adverse_effects: list[str] | None = Field(
+    adverse_effects: list[Name] | None = Field(
         default=None, description="toxin or procedure: side effects after it (facial weakness, say)"
     )
     result: MvdResult | None = Field(default=None, description="mvd: cured, improved, unchanged or recurred")
