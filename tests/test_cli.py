@@ -94,6 +94,15 @@ def test_knowledge_check_fails_on_a_broken_tree(kb_tree: Path) -> None:
     assert "no cases file" in result.stderr
 
 
+def test_knowledge_check_refuses_a_root_that_is_not_a_folder(tmp_path: Path) -> None:
+    """A path that names no folder is the caller's mistake (exit 2, naming the option), not an invalid tree (1)."""
+    (tmp_path / "file.yaml").write_text("a: 1\n")
+    for root in (tmp_path / "missing", tmp_path / "file.yaml"):
+        result = runner.invoke(app, ["knowledge", "check", "--root", str(root)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == f"error: field `--root`: {root} is not a folder\n"
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.stdout

@@ -738,6 +738,10 @@ def test_demo_clinic_loads(db_url: str) -> None:
     [
         (["db", "downgrade", "--revision", "nonsense"], "field `--revision`"),
         (["db", "upgrade", "--revision", "9999"], "field `--revision`"),
+        # Text alembic met with a failed assertion (a traceback, exit 1).
+        (["db", "upgrade", "--revision", ""], "field `--revision`: '' is not a revision: give head, base, a"),
+        (["db", "upgrade", "--revision", "0001-01-01"], "field `--revision`: '0001-01-01' is not a revision"),
+        (["db", "downgrade", "--revision", "head+5"], "field `--revision`: 'head+5' is not a revision"),
     ],
 )
 def test_db_commands_refuse_bad_revisions(db_url: str, args: list[str], fragment: str) -> None:

@@ -28,7 +28,7 @@ from hemicare.engine.loader import default_root
 from hemicare.engine.plan import Plan
 from hemicare.engine.render import render_decision_aid
 from hemicare.engine.toxin import ToxinPlan
-from hemicare.errors import HemiCareError
+from hemicare.errors import FieldProblem, HemiCareError
 
 app = typer.Typer(help="HemiCare: care planning for hemifacial spasm.", no_args_is_help=True, add_completion=False)
 knowledge_app = typer.Typer(help="Inspect and check the knowledge base.", no_args_is_help=True)
@@ -122,6 +122,8 @@ def knowledge_check(
     root: Annotated[Path | None, typer.Option(help="Knowledge tree to check (default: the packaged one).")] = None,
 ) -> None:
     """Validate every record and run every rule's cases."""
+    if root is not None and not root.is_dir():  # bad input (exit 2), not an invalid knowledge base (exit 1)
+        raise commands.fail(InputError([FieldProblem("--root", f"{root} is not a folder")]))
     try:
         kb = load(root)
     except KnowledgeError as exc:

@@ -14,6 +14,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -185,11 +186,23 @@ def engine_for(url: str | None) -> Iterator[Engine]:
         engine.dispose()
 
 
+def known_revision(revision: str) -> str:
+    """``revision`` as the db commands take it: head, base, a migration's number, or a step such as -1. Alembic fails
+    an assertion, not with an error, on some other text (an empty one, 0001-01-01, head+5)."""
+    from hemicare.db import engine as db
+
+    if revision in ("head", "base") or revision in db.revisions() or re.fullmatch(r"[+-][0-9]{1,4}", revision):
+        return revision
+    said = f"{quoted(revision)} is not a revision: give head, base, a migration's number (0001 to {db.head_revision()})"
+    raise fail(InputError([FieldProblem("--revision", f"{said} or a step such as -1")]))
+
+
 @db_app.command("upgrade")
 def db_upgrade(database: DbOption = None, revision: str = "head") -> None:
     """Migrate the database up (creating it if needed)."""
     from hemicare.db import engine as db
 
+    revision = known_revision(revision)
     with engine_for(database) as engine:
         db.upgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine)}")
@@ -203,6 +216,7 @@ def db_downgrade(
     """Migrate the database down."""
     from hemicare.db import engine as db
 
+    revision = known_revision(revision)
     with engine_for(database) as engine:
         db.downgrade(engine, revision)
         typer.echo(f"database at revision {db.current_revision(engine) or 'base'}")

@@ -108,6 +108,13 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def revisions() -> set[str]:
+    """Every revision the migrations of this version of HemiCare know."""
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
 def head_revision() -> str:
     """The revision the migrations of this version of HemiCare end at."""
     from alembic.script import ScriptDirectory
