@@ -2831,6 +2831,13 @@ def test_a_toxin_session_beyond_a_limit_is_recorded_only_with_a_reason(client: T
         "label); give the reason below to record it anyway" in problems
     )
     assert 'id="override" name="override_reason" type="text" value="" aria-invalid=true' in refused.text
+    too_long = client.post(
+        "/patients/demo-002/sessions/toxin", data={**typed, "adverse_effects": "ptosis, " + "x" * 121}
+    )
+    assert too_long.status_code == 422  # every later plan would read it back, and fail
+    assert "<strong>Side effects</strong>: String should have at most 120 characters" in _problems_of(
+        too_long.text, "toxin"
+    )
     assert _history_rows(client.get("/patients/demo-002").text) == before
     reason = "MRI normal at the referring hospital; 25 U agreed for the lower lid"
     recorded = client.post("/patients/demo-002/sessions/toxin", data={**typed, "override_reason": reason})

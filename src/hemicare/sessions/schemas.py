@@ -51,14 +51,17 @@ class ToxinDetails(Strict):
     @field_validator("sites")
     @classmethod
     def _within_a_session(cls, sites: list[ToxinSite]) -> list[ToxinSite]:
-        total = round(sum(site.units for site in sites), 3)
-        if total > SESSION_UNITS_MAX:
+        if (total := _total(sites)) > SESSION_UNITS_MAX:
             raise ValueError(f"the sites add up to {total:g} U; a session holds at most {SESSION_UNITS_MAX} U")
         return sites
 
     @property
     def total_units(self) -> float:
-        return round(sum(site.units for site in self.sites), 3)
+        return _total(self.sites)
+
+
+def _total(sites: list[ToxinSite]) -> float:
+    return round(sum(site.units for site in sites), 3)
 
 
 class AcupunctureDetails(Strict):

@@ -469,12 +469,15 @@ def record_toxin(code: PatientCode, request: Request, user: PageUser, form: Post
             for field in ("units", "side", "site"):  # any problem with this row is the dose box's
                 names[f"details.sites.{len(sites)}.{field}"] = (name, label)
             sites.append({"site": site, "side": side, "units": value.strip()})
+    effects = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
+    for index in range(len(effects)):  # one side effect too long: the box holds them all
+        names[f"details.adverse_effects.{index}"] = ("adverse_effects", "Side effects")
     details: dict[str, Any] = {
         "kind": "toxin",
         "product": form.get("product"),
         "lot": form.get("lot"),
         "sites": sites,
-        "adverse_effects": [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()],
+        "adverse_effects": effects,
     }
     details["override_reason"] = form.get("override_reason") or None
     return _record_session(request, user, code, form, details, names)
