@@ -3316,13 +3316,26 @@ def test_a_sessions_outcome_is_added_later_and_moves_the_recall(client: TestClie
     page = client.get("/patients/demo-001").text
     assert f'action="/patients/demo-001/sessions/{session_id}/outcome"' in page
     url = f"/patients/demo-001/sessions/{session_id}/outcome"
-    for form, said in (
-        ({}, "give effect_weeks, adverse_effects, result or stopped"),
-        ({"effect_weeks": "0"}, "<strong>effect_weeks</strong>: Input should be greater than 0"),
-        ({"result": "cured"}, "<strong>result</strong>: does not apply to a toxin session"),
+    # Refused, the patient's page comes back with the problem beside this row's form, as it was typed.
+    long_effect = "e" * 121
+    for form, said, marked in (
+        ({}, "<strong>Outcome</strong>: give effect_weeks, adverse_effects, result or stopped", None),
+        ({"effect_weeks": "0"}, "<strong>Weeks it worked</strong>: Input should be greater than 0", "effect_weeks"),
+        ({"result": "cured"}, "<strong>Result</strong>: does not apply to a toxin session", None),
+        (
+            {"effect_weeks": "12", "adverse_effects": f"ptosis, {long_effect}"},
+            "<strong>Side effects</strong>: String should have at most 120 characters",
+            "adverse_effects",
+        ),
     ):
         refused = client.post(url, data={"csrf_token": csrf, **form})
         assert refused.status_code == 422 and said in refused.text, refused.text
+        assert "The outcome was not saved" in refused.text and 'href="#outcome-problems"' in refused.text
+        before, after = refused.text.split(f'action="/patients/demo-001/sessions/{session_id}/outcome"')
+        assert 'id="outcome-problems"' in before.rsplit("<tr>", 1)[1], before
+        if marked:
+            box = after.split("</form>")[0].split(f'name="{marked}"')[1].split(">")[0]
+            assert f'value="{form[marked]}"' in box and "aria-invalid=true" in box, box
     assert (
         client.post(
             f"/patients/demo-001/sessions/{session_id + 99}/outcome", data={"csrf_token": csrf, "effect_weeks": "9"}
@@ -4898,7 +4911,12 @@ def test_a_herbal_prescription_taken_is_read_by_the_next_version_until_it_is_sto
     assert client.post(action, data={"csrf_token": neuro, "stopped": today}).status_code == 403
     client.cookies.clear()
     csrf = sign_in(client, "tcm")
-    assert client.post(action, data={"csrf_token": csrf, "stopped": "2001-01-01"}).status_code == 422
+    early = client.post(action, data={"csrf_token": csrf, "stopped": "2001-01-01"})
+    assert (
+        early.status_code == 422 and "<strong>Day stopped</strong>: 2001-01-01 is before the prescription" in early.text
+    )
+    box = early.text.split(f'action="{action}"')[1].split('name="stopped"')[1].split(">")[0]
+    assert 'value="2001-01-01"' in box and "aria-invalid=true" in box, box
     assert client.post(action, data={"csrf_token": csrf, "stopped": today}).status_code == 303
     history = html.unescape(_history_rows(client.get("/patients/demo-001").text))
     assert f"stopped {today}" in history and action not in history

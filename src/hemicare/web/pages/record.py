@@ -789,16 +789,34 @@ def record_session_outcome(
         payload["result"] = form.get("result")
     if form.get("stopped"):
         payload["stopped"] = form.get("stopped")
-    outcome = validate_model(SessionOutcome, payload)
-    with request.app.state.sessions.begin() as session:
-        answer = _once(session, request, user, form, f"/patients/{code}#history")
-        patient = patient_service.get(session, code=code)
-        row = session_service.get(session, patient=patient, session_id=session_id)
-        require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
-        session_service.record_outcome(
-            session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
-        )
+    names = dict(_OUTCOME)
+    for index in range(len(payload.get("adverse_effects", []))):  # one side effect too long: the box holds them all
+        names[f"adverse_effects.{index}"] = names["adverse_effects"]
+    try:
+        outcome = validate_model(SessionOutcome, payload)
+        with request.app.state.sessions.begin() as session:
+            answer = _once(session, request, user, form, f"/patients/{code}#history")
+            patient = patient_service.get(session, code=code)
+            row = session_service.get(session, patient=patient, session_id=session_id)
+            require_role(user, SESSION_ROLES[row.kind], f"record the outcome of a {row.kind} session")
+            session_service.record_outcome(
+                session, patient=patient, session_id=session_id, outcome=outcome, actor=user.username
+            )
+    except InputError as exc:  # the page again, this row's form as it was typed and its problems beside it
+        posted = _refused("outcome", form, exc.problems, names)
+        return _patient_page(request, user, code, posted={**posted, "row": session_id}, status_code=422)
     return answer
+
+
+# The treatment history's outcome forms (one per row, patient.html), by problem path.
+_OUTCOME: FieldNames = {
+    "": ("", "Outcome"),
+    "effect_weeks": ("effect_weeks", "Weeks it worked"),
+    "adverse_effects": ("adverse_effects", "Side effects"),
+    "result": ("result", "Result"),
+    "stopped": ("stopped", "Day stopped"),
+    "reason": ("", "Reason"),
+}
 
 
 @router.get("/patients/{code}/plan.pdf")
