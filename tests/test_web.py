@@ -48,7 +48,7 @@ from hemicare.sessions import service as session_service
 from hemicare.sessions.models import TreatmentSession
 from hemicare.sessions.schemas import SessionCreate
 from hemicare.users import service as user_service
-from hemicare.users.models import SentForm, WebSession
+from hemicare.users.models import SentForm, SignInFailure, WebSession
 from hemicare.users.schemas import UserCreate
 from hemicare.web import api, create_app, once, pages
 
@@ -266,6 +266,17 @@ def test_wrong_password_and_throttling(client: TestClient) -> None:
         assert client.post("/login", data={"username": "neuro", "password": "wrong password"}).status_code == 401
     throttled = client.post("/login", data={"username": "neuro", "password": PASSWORD})
     assert throttled.status_code == 429 and "Too many failed attempts" in throttled.text
+
+
+@ON_EVERY_DATABASE
+def test_a_username_no_account_can_have_is_a_wrong_sign_in(client: TestClient, clinic: Engine) -> None:
+    # A NUL byte or a name longer than any account's could not be looked up or counted on PostgreSQL (a 500).
+    for name in ("ne\x00uro", "n" * 5000, "Neuro", "neuro/..", "é"):
+        refused = client.post("/login", data={"username": name, "password": PASSWORD})
+        assert refused.status_code == 401 and "Wrong username or password" in refused.text, name
+    with session_factory(clinic)() as s:
+        assert s.scalar(select(func.count(SignInFailure.id))) == 0
+    assert client.post("/login", data={"username": "neuro", "password": PASSWORD}).status_code == 303
 
 
 def test_open_redirect_is_refused(client: TestClient) -> None:

@@ -30,10 +30,14 @@ class AccountChange(BaseModel):
     reason: str = Field(min_length=3, max_length=REASON_MAX)
 
 
+USERNAME_MAX = 64
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]*$"
+
+
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")
+    username: str = Field(min_length=3, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN)
     full_name: str = Field(min_length=1, max_length=200)
     role: Role
     patient_code: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from typing import NamedTuple
 
@@ -18,7 +19,7 @@ from hemicare.errors import FieldProblem, ForbiddenError, InputError, NotFoundEr
 from hemicare.limits import TOKEN_NAME_MAX
 from hemicare.patients import service as patient_service
 from hemicare.users.models import ApiToken, SignInFailure, User, WebSession
-from hemicare.users.schemas import AccountChange, PasswordChange, UserCreate
+from hemicare.users.schemas import USERNAME_MAX, USERNAME_PATTERN, AccountChange, PasswordChange, UserCreate
 
 HASHER = PasswordHasher()
 SESSION_HOURS = 12  # a web session ends this long after sign-in,
@@ -215,6 +216,9 @@ def count(session: Session) -> int:
 
 def authenticate(session: Session, *, username: str, password: str) -> User | None:
     """The user if the password is right; None otherwise. Raises ThrottledError after repeated failures."""
+    if len(username) > USERNAME_MAX or not re.fullmatch(USERNAME_PATTERN, username):
+        # No account has such a name (a NUL, 5,000 characters): nothing to look up, nor a failure to count against it.
+        return None
     since = utcnow() - FAILURE_WINDOW
     failures = session.scalar(
         select(func.count(SignInFailure.id)).where(SignInFailure.username == username, SignInFailure.at >= since)
