@@ -172,6 +172,14 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
         "dr.neuro", DESK, "/patients/demo-001",
         _refuse("#hfs30-subscales-form", lambda p: p.click("#hfs7-paper > summary"), "#record-hfs30-subscales"),
     ),
+    "outcome refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse(
+            "form.outcome:has(input[name=stopped])",
+            lambda p: p.fill("form.outcome input[name=stopped]", "2001-01-01"),
+            "form.outcome:has(input[name=stopped]) button[type=submit]",
+        ),
+    ),
     "grades refused": (
         "dr.surg", DESK, "/patients/demo-001",
         _refuse("#grades-form", lambda p: p.click("#grades > summary"), "#record-grades"),
