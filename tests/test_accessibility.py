@@ -101,6 +101,12 @@ def _open_removal(section: str) -> Callable[[Any], None]:
     return fill
 
 
+def _open_session_removal(page: Any) -> None:
+    """Unfold the first treatment-history row's removal form, and give a reason too short to keep."""
+    page.locator("table.history details.why > summary").first.click()
+    page.locator("table.history details.why input[name=reason]").first.fill("x")
+
+
 def _open_closing(page: Any) -> None:
     """Unfold the first due recall's closing form and give a reason too short to keep."""
     page.locator(".due-item details.why > summary").first.click()
@@ -178,6 +184,12 @@ PAGES: dict[str, tuple[str | None, dict[str, int], str, Callable[[Any], None] | 
             "form.outcome:has(input[name=stopped])",
             lambda p: p.fill("form.outcome input[name=stopped]", "2001-01-01"),
             "form.outcome:has(input[name=stopped]) button[type=submit]",
+        ),
+    ),
+    "session removal refused": (
+        "dr.neuro", DESK, "/patients/demo-001",
+        _refuse(
+            "table.history details.why form", _open_session_removal, "table.history details.why button[type=submit]"
         ),
     ),
     "grades refused": (

@@ -392,6 +392,7 @@ def test_a_record_number_no_record_can_have_exits_2_naming_the_option(clinic: st
         (("diary", "remove", "demo-001", "--kind", "diary", "--id", number, "--reason", "typed twice"), "--id"),
         (("recalls", "reopen", "demo-001", "--id", number), "--id"),
         (("sessions", "outcome", "demo-001", number, "--effect-weeks", "10"), "SESSION_ID"),
+        (("sessions", "remove", "demo-001", number, "--reason", "typed twice"), "SESSION_ID"),
     ):
         refused = _run(clinic, *args)
         said = f"error: field `{option}`: {number} is not a record number (1 to 2147483647)\n"

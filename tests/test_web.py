@@ -384,6 +384,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("DELETE", "/api/v1/patients/{code}/grades/{grades_id}"): CARE,
     ("DELETE", "/api/v1/patients/{code}/questionnaires/{answer_id}"): _OWN,
     ("DELETE", "/api/v1/patients/{code}/recall-closures/{closure_id}"): CARE,
+    ("DELETE", "/api/v1/patients/{code}/sessions/{session_id}"): _CONV,
     ("GET", "/"): _PUBLIC,
     ("GET", "/about"): _PUBLIC,
     ("GET", "/account"): _SIGNED_IN,
@@ -463,6 +464,7 @@ PERMITTED: dict[tuple[str, str], set[str] | set[str | None]] = {
     ("POST", "/patients/{code}/sessions/procedure"): _CONV,
     ("POST", "/patients/{code}/sessions/toxin"): _CONV,
     ("POST", "/patients/{code}/sessions/{session_id}/outcome"): _CONV,
+    ("POST", "/patients/{code}/sessions/{session_id}/remove"): _CONV,
     ("POST", "/patients/{code}/sign"): CARE,
 }
 # Routes whose answer to everyone permitted is a redirect: home to the caller's own start page, the icon to its file.
@@ -3570,6 +3572,66 @@ def test_a_diary_entry_entered_by_mistake_is_removed(client: TestClient, clinic:
     assert gone.status_code == 204
     reasons = [entry.reason for entry in _deleted(clinic, "diary")]
     assert reasons == ["removed by the patient", "the patient phoned: another day's count", "removed by the patient"]
+
+
+def test_a_session_entered_by_mistake_is_removed_with_a_reason(client: TestClient, clinic: Engine) -> None:
+    """A toxin session typed on the wrong patient or with a wrong dose: removed by those who record toxin, with a
+    reason, from its row in the treatment history or the API; the plan made from it asks for a new version."""
+    _records_to_act_on(clinic)  # session 1: a toxin session of demo-001, 200 days ago
+    with session_factory(clinic)() as s:
+        patient = patient_service.get(s, code="demo-001")
+        plan_service.generate(s, patient=patient, kb=load_default(), actor="t", today=dt.date.today())
+        s.commit()
+    given = (dt.date.today() - dt.timedelta(days=200)).isoformat()
+    action = "/patients/demo-001/sessions/1/remove"
+    tcm = sign_in(client, "tcm")
+    assert action not in client.get("/patients/demo-001").text  # not a TCM practitioner's to remove
+    assert client.post(action, data={"csrf_token": tcm, "reason": "wrong patient"}).status_code == 403
+    client.cookies.clear()
+    csrf = sign_in(client, "neuro")
+    page = client.get("/patients/demo-001").text
+    assert f'action="{action}"' in _history_rows(page) and 'id="recorded-since"' not in page
+    # A reason too short: the page again with the problem beside that row's form, and nothing removed.
+    short = client.post(action, data={"csrf_token": csrf, "reason": "x"})
+    assert short.status_code == 422 and "The session was not removed" in short.text
+    assert "say why (3 characters or more)" in _problems_of(short.text, "remove-session")
+    row = short.text.split(f'action="{action}"')[0].rsplit("<tr>", 1)[1]
+    assert '<details class="why" open>' in row, row
+    assert (
+        client.post("/patients/demo-001/sessions/99/remove", data={"csrf_token": csrf, "reason": "wrong"}).status_code
+        == 404
+    )
+    assert not _deleted(clinic, "session")
+    removed = client.post(action, data={"csrf_token": csrf, "reason": "typed on the wrong patient"})
+    assert removed.status_code == 303 and removed.headers["location"] == "/patients/demo-001?removed=session#history"
+    page = client.get(removed.headers["location"]).text
+    assert 'id="session-removed"' in page and f"{given}</td><td>toxin" not in _history_rows(page)
+    since = html.unescape(page[page.index('id="recorded-since"') :].split("</strong>")[0])
+    assert since.endswith(f"<strong>Recorded since this plan was made: the removal of the toxin session of {given}.")
+    (entry,) = _deleted(clinic, "session")
+    assert entry.actor == "neuro" and entry.reason == "typed on the wrong patient" and entry.entity_id == "1"
+    assert entry.detail["kind"] == "toxin" and entry.detail["session"]["date"] == given
+    assert entry.detail["session"]["data"]["sites"][0]["units"] == 2.5 and entry.detail["patient"] == "demo-001"
+    # Through the API: the roles that record the kind, a reason, 404 once gone.
+    headers = {"authorization": f"Bearer {_token_for(client)}"}
+    assert (
+        client.delete("/api/v1/patients/demo-001/sessions/1", params={"reason": "again"}, headers=headers).status_code
+        == 404
+    )
+    made = client.post("/api/v1/patients/demo-001/sessions", json=_TOXIN, headers=headers)
+    assert made.status_code == 201, made.text
+    api = f"/api/v1/patients/demo-001/sessions/{made.json()['id']}"
+    unsaid = client.delete(api, headers=headers)
+    assert unsaid.status_code == 422 and unsaid.json()["errors"] == [{"field": "reason", "message": "is required"}]
+    assert client.delete(api, params={"reason": "ab"}, headers=headers).status_code == 422
+    assert client.delete(api, params={"reason": "entered twice"}, headers=headers).status_code == 204
+    assert made.json()["id"] not in [
+        row["id"] for row in client.get("/api/v1/patients/demo-001/sessions", headers=headers).json()
+    ]
+    # One recorded after the plan was made, and removed, is nothing the plan knew.
+    assert len(_deleted(clinic, "session")) == 2
+    page = client.get("/patients/demo-001").text
+    assert page.count("the removal of the toxin session") == 1  # the first one, which the plan was made from
 
 
 def _deleted(clinic: Engine, entity: str) -> list[AuditEntry]:

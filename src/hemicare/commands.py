@@ -663,6 +663,33 @@ def sessions_outcome(
     run(body)
 
 
+@sessions_app.command("remove")
+def sessions_remove(
+    code: str,
+    session_id: int,
+    reason: Annotated[str, typer.Option(help="Why it is removed (3 characters or more); kept in the audit trail")],
+    database: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Remove a session entered by mistake (on the wrong patient, with a wrong dose, twice), then record the right one
+    again: the audit trail keeps everything it held. `plans new` then makes a plan that no longer counts it."""
+    from hemicare.outcomes.schemas import Removal
+    from hemicare.patients import service as patient_service
+    from hemicare.sessions import service as session_service
+
+    def body() -> None:
+        record_number("SESSION_ID", session_id)
+        data = validate(Removal, {"reason": reason})
+        with unit_of_work(database) as session:
+            patient = patient_service.get(session, code=code)
+            row = session_service.remove(
+                session, patient=patient, session_id=session_id, actor=actor(by), reason=data.reason
+            )
+        typer.echo(f"removed {row.kind} session {session_id} of {row.date.isoformat()} for patient {code}")
+
+    run(body)
+
+
 diary_app = typer.Typer(help="The patient's symptom diary.", no_args_is_help=True)
 
 

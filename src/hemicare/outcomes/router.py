@@ -14,19 +14,9 @@ from hemicare.outcomes.schemas import DiaryCreate, GradesCreate, PreferencesStat
 from hemicare.patients import service as patient_service
 from hemicare.web import once
 from hemicare.web.auth import ApiUser, require_care_team, require_patient_access
-from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, Why, json_input
 
 router = APIRouter(tags=["outcomes"])
-
-# Why a record is removed, in the address of the DELETE; its length and blanks are checked by Removal, as for the
-# web form and the command line.
-Why = Annotated[
-    str,
-    Query(
-        description="Why it is removed (3-500 characters); required, kept in the audit trail",
-        json_schema_extra={"minLength": 3, "maxLength": REASON_MAX},
-    ),
-]
 
 
 @router.post(

@@ -96,7 +96,8 @@ class PreferencesStated(BaseModel):
 
 
 class Removal(BaseModel):
-    """Why a questionnaire answer or a visit's grades is removed: the audit trail keeps it with the values."""
+    """Why a record entered by mistake is removed (a diary entry, questionnaire answers, a visit's grades, a treatment
+    session): the audit trail keeps it with the values."""
 
     model_config = ConfigDict(extra="forbid")
 

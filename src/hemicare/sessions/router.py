@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 
 from hemicare.audit import service as audit
 from hemicare.engine.intake import validate_model as validate
+from hemicare.outcomes.schemas import Removal
 from hemicare.patients import service as patient_service
 from hemicare.sessions import service as session_service
 from hemicare.sessions.schemas import SessionCreate, SessionOutcome
 from hemicare.web import once
 from hemicare.web.auth import SESSION_ROLES, ApiUser, require_patient_access, require_role
-from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, json_input
+from hemicare.web.payload import JsonBody, PatientCode, RecordNumber, Why, json_input
 
 router = APIRouter(tags=["sessions"])
 
@@ -67,6 +68,22 @@ def record_outcome(
         return once.answered(
             request, {"id": row.id, "kind": row.kind, "date": row.date.isoformat(), "details": row.data}
         )
+
+
+@router.delete("/patients/{code}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_session(
+    code: PatientCode, session_id: RecordNumber, request: Request, user: ApiUser, reason: Why
+) -> Response:
+    """Remove a session entered by mistake (on the wrong patient, with a wrong dose, twice), saying why in ``reason``
+    (3 characters or more), by the roles that may record that kind of session; record the right one again. The
+    audit trail keeps the session and the reason; the patient's latest plan, made from it, asks for a new version."""
+    data = validate(Removal, {"reason": reason})
+    with request.app.state.sessions.begin() as session:
+        patient = patient_service.get(session, code=code)
+        row = session_service.get(session, patient=patient, session_id=session_id)
+        require_role(user, SESSION_ROLES[row.kind], f"remove a {row.kind} session")
+        session_service.remove(session, patient=patient, session_id=session_id, actor=user.username, reason=data.reason)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/patients/{code}/sessions")

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from hemicare.assessments import service as assessment_service
 from hemicare.assessments.models import StoredAssessment
 from hemicare.audit import service as audit
-from hemicare.db.base import utcnow
+from hemicare.audit.models import AuditEntry
+from hemicare.db.base import aware, utcnow
 from hemicare.engine import Assessment, KnowledgeBase
 from hemicare.engine.rules import Facts, facts_of
 from hemicare.engine.safety import (
@@ -1038,7 +1039,44 @@ def recorded_since(session: Session, *, patient: Patient) -> list[str]:
     for kind, date, added in session.execute(query):
         name = f"{READ_BY_PLANS[kind]} of {date.isoformat()}"
         said.append(name if added else f"the outcome of the {name}")
+    removed = select(AuditEntry.detail).where(
+        AuditEntry.entity == "session",
+        AuditEntry.action == "delete",
+        AuditEntry.at > made,
+        AuditEntry.detail["patient"].as_string() == patient.code,
+    )
+    for (detail,) in session.execute(removed.order_by(AuditEntry.id)):
+        known = aware(dt.datetime.fromisoformat(detail["session"]["created_at"])) <= aware(made)
+        if detail["kind"] in READ_BY_PLANS and known:  # one recorded after the plan was made, it never knew
+            said.append(f"the removal of the {READ_BY_PLANS[detail['kind']]} of {detail['session']['date']}")
     return said
+
+
+def remove(session: Session, *, patient: Patient, session_id: int, actor: str, reason: str) -> TreatmentSession:
+    """Remove a session entered by mistake (on the wrong patient, with a wrong dose, twice): sessions are not
+    edited, a wrong one is removed and recorded again. The audit trail keeps everything it held, who removed it and
+    why; the recalls and the next plan version are read from what is recorded, and the patient's page says that the
+    latest plan still knows of it (``recorded_since``)."""
+    patient_service.lock(session, patient=patient)
+    row = get(session, patient=patient, session_id=session_id)
+    held = {
+        "date": row.date.isoformat(),
+        "clinician": row.clinician,
+        "data": row.data,
+        "created_by": row.created_by,
+        "created_at": aware(row.created_at).isoformat(),
+    }
+    session.delete(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="delete",
+        entity="session",
+        entity_id=session_id,
+        reason=reason,
+        detail={"patient": patient.code, "kind": row.kind, "session": held},
+    )
+    return row
 
 
 # Which outcome fields each kind of session takes.

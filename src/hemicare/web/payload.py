@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from hemicare.engine.intake import nul_problems
 from hemicare.errors import FieldProblem, InputError
-from hemicare.limits import CODE_MAX, RECORD_NUMBER_MAX
+from hemicare.limits import CODE_MAX, REASON_MAX, RECORD_NUMBER_MAX
 
 
 async def json_body(request: Request) -> Any:
@@ -48,6 +48,15 @@ RecordNumber = Annotated[int, Path(ge=1, le=RECORD_NUMBER_MAX)]
 # A patient's code in an address: one longer than a code can be is refused the same way (PostgreSQL refused it with
 # a server error where the audit trail records who asked for what).
 PatientCode = Annotated[str, Path(max_length=CODE_MAX)]
+# Why a record is removed, in the address of the DELETE; its length and blanks are checked by the route's model
+# (outcomes.schemas.Removal), as for the web form and the command line.
+Why = Annotated[
+    str,
+    Query(
+        description="Why it is removed (3-500 characters); required, kept in the audit trail",
+        json_schema_extra={"minLength": 3, "maxLength": REASON_MAX},
+    ),
+]
 
 
 # The models routes take as JSON input, by name, for the OpenAPI document's components.

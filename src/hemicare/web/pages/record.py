@@ -197,6 +197,7 @@ def _patient_page(
             "treatment_names": kb.treatment_names(),
             "scale_names": kb.scale_names(),
             "mvd_results": [result.value for result in MvdResult],
+            "session_roles": SESSION_ROLES,
             "today": dt.date.today().isoformat(),
             "toxin_sites": kb.toxin_programme().sites,
             "acupoints": sorted(kb.acupoints.values(), key=lambda p: p.code),
@@ -705,6 +706,30 @@ def remove_grades(
 ) -> Response:
     """A visit's grades entered by mistake, removed by the care team with a reason; the audit trail keeps them."""
     return _remove_outcome(request, user, code, form, "grades", grades_id)
+
+
+@router.post("/patients/{code}/sessions/{session_id}/remove")
+def remove_session(
+    code: PatientCode, session_id: RecordNumber, request: Request, user: PageUser, form: PostedForm
+) -> Response:
+    """A treatment session entered by mistake (the wrong patient, a wrong dose, twice), removed with a reason by the
+    roles that record its kind, to be recorded again as it was; the audit trail keeps it."""
+    require_care_team(user)
+    check_csrf(user, form.get("csrf_token"))
+    with request.app.state.readers.begin() as session:
+        row = session_service.get(session, patient=patient_service.get(session, code=code), session_id=session_id)
+        kind = row.kind
+    require_role(user, SESSION_ROLES[kind], f"remove a {kind} session")
+    try:
+        data = _why(form, Removal, {})
+    except InputError as exc:  # the page again, this row's form open with its problem
+        posted = _refused("remove-session", form, exc.problems, {"reason": ("reason", "Why remove it")})
+        return _patient_page(request, user, code, posted={**posted, "row": session_id}, status_code=422)
+    with request.app.state.sessions.begin() as session:
+        answer = _once(session, request, user, form, f"/patients/{code}?removed=session#history")
+        patient = patient_service.get(session, code=code)
+        session_service.remove(session, patient=patient, session_id=session_id, actor=user.username, reason=data.reason)
+    return answer
 
 
 def _remove_outcome(
