@@ -2731,6 +2731,27 @@ def test_recheck_in_worker_processes_matches_one_process(
     assert progress == [2, 2, 2, 1]
 
 
+def test_recheck_names_the_patient_whose_session_no_plan_can_be_made_from(
+    engine: Engine, kb: KnowledgeBase, baseline: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A toxin session stored before sessions were held to 1,000 U: the recheck stops naming the patient and the
+    session, in one process and in worker processes (whose error crosses back pickled, its problems intact)."""
+    for index in range(4):
+        _add_patient(engine, code=f"p-{index:03d}")
+        _assess(engine, kb, baseline, code=f"p-{index:03d}")
+    with _session(engine) as s, s.begin():
+        row = sessions.record(s, patient=patients.get(s, code="p-002"), data=_toxin(60), kb=kb, actor="N")
+        row.data = {**row.data, "sites": [{**row.data["sites"][0], "units": 400}] * 3, "total_units": 1200}
+    monkeypatch.setattr(plans, "RECHECK_TASK_PATIENTS", 2)
+    said = f"patient p-002: the toxin session of {TODAY - dt.timedelta(days=60)} holds 1200 U, more than a session can"
+    for workers in (1, 2):
+        with _session(engine) as s, pytest.raises(InputError) as raised:
+            plans.recheck(s, kb=kb, today=TODAY, actor="t", workers=workers)
+        (problem,) = raised.value.problems
+        assert problem.path == "sessions" and problem.message.startswith(said), (workers, problem)
+        assert str(raised.value) == f"field `sessions`: {problem.message}"
+
+
 def test_recalls_for_one_patient_match_the_clinic_list(engine: Engine, kb: KnowledgeBase) -> None:
     for code in ("a", "b"):
         _add_patient(engine, code=code)

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from hemicare.audit.models import AuditEntry
 from hemicare.cli import app
 from hemicare.db.engine import session_factory
 from hemicare.plans.models import PlanVersion
+from hemicare.sessions.models import TreatmentSession
 
 from .conftest import EXAMPLES
 
@@ -399,6 +400,56 @@ def test_a_record_number_no_record_can_have_exits_2_naming_the_option(clinic: st
         assert refused.exit_code == 2 and refused.stderr == said, (args, refused.stderr)
     missing = _run(clinic, "diary", "remove", "demo-001", "--kind", "diary", "--id", "2147483647", "--reason", "typo")
     assert missing.exit_code != 0 and "patient 'demo-001' has no diary entry 2147483647" in missing.stderr
+
+
+def test_a_session_entered_by_mistake_is_removed_and_plans_are_made_again(
+    clinic: str, engine: Engine, tmp_path: Path
+) -> None:
+    """A toxin session stored before sessions were held to 1,000 U (1200 U typed for 12): no plan can be made from
+    it, and the error says which session and how to mend it; removed with a reason, the plans go on."""
+    given = (dt.date.today() - dt.timedelta(days=100)).isoformat()
+    assert _run(clinic, "sessions", "add", "demo-001", _toxin_file(tmp_path, given)).exit_code == 0
+    saved = runner.invoke(app, ["plan", str(EXAMPLES / "demo-001.yaml"), "--save", "--db", clinic, "--by", "dr.n"])
+    assert saved.exit_code == 0, saved.output  # made while the session still held 2.5 U
+
+    def recorded_since() -> list[str]:
+        shown = json.loads(_run(clinic, "patients", "show", "demo-001", "--json").stdout)
+        return list(shown["plan"]["recorded_since"])
+
+    assert recorded_since() == []
+    sites = [{"site": "upper_lid_medial", "side": "left", "units": 400.0}] * 3
+    data = {"kind": "toxin", "product": "onabotulinumtoxinA", "lot": "C77", "sites": sites, "total_units": 1200.0}
+    with engine.begin() as connection:
+        connection.execute(update(TreatmentSession).where(TreatmentSession.id == 1).values(data=data))
+    said = f"the toxin session of {given} holds 1200 U, more than a session can (1000 U): remove it"
+    refused = _run(clinic, "plans", "new", "demo-001", "--by", "dr.n")
+    assert refused.exit_code == 2 and said in refused.stderr and "Traceback" not in refused.output, refused.output
+    checked = _run(clinic, "recheck")
+    assert checked.exit_code == 2 and f"patient demo-001: {said}" in checked.stderr, checked.output
+
+    for args, problem in (
+        (("--reason", "x"), "field `reason`"),
+        (("--reason", "typed 1200 U for 12"), None),
+    ):
+        removed = _run(clinic, "sessions", "remove", "demo-001", "1", *args, "--by", "dr.n")
+        if problem:
+            assert removed.exit_code == 2 and problem in removed.stderr, removed.output
+            assert len(json.loads(_run(clinic, "sessions", "list", "demo-001").stdout)) == 1  # nothing removed
+        else:
+            assert (
+                removed.exit_code == 0
+                and removed.stdout == f"removed toxin session 1 of {given} for patient demo-001\n"
+            )
+    assert json.loads(_run(clinic, "sessions", "list", "demo-001").stdout) == []
+    assert recorded_since() == [f"the removal of the toxin session of {given}"]  # the latest plan counts it
+    again = _run(clinic, "sessions", "remove", "demo-001", "1", "--reason", "typed twice", "--by", "dr.n")
+    assert again.exit_code == 2 and "patient 'demo-001' has no session 1" in again.stderr
+    assert _run(clinic, "plans", "new", "demo-001", "--by", "dr.n").exit_code == 0
+    assert _run(clinic, "recheck").exit_code == 0 and recorded_since() == []
+    trail = json.loads(_run(clinic, "audit", "list", "--patient", "demo-001", "--json").stdout)
+    (deleted,) = [entry for entry in trail if entry["action"] == "delete"]
+    assert deleted["reason"] == "typed 1200 U for 12" and deleted["user"] == "dr.n" and deleted["record"] == "session 1"
+    assert deleted["detail"]["session"]["data"]["total_units"] == 1200 and deleted["detail"]["kind"] == "toxin"
 
 
 def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_path: Path) -> None:

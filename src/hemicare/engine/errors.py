@@ -27,6 +27,10 @@ class InputError(HemiCareError):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[list[FieldProblem]]]:
+        # Raised in a worker process (a recheck's), it crosses back pickled: rebuilt from its problems, not its words.
+        return InputError, (self.problems,)
+
 
 class KnowledgeError(HemiCareError):
     """The knowledge base is invalid: a record, a reference or a rule case is wrong."""

@@ -26,7 +26,7 @@ from hemicare.audit import service as audit
 from hemicare.db.base import local_day, utcnow
 from hemicare.db.engine import make_engine, read_only, session_factory
 from hemicare.engine import KnowledgeBase, build_plan
-from hemicare.engine.assessment import NAME_MAX, Assessment
+from hemicare.engine.assessment import NAME_MAX, SESSION_UNITS_MAX, Assessment
 from hemicare.engine.decision_aid import follow_statuses, with_about
 from hemicare.engine.plan import Recommendation
 from hemicare.engine.planner import SEVERITY_ORDER
@@ -354,6 +354,18 @@ def _effects_as_history_holds(effects: Sequence[str]) -> list[str]:
     return [effect if len(effect) <= NAME_MAX else effect[:cut] + "..." for effect in effects if effect.strip()]
 
 
+def _within_a_sessions_units(row: Any) -> None:
+    """A toxin session recorded before sessions were held to SESSION_UNITS_MAX (before 2026-11-29) may hold more:
+    a typing mistake no plan can be made from, nor its doses followed. Said as the caller's to mend, naming the way."""
+    if (total := row.data["total_units"]) > SESSION_UNITS_MAX:
+        said = (
+            f"the toxin session of {row.date.isoformat()} holds {total:g} U, more than a session can "
+            f"({SESSION_UNITS_MAX} U): remove it as entered by mistake (its row in the treatment history, or "
+            "`hemicare sessions remove`) and record the session again as it was given"
+        )
+        raise InputError([FieldProblem("sessions", said)])
+
+
 def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, today: dt.date) -> Assessment:
     """The assessment with the toxin sessions and surgery recorded in HemiCare added to its history, and the medicines
     and herbs prescribed in HemiCare that the patient still takes on ``today`` to its medicines and herbs.
@@ -374,6 +386,7 @@ def with_recorded_history(data: dict[str, Any], sessions: Sequence[Any], *, toda
     known_dates = {str(item["date"]) for item in toxin}
     for row in sessions:
         if row.kind == "toxin" and row.date.isoformat() not in known_dates:
+            _within_a_sessions_units(row)
             toxin.append(
                 {
                     "date": row.date.isoformat(),
@@ -584,7 +597,10 @@ def _evaluate(job: tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, An
     """One patient's recheck, runnable in a worker process (the knowledge base is inherited on fork)."""
     code, data, recorded, before, today = job
     assert _RECHECK_KB is not None
-    assessment = with_recorded_history(data, [_RecordedSession(**row) for row in recorded], today=today)
+    try:
+        assessment = with_recorded_history(data, [_RecordedSession(**row) for row in recorded], today=today)
+    except InputError as exc:  # whose records to mend, of all the patients checked
+        raise InputError([FieldProblem(p.path, f"patient {code}: {p.message}") for p in exc.problems]) from None
     plan = build_plan(assessment, _RECHECK_KB, today=today, compact=True)
     after = {
         "statuses": {rec.id: rec.status.value for rec in plan.recommendations},
