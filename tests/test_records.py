@@ -99,7 +99,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -107,7 +107,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0014"
+    assert current_revision(engine) == "0015"
     engine.dispose()
 
 
@@ -2527,7 +2527,7 @@ def test_diary_constraints_hold_in_the_database(engine: Engine, wrong: dict[str,
         s.add(DiaryEntry(**entry))  # the same entry, right, is stored
 
 
-def test_a_removed_records_id_is_never_given_to_a_new_one(engine: Engine) -> None:
+def test_a_removed_records_id_is_never_given_to_a_new_one(engine: Engine, kb: KnowledgeBase) -> None:
     """SQLite gave a new row the largest id plus one: removing the newest grades and recording others gave them the
     removed record's id, and the audit trail named two records "grades 1"."""
     _add_patient(engine)
@@ -2572,6 +2572,50 @@ def test_a_removed_records_id_is_never_given_to_a_new_one(engine: Engine) -> Non
         )
         s.flush()
         assert again.id > first
+    # A treatment session entered by mistake, removed and recorded again as it was given.
+    with _session(engine) as s, s.begin():
+        patient = patients.get(s, code="p-001")
+        wrong = sessions.record(s, patient=patient, data=_toxin(30), kb=kb, actor="n")
+        s.flush()
+        first = wrong.id
+        sessions.remove(s, patient=patient, session_id=first, actor="n", reason="typed on the wrong patient")
+    with _session(engine) as s, s.begin():
+        right = sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(30), kb=kb, actor="n")
+        s.flush()
+        assert right.id > first
+
+
+def test_sessions_recorded_before_their_ids_were_never_reused_are_kept(db_url: str, kb: KnowledgeBase) -> None:
+    """Upgrading a clinic's database from 0014 rebuilds treatment_sessions on SQLite: every row, id and check stays,
+    and a removed session's id is not given to the next one."""
+    from hemicare.db.engine import make_engine
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0014")
+    _add_patient(engine)
+    with _session(engine) as s, s.begin():
+        for days in (200, 100):
+            sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(days), kb=kb, actor="n")
+    with engine.begin() as connection:
+        before = connection.execute(text("SELECT id, kind, date, data FROM treatment_sessions ORDER BY id")).all()
+    upgrade(engine)
+    assert current_revision(engine) == "0015"
+    with engine.begin() as connection:
+        assert (
+            connection.execute(text("SELECT id, kind, date, data FROM treatment_sessions ORDER BY id")).all() == before
+        )
+    with _session(engine) as s, s.begin():
+        sessions.remove(s, patient=patients.get(s, code="p-001"), session_id=before[-1][0], actor="n", reason="twice")
+    with _session(engine) as s, s.begin():
+        added = sessions.record(s, patient=patients.get(s, code="p-001"), data=_toxin(100), kb=kb, actor="n")
+        s.flush()
+        assert added.id > before[-1][0]
+    with pytest.raises(DBAPIError), engine.begin() as connection:
+        connection.execute(text("UPDATE treatment_sessions SET kind = 'massage'"))
+    downgrade(engine, "0014")
+    with engine.begin() as connection:
+        assert len(connection.execute(text("SELECT id FROM treatment_sessions")).all()) == 2
+    engine.dispose()
 
 
 def test_audit_trail_is_append_only_and_verifiable(engine: Engine) -> None:

@@ -44,7 +44,7 @@ class Base(DeclarativeBase):
 
 
 # Table options for records that can be removed: SQLite numbers their rows with AUTOINCREMENT, so that a removed
-# record's id is never given to a new one and the audit trail's "grades 7" stays one record (migration 0006).
+# record's id is never given to a new one and the audit trail's "grades 7" stays one record (migrations 0006, 0015).
 NEVER_REUSED = {"sqlite_autoincrement": True}
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hemicare.db.base import Base, Created
+from hemicare.db.base import NEVER_REUSED, Base, Created
 
 
 class TreatmentSession(Created, Base):
@@ -21,6 +21,7 @@ class TreatmentSession(Created, Base):
         CheckConstraint(
             "kind IN ('toxin', 'acupuncture', 'herbal', 'mvd', 'medicine', 'procedure')", name="kind_known"
         ),
+        NEVER_REUSED,  # a session entered by mistake is removed (migration 0015)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
