@@ -450,6 +450,16 @@ def test_a_session_entered_by_mistake_is_removed_and_plans_are_made_again(
     (deleted,) = [entry for entry in trail if entry["action"] == "delete"]
     assert deleted["reason"] == "typed 1200 U for 12" and deleted["user"] == "dr.n" and deleted["record"] == "session 1"
     assert deleted["detail"]["session"]["data"]["total_units"] == 1200 and deleted["detail"]["kind"] == "toxin"
+    # The patient's export keeps what was removed from their record, with who removed it and why.
+    exported = json.loads(_run(clinic, "export", "--patient", "demo-001").stdout)
+    (gone,) = [entry for entry in exported["audit"] if entry["action"] == "delete"]
+    assert (gone["entity"], gone["entity_id"], gone["actor"], gone["reason"]) == (
+        "session",
+        "1",
+        "dr.n",
+        deleted["reason"],
+    )
+    assert gone["detail"]["session"]["data"]["total_units"] == 1200 and exported["sessions"] == []
 
 
 def test_a_recall_is_closed_and_reopened_from_the_command_line(clinic: str, tmp_path: Path) -> None:

@@ -1076,9 +1076,17 @@ def export_patient(session: Session, *, patient: Any) -> dict[str, Any]:
         "grades": rows(ScaleGrade),
         "stated_preferences": rows(StatedPreferences),
         "recall_closures": rows(RecallClosure),
-        "audit": [
-            {"at": e.at, "actor": e.actor, "action": e.action, "entity": e.entity, "entity_id": e.entity_id}
-            for e in audit_service.for_entity(session, entity="patient", entity_id=patient.code)
+        "audit": [  # about the patient, not their record's alone: what was removed from it is kept here
+            {
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "entity": e.entity,
+                "entity_id": e.entity_id,
+                "reason": e.reason,
+                "detail": e.detail,
+            }
+            for e in audit_service.about_patient(session, patient=patient.code)
         ],
     }
 

@@ -160,6 +160,12 @@ def _matching(actor: str | None, patient: str | None) -> Any:
     return query
 
 
+def about_patient(session: Session, *, patient: str) -> list[AuditEntry]:
+    """Every entry about one patient, oldest first: what the audit page lists for them (a removed session, diary
+    entry or grades among them, with what it held)."""
+    return list(session.scalars(_matching(None, patient).order_by(AuditEntry.id)))
+
+
 def count(session: Session, *, actor: str | None = None, patient: str | None = None) -> int:
     """How many entries ``search`` would list."""
     return int(session.scalar(select(func.count()).select_from(_matching(actor, patient).subquery())) or 0)
