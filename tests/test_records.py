@@ -99,7 +99,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
 
     engine = make_engine(db_url)
     upgrade(engine)
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     downgrade(engine, "base")
@@ -107,7 +107,7 @@ def test_migrations_go_up_and_down_and_match_the_models(db_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) != []
     upgrade(engine)
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     engine.dispose()
 
 
@@ -2599,7 +2599,7 @@ def test_sessions_recorded_before_their_ids_were_never_reused_are_kept(db_url: s
     with engine.begin() as connection:
         before = connection.execute(text("SELECT id, kind, date, data FROM treatment_sessions ORDER BY id")).all()
     upgrade(engine)
-    assert current_revision(engine) == "0015"
+    assert current_revision(engine) == "0016"
     with engine.begin() as connection:
         assert (
             connection.execute(text("SELECT id, kind, date, data FROM treatment_sessions ORDER BY id")).all() == before

@@ -56,8 +56,8 @@ def clinic(engine: Engine, db_url: str) -> str:
 
 
 def test_db_upgrade_and_current(db_url: str) -> None:
-    assert "revision 0015" in _run(db_url, "db", "upgrade").stdout
-    assert _run(db_url, "db", "current").stdout.strip() == "0015"
+    assert "revision 0016" in _run(db_url, "db", "upgrade").stdout
+    assert _run(db_url, "db", "current").stdout.strip() == "0016"
     assert "base" in _run(db_url, "db", "downgrade", "--revision", "base").stdout
 
 

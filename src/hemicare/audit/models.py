@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import JSON, DateTime, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hemicare.db.base import Base
@@ -16,6 +16,9 @@ class AuditEntry(Base):
     """Who did what to which record, when and why."""
 
     __tablename__ = "audit_log"
+    # What was done to which kind of record, and when: the sessions removed since a plan are found among the few
+    # removals (sessions.service.recorded_since, on every patient page), not by reading every entry (migration 0016).
+    __table_args__ = (Index("ix_audit_log_entity_action_at", "entity", "action", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
