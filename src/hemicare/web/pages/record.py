@@ -470,9 +470,7 @@ def record_toxin(code: PatientCode, request: Request, user: PageUser, form: Post
             for field in ("units", "side", "site"):  # any problem with this row is the dose box's
                 names[f"details.sites.{len(sites)}.{field}"] = (name, label)
             sites.append({"site": site, "side": side, "units": value.strip()})
-    effects = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
-    for index in range(len(effects)):  # one side effect too long: the box holds them all
-        names[f"details.adverse_effects.{index}"] = ("adverse_effects", "Side effects")
+    effects = _side_effects(form, names, "details.")
     details: dict[str, Any] = {
         "kind": "toxin",
         "product": form.get("product"),
@@ -808,15 +806,13 @@ def record_session_outcome(
     payload: dict[str, Any] = {"reason": form.get("reason") or None}
     if form.get("effect_weeks"):
         payload["effect_weeks"] = form.get("effect_weeks")
+    names = dict(_OUTCOME)
     if form.get("adverse_effects"):
-        payload["adverse_effects"] = [a.strip() for a in form.get("adverse_effects").split(",") if a.strip()]
+        payload["adverse_effects"] = _side_effects(form, names, "")
     if form.get("result"):
         payload["result"] = form.get("result")
     if form.get("stopped"):
         payload["stopped"] = form.get("stopped")
-    names = dict(_OUTCOME)
-    for index in range(len(payload.get("adverse_effects", []))):  # one side effect too long: the box holds them all
-        names[f"adverse_effects.{index}"] = names["adverse_effects"]
     try:
         outcome = validate_model(SessionOutcome, payload)
         with request.app.state.sessions.begin() as session:
@@ -833,11 +829,23 @@ def record_session_outcome(
     return answer
 
 
+_SIDE_EFFECTS = ("adverse_effects", "Side effects")  # the box of the toxin form and of an outcome form
+
+
+def _side_effects(form: forms.FormData, names: FieldNames, prefix: str) -> list[str]:
+    """The side effects typed in a form's box, comma-separated; a problem with any one of them (``prefix``
+    ``adverse_effects.N``, too long say) is shown beside the box that holds them all."""
+    effects = [effect.strip() for effect in form.get("adverse_effects").split(",") if effect.strip()]
+    for index in range(len(effects)):
+        names[f"{prefix}adverse_effects.{index}"] = _SIDE_EFFECTS
+    return effects
+
+
 # The treatment history's outcome forms (one per row, patient.html), by problem path.
 _OUTCOME: FieldNames = {
     "": ("", "Outcome"),
     "effect_weeks": ("effect_weeks", "Weeks it worked"),
-    "adverse_effects": ("adverse_effects", "Side effects"),
+    "adverse_effects": _SIDE_EFFECTS,
     "result": ("result", "Result"),
     "stopped": ("stopped", "Day stopped"),
     "reason": ("", "Reason"),
